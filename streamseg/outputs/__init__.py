@@ -1,0 +1,1 @@
+"""streamseg.outputs."""

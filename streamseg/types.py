@@ -1,0 +1,53 @@
+"""Types shared between stages: the frame a source yields and the state a source is in.
+
+Detections travel as ``supervision.Detections`` (see DESIGN.md); masks inside them are
+``supervision.CompactMask`` in frame coordinates (crops of the boxes), never dense (N, H, W).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+
+class SourceState(str, enum.Enum):
+    """The visible state of one source (DESIGN.md, "Rules of the flow")."""
+
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    STALLED = "stalled"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the source will deliver no more frames."""
+        return self in (SourceState.ENDED, SourceState.FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded frame of one stream.
+
+    Attributes:
+        stream_id: id of the source in the pipeline file.
+        index: 0-based count of frames this source has delivered (dropped frames skipped).
+        pts_s: presentation timestamp in seconds, from the stream's own clock.
+        wall_time: ``time.time()`` when the frame was decoded.
+        image: (H, W, 3) uint8, BGR.
+    """
+
+    stream_id: str
+    index: int
+    pts_s: float
+    wall_time: float
+    image: npt.NDArray[np.uint8]
+
+    @property
+    def resolution_wh(self) -> tuple[int, int]:
+        """(width, height) of the image in pixels."""
+        return int(self.image.shape[1]), int(self.image.shape[0])
