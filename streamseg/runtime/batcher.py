@@ -1,0 +1,87 @@
+"""Gathers frames from every source into batches for one forward pass."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+from streamseg.sources.base import Source
+from streamseg.types import Frame
+
+
+class FrameBatcher:
+    """Round-robin batching across sources, woken by the sources' notifiers.
+
+    Each pass takes at most one frame per source, starting at a rotating offset so no stream
+    starves; passes repeat until the batch is full or nothing is ready. A partial batch waits at
+    most ``timeout_s`` for more frames. Frames of one stream keep their order.
+
+    Args:
+        sources: the pipeline's sources; their notifiers are set to this batcher.
+        batch_size: most frames in one batch.
+        timeout_s: how long a partial batch waits to fill.
+        stop: set to make :meth:`next_batch` return ``None``.
+        idle_poll_s: longest wait between checks while nothing is ready.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        batch_size: int,
+        timeout_s: float,
+        stop: threading.Event,
+        idle_poll_s: float = 0.1,
+    ) -> None:
+        self.sources = list(sources)
+        self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        self.stop = stop
+        self.idle_poll_s = idle_poll_s
+        self._cond = threading.Condition()
+        self._offset = 0
+        for source in self.sources:
+            source.set_notifier(self.notify)
+
+    def notify(self) -> None:
+        """Wake the batcher (called from reader threads)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def _collect(self, batch: list[Frame]) -> None:
+        n = len(self.sources)
+        progressed = True
+        while progressed and len(batch) < self.batch_size:
+            progressed = False
+            for k in range(n):
+                source = self.sources[(self._offset + k) % n]
+                frame = source.get_nowait()
+                if frame is not None:
+                    batch.append(frame)
+                    progressed = True
+                    if len(batch) >= self.batch_size:
+                        break
+            self._offset = (self._offset + 1) % max(n, 1)
+
+    def next_batch(self) -> list[Frame] | None:
+        """Block until a batch is ready; ``None`` once stopped or every source is exhausted."""
+        batch: list[Frame] = []
+        deadline: float | None = None
+        with self._cond:
+            while True:
+                if self.stop.is_set():
+                    return None
+                self._collect(batch)
+                if len(batch) >= self.batch_size:
+                    return batch
+                now = time.monotonic()
+                if batch:
+                    if deadline is None:
+                        deadline = now + self.timeout_s
+                    if now >= deadline or all(s.exhausted for s in self.sources):
+                        return batch
+                    self._cond.wait(deadline - now)
+                else:
+                    if all(s.exhausted for s in self.sources):
+                        return None
+                    self._cond.wait(self.idle_poll_s)

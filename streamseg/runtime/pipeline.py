@@ -1,0 +1,370 @@
+"""The running pipeline: sources -> batched segmentation -> per-stream analytics -> sinks.
+
+Threads (DESIGN.md): one reader per source (inside the source), one inference worker, one
+analytics thread per stream. Queues between them are bounded: a file run blocks (nothing is
+dropped), a live source keeps only its newest frame (drops counted by the source).
+
+Lifecycle (STYLE.md): :meth:`Pipeline.start` runs the ordered ``start_*`` steps; one stop event
+ends the run; :meth:`Pipeline.stop` joins in reverse order and closes every sink so files are
+finalized.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import supervision as sv
+
+from streamseg.config import PipelineConfig
+from streamseg.models import Segmenter, load_segmenter
+from streamseg.outputs.annotate import FrameAnnotator
+from streamseg.outputs.base import Sink
+from streamseg.outputs.jsonl import JsonlWriter
+from streamseg.outputs.video import AnnotatedVideoSink
+from streamseg.runtime.analytics import AnalyticsChain, StageFactory
+from streamseg.runtime.batcher import FrameBatcher
+from streamseg.runtime.metrics import PipelineMetrics
+from streamseg.runtime.timing import StageSummary, StageTimings
+from streamseg.sources import build_source
+from streamseg.sources.base import Source, SourceStats
+from streamseg.types import Frame, SourceState
+
+logger = logging.getLogger(__name__)
+
+_END = object()
+"""Sentinel put on a stream's queue when it delivers no more frames."""
+
+
+@dataclass
+class StreamProgress:
+    """Frames analysed so far for one stream (read by progress displays)."""
+
+    frames: int = 0
+    detections: int = 0
+    last_pts_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a finished run did."""
+
+    wall_s: float
+    frames: dict[str, int]
+    detections: dict[str, int]
+    sources: dict[str, SourceStats]
+    timings: list[StageSummary]
+    outputs: list[str] = field(default_factory=list)
+
+    @property
+    def total_frames(self) -> int:
+        """Frames analysed over every stream."""
+        return sum(self.frames.values())
+
+    @property
+    def fps(self) -> float:
+        """Frames analysed per wall-clock second, all streams together."""
+        return self.total_frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+class Pipeline:
+    """Runs one pipeline file.
+
+    Args:
+        config: the validated pipeline.
+        segmenter: a loaded model; ``None`` loads ``config.model`` in :meth:`start`.
+        stage_factories: analytics stages, in order, each built once per stream.
+        extra_sinks: sinks beside the ones the config asks for (tests, embedding programs).
+        stream_queue_size: frames waiting between the inference worker and a stream's analytics.
+    """
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        segmenter: Segmenter | None = None,
+        stage_factories: Sequence[StageFactory] = (),
+        extra_sinks: Sequence[Sink] = (),
+        stream_queue_size: int = 8,
+    ) -> None:
+        self.config = config
+        self.segmenter = segmenter
+        self.stage_factories = list(stage_factories)
+        self.sinks: list[Sink] = list(extra_sinks)
+        self.stream_queue_size = stream_queue_size
+        self.stop_event = threading.Event()
+        self.timings = StageTimings()
+        self.metrics = PipelineMetrics()
+        self.sources: list[Source] = []
+        self.progress: dict[str, StreamProgress] = {s.id: StreamProgress() for s in config.sources}
+        self.output_paths: list[str] = []
+        self._queues: dict[str, queue.Queue[object]] = {}
+        self._threads: list[threading.Thread] = []
+        self._inference_thread: threading.Thread | None = None
+        self._started_at: float | None = None
+        self._finished = threading.Event()
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._streams_open = len(config.sources)
+        self._video_sink: AnnotatedVideoSink | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Start every part, in order; on failure stop what was started and re-raise."""
+        steps: list[Callable[[], None]] = [
+            self.start_model,
+            self.start_outputs,
+            self.start_metrics,
+            self.start_analytics,
+            self.start_sources,
+            self.start_inference,
+        ]
+        self._started_at = time.monotonic()
+        try:
+            for step in steps:
+                step()
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_model(self) -> None:
+        """Load the segmentation model unless one was given."""
+        if self.segmenter is None:
+            self.segmenter = load_segmenter(self.config.model)
+        info = self.segmenter.info
+        logger.info(
+            "model %s (%s) input %dx%d, %d classes on %s/%s",
+            info.path,
+            info.format,
+            info.input_hw[1],
+            info.input_hw[0],
+            len(info.class_names),
+            info.device,
+            info.precision,
+        )
+
+    def start_outputs(self) -> None:
+        """Open the outputs the config asks for."""
+        outputs = self.config.outputs
+        if outputs.jsonl is not None:
+            writer = JsonlWriter(outputs.jsonl.path, masks=outputs.jsonl.masks)
+            self.sinks.append(writer)
+            self.output_paths.append(str(writer.path))
+        if outputs.video is not None:
+            video = outputs.video
+            self._video_sink = AnnotatedVideoSink(
+                video.path,
+                FrameAnnotator(masks=video.masks, boxes=video.boxes, labels=video.labels),
+                codec=video.codec,
+                crf=video.crf,
+                fps=video.fps,
+                nominal_fps=self._nominal_fps,
+            )
+            self.sinks.append(self._video_sink)
+            self.output_paths.extend(
+                str(self._video_sink.path_for(s.id)) for s in self.config.sources
+            )
+
+    def start_metrics(self) -> None:
+        """Serve Prometheus metrics when enabled."""
+        if self.config.metrics.enabled:
+            self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
+
+    def start_analytics(self) -> None:
+        """One thread per stream runs its stages and sinks, in frame order."""
+        for source_cfg in self.config.sources:
+            stream_id = source_cfg.id
+            chain = AnalyticsChain(
+                stream_id,
+                [factory(stream_id) for factory in self.stage_factories],
+                record=self._record_stage,
+            )
+            q: queue.Queue[object] = queue.Queue(maxsize=self.stream_queue_size)
+            self._queues[stream_id] = q
+            thread = threading.Thread(
+                target=self._analytics_loop,
+                args=(stream_id, chain, q),
+                name=f"analytics-{stream_id}",
+                daemon=True,
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def start_sources(self) -> None:
+        """Build and start every source (a source that fails to open fails alone)."""
+        for source_cfg in self.config.sources:
+            source = build_source(source_cfg)
+            source.add_state_listener(self._on_state_change)
+            self.metrics.set_state(source.stream_id, source.state)
+            self.sources.append(source)
+        for source in self.sources:
+            source.start()
+        monitor = threading.Thread(target=self._monitor_loop, name="monitor", daemon=True)
+        monitor.start()
+
+    def start_inference(self) -> None:
+        """Start the worker that batches frames through the model."""
+        model_cfg = self.config.model
+        self._batcher = FrameBatcher(
+            self.sources, model_cfg.batch_size, model_cfg.batch_timeout_ms / 1000.0, self.stop_event
+        )
+        self._inference_thread = threading.Thread(
+            target=self._inference_loop, name="inference", daemon=True
+        )
+        self._inference_thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every stream is done or the run is stopped; True when finished."""
+        return self._finished.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop reading, finish the frames in flight, close every sink (idempotent)."""
+        self.stop_event.set()
+        for source in self.sources:
+            source.stop()
+        if self._inference_thread is not None:
+            self._inference_thread.join(timeout)
+        for thread in self._threads:
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.error("thread %s did not stop within %.0f s", thread.name, timeout)
+        with self._lock:
+            sinks, self.sinks = self.sinks, []
+        for sink in sinks:
+            try:
+                sink.close()
+            except Exception:
+                logger.exception("closing %s failed", type(sink).__name__)
+        self._finished.set()
+
+    def run(self) -> RunSummary:
+        """Start, wait until done (or stopped), stop, and summarize."""
+        self.start()
+        try:
+            while not self._finished.wait(0.2):
+                if self.stop_event.is_set():
+                    break
+        finally:
+            self.stop()
+        if self._error is not None:
+            raise self._error
+        return self.summary()
+
+    def summary(self) -> RunSummary:
+        """Figures of the run so far."""
+        started = self._started_at if self._started_at is not None else time.monotonic()
+        return RunSummary(
+            wall_s=time.monotonic() - started,
+            frames={k: v.frames for k, v in self.progress.items()},
+            detections={k: v.detections for k, v in self.progress.items()},
+            sources={s.stream_id: s.stats() for s in self.sources},
+            timings=self.timings.summary(),
+            outputs=list(self.output_paths),
+        )
+
+    # ----------------------------------------------------------------- workers
+    def _inference_loop(self) -> None:
+        assert self.segmenter is not None
+        try:
+            while True:
+                batch = self._batcher.next_batch()
+                if batch is None:
+                    break
+                start = time.perf_counter()
+                results = self.segmenter.segment([f.image for f in batch])
+                elapsed = time.perf_counter() - start
+                self.timings.record("inference", elapsed)
+                self.metrics.inference_latency.observe(elapsed)
+                self.metrics.batch_size.observe(len(batch))
+                for frame, detections in zip(batch, results, strict=True):
+                    self._put(frame.stream_id, (frame, detections))
+        except BaseException as exc:
+            logger.exception("inference worker failed")
+            self._error = exc
+            self.stop_event.set()
+        finally:
+            for stream_id in self._queues:
+                self._put(stream_id, _END, force=True)
+
+    def _put(self, stream_id: str, item: object, force: bool = False) -> None:
+        """Hand an item to a stream's analytics; blocks while full (never drops a frame)."""
+        q = self._queues[stream_id]
+        while True:
+            try:
+                q.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                if self.stop_event.is_set() and not force:
+                    return
+
+    def _analytics_loop(
+        self, stream_id: str, chain: AnalyticsChain, q: queue.Queue[object]
+    ) -> None:
+        progress = self.progress[stream_id]
+        processed = self.metrics.frames_processed.labels(stream=stream_id)
+        detected = self.metrics.detections.labels(stream=stream_id)
+        while True:
+            item = q.get()
+            if item is _END:
+                break
+            frame, detections = item  # type: ignore[misc]
+            try:
+                self._analyse(chain, frame, detections)
+            except Exception:
+                # One broken frame must not end the stream's analytics; it is logged loudly.
+                logger.exception("analytics failed on %s frame %d", stream_id, frame.index)
+            progress.frames += 1
+            progress.detections += len(detections)
+            progress.last_pts_s = frame.pts_s
+            processed.inc()
+            detected.inc(len(detections))
+        with self._lock:
+            sinks = list(self.sinks)
+        for sink in sinks:
+            try:
+                sink.close_stream(stream_id)
+            except Exception:
+                logger.exception("closing %s for %s failed", type(sink).__name__, stream_id)
+        self._on_stream_done()
+
+    def _analyse(self, chain: AnalyticsChain, frame: Frame, detections: sv.Detections) -> None:
+        detections = chain.process(frame, detections)
+        with self._lock:
+            sinks = list(self.sinks)
+        for sink in sinks:
+            start = time.perf_counter()
+            sink.write(frame, detections)
+            self._record_stage(f"sink.{type(sink).__name__}", time.perf_counter() - start)
+
+    def _on_stream_done(self) -> None:
+        with self._lock:
+            self._streams_open -= 1
+            done = self._streams_open == 0
+        if done:
+            self._finished.set()
+
+    def _monitor_loop(self, interval_s: float = 1.0) -> None:
+        """Refresh the per-source gauges until the run ends."""
+        while not self._finished.wait(interval_s):
+            for source in self.sources:
+                stats = source.stats()
+                self.metrics.frames_dropped.labels(stream=source.stream_id).set(
+                    stats.frames_dropped
+                )
+                self.metrics.source_fps.labels(stream=source.stream_id).set(stats.fps)
+
+    def _nominal_fps(self, stream_id: str) -> float | None:
+        for source in self.sources:
+            if source.stream_id == stream_id:
+                return source.stats().nominal_fps
+        return None
+
+    def _record_stage(self, stage: str, seconds: float) -> None:
+        self.timings.record(stage, seconds)
+        self.metrics.stage_latency.labels(stage=stage).observe(seconds)
+
+    def _on_state_change(self, stream_id: str, old: SourceState, new: SourceState) -> None:
+        self.metrics.set_state(stream_id, new)

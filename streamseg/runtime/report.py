@@ -1,0 +1,56 @@
+"""The end-of-run summary printed by ``streamseg run``."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from streamseg.runtime.pipeline import RunSummary
+
+
+def print_summary(summary: RunSummary, console: Console) -> None:
+    """Print per-stream figures, stage timings and where the outputs went."""
+    streams = Table(
+        title=f"run: {summary.total_frames} frames in {summary.wall_s:.1f} s "
+        f"({summary.fps:.1f} fps)"
+    )
+    for column in (
+        "stream",
+        "state",
+        "frames",
+        "detections",
+        "dropped",
+        "corrupt",
+        "reconnects",
+        "last error",
+    ):
+        streams.add_column(column)
+    for stream_id, frames in summary.frames.items():
+        stats = summary.sources.get(stream_id)
+        streams.add_row(
+            stream_id,
+            stats.state.value if stats else "-",
+            str(frames),
+            str(summary.detections.get(stream_id, 0)),
+            str(stats.frames_dropped) if stats else "-",
+            str(stats.corrupt_packets + stats.decode_errors) if stats else "-",
+            str(stats.reconnects) if stats else "-",
+            (stats.last_error or "") if stats else "",
+        )
+    console.print(streams)
+    if summary.timings:
+        stages = Table(title="stage timings (ms)")
+        for column in ("stage", "count", "mean", "p50", "p95", "max"):
+            stages.add_column(column, justify="right" if column != "stage" else "left")
+        for t in summary.timings:
+            stages.add_row(
+                t.stage,
+                str(t.count),
+                f"{t.mean_ms:.1f}",
+                f"{t.p50_ms:.1f}",
+                f"{t.p95_ms:.1f}",
+                f"{t.max_ms:.1f}",
+            )
+        console.print(stages)
+    for path in summary.outputs:
+        console.print(f"output: {path}")
