@@ -1,0 +1,589 @@
+"""Read a pipeline file into a :class:`PipelineConfig`, with errors that point into the YAML.
+
+The steps, in order:
+
+1. Compose the YAML into a node tree (nodes keep their line and column).
+2. Walk the tree: report duplicate keys (PyYAML would silently keep the last one) and
+   substitute ``${VAR}`` in string scalars from the environment (``$${VAR}`` is a literal
+   ``${VAR}``). The tree itself is not changed, so errors show what the operator wrote and a
+   substituted secret never reaches a message.
+3. Construct Python objects from the tree with the substituted strings.
+4. Validate with pydantic and map each error's ``loc`` back to a node for its line.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import logging
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from streamseg.config._base import ID_PATTERN
+from streamseg.config.errors import MISSING, ConfigError, ConfigIssue
+from streamseg.config.pipeline import CROSS_CHECK, PipelineConfig, format_loc
+from streamseg.config.tracker import NOT_IMPLEMENTED
+
+logger = logging.getLogger(__name__)
+
+Loc = tuple[str | int, ...]
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_VARIABLE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_REPR_LIMIT = 80
+
+
+def load_pipeline(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> PipelineConfig:
+    """Read and validate one pipeline file.
+
+    Args:
+        path: the YAML file.
+        env: variables for ``${VAR}`` substitution; ``None`` uses ``os.environ``.
+
+    Returns:
+        The validated pipeline.
+
+    Raises:
+        ConfigError: the file cannot be read, is not valid YAML, or does not validate; it lists
+            every problem found.
+    """
+    filename = os.fspath(path)
+    try:
+        text = Path(filename).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise _file_error(filename, "file not found") from None
+    except IsADirectoryError:
+        raise _file_error(filename, "is a directory, expected a YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise _file_error(
+            filename, f"expected UTF-8 text, got byte 0x{exc.object[exc.start]:02x} at {exc.start}"
+        ) from None
+    except OSError as exc:
+        raise _file_error(filename, f"cannot read the file: {exc.strerror or exc}") from None
+    return load_pipeline_text(text, filename=filename, env=env)
+
+
+def load_pipeline_text(
+    text: str, filename: str = "<string>", env: Mapping[str, str] | None = None
+) -> PipelineConfig:
+    """Validate a pipeline given as YAML text.
+
+    Args:
+        text: the YAML document.
+        filename: the name errors show.
+        env: variables for ``${VAR}`` substitution; ``None`` uses ``os.environ``.
+
+    Returns:
+        The validated pipeline.
+
+    Raises:
+        ConfigError: the text is not valid YAML or does not validate; it lists every problem.
+    """
+    env = os.environ if env is None else env
+    _check_printable(text, filename)
+    loader = _SubstitutingLoader(text)
+    try:
+        root = _compose(loader, filename)
+        walk = _TreeWalk(filename, env)
+        walk.visit(root, ())
+        loader.substitutions = walk.substitutions
+        try:
+            data = loader.construct_document(root)
+        except yaml.MarkedYAMLError as exc:
+            raise ConfigError([_syntax_issue(filename, exc, "YAML error")]) from None
+    finally:
+        loader.dispose()
+
+    issues = walk.issues
+    try:
+        config = PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            issues.extend(_issues_from_error(error, root, filename, walk))
+        raise ConfigError(_in_file_order(issues)) from None
+    if issues:  # the document validated, but duplicate keys or missing variables remain
+        raise ConfigError(_in_file_order(issues))
+    logger.debug("%s: pipeline %r with %d sources", filename, config.name, len(config.sources))
+    return config
+
+
+def _in_file_order(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    return sorted(issues, key=lambda issue: (issue.line or 0, issue.column or 0))
+
+
+def _file_error(filename: str, message: str) -> ConfigError:
+    return ConfigError([ConfigIssue(filename, None, None, "", MISSING, message)])
+
+
+def _check_printable(text: str, filename: str) -> None:
+    """Raise ConfigError for characters YAML refuses (PyYAML checks them when the loader opens)."""
+    try:
+        yaml.reader.Reader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    filename,
+                    line,
+                    column,
+                    "",
+                    MISSING,
+                    f"YAML syntax error: unacceptable character #x{exc.character:04x} "
+                    f"({exc.reason})"
+                    if isinstance(exc.character, int)
+                    else f"YAML syntax error: {exc.reason}",
+                )
+            ]
+        ) from None
+
+
+def _construct_str(loader: _SubstitutingLoader, node: yaml.Node) -> str:
+    """The substituted text of ``node`` when it had ``${...}``, else its own text."""
+    if id(node) in loader.substitutions:
+        return loader.substitutions[id(node)]
+    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+class _SubstitutingLoader(yaml.SafeLoader):
+    """A SafeLoader whose string scalars take their ``${VAR}``-substituted text."""
+
+    # A copy of SafeLoader's table with one entry replaced (add_constructor would do the same,
+    # but as a statement run at import).
+    yaml_constructors: ClassVar[dict[Any, Any]] = {
+        **yaml.SafeLoader.yaml_constructors,
+        _STR_TAG: _construct_str,
+    }
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.substitutions: dict[int, str] = {}
+
+
+def _compose(loader: yaml.SafeLoader, filename: str) -> yaml.MappingNode:
+    """The document's root mapping node; ConfigError for syntax errors and non-mappings."""
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([_syntax_issue(filename, exc)]) from None
+    except yaml.YAMLError as exc:
+        raise _file_error(filename, f"YAML syntax error: {_one_line(str(exc))}") from None
+    if root is None:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    filename,
+                    None,
+                    None,
+                    "",
+                    MISSING,
+                    "the file is empty, expected a mapping with at least a 'sources' list",
+                )
+            ]
+        )
+    if not isinstance(root, yaml.MappingNode):
+        kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
+        line, column = _position(root)
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    filename,
+                    line,
+                    column,
+                    "",
+                    MISSING,
+                    f"got {kind} at the top level, expected a mapping of sections "
+                    "(name, sources, model, outputs, ...)",
+                )
+            ]
+        )
+    return root
+
+
+def _syntax_issue(
+    filename: str, exc: yaml.MarkedYAMLError, prefix: str = "YAML syntax error"
+) -> ConfigIssue:
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or "invalid YAML"
+    if exc.context == "expected a single document in the stream":
+        line = mark.line + 1 if mark is not None else None
+        return ConfigIssue(
+            filename,
+            line,
+            1 if line is not None else None,
+            "",
+            MISSING,
+            f"{prefix}: found a second document ('---'), expected one document per file",
+        )
+    if "\\t" in problem or "\t" in problem:
+        problem += " (indent with spaces, not tabs)"
+    if exc.context:
+        where = ""
+        if exc.context_mark is not None and exc.context_mark is not mark:
+            where = f" started at line {exc.context_mark.line + 1}"
+        problem = f"{problem} ({exc.context}{where})"
+    line = mark.line + 1 if mark is not None else None
+    column = mark.column + 1 if mark is not None else None
+    return ConfigIssue(filename, line, column, "", MISSING, f"{prefix}: {_one_line(problem)}")
+
+
+class _TreeWalk:
+    """One pass over the node tree: duplicate keys and ``${VAR}`` substitution.
+
+    Attributes:
+        issues: duplicate-key and missing-variable issues, in document order.
+        unresolved: ids of the scalars that still hold an unset ``${VAR}``.
+        substitutions: ``id(node) -> text`` for every string scalar whose text changed.
+        substituted: ids of the scalars that took a value from the environment.
+    """
+
+    def __init__(self, filename: str, env: Mapping[str, str]) -> None:
+        self.filename = filename
+        self.env = env
+        self.issues: list[ConfigIssue] = []
+        self.unresolved: set[int] = set()
+        self.substitutions: dict[int, str] = {}
+        self.substituted: set[int] = set()
+        # Aliases share nodes: visit each once (this also bounds "billion laughs" documents).
+        self._seen: set[int] = set()
+
+    def visit(self, node: yaml.Node, path: Loc) -> None:
+        """Walk ``node`` found at ``path``."""
+        if id(node) in self._seen:
+            return
+        self._seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, yaml.Node] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    self.visit(value_node, path)
+                    continue
+                key = _key_text(key_node)
+                if key in first:
+                    line, column = _position(key_node)
+                    self.issues.append(
+                        ConfigIssue(
+                            self.filename,
+                            line,
+                            column,
+                            format_loc((*path, key)),
+                            _raw_value(value_node),
+                            f"duplicate key {key!r}, already set at line "
+                            f"{first[key].start_mark.line + 1}; expected each key once "
+                            "(YAML would silently keep only the last)",
+                        )
+                    )
+                else:
+                    first[key] = key_node
+                self.visit(value_node, (*path, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self.visit(item, (*path, index))
+        elif isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG and "${" in node.value:
+            self._substitute(node, path)
+
+    def _substitute(self, node: yaml.ScalarNode, path: Loc) -> None:
+        missing: list[str] = []
+        used = False
+
+        def replace(match: re.Match[str]) -> str:
+            nonlocal used
+            escape, name = match.group(1), match.group(2)
+            if escape:
+                return "${" + name + "}"
+            if name not in self.env:
+                missing.append(name)
+                return match.group(0)
+            used = True
+            return self.env[name]
+
+        text = _VARIABLE.sub(replace, node.value)
+        if text != node.value:
+            self.substitutions[id(node)] = text
+        if used:
+            self.substituted.add(id(node))
+        line, column = _position(node)
+        for name in dict.fromkeys(missing):
+            issue = ConfigIssue(
+                self.filename,
+                line,
+                column,
+                format_loc(path),
+                node.value,
+                f"environment variable {name} is not set (referenced as ${{{name}}}; "
+                f"write $${{{name}}} for a literal)",
+            )
+            self.issues.append(issue)
+            self.unresolved.add(id(node))
+
+
+def _key_text(node: yaml.Node) -> str:
+    if isinstance(node, yaml.ScalarNode):
+        return str(node.value)
+    return _short_repr(_raw_value(node))
+
+
+def _position(node: yaml.Node) -> tuple[int, int]:
+    """1-based (line, column) where ``node`` starts."""
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _raw_value(node: yaml.Node) -> object:
+    """The value of ``node`` as written (no substitution), for error messages."""
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(node)
+    except yaml.YAMLError:
+        return node.value if isinstance(node, yaml.ScalarNode) else MISSING
+    finally:
+        loader.dispose()
+
+
+def _number(value: object) -> str:
+    """``0.0`` -> ``0``, ``0.5`` -> ``0.5``: bounds as an operator would write them."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _short_repr(value: object) -> str:
+    """``repr`` in YAML terms (null, true), cut to a readable length."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    text = repr(value)
+    if len(text) > _REPR_LIMIT:
+        text = text[: _REPR_LIMIT - 3] + "..."
+    return text
+
+
+# pydantic error -> issue ------------------------------------------------------------------
+
+
+def _lookup(root: yaml.Node, path: Loc) -> tuple[yaml.Node, yaml.Node | None, bool]:
+    """Follow ``path`` through the tree.
+
+    Returns:
+        ``(node, key_node, found)``: the node at ``path`` and the key node that led to it, or,
+        when a step is missing, the deepest node reached, ``None`` and ``False``.
+    """
+    node: yaml.Node = root
+    key_node: yaml.Node | None = None
+    for part in path:
+        step: tuple[yaml.Node | None, yaml.Node] | None = None
+        if isinstance(node, yaml.MappingNode):
+            for candidate_key, candidate_value in node.value:
+                # The last match wins, as in the constructed mapping (merged keys come first).
+                if isinstance(candidate_key, yaml.ScalarNode) and candidate_key.value == str(part):
+                    step = (candidate_key, candidate_value)
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            step = (None, node.value[part])
+        if step is None:
+            return node, None, False
+        key_node, node = step
+    return node, key_node, True
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip ``Annotated[...]`` and ``X | None`` down to ``X``."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                return annotation
+            annotation = members[0]
+        else:
+            return annotation
+
+
+def _union_tags(annotation: Any) -> dict[str, type[BaseModel]]:
+    """``{tag: model}`` for a union of models discriminated on ``type``, else ``{}``."""
+    annotation = _unwrap(annotation)
+    if get_origin(annotation) not in (typing.Union, types.UnionType):
+        return {}
+    tags: dict[str, type[BaseModel]] = {}
+    for member in get_args(annotation):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            field = member.model_fields.get("type")
+            if field is not None and get_origin(field.annotation) is typing.Literal:
+                for tag in get_args(field.annotation):
+                    tags[str(tag)] = member
+    return tags
+
+
+def _resolve(loc: Sequence[str | int]) -> tuple[Loc, type[BaseModel] | None, Any]:
+    """Map a pydantic ``loc`` onto the document.
+
+    Returns:
+        ``(path, owner, annotation)``: the key path with discriminator tags removed, the model
+        that owns the last key (``None`` when the last step is a list index), and the
+        annotation expected at the path.
+    """
+    path: list[str | int] = []
+    annotation: Any = PipelineConfig
+    owner: type[BaseModel] | None = None
+    for part in loc:
+        tags = _union_tags(annotation)
+        if isinstance(part, str) and part in tags:
+            annotation = tags[part]  # pydantic puts the union tag in loc; the YAML has no such key
+            continue
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            owner = annotation
+            field = annotation.model_fields.get(part) if isinstance(part, str) else None
+            annotation = field.annotation if field is not None else None
+        elif get_origin(annotation) is list:
+            owner = None
+            annotation = get_args(annotation)[0]
+        else:
+            owner, annotation = None, None
+        path.append(part)
+    return tuple(path), owner, annotation
+
+
+def _expected(error: ErrorDetails) -> str:
+    """What the operator should have written, from a pydantic error."""
+    kind = error["type"]
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
+    if kind in ("literal_error", "enum"):
+        return f"expected one of {str(ctx['expected']).replace(' or ', ', ')}"
+    bounds = {
+        "greater_than": ("gt", ">"),
+        "greater_than_equal": ("ge", ">="),
+        "less_than": ("lt", "<"),
+        "less_than_equal": ("le", "<="),
+    }
+    if kind in bounds:
+        key, op = bounds[kind]
+        return f"expected a number {op} {_number(ctx[key])}"
+    if kind == "string_pattern_mismatch":
+        if ctx.get("pattern") == ID_PATTERN:
+            return f"expected only letters, digits, '_' and '-' (pattern {ID_PATTERN})"
+        return f"expected a string matching {ctx.get('pattern')}"
+    if kind == "string_too_short":
+        n = ctx.get("min_length", 1)
+        return "expected a non-empty string" if n == 1 else f"expected at least {n} characters"
+    if kind == "too_short":
+        n = ctx.get("min_length", 1)
+        return f"expected at least {n} {'entry' if n == 1 else 'entries'}"
+    simple = {
+        "int_parsing": "expected an integer",
+        "int_type": "expected an integer",
+        "int_from_float": "expected an integer",
+        "float_parsing": "expected a number",
+        "float_type": "expected a number",
+        "bool_parsing": "expected true or false",
+        "bool_type": "expected true or false",
+        "string_type": "expected a string",
+        "finite_number": "expected a finite number",
+        "list_type": "expected a list",
+        "model_type": "expected a mapping of keys to values",
+        "model_attributes_type": "expected a mapping of keys to values",
+        "dict_type": "expected a mapping of keys to values",
+    }
+    if kind in simple:
+        return simple[kind]
+    message = str(error["msg"])
+    return message[:1].lower() + message[1:]
+
+
+def _issues_from_error(
+    error: ErrorDetails, root: yaml.MappingNode, filename: str, walk: _TreeWalk
+) -> list[ConfigIssue]:
+    """One pydantic error as issues (a cross-check error carries several).
+
+    An error about a scalar that still holds an unset ``${VAR}`` gives no issue: the
+    missing-variable issue already says why the value is wrong.
+    """
+    kind = error["type"]
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
+    issues: list[ConfigIssue] = []
+
+    def add(path: Loc, message: str, *, at_key: bool = False, got: bool = False) -> None:
+        node, key_node, found = _lookup(root, path)
+        if found and id(node) in walk.unresolved:
+            return
+        value: object = _raw_value(node) if found else MISSING
+        if got and found:
+            message = f"got {_short_repr(value)}, {message}"
+            if id(node) in walk.substituted:
+                message += " (after substituting environment variables)"
+        if at_key and key_node is not None:
+            node = key_node
+        line, column = _position(node)
+        issues.append(
+            ConfigIssue(filename, line, column, format_loc(path), value, _one_line(message))
+        )
+
+    if kind == CROSS_CHECK:
+        for loc, message in ctx["failures"]:
+            add(tuple(loc), message)
+        return issues
+
+    path, owner, annotation = _resolve(error["loc"])
+    if kind == "missing":
+        key = path[-1]
+        message = f"missing required key {key!r}"
+        if owner is not None and isinstance(key, str) and key in owner.model_fields:
+            description = owner.model_fields[key].description
+            if description:
+                message += f" ({description})"
+        add(path, message)
+    elif kind == "extra_forbidden":
+        key = str(path[-1])
+        message = f"unknown key {key!r}"
+        if owner is not None:
+            known = list(owner.model_fields)
+            close = difflib.get_close_matches(key, known, n=1)
+            if close:
+                message += f" (did you mean {close[0]!r}?)"
+            message += f"; expected one of: {', '.join(known)}" if known else "; expected no keys"
+        add(path, message, at_key=True)
+    elif kind == "union_tag_invalid":
+        discriminator = str(ctx.get("discriminator", "type")).strip("'")
+        add((*path, discriminator), f"expected one of {ctx.get('expected_tags', '')}", got=True)
+    elif kind == "union_tag_not_found":
+        discriminator = str(ctx.get("discriminator", "type")).strip("'")
+        tags = ", ".join(repr(tag) for tag in _union_tags(annotation))
+        add(
+            (*path, discriminator),
+            f"missing required key {discriminator!r}: expected one of {tags}",
+        )
+    elif kind == "invalid_key":
+        add(path, f"got the key {_short_repr(path[-1])}, expected text keys", at_key=True)
+    elif kind == NOT_IMPLEMENTED and "key" in ctx:
+        add((*path, str(ctx["key"])), str(error["msg"]), at_key=True)
+    elif kind == NOT_IMPLEMENTED:
+        add(path, str(error["msg"]))
+    else:
+        add(path, _expected(error), got=True)
+    return issues

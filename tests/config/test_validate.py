@@ -1,0 +1,48 @@
+"""``validate_files``: the CLI-facing check, with exit codes and no tracebacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamseg.config.validate import validate_files
+
+GOOD = "sources:\n  - id: gate\n    type: file\n    path: a.mp4\n"
+
+
+def test_all_valid_returns_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(GOOD)
+    b.write_text(GOOD.replace("gate", "crane"))
+    assert validate_files([str(a), str(b)]) == 0
+    out = capsys.readouterr()
+    assert out.out.splitlines() == [f"OK {a}", f"OK {b}"]
+    assert out.err == ""
+
+
+def test_any_invalid_returns_one_and_reports_each_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, bad, syntax = tmp_path / "good.yaml", tmp_path / "bad.yaml", tmp_path / "syntax.yaml"
+    good.write_text(GOOD)
+    bad.write_text(GOOD + "    fps: 0\nmetrics:\n  port: 0\n")
+    syntax.write_text("sources:\n\t- id: a\n")
+    missing = tmp_path / "missing.yaml"
+    code = validate_files([str(bad), str(good), str(missing), str(syntax), str(tmp_path)])
+    assert code == 1
+    out = capsys.readouterr()
+    assert out.out.splitlines() == [f"OK {good}"]
+    err = out.err
+    assert "Traceback" not in err
+    assert f"{bad}:5:10: sources[0].fps: got 0, expected a number > 0" in err
+    assert f"{bad}:7:9: metrics.port: got 0, expected a number >= 1" in err
+    assert f"FAILED {bad}: 2 errors" in err
+    assert f"{missing}: file not found" in err
+    assert f"{syntax}:2:1: YAML syntax error" in err
+    assert f"{tmp_path}: is a directory" in err
+
+
+def test_no_files_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert validate_files([]) == 1
+    assert "no pipeline file" in capsys.readouterr().err
