@@ -1,0 +1,35 @@
+"""Keep credentials out of logs and error messages.
+
+Camera URLs carry passwords (``rtsp://admin:secret@10.0.0.7/stream1``). FFmpeg puts the URL it
+was given into its error messages, so every text that can reach a log line, ``last_error`` or a
+metric label goes through :func:`redact_url` first.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["redact_url"]
+
+# scheme://user:password@ — the password may itself contain "@" (people rarely URL-encode it),
+# so it runs to the last "@" before the first "/" or whitespace.
+_USERINFO = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<password>[^/\s]*)@"
+)
+
+
+def redact_url(text: str) -> str:
+    """Replace the password of every ``scheme://user:pass@`` in ``text`` by ``***``.
+
+    Args:
+        text: a URL, or any message that may contain URLs (an FFmpeg error, a log line).
+
+    Returns:
+        ``text`` with each ``user:pass@`` written as ``user:***@``; text without credentials
+        comes back unchanged.
+
+    Example:
+        >>> redact_url("rtsp://admin:s3cr@t@10.0.0.7:554/live")
+        'rtsp://admin:***@10.0.0.7:554/live'
+    """
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)

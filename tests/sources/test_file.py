@@ -1,0 +1,306 @@
+"""FileSource on real H.264 files encoded with PyAV (libx264)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import wave
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from streamseg.sources import FileSource, Source, build_source
+from streamseg.types import Frame, SourceState
+
+
+def drain(source: Source, timeout: float = 10.0) -> list[Frame]:
+    """Take frames until the source is exhausted; fail if that takes longer than ``timeout``."""
+    frames: list[Frame] = []
+    deadline = time.monotonic() + timeout
+    while not source.exhausted:
+        assert time.monotonic() < deadline, f"source not exhausted after {timeout} s"
+        frame = source.get(timeout=1.0)
+        if frame is not None:
+            frames.append(frame)
+    return frames
+
+
+def wait_for_state(source: Source, states: set[SourceState], timeout: float) -> float:
+    """Wait until the source is in one of ``states``; returns the seconds it took."""
+    start = time.monotonic()
+    while source.state not in states:
+        assert time.monotonic() - start < timeout, (
+            f"state {source.state.value} not in {sorted(s.value for s in states)} after {timeout} s"
+        )
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def test_reads_every_frame_with_exact_pts_and_content(
+    h264_file: Callable[..., Any], file_cfg: Callable[..., Any]
+) -> None:
+    clip = h264_file(frames=48, fps=24, width=160, height=120)
+    source = build_source(file_cfg(clip.path, id="yard"))
+    assert isinstance(source, FileSource)
+    assert source.live is False
+    transitions: list[tuple[str, SourceState, SourceState]] = []
+    source.add_state_listener(lambda sid, old, new: transitions.append((sid, old, new)))
+    notified = threading.Semaphore(0)
+    source.set_notifier(notified.release)
+
+    source.start()
+    frames = drain(source)
+    source.stop()
+
+    assert len(frames) == 48
+    for i, frame in enumerate(frames):
+        assert frame.stream_id == "yard"
+        assert frame.index == i
+        assert frame.pts_s == pytest.approx(i / 24, abs=1e-6)
+        assert frame.image.shape == (120, 160, 3)
+        assert frame.image.dtype == np.uint8
+        assert clip.index_of(frame.image) == i, f"frame {i} shows marker of another frame"
+    assert source.state is SourceState.ENDED
+    assert transitions == [
+        ("yard", SourceState.CONNECTING, SourceState.STREAMING),
+        ("yard", SourceState.STREAMING, SourceState.ENDED),
+    ]
+    stats = source.stats()
+    assert (stats.frames_decoded, stats.frames_delivered) == (48, 48)
+    assert (stats.frames_dropped, stats.frames_skipped_fps) == (0, 0)
+    assert (stats.corrupt_packets, stats.decode_errors, stats.reconnects) == (0, 0, 0)
+    assert stats.state is SourceState.ENDED
+    assert stats.last_error is None
+    assert stats.nominal_fps == pytest.approx(24.0)
+    assert stats.resolution_wh == (160, 120)
+    # One notification per frame and per state change.
+    calls = 0
+    while notified.acquire(blocking=False):
+        calls += 1
+    assert calls == 48 + 2
+
+
+def test_bounded_queue_blocks_the_reader_instead_of_dropping(
+    h264_file: Callable[..., Any], file_cfg: Callable[..., Any]
+) -> None:
+    clip = h264_file(frames=48)
+    source = FileSource(file_cfg(clip.path, queue_size=4))
+    source.start()
+    wait_for_state(source, {SourceState.STREAMING}, timeout=5)
+    time.sleep(0.5)  # nobody consumes: the reader must park on the full queue
+    stats = source.stats()
+    assert stats.state is SourceState.STREAMING
+    # 4 frames queued + at most 1 waiting to go in.
+    assert 4 <= stats.frames_decoded <= 5
+    frames = drain(source)
+    assert [f.index for f in frames] == list(range(48))
+    assert source.stats().frames_dropped == 0
+
+
+def test_get_returns_at_once_when_the_file_has_ended(
+    h264_file: Callable[..., Any], file_cfg: Callable[..., Any]
+) -> None:
+    clip = h264_file(frames=5)
+    source = FileSource(file_cfg(clip.path))
+    source.start()
+    assert len(drain(source)) == 5
+    started = time.monotonic()
+    assert source.get(timeout=5.0) is None
+    assert time.monotonic() - started < 0.5
+    assert source.get_nowait() is None
+    assert source.exhausted
+
+
+def _garble_packets(path: Path, frame_numbers: set[int], seed: int = 1) -> None:
+    """Overwrite the payload of the packets of the given frames with random bytes, in place
+    (the container's index stays intact, the H.264 data inside is damaged)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.time_base is not None and stream.average_rate is not None
+        ticks_per_frame = int(1 / (stream.time_base * stream.average_rate))
+        spans = [
+            (packet.pos, packet.size)
+            for packet in container.demux(stream)
+            if packet.size
+            and packet.pts is not None
+            and packet.pts // ticks_per_frame in frame_numbers
+        ]
+    assert len(spans) == len(frame_numbers), "did not find every packet to damage"
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(seed)
+    for pos, size in spans:
+        assert pos is not None
+        data[pos : pos + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_packets_are_counted_and_skipped(
+    h264_file: Callable[..., Any], file_cfg: Callable[..., Any]
+) -> None:
+    clip = h264_file(frames=72, fps=24, gop=12)  # keyframes at 0, 12, 24, 36, ...
+    _garble_packets(clip.path, {26, 27, 28})
+    source = FileSource(file_cfg(clip.path))
+    source.start()
+    frames = drain(source)
+
+    stats = source.stats()
+    assert stats.corrupt_packets + stats.decode_errors > 0
+    assert source.state is SourceState.ENDED
+    assert stats.last_error is not None
+    assert 60 <= len(frames) < 72
+    numbers = [round(f.pts_s * 24) for f in frames]
+    assert numbers == sorted(set(numbers)), "pts not strictly increasing"
+    assert any(n > 28 for n in numbers), "no frame delivered after the damage"
+    # From the next keyframe on, the pictures are whole again.
+    clean = [f for f, n in zip(frames, numbers, strict=True) if n >= 36]
+    assert [round(f.pts_s * 24) for f in clean] == list(range(36, 72))
+    for frame in clean:
+        assert clip.index_of(frame.image) == round(frame.pts_s * 24)
+
+
+@pytest.mark.parametrize(
+    ("fps_cap", "kept_every"),
+    [(12.0, 2), (10.0, 3), (24.0, 1), (100.0, 1)],
+)
+def test_fps_cap_keeps_frames_at_least_one_interval_apart(
+    h264_file: Callable[..., Any], file_cfg: Callable[..., Any], fps_cap: float, kept_every: int
+) -> None:
+    clip = h264_file(frames=48, fps=24)
+    source = FileSource(file_cfg(clip.path, fps=fps_cap))
+    source.start()
+    frames = drain(source)
+    expected = list(range(0, 48, kept_every))
+    assert [round(f.pts_s * 24) for f in frames] == expected
+    assert [f.index for f in frames] == list(range(len(expected)))
+    stats = source.stats()
+    assert stats.frames_decoded == 48
+    assert stats.frames_skipped_fps == 48 - len(expected)
+    assert stats.frames_dropped == 0  # a non-realtime file never drops
+
+
+def test_realtime_paces_by_pts_and_drops_for_a_slow_consumer(
+    h264_file: Callable[..., Any], file_cfg: Callable[..., Any]
+) -> None:
+    clip = h264_file(frames=48, fps=24)  # 2 s of video
+    source = FileSource(file_cfg(clip.path, realtime=True))
+    assert source.live is True
+    source.start()
+    started = time.monotonic()
+    taken: list[Frame] = []
+    while not source.exhausted:
+        frame = source.get(timeout=1.0)
+        if frame is not None:
+            taken.append(frame)
+            time.sleep(0.25)  # a pipeline at 4 fps
+    elapsed = time.monotonic() - started
+
+    assert source.state is SourceState.ENDED
+    assert 1.7 <= elapsed <= 4.0, f"a 2 s clip played in {elapsed:.2f} s"
+    stats = source.stats()
+    assert stats.frames_decoded == 48
+    assert stats.frames_dropped > 20
+    assert stats.frames_delivered == len(taken)
+    assert stats.frames_delivered + stats.frames_dropped == 48
+    assert 5 <= len(taken) <= 14
+    pts = [f.pts_s for f in taken]
+    assert pts == sorted(pts)
+    # The newest frame wins: consecutive takes skip frames.
+    assert taken[-1].index - taken[0].index > len(taken)
+
+
+def test_realtime_with_a_fast_consumer_takes_about_the_clip_duration(
+    h264_file: Callable[..., Any], file_cfg: Callable[..., Any]
+) -> None:
+    clip = h264_file(frames=24, fps=24)  # 1 s of video
+    source = FileSource(file_cfg(clip.path, realtime=True))
+    source.start()
+    received: list[tuple[float, Frame]] = []
+    while not source.exhausted:
+        frame = source.get(timeout=1.0)
+        if frame is not None:
+            received.append((time.monotonic(), frame))
+    assert len(received) >= 20  # a consumer waiting in get() misses (almost) nothing
+    (t0, f0), (t1, f1) = received[0], received[-1]
+    assert t1 - t0 == pytest.approx(f1.pts_s - f0.pts_s, abs=0.2)
+
+
+def test_realtime_fps_cap_counts_as_dropped_too(
+    h264_file: Callable[..., Any], file_cfg: Callable[..., Any]
+) -> None:
+    clip = h264_file(frames=24, fps=24)
+    source = FileSource(file_cfg(clip.path, realtime=True, fps=12.0))
+    source.start()
+    taken = drain(source)
+    stats = source.stats()
+    assert stats.frames_skipped_fps == 12
+    # Live sources count every frame the consumer never saw as dropped, fps cap included.
+    assert stats.frames_dropped == 12 + (12 - len(taken))
+    assert all(round(f.pts_s * 24) % 2 == 0 for f in taken)
+
+
+@pytest.mark.parametrize(
+    ("make_file", "expected_in_error"),
+    [
+        (lambda d: d / "missing.mp4", "missing.mp4"),
+        (lambda d: _write(d / "notes.mp4", b"this is not a video at all\n" * 20), "notes.mp4"),
+        (lambda d: _write_wav(d / "audio.wav"), "expected a video stream"),
+    ],
+    ids=["missing", "not-a-video", "audio-only"],
+)
+def test_unopenable_file_fails_with_a_clear_error(
+    tmp_path: Path,
+    file_cfg: Callable[..., Any],
+    make_file: Callable[[Path], Path],
+    expected_in_error: str,
+) -> None:
+    path = make_file(tmp_path)
+    source = FileSource(file_cfg(path))
+    transitions: list[SourceState] = []
+    source.add_state_listener(lambda _sid, _old, new: transitions.append(new))
+    source.start()
+    wait_for_state(source, {SourceState.FAILED, SourceState.ENDED}, timeout=5)
+    assert source.state is SourceState.FAILED
+    assert transitions == [SourceState.FAILED]
+    error = source.stats().last_error
+    assert error is not None
+    assert expected_in_error in error
+    assert str(path) in error
+    assert source.exhausted
+    started = time.monotonic()
+    assert source.get(timeout=5.0) is None
+    assert time.monotonic() - started < 0.5
+    source.stop()
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _write_wav(path: Path) -> Path:
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x00" * 8000)
+    return path
+
+
+def test_stop_mid_file_ends_the_reader_promptly(
+    h264_file: Callable[..., Any], file_cfg: Callable[..., Any]
+) -> None:
+    clip = h264_file(frames=48)
+    source = FileSource(file_cfg(clip.path, queue_size=2))
+    source.start()
+    assert source.get(timeout=5.0) is not None
+    started = time.monotonic()
+    source.stop(timeout=3.0)
+    assert time.monotonic() - started < 1.0
+    assert source.state is SourceState.ENDED
+    assert source._thread is not None and not source._thread.is_alive()
+    with pytest.raises(RuntimeError, match="already started"):
+        source.start()

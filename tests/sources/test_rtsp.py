@@ -1,0 +1,304 @@
+"""RtspSource: option building, and the real thing against GStreamer's RTSP server."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from streamseg.sources import RtspSource, Source, build_source, rtsp_open_args
+from streamseg.types import Frame, SourceState
+
+
+class TransitionLog:
+    """Records ``(monotonic time, old, new)`` for every state change of a source."""
+
+    def __init__(self, source: Source) -> None:
+        self.events: list[tuple[float, SourceState, SourceState]] = []
+        self._cond = threading.Condition()
+        source.add_state_listener(self._on_change)
+
+    def _on_change(self, _sid: str, old: SourceState, new: SourceState) -> None:
+        with self._cond:
+            self.events.append((time.monotonic(), old, new))
+            self._cond.notify_all()
+
+    def wait_for(self, new: SourceState, timeout: float, after: int = 0) -> float:
+        """Wait for a transition into ``new`` at position >= ``after``; returns its time."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for when, _old, state in self.events[after:]:
+                    if state is new:
+                        return when
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    seen = [(o.value, n.value) for _t, o, n in self.events]
+                    pytest.fail(f"no transition to {new.value} within {timeout} s; saw {seen}")
+                self._cond.wait(remaining)
+
+    @property
+    def states(self) -> list[SourceState]:
+        return [new for _t, _old, new in self.events]
+
+
+def take_for(source: Source, seconds: float) -> list[tuple[float, Frame]]:
+    """Take every frame offered during ``seconds``, with its monotonic arrival time."""
+    taken: list[tuple[float, Frame]] = []
+    end = time.monotonic() + seconds
+    while (remaining := end - time.monotonic()) > 0:
+        frame = source.get(timeout=min(remaining, 0.2))
+        if frame is not None:
+            taken.append((time.monotonic(), frame))
+    return taken
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ---------------------------------------------------------------------------- option building
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected_options", "expected_timeout"),
+    [
+        (
+            {"transport": "tcp", "read_timeout_s": 1.5, "stall_timeout_s": 5.0},
+            {"rtsp_transport": "tcp", "timeout": "1500000", "analyzeduration": "100000"},
+            (1.5, 1.5),
+        ),
+        (
+            {"transport": "udp", "read_timeout_s": 2.0, "open_timeout_s": 4.0},
+            {"rtsp_transport": "udp", "timeout": "2000000", "analyzeduration": "100000"},
+            (4.0, 1.5),  # read part capped at stall_timeout_s (1.5 in rtsp_cfg)
+        ),
+        (
+            {"read_timeout_s": 5.0, "stall_timeout_s": 3.0, "open_timeout_s": 5.0},
+            {"rtsp_transport": "tcp", "timeout": "5000000", "analyzeduration": "100000"},
+            (5.0, 3.0),
+        ),
+    ],
+    ids=["tcp", "udp", "read-capped-by-stall"],
+)
+def test_open_args(
+    rtsp_cfg: Callable[..., Any],
+    fields: dict[str, Any],
+    expected_options: dict[str, str],
+    expected_timeout: tuple[float, float],
+) -> None:
+    args = rtsp_open_args(rtsp_cfg("rtsp://cam.local:554/live", **fields))
+    assert args.file == "rtsp://cam.local:554/live"
+    assert "cam.local" not in repr(args)  # the URL may hold a password: never in a repr
+    assert args.format is None
+    assert dict(args.options) == expected_options
+    assert args.timeout == expected_timeout
+
+
+@pytest.mark.parametrize(
+    ("url", "fields", "error"),
+    [
+        ("rtsp://h/x", {"transport": "http"}, "transport must be one of tcp, udp, got 'http'"),
+        ("http://admin:pw123@h/x", {}, r"url must start with rtsp:// .*admin:\*\*\*@h"),
+    ],
+    ids=["bad-transport", "bad-scheme"],
+)
+def test_open_args_errors(
+    rtsp_cfg: Callable[..., Any], url: str, fields: dict[str, Any], error: str
+) -> None:
+    # model_copy(update=...) skips validation: gets past the config's own checks to test ours.
+    cfg = rtsp_cfg("rtsp://h/x").model_copy(update={"url": url, **fields})
+    with pytest.raises(ValueError, match=error) as info:
+        rtsp_open_args(cfg)
+    assert "pw123" not in str(info.value)
+
+
+def test_refused_connection_fails_after_max_attempts_without_leaking_the_password(
+    rtsp_cfg: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="streamseg.sources")
+    url = f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/live"
+    source = build_source(rtsp_cfg(url, reconnect={"max_attempts": 2}))
+    assert isinstance(source, RtspSource)
+    log = TransitionLog(source)
+    source.start()
+    log.wait_for(SourceState.FAILED, timeout=6)
+    source.stop(timeout=2)
+
+    assert log.states == [SourceState.RECONNECTING, SourceState.FAILED]
+    stats = source.stats()
+    assert stats.reconnects == 2
+    assert stats.last_error is not None
+    assert "admin:***@127.0.0.1" in stats.last_error
+    assert "ConnectionRefused" in stats.last_error
+    assert source.target == url.replace("hunter2", "***")
+    assert "hunter2" not in stats.last_error
+    assert caplog.records, "expected log lines"
+    assert all("hunter2" not in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------- real server
+
+
+@pytest.mark.integration
+def test_reads_frames_with_increasing_pts(
+    rtsp_server: Callable[..., Any],
+    rtsp_cfg: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="streamseg.sources")
+    server = rtsp_server(width=160, height=120, fps=25)
+    source = build_source(rtsp_cfg(server.url_with_credentials("viewer", "s3cret"), id="gate"))
+    log = TransitionLog(source)
+    source.start()
+    log.wait_for(SourceState.STREAMING, timeout=5)
+    taken = take_for(source, 1.5)
+    source.stop(timeout=3)
+
+    frames = [f for _t, f in taken]
+    assert len(frames) >= 20, f"only {len(frames)} frames in 1.5 s from a 25 fps stream"
+    pts = [f.pts_s for f in frames]
+    assert all(b > a for a, b in itertools.pairwise(pts)), "pts not increasing"
+    # 90 kHz RTP clock at 25 fps: consecutive frames 40 ms apart.
+    assert min(b - a for a, b in itertools.pairwise(pts)) == pytest.approx(0.04, abs=0.005)
+    assert all(f.image.shape == (120, 160, 3) and f.stream_id == "gate" for f in frames)
+    stats = source.stats()
+    assert stats.nominal_fps == pytest.approx(25.0)
+    assert stats.resolution_wh == (160, 120)
+    assert 15.0 <= stats.fps <= 35.0
+    assert log.states == [SourceState.STREAMING, SourceState.ENDED]
+    assert not any("s3cret" in r.getMessage() for r in caplog.records)
+    assert any("viewer:***@" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.integration
+def test_reconnects_after_the_server_is_killed_and_restarted(
+    rtsp_server: Callable[..., Any], rtsp_cfg: Callable[..., Any]
+) -> None:
+    server = rtsp_server()
+    source = build_source(rtsp_cfg(server.url))
+    log = TransitionLog(source)
+    source.start()
+    log.wait_for(SourceState.STREAMING, timeout=5)
+    before = take_for(source, 0.5)
+    assert before, "no frames before the kill"
+
+    server.kill()
+    lost_at = time.monotonic()
+    reconnecting_at = log.wait_for(SourceState.RECONNECTING, timeout=5)
+    # Detected by the end of the demux loop, an error, or at the latest the read timeout.
+    assert reconnecting_at - lost_at <= 1.5 + 1.5
+
+    server.restart()
+    log.wait_for(SourceState.STREAMING, timeout=8, after=2)
+    after = take_for(source, 0.5)
+    source.stop(timeout=3)
+
+    assert after, "no frames after the reconnect"
+    assert after[0][1].pts_s > before[-1][1].pts_s, "pts went backwards across the reconnect"
+    pts = [f.pts_s for _t, f in before + after]
+    assert all(b > a for a, b in itertools.pairwise(pts))
+    assert source.stats().reconnects >= 1
+    assert log.states[:2] == [SourceState.STREAMING, SourceState.RECONNECTING]
+    assert SourceState.FAILED not in log.states
+
+
+@pytest.mark.integration
+def test_frozen_server_is_a_stall_and_never_hangs(
+    rtsp_server: Callable[..., Any], rtsp_cfg: Callable[..., Any]
+) -> None:
+    server = rtsp_server(freeze_after=1.0)
+    source = build_source(rtsp_cfg(server.url, stall_timeout_s=1.0, read_timeout_s=3.0))
+    log = TransitionLog(source)
+    source.start()
+    log.wait_for(SourceState.STREAMING, timeout=5)
+    # The video stops ~1 s after the media starts; take frames until the watchdog speaks.
+    arrivals: list[float] = []
+    deadline = time.monotonic() + 6
+    while SourceState.STALLED not in log.states:
+        assert time.monotonic() < deadline, f"never stalled; saw {log.states}"
+        if source.get(timeout=0.02) is not None:
+            arrivals.append(time.monotonic())
+    stalled_at = log.wait_for(SourceState.STALLED, timeout=0)
+    assert arrivals, "no frames before the freeze"
+    silence = stalled_at - max(t for t in arrivals if t <= stalled_at)
+    assert 0.9 <= silence <= 1.0 + 0.6, f"stalled after {silence:.2f} s of silence"
+    log.wait_for(SourceState.RECONNECTING, timeout=3)
+    stop_started = time.monotonic()
+    source.stop(timeout=4)
+    assert time.monotonic() - stop_started < 4
+    assert all(not t.is_alive() for t in source._threads())
+    stats = source.stats()
+    assert stats.last_error is not None and "no frame" in stats.last_error
+    assert log.states[:3] == [SourceState.STREAMING, SourceState.STALLED, SourceState.RECONNECTING]
+
+
+@pytest.mark.integration
+def test_server_that_accepts_but_never_answers_does_not_hang(
+    silent_tcp_server: int, rtsp_cfg: Callable[..., Any]
+) -> None:
+    source = build_source(rtsp_cfg(f"rtsp://127.0.0.1:{silent_tcp_server}/live"))
+    log = TransitionLog(source)
+    started = time.monotonic()
+    source.start()
+    reconnecting_at = log.wait_for(SourceState.RECONNECTING, timeout=6)
+    assert reconnecting_at - started <= 1.5 + 1.5  # open timeout + margin
+    assert source.stats().last_error is not None
+    assert "cannot connect" in (source.stats().last_error or "")
+    stop_started = time.monotonic()
+    source.stop(timeout=4)
+    assert time.monotonic() - stop_started < 3
+    assert all(not t.is_alive() for t in source._threads())
+    assert source.state is SourceState.ENDED
+
+
+@pytest.mark.integration
+def test_udp_transport_streams(
+    rtsp_server: Callable[..., Any], rtsp_cfg: Callable[..., Any]
+) -> None:
+    server = rtsp_server()
+    source = build_source(rtsp_cfg(server.url, transport="udp"))
+    assert isinstance(source, RtspSource) and source.transport == "udp"
+    log = TransitionLog(source)
+    source.start()
+    log.wait_for(SourceState.STREAMING, timeout=6)
+    taken = take_for(source, 1.0)
+    source.stop(timeout=3)
+    assert len(taken) >= 10
+
+
+@pytest.mark.integration
+def test_slow_consumer_is_not_a_stall(
+    rtsp_server: Callable[..., Any], rtsp_cfg: Callable[..., Any]
+) -> None:
+    """A pipeline taking 1 frame/s from a 25 fps camera must see drops, never a stall."""
+    server = rtsp_server(fps=25)
+    source = build_source(rtsp_cfg(server.url, stall_timeout_s=1.5))
+    log = TransitionLog(source)
+    source.start()
+    log.wait_for(SourceState.STREAMING, timeout=5)
+    taken: list[tuple[float, Frame]] = []
+    for _ in range(4):
+        frame = source.get(timeout=2.0)
+        assert frame is not None
+        taken.append((time.time(), frame))
+        time.sleep(1.0)  # the consumer is busy for a second per frame
+    stats = source.stats()
+    source.stop(timeout=3)
+
+    assert stats.state is SourceState.STREAMING
+    assert log.states == [SourceState.STREAMING, SourceState.ENDED]
+    assert stats.frames_decoded >= 60
+    assert stats.frames_dropped >= 50
+    assert stats.frames_delivered == 4
+    # What the consumer gets is the newest frame, not one queued seconds ago.
+    for took_at, frame in taken[1:]:
+        assert took_at - frame.wall_time < 0.2
