@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import re
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from streamseg.config._base import ConfigModel, Float, Identifier, Int, NonEmptyStr, none_as_empty
+from streamseg.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -145,24 +145,3 @@ SourceConfig = Annotated[
     FileSourceConfig | RtspSourceConfig | UsbSourceConfig, Field(discriminator="type")
 ]
 """One entry of ``sources``: the ``type`` key picks the model."""
-
-
-def redact_url(url: str) -> str:
-    """Replace the password in ``url`` with ``***``.
-
-    Args:
-        url: any URL, e.g. ``rtsp://admin:secret@10.0.0.5/stream1``.
-
-    Returns:
-        The URL with its password hidden (``rtsp://admin:***@10.0.0.5/stream1``); a URL without a
-        password comes back unchanged.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from streamseg.redact import redact_url
 from streamseg.sources.base import Notifier, Source, SourceStats, StateListener
 from streamseg.sources.file import FileSource
 from streamseg.sources.live import LiveSource, OpenArgs, backoff_delay
-from streamseg.sources.redact import redact_url
 from streamseg.sources.rtsp import RtspSource, rtsp_open_args
 from streamseg.sources.usb import UsbSource, usb_open_args
 

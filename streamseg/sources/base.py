@@ -31,8 +31,8 @@ from av.container import InputContainer
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
+from streamseg.redact import redact_url
 from streamseg.sources._buffer import FrameBuffer
-from streamseg.sources.redact import redact_url
 from streamseg.sources.timing import FpsCap, PtsClock, RateMeter
 from streamseg.types import Frame, SourceState
 

@@ -35,8 +35,8 @@ from typing import Protocol
 import av
 import av.error
 
+from streamseg.redact import redact_url
 from streamseg.sources.base import Source
-from streamseg.sources.redact import redact_url
 from streamseg.types import Frame, SourceState
 
 __all__ = ["LiveSource", "OpenArgs", "ReconnectSettings", "backoff_delay"]

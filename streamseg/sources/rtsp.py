@@ -6,8 +6,8 @@ import logging
 import random
 from typing import Protocol
 
+from streamseg.redact import redact_url
 from streamseg.sources.live import LiveSource, OpenArgs, ReconnectSettings
-from streamseg.sources.redact import redact_url
 
 __all__ = ["RtspSource", "RtspSourceSettings", "rtsp_open_args"]
 
