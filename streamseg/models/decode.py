@@ -20,7 +20,7 @@ import torch
 
 from streamseg.models.nms import nms, xywh_to_xyxy
 from streamseg.models.preprocess import Letterbox
-from streamseg.models.rle import encode_runs
+from streamseg.rle import encode_runs
 
 logger = logging.getLogger(__name__)
 

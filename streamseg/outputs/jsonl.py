@@ -24,7 +24,7 @@ from typing import IO, Any
 import numpy as np
 import supervision as sv
 
-from streamseg.outputs.rle import crop_rle_counts
+from streamseg.rle import crop_rle_counts
 from streamseg.types import Frame
 
 logger = logging.getLogger(__name__)

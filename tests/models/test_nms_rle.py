@@ -9,7 +9,7 @@ import torch
 from supervision.detection.utils.converters import _mask_to_rle_counts
 
 from streamseg.models.nms import box_iou, nms
-from streamseg.models.rle import encode_runs
+from streamseg.rle import encode_runs
 
 
 def greedy_reference(

@@ -9,7 +9,7 @@ import numpy as np
 import supervision as sv
 
 from streamseg.outputs.jsonl import JsonlWriter
-from streamseg.outputs.rle import decode_crop_rle
+from streamseg.rle import decode_crop_rle
 from streamseg.types import Frame
 
 

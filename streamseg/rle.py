@@ -1,4 +1,4 @@
-"""Vectorized run-length encoding of many mask crops at once, in CompactMask's convention.
+"""Run-length encoding of mask crops in CompactMask's (and uncompressed COCO's) convention.
 
 ``supervision.CompactMask`` stores each mask as the run lengths of its box crop scanned in
 column-major (Fortran) order, starting with a run of ``False`` (0 when the first pixel is set).
@@ -57,3 +57,28 @@ def encode_runs(
     runs = np.insert(runs, first_run[first_set], 0)
     runs_per_crop = runs_per_crop + first_set
     return np.split(runs.astype(np.int32), np.cumsum(runs_per_crop)[:-1])
+
+
+def crop_rle_counts(crop: npt.NDArray[np.bool_]) -> npt.NDArray[np.int32]:
+    """Run lengths of one 2-D bool crop, column-major, starting with a run of False.
+
+    Args:
+        crop: (h, w) bool.
+
+    Returns:
+        (K,) int32 run lengths that sum to h * w (empty for an empty crop).
+    """
+    if crop.size == 0:
+        return np.zeros(0, dtype=np.int32)
+    return encode_runs(np.asarray(crop, dtype=bool).ravel(order="F"), np.array([crop.size]))[0]
+
+
+def decode_crop_rle(counts: npt.ArrayLike, size_hw: tuple[int, int]) -> npt.NDArray[np.bool_]:
+    """Inverse of :func:`crop_rle_counts`: (h, w) bool from column-major run lengths."""
+    runs = np.asarray(counts, dtype=np.int64)
+    h, w = size_hw
+    if runs.sum() != h * w:
+        raise ValueError(f"run lengths sum to {int(runs.sum())}, expected h*w = {h * w}")
+    values = np.zeros(len(runs), dtype=bool)
+    values[1::2] = True
+    return np.repeat(values, runs).reshape((h, w), order="F")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from streamseg.outputs.rle import crop_rle_counts, decode_crop_rle
+from streamseg.rle import crop_rle_counts, decode_crop_rle
 
 
 @pytest.mark.parametrize("seed", range(5))
