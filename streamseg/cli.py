@@ -40,7 +40,7 @@ def _cmd_info(args: argparse.Namespace, console: Console) -> int:
     except ModelLoadError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 1
-    console.print(format_info(info))
+    Console().print(format_info(info), highlight=False)
     return 0
 
 
@@ -83,7 +83,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     except (ModelLoadError, ValueError, OSError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 1
-    print_summary(summary, console)
+    print_summary(summary, Console())
     states = [s.state for s in summary.sources.values()]
     if states and all(s.value == "failed" for s in states):
         return 2

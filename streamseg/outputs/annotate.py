@@ -59,7 +59,10 @@ def detection_labels(detections: sv.Detections) -> list[str]:
     names = detections.data.get("class_name")
     labels = []
     for i in range(len(detections)):
-        parts = [str(names[i]) if names is not None else str(detections.class_id[i])]
+        if names is not None:
+            parts = [str(names[i])]
+        else:
+            parts = ["object" if detections.class_id is None else str(detections.class_id[i])]
         if detections.tracker_id is not None and detections.tracker_id[i] >= 0:
             parts.append(f"#{int(detections.tracker_id[i])}")
         if detections.confidence is not None:

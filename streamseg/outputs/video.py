@@ -88,6 +88,7 @@ class VideoFileWriter:
         container = av.open(str(self.path), mode="w")
         rate = Fraction(self.nominal_fps).limit_denominator(1001)
         stream = container.add_stream(self.encoder, rate=rate)
+        assert isinstance(stream, av.VideoStream)
         # yuv420p needs even dimensions.
         stream.width = width - width % 2
         stream.height = height - height % 2

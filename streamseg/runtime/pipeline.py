@@ -36,8 +36,8 @@ from streamseg.types import Frame, SourceState
 
 logger = logging.getLogger(__name__)
 
-_END = object()
-"""Sentinel put on a stream's queue when it delivers no more frames."""
+_Item = tuple[Frame, sv.Detections] | None
+"""What a stream's analytics queue carries; ``None`` says the stream delivers no more frames."""
 
 
 @dataclass
@@ -101,7 +101,7 @@ class Pipeline:
         self.sources: list[Source] = []
         self.progress: dict[str, StreamProgress] = {s.id: StreamProgress() for s in config.sources}
         self.output_paths: list[str] = []
-        self._queues: dict[str, queue.Queue[object]] = {}
+        self._queues: dict[str, queue.Queue[_Item]] = {}
         self._threads: list[threading.Thread] = []
         self._inference_thread: threading.Thread | None = None
         self._started_at: float | None = None
@@ -182,7 +182,7 @@ class Pipeline:
                 [factory(stream_id) for factory in self.stage_factories],
                 record=self._record_stage,
             )
-            q: queue.Queue[object] = queue.Queue(maxsize=self.stream_queue_size)
+            q: queue.Queue[_Item] = queue.Queue(maxsize=self.stream_queue_size)
             self._queues[stream_id] = q
             thread = threading.Thread(
                 target=self._analytics_loop,
@@ -287,9 +287,9 @@ class Pipeline:
             self.stop_event.set()
         finally:
             for stream_id in self._queues:
-                self._put(stream_id, _END, force=True)
+                self._put(stream_id, None, force=True)
 
-    def _put(self, stream_id: str, item: object, force: bool = False) -> None:
+    def _put(self, stream_id: str, item: _Item, force: bool = False) -> None:
         """Hand an item to a stream's analytics; blocks while full (never drops a frame)."""
         q = self._queues[stream_id]
         while True:
@@ -300,17 +300,15 @@ class Pipeline:
                 if self.stop_event.is_set() and not force:
                     return
 
-    def _analytics_loop(
-        self, stream_id: str, chain: AnalyticsChain, q: queue.Queue[object]
-    ) -> None:
+    def _analytics_loop(self, stream_id: str, chain: AnalyticsChain, q: queue.Queue[_Item]) -> None:
         progress = self.progress[stream_id]
         processed = self.metrics.frames_processed.labels(stream=stream_id)
         detected = self.metrics.detections.labels(stream=stream_id)
         while True:
             item = q.get()
-            if item is _END:
+            if item is None:
                 break
-            frame, detections = item  # type: ignore[misc]
+            frame, detections = item
             try:
                 self._analyse(chain, frame, detections)
             except Exception:

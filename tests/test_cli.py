@@ -1,0 +1,117 @@
+"""The ``streamseg`` command as a user runs it: a real subprocess for each verb."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from helpers.fake_yolo_seg import FakeYoloSeg, build_outputs, save_torchscript, ultralytics_metadata
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def streamseg(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamseg", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def fake_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli-model") / "fake-seg.torchscript"
+    output0, output1 = build_outputs()
+    return save_torchscript(path, FakeYoloSeg(output0, output1), ultralytics_metadata())
+
+
+def test_validate_reports_line_and_no_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "sources:\n  - id: cam\n    type: rtsp\n    url: rtsp://x/y\n    transprt: tcp\n"
+    )
+    result = streamseg("validate", str(bad), str(REPO / "pipelines" / "file_basic.yaml"))
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    assert f"{bad}:5" in out and "transprt" in out
+    assert "Traceback" not in out
+    assert "OK" in out  # the good file is still reported
+
+
+def test_validate_examples_ok() -> None:
+    files = sorted(str(p) for p in (REPO / "pipelines").glob("*.yaml"))
+    result = streamseg("validate", *files, env={**os.environ, "CAM_PASSWORD": "x"})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_info_describes_model(fake_model: Path) -> None:
+    result = streamseg("info", str(fake_model))
+    assert result.returncode == 0, result.stderr
+    assert "person" in result.stdout and "64" in result.stdout and "96" in result.stdout
+
+
+def test_info_missing_model_is_clear(tmp_path: Path) -> None:
+    result = streamseg("info", str(tmp_path / "nope.onnx"))
+    assert result.returncode == 1
+    assert "nope.onnx" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def _pipeline(tmp_path: Path, model: Path, video: Path) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        f"""
+sources:
+  - {{id: cam, type: file, path: '{video}', realtime: true}}
+model: {{weights: '{model}', device: cpu}}
+outputs:
+  jsonl: {{path: '{tmp_path / "det.jsonl"}'}}
+  video: {{path: '{tmp_path / "{stream}.mp4"}'}}
+"""
+    )
+    return path
+
+
+def test_run_sigterm_leaves_finished_files(
+    fake_model: Path, h264_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    """SIGTERM mid-run: exit 0, the MP4 is finalized and the JSONL holds every analysed frame."""
+    clip = h264_file("long.mp4", frames=250, fps=25)  # 10 s played in real time
+    pipeline = _pipeline(tmp_path, fake_model, clip.path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamseg", "run", str(pipeline), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    jsonl = tmp_path / "det.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not jsonl.exists() or jsonl.stat().st_size < 2000):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert 0 < len(lines) < 250
+    with av.open(str(tmp_path / "cam.mp4")) as container:
+        decoded = sum(1 for _ in container.decode(video=0))
+    assert decoded == len(lines)
+
+
+def test_run_bad_pipeline_exits_1(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("sources: []\n")
+    result = streamseg("run", str(path))
+    assert result.returncode == 1
+    assert "p.yaml" in result.stderr and "Traceback" not in result.stderr
