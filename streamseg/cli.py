@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", help="'builtin' or a TorchScript/ONNX file in the YOLO-seg layout")
     info.add_argument("--device", default="cpu", help="auto | cpu | cuda[:i]")
 
-    sub.add_parser("demo", help="render a synthetic yard scene and run the demo pipeline on it")
+    demo = sub.add_parser("demo", help="render a synthetic yard scene and run the demo pipeline")
+    demo.add_argument("--pipeline", default="pipelines/demo.yaml", help="demo pipeline file")
     sub.add_parser("synth", help="render synthetic scenes with ground truth", add_help=False)
     sub.add_parser("train", help="train or fine-tune the built-in model", add_help=False)
     return parser
@@ -141,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from streamseg.runtime.demo import demo_main
 
-        return demo_main(console)
+        return demo_main(console, args.pipeline)
     raise AssertionError(f"unhandled command {args.command}")
 
 

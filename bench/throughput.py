@@ -1,0 +1,123 @@
+"""Pipeline throughput against a bare loop over the same frames (issue #2).
+
+The bare loop is the least a program can do with a video and a model: decode each frame with
+PyAV, run the same segmenter (letterbox + forward + decode) at batch 1, nothing else. The
+pipeline is what ``streamseg run`` does: a reader thread, the batcher, the inference worker, the
+per-stream analytics thread and a JSONL sink. Both use the same loaded model, the same frames and
+the same batch size; runs alternate and each side reports its best of ``--repeats``.
+
+Then four files at once through one pipeline (batch 4): total and per-stream fps.
+
+Run: ``.venv/bin/python bench/throughput.py`` (renders its synthetic input on first use).
+Ends with one ``key=value`` summary line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import torch
+
+from streamseg.config import load_pipeline_text
+from streamseg.config.model import ModelConfig
+from streamseg.models import Segmenter, load_segmenter
+from streamseg.runtime.pipeline import Pipeline
+from streamseg.synth import render_scene_video
+
+CACHE = Path(tempfile.gettempdir()) / "streamseg-bench"
+
+
+def input_video(kind: str, seed: int, frames: int, resolution_wh: tuple[int, int]) -> Path:
+    """A synthetic scene video, rendered once and cached."""
+    folder = CACHE / f"{kind}-{seed}-{frames}-{resolution_wh[0]}x{resolution_wh[1]}"
+    video = folder / "video.mp4"
+    if not video.exists():
+        render_scene_video(kind, seed, folder, frames, resolution_wh, write_images=False)
+    return video
+
+
+def bare_loop(segmenter: Segmenter, video: Path) -> tuple[int, float]:
+    """Decode + segment every frame at batch 1; returns (frames, seconds)."""
+    start = time.perf_counter()
+    frames = 0
+    with av.open(str(video)) as container:
+        for frame in container.decode(video=0):
+            segmenter.segment([frame.to_ndarray(format="bgr24")])
+            frames += 1
+    return frames, time.perf_counter() - start
+
+
+def pipeline_run(
+    segmenter: Segmenter, videos: list[Path], weights: str, batch: int, out: Path
+) -> tuple[dict[str, int], float]:
+    """One pipeline over ``videos``; returns (frames per stream, seconds)."""
+    sources = "\n".join(f"  - {{id: s{i}, type: file, path: '{v}'}}" for i, v in enumerate(videos))
+    text = (
+        f"sources:\n{sources}\n"
+        f"model: {{weights: '{weights}', device: cpu, batch_size: {batch}}}\n"
+        f"outputs:\n  jsonl: {{path: '{out}'}}\n"
+    )
+    pipeline = Pipeline(load_pipeline_text(text), segmenter=segmenter)
+    start = time.perf_counter()
+    summary = pipeline.run()
+    return summary.frames, time.perf_counter() - start
+
+
+def main() -> None:
+    """Measure and print; the last line is the key=value summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="builtin")
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--resolution", default="640x360", help="WxH of the rendered input")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--streams", type=int, default=4)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    width, height = (int(v) for v in args.resolution.split("x"))
+
+    videos = [
+        input_video("yard", 100 + i, args.frames, (width, height)) for i in range(args.streams)
+    ]
+    segmenter = load_segmenter(ModelConfig(weights=args.weights, device="cpu", batch_size=1))
+    info = segmenter.info
+    print(
+        f"model {info.path} input {info.input_hw[1]}x{info.input_hw[0]}, "
+        f"torch threads {torch.get_num_threads()}, input {width}x{height}, {args.frames} frames"
+    )
+    bare_loop(segmenter, videos[0])  # warm-up: first forwards and page cache
+
+    out = CACHE / "out.jsonl"
+    bare_fps: list[float] = []
+    pipe_fps: list[float] = []
+    for _ in range(args.repeats):
+        n, seconds = bare_loop(segmenter, videos[0])
+        bare_fps.append(n / seconds)
+        frames, seconds = pipeline_run(segmenter, videos[:1], args.weights, 1, out)
+        pipe_fps.append(sum(frames.values()) / seconds)
+    bare, pipe = max(bare_fps), max(pipe_fps)
+    print(f"{'bare loop (decode + segment, batch 1)':<44} {bare:7.1f} fps  runs {bare_fps}")
+    print(f"{'pipeline, 1 file, batch 1 (streamseg run)':<44} {pipe:7.1f} fps  runs {pipe_fps}")
+    print(f"{'ratio pipeline / bare':<44} {pipe / bare:7.3f}")
+
+    multi = load_segmenter(ModelConfig(weights=args.weights, device="cpu", batch_size=4))
+    frames, seconds = pipeline_run(multi, videos, args.weights, 4, out)
+    total = sum(frames.values()) / seconds
+    per_stream = {k: v / seconds for k, v in frames.items()}
+    print(
+        f"{f'pipeline, {args.streams} files, batch 4':<44} {total:7.1f} fps total; per stream "
+        + ", ".join(f"{k} {v:.1f}" for k, v in per_stream.items())
+    )
+    print(
+        f"ratio={pipe / bare:.3f} pipeline_fps={pipe:.1f} bare_fps={bare:.1f} "
+        f"multi_total_fps={total:.1f} multi_min_stream_fps={min(per_stream.values()):.1f} "
+        f"streams={args.streams}"
+    )
+
+
+if __name__ == "__main__":
+    main()
