@@ -17,13 +17,10 @@ from streamseg.synth import render_scene_video
 
 logger = logging.getLogger(__name__)
 
-DEMO_SCENE = {
-    "kind": "yard",
-    "seed": 7,
-    "num_frames": 150,
-    "resolution_wh": (640, 360),
-    "fps": 15.0,
-}
+DEMO_SEED = 7
+DEMO_FRAMES = 150
+DEMO_RESOLUTION_WH = (640, 360)
+DEMO_FPS = 15.0
 """The scene the demo renders: 10 s of a construction yard at 15 fps."""
 
 
