@@ -115,3 +115,23 @@ def test_run_bad_pipeline_exits_1(tmp_path: Path) -> None:
     result = streamseg("run", str(path))
     assert result.returncode == 1
     assert "p.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_synth_writes_video_and_ground_truth(tmp_path: Path) -> None:
+    result = streamseg(
+        "synth",
+        "pitch",
+        "--out",
+        str(tmp_path / "s"),
+        "--frames",
+        "6",
+        "--no-images",
+        "--resolution",
+        "320x192",
+    )
+    assert result.returncode == 0, result.stderr
+    with av.open(str(tmp_path / "s" / "video.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 6
+    assert (tmp_path / "s" / "gt" / "gt.txt").read_text().strip()
+    bad = streamseg("synth", "moon", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
