@@ -122,7 +122,6 @@ class Pipeline:
             self.start_sources,
             self.start_inference,
         ]
-        self._started_at = time.monotonic()
         try:
             for step in steps:
                 step()
@@ -200,6 +199,7 @@ class Pipeline:
             source.add_state_listener(self._on_state_change)
             self.metrics.set_state(source.stream_id, source.state)
             self.sources.append(source)
+        self._started_at = time.monotonic()  # run time counts from the first read, not model load
         for source in self.sources:
             source.start()
         monitor = threading.Thread(target=self._monitor_loop, name="monitor", daemon=True)
