@@ -74,7 +74,5 @@ def demo_main(console: Console, pipeline_path: str = "pipelines/demo.yaml") -> i
         return 1
     out = Console()
     print_summary(summary, out)
-    out.print(f"\nscene with ground truth (MOTS, COCO): {video.parent}")
-    for output in summary.outputs:
-        out.print(f"[bold green]wrote[/bold green] {output}")
+    out.print(f"scene with its ground truth (MOTS, COCO): {video.parent}")
     return 0

@@ -53,4 +53,4 @@ def print_summary(summary: RunSummary, console: Console) -> None:
             )
         console.print(stages)
     for path in summary.outputs:
-        console.print(f"output: {path}")
+        console.print(f"[bold green]wrote[/bold green] {path}")
