@@ -1,0 +1,245 @@
+"""``streamseg train``: train / fine-tune the built-in network, evaluate it, export it.
+
+Examples::
+
+    # from scratch on the synthetic world, in the background, resumable
+    nohup nice -n 5 python -m streamseg.train --data synth --out runs/builtin --threads 1 \\
+        --resume > runs/builtin.log 2>&1 &
+    # fine-tune our weights on a COCO instance-segmentation dataset
+    python -m streamseg.train --data ann.json --images imgs/ --init builtin --out runs/coco
+    # export the best weights of a run without training
+    python -m streamseg.train --out runs/builtin --export
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from streamseg.train.data import AugmentConfig, CocoSource, SampleSource, SynthSource
+from streamseg.train.evaluate import (
+    EvalSet,
+    evaluate,
+    evaluate_runtime,
+    source_eval_set,
+    synth_eval_set,
+)
+from streamseg.train.export import export_onnx, export_torchscript
+from streamseg.train.loop import TrainConfig, load_checkpoint, train
+from streamseg.train.net import NetConfig, RuntimeHead, SegLite
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``streamseg train``."""
+    d = TrainConfig()
+    p = argparse.ArgumentParser(
+        prog="streamseg train",
+        description="Train or fine-tune streamseg's built-in instance-segmentation network.",
+    )
+    p.add_argument(
+        "--data",
+        default="synth",
+        help="'synth' (render the synthetic world on the fly) or a COCO instance-segmentation "
+        "JSON (polygon or RLE)",
+    )
+    p.add_argument("--images", default=None, help="image folder of a COCO --data")
+    p.add_argument("--val", default=None, help="COCO JSON to evaluate on (COCO --data only)")
+    p.add_argument("--val-images", default=None, help="image folder of --val")
+    p.add_argument("--out", default=d.out, help="run folder (checkpoints, curve, exports)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt if present")
+    p.add_argument(
+        "--init", default=None, help="fine-tune from 'builtin', a .torchscript export or a .pt"
+    )
+    p.add_argument("--steps", type=int, default=d.steps, help="total optimizer steps")
+    p.add_argument("--batch", type=int, default=d.batch, help="images per step")
+    p.add_argument(
+        "--imgsz",
+        type=int,
+        nargs=2,
+        default=list(d.imgsz),
+        metavar=("H", "W"),
+        help="network input (multiples of 32)",
+    )
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    p.add_argument("--warmup", type=int, default=d.warmup_steps, help="warmup steps")
+    p.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between evals")
+    p.add_argument("--eval-frames", type=int, default=40, help="held-out frames per scene kind")
+    p.add_argument(
+        "--eval-resolution",
+        type=int,
+        nargs=2,
+        default=[640, 360],
+        metavar=("W", "H"),
+        help="resolution held-out synthetic frames are rendered at",
+    )
+    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every, help="steps between saves")
+    p.add_argument("--log-every", type=int, default=d.log_every, help="steps between log lines")
+    p.add_argument("--threads", type=int, default=d.threads, help="torch threads")
+    p.add_argument("--workers", type=int, default=d.workers, help="data worker processes")
+    p.add_argument("--seed", type=int, default=d.seed, help="run seed")
+    p.add_argument(
+        "--render-widths",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="W",
+        help="widths of 16:9 synthetic training frames (default: input width x 1, 8/7, 10/7)",
+    )
+    p.add_argument(
+        "--fresh-scenes",
+        type=float,
+        default=0.3,
+        help="share of synthetic samples drawn from a brand-new scene (new background)",
+    )
+    p.add_argument("--mosaic", type=float, default=0.0, help="probability of a 2x2 mosaic")
+    p.add_argument(
+        "--export",
+        action="store_true",
+        help="export <out>/best.pt (else last.pt) to TorchScript + ONNX and exit",
+    )
+    p.add_argument("--no-export", action="store_true", help="do not export at the end")
+    p.add_argument(
+        "--eval-weights",
+        default=None,
+        metavar="FILE",
+        help="evaluate 'builtin' or an exported .torchscript/.onnx through the runtime "
+        "(streamseg.models) on the held-out set, print per-kind mask mAP and exit",
+    )
+    return p
+
+
+def _resolve_init(init: str | None) -> str | None:
+    if init != "builtin":
+        return init
+    from streamseg.models.builtin import builtin_weights_path
+
+    return str(builtin_weights_path())
+
+
+def _sources(args: argparse.Namespace, imgsz: tuple[int, int]) -> tuple[SampleSource, EvalSet]:
+    if args.data == "synth":
+        # 16:9 frames (letterboxed with a few rows of padding, like camera frames) at the input
+        # width and larger, so the downscale path of the runtime is trained too.
+        widths = args.render_widths or [imgsz[1], imgsz[1] * 8 // 7, imgsz[1] * 10 // 7]
+        source: SampleSource = SynthSource(
+            [(2 * (w // 2), 2 * round(w * 9 / 32)) for w in widths],
+            fresh_scene_prob=args.fresh_scenes,
+        )
+        eval_set: EvalSet = synth_eval_set(args.eval_frames, tuple(args.eval_resolution))
+        return source, eval_set
+    if args.images is None:
+        raise SystemExit("streamseg train: --data is a COCO JSON, so --images DIR is required")
+    coco = CocoSource(args.data, args.images)
+    if args.val:
+        val = CocoSource(args.val, args.val_images or args.images)
+        return coco, source_eval_set(val, min(len(val), 200))
+    return coco, {}
+
+
+def _class_names(args: argparse.Namespace) -> list[str]:
+    if args.data == "synth":
+        from streamseg.synth import CLASS_NAMES
+
+        return list(CLASS_NAMES)
+    return list(CocoSource(args.data, args.images).class_names)
+
+
+def _export(out: Path) -> int:
+    path = out / "best.pt" if (out / "best.pt").is_file() else out / "last.pt"
+    if not path.is_file():
+        logger.error("no checkpoint in %s (expected best.pt or last.pt)", out)
+        return 2
+    ckpt = load_checkpoint(path)
+    net = SegLite(NetConfig.from_dict(ckpt["net_config"]))
+    net.load_state_dict(ckpt["ema"])
+    imgsz = tuple(ckpt["train_config"]["imgsz"])
+    names = list(ckpt["class_names"])
+    ts = export_torchscript(net, out / "seglite.torchscript", names, (imgsz[0], imgsz[1]))
+    ox = export_onnx(net, out / "seglite.onnx", names, (imgsz[0], imgsz[1]))
+    print(f"exported step {ckpt['step']} of {path}: {ts} {ox}")
+    return 0
+
+
+def train_main(argv: list[str]) -> int:
+    """Entry point of ``streamseg train``.
+
+    Args:
+        argv: command-line arguments after ``train``.
+
+    Returns:
+        Process exit status (0: done or stopped cleanly with a checkpoint).
+    """
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    out = Path(args.out)
+    if args.export:
+        return _export(out)
+    imgsz = (int(args.imgsz[0]), int(args.imgsz[1]))
+    if args.eval_weights:
+        _, held_out = _sources(args, imgsz)
+        if not held_out:
+            logger.error("--eval-weights needs a held-out set: --data synth, or --val with COCO")
+            return 2
+        names = _class_names(args)
+        res = evaluate_runtime(args.eval_weights, held_out, names)
+        print(json.dumps(res))
+        return 0
+    cfg = TrainConfig(
+        out=str(out),
+        steps=args.steps,
+        batch=args.batch,
+        imgsz=imgsz,
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        ckpt_every=args.ckpt_every,
+        eval_every=args.eval_every,
+        log_every=args.log_every,
+        threads=args.threads,
+        workers=args.workers,
+        seed=args.seed,
+        export=not args.no_export,
+        augment=dataclasses.replace(AugmentConfig(), mosaic=args.mosaic),
+    )
+    source, eval_set = _sources(args, imgsz)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        logger.warning("signal %d: stopping after this step (checkpoint follows)", signum)
+        stop.set()
+
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = train(
+            cfg,
+            source,
+            eval_set or None,
+            resume=args.resume,
+            init=_resolve_init(args.init),
+            stop=stop,
+        )
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if eval_set and not result.last_eval and not result.stopped:
+        ckpt = load_checkpoint(result.checkpoint)
+        net = SegLite(NetConfig.from_dict(ckpt["net_config"]))
+        net.load_state_dict(ckpt["ema"])
+        result.last_eval = evaluate(RuntimeHead(net.eval()), eval_set, imgsz, source.class_names)
+    print(
+        f"{'stopped' if result.stopped else 'finished'} at step {result.step}; checkpoint "
+        f"{result.checkpoint}; eval {result.last_eval}; exports {[str(p) for p in result.exports]}",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,650 @@
+"""Training data: sample sources, letterbox + augmentation, and the batched loader.
+
+A *sample source* (:class:`SampleSource`) turns ``(index, rng)`` into one :class:`Sample`
+(image, instance masks, class ids) at the source's own resolution:
+
+* :class:`SynthSource` renders a fresh synthetic frame with ``streamseg.synth`` for every index
+  (data on the fly, never a fixed small set);
+* :class:`CocoSource` reads a COCO instance-segmentation dataset (polygon or RLE masks).
+
+:class:`TrainDataset` maps a global sample index ``k`` to a training example. Every random
+choice for sample ``k`` (what is rendered, which COCO image, every augmentation) comes from
+``numpy.random.default_rng([TRAIN_SEED_STREAM, seed, k])``, so a run is a pure function of its
+seed and step: resuming at step ``s`` with batch ``b`` continues with sample ``s * b`` exactly.
+Held-out evaluation frames use ``[EVAL_SEED_STREAM, j]`` (see :mod:`streamseg.train.evaluate`):
+the first word of the seed differs, so the two streams never share a seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import signal
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from streamseg.train.loss import Targets
+
+logger = logging.getLogger(__name__)
+
+#: First word of the seed of every training sample.
+TRAIN_SEED_STREAM = 0
+#: First word of the seed of every held-out evaluation frame.
+EVAL_SEED_STREAM = 1
+#: Seeds of fresh synthetic training scenes start here (see :class:`SynthSource`).
+TRAIN_SCENE_SEED_BASE = 10**9
+#: Seeds of the synthetic scenes of held-out evaluation frames start here.
+EVAL_SCENE_SEED_BASE = 10**12
+#: Letterbox padding value (YOLO convention), per channel in 0..255.
+PAD_VALUE = 114
+#: Prototype maps (and mask targets) are at 1/4 of the input.
+MASK_STRIDE = 4
+
+
+class Sample(NamedTuple):
+    """One image with its instances.
+
+    Attributes:
+        image: (H, W, 3) uint8 BGR.
+        masks: (N, H, W) bool, one visible mask per instance.
+        class_ids: (N,) int64.
+    """
+
+    image: npt.NDArray[np.uint8]
+    masks: npt.NDArray[np.bool_]
+    class_ids: npt.NDArray[np.int64]
+
+
+class SampleSource(Protocol):
+    """Anything that yields training samples."""
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Class names, index = class id."""
+        ...
+
+    def get(self, index: int, rng: np.random.Generator) -> Sample:
+        """Return sample ``index``; every random choice must come from ``rng``."""
+        ...
+
+
+class SynthSource:
+    """Fresh synthetic frames from ``streamseg.synth``, rendered for every sample.
+
+    Most samples come from ``random_training_frame`` (random kind, difficulty, objects, poses,
+    lighting over a cached pool of backgrounds per resolution). A share ``fresh_scene_prob``
+    comes from a whole new scene (``SceneRenderer`` with its own layout and background) so the
+    network does not learn the pool's backgrounds: the scene of sample ``k`` has seed
+    ``TRAIN_SCENE_SEED_BASE + k // scene_block`` (far from the small seeds demos use and from
+    :data:`EVAL_SCENE_SEED_BASE`), and the few most recent scenes are kept per worker.
+
+    Args:
+        resolutions_wh: (width, height) choices to render at, one drawn per sample (each keeps
+            its own background pool in ``streamseg.synth``: keep it to a few).
+        fresh_scene_prob: share of samples drawn from a fresh scene.
+        scene_block: consecutive sample indices that share one fresh scene.
+        max_start_frame: a fresh-scene sample shows a frame in ``[0, max_start_frame)``.
+    """
+
+    def __init__(
+        self,
+        resolutions_wh: Sequence[tuple[int, int]],
+        fresh_scene_prob: float = 0.3,
+        scene_block: int = 32,
+        max_start_frame: int = 90,
+    ) -> None:
+        try:
+            from streamseg import synth as synth_module
+        except ImportError as exc:  # pragma: no cover - synth ships with the package
+            raise RuntimeError(f"SynthSource needs streamseg.synth: {exc}") from exc
+        synth: Any = synth_module
+        for name in ("random_training_frame", "SceneRenderer", "CLASS_NAMES", "SCENE_KINDS"):
+            if not hasattr(synth, name):
+                raise RuntimeError(
+                    f"SynthSource expected streamseg.synth.{name}; this streamseg.synth lacks it"
+                )
+        if not resolutions_wh:
+            raise ValueError("resolutions_wh: expected at least one (width, height)")
+        self._names = tuple(synth.CLASS_NAMES)
+        self.resolutions_wh = [(int(w), int(h)) for w, h in resolutions_wh]
+        self.fresh_scene_prob = fresh_scene_prob
+        self.scene_block = scene_block
+        self.max_start_frame = max_start_frame
+        self._scenes: dict[tuple[int, int], Any] = {}
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """``streamseg.synth.CLASS_NAMES``."""
+        return self._names
+
+    @property
+    def _synth(self) -> Any:
+        # Imported on use, not stored: the source must pickle into spawned DataLoader workers.
+        from streamseg import synth
+
+        return synth
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_scenes"] = {}  # renderers are rebuilt on demand in each worker
+        return state
+
+    def get(self, index: int, rng: np.random.Generator) -> Sample:
+        """Render the frame of sample ``index`` (every choice from ``rng`` and ``index``)."""
+        res = self.resolutions_wh[int(rng.integers(0, len(self.resolutions_wh)))]
+        if self.fresh_scene_prob > 0 and rng.random() < self.fresh_scene_prob:
+            renderer = self._scene(index // self.scene_block, res)
+            start = int(rng.integers(0, self.max_start_frame))
+            return synth_frame_to_sample(next(renderer.frames(1, start=start)))
+        return synth_frame_to_sample(self._synth.random_training_frame(rng, res))
+
+    def _scene(self, block: int, res: tuple[int, int]) -> Any:
+        key = (block, self.resolutions_wh.index(res))
+        if key not in self._scenes:
+            if len(self._scenes) >= 4 * len(self.resolutions_wh):
+                self._scenes.pop(next(iter(self._scenes)))
+            kinds = self._synth.SCENE_KINDS
+            diffs = getattr(self._synth, "DIFFICULTIES", ("easy",))
+            self._scenes[key] = self._synth.SceneRenderer(
+                kinds[block % len(kinds)],
+                seed=TRAIN_SCENE_SEED_BASE + block,
+                resolution_wh=res,
+                difficulty=diffs[(block // len(kinds)) % len(diffs)],
+            )
+        return self._scenes[key]
+
+
+def synth_frame_to_sample(frame: Any) -> Sample:
+    """Convert a ``streamseg.synth.SynthFrame`` (``.image``, ``.objects``) to a :class:`Sample`."""
+    img = np.ascontiguousarray(frame.image, dtype=np.uint8)
+    objs = list(frame.objects)
+    h, w = img.shape[:2]
+    if objs:
+        masks = np.stack([np.asarray(o.mask, dtype=bool) for o in objs])
+        cls = np.array([int(o.class_id) for o in objs], dtype=np.int64)
+    else:
+        masks = np.zeros((0, h, w), dtype=bool)
+        cls = np.zeros((0,), dtype=np.int64)
+    return Sample(img, masks, cls)
+
+
+class CocoSource:
+    """A COCO-format instance-segmentation dataset (polygon or RLE segmentations).
+
+    Category ids are mapped to contiguous class ids in increasing category-id order. Crowd
+    annotations are skipped. Images without annotations are kept (they teach background).
+
+    Args:
+        annotations: path of the COCO JSON file.
+        images_dir: folder the ``file_name`` of each image is relative to.
+    """
+
+    def __init__(self, annotations: str | Path, images_dir: str | Path) -> None:
+        from pycocotools.coco import COCO
+
+        ann_path = Path(annotations)
+        if not ann_path.is_file():
+            raise FileNotFoundError(f"COCO annotations: expected a JSON file, got {ann_path}")
+        self.images_dir = Path(images_dir)
+        if not self.images_dir.is_dir():
+            raise FileNotFoundError(f"COCO images: expected a folder, got {self.images_dir}")
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            self.coco = COCO(str(ann_path))
+        cat_ids = sorted(self.coco.getCatIds())
+        if not cat_ids:
+            raise ValueError(f"COCO annotations {ann_path}: expected categories, found none")
+        self.cat_to_class = {c: i for i, c in enumerate(cat_ids)}
+        self._names = tuple(str(self.coco.loadCats(c)[0]["name"]) for c in cat_ids)
+        self.image_ids = sorted(self.coco.getImgIds())
+        if not self.image_ids:
+            raise ValueError(f"COCO annotations {ann_path}: expected images, found none")
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Category names in class-id order."""
+        return self._names
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def get(self, index: int, rng: np.random.Generator) -> Sample:
+        """Image ``index % len(self)`` with its decoded masks."""
+        img_id = self.image_ids[index % len(self.image_ids)]
+        info = self.coco.loadImgs(img_id)[0]
+        path = self.images_dir / str(info["file_name"])
+        raw = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if raw is None:
+            raise FileNotFoundError(f"COCO image {img_id}: cannot read {path}")
+        image = np.asarray(raw, dtype=np.uint8)
+        h, w = image.shape[:2]
+        if (int(info.get("height", h)), int(info.get("width", w))) != (h, w):
+            raise ValueError(
+                f"COCO image {img_id}: annotation says {info.get('width')}x{info.get('height')}, "
+                f"file {path} is {w}x{h}"
+            )
+        anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=img_id, iscrowd=False))
+        masks, cls = [], []
+        for ann in anns:
+            if not ann.get("segmentation"):
+                continue
+            m = self.coco.annToMask(ann).astype(bool)
+            if m.any():
+                masks.append(m)
+                cls.append(self.cat_to_class[int(ann["category_id"])])
+        if masks:
+            return Sample(image, np.stack(masks), np.array(cls, dtype=np.int64))
+        return Sample(image, np.zeros((0, h, w), bool), np.zeros((0,), np.int64))
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation strengths (0 disables each one).
+
+    Attributes:
+        hsv_h: hue jitter, fraction of the hue circle.
+        hsv_s: saturation gain jitter (gain in ``1 +- hsv_s``).
+        hsv_v: value gain jitter.
+        flip: probability of a horizontal flip.
+        scale_min: smallest zoom factor after the letterbox (log-uniform in min..max).
+        scale_max: largest zoom factor.
+        translate: shift, fraction of the input size.
+        mosaic: probability of a 2x2 mosaic of four samples.
+        linear_resize: probability that a shrinking resize is bilinear without antialiasing
+            (what the runtime's letterbox does) instead of area filtering.
+        min_area_px: instances with fewer visible pixels (input resolution) after augmentation
+            are dropped.
+    """
+
+    hsv_h: float = 0.015
+    hsv_s: float = 0.5
+    hsv_v: float = 0.35
+    flip: float = 0.5
+    scale_min: float = 0.8
+    scale_max: float = 1.4
+    translate: float = 0.1
+    mosaic: float = 0.0
+    linear_resize: float = 0.5
+    min_area_px: int = 6
+
+
+NO_AUGMENT = AugmentConfig(
+    hsv_h=0.0,
+    hsv_s=0.0,
+    hsv_v=0.0,
+    flip=0.0,
+    scale_min=1.0,
+    scale_max=1.0,
+    translate=0.0,
+    mosaic=0.0,
+    linear_resize=0.0,
+)
+
+
+def letterbox_params(
+    src_hw: tuple[int, int], dst_hw: tuple[int, int]
+) -> tuple[float, float, float]:
+    """Scale and padding that fit ``src_hw`` into ``dst_hw`` keeping the aspect ratio.
+
+    Returns:
+        (scale, pad_x, pad_y): ``dst = src * scale + pad``, in pixels.
+    """
+    sh, sw = src_hw
+    dh, dw = dst_hw
+    r = min(dh / sh, dw / sw)
+    return r, (dw - sw * r) / 2, (dh - sh * r) / 2
+
+
+def _warp_image(
+    image: npt.NDArray[np.uint8],
+    m: npt.NDArray[np.float64],
+    dst_hw: tuple[int, int],
+    pad: int = PAD_VALUE,
+    area: bool = True,
+) -> npt.NDArray[np.uint8]:
+    """Warp an (H, W, 3) image or (H, W) mask with the affine ``m`` (source -> destination).
+
+    With ``area``, a pure scale+shift that shrinks goes through ``cv2.resize`` with area
+    filtering and a paste (``warpAffine`` has no area filter and aliases thin structures);
+    anything else through ``warpAffine`` with bilinear interpolation. Pass the same ``area`` for
+    an image and its masks so they stay aligned.
+    """
+    axis_aligned = abs(m[0, 1]) < 1e-12 and abs(m[1, 0]) < 1e-12
+    if area and axis_aligned and abs(m[0, 0]) < 1.0:
+        return _resize_paste(image, m, dst_hw, pad)
+    border = (pad, pad, pad) if image.ndim == 3 else pad
+    out = cv2.warpAffine(
+        image,
+        m,
+        (dst_hw[1], dst_hw[0]),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=border,
+    )
+    return np.asarray(out, dtype=np.uint8)
+
+
+def _resize_paste(
+    image: npt.NDArray[np.uint8], m: npt.NDArray[np.float64], dst_hw: tuple[int, int], pad: int
+) -> npt.NDArray[np.uint8]:
+    sx, sy, tx, ty = float(m[0, 0]), float(m[1, 1]), float(m[0, 2]), float(m[1, 2])
+    h, w = image.shape[:2]
+    nw, nh = max(1, round(w * abs(sx))), max(1, round(h * abs(sy)))
+    small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    if sx < 0:
+        small = small[:, ::-1]
+        tx = tx - nw  # a mirrored image ends at tx
+    out = np.full((dst_hw[0], dst_hw[1], *image.shape[2:]), pad, dtype=np.uint8)
+    x0, y0 = round(tx), round(ty)
+    dx0, dy0 = max(0, x0), max(0, y0)
+    dx1, dy1 = min(dst_hw[1], x0 + nw), min(dst_hw[0], y0 + nh)
+    if dx1 > dx0 and dy1 > dy0:
+        out[dy0:dy1, dx0:dx1] = small[dy0 - y0 : dy1 - y0, dx0 - x0 : dx1 - x0]
+    return out
+
+
+def _hsv_jitter(image: npt.NDArray[np.uint8], cfg: AugmentConfig, rng: np.random.Generator) -> None:
+    """Random hue / saturation / value gains, in place (YOLO-style lookup tables)."""
+    if cfg.hsv_h <= 0 and cfg.hsv_s <= 0 and cfg.hsv_v <= 0:
+        return
+    gh, gs, gv = rng.uniform(-1, 1, 3) * (cfg.hsv_h, cfg.hsv_s, cfg.hsv_v) + 1
+    hue, sat, val = cv2.split(cv2.cvtColor(image, cv2.COLOR_BGR2HSV))
+    x = np.arange(256, dtype=np.float32)
+    lut_h = ((x * gh) % 180).astype(np.uint8)
+    lut_s = np.clip(x * gs, 0, 255).astype(np.uint8)
+    lut_v = np.clip(x * gv, 0, 255).astype(np.uint8)
+    hsv = cv2.merge((cv2.LUT(hue, lut_h), cv2.LUT(sat, lut_s), cv2.LUT(val, lut_v)))
+    cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR, dst=image)
+
+
+@dataclass(frozen=True)
+class MaskTargetConfig:
+    """How an instance mask becomes its training target at prototype resolution (1/4).
+
+    The runtime upsamples ``sigmoid(coef @ protos)`` bilinearly, keeps pixels above 0.5 and crops
+    to the box. If the target were the plain area coverage of each prototype cell, an object
+    one or two cells wide (a distant person, the ball) would come out thinner than it is, since
+    the upsampled coverage rarely exceeds 0.5 across its width: with perfect predictions only
+    74 % of held-out persons and 13 % of balls reached mask IoU 0.5. So small objects get hard,
+    slightly dilated targets (the box crop trims the excess); larger ones keep the coverage
+    (measured ceiling: 93 % persons, 100 % balls, unchanged for large objects).
+
+    Attributes:
+        tiny_px: objects whose box's shorter side (input pixels) is below this ...
+        tiny_coverage: ... target 1 where the cell coverage exceeds this, else 0.
+        small_px: objects below this (and not tiny) ...
+        small_coverage: ... target 1 where the coverage is at least this, else 0.
+    """
+
+    tiny_px: float = 8.0
+    tiny_coverage: float = 0.1
+    small_px: float = 16.0
+    small_coverage: float = 0.25
+
+
+DEFAULT_MASK_TARGETS = MaskTargetConfig()
+
+
+def mask_target(
+    coverage: npt.NDArray[np.float32], box_wh: tuple[float, float], cfg: MaskTargetConfig
+) -> npt.NDArray[np.float32]:
+    """The training target of one instance (see :class:`MaskTargetConfig`).
+
+    Args:
+        coverage: (H/4, W/4) float32 in 0..1, share of each prototype cell the object covers.
+        box_wh: (width, height) of the object's box in input pixels.
+        cfg: size thresholds.
+
+    Returns:
+        (H/4, W/4) float32 target in 0..1.
+    """
+    side = min(box_wh)
+    if side < cfg.tiny_px:
+        return (coverage > cfg.tiny_coverage).astype(np.float32)
+    if side < cfg.small_px:
+        return (coverage >= cfg.small_coverage).astype(np.float32)
+    return coverage
+
+
+class Example(NamedTuple):
+    """One training example at the input size.
+
+    Attributes:
+        image: (3, H, W) uint8 RGB tensor.
+        boxes_xyxy: (n, 4) float32 input pixels (tight boxes of the augmented masks).
+        labels: (n,) int64.
+        masks: (n, H/4, W/4) float16 mask targets in 0..1 (see :class:`MaskTargetConfig`).
+    """
+
+    image: torch.Tensor
+    boxes_xyxy: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor
+
+
+def _random_affine(
+    src_hw: tuple[int, int],
+    dst_hw: tuple[int, int],
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+) -> npt.NDArray[np.float64]:
+    """Letterbox + random zoom/shift/flip as one 2x3 affine matrix (source -> destination)."""
+    r, px, py = letterbox_params(src_hw, dst_hw)
+    s = (
+        float(np.exp(rng.uniform(np.log(cfg.scale_min), np.log(cfg.scale_max))))
+        if cfg.scale_max > cfg.scale_min
+        else cfg.scale_min
+    )
+    dh, dw = dst_hw
+    tx = rng.uniform(-cfg.translate, cfg.translate) * dw if cfg.translate > 0 else 0.0
+    ty = rng.uniform(-cfg.translate, cfg.translate) * dh if cfg.translate > 0 else 0.0
+    flip = cfg.flip > 0 and rng.random() < cfg.flip
+    sw, sh = src_hw[1] * r, src_hw[0] * r
+    # Letterbox, zoom by s around the destination centre, shift: the source centre lands at
+    # (cx, cy) and every source pixel is scaled by a = r * s.
+    a = r * s
+    cx = (px + sw / 2 - dw / 2) * s + dw / 2 + tx
+    cy = (py + sh / 2 - dh / 2) * s + dh / 2 + ty
+    m = np.array([[a, 0.0, cx - src_hw[1] * a / 2], [0.0, a, cy - src_hw[0] * a / 2]])
+    if flip:
+        m = np.array([[-1.0, 0.0, dw], [0.0, 1.0, 0.0]]) @ np.vstack((m, (0.0, 0.0, 1.0)))
+    return m
+
+
+def make_example(
+    sample: Sample,
+    input_hw: tuple[int, int],
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+    targets: MaskTargetConfig = DEFAULT_MASK_TARGETS,
+) -> Example:
+    """Letterbox and augment one sample into an :class:`Example`.
+
+    Args:
+        sample: image and instances at the source resolution.
+        input_hw: (H, W) network input, multiples of 32.
+        cfg: augmentation strengths (:data:`NO_AUGMENT` for a plain letterbox).
+        rng: the sample's generator.
+        targets: how masks become prototype-resolution targets.
+
+    Returns:
+        The example; instances that fall (almost) outside the image are dropped.
+    """
+    src_hw = (int(sample.image.shape[0]), int(sample.image.shape[1]))
+    m = _random_affine(src_hw, input_hw, cfg, rng)
+    area = not (cfg.linear_resize > 0 and rng.random() < cfg.linear_resize)
+    image = _warp_image(sample.image, m, input_hw, area=area)
+    _hsv_jitter(image, cfg, rng)
+    return _finish(image, [(sample, m)], input_hw, cfg, area=area, targets=targets)
+
+
+def make_mosaic(
+    samples: Sequence[Sample],
+    input_hw: tuple[int, int],
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+) -> Example:
+    """2x2 mosaic of four samples, each letterboxed into one quadrant and augmented."""
+    if len(samples) != 4:
+        raise ValueError(f"make_mosaic: expected 4 samples, got {len(samples)}")
+    h, w = input_hw
+    qh, qw = h // 2, w // 2
+    image = np.full((h, w, 3), PAD_VALUE, dtype=np.uint8)
+    parts: list[tuple[Sample, npt.NDArray[np.float64]]] = []
+    for i, s in enumerate(samples):
+        ox, oy = (i % 2) * qw, (i // 2) * qh
+        m = _random_affine((s.image.shape[0], s.image.shape[1]), (qh, qw), cfg, rng)
+        tile = _warp_image(s.image, m, (qh, qw))
+        image[oy : oy + qh, ox : ox + qw] = tile
+        m = m.copy()
+        m[0, 2] += ox
+        m[1, 2] += oy
+        parts.append((s, m))
+    _hsv_jitter(image, cfg, rng)
+    return _finish(image, parts, input_hw, cfg, quadrants=(qh, qw))
+
+
+def _finish(
+    image: npt.NDArray[np.uint8],
+    parts: Sequence[tuple[Sample, npt.NDArray[np.float64]]],
+    input_hw: tuple[int, int],
+    cfg: AugmentConfig,
+    quadrants: tuple[int, int] | None = None,
+    area: bool = True,
+    targets: MaskTargetConfig = DEFAULT_MASK_TARGETS,
+) -> Example:
+    h, w = input_hw
+    mh, mw = h // MASK_STRIDE, w // MASK_STRIDE
+    boxes: list[npt.NDArray[np.float32]] = []
+    labels: list[int] = []
+    masks: list[npt.NDArray[np.float32]] = []
+    for qi, (sample, m) in enumerate(parts):
+        if quadrants is not None:
+            qh, qw = quadrants
+            ox, oy = (qi % 2) * qw, (qi // 2) * qh
+        for mask, cid in zip(sample.masks, sample.class_ids, strict=True):
+            warped = _warp_image(mask.astype(np.uint8) * 255, m, input_hw, pad=0, area=area)
+            if quadrants is not None:
+                keep = np.zeros_like(warped)
+                keep[oy : oy + qh, ox : ox + qw] = warped[oy : oy + qh, ox : ox + qw]
+                warped = keep
+            binary = warped >= 128
+            if int(binary.sum()) < cfg.min_area_px:
+                continue
+            ys, xs = np.nonzero(binary)
+            boxes.append(
+                np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
+            )
+            labels.append(int(cid))
+            small = cv2.resize(warped, (mw, mh), interpolation=cv2.INTER_AREA)
+            box_wh = (float(xs.max() + 1 - xs.min()), float(ys.max() + 1 - ys.min()))
+            masks.append(mask_target(small.astype(np.float32) / 255.0, box_wh, targets))
+    rgb = np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))
+    n = len(labels)
+    return Example(
+        image=torch.from_numpy(rgb),
+        boxes_xyxy=torch.from_numpy(np.stack(boxes)) if n else torch.zeros(0, 4),
+        labels=torch.tensor(labels, dtype=torch.int64),
+        masks=torch.from_numpy(np.stack(masks)).half() if n else torch.zeros(0, mh, mw).half(),
+    )
+
+
+def sample_rng(seed: int, index: int, stream: int = TRAIN_SEED_STREAM) -> np.random.Generator:
+    """The generator of training sample ``index`` (or held-out frame, with ``stream``)."""
+    return np.random.default_rng([stream, seed, index])
+
+
+class TrainDataset(Dataset[Example]):
+    """Sample index -> augmented example; deterministic in (seed, index).
+
+    Args:
+        source: where samples come from.
+        input_hw: (H, W) network input.
+        augment: augmentation strengths.
+        seed: run seed (second word of every sample's seed).
+    """
+
+    def __init__(
+        self,
+        source: SampleSource,
+        input_hw: tuple[int, int],
+        augment: AugmentConfig = AugmentConfig(),
+        seed: int = 0,
+    ) -> None:
+        if input_hw[0] % 32 or input_hw[1] % 32:
+            raise ValueError(f"input_hw: expected multiples of 32, got {input_hw}")
+        self.source = source
+        self.input_hw = input_hw
+        self.augment = augment
+        self.seed = seed
+
+    def __len__(self) -> int:
+        # Indices are unbounded; the sampler decides which are used.
+        return 2**62
+
+    def __getitem__(self, index: int) -> Example:
+        rng = sample_rng(self.seed, index)
+        if self.augment.mosaic > 0 and rng.random() < self.augment.mosaic:
+            extra = rng.integers(0, 2**62, size=3)
+            samples = [self.source.get(index, rng)]
+            samples += [self.source.get(int(e), rng) for e in extra]
+            return make_mosaic(samples, self.input_hw, self.augment, rng)
+        return make_example(self.source.get(index, rng), self.input_hw, self.augment, rng)
+
+
+class RangeSampler(Sampler[int]):
+    """Yields ``start, start + 1, ..., stop - 1`` (the global sample indices of a run segment)."""
+
+    def __init__(self, start: int, stop: int) -> None:
+        self.start = start
+        self.stop = stop
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+
+def collate(examples: Sequence[Example]) -> tuple[torch.Tensor, Targets]:
+    """Stack examples into ``(images [B, 3, H, W] uint8, Targets)`` padded to the max count."""
+    images = torch.stack([e.image for e in examples])
+    bsz = len(examples)
+    m = max(1, max(len(e.labels) for e in examples))
+    mh, mw = examples[0].masks.shape[1:]
+    labels = torch.zeros(bsz, m, dtype=torch.int64)
+    boxes = torch.zeros(bsz, m, 4)
+    masks = torch.zeros(bsz, m, mh, mw)
+    valid = torch.zeros(bsz, m, dtype=torch.bool)
+    for i, e in enumerate(examples):
+        n = len(e.labels)
+        if n:
+            labels[i, :n] = e.labels
+            boxes[i, :n] = e.boxes_xyxy
+            masks[i, :n] = e.masks.float()
+            valid[i, :n] = True
+    return images, Targets(labels, boxes, masks, valid)
+
+
+def worker_init(_: int) -> None:
+    """DataLoader worker setup: one thread each for torch and OpenCV (the trainer owns the CPU).
+
+    The worker ignores SIGINT: a Ctrl-C in the terminal reaches the whole process group, and the
+    trainer must be able to finish its step and checkpoint while the worker keeps serving.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def images_to_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, 3, H, W] RGB -> float [B, 3, H, W] in 0..1, channels-last."""
+    return (images.float() / 255.0).contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,422 @@
+"""Mask mAP of a network in the runtime layout, with pycocotools ``COCOeval(iouType="segm")``.
+
+Seeds (training vs held-out, disjoint by construction):
+
+* training sample ``k`` of a run with seed ``s`` draws everything from
+  ``numpy.random.default_rng([TRAIN_SEED_STREAM, s, k])`` (``TRAIN_SEED_STREAM`` = 0); its
+  synthetic frame is either a ``random_training_frame`` over ``streamseg.synth``'s background
+  pool or a frame of the fresh scene ``SceneRenderer(seed=TRAIN_SCENE_SEED_BASE + k // 32)``
+  (``TRAIN_SCENE_SEED_BASE`` = 1e9);
+* held-out frame ``j`` of each scene kind is a frame of ``SceneRenderer(kind,
+  seed=EVAL_SCENE_SEED_BASE + j)`` (``EVAL_SCENE_SEED_BASE`` = 1e12): a layout, background,
+  set of objects and motion no training sample has; held-out samples of a non-synthetic source
+  use ``[EVAL_SEED_STREAM, 0, j]`` (``EVAL_SEED_STREAM`` = 1).
+
+Evaluation frames are rendered at a camera-like resolution (default 640x360) and letterboxed
+into the input like the runtime does; masks are scored at frame resolution.
+
+The decoder here is deliberately simple (per-class greedy NMS, coefficient x prototype,
+box crop, bilinear resize); it scores the network, not the runtime's decoder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+
+from streamseg.train.data import (
+    EVAL_SCENE_SEED_BASE,
+    EVAL_SEED_STREAM,
+    NO_AUGMENT,
+    Sample,
+    SampleSource,
+    letterbox_params,
+    make_example,
+    synth_frame_to_sample,
+)
+
+logger = logging.getLogger(__name__)
+
+#: A forward in the runtime layout: [B, 3, H, W] RGB 0..1 -> (output0, output1).
+RuntimeForward = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+#: Named groups of evaluation samples (e.g. one per scene kind).
+EvalSet = Mapping[str, Sequence[Sample]]
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Evaluation decode thresholds (low confidence, as usual for mAP)."""
+
+    confidence: float = 0.01
+    iou: float = 0.6
+    max_detections: int = 100
+    mask_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class FrameDetections:
+    """Detections of one frame, frame pixels.
+
+    Attributes:
+        xyxy: (N, 4) float32.
+        scores: (N,) float32.
+        class_ids: (N,) int64.
+        masks: (N, h, w) bool at frame resolution.
+    """
+
+    xyxy: npt.NDArray[np.float32]
+    scores: npt.NDArray[np.float32]
+    class_ids: npt.NDArray[np.int64]
+    masks: npt.NDArray[np.bool_]
+
+
+def greedy_nms(xyxy: torch.Tensor, scores: torch.Tensor, iou: float) -> torch.Tensor:
+    """Indices kept by greedy NMS, highest score first (one class).
+
+    Args:
+        xyxy: (N, 4) boxes.
+        scores: (N,) scores.
+        iou: suppression threshold.
+
+    Returns:
+        (K,) int64 indices into the inputs.
+    """
+    order = scores.argsort(descending=True)
+    boxes = xyxy[order]
+    area = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
+    lt = torch.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    rb = torch.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    ious = inter / (area[:, None] + area[None, :] - inter + 1e-7)
+    keep = torch.ones(len(order), dtype=torch.bool)
+    for i in range(len(order)):
+        if keep[i]:
+            keep[i + 1 :] &= ious[i, i + 1 :] <= iou
+    return order[keep]
+
+
+def decode_frame(
+    out0: torch.Tensor,
+    protos: torch.Tensor,
+    src_hw: tuple[int, int],
+    input_hw: tuple[int, int],
+    cfg: DecodeConfig,
+) -> FrameDetections:
+    """Decode one image's runtime outputs into frame-pixel detections.
+
+    Args:
+        out0: [4 + nc + nm, A] (cx, cy, w, h input pixels; sigmoid scores; coefficients).
+        protos: [nm, H/4, W/4].
+        src_hw: (h, w) of the frame that was letterboxed into the input.
+        input_hw: (H, W) network input.
+        cfg: thresholds.
+
+    Returns:
+        Detections with full-frame boolean masks.
+    """
+    nm = protos.shape[0]
+    nc = out0.shape[0] - 4 - nm
+    pred = out0.float().T  # [A, C]
+    scores, cls = pred[:, 4 : 4 + nc].max(1)
+    sel = scores > cfg.confidence
+    pred, scores, cls = pred[sel], scores[sel], cls[sel]
+    if len(scores) > 3000:
+        top = scores.topk(3000).indices
+        pred, scores, cls = pred[top], scores[top], cls[top]
+    xy, wh = pred[:, :2], pred[:, 2:4]
+    boxes = torch.cat((xy - wh / 2, xy + wh / 2), 1)
+    keep_all = []
+    for c in cls.unique():
+        idx = (cls == c).nonzero().view(-1)
+        keep_all.append(idx[greedy_nms(boxes[idx], scores[idx], cfg.iou)])
+    h, w = src_hw
+    if not keep_all:
+        return FrameDetections(
+            np.zeros((0, 4), np.float32),
+            np.zeros(0, np.float32),
+            np.zeros(0, np.int64),
+            np.zeros((0, h, w), bool),
+        )
+    keep = torch.cat(keep_all)
+    keep = keep[scores[keep].argsort(descending=True)][: cfg.max_detections]
+    boxes, scores, cls, coef = boxes[keep], scores[keep], cls[keep], pred[keep, 4 + nc :]
+
+    r, px, py = letterbox_params(src_hw, input_hw)
+    ph, pw = protos.shape[1:]
+    masks = (coef @ protos.float().view(nm, -1)).view(-1, ph, pw).sigmoid()
+    # Sample the prototype grid at frame pixel centres through the letterbox.
+    fx = ((torch.arange(w, dtype=torch.float32) + 0.5) * r + px) / input_hw[1] * 2 - 1
+    fy = ((torch.arange(h, dtype=torch.float32) + 0.5) * r + py) / input_hw[0] * 2 - 1
+    gy, gx = torch.meshgrid(fy, fx, indexing="ij")
+    grid = torch.stack((gx, gy), -1).unsqueeze(0).expand(len(masks), -1, -1, -1)
+    full = F.grid_sample(masks.unsqueeze(1), grid, mode="bilinear", align_corners=False)
+    frame_boxes = (boxes - torch.tensor([px, py, px, py])) / r
+    # Crop to the box at frame resolution (pixel centres inside the box).
+    fys = torch.arange(h, dtype=torch.float32).view(1, -1, 1) + 0.5
+    fxs = torch.arange(w, dtype=torch.float32).view(1, 1, -1) + 0.5
+    fb = frame_boxes
+    inside = (
+        (fxs >= fb[:, 0, None, None])
+        & (fxs < fb[:, 2, None, None])
+        & (fys >= fb[:, 1, None, None])
+        & (fys < fb[:, 3, None, None])
+    )
+    full_masks = ((full[:, 0] > cfg.mask_threshold) & inside).numpy()
+    return FrameDetections(
+        frame_boxes.numpy().astype(np.float32),
+        scores.numpy().astype(np.float32),
+        cls.numpy().astype(np.int64),
+        full_masks,
+    )
+
+
+def predict_samples(
+    forward: RuntimeForward,
+    samples: Sequence[Sample],
+    input_hw: tuple[int, int],
+    cfg: DecodeConfig,
+    batch: int = 8,
+) -> list[FrameDetections]:
+    """Letterbox, run and decode a list of samples (no augmentation)."""
+    out: list[FrameDetections] = []
+    rng = np.random.default_rng(0)  # unused by NO_AUGMENT, required by the signature
+    for i in range(0, len(samples), batch):
+        chunk = samples[i : i + batch]
+        images = torch.stack([make_example(s, input_hw, NO_AUGMENT, rng).image for s in chunk])
+        x = (images.float() / 255.0).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            out0, out1 = forward(x)
+        for j, s in enumerate(chunk):
+            src_hw = (int(s.image.shape[0]), int(s.image.shape[1]))
+            out.append(decode_frame(out0[j], out1[j], src_hw, input_hw, cfg))
+    return out
+
+
+def _rle(mask: npt.NDArray[np.bool_]) -> dict[str, object]:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle["counts"] = rle["counts"].decode("ascii")
+    return dict(rle)
+
+
+def mask_map(
+    samples: Sequence[Sample],
+    detections: Sequence[FrameDetections],
+    class_names: Sequence[str],
+) -> dict[str, float]:
+    """COCO mask mAP of detections against the samples' instances.
+
+    Args:
+        samples: ground truth (frame resolution).
+        detections: one entry per sample.
+        class_names: names by class id (categories of the evaluation).
+
+    Returns:
+        ``{"map50": ..., "map": ...}`` (mAP@0.5 and mAP@0.5:0.95, averaged over the classes
+        that have ground truth); both 0.0 when there is no ground truth at all.
+    """
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images: list[dict[str, object]] = []
+    anns: list[dict[str, object]] = []
+    results: list[dict[str, object]] = []
+    for i, (s, det) in enumerate(zip(samples, detections, strict=True)):
+        h, w = int(s.image.shape[0]), int(s.image.shape[1])
+        images.append({"id": i + 1, "height": h, "width": w})
+        for m, c in zip(s.masks, s.class_ids, strict=True):
+            ys, xs = np.nonzero(m)
+            if len(xs) == 0:
+                continue
+            x0, y0 = float(xs.min()), float(ys.min())
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": int(c) + 1,
+                    "segmentation": _rle(m),
+                    "area": float(m.sum()),
+                    "bbox": [x0, y0, float(xs.max()) + 1 - x0, float(ys.max()) + 1 - y0],
+                    "iscrowd": 0,
+                }
+            )
+        for m, c, sc in zip(det.masks, det.class_ids, det.scores, strict=True):
+            results.append(
+                {
+                    "image_id": i + 1,
+                    "category_id": int(c) + 1,
+                    "segmentation": _rle(m),
+                    "score": float(sc),
+                }
+            )
+    if not anns or not results:
+        return {"map50": 0.0, "map": 0.0}
+    # pycocotools reports progress with print(); keep it out of our output.
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = {
+            "images": images,
+            "annotations": anns,
+            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(class_names)],
+        }
+        gt.createIndex()
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, iouType="segm")
+        ev.params.maxDets = [1, 10, 100]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {"map50": max(0.0, float(ev.stats[1])), "map": max(0.0, float(ev.stats[0]))}
+
+
+def evaluate(
+    forward: RuntimeForward,
+    eval_set: EvalSet,
+    input_hw: tuple[int, int],
+    class_names: Sequence[str],
+    cfg: DecodeConfig | None = None,
+) -> dict[str, float]:
+    """Mask mAP of ``forward`` on every group of ``eval_set``.
+
+    Returns:
+        ``{"<group>/map50": ..., "<group>/map": ..., "map50": mean over groups,
+        "map50_min": worst group, "eval_s": seconds}``.
+    """
+    t0 = time.perf_counter()
+    cfg = cfg or DecodeConfig()
+    res: dict[str, float] = {}
+    for name, samples in eval_set.items():
+        dets = predict_samples(forward, samples, input_hw, cfg)
+        m = mask_map(samples, dets, class_names)
+        res[f"{name}/map50"] = round(m["map50"], 4)
+        res[f"{name}/map"] = round(m["map"], 4)
+    per = [v for k, v in res.items() if k.endswith("/map50")]
+    res["map50"] = round(float(np.mean(per)), 4) if per else 0.0
+    res["map50_min"] = round(float(np.min(per)), 4) if per else 0.0
+    res["eval_s"] = round(time.perf_counter() - t0, 2)
+    return res
+
+
+def synth_eval_set(
+    frames_per_kind: int, resolution_wh: tuple[int, int] = (640, 360)
+) -> dict[str, list[Sample]]:
+    """The fixed held-out synthetic set: ``frames_per_kind`` frames of each scene kind.
+
+    Frame ``j`` of a kind is frame ``20 + (7 * j) % 60`` of the scene
+    ``SceneRenderer(kind, seed=EVAL_SCENE_SEED_BASE + j, difficulty=easy if j is even else
+    occlusion)``: unseen layouts and backgrounds, since training scenes use other seeds.
+
+    Args:
+        frames_per_kind: frames (one per scene) of each kind.
+        resolution_wh: resolution to render at (letterboxed into the input at evaluation).
+
+    Returns:
+        ``{kind: samples}`` for every kind of ``streamseg.synth.SCENE_KINDS``.
+    """
+    from streamseg import synth
+
+    out: dict[str, list[Sample]] = {}
+    for kind in synth.SCENE_KINDS:
+        frames = []
+        for j in range(frames_per_kind):
+            renderer = synth.SceneRenderer(
+                kind,
+                seed=EVAL_SCENE_SEED_BASE + j,
+                resolution_wh=resolution_wh,
+                difficulty=synth.DIFFICULTIES[j % len(synth.DIFFICULTIES)],
+            )
+            frames.append(synth_frame_to_sample(next(renderer.frames(1, start=20 + (7 * j) % 60))))
+        out[kind] = frames
+    return out
+
+
+def source_eval_set(source: SampleSource, count: int, name: str = "val") -> dict[str, list[Sample]]:
+    """An evaluation set of the first ``count`` samples of a source (e.g. a COCO val split)."""
+    samples = [source.get(j, np.random.default_rng([EVAL_SEED_STREAM, 0, j])) for j in range(count)]
+    return {name: samples}
+
+
+def evaluate_runtime(
+    weights: str,
+    eval_set: EvalSet,
+    class_names: Sequence[str],
+    cfg: DecodeConfig | None = None,
+    batch: int = 8,
+) -> dict[str, float]:
+    """Mask mAP of an exported file run through the runtime (``streamseg.models``).
+
+    This scores what ships: the runtime's loader, letterbox, decoder and ``CompactMask``
+    output, rather than this module's decoder.
+
+    Args:
+        weights: ``"builtin"`` or a ``.torchscript`` / ``.onnx`` path.
+        eval_set: held-out groups.
+        class_names: names by class id.
+        cfg: confidence / IoU / max detections passed to the runtime.
+        batch: frames per ``segment`` call.
+
+    Returns:
+        The same keys as :func:`evaluate`.
+    """
+    from types import SimpleNamespace
+
+    from streamseg.models import load_segmenter
+
+    cfg = cfg or DecodeConfig()
+    settings = SimpleNamespace(
+        weights=weights,
+        format="auto",
+        device="cpu",
+        precision="fp32",
+        confidence=cfg.confidence,
+        iou=cfg.iou,
+        max_detections=cfg.max_detections,
+        classes=None,
+        class_names=None,
+        batch_size=batch,
+        batch_timeout_ms=0.0,
+        threads=None,
+    )
+    segmenter = load_segmenter(settings)
+    t0 = time.perf_counter()
+    res: dict[str, float] = {}
+    for name, samples in eval_set.items():
+        dets: list[FrameDetections] = []
+        for i in range(0, len(samples), batch):
+            chunk = samples[i : i + batch]
+            for s, d in zip(chunk, segmenter.segment([s.image for s in chunk]), strict=True):
+                h, w = s.image.shape[:2]
+                mask: Any = d.mask
+                if mask is None or not len(d):
+                    masks = np.zeros((0, h, w), bool)
+                elif hasattr(mask, "to_dense"):  # supervision.CompactMask
+                    masks = np.asarray(mask.to_dense(), dtype=bool)
+                else:
+                    masks = np.asarray(mask, dtype=bool)
+                dets.append(
+                    FrameDetections(
+                        np.asarray(d.xyxy, np.float32),
+                        np.asarray(d.confidence, np.float32),
+                        np.asarray(d.class_id, np.int64),
+                        masks,
+                    )
+                )
+        m = mask_map(samples, dets, class_names)
+        res[f"{name}/map50"] = round(m["map50"], 4)
+        res[f"{name}/map"] = round(m["map"], 4)
+    per = [v for k, v in res.items() if k.endswith("/map50")]
+    res["map50"] = round(float(np.mean(per)), 4) if per else 0.0
+    res["map50_min"] = round(float(np.min(per)), 4) if per else 0.0
+    res["eval_s"] = round(time.perf_counter() - t0, 2)
+    return res

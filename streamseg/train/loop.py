@@ -1,0 +1,484 @@
+"""The training loop: AdamW, warmup + cosine, EMA, checkpoints, periodic mask mAP, curve log.
+
+Design for slow CPUs (see PLATFORM.md): the optimizer steps on every batch (no gradient
+accumulation), data is rendered on the fly by DataLoader workers while the main process trains,
+and a run is a pure function of (seed, step): :func:`train` resumes from ``<out>/last.pt`` and
+continues with exactly the batches, learning rates and EMA it would have had without the stop.
+
+Files under ``out``:
+
+* ``last.pt``: checkpoint (model, EMA, optimizer, scheduler, step, torch RNG, configs), written
+  every ``ckpt_every`` steps, on SIGINT/SIGTERM and at the end; atomically (tmp + rename).
+  Loadable with ``torch.load(weights_only=True)``.
+* ``best.pt``: the checkpoint with the best mean mask mAP@0.5 so far.
+* ``curve.jsonl``: one JSON object per log point (``step``, ``time_s``, ``lr``, losses,
+  ``it_s``) and per evaluation (``step``, ``map50``, per-group mAP).
+* ``seglite.torchscript`` / ``seglite.onnx``: exports of the EMA weights (``export=True``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from streamseg.train.data import (
+    AugmentConfig,
+    RangeSampler,
+    SampleSource,
+    TrainDataset,
+    collate,
+    images_to_input,
+    worker_init,
+)
+from streamseg.train.evaluate import EvalSet, evaluate
+from streamseg.train.export import export_onnx, export_torchscript, load_runtime_weights
+from streamseg.train.loss import segment_loss
+from streamseg.train.net import NetConfig, RuntimeHead, SegLite, count_parameters
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "streamseg-seglite-ckpt-1"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run (stored in its checkpoint).
+
+    Attributes:
+        out: run folder.
+        steps: total optimizer steps of the run (the cosine schedule ends here).
+        batch: images per step.
+        imgsz: (H, W) network input, multiples of 32.
+        lr: peak learning rate (AdamW).
+        final_lr_ratio: learning rate at the last step, as a fraction of ``lr``.
+        warmup_steps: linear warmup length.
+        weight_decay: AdamW decay on convolution weights (not on BN / biases).
+        ema_decay: EMA decay once warmed up.
+        ema_tau: EMA warm-up constant in steps (decay * (1 - exp(-updates / tau))).
+        grad_clip: gradient-norm clip.
+        ckpt_every: steps between checkpoints.
+        eval_every: steps between evaluations (0: never during training).
+        log_every: steps between curve records / log lines.
+        threads: torch threads of the training process.
+        workers: DataLoader worker processes rendering data (0: render in the main process).
+        seed: run seed (data and initialization).
+        worker_timeout_s: a batch that takes a data worker longer than this is an error (a
+            stuck worker must not hang the run).
+        export: export TorchScript + ONNX of the EMA weights at the end.
+        net: network shape.
+        augment: augmentation strengths.
+    """
+
+    out: str = "runs/builtin"
+    steps: int = 60_000
+    batch: int = 8
+    imgsz: tuple[int, int] = (256, 448)
+    lr: float = 2e-3
+    final_lr_ratio: float = 0.02
+    warmup_steps: int = 300
+    weight_decay: float = 5e-4
+    ema_decay: float = 0.9995
+    ema_tau: float = 1000.0
+    grad_clip: float = 10.0
+    ckpt_every: int = 200
+    eval_every: int = 1000
+    log_every: int = 20
+    threads: int = 1
+    workers: int = 1
+    seed: int = 0
+    worker_timeout_s: int = 600
+    export: bool = True
+    net: NetConfig = field(default_factory=NetConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (for ``weights_only`` checkpoints and the curve log)."""
+        d = dataclasses.asdict(self)
+        d["imgsz"] = list(self.imgsz)
+        d["net"] = self.net.to_dict()
+        return d
+
+
+class WarmupCosine:
+    """LR factor: linear warmup from 0.01, then cosine from 1 to ``final`` at ``total`` steps.
+
+    A callable object (not a closure) so ``LambdaLR.state_dict`` stores its fields.
+    """
+
+    def __init__(self, warmup: int, total: int, final: float) -> None:
+        self.warmup = warmup
+        self.total = total
+        self.final = final
+
+    def __call__(self, step: int) -> float:
+        """Factor for ``step`` (0-based count of steps taken)."""
+        if step < self.warmup:
+            return 0.01 + 0.99 * step / max(1, self.warmup)
+        t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+class ModelEMA:
+    """Exponential moving average of a model's weights and buffers (YOLO-style warm-up)."""
+
+    def __init__(self, model: nn.Module, decay: float, tau: float) -> None:
+        import copy
+
+        self.ema = copy.deepcopy(model).eval()
+        for p in self.ema.parameters():
+            p.requires_grad_(False)
+        self.decay = decay
+        self.tau = tau
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Blend ``model`` into the average."""
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / self.tau))
+        msd = model.state_dict()
+        for k, v in self.ema.state_dict().items():
+            if v.dtype.is_floating_point:
+                v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
+            else:
+                v.copy_(msd[k])
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on conv / linear weights only."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim == 4 and not name.endswith(".bias") else no_decay).append(p)
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
+        betas=(0.9, 0.999),
+    )
+
+
+def save_atomic(obj: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to ``path`` via a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`train` (``weights_only=True``).
+
+    Raises:
+        ValueError: the file is not a streamseg training checkpoint.
+    """
+    ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path}: expected a checkpoint of format {CHECKPOINT_FORMAT}, got {got}")
+    return ckpt
+
+
+def init_weights(net: SegLite, init: str) -> None:
+    """Copy weights into ``net`` from a checkpoint (its EMA) or one of our TorchScript exports.
+
+    Tensors whose shape differs (e.g. the class layer when fine-tuning on other classes) keep
+    their fresh initialization; they are logged.
+
+    Args:
+        net: the network to fill.
+        init: path of a ``.pt`` checkpoint or a ``.torchscript`` export.
+    """
+    path = Path(init)
+    if path.suffix == ".pt":
+        src = load_checkpoint(path)["ema"]
+    else:
+        src = load_runtime_weights(path)[0].state_dict()
+    dst = net.state_dict()
+    skipped = [k for k in dst if k not in src or src[k].shape != dst[k].shape]
+    dst.update({k: v for k, v in src.items() if k in dst and v.shape == dst[k].shape})
+    net.load_state_dict(dst)
+    logger.info("initialized from %s (%d tensors kept fresh: %s)", path, len(skipped), skipped[:6])
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train` did.
+
+    Attributes:
+        step: steps completed in total (including earlier sessions).
+        stopped: True when a stop request ended the call before ``steps``.
+        last_eval: the last evaluation's metrics (empty if none ran).
+        checkpoint: path of ``last.pt``.
+        exports: paths of exported files.
+    """
+
+    step: int
+    stopped: bool
+    last_eval: dict[str, float]
+    checkpoint: Path
+    exports: list[Path] = field(default_factory=list)
+
+
+class _Progress:
+    """A rich progress bar when stderr is a terminal; periodic log lines otherwise."""
+
+    def __init__(self, total: int, start: int) -> None:
+        self.live = sys.stderr.isatty()
+        self._bar: Any = None
+        if self.live:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+            )
+            self._task = self._bar.add_task("train", total=total, completed=start, info="")
+            self._bar.start()
+
+    def update(self, step: int, info: str) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step, info=info)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def train(
+    cfg: TrainConfig,
+    source: SampleSource,
+    eval_set: EvalSet | None = None,
+    *,
+    resume: bool = False,
+    init: str | None = None,
+    stop: threading.Event | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train (or continue training) a :class:`SegLite` on ``source``.
+
+    Args:
+        cfg: the run's configuration. On resume, the checkpoint's network shape wins; ``steps``
+            may be raised to extend a run (the cosine is recomputed for the new total).
+        source: training samples.
+        eval_set: held-out groups for periodic mask mAP (None: no evaluation).
+        resume: continue from ``<out>/last.pt`` when it exists.
+        init: fine-tune from this checkpoint / TorchScript export (ignored when resuming).
+        stop: when set, the loop checkpoints after the current step and returns.
+        on_step: called as ``on_step(step, loss)`` after every step (tests, tools).
+
+    Returns:
+        What happened (:class:`TrainResult`).
+    """
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "last.pt"
+    class_names = list(source.class_names)
+    ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    net_cfg = (
+        NetConfig.from_dict(ckpt["net_config"])
+        if ckpt is not None
+        else dataclasses.replace(cfg.net, num_classes=len(class_names))
+    )
+    if net_cfg.num_classes != len(class_names):
+        raise ValueError(
+            f"{ckpt_path}: the checkpoint's network has {net_cfg.num_classes} classes, the data "
+            f"has {len(class_names)} ({class_names})"
+        )
+    torch.manual_seed(cfg.seed)
+    net = SegLite(net_cfg)
+    if ckpt is None and init:
+        init_weights(net, init)
+    net = net.to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
+    ema = ModelEMA(net, cfg.ema_decay, cfg.ema_tau)
+    opt = build_optimizer(net, cfg.lr, cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, WarmupCosine(cfg.warmup_steps, cfg.steps, cfg.final_lr_ratio)
+    )
+    step = 0
+    best = -1.0
+    if ckpt is not None:
+        net.load_state_dict(ckpt["model"])
+        ema.ema.load_state_dict(ckpt["ema"])
+        ema.updates = int(ckpt["ema_updates"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        # A longer --steps on resume extends the cosine.
+        lam = sched.lr_lambdas[0]
+        assert isinstance(lam, WarmupCosine)
+        lam.total = cfg.steps
+        torch.set_rng_state(ckpt["torch_rng"])
+        step = int(ckpt["step"])
+        best = float(ckpt.get("best_map50", -1.0))
+        logger.info("resumed %s at step %d", ckpt_path, step)
+    logger.info(
+        "SegLite: %.3f M parameters, input %dx%d, %d classes %s, batch %d, %d threads, %d workers",
+        count_parameters(net) / 1e6,
+        cfg.imgsz[0],
+        cfg.imgsz[1],
+        net_cfg.num_classes,
+        class_names,
+        cfg.batch,
+        cfg.threads,
+        cfg.workers,
+    )
+
+    def checkpoint(path: Path) -> None:
+        save_atomic(
+            {
+                "format": CHECKPOINT_FORMAT,
+                "step": step,
+                "net_config": net_cfg.to_dict(),
+                "train_config": cfg.to_dict(),
+                "class_names": class_names,
+                "model": net.state_dict(),
+                "ema": ema.ema.state_dict(),
+                "ema_updates": ema.updates,
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "best_map50": best,
+            },
+            path,
+        )
+
+    def run_eval() -> dict[str, float]:
+        assert eval_set is not None
+        ema_net = ema.ema
+        assert isinstance(ema_net, SegLite)
+        ema_net.eval()
+        res = evaluate(RuntimeHead(ema_net), eval_set, cfg.imgsz, class_names)
+        return res
+
+    curve = open(out / "curve.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
+    dataset = TrainDataset(source, cfg.imgsz, cfg.augment, seed=cfg.seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch,
+        sampler=RangeSampler(step * cfg.batch, cfg.steps * cfg.batch),
+        num_workers=cfg.workers,
+        collate_fn=collate,
+        worker_init_fn=worker_init if cfg.workers > 0 else None,
+        prefetch_factor=4 if cfg.workers > 0 else None,
+        # spawn, not fork: a worker forked after OpenCV / OpenMP started threads in this
+        # process can deadlock on their locks (seen with the synthetic renderer).
+        multiprocessing_context="spawn" if cfg.workers > 0 else None,
+        persistent_workers=False,
+        timeout=float(cfg.worker_timeout_s) if cfg.workers > 0 else 0.0,
+        drop_last=True,
+    )
+    progress = _Progress(cfg.steps, step)
+    last_eval: dict[str, float] = {}
+    stopped = False
+    sums = {"loss": 0.0, "box": 0.0, "cls": 0.0, "dfl": 0.0, "mask": 0.0}
+    n_acc = 0
+    t_log = time.perf_counter()
+    t_start = time.time()
+    steps_at_log = step
+    try:
+        for images, targets in loader:
+            x = images_to_input(images)
+            raw = net(x)
+            parts = segment_loss(raw, targets, net_cfg.reg_max)
+            opt.zero_grad(set_to_none=True)
+            parts.total.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            ema.update(net)
+            step += 1
+            loss = float(parts.total.detach()) / cfg.batch
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss} at step {step}; lower --lr")
+            for k, v in (
+                ("loss", loss),
+                ("box", parts.box),
+                ("cls", parts.cls),
+                ("dfl", parts.dfl),
+                ("mask", parts.mask),
+            ):
+                sums[k] += v
+            n_acc += 1
+            if on_step is not None:
+                on_step(step, loss)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                now = time.perf_counter()
+                it_s = (step - steps_at_log) / max(1e-9, now - t_log)
+                rec: dict[str, Any] = {
+                    "step": step,
+                    "time_s": round(time.time() - t_start, 1),
+                    "wall": round(time.time(), 1),
+                    "lr": round(opt.param_groups[0]["lr"], 7),
+                    "it_s": round(it_s, 3),
+                }
+                rec.update({k: round(v / n_acc, 4) for k, v in sums.items()})
+                curve.write(json.dumps(rec) + "\n")
+                curve.flush()
+                info = f"loss {rec['loss']:.3f} mask {rec['mask']:.3f} {it_s:.2f} it/s"
+                progress.update(step, info)
+                if not progress.live:
+                    logger.info("step %d/%d %s lr %.2e", step, cfg.steps, info, rec["lr"])
+                sums = dict.fromkeys(sums, 0.0)
+                n_acc = 0
+                t_log, steps_at_log = now, step
+            if eval_set is not None and cfg.eval_every > 0 and step % cfg.eval_every == 0:
+                last_eval = run_eval()
+                curve.write(json.dumps({"step": step, "wall": round(time.time(), 1), **last_eval}))
+                curve.write("\n")
+                curve.flush()
+                logger.info("eval step %d: %s", step, last_eval)
+                if last_eval["map50"] > best:
+                    best = last_eval["map50"]
+                    checkpoint(out / "best.pt")
+            if step % cfg.ckpt_every == 0:
+                checkpoint(ckpt_path)
+            if stop is not None and stop.is_set():
+                stopped = step < cfg.steps
+                logger.info("stop requested: checkpoint at step %d", step)
+                break
+    finally:
+        progress.close()
+        curve.close()
+    checkpoint(ckpt_path)
+    exports: list[Path] = []
+    if cfg.export and not stopped:
+        ema_net = ema.ema
+        assert isinstance(ema_net, SegLite)
+        exports.append(
+            export_torchscript(ema_net, out / "seglite.torchscript", class_names, cfg.imgsz)
+        )
+        exports.append(export_onnx(ema_net, out / "seglite.onnx", class_names, cfg.imgsz))
+    return TrainResult(step, stopped, last_eval, ckpt_path, exports)

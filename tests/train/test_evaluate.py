@@ -1,0 +1,83 @@
+"""Evaluation: the decoder maps masks back through the letterbox; mAP of perfect / no output."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from streamseg.train.data import Sample, letterbox_params
+from streamseg.train.evaluate import DecodeConfig, FrameDetections, decode_frame, mask_map
+
+
+def _rect_sample() -> Sample:
+    h, w = 90, 160
+    m = np.zeros((h, w), bool)
+    m[20:60, 40:80] = True
+    m2 = np.zeros((h, w), bool)
+    m2[50:80, 100:150] = True
+    img = np.zeros((h, w, 3), np.uint8)
+    return Sample(img, np.stack([m, m2]), np.array([0, 1], np.int64))
+
+
+def _encode(sample: Sample, input_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hand-made runtime outputs whose decode is the sample's objects (one prototype each)."""
+    r, px, py = letterbox_params(sample.image.shape[:2], input_hw)
+    ph, pw = input_hw[0] // 4, input_hw[1] // 4
+    n = len(sample.class_ids)
+    protos = torch.full((n, ph, pw), -10.0)
+    rows = []
+    for k, m in enumerate(sample.masks):
+        ys, xs = np.nonzero(m)
+        x1, y1, x2, y2 = (
+            xs.min() * r + px,
+            ys.min() * r + py,
+            (xs.max() + 1) * r + px,
+            (ys.max() + 1) * r + py,
+        )
+        # prototype k is on over the object's box (proto cells whose centre is inside it)
+        cy = (torch.arange(ph) + 0.5) * 4
+        cx = (torch.arange(pw) + 0.5) * 4
+        on = ((cy >= y1) & (cy < y2))[:, None] & ((cx >= x1) & (cx < x2))[None, :]
+        protos[k][on] = 10.0
+        scores = [0.0, 0.0]
+        scores[int(sample.class_ids[k])] = 0.9 - 0.1 * k
+        coef = [0.0] * n
+        coef[k] = 1.0
+        rows.append([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, *scores, *coef])
+    out0 = torch.tensor(rows, dtype=torch.float32).T  # [4 + nc + nm, A] with A = n
+    return out0, protos
+
+
+def test_decode_maps_masks_back_to_the_frame() -> None:
+    s = _rect_sample()
+    out0, protos = _encode(s, (64, 96))
+    det = decode_frame(out0, protos, (90, 160), (64, 96), DecodeConfig())
+    assert det.masks.shape == (2, 90, 160)
+    assert list(det.class_ids) == [0, 1]
+    for k in range(2):
+        inter = (det.masks[k] & s.masks[k]).sum()
+        union = (det.masks[k] | s.masks[k]).sum()
+        # prototypes are at stride 4: edges may move by up to half a cell (~3 frame px here)
+        assert inter / union > 0.75, (k, inter / union)
+    np.testing.assert_allclose(det.xyxy[0], [40, 20, 80, 60], atol=1.0)
+
+
+def test_map_of_perfect_and_of_no_detections() -> None:
+    s = _rect_sample()
+    perfect = FrameDetections(
+        np.zeros((2, 4), np.float32), np.array([0.9, 0.8], np.float32), s.class_ids, s.masks
+    )
+    res = mask_map([s], [perfect], ["a", "b"])
+    assert res["map50"] > 0.999 and res["map"] > 0.999
+    shifted = FrameDetections(
+        perfect.xyxy, perfect.scores, s.class_ids, np.roll(s.masks, 30, axis=2)
+    )
+    res = mask_map([s], [shifted], ["a", "b"])
+    assert res["map50"] < 0.6
+    none = FrameDetections(
+        np.zeros((0, 4), np.float32),
+        np.zeros(0, np.float32),
+        np.zeros(0, np.int64),
+        np.zeros((0, 90, 160), bool),
+    )
+    assert mask_map([s], [none], ["a", "b"]) == {"map50": 0.0, "map": 0.0}

@@ -1,0 +1,161 @@
+"""The loop: exact resume from a checkpoint, stop requests, the CLI on COCO data, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from streamseg.train.cli import train_main
+from streamseg.train.evaluate import source_eval_set
+from streamseg.train.loop import TrainConfig, load_checkpoint, train
+from streamseg.train.net import NetConfig
+
+SMALL_NET = NetConfig(widths=(8, 16, 32, 48, 64), neck_widths=(32, 48, 64), head_width=32)
+
+
+def _cfg(out: Path, steps: int) -> TrainConfig:
+    return TrainConfig(
+        out=str(out),
+        steps=steps,
+        batch=2,
+        imgsz=(64, 96),
+        warmup_steps=2,
+        ckpt_every=100,
+        eval_every=0,
+        log_every=1,
+        workers=0,
+        export=False,
+        net=SMALL_NET,
+    )
+
+
+def test_resume_continues_exactly(shapes_source: object, tmp_path: Path) -> None:
+    """Stopping after 3 of 6 steps and resuming gives the weights of an uninterrupted run."""
+    straight = train(_cfg(tmp_path / "a", 6), shapes_source)  # type: ignore[arg-type]
+    assert straight.step == 6 and not straight.stopped
+
+    stop = threading.Event()
+
+    def stop_at_3(step: int, _loss: float) -> None:
+        if step == 3:
+            stop.set()
+
+    first = train(_cfg(tmp_path / "b", 6), shapes_source, stop=stop, on_step=stop_at_3)  # type: ignore[arg-type]
+    assert first.stopped and first.step == 3
+    assert load_checkpoint(first.checkpoint)["step"] == 3
+    second = train(_cfg(tmp_path / "b", 6), shapes_source, resume=True)  # type: ignore[arg-type]
+    assert second.step == 6 and not second.stopped
+
+    a = load_checkpoint(straight.checkpoint)
+    b = load_checkpoint(second.checkpoint)
+    assert a["step"] == b["step"] == 6
+    for part in ("model", "ema"):
+        for k, v in a[part].items():
+            torch.testing.assert_close(b[part][k], v, atol=1e-6, rtol=1e-5, msg=f"{part}.{k}")
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 6
+    assert a["ema_updates"] == b["ema_updates"] == 6
+    # both runs log every step in the curve file; the resumed one continues at step 4
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "curve.jsonl").open()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_fine_tune_from_export_and_eval(shapes_source: object, tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path / "a", 2)
+    cfg = TrainConfig(**{**cfg.__dict__, "export": True})
+    res = train(cfg, shapes_source)  # type: ignore[arg-type]
+    ts = tmp_path / "a" / "seglite.torchscript"
+    assert ts in res.exports and (tmp_path / "a" / "seglite.onnx").is_file()
+    ev = source_eval_set(shapes_source, 4, "shapes")  # type: ignore[arg-type]
+    cfg2 = TrainConfig(**{**_cfg(tmp_path / "b", 2).__dict__, "eval_every": 2})
+    res2 = train(cfg2, shapes_source, ev, init=str(ts))  # type: ignore[arg-type]
+    assert set(res2.last_eval) >= {"shapes/map50", "shapes/map", "map50", "map50_min"}
+    assert 0.0 <= res2.last_eval["map50"] <= 1.0
+    assert (tmp_path / "b" / "best.pt").is_file()
+
+
+def test_resume_rejects_other_classes(shapes_source: object, tmp_path: Path) -> None:
+    train(_cfg(tmp_path / "a", 1), shapes_source)  # type: ignore[arg-type]
+
+    class TwoClasses:
+        class_names = ("x", "y")
+
+        def get(self, index: int, rng: object) -> object:
+            return shapes_source.get(index, rng)  # type: ignore[attr-defined]
+
+    with pytest.raises(ValueError, match="3 classes"):
+        train(_cfg(tmp_path / "a", 2), TwoClasses(), resume=True)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def coco(coco_dataset: tuple[Path, Path, object, object, object]) -> tuple[Path, Path]:
+    ann, img_dir, *_ = coco_dataset
+    return ann, img_dir
+
+
+def _small_args(ann: Path, img_dir: Path, out: Path, steps: int) -> list[str]:
+    return [
+        "--data", str(ann), "--images", str(img_dir), "--val", str(ann),
+        "--out", str(out), "--steps", str(steps), "--batch", "2", "--imgsz", "64", "96",
+        "--eval-every", "0", "--log-every", "1", "--workers", "0", "--warmup", "1",
+    ]  # fmt: skip
+
+
+def test_cli_trains_on_coco_and_exports(coco: tuple[Path, Path], tmp_path: Path) -> None:
+    ann, img_dir = coco
+    out = tmp_path / "run"
+    assert train_main([*_small_args(ann, img_dir, out, 2), "--no-export"]) == 0
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["step"] == 2 and ckpt["class_names"] == ["cube", "ball"]
+    assert train_main(["--out", str(out), "--export"]) == 0
+    assert (out / "seglite.torchscript").is_file() and (out / "seglite.onnx").is_file()
+    assert (out / "seglite.torchscript").stat().st_size < 10e6
+
+
+@pytest.mark.parametrize("how", ["sigterm-to-trainer", "ctrl-c-to-group"])
+def test_stop_signal_checkpoints_and_resume_finishes(
+    how: str, coco: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A stop signal mid-run leaves a checkpoint and exit 0; --resume then completes the run.
+
+    ``ctrl-c-to-group`` sends SIGINT to the whole process group, data worker included, as a
+    terminal does.
+    """
+    ann, img_dir = coco
+    out = tmp_path / "run"
+    args = _small_args(ann, img_dir, out, 10_000)
+    args[args.index("--workers") + 1] = "1"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamseg.train", *args, "--no-export", "--threads", "1"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    curve = out / "curve.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (curve.is_file() and curve.stat().st_size > 0):
+        time.sleep(0.1)
+    assert curve.is_file(), "no training progress within 60 s"
+    if how == "sigterm-to-trainer":
+        proc.send_signal(signal.SIGTERM)
+    else:
+        time.sleep(0.5)  # let the worker run
+        os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    step = load_checkpoint(out / "last.pt")["step"]
+    assert 1 <= step < 10_000
+    assert "stopped at step" in err
+    target = step + 2
+    assert train_main([*_small_args(ann, img_dir, out, target), "--resume", "--no-export"]) == 0
+    assert load_checkpoint(out / "last.pt")["step"] == target

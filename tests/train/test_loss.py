@@ -1,0 +1,89 @@
+"""Task-aligned assignment and the loss: positives inside objects, and learning happens."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from streamseg.train.data import TrainDataset, collate, images_to_input
+from streamseg.train.loss import box_iou_pairwise, segment_loss, tal_assign
+from streamseg.train.net import NetConfig, SegLite, make_anchors
+
+
+def _grid() -> torch.Tensor:
+    anchors, _ = make_anchors([(8, 12), (4, 6), (2, 3)], (8, 16, 32), torch.device("cpu"))
+    return anchors
+
+
+def test_positives_lie_inside_their_objects() -> None:
+    anchors = _grid()
+    a = anchors.shape[0]
+    gt = torch.tensor(
+        [
+            [[10.0, 10.0, 40.0, 30.0], [50.0, 20.0, 90.0, 60.0], [0, 0, 0, 0]],
+            [[5.0, 5.0, 90.0, 60.0], [0, 0, 0, 0], [0, 0, 0, 0]],
+        ]
+    )
+    valid = torch.tensor([[True, True, False], [True, False, False]])
+    labels = torch.tensor([[0, 1, 0], [1, 0, 0]])
+    torch.manual_seed(0)
+    scores = torch.rand(2, a, 2)
+    # Predicted boxes: a 16-pixel square around each anchor.
+    pd = torch.cat((anchors - 8, anchors + 8), 1).expand(2, -1, -1)
+    asg = tal_assign(scores, pd, anchors, labels, gt, valid, topk=5)
+    for b in range(2):
+        fg = asg.fg[b]
+        assert bool(fg.any())
+        for i in fg.nonzero().view(-1).tolist():
+            j = int(asg.gt_index[b, i])
+            assert bool(valid[b, j]), "a padding row received a positive"
+            x, y = anchors[i].tolist()
+            x1, y1, x2, y2 = gt[b, j].tolist()
+            assert x1 < x < x2 and y1 < y < y2
+            assert int(asg.scores[b, i].argmax()) == int(labels[b, j])
+        # every real object has between 1 and topk positives
+        for j in range(3):
+            n = int((fg & (asg.gt_index[b] == j)).sum())
+            assert (1 <= n <= 5) if valid[b, j] else n == 0
+    assert torch.all(asg.scores[~asg.fg] == 0)
+
+
+def test_tiny_object_still_gets_a_positive() -> None:
+    """A 3-pixel ball between anchor centres must not be left without candidates."""
+    anchors = _grid()
+    gt = torch.tensor([[[9.0, 9.0, 12.0, 12.0]]])  # no stride-8 centre (4, 12, ...) inside
+    scores = torch.full((1, anchors.shape[0], 1), 0.1)
+    pd = torch.cat((anchors - 4, anchors + 4), 1).unsqueeze(0)
+    asg = tal_assign(
+        scores, pd, anchors, torch.zeros(1, 1, dtype=torch.long), gt, torch.ones(1, 1).bool()
+    )
+    assert int(asg.fg.sum()) >= 1
+
+
+def test_ciou_of_identical_boxes_is_one() -> None:
+    b = torch.tensor([[0.0, 0.0, 10.0, 20.0], [5.0, 5.0, 6.0, 9.0]])
+    torch.testing.assert_close(box_iou_pairwise(b, b, ciou=True), torch.ones(2), atol=1e-5, rtol=0)
+    far = torch.tensor([[100.0, 100.0, 110.0, 120.0], [50.0, 5.0, 51.0, 9.0]])
+    assert torch.all(box_iou_pairwise(b, far, ciou=True) < 0)
+
+
+def test_a_few_steps_lower_the_loss(shapes_source: object) -> None:
+    torch.manual_seed(0)
+    ds = TrainDataset(shapes_source, (64, 96), seed=3)  # type: ignore[arg-type]
+    images, targets = collate([ds[i] for i in range(4)])
+    assert bool(targets.valid.any())
+    net = SegLite(NetConfig(num_classes=3, num_masks=8)).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    x = images_to_input(images)
+    losses, masks = [], []
+    for _ in range(25):
+        parts = segment_loss(net(x), targets, net.cfg.reg_max)
+        opt.zero_grad()
+        parts.total.backward()
+        opt.step()
+        losses.append(float(parts.total.detach()))
+        masks.append(parts.mask)
+        assert parts.num_pos > 0
+    assert np.isfinite(losses).all()
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
+    assert np.mean(masks[-3:]) < 0.7 * np.mean(masks[:3])
