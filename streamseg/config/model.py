@@ -76,7 +76,9 @@ class ModelConfig(ConfigModel):
         default=5.0, ge=0, description="how long to wait to fill a batch, milliseconds"
     )
     threads: Int | None = Field(
-        default=None, ge=1, description="torch CPU threads; null keeps the default"
+        default=None,
+        ge=1,
+        description="CPU inference threads; null = half the CPUs (the rest decode video)",
     )
 
     @field_validator("format")

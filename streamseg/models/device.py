@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 import torch
@@ -81,3 +82,18 @@ def resolve_precision(requested: str, device: torch.device) -> str:
         )
         return "fp32"
     return requested
+
+
+def default_cpu_threads() -> int:
+    """Intra-op threads for CPU inference when the pipeline does not set ``model.threads``.
+
+    Half the CPUs this process may use, at least one. The rest decode video: readers run beside
+    the forward, and on a small machine a forward that takes every core is slowed by them far
+    more than it gains (measured on 2 cores: 2 threads made the pipeline 0.59 of a bare loop,
+    1 thread 1.05; see bench/throughput.py).
+    """
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        available = os.cpu_count() or 1
+    return max(1, available // 2)

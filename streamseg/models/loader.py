@@ -13,7 +13,7 @@ import torch
 
 from streamseg.models.backend import Backend, check_layout, resolve_class_names
 from streamseg.models.builtin import builtin_weights_path
-from streamseg.models.device import resolve_device, resolve_precision
+from streamseg.models.device import default_cpu_threads, resolve_device, resolve_precision
 from streamseg.models.errors import ModelLoadError
 from streamseg.models.metadata import ModelInfo
 from streamseg.models.onnx_backend import OnnxBackend
@@ -307,11 +307,14 @@ def load_segmenter(cfg: ModelSettings, *, masks: bool = True) -> Segmenter:
             or outputs that are not the YOLO-seg layout; also a ``classes`` entry that is not a
             class of the model.
     """
-    if cfg.threads is not None:
-        if cfg.threads < 1:
-            raise ModelLoadError(f"model.threads: expected >= 1 or null, got {cfg.threads}")
-        torch.set_num_threads(cfg.threads)
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ModelLoadError(f"model.threads: expected >= 1 or null, got {cfg.threads}")
     device = resolve_device(cfg.device)
+    threads = cfg.threads
+    if threads is None and device.type == "cpu":
+        threads = default_cpu_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
     path = resolve_weights(cfg.weights)
     loaded = open_model(
         path,
@@ -319,7 +322,7 @@ def load_segmenter(cfg: ModelSettings, *, masks: bool = True) -> Segmenter:
         device=device,
         precision=cfg.precision,
         class_names=list(cfg.class_names) if cfg.class_names is not None else None,
-        threads=cfg.threads,
+        threads=threads,
         require_device=cfg.device.strip().lower() != "auto",
     )
     try:

@@ -203,6 +203,21 @@ def test_threads_setting_applies(
     assert torch.get_num_threads() == 1
 
 
+def test_unset_threads_leave_cpus_to_the_decoders(
+    torchscript_path: Path,
+    fake: types.ModuleType,
+    keep_torch_threads: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: a forward on every core beside the readers ran the pipeline at 0.59x."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(6)))
+    load_segmenter(fake.make_config(torchscript_path))
+    assert torch.get_num_threads() == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0})
+    load_segmenter(fake.make_config(torchscript_path))
+    assert torch.get_num_threads() == 1
+
+
 def test_file_without_names_gets_numbered_classes(tmp_path: Path, fake: types.ModuleType) -> None:
     path = fake.save_torchscript(
         tmp_path / "nameless.torchscript",
