@@ -101,6 +101,11 @@ class Segmenter:
             allowed_classes=allowed,
         )
 
+    @property
+    def backend(self) -> Backend:
+        """The loaded network: ``backend(images)`` -> (output0, output1), for tools."""
+        return self._backend
+
     def segment(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[sv.Detections]:
         """Segment a batch of frames.
 

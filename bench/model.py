@@ -1,0 +1,95 @@
+"""Accuracy and speed of the shipped built-in model (issue #3).
+
+Mask mAP@0.5 and mAP@[.5:.95] (pycocotools ``COCOeval``, ``segm``) per scene kind on held-out
+synthetic frames (scene seeds no training sample uses; see ``streamseg.train.evaluate``), scored
+through the runtime exactly as ``streamseg run`` decodes; then the median forward latency of the
+exported network at batch 1 and 4 on this CPU at its input size, and of the whole ``segment``
+call (letterbox + forward + decode) on 640x360 frames.
+
+Run: ``.venv/bin/python bench/model.py [--weights builtin] [--frames 300]``.
+Targets: mask mAP@0.5 >= 0.85 on each kind; forward <= 25 ms at batch 1.
+Ends with one ``key=value`` summary line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from streamseg.config.model import ModelConfig
+from streamseg.models import load_segmenter
+from streamseg.synth import CLASS_NAMES
+from streamseg.train.evaluate import evaluate_runtime, synth_eval_set
+
+
+def median_ms(fn: object, repeats: int) -> float:
+    """Median wall time of ``fn()`` in milliseconds after a short warm-up."""
+    for _ in range(3):
+        fn()  # type: ignore[operator]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    """Measure and print; the last line is the key=value summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="builtin")
+    parser.add_argument("--frames", type=int, default=300, help="held-out frames per scene kind")
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    start = time.perf_counter()
+    eval_set = synth_eval_set(args.frames)
+    render_s = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = evaluate_runtime(args.weights, eval_set, list(CLASS_NAMES))
+    print(
+        f"held-out set: {args.frames} frames per kind, rendered in {render_s:.0f} s, "
+        f"scored in {time.perf_counter() - start:.0f} s"
+    )
+    for kind in eval_set:
+        print(
+            f"  {kind:6} mask mAP@0.5 {scores[f'{kind}/map50']:.3f}   "
+            f"mAP@[.5:.95] {scores[f'{kind}/map']:.3f}"
+        )
+
+    threads = args.threads or os.cpu_count() or 1
+    segmenter = load_segmenter(
+        ModelConfig(weights=args.weights, device="cpu", threads=args.threads or None)
+    )
+    torch.set_num_threads(threads)
+    info = segmenter.info
+    height, width = info.input_hw
+    backend = segmenter.backend
+    latency: dict[int, float] = {}
+    for batch in (1, 4):
+        x = torch.rand(batch, 3, height, width).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            latency[batch] = median_ms(lambda x=x: backend(x), args.repeats)
+    frames = [np.random.default_rng(i).integers(0, 255, (360, 640, 3), np.uint8) for i in range(4)]
+    segment_ms = median_ms(lambda: segmenter.segment(frames[:1]), args.repeats)
+    print(f"input {width}x{height}, torch threads {threads}")
+    print(f"  forward batch 1: {latency[1]:.1f} ms   batch 4: {latency[4]:.1f} ms")
+    print(f"  segment() on one 640x360 frame (letterbox + forward + decode): {segment_ms:.1f} ms")
+    kinds = " ".join(f"map50_{k}={scores[f'{k}/map50']:.3f}" for k in eval_set)
+    maps = " ".join(f"map_{k}={scores[f'{k}/map']:.3f}" for k in eval_set)
+    print(
+        f"{kinds} {maps} forward_b1_ms={latency[1]:.1f} forward_b4_ms={latency[4]:.1f} "
+        f"segment_ms={segment_ms:.1f} threads={threads} frames_per_kind={args.frames}"
+    )
+
+
+if __name__ == "__main__":
+    main()
