@@ -258,6 +258,10 @@ class AugmentConfig:
         scale_max: largest zoom factor.
         translate: shift, fraction of the input size.
         mosaic: probability of a 2x2 mosaic of four samples.
+        copy_paste: probability that a sample gets extra copies of its small instances (the
+            ball, distant people: the rare, hard cases) pasted in front of the scene.
+        copy_paste_max_frac: instances up to this share of the image area count as small.
+        copy_paste_max: most copies pasted into one sample.
         linear_resize: probability that a shrinking resize is bilinear without antialiasing
             (what the runtime's letterbox does) instead of area filtering.
         min_area_px: instances with fewer visible pixels (input resolution) after augmentation
@@ -272,6 +276,9 @@ class AugmentConfig:
     scale_max: float = 1.4
     translate: float = 0.1
     mosaic: float = 0.0
+    copy_paste: float = 0.5
+    copy_paste_max_frac: float = 0.004
+    copy_paste_max: int = 3
     linear_resize: float = 0.5
     min_area_px: int = 6
 
@@ -285,6 +292,7 @@ NO_AUGMENT = AugmentConfig(
     scale_max=1.0,
     translate=0.0,
     mosaic=0.0,
+    copy_paste=0.0,
     linear_resize=0.0,
 )
 
@@ -478,12 +486,66 @@ def make_example(
     Returns:
         The example; instances that fall (almost) outside the image are dropped.
     """
+    if cfg.copy_paste > 0 and rng.random() < cfg.copy_paste:
+        sample = copy_paste_small(sample, rng, cfg.copy_paste_max_frac, cfg.copy_paste_max)
     src_hw = (int(sample.image.shape[0]), int(sample.image.shape[1]))
     m = _random_affine(src_hw, input_hw, cfg, rng)
     area = not (cfg.linear_resize > 0 and rng.random() < cfg.linear_resize)
     image = _warp_image(sample.image, m, input_hw, area=area)
     _hsv_jitter(image, cfg, rng)
     return _finish(image, [(sample, m)], input_hw, cfg, area=area, targets=targets)
+
+
+def copy_paste_small(
+    sample: Sample,
+    rng: np.random.Generator,
+    max_frac: float = 0.004,
+    max_copies: int = 3,
+    max_shift_y: float = 0.15,
+) -> Sample:
+    """Paste copies of a sample's small instances elsewhere in the same image (copy-paste).
+
+    Each copy takes the instance's visible pixels (optionally mirrored) to a random place at
+    about the same height (within ``max_shift_y`` of the image height, so perspective stays
+    plausible), in front of everything: the masks it covers lose those pixels.
+
+    Args:
+        sample: the source sample (not modified).
+        rng: the sample's generator.
+        max_frac: instances with at most this share of the image area are candidates.
+        max_copies: most copies to paste.
+        max_shift_y: largest vertical move, fraction of the image height.
+
+    Returns:
+        A new sample with the copies appended (the original when nothing is small).
+    """
+    h, w = sample.image.shape[:2]
+    areas = sample.masks.reshape(len(sample.masks), -1).sum(1) if len(sample.masks) else []
+    small = [i for i, a in enumerate(areas) if 0 < a <= max_frac * h * w]
+    if not small:
+        return sample
+    image = sample.image.copy()
+    masks = list(sample.masks.copy())
+    class_ids = list(sample.class_ids)
+    for _ in range(int(rng.integers(1, max_copies + 1))):
+        i = small[int(rng.integers(0, len(small)))]
+        ys, xs = np.nonzero(sample.masks[i])
+        y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+        patch = sample.image[y0:y1, x0:x1]
+        pmask = sample.masks[i][y0:y1, x0:x1]
+        if rng.random() < 0.5:
+            patch, pmask = patch[:, ::-1], pmask[:, ::-1]
+        ph, pw = pmask.shape
+        nx = int(rng.integers(0, max(1, w - pw + 1)))
+        dy = int(rng.integers(-int(max_shift_y * h), int(max_shift_y * h) + 1))
+        ny = int(np.clip(y0 + dy, 0, max(0, h - ph)))
+        new = np.zeros((h, w), bool)
+        new[ny : ny + ph, nx : nx + pw] = pmask
+        image[new] = patch[pmask]
+        masks = [m & ~new for m in masks]
+        masks.append(new)
+        class_ids.append(int(sample.class_ids[i]))
+    return Sample(image, np.stack(masks), np.array(class_ids, dtype=np.int64))
 
 
 def make_mosaic(

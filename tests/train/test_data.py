@@ -17,6 +17,7 @@ from streamseg.train.data import (
     Sample,
     TrainDataset,
     collate,
+    copy_paste_small,
     make_example,
     make_mosaic,
 )
@@ -157,3 +158,21 @@ def test_thin_objects_get_targets_that_decode_to_their_width(width_px: int) -> N
     assert worst["default"] >= 0.6, worst
     if width_px <= 3:
         assert worst["plain"] < 0.5, worst  # what the targets fix
+
+
+def test_copy_paste_adds_visible_disjoint_copies_of_small_instances() -> None:
+    s = _coloured_sample()  # a 40x30 red box (class 0) and a radius-15 green disc (class 1)
+    disc_frac = s.masks[1].sum() / s.masks[1].size
+    out = copy_paste_small(s, np.random.default_rng(3), max_frac=disc_frac, max_copies=3)
+    assert len(out.class_ids) > 2
+    assert list(out.class_ids[:2]) == [0, 1] and set(out.class_ids[2:].tolist()) == {1}
+    # masks stay disjoint, and every pasted copy shows the disc's colour
+    assert out.masks.sum(0).max() == 1
+    for m in out.masks[2:]:
+        assert 0 < m.sum() <= s.masks[1].sum()  # a later copy may cover part of an earlier one
+        assert np.all(out.image[m] == (0, 255, 0))
+    assert out.masks[-1].sum() == s.masks[1].sum()  # the last one is whole
+    assert not np.shares_memory(out.image, s.image)  # the source is untouched
+    # nothing is small enough: the sample comes back as it was
+    same = copy_paste_small(s, np.random.default_rng(3), max_frac=1e-4)
+    assert same is s

@@ -27,7 +27,7 @@ IMGSZ = (64, 96)
 def trained_like_net() -> SegLite:
     """A network whose BatchNorm statistics are far from identity (folding must matter)."""
     torch.manual_seed(0)
-    net = SegLite(NetConfig(num_classes=3, num_masks=16))
+    net = SegLite(NetConfig(num_classes=3, num_masks=16, depths=(1, 1, 1, 1)))
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
