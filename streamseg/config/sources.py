@@ -63,7 +63,22 @@ class FileSourceConfig(_SourceBase):
     )
 
 
-class RtspSourceConfig(_SourceBase):
+class _LiveSourceBase(_SourceBase):
+    """Fields every live source (camera) shares: the stall watchdog and reconnecting."""
+
+    stall_timeout_s: Float = Field(
+        default=5.0,
+        gt=0,
+        description="connected but no frame for this long: stalled, then reconnect",
+    )
+    reconnect: ReconnectConfig = Field(
+        default_factory=ReconnectConfig, description="reconnect back-off"
+    )
+
+    _reconnect_none = field_validator("reconnect", mode="before")(none_as_empty)
+
+
+class RtspSourceConfig(_LiveSourceBase):
     """An RTSP camera, with a stall watchdog and reconnects."""
 
     type: Literal["rtsp"] = Field(description="source type")
@@ -75,16 +90,6 @@ class RtspSourceConfig(_SourceBase):
     read_timeout_s: Float = Field(
         default=5.0, gt=0, description="socket read timeout passed to FFmpeg, seconds"
     )
-    stall_timeout_s: Float = Field(
-        default=5.0,
-        gt=0,
-        description="connected but no frame for this long: stalled, then reconnect",
-    )
-    reconnect: ReconnectConfig = Field(
-        default_factory=ReconnectConfig, description="reconnect back-off"
-    )
-
-    _reconnect_none = field_validator("reconnect", mode="before")(none_as_empty)
 
     @field_validator("url")
     @classmethod
@@ -100,7 +105,7 @@ class RtspSourceConfig(_SourceBase):
         return redact_url(self.url)
 
 
-class UsbSourceConfig(_SourceBase):
+class UsbSourceConfig(_LiveSourceBase):
     """A V4L2 camera (``/dev/video<n>``), with a stall watchdog and reconnects."""
 
     type: Literal["usb"] = Field(description="source type")
@@ -112,16 +117,6 @@ class UsbSourceConfig(_SourceBase):
     input_format: NonEmptyStr | None = Field(
         default=None, description="requested pixel format, e.g. mjpeg or yuyv422"
     )
-    stall_timeout_s: Float = Field(
-        default=5.0,
-        gt=0,
-        description="connected but no frame for this long: stalled, then reconnect",
-    )
-    reconnect: ReconnectConfig = Field(
-        default_factory=ReconnectConfig, description="reconnect back-off"
-    )
-
-    _reconnect_none = field_validator("reconnect", mode="before")(none_as_empty)
 
     @field_validator("device", mode="before")
     @classmethod
