@@ -280,6 +280,20 @@ def mask_map(
     return {"map50": max(0.0, float(ev.stats[1])), "map": max(0.0, float(ev.stats[0]))}
 
 
+def _group_scores(name: str, m: Mapping[str, float]) -> dict[str, float]:
+    """``{name}/map50`` and ``{name}/map`` of one evaluation group."""
+    return {f"{name}/map50": round(m["map50"], 4), f"{name}/map": round(m["map"], 4)}
+
+
+def _with_summary(res: dict[str, float], seconds: float) -> dict[str, float]:
+    """Add the mean and worst mAP@0.5 over groups and the evaluation time."""
+    per = [v for k, v in res.items() if k.endswith("/map50")]
+    res["map50"] = round(float(np.mean(per)), 4) if per else 0.0
+    res["map50_min"] = round(float(np.min(per)), 4) if per else 0.0
+    res["eval_s"] = round(seconds, 2)
+    return res
+
+
 def evaluate(
     forward: RuntimeForward,
     eval_set: EvalSet,
@@ -298,14 +312,8 @@ def evaluate(
     res: dict[str, float] = {}
     for name, samples in eval_set.items():
         dets = predict_samples(forward, samples, input_hw, cfg)
-        m = mask_map(samples, dets, class_names)
-        res[f"{name}/map50"] = round(m["map50"], 4)
-        res[f"{name}/map"] = round(m["map"], 4)
-    per = [v for k, v in res.items() if k.endswith("/map50")]
-    res["map50"] = round(float(np.mean(per)), 4) if per else 0.0
-    res["map50_min"] = round(float(np.min(per)), 4) if per else 0.0
-    res["eval_s"] = round(time.perf_counter() - t0, 2)
-    return res
+        res.update(_group_scores(name, mask_map(samples, dets, class_names)))
+    return _with_summary(res, time.perf_counter() - t0)
 
 
 def synth_eval_set(
@@ -412,11 +420,5 @@ def evaluate_runtime(
                         masks,
                     )
                 )
-        m = mask_map(samples, dets, class_names)
-        res[f"{name}/map50"] = round(m["map50"], 4)
-        res[f"{name}/map"] = round(m["map"], 4)
-    per = [v for k, v in res.items() if k.endswith("/map50")]
-    res["map50"] = round(float(np.mean(per)), 4) if per else 0.0
-    res["map50_min"] = round(float(np.min(per)), 4) if per else 0.0
-    res["eval_s"] = round(time.perf_counter() - t0, 2)
-    return res
+        res.update(_group_scores(name, mask_map(samples, dets, class_names)))
+    return _with_summary(res, time.perf_counter() - t0)
