@@ -123,8 +123,11 @@ def _in_file_order(issues: list[ConfigIssue]) -> list[ConfigIssue]:
     return sorted(issues, key=lambda issue: (issue.line or 0, issue.column or 0))
 
 
-def _file_error(filename: str, message: str) -> ConfigError:
-    return ConfigError([ConfigIssue(filename, None, None, "", MISSING, message)])
+def _file_error(
+    filename: str, message: str, line: int | None = None, column: int | None = None
+) -> ConfigError:
+    """An error about the file as a whole (no key path), optionally at a position."""
+    return ConfigError([ConfigIssue(filename, line, column, "", MISSING, message)])
 
 
 def _check_printable(text: str, filename: str) -> None:
@@ -134,21 +137,13 @@ def _check_printable(text: str, filename: str) -> None:
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    filename,
-                    line,
-                    column,
-                    "",
-                    MISSING,
-                    f"YAML syntax error: unacceptable character #x{exc.character:04x} "
-                    f"({exc.reason})"
-                    if isinstance(exc.character, int)
-                    else f"YAML syntax error: {exc.reason}",
-                )
-            ]
-        ) from None
+        if isinstance(exc.character, int):
+            message = (
+                f"YAML syntax error: unacceptable character #x{exc.character:04x} ({exc.reason})"
+            )
+        else:
+            message = f"YAML syntax error: {exc.reason}"
+        raise _file_error(filename, message, line, column) from None
 
 
 def _construct_str(loader: _SubstitutingLoader, node: yaml.Node) -> str:
@@ -182,33 +177,18 @@ def _compose(loader: yaml.SafeLoader, filename: str) -> yaml.MappingNode:
     except yaml.YAMLError as exc:
         raise _file_error(filename, f"YAML syntax error: {_one_line(str(exc))}") from None
     if root is None:
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    filename,
-                    None,
-                    None,
-                    "",
-                    MISSING,
-                    "the file is empty, expected a mapping with at least a 'sources' list",
-                )
-            ]
+        raise _file_error(
+            filename, "the file is empty, expected a mapping with at least a 'sources' list"
         )
     if not isinstance(root, yaml.MappingNode):
         kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
         line, column = _position(root)
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    filename,
-                    line,
-                    column,
-                    "",
-                    MISSING,
-                    f"got {kind} at the top level, expected a mapping of sections "
-                    "(name, sources, model, outputs, ...)",
-                )
-            ]
+        raise _file_error(
+            filename,
+            f"got {kind} at the top level, expected a mapping of sections "
+            "(name, sources, model, outputs, ...)",
+            line,
+            column,
         )
     return root
 
