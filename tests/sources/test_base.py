@@ -263,10 +263,18 @@ class ScriptedSource(Source):
 
 
 def wait_terminal(source: Source, timeout: float = 3.0) -> None:
+    """Wait until the source is terminal and its reader thread has returned.
+
+    The state flips before the listeners run, so waiting on the state alone races the
+    listeners of the last transition.
+    """
     deadline = time.monotonic() + timeout
     while not source.state.terminal:
         assert time.monotonic() < deadline
         time.sleep(0.01)
+    for thread in source._threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
+        assert not thread.is_alive()
 
 
 def test_an_exception_in_the_reader_fails_the_source_and_does_not_escape() -> None:

@@ -264,6 +264,9 @@ def test_unopenable_file_fails_with_a_clear_error(
     source.start()
     wait_for_state(source, {SourceState.FAILED, SourceState.ENDED}, timeout=5)
     assert source.state is SourceState.FAILED
+    # The state flips before the listeners run: let the reader finish before reading them.
+    for thread in source._threads():
+        thread.join(5)
     assert transitions == [SourceState.FAILED]
     error = source.stats().last_error
     assert error is not None
