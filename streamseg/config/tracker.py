@@ -1,36 +1,167 @@
-"""The ``tracker`` section: declared for issue #4, no options yet.
+"""The ``tracker`` section: the per-stream mask-aware tracker (:mod:`streamseg.track`).
 
-``tracker: null`` (the default) and ``tracker: {}`` are accepted; any key is an error that says
-the options are not implemented yet, instead of being ignored.
+The tracker is on by default: a pipeline file without a ``tracker:`` key (or with an empty one)
+tracks with the defaults below; ``tracker: {enabled: false}`` turns it off, and detections then
+leave the analytics without ``tracker_id``. Every duration is in seconds of stream time
+(``pts``), so the behaviour does not depend on the camera's frame rate.
+
+Example::
+
+    tracker:
+      type: mask            # or box: the same tracker without the mask term
+      lost_buffer_s: 3.0    # keep identities through occlusions of up to 3 s
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Literal
 
-from pydantic import model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import Field, model_validator
+from typing_extensions import Self
 
-from streamseg.config._base import ConfigModel
+from streamseg.config._base import ConfigModel, Float, Int
 
 logger = logging.getLogger(__name__)
 
 NOT_IMPLEMENTED = "not_implemented"
-"""pydantic error type of keys and items that name a feature that does not exist yet."""
+"""pydantic error type of keys and items that name a feature that does not exist yet; the
+loader (:mod:`streamseg.config.loader`) renders it. Defined here, where it was first used."""
 
 
 class TrackerConfig(ConfigModel):
-    """Tracker options (issue #4). It has no fields yet: any key is rejected."""
+    """Options of :class:`streamseg.track.MaskTracker`, one instance per stream.
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_options_yet(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data:
-            keys = [str(key) for key in data]
-            raise PydanticCustomError(
-                NOT_IMPLEMENTED,
-                "tracker options are not implemented yet (issue #4); remove {keys}",
-                {"keys": ", ".join(repr(k) for k in keys), "key": keys[0]},
+    Association is ByteTrack's two stages (detections at or above ``high_threshold`` against all
+    tracks, then those at or above ``low_threshold`` against the confirmed tracks left over) on a
+    fused similarity ``(1 - mask_weight) * IoU(predicted box, box) + mask_weight *
+    IoU(moved last mask, mask)``; a pair matches when its similarity reaches the stage's
+    threshold and both have the same class.
+    """
+
+    enabled: bool = Field(
+        default=True, description="track objects on every stream; false leaves tracker_id unset"
+    )
+    type: Literal["mask", "box"] = Field(
+        default="mask",
+        description="mask: fused box + mask similarity; box: box IoU only (mask_weight ignored)",
+    )
+    high_threshold: Float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="detections at or above this confidence are matched first and start tracks",
+    )
+    low_threshold: Float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="detections below high_threshold but at or above this one only extend "
+        "confirmed tracks (second stage); lower ones are ignored",
+    )
+    new_track_threshold: Float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="an unmatched detection starts a new track only at or above this confidence "
+        "(null: high_threshold; values below high_threshold change nothing)",
+    )
+    match_threshold: Float = Field(
+        default=0.1, gt=0, le=1, description="minimum fused similarity of a first-stage match"
+    )
+    low_match_threshold: Float = Field(
+        default=0.3, gt=0, le=1, description="minimum fused similarity of a second-stage match"
+    )
+    mask_weight: Float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="weight of mask IoU in the fused similarity (type mask); box IoU gets the rest",
+    )
+    mask_resolution: Int = Field(
+        default=640,
+        ge=16,
+        le=8192,
+        description="masks are compared on a grid whose longest side is at most this many cells "
+        "(an integer subsampling of the frame)",
+    )
+    min_confirm_s: Float = Field(
+        default=0.1,
+        ge=0,
+        le=60,
+        description="seconds a new track must keep matching before its id is shown (-1 until then)",
+    )
+    lost_buffer_s: Float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="seconds a confirmed track survives without a match (occlusions shorter than "
+        "this keep their identity)",
+    )
+    lost_velocity_decay_s: Float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="time constant of the velocity damping of lost tracks, seconds",
+    )
+    lost_gate_growth: Float = Field(
+        default=0.5,
+        ge=0,
+        le=10,
+        description="a lost track's predicted box grows by this fraction per second lost when "
+        "matched (wider gate for longer occlusions)",
+    )
+    recovery_radius: Float = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        description="a detection that matches no track may resume a lost track of its class whose "
+        "predicted centre is within this many box sizes (0 turns this recovery off)",
+    )
+    recovery_growth: Float = Field(
+        default=2.0,
+        ge=0,
+        le=100,
+        description="the recovery radius grows by this many box sizes per second lost",
+    )
+    measurement_std: Float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="Kalman filter: standard deviation of a detected box coordinate, fraction of "
+        "the box size",
+    )
+    acceleration_std: Float = Field(
+        default=2.0,
+        gt=0,
+        le=100,
+        description="Kalman filter: standard deviation of acceleration, box sizes per second²",
+    )
+    initial_velocity_std: Float = Field(
+        default=2.0,
+        gt=0,
+        le=100,
+        description="Kalman filter: standard deviation of a new track's speed, box sizes per "
+        "second",
+    )
+    fallback_dt_s: Float = Field(
+        default=1 / 30,
+        gt=0,
+        le=10,
+        description="frame interval assumed for a missing, repeated or backwards timestamp until "
+        "a valid interval has been seen, seconds",
+    )
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> Self:
+        if self.low_threshold > self.high_threshold:
+            raise ValueError(
+                f"low_threshold ({self.low_threshold}) must not exceed high_threshold "
+                f"({self.high_threshold})"
             )
-        return data
+        return self
+
+    @property
+    def effective_mask_weight(self) -> float:
+        """The weight of the mask term actually used: ``mask_weight``, or 0 for ``type: box``."""
+        return self.mask_weight if self.type == "mask" else 0.0

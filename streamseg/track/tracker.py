@@ -1,0 +1,338 @@
+"""MaskTracker: ByteTrack-style association on a fused box + mask similarity, timed in seconds.
+
+Per :meth:`MaskTracker.update`:
+
+1. The clock advances to the frame's timestamp (:class:`~streamseg.track.clock.TrackClock`;
+   bad timestamps are logged and replaced, never fatal).
+2. Every track's box is predicted to that time (:class:`~streamseg.track.kalman.BoxKalman`;
+   lost tracks coast with a decaying velocity), and tracks lost for longer than
+   ``lost_buffer_s`` are dropped.
+3. Stage one pairs detections with confidence >= ``high_threshold`` with all tracks, stage two
+   pairs the detections in [``low_threshold``, ``high_threshold``) with the confirmed tracks
+   left over. The similarity of a pair is ``(1 - w) * IoU(predicted box, box) + w *
+   IoU(moved last mask, mask)`` (``w = mask_weight``, 0 for ``type: box`` or without masks),
+   where the track's last mask is translated by its predicted motion. Pairs of different
+   classes or with disjoint boxes never match; mask IoU is computed on the crops of the pairs
+   where it can change the outcome (see :meth:`MaskTracker._mask_iou`). A lost track's
+   predicted box is widened by ``lost_gate_growth`` per second lost, so a longer occlusion gets
+   a wider gate. ``lap.lapjv`` picks the pairs whose similarity reaches the stage's threshold.
+4. Stage three (recovery) pairs the confident detections still unclaimed with the confirmed
+   tracks still unmatched, by centre distance: within ``recovery_radius`` track sizes plus
+   ``recovery_growth`` sizes per second lost, closest first. It catches an object that comes
+   out of an occlusion where the coasting box did not expect it.
+5. Matched tracks are corrected and keep the detection's mask; a tentative track that matched
+   for ``min_confirm_s`` gets the next id; unmatched tentative tracks are dropped, unmatched
+   confirmed ones become lost; the confident detections left start tentative tracks.
+
+Ids start at 1 and are never reused; all state lives in the instance.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import supervision as sv
+
+from streamseg.config.tracker import TrackerConfig
+from streamseg.track.association import Assignment, assign, box_iou, similarity_by_name
+from streamseg.track.clock import TrackClock
+from streamseg.track.kalman import KalmanParams, cxcywh_to_xyxy
+from streamseg.track.masks import GridMasks, grid_masks, grid_stride, moved_origins, pair_mask_iou
+from streamseg.track.tracks import NO_ID, TrackTable
+
+logger = logging.getLogger(__name__)
+
+IntArray = npt.NDArray[np.intp]
+FloatArray = npt.NDArray[np.float64]
+
+TIME_EPS_S = 1e-6
+"""Slack on time comparisons, so ``3 * (1 / 30)`` counts as 0.1 s."""
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """One update's detections as the tracker uses them."""
+
+    xyxy: FloatArray  # (N, 4)
+    class_id: npt.NDArray[np.int64]  # (N,)
+    masks: GridMasks | None  # N rows, or None when masks are not used
+
+
+class MaskTracker:
+    """Multi-object tracker for one stream; associates on boxes and masks.
+
+    Args:
+        config: tracker options; ``None`` uses the defaults (``type: mask``).
+        name: who the tracker serves (e.g. the stream id), used in log messages.
+
+    Example:
+        >>> from streamseg.config import TrackerConfig
+        >>> tracker = MaskTracker(TrackerConfig(min_confirm_s=0))
+        >>> import numpy as np, supervision as sv
+        >>> dets = sv.Detections(xyxy=np.array([[10.0, 10, 50, 60]]), confidence=np.array([0.9]))
+        >>> tracker.update(dets, timestamp=0.0).tracker_id.tolist()
+        [1]
+    """
+
+    def __init__(self, config: TrackerConfig | None = None, name: str = "tracker") -> None:
+        self.config = config if config is not None else TrackerConfig()
+        cfg = self.config
+        self.name = name
+        self.mask_weight = cfg.effective_mask_weight
+        self._similarity = similarity_by_name(cfg.type)
+        self._clock = TrackClock(cfg.fallback_dt_s, name)
+        self._tracks = TrackTable(
+            KalmanParams(cfg.measurement_std, cfg.acceleration_std, cfg.initial_velocity_std)
+        )
+        self._next_id = 1
+
+    @property
+    def timestamp_problems(self) -> dict[str, int]:
+        """How many timestamps of each kind were bad and replaced so far."""
+        return dict(self._clock.problems)
+
+    @property
+    def num_tracks(self) -> int:
+        """Tracks held now: tentative, confirmed and lost."""
+        return len(self._tracks)
+
+    def update(self, detections: sv.Detections, timestamp: float) -> sv.Detections:
+        """Associate one frame's detections with the tracks.
+
+        Args:
+            detections: the frame's detections: ``xyxy`` (N, 4) frame pixels, optional
+                ``confidence`` (None: all 1.0), optional ``class_id`` (None: one class) and
+                optional ``mask``: a ``supervision.CompactMask``, a dense (N, H, W) array or None
+                (then boxes alone are used). Never modified.
+            timestamp: the frame's presentation time in seconds (``frame.pts_s``). Non-finite,
+                repeated or backwards values are logged and replaced (see
+                :mod:`streamseg.track.clock`).
+
+        Returns:
+            A new ``sv.Detections`` with the input's rows in the input's order (same boxes,
+            masks, classes, confidences and data) and ``tracker_id`` (N,) int: the id of the
+            confirmed track each detection belongs to, or -1.
+
+        Raises:
+            TypeError: ``detections`` is not an ``sv.Detections``.
+        """
+        if not isinstance(detections, sv.Detections):
+            raise TypeError(
+                f"detections: expected supervision.Detections, got {type(detections).__name__}"
+            )
+        cfg = self.config
+        tracks = self._tracks
+        dt = self._clock.advance(timestamp)
+        now = self._clock.now_s
+
+        tracks.motion.predict(dt, tracks.lost, cfg.lost_velocity_decay_s)
+        expired = tracks.lost & (now - tracks.last_seen_s > cfg.lost_buffer_s + TIME_EPS_S)
+        if expired.any():
+            tracks.keep(~expired)
+
+        frame = self._frame(detections)
+        n = len(frame.xyxy)
+        confidence = (
+            np.ones(n)
+            if detections.confidence is None
+            else np.asarray(detections.confidence, dtype=np.float64)
+        )
+        usable = np.all(np.isfinite(frame.xyxy), axis=1) & np.isfinite(confidence)
+        high = np.flatnonzero(usable & (confidence >= cfg.high_threshold))
+        low = np.flatnonzero(
+            usable & (confidence >= cfg.low_threshold) & (confidence < cfg.high_threshold)
+        )
+
+        # Stage 1: confident detections against every track.
+        all_rows = np.arange(len(tracks), dtype=np.intp)
+        first = self._match(all_rows, high, frame, cfg.match_threshold, now)
+        rows1, dets1 = all_rows[first.matches[:, 0]], high[first.matches[:, 1]]
+        left = all_rows[first.unmatched_rows]
+        # Stage 2: the other detections against the confirmed tracks left over.
+        left = left[tracks.confirmed[left]]
+        second = self._match(left, low, frame, cfg.low_match_threshold, now)
+        rows2, dets2 = left[second.matches[:, 0]], low[second.matches[:, 1]]
+
+        # Stage 3: confident detections still unclaimed against confirmed tracks still unmatched,
+        # by distance (recovery after an occlusion that the box gates could not bridge).
+        new = high[first.unmatched_cols]
+        left = left[second.unmatched_rows]
+        third = self._recover(left, new, frame, now)
+        rows3, dets3 = left[third.matches[:, 0]], new[third.matches[:, 1]]
+        new = new[third.unmatched_cols]
+        if cfg.new_track_threshold is not None:
+            new = new[confidence[new] >= cfg.new_track_threshold]
+
+        rows = np.concatenate((rows1, rows2, rows3))
+        dets = np.concatenate((dets1, dets2, dets3))
+        tracker_id = np.full(n, NO_ID, dtype=int)
+        if len(rows):
+            tracks.observe(rows, frame.xyxy[dets], now)
+            if frame.masks is not None:
+                tracks.store_masks(rows, frame.masks, dets)
+            self._confirm(rows, now)
+            tracker_id[dets] = tracks.ids[rows]
+
+        matched = np.zeros(len(tracks), dtype=bool)
+        matched[rows] = True
+        tentative_missed = ~matched & ~tracks.confirmed
+        tracks.lost |= ~matched & tracks.confirmed
+        if tentative_missed.any():
+            tracks.keep(~tentative_missed)
+
+        if len(new):
+            start = len(tracks)
+            tracks.append(
+                frame.xyxy[new],
+                frame.class_id[new],
+                now,
+                None if frame.masks is None else frame.masks.rows(new),
+            )
+            new_rows = np.arange(start, start + len(new))
+            self._confirm(new_rows, now)
+            tracker_id[new] = tracks.ids[new_rows]
+        return _with_tracker_id(detections, tracker_id)
+
+    # ----------------------------------------------------------------- steps
+    def _frame(self, detections: sv.Detections) -> _Frame:
+        n = len(detections)
+        xyxy = np.asarray(detections.xyxy, dtype=np.float64).reshape(n, 4)
+        class_id = (
+            np.full(n, -1, dtype=np.int64)
+            if detections.class_id is None
+            else np.asarray(detections.class_id, dtype=np.int64)
+        )
+        masks = None
+        if self.mask_weight > 0 and detections.mask is not None and n > 0:
+            mask = detections.mask
+            image_hw = (
+                mask.image_shape if isinstance(mask, sv.CompactMask) else tuple(mask.shape[1:3])
+            )
+            stride = grid_stride((int(image_hw[0]), int(image_hw[1])), self.config.mask_resolution)
+            masks = grid_masks(mask, xyxy, stride)
+        return _Frame(xyxy, class_id, masks)
+
+    def _match(
+        self, rows: IntArray, dets: IntArray, frame: _Frame, threshold: float, now: float
+    ) -> Assignment:
+        """Assign detections ``dets`` to track rows ``rows`` (indices stay local to each)."""
+        tracks = self._tracks
+        if len(rows) == 0 or len(dets) == 0:
+            shape = (len(rows), len(dets))
+            return assign(np.zeros(shape), threshold, np.zeros(shape, dtype=bool))
+        pred = tracks.motion.pos[rows]
+        gate = pred.copy()
+        lost_s = np.where(tracks.lost[rows], now - tracks.last_seen_s[rows], 0.0)
+        gate[:, 2:] *= (1.0 + self.config.lost_gate_growth * lost_s)[:, None]
+        iou = box_iou(cxcywh_to_xyxy(gate), frame.xyxy[dets])
+        allowed = (iou > 0) & (tracks.class_id[rows][:, None] == frame.class_id[dets][None, :])
+        mask_iou = self._mask_iou(rows, dets, frame, pred, iou, allowed, threshold)
+        similarity = self._similarity(iou, mask_iou, self.mask_weight)
+        return assign(similarity, threshold, allowed)
+
+    def _recover(self, rows: IntArray, dets: IntArray, frame: _Frame, now: float) -> Assignment:
+        """Pair lost tracks with unclaimed detections of their class near where they should be."""
+        cfg = self.config
+        shape = (len(rows), len(dets))
+        if cfg.recovery_radius <= 0 or 0 in shape:
+            return assign(np.zeros(shape), 1.0, np.zeros(shape, dtype=bool))
+        pred = self._tracks.motion.pos[rows]
+        size = self._tracks.size_peak[rows]
+        lost_s = now - self._tracks.last_seen_s[rows]
+        radius = size * (cfg.recovery_radius + cfg.recovery_growth * lost_s)
+        boxes = frame.xyxy[dets]
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        dist = np.linalg.norm(pred[:, None, :2] - centres[None, :, :], axis=2)
+        closeness = 1.0 - dist / radius[:, None]
+        allowed = (closeness > 0) & (
+            self._tracks.class_id[rows][:, None] == frame.class_id[dets][None, :]
+        )
+        return assign(closeness, 1e-9, allowed)
+
+    def _mask_iou(
+        self,
+        rows: IntArray,
+        dets: IntArray,
+        frame: _Frame,
+        pred: FloatArray,
+        iou: FloatArray,
+        allowed: npt.NDArray[np.bool_],
+        threshold: float,
+    ) -> FloatArray | None:
+        """(R, D) mask IoU of the allowed pairs; NaN where a side has no mask; None if unused.
+
+        The result is the same as computing every allowed pair, but mask IoU is skipped where it
+        cannot change the assignment: pairs that even a perfect mask would not lift over the
+        threshold, and uncontested pairs (alone in their row and column) whose box term passes
+        on its own (those are judged on box IoU, marked NaN).
+        """
+        tracks = self._tracks
+        w = self.mask_weight
+        if w <= 0 or frame.masks is None or tracks.mask_stride != frame.masks.stride:
+            return None
+        has_t = tracks.mask_area[rows] > 0
+        has_d = frame.masks.area[dets] > 0
+        both = has_t[:, None] & has_d[None, :]
+        if not both.any():
+            return None
+        box_term = (1.0 - w) * iou
+        could_pass = allowed & both & (box_term + w >= threshold)
+        contested = (allowed.sum(axis=1) > 1)[:, None] | (allowed.sum(axis=0) > 1)[None, :]
+        need = could_pass & (contested | (box_term < threshold))
+        out = np.where(both, 0.0, np.nan)
+        out[could_pass & ~need] = np.nan  # passes on its box term; NaN = judged on boxes
+        pairs = np.argwhere(need)
+        if len(pairs) == 0:
+            return out
+        track_rows = rows[pairs[:, 0]]
+        origin = moved_origins(
+            tracks.mask_origin[track_rows],
+            tracks.mask_stride,
+            tracks.mask_ref[track_rows],
+            pred[pairs[:, 0]],
+        )
+        moved = GridMasks(
+            tracks.mask_stride,
+            [tracks.mask_crops[r] for r in track_rows.tolist()],
+            origin,
+            tracks.mask_area[track_rows],
+            tracks.mask_hw[track_rows],
+        )
+        det_rows = dets[pairs[:, 1]]
+        local = np.arange(len(pairs), dtype=np.intp)
+        out[pairs[:, 0], pairs[:, 1]] = pair_mask_iou(
+            moved, frame.masks, np.stack((local, det_rows), axis=1)
+        )
+        return out
+
+    def _confirm(self, rows: IntArray, now: float) -> None:
+        """Give ids to the tentative tracks among ``rows`` that are old enough."""
+        tracks = self._tracks
+        ready = rows[
+            (tracks.ids[rows] == NO_ID)
+            & (now - tracks.born_s[rows] >= self.config.min_confirm_s - TIME_EPS_S)
+        ]
+        if len(ready):
+            tracks.ids[ready] = np.arange(self._next_id, self._next_id + len(ready))
+            self._next_id += len(ready)
+
+
+def _with_tracker_id(detections: sv.Detections, tracker_id: npt.NDArray[np.int_]) -> sv.Detections:
+    """A new Detections with the input's rows and ``tracker_id``; the input is left untouched.
+
+    Small per-row arrays are copied so a later stage that edits them in place cannot reach back
+    into the caller's object; masks are shared (they are large and never written).
+    """
+    return sv.Detections(
+        xyxy=np.array(detections.xyxy, copy=True),
+        mask=detections.mask,
+        confidence=None if detections.confidence is None else np.array(detections.confidence),
+        class_id=None if detections.class_id is None else np.array(detections.class_id),
+        tracker_id=tracker_id,
+        data={key: copy.copy(value) for key, value in detections.data.items()},
+        metadata=dict(detections.metadata),
+    )

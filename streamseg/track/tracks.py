@@ -1,0 +1,178 @@
+"""The tracks of one tracker, stored column-wise (one numpy array per attribute, one row each).
+
+A track is *tentative* until it has matched for ``min_confirm_s`` (it has no id yet and is
+dropped at its first miss), then *confirmed* with an id; a confirmed track that misses a frame
+is *lost* until it matches again or stays unmatched longer than ``lost_buffer_s``.
+Column-wise storage keeps the per-frame work in vectorized numpy calls instead of one Python
+object per track.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import numpy.typing as npt
+
+from streamseg.track.kalman import BoxKalman, KalmanParams
+from streamseg.track.masks import NO_MASK, BoolArray, GridMasks
+
+logger = logging.getLogger(__name__)
+
+NO_ID = -1
+"""``tracker_id`` of a detection that belongs to no confirmed track (and id of tentative tracks)."""
+
+SIZE_MEMORY_S = 1.0
+"""Time constant (seconds) with which a track's remembered size (:attr:`TrackTable.size_peak`)
+falls back to its measured size after the object looked bigger."""
+
+
+class TrackTable:
+    """All tracks of one tracker.
+
+    Args:
+        kalman: noise levels of the motion model.
+
+    Attributes:
+        ids: (T,) int64 track id, :data:`NO_ID` while tentative.
+        class_id: (T,) int64 class of the detections the track follows (-1: no class given).
+        born_s: (T,) float64 clock time of the first detection.
+        last_seen_s: (T,) float64 clock time of the last matched detection.
+        lost: (T,) bool, confirmed but unmatched at the last update.
+        size_peak: (T,) float64 the object's size ``sqrt(w * h)`` as remembered: the measured
+            size, or more when it looked bigger shortly before (a box shrinks when its object
+            slips behind something; the object did not).
+        motion: the Kalman state of every track.
+        mask_stride: grid stride of the stored masks (0 before any mask was stored).
+        mask_crops: T last masks on the grid, ``NO_MASK`` for a track without one.
+        mask_origin: (T, 2) int64 grid origin of each stored mask.
+        mask_area: (T,) int64 set cells of each stored mask.
+        mask_hw: (T, 2) int64 ``(h, w)`` of each stored mask's crop.
+        mask_ref: (T, 4) float64 the track's box ``cx, cy, w, h`` when its mask was stored.
+    """
+
+    def __init__(self, kalman: KalmanParams) -> None:
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.class_id = np.zeros(0, dtype=np.int64)
+        self.born_s = np.zeros(0, dtype=np.float64)
+        self.last_seen_s = np.zeros(0, dtype=np.float64)
+        self.lost = np.zeros(0, dtype=bool)
+        self.size_peak = np.zeros(0, dtype=np.float64)
+        self.motion = BoxKalman(kalman)
+        self.mask_stride = 0
+        self.mask_crops: list[BoolArray] = []
+        self.mask_origin = np.zeros((0, 2), dtype=np.int64)
+        self.mask_area = np.zeros(0, dtype=np.int64)
+        self.mask_hw = np.zeros((0, 2), dtype=np.int64)
+        self.mask_ref = np.zeros((0, 4), dtype=np.float64)
+
+    def __len__(self) -> int:
+        """Number of tracks (tentative, confirmed and lost)."""
+        return len(self.ids)
+
+    @property
+    def confirmed(self) -> npt.NDArray[np.bool_]:
+        """(T,) bool: the track has an id."""
+        return self.ids != NO_ID
+
+    @property
+    def masks(self) -> GridMasks:
+        """The stored masks as a :class:`GridMasks` (no copy)."""
+        return GridMasks(
+            self.mask_stride, self.mask_crops, self.mask_origin, self.mask_area, self.mask_hw
+        )
+
+    def append(
+        self,
+        xyxy: npt.NDArray[np.float64],
+        class_id: npt.NDArray[np.int64],
+        now_s: float,
+        masks: GridMasks | None,
+    ) -> None:
+        """Start tentative tracks (no id) at the given detections.
+
+        Args:
+            xyxy: (N, 4) boxes, frame pixels.
+            class_id: (N,) classes.
+            now_s: clock time of the frame.
+            masks: the detections' masks on the grid (N rows), or None.
+        """
+        n = len(xyxy)
+        if n == 0:
+            return
+        self.ids = np.concatenate((self.ids, np.full(n, NO_ID, dtype=np.int64)))
+        self.class_id = np.concatenate((self.class_id, class_id.astype(np.int64)))
+        self.born_s = np.concatenate((self.born_s, np.full(n, now_s)))
+        self.last_seen_s = np.concatenate((self.last_seen_s, np.full(n, now_s)))
+        self.lost = np.concatenate((self.lost, np.zeros(n, dtype=bool)))
+        self.size_peak = np.concatenate((self.size_peak, _sizes(xyxy)))
+        first = len(self.motion)
+        self.motion.append(xyxy)
+        self.mask_crops.extend([NO_MASK] * n)
+        self.mask_origin = np.concatenate((self.mask_origin, np.zeros((n, 2), dtype=np.int64)))
+        self.mask_area = np.concatenate((self.mask_area, np.zeros(n, dtype=np.int64)))
+        self.mask_hw = np.concatenate((self.mask_hw, np.zeros((n, 2), dtype=np.int64)))
+        self.mask_ref = np.concatenate((self.mask_ref, np.zeros((n, 4))))
+        if masks is not None:
+            self.store_masks(np.arange(first, first + n), masks, np.arange(n))
+
+    def keep(self, rows: npt.NDArray[np.bool_]) -> None:
+        """Keep only the tracks where ``rows`` is True."""
+        self.ids = self.ids[rows]
+        self.class_id = self.class_id[rows]
+        self.born_s = self.born_s[rows]
+        self.last_seen_s = self.last_seen_s[rows]
+        self.lost = self.lost[rows]
+        self.size_peak = self.size_peak[rows]
+        self.motion.keep(rows)
+        self.mask_crops = [c for c, k in zip(self.mask_crops, rows.tolist(), strict=True) if k]
+        self.mask_origin = self.mask_origin[rows]
+        self.mask_area = self.mask_area[rows]
+        self.mask_hw = self.mask_hw[rows]
+        self.mask_ref = self.mask_ref[rows]
+
+    def observe(
+        self, rows: npt.NDArray[np.intp], xyxy: npt.NDArray[np.float64], now_s: float
+    ) -> None:
+        """Record that the tracks ``rows`` matched the boxes ``xyxy`` (K, 4) at ``now_s``."""
+        self.motion.update(rows, xyxy)
+        fade = np.exp(-(now_s - self.last_seen_s[rows]) / SIZE_MEMORY_S)
+        size = _sizes(xyxy)
+        self.size_peak[rows] = size + np.maximum(self.size_peak[rows] - size, 0.0) * fade
+        self.last_seen_s[rows] = now_s
+        self.lost[rows] = False
+
+    def store_masks(
+        self, rows: npt.NDArray[np.intp], masks: GridMasks, det_rows: npt.NDArray[np.intp]
+    ) -> None:
+        """Remember the masks of the detections just matched (call after the Kalman update).
+
+        A detection without mask pixels leaves the track's previous mask in place. Masks on a
+        different grid than the stored ones (the frame size changed) replace them all.
+
+        Args:
+            rows: (K,) track rows.
+            masks: the frame's detection masks.
+            det_rows: (K,) the detection of each track, rows of ``masks``.
+        """
+        if masks.stride != self.mask_stride:
+            self.mask_crops = [NO_MASK] * len(self)
+            self.mask_area[:] = 0
+            self.mask_hw[:] = 0
+            self.mask_stride = masks.stride
+        has = masks.area[det_rows] > 0
+        rows, det_rows = rows[has], det_rows[has]
+        if len(rows) == 0:
+            return
+        for r, d in zip(rows.tolist(), det_rows.tolist(), strict=True):
+            self.mask_crops[r] = masks.crops[d]
+        self.mask_origin[rows] = masks.origin[det_rows]
+        self.mask_area[rows] = masks.area[det_rows]
+        self.mask_hw[rows] = masks.size_hw[det_rows]
+        self.mask_ref[rows] = self.motion.pos[rows]
+
+
+def _sizes(xyxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """(N,) ``sqrt(w * h)`` of (N, 4) boxes, at least 1 pixel."""
+    wh = np.maximum(xyxy[:, 2:] - xyxy[:, :2], 1.0)
+    return np.sqrt(wh[:, 0] * wh[:, 1])

@@ -1,0 +1,359 @@
+"""Contract of MaskTracker (issue #4): identities through occlusion, crossings, dropouts, frame
+rates, bad input; ids, classes, confirmation and isolation. Scenes come from ``conftest.py``."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import supervision as sv
+
+from streamseg.config import TrackerConfig
+from streamseg.track import MaskTracker
+
+
+def _tracker(**options: object) -> MaskTracker:
+    return MaskTracker(TrackerConfig(**options))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------- occlusion, dropout
+
+
+@pytest.mark.parametrize(("lost_buffer_s", "keeps"), [(2.0, True), (0.3, False)])
+def test_short_full_occlusion_keeps_identity(
+    scene_kit: SimpleNamespace, lost_buffer_s: float, keeps: bool
+) -> None:
+    """An object hidden for 0.5 s (less than the buffer) comes back with its id; with a buffer
+    shorter than the occlusion the same scene gives a new id (the test can fail)."""
+    walker = scene_kit.SceneObject(
+        1, "box", (20, 40), scene_kit.linear(40, 90, 60), hidden=((1.0, 1.5),)
+    )
+    run = scene_kit.run(_tracker(lost_buffer_s=lost_buffer_s), [walker], scene_kit.times(3, 15))
+    assert (len(run.distinct_ids(1)) == 1) is keeps
+    assert run.ids_of(1)[-1] >= 1
+
+
+def test_occlusion_behind_another_object_keeps_both(scene_kit: SimpleNamespace) -> None:
+    """A walker passes behind a parked truck for ~0.7 s; both keep their ids."""
+    truck = scene_kit.SceneObject(2, "box", (60, 70), scene_kit.linear(170, 90, 0), class_id=2)
+    walker = scene_kit.SceneObject(1, "box", (16, 36), scene_kit.linear(60, 95, 80))
+    run = scene_kit.run(_tracker(), [walker, truck], scene_kit.times(3, 15))
+    assert len(run.distinct_ids(1)) == 1 and len(run.distinct_ids(2)) == 1
+    hidden = [f.t for f in run.frames if 1 not in f.gids.tolist()]
+    assert hidden and max(hidden) - min(hidden) >= 0.4  # it really was fully hidden
+
+
+@pytest.mark.parametrize(("lost_buffer_s", "keeps"), [(2.0, True), (0.01, False)])
+def test_single_frame_dropout_creates_no_new_identity(
+    scene_kit: SimpleNamespace, lost_buffer_s: float, keeps: bool
+) -> None:
+    fps = 30
+    walker = scene_kit.SceneObject(
+        1, "disc", (30, 30), scene_kit.linear(40, 90, 90), hidden=((0.5, 0.5 + 1 / fps),)
+    )
+    tracker = _tracker(lost_buffer_s=lost_buffer_s)
+    run = scene_kit.run(tracker, [walker], scene_kit.times(1.5, fps))
+    assert sum(1 not in f.gids.tolist() for f in run.frames) == 1
+    assert (run.distinct_ids(1) == [1]) is keeps
+
+
+# ------------------------------------------------------------------------- crossings
+
+
+def _meet_and_part(scene_kit: SimpleNamespace, back: bool) -> list[SimpleNamespace]:
+    """A ``/`` and a ``\\`` of the same class and box size meet, stand on the same spot for 1 s
+    (identical boxes, disjoint visible masks) and part: each back where it came from, or on
+    through the other."""
+    left, mid, right, y = 80.0, 160.0, 240.0, 90.0
+    end_a, end_b = (left, right) if back else (right, left)
+    a = scene_kit.piecewise([(0, left, y), (1.2, mid, y), (2.2, mid, y), (3.4, end_a, y)])
+    b = scene_kit.piecewise([(0, right, y), (1.2, mid, y), (2.2, mid, y), (3.4, end_b, y)])
+    return [
+        scene_kit.SceneObject(1, "slash", (40, 40), a),
+        scene_kit.SceneObject(2, "backslash", (40, 40), b),
+    ]
+
+
+@pytest.mark.parametrize("back", [True, False], ids=["part-back", "part-through"])
+def test_crossing_objects_with_different_masks_keep_identities(
+    scene_kit: SimpleNamespace, back: bool
+) -> None:
+    """While the two boxes coincide box IoU cannot tell the objects apart: the box-only tracker
+    swaps them; the mask term keeps each identity."""
+    objects = _meet_and_part(scene_kit, back)
+    stamps = scene_kit.times(3.4, 15)
+    overlap = scene_kit.render(objects, 1.7)
+    xyxy = overlap.detections.xyxy
+    assert np.abs(xyxy[0] - xyxy[1]).max() <= 1  # the boxes really coincide
+    masked = scene_kit.run(_tracker(), objects, stamps)
+    assert masked.distinct_ids(1) == [1] and masked.distinct_ids(2) == [2]
+    boxed = scene_kit.run(_tracker(type="box"), objects, stamps)
+    assert len(boxed.distinct_ids(1)) > 1 or boxed.distinct_ids(1) != masked.distinct_ids(1)
+
+
+def test_crossing_at_speed_keeps_identities(scene_kit: SimpleNamespace) -> None:
+    a = scene_kit.SceneObject(1, "slash", (40, 40), scene_kit.linear(60, 90, 80))
+    b = scene_kit.SceneObject(2, "backslash", (40, 40), scene_kit.linear(260, 90, -80))
+    run = scene_kit.run(_tracker(), [a, b], scene_kit.times(2.5, 15))
+    assert run.distinct_ids(1) == [1] and run.distinct_ids(2) == [2]
+
+
+# ------------------------------------------------------------------------- frame rate
+
+
+def _busy_scene(scene_kit: SimpleNamespace) -> list[SimpleNamespace]:
+    """Three objects: a crossing pair of strokes and a walker occluded for 0.5 s."""
+    return [
+        scene_kit.SceneObject(1, "slash", (36, 36), scene_kit.linear(50, 60, 70)),
+        scene_kit.SceneObject(2, "backslash", (36, 36), scene_kit.linear(270, 60, -70)),
+        scene_kit.SceneObject(
+            3, "box", (18, 40), scene_kit.linear(60, 140, 50), class_id=1, hidden=((1.0, 1.5),)
+        ),
+    ]
+
+
+def test_same_identities_at_15_30_and_60_fps(scene_kit: SimpleNamespace) -> None:
+    objects = _busy_scene(scene_kit)
+    runs = {
+        fps: scene_kit.run(_tracker(), objects, scene_kit.times(3, fps)) for fps in (15, 30, 60)
+    }
+    canon = {fps: run.canonical() for fps, run in runs.items()}
+    assert canon[15] == canon[30] == canon[60]
+    assert all(len(ids) == 1 for ids in canon[15].values())
+    for fps, run in runs.items():
+        assert len(run.all_ids()) == 3, fps
+        # Confirmation waits min_confirm_s (0.1 s) of stream time at every rate.
+        first = min(f.t for f, ids in zip(run.frames, run.ids, strict=True) if (ids >= 1).any())
+        assert 0.1 - 1e-9 <= first <= 0.1 + 1 / fps + 1e-9, fps
+
+
+@pytest.mark.parametrize("fps", [10, 30])
+def test_confirmation_delay_is_in_seconds(scene_kit: SimpleNamespace, fps: int) -> None:
+    walker = scene_kit.SceneObject(1, "box", (20, 40), scene_kit.linear(40, 90, 30))
+    run = scene_kit.run(_tracker(min_confirm_s=0.3), [walker], scene_kit.times(1, fps))
+    flat = [int(ids[0]) for ids in run.ids]
+    first = flat.index(1)
+    assert all(i == -1 for i in flat[:first]) and all(i == 1 for i in flat[first:])
+    assert first == round(0.3 * fps)
+
+
+def test_no_confirmation_delay_gives_ids_at_once(scene_kit: SimpleNamespace) -> None:
+    walker = scene_kit.SceneObject(1, "box", (20, 40), scene_kit.linear(40, 90, 30))
+    run = scene_kit.run(_tracker(min_confirm_s=0), [walker], scene_kit.times(0.5, 15))
+    assert [int(ids[0]) for ids in run.ids] == [1] * len(run.ids)
+
+
+# ------------------------------------------------------------------------- bad input
+
+
+def _one_box(x: float = 20.0) -> sv.Detections:
+    return sv.Detections(
+        xyxy=np.array([[x, 20.0, x + 30, 60]]), confidence=np.array([0.9]), class_id=np.array([0])
+    )
+
+
+def test_empty_frames_before_between_and_after() -> None:
+    tracker = _tracker(min_confirm_s=0)
+    for t in (0.0, 0.1):
+        out = tracker.update(sv.Detections.empty(), timestamp=t)
+        assert len(out) == 0 and out.tracker_id is not None and out.tracker_id.shape == (0,)
+    assert tracker.update(_one_box(), timestamp=0.2).tracker_id.tolist() == [1]
+    assert len(tracker.update(sv.Detections.empty(), timestamp=0.3)) == 0
+    assert tracker.update(_one_box(22), timestamp=0.4).tracker_id.tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    ("bad", "kind"),
+    [
+        (float("nan"), "non-finite"),
+        (float("inf"), "non-finite"),
+        (None, "non-finite"),
+        ("soon", "non-finite"),
+        (0.2, "not increasing"),  # repeats the previous timestamp
+        (0.05, "not increasing"),  # goes backwards
+    ],
+)
+def test_bad_timestamps_warn_and_never_crash(
+    caplog: pytest.LogCaptureFixture, bad: object, kind: str
+) -> None:
+    tracker = _tracker(min_confirm_s=0)
+    stamps: list[object] = [0.0, 0.1, 0.2, bad, 0.4, 0.5]
+    with caplog.at_level(logging.WARNING, logger="streamseg.track.clock"):
+        ids = [
+            tracker.update(_one_box(20 + 2 * i), timestamp=t).tracker_id.tolist()  # type: ignore[arg-type]
+            for i, t in enumerate(stamps)
+        ]
+    assert ids == [[1]] * len(stamps)  # tracking goes on through the bad stamp
+    assert tracker.timestamp_problems == {kind: 1}
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(messages) == 1 and kind in messages[0]
+
+
+def test_a_stream_of_bad_timestamps_is_logged_sparingly(caplog: pytest.LogCaptureFixture) -> None:
+    tracker = _tracker(min_confirm_s=0)
+    with caplog.at_level(logging.WARNING, logger="streamseg.track.clock"):
+        for i in range(120):
+            tracker.update(_one_box(20 + i % 3), timestamp=float("nan"))
+    assert tracker.timestamp_problems == {"non-finite": 120}
+    # The first call has nothing to compare with but is still NaN: 1st, 10th, 100th reported.
+    assert len(caplog.records) == 3
+
+
+def test_two_instances_share_nothing(scene_kit: SimpleNamespace) -> None:
+    objects_a = _busy_scene(scene_kit)
+    objects_b = [scene_kit.SceneObject(7, "disc", (30, 30), scene_kit.linear(300, 40, -60))]
+    stamps = scene_kit.times(2, 15)
+    alone_a = scene_kit.run(_tracker(), objects_a, stamps)
+    alone_b = scene_kit.run(_tracker(), objects_b, stamps)
+    tracker_a, tracker_b = _tracker(), _tracker()
+    for i, t in enumerate(stamps):
+        frame_a = scene_kit.render(objects_a, t)
+        frame_b = scene_kit.render(objects_b, t)
+        assert len(frame_b.detections) == 1
+        ids_a = tracker_a.update(frame_a.detections, timestamp=t).tracker_id
+        ids_b = tracker_b.update(frame_b.detections, timestamp=t + 100.0).tracker_id  # own clock
+        assert ids_a.tolist() == alone_a.ids[i].tolist()
+        assert ids_b.tolist() == alone_b.ids[i].tolist()
+    assert alone_b.all_ids() == {1}  # each instance numbers from 1
+
+
+# ------------------------------------------------------------------------- masks, input
+
+
+def test_dense_compact_and_no_masks_are_accepted(scene_kit: SimpleNamespace) -> None:
+    objects = _meet_and_part(scene_kit, back=True)
+    stamps = scene_kit.times(3.4, 15)
+    compact = scene_kit.run(_tracker(), objects, stamps, masks="compact")
+    dense = scene_kit.run(_tracker(), objects, stamps, masks="dense")
+    none = scene_kit.run(_tracker(), objects, stamps, masks="none")
+    boxed = scene_kit.run(_tracker(type="box"), objects, stamps, masks="compact")
+    assert [ids.tolist() for ids in dense.ids] == [ids.tolist() for ids in compact.ids]
+    assert compact.distinct_ids(1) == [1]  # the masks were used ...
+    # ... and without them the tracker is the box tracker.
+    assert [ids.tolist() for ids in none.ids] == [ids.tolist() for ids in boxed.ids]
+
+
+@pytest.mark.parametrize("masks", ["compact", "dense", "none"])
+def test_input_is_not_mutated_and_rows_keep_their_order(
+    scene_kit: SimpleNamespace, masks: str
+) -> None:
+    objects = _busy_scene(scene_kit)
+    tracker = _tracker(min_confirm_s=0)
+    for t in scene_kit.times(0.6, 15):
+        frame = scene_kit.render(objects, t, masks)
+        detections = frame.detections
+        detections.data["class_name"] = np.array(["thing"] * len(detections))
+        before = copy.deepcopy(detections)
+        out = tracker.update(detections, timestamp=t)
+        assert out is not detections
+        assert detections.tracker_id is None
+        np.testing.assert_array_equal(detections.xyxy, before.xyxy)
+        np.testing.assert_array_equal(detections.confidence, before.confidence)
+        np.testing.assert_array_equal(detections.class_id, before.class_id)
+        assert detections.data.keys() == before.data.keys()
+        if masks != "none":
+            np.testing.assert_array_equal(np.asarray(detections.mask), np.asarray(before.mask))
+        # Same rows, same order, everything but tracker_id untouched.
+        np.testing.assert_array_equal(out.xyxy, detections.xyxy)
+        np.testing.assert_array_equal(out.class_id, detections.class_id)
+        np.testing.assert_array_equal(out.data["class_name"], detections.data["class_name"])
+        assert out.mask is detections.mask
+        out.xyxy[:] = 0  # a later stage editing the output cannot reach the input
+        assert (detections.xyxy == before.xyxy).all()
+
+
+def test_type_box_ignores_masks(scene_kit: SimpleNamespace) -> None:
+    objects = _meet_and_part(scene_kit, back=True)
+    stamps = scene_kit.times(3.4, 15)
+    a = scene_kit.run(_tracker(type="box"), objects, stamps, masks="compact")
+    b = scene_kit.run(_tracker(mask_weight=0.0), objects, stamps, masks="compact")
+    assert [i.tolist() for i in a.ids] == [i.tolist() for i in b.ids]
+
+
+@pytest.mark.parametrize(("new_class", "same_id"), [(0, True), (1, False)])
+def test_matching_is_class_consistent(
+    scene_kit: SimpleNamespace, new_class: int, same_id: bool
+) -> None:
+    """A detection at a track's place but of another class never extends that track."""
+    first = scene_kit.SceneObject(1, "box", (30, 30), scene_kit.linear(100, 90, 20), class_id=0)
+    second = scene_kit.SceneObject(
+        2, "box", (30, 30), scene_kit.linear(100, 90, 20), class_id=new_class
+    )
+    tracker = _tracker()
+    run_a = scene_kit.run(tracker, [first], scene_kit.times(1, 15))
+    later = [t + 1 for t in scene_kit.times(1, 15)]
+    run_b = scene_kit.run(tracker, [second], later)
+    assert run_a.distinct_ids(1) == [1]
+    assert (run_b.distinct_ids(2) == [1]) is same_id
+
+
+def test_ids_are_never_reused(scene_kit: SimpleNamespace) -> None:
+    """Objects come and go (each lives 0.6 s, the buffer is 0.2 s): every new object gets a
+    new, larger id, and an id once given never goes to another object."""
+    objects = [
+        scene_kit.SceneObject(
+            g,
+            "disc",
+            (24, 24),
+            scene_kit.linear(40 + 50 * (g % 5), 50 + 20 * (g % 4), 10),
+            hidden=((0.0, 0.8 * g), (0.8 * g + 0.6, 1e9)),
+        )
+        for g in range(1, 8)
+    ]
+    run = scene_kit.run(_tracker(lost_buffer_s=0.2), objects, scene_kit.times(6.5, 15))
+    firsts = [run.distinct_ids(g) for g in range(1, 8)]
+    assert all(len(ids) == 1 for ids in firsts)
+    assert [ids[0] for ids in firsts] == list(range(1, 8))
+
+
+def test_low_confidence_detections_only_extend_confirmed_tracks(
+    scene_kit: SimpleNamespace,
+) -> None:
+    """ByteTrack's second stage: a faint detection keeps a confirmed track going but never
+    starts one; below low_threshold a detection is ignored."""
+    solid = scene_kit.SceneObject(1, "box", (20, 40), scene_kit.linear(40, 90, 40), confidence=0.9)
+    tracker = _tracker(high_threshold=0.5, low_threshold=0.2)
+    run = scene_kit.run(tracker, [solid], scene_kit.times(1, 15))
+    faint = scene_kit.SceneObject(1, "box", (20, 40), scene_kit.linear(40, 90, 40), confidence=0.3)
+    later = [1 + t for t in scene_kit.times(1, 15)]
+    assert scene_kit.run(tracker, [faint], later).distinct_ids(1) == run.distinct_ids(1) == [1]
+    fresh = scene_kit.run(_tracker(high_threshold=0.5, low_threshold=0.2), [faint], later)
+    assert fresh.all_ids() == set()
+    ignored = scene_kit.SceneObject(
+        1, "box", (20, 40), scene_kit.linear(40, 90, 40), confidence=0.1
+    )
+    assert (
+        scene_kit.run(tracker, [ignored], [2 + t for t in scene_kit.times(0.3, 15)]).all_ids()
+        == set()
+    )
+
+
+@pytest.mark.parametrize(("new_track_threshold", "tracked"), [(None, True), (0.6, False)])
+def test_new_tracks_need_the_new_track_confidence(
+    scene_kit: SimpleNamespace, new_track_threshold: float | None, tracked: bool
+) -> None:
+    walker = scene_kit.SceneObject(
+        1, "box", (20, 40), scene_kit.linear(40, 90, 40), confidence=0.55
+    )
+    tracker = _tracker(high_threshold=0.5, new_track_threshold=new_track_threshold)
+    run = scene_kit.run(tracker, [walker], scene_kit.times(1, 15))
+    assert (run.distinct_ids(1) == [1]) is tracked
+
+
+def test_frame_size_change_keeps_tracking() -> None:
+    """Masks on another grid (the frame size changed) replace the stored ones without harm."""
+    tracker = _tracker(min_confirm_s=0, mask_resolution=100)
+    xyxy = np.array([[10.0, 10.0, 29.0, 29.0]])
+    for t, size in [(0.0, (60, 80)), (0.1, (60, 80)), (0.2, (300, 400)), (0.3, (300, 400))]:
+        dense = np.zeros((1, *size), dtype=bool)
+        dense[0, 10:30, 10:30] = True
+        dets = sv.Detections(xyxy=xyxy, mask=dense, confidence=np.array([0.9]))
+        assert tracker.update(dets, timestamp=t).tracker_id.tolist() == [1]
+
+
+def test_rejects_what_is_not_detections() -> None:
+    with pytest.raises(TypeError, match=r"expected supervision\.Detections, got ndarray"):
+        _tracker().update(np.zeros((1, 4)), timestamp=0.0)  # type: ignore[arg-type]
