@@ -1,0 +1,194 @@
+"""The ``outputs.mqtt`` section: the broker, credentials, topics and the durable outbox.
+
+Defaults that depend on the pipeline or the machine (the client id, the topic prefix, the outbox
+file, the port) stay ``None`` here; :func:`streamseg.outputs.mqtt.build_mqtt_publisher` resolves
+them (validation stays pure: no hostname lookup, no file access).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from typing_extensions import Self
+
+from streamseg.config._base import ConfigModel, Float, Int, NonEmptyStr, none_as_empty
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {("tcp", False): 1883, ("tcp", True): 8883, ("websockets", False): 80}
+"""Port used when ``port`` is null, by ``(transport, tls)``; websockets with TLS uses 443."""
+
+TOPIC_WILDCARDS = "+#"
+
+
+class MqttTlsConfig(ConfigModel):
+    """TLS towards the broker (server certificate check, optional client certificate)."""
+
+    enabled: bool = Field(default=False, description="connect with TLS")
+    ca_certs: NonEmptyStr | None = Field(
+        default=None,
+        description="CA bundle that signed the broker's certificate; null = system CAs",
+    )
+    certfile: NonEmptyStr | None = Field(
+        default=None, description="client certificate (PEM) for brokers that require one"
+    )
+    keyfile: NonEmptyStr | None = Field(
+        default=None, description="private key of certfile (PEM); null when certfile holds it"
+    )
+    insecure: bool = Field(
+        default=False,
+        description="skip the broker hostname check (testing only: allows a man in the middle)",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.keyfile is not None and self.certfile is None:
+            raise ValueError("keyfile is set without certfile; expected both, or certfile alone")
+        if not self.enabled:
+            set_keys = [
+                key
+                for key in ("ca_certs", "certfile", "keyfile", "insecure")
+                if getattr(self, key) not in (None, False)
+            ]
+            if set_keys:
+                raise ValueError(
+                    f"{', '.join(set_keys)} set while enabled is false; "
+                    "expected enabled: true to use them"
+                )
+        return self
+
+
+class MqttReconnectConfig(ConfigModel):
+    """Back-off between connection attempts: doubles from ``min_delay_s`` up to ``max_delay_s``."""
+
+    min_delay_s: Float = Field(default=1.0, gt=0, description="first retry delay, seconds")
+    max_delay_s: Float = Field(default=60.0, gt=0, description="longest retry delay, seconds")
+
+    @field_validator("max_delay_s")
+    @classmethod
+    def _max_not_below_min(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("min_delay_s")
+        if low is not None and value < low:
+            raise ValueError(f"expected max_delay_s >= min_delay_s ({low:g})")
+        return value
+
+
+class MqttOutboxConfig(ConfigModel):
+    """The on-disk queue of events not yet acknowledged by the broker."""
+
+    path: NonEmptyStr | None = Field(
+        default=None,
+        description="SQLite file; null = out/<pipeline name>.outbox.sqlite3 (use ${STATE_DIR}/...)",
+    )
+    max_events: Int = Field(
+        default=100_000,
+        ge=1,
+        description="bound; when reached new events are refused (logged, counted, status topic)",
+    )
+    synchronous: Literal["full", "normal"] = Field(
+        default="full",
+        description="SQLite sync: full survives power loss; normal only a process crash",
+    )
+
+
+class MqttOutputConfig(ConfigModel):
+    """Alerts over MQTT: events at QoS 1 through a durable outbox, retained state topics."""
+
+    host: NonEmptyStr = Field(default="localhost", description="broker host name or address")
+    port: Int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="broker port; null = 1883, 8883 with TLS, 80/443 for websockets",
+    )
+    transport: Literal["tcp", "websockets"] = Field(default="tcp", description="MQTT transport")
+    ws_path: NonEmptyStr = Field(default="/mqtt", description="websockets path on the broker")
+    client_id: NonEmptyStr | None = Field(
+        default=None,
+        description="MQTT client id; null = streamseg-<pipeline name>-<host name> (stable)",
+    )
+    password: SecretStr | None = Field(
+        default=None, description="password; write ${VAR} to take it from the environment"
+    )
+    # After ``password`` so its check can see it; validated even when absent.
+    username: NonEmptyStr | None = Field(
+        default=None, validate_default=True, description="user name for the broker"
+    )
+    tls: MqttTlsConfig = Field(default_factory=MqttTlsConfig, description="TLS settings")
+    keepalive_s: Int = Field(
+        default=30,
+        ge=1,
+        le=65535,
+        description="keepalive; the broker sends the last will after 1.5x this of silence",
+    )
+    topic_prefix: NonEmptyStr | None = Field(
+        default=None, description="first topic levels; null = streamseg/<pipeline name>"
+    )
+    qos: Int = Field(default=1, ge=1, le=2, description="QoS of event messages (1 or 2)")
+    state_qos: Int = Field(
+        default=1, ge=0, le=2, description="QoS of availability, state, count and status messages"
+    )
+    retain: bool = Field(
+        default=True,
+        description="retain availability, state, count and status (new subscribers see them)",
+    )
+    snapshots: bool = Field(
+        default=False,
+        description="publish the event's JPEG to <prefix>/<stream>/<rule>/snapshot when it has one",
+    )
+    max_inflight: Int = Field(
+        default=100, ge=1, le=65535, description="messages sent and not yet acknowledged, at most"
+    )
+    reconnect: MqttReconnectConfig = Field(
+        default_factory=MqttReconnectConfig, description="reconnect back-off"
+    )
+    outbox: MqttOutboxConfig = Field(
+        default_factory=MqttOutboxConfig, description="durable queue of unacknowledged events"
+    )
+
+    _sections_none = field_validator("tls", "reconnect", "outbox", mode="before")(none_as_empty)
+
+    @field_validator("username")
+    @classmethod
+    def _username_with_password(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # The message never repeats the password.
+        if value is None and info.data.get("password") is not None:
+            raise ValueError("a password is set without a username; expected both")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        problems = check_topic_prefix(value)
+        if problems:
+            raise ValueError(f"expected a topic prefix such as streamseg/yard: {problems}")
+        return value
+
+    def resolved_port(self) -> int:
+        """``port``, or the usual port of the transport (with or without TLS)."""
+        if self.port is not None:
+            return self.port
+        if self.transport == "websockets" and self.tls.enabled:
+            return 443
+        return DEFAULT_PORTS[(self.transport, self.tls.enabled)]
+
+
+def check_topic_prefix(prefix: str) -> str:
+    """What is wrong with a topic prefix, or ``""`` when it is fine.
+
+    A prefix is one or more topic levels: no wildcards (``+``, ``#``), no empty level (a leading,
+    trailing or doubled ``/``), no leading ``$`` (reserved for broker topics), no NUL.
+    """
+    if any(char in prefix for char in TOPIC_WILDCARDS):
+        return "it contains a wildcard (+ or #)"
+    if "\x00" in prefix:
+        return "it contains a NUL character"
+    if prefix.startswith("$"):
+        return "it starts with $ (reserved for broker topics)"
+    if "" in prefix.split("/"):
+        return "it has an empty level (leading, trailing or doubled /)"
+    return ""

@@ -1,0 +1,38 @@
+"""MQTT alerts: events through a durable SQLite outbox, retained state topics, a last will.
+
+Typical use (the runtime does this when ``outputs.mqtt`` is set)::
+
+    publisher = build_mqtt_publisher(pipeline_config, registry=metrics.registry)
+    if publisher is not None:
+        publisher.start()
+        source.add_state_listener(publisher.on_source_state)
+        ...  # rules call publisher.on_event / on_rule_state / on_zone_count
+        publisher.close(timeout=5.0)
+
+Topics: :mod:`streamseg.outputs.mqtt.topics`. Delivery is at-least-once: consumers deduplicate
+on ``(event_id, type, seq)``.
+"""
+
+from streamseg.outputs.mqtt.build import (
+    build_mqtt_publisher,
+    default_client_id,
+    default_outbox_path,
+    default_topic_prefix,
+)
+from streamseg.outputs.mqtt.outbox import Outbox, OutboxFullError, OutboxInUseError, OutboxRow
+from streamseg.outputs.mqtt.publisher import MqttPublisher
+from streamseg.outputs.mqtt.topics import Topics, topic_level
+
+__all__ = [
+    "MqttPublisher",
+    "Outbox",
+    "OutboxFullError",
+    "OutboxInUseError",
+    "OutboxRow",
+    "Topics",
+    "build_mqtt_publisher",
+    "default_client_id",
+    "default_outbox_path",
+    "default_topic_prefix",
+    "topic_level",
+]

@@ -1,0 +1,58 @@
+"""Prometheus metrics of one MQTT publisher.
+
+They register on the registry they are given (the pipeline's
+:class:`~streamseg.runtime.metrics.PipelineMetrics` registry when it runs one), or on a private
+registry, never on prometheus_client's global default: two publishers in one process (tests,
+two pipelines) would otherwise clash on the metric names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+logger = logging.getLogger(__name__)
+
+
+class MqttMetrics:
+    """The publisher's counters and gauges.
+
+    Args:
+        depth: returns the number of events waiting in the outbox (read at scrape time).
+        registry: where to register; ``None`` creates a private registry.
+
+    Attributes:
+        registry: the registry holding them.
+        outbox_depth: events waiting in the outbox (gauge, read from ``depth``).
+        outbox_full: 1 while the outbox is full (from the first refused event until it drains
+            below its low-water mark), else 0.
+        events_refused: events not stored, by ``reason``: ``full`` (bound reached) or
+            ``error`` (the database failed).
+        events_acked: events the broker acknowledged (removed from the outbox).
+        connected: 1 while connected to the broker.
+    """
+
+    def __init__(self, depth: Callable[[], float], registry: CollectorRegistry | None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.outbox_depth = Gauge(
+            "streamseg_mqtt_outbox_depth", "Events waiting in the MQTT outbox", registry=r
+        )
+        self.outbox_depth.set_function(depth)
+        self.outbox_full = Gauge(
+            "streamseg_mqtt_outbox_full", "1 while the MQTT outbox is full", registry=r
+        )
+        self.events_refused = Counter(
+            "streamseg_mqtt_events_refused",
+            "Events the MQTT outbox could not store",
+            ["reason"],
+            registry=r,
+        )
+        self.events_acked = Counter(
+            "streamseg_mqtt_events_acked", "Events the MQTT broker acknowledged", registry=r
+        )
+        self.connected = Gauge(
+            "streamseg_mqtt_connected", "1 while connected to the MQTT broker", registry=r
+        )

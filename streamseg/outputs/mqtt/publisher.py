@@ -1,0 +1,592 @@
+"""The MQTT publisher: events through the durable outbox, retained state topics, a last will.
+
+Threads:
+
+* callers (every stream's analytics thread, the sources' reader threads) call
+  :meth:`MqttPublisher.on_event`, :meth:`~MqttPublisher.on_rule_state`,
+  :meth:`~MqttPublisher.on_zone_count` and :meth:`~MqttPublisher.on_source_state`. An event is
+  committed to the outbox and the call returns; it never waits on the network.
+* paho's network thread (``loop_start``) connects, reconnects with back-off, reads and writes.
+  Its callbacks post ``connected``, ``disconnected`` and ``acked mid`` to the sender's inbox.
+  ``on_publish`` runs under paho's internal message lock, so it takes no lock of ours;
+  ``on_connect`` drops what paho still queued from the previous connection and publishes the
+  retained values.
+* the sender thread owns the in-flight map ``mid -> outbox row`` (memory only). It publishes
+  outbox rows in order, at most ``max_inflight`` unacknowledged at a time, and deletes a row when
+  its PUBACK (PUBCOMP at QoS 2) arrives. On every (re)connect it forgets the map and sends every
+  row left in the outbox again, from the oldest: an event is delivered at least once, possibly
+  twice around a reconnect, never zero times. Consumers deduplicate on
+  ``(event_id, type, seq)``.
+
+Retained topics (availability, rule state, zone counts, source status, outbox status,
+snapshots) do not go through the outbox: the latest value of each topic is kept in memory,
+published at once while connected and published again after every (re)connect.
+
+The outbox is bounded. When it is full a new event is refused at the door (nothing already
+accepted is ever dropped): the refusal is counted (``streamseg_mqtt_events_refused``), logged at
+ERROR once per episode, and the retained ``<prefix>/outbox`` topic says ``"full": true`` until
+the outbox drains below its low-water mark.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from prometheus_client import CollectorRegistry
+
+from streamseg.config.mqtt import MqttOutputConfig
+from streamseg.outputs.mqtt.metrics import MqttMetrics
+from streamseg.outputs.mqtt.outbox import Outbox, OutboxFullError
+from streamseg.outputs.mqtt.topics import Topics
+from streamseg.types import SourceState
+
+if TYPE_CHECKING:
+    # Only for annotations: importing streamseg.rules loads the rule engine and supervision.
+    from streamseg.rules.events import Event, EventListener
+    from streamseg.sources.base import StateListener
+
+logger = logging.getLogger(__name__)
+
+LOW_WATER_FRACTION = 0.9
+"""After the outbox was full, it counts as having room again at this fraction of its bound (so
+a full outbox that drains one event at a time does not flap between full and not full)."""
+
+ONLINE: Final = b"online"
+OFFLINE: Final = b"offline"
+
+# Messages to the sender thread.
+_ACK: Final = "ack"
+_CONNECTED: Final = "connected"
+_DISCONNECTED: Final = "disconnected"
+_WORK: Final = "work"
+_SNAPSHOT: Final = "snapshot"
+_STOP: Final = "stop"
+
+
+class MqttPublisher:
+    """Publishes events (QoS 1/2, durable) and retained state to an MQTT broker.
+
+    Implements :class:`streamseg.rules.events.EventListener` plus :meth:`on_source_state` (a
+    :data:`streamseg.sources.base.StateListener`). Every method is thread-safe.
+
+    Lifecycle: build (no network), :meth:`start`, then the listener methods, then
+    :meth:`close`. Use :func:`streamseg.outputs.mqtt.build_mqtt_publisher` to build one from a
+    pipeline.
+
+    Args:
+        config: the ``outputs.mqtt`` section.
+        client_id: MQTT client id (stable across restarts).
+        topic_prefix: first topic levels, e.g. ``streamseg/yard``.
+        outbox: the opened outbox; the publisher closes it in :meth:`close`.
+        registry: Prometheus registry for the metrics; ``None`` = a private one.
+
+    Raises:
+        ValueError: the TLS files cannot be loaded (the message names the key).
+    """
+
+    def __init__(
+        self,
+        config: MqttOutputConfig,
+        *,
+        client_id: str,
+        topic_prefix: str,
+        outbox: Outbox,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self.client_id = client_id
+        self.topics = Topics(topic_prefix)
+        self.outbox = outbox
+        self.host = config.host
+        self.port = config.resolved_port()
+        self.metrics = MqttMetrics(lambda: float(outbox.depth), registry)
+        self._low_water = int(outbox.bound * LOW_WATER_FRACTION)
+
+        self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        # Latest payload per retained topic; publishing happens under the lock so that two
+        # threads setting one topic reach the broker in the order they set it.
+        self._retained: dict[str, bytes] = {}
+        self._retained_lock = threading.Lock()
+        # Notified when the outbox shrinks and when the connection comes or goes.
+        self._cond = threading.Condition()
+        self._connected = False
+        self._full_lock = threading.Lock()
+        self._full = False
+        self._refused_in_episode = 0
+        self._refused_total = 0
+        self._connect_failures = 0
+        self._closing = False
+        self._closed = False
+        self._sender: threading.Thread | None = None
+        self._client = self._make_client()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def connected(self) -> bool:
+        """True while connected to the broker."""
+        return self._connected
+
+    def start(self) -> None:
+        """Start the sender thread and paho's network thread, and connect in the background.
+
+        Returns at once: connecting, and reconnecting after failures, happen in the background
+        with back-off; events wait in the outbox meanwhile.
+
+        Raises:
+            RuntimeError: the publisher was already started or closed.
+        """
+        if self._sender is not None or self._closed:
+            raise RuntimeError("the MQTT publisher was already started (or closed)")
+        self._sender = threading.Thread(target=self._run_sender, name="mqtt-sender", daemon=True)
+        self._sender.start()
+        logger.info(
+            "MQTT: connecting to %s:%d (%s%s) as %r; topics under %s/; %d events wait in %s",
+            self.host,
+            self.port,
+            self.config.transport,
+            "+tls" if self.config.tls.enabled else "",
+            self.client_id,
+            self.topics.prefix,
+            self.outbox.depth,
+            self.outbox.path,
+        )
+        self._client.connect_async(self.host, self.port, keepalive=self.config.keepalive_s)
+        self._client.loop_start()
+        if self.outbox.depth:
+            self._inbox.put((_WORK,))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush and stop: wait up to ``timeout`` s for pending acks, then disconnect.
+
+        While connected, ``offline`` is published on ``<prefix>/available`` before a clean
+        disconnect (the broker sends the last will only when a client vanishes). Events not
+        acknowledged by then stay in the outbox and go out on the next start. Idempotent.
+
+        Call it after the analytics threads have stopped: an event raised after ``close`` cannot
+        be stored (it is logged and counted as refused).
+
+        Args:
+            timeout: seconds to wait for the outbox to empty (returns earlier when it does).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._sender is None:  # never started
+            self.outbox.close()
+            return
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._cond.wait_for(
+                lambda: self.outbox.depth == 0, timeout=max(0.0, deadline - time.monotonic())
+            )
+        left = self.outbox.depth
+        self._closing = True
+        if self._connected:
+            info = self._client.publish(
+                self.topics.available,
+                OFFLINE,
+                qos=self.config.state_qos,
+                retain=self.config.retain,
+            )
+            try:
+                info.wait_for_publish(timeout=max(0.5, deadline - time.monotonic()))
+            except (RuntimeError, ValueError) as exc:
+                logger.debug("MQTT: 'offline' not confirmed: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._inbox.put((_STOP,))
+        self._sender.join(timeout=5.0)
+        self.outbox.close()
+        if left:
+            logger.warning(
+                "MQTT: %d events not acknowledged stay in %s; they go out on the next start",
+                left,
+                self.outbox.path,
+            )
+        logger.info("MQTT: closed (%d events refused in this run)", self._refused_total)
+
+    # ------------------------------------------------------------------ listener API
+
+    def on_event(self, event: Event) -> None:
+        """Store the event in the outbox (committed before this returns) for the sender.
+
+        Never raises: a refused event (outbox full, database error, a payload that is not
+        JSON) is logged and counted in ``streamseg_mqtt_events_refused_total``.
+        """
+        try:
+            payload = event.to_json().encode("utf-8")
+            self.outbox.add(self.topics.events, payload, self.config.qos)
+        except OutboxFullError as exc:
+            self._refuse(event, exc)
+            return
+        except Exception:
+            self.metrics.events_refused.labels(reason="error").inc()
+            with self._full_lock:
+                self._refused_total += 1
+            logger.exception(
+                "MQTT: could not store event %s (%s %s on %s) in the outbox %s; it is lost",
+                event.event_id,
+                event.rule_id,
+                event.type,
+                event.stream_id,
+                self.outbox.path,
+            )
+            return
+        self._inbox.put((_WORK,))
+        if self.config.snapshots and event.snapshot is not None:
+            topic = self.topics.snapshot(event.stream_id, event.rule_id)
+            self._inbox.put((_SNAPSHOT, topic, event.snapshot))
+
+    def on_rule_state(self, stream_id: str, rule_id: str, active: bool) -> None:
+        """Publish ``ON`` / ``OFF`` on ``<prefix>/<stream>/<rule>/state`` (retained)."""
+        self._set_retained(self.topics.rule_state(stream_id, rule_id), b"ON" if active else b"OFF")
+
+    def on_zone_count(self, stream_id: str, zone_id: str, class_name: str, count: int) -> None:
+        """Publish the count on ``<prefix>/<stream>/<zone>/<class>/count`` (retained)."""
+        topic = self.topics.zone_count(stream_id, zone_id, class_name)
+        self._set_retained(topic, str(int(count)).encode("ascii"))
+
+    def on_source_state(self, stream_id: str, old: SourceState, new: SourceState) -> None:
+        """Publish the source state (``streaming``, ...) on ``<prefix>/<stream>/status``.
+
+        Has the signature of a source state listener:
+        ``source.add_state_listener(publisher.on_source_state)``.
+        """
+        self._set_retained(self.topics.source_status(stream_id), SourceState(new).value.encode())
+
+    # ------------------------------------------------------------------ outbox bound
+
+    def _refuse(self, event: Event, exc: OutboxFullError) -> None:
+        self.metrics.events_refused.labels(reason="full").inc()
+        with self._full_lock:
+            self._refused_total += 1
+            self._refused_in_episode += 1
+            if self._full:
+                return
+            self._full = True
+        self.metrics.outbox_full.set(1)
+        logger.error(
+            "MQTT: outbox %s is full (%d events wait, bound %d): new events are refused "
+            "(first: %s, %s %s on %s) until it drains below %d; is the broker reachable?",
+            self.outbox.path,
+            exc.depth,
+            exc.bound,
+            event.event_id,
+            event.rule_id,
+            event.type,
+            event.stream_id,
+            self._low_water,
+        )
+        self._publish_outbox_status()
+
+    def _check_room(self) -> None:
+        with self._full_lock:
+            if not self._full or self.outbox.depth > self._low_water:
+                return
+            self._full = False
+            refused, self._refused_in_episode = self._refused_in_episode, 0
+        self.metrics.outbox_full.set(0)
+        logger.warning(
+            "MQTT: outbox has room again (%d events wait); %d events were refused while it "
+            "was full",
+            self.outbox.depth,
+            refused,
+        )
+        self._publish_outbox_status()
+
+    def _publish_outbox_status(self) -> None:
+        # Built under the lock that orders publishes, so a stale status never lands last.
+        with self._retained_lock:
+            payload = self._outbox_status()
+            self._retained[self.topics.outbox] = payload
+            if self._connected:
+                self._publish_state(self.topics.outbox, payload)
+
+    def _outbox_status(self) -> bytes:
+        status = {
+            "depth": self.outbox.depth,
+            "bound": self.outbox.bound,
+            "full": self._full,
+            "refused": self._refused_total,
+        }
+        return json.dumps(status, sort_keys=True).encode()
+
+    # ------------------------------------------------------------------ retained topics
+
+    def _set_retained(self, topic: str, payload: bytes) -> None:
+        with self._retained_lock:
+            self._retained[topic] = payload
+            if self._connected:
+                self._publish_state(topic, payload)
+
+    def _publish_state(self, topic: str, payload: bytes) -> None:
+        # Called while connected (or from on_connect). If the connection has just dropped,
+        # paho queues the message; the next on_connect drops it and publishes the latest value.
+        self._client.publish(topic, payload, qos=self.config.state_qos, retain=self.config.retain)
+
+    # ------------------------------------------------------------------ sender thread
+
+    def _run_sender(self) -> None:
+        inflight: dict[int, int] = {}  # mid -> outbox row id, this connection only
+        cursor = 0  # highest row id handed to paho on this connection
+        connected = False
+        snapshot_paths: dict[str, str] = {}
+        while True:
+            messages = [self._inbox.get()]
+            while True:
+                try:
+                    messages.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            acked: list[int] = []
+            stop = False
+            for message in messages:
+                kind = message[0]
+                if kind == _ACK:
+                    row_id = inflight.pop(message[1], None)
+                    if row_id is not None:
+                        acked.append(row_id)
+                elif kind == _CONNECTED:
+                    inflight.clear()
+                    cursor = 0
+                    connected = True
+                elif kind == _DISCONNECTED:
+                    connected = False
+                elif kind == _SNAPSHOT:
+                    self._send_snapshot(message[1], message[2], snapshot_paths)
+                elif kind == _STOP:
+                    stop = True
+            if acked:
+                self._ack(acked)
+            if stop:
+                return
+            if connected:
+                try:
+                    cursor, connected = self._fill(inflight, cursor)
+                except Exception:
+                    # Keep the thread alive: the rows stay in the outbox for the next attempt.
+                    logger.exception("MQTT: sending from the outbox failed")
+
+    def _fill(self, inflight: dict[int, int], cursor: int) -> tuple[int, bool]:
+        """Hand outbox rows after ``cursor`` to paho until ``max_inflight`` are in flight.
+
+        Returns:
+            ``(cursor, still_connected)``.
+        """
+        room = self.config.max_inflight - len(inflight)
+        while room > 0:
+            rows = self.outbox.pending(after=cursor, limit=room)
+            if not rows:
+                break
+            for row in rows:
+                info = self._client.publish(row.topic, row.payload, qos=row.qos)
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    # Lost the connection meanwhile: the next CONNECTED resends from the oldest.
+                    return cursor, False
+                inflight[info.mid] = row.row_id
+                cursor = row.row_id
+            room = self.config.max_inflight - len(inflight)
+        return cursor, True
+
+    def _ack(self, row_ids: list[int]) -> None:
+        try:
+            deleted = self.outbox.ack(row_ids)
+        except Exception:
+            logger.exception("MQTT: could not delete acknowledged events from the outbox")
+            return
+        self.metrics.events_acked.inc(deleted)
+        with self._cond:
+            self._cond.notify_all()
+        self._check_room()
+
+    def _send_snapshot(self, topic: str, path: str, sent: dict[str, str]) -> None:
+        if sent.get(topic) == path:
+            return
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            logger.warning("MQTT: snapshot %s not published: %s", path, exc.strerror or exc)
+            return
+        sent[topic] = path
+        self._set_retained(topic, data)
+
+    # ------------------------------------------------------------------ paho
+
+    def _make_client(self) -> mqtt.Client:
+        config = self.config
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            # The outbox is the durable state and the publisher subscribes to nothing, so a
+            # broker-side session would hold nothing of use.
+            clean_session=True,
+            protocol=mqtt.MQTTv311,
+            transport=config.transport,
+            reconnect_on_failure=True,
+        )
+        # A bug in a callback must not end paho's network thread (and with it reconnecting).
+        client.suppress_exceptions = True
+        client.on_log = _log_paho
+        if config.transport == "websockets":
+            client.ws_set_options(path=config.ws_path)
+        if config.username is not None:
+            password = config.password.get_secret_value() if config.password else None
+            client.username_pw_set(config.username, password)
+        if config.tls.enabled:
+            _configure_tls(client, config)
+        client.will_set(self.topics.available, OFFLINE, qos=config.state_qos, retain=config.retain)
+        # paho types the delays as int; it computes with them as seconds, floats included.
+        client.reconnect_delay_set(
+            min_delay=cast(int, config.reconnect.min_delay_s),
+            max_delay=cast(int, config.reconnect.max_delay_s),
+        )
+        client.max_inflight_messages_set(config.max_inflight)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason_code.is_failure:
+            self._connect_failures += 1
+            level = logging.ERROR if self._connect_failures == 1 else logging.DEBUG
+            logger.log(
+                level,
+                "MQTT: broker %s:%d refused the connection of %r: %s (retrying with back-off)",
+                self.host,
+                self.port,
+                self.client_id,
+                reason_code,
+            )
+            return
+        # What paho still holds from the previous connection would go out again with stale
+        # mids; the sender resends every unacknowledged row from the outbox instead.
+        client.drop_out_messages()
+        # Latest values first, then "connected" for the setters, under the lock that orders
+        # retained publishes: each value goes out once, and none is overtaken by an older one.
+        with self._retained_lock:
+            self._publish_state(self.topics.available, ONLINE)
+            self._retained[self.topics.outbox] = self._outbox_status()
+            for topic, payload in self._retained.items():
+                self._publish_state(topic, payload)
+            with self._cond:
+                self._connected = True
+                self._cond.notify_all()
+        self.metrics.connected.set(1)
+        self._connect_failures = 0
+        self._inbox.put((_CONNECTED,))
+        logger.info(
+            "MQTT: connected to %s:%d; %d events to send from the outbox",
+            self.host,
+            self.port,
+            self.outbox.depth,
+        )
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._connect_failures += 1
+        level = logging.WARNING if self._connect_failures == 1 else logging.DEBUG
+        logger.log(
+            level,
+            "MQTT: cannot reach the broker at %s:%d; retrying with back-off up to %g s "
+            "(events wait in the outbox)",
+            self.host,
+            self.port,
+            self.config.reconnect.max_delay_s,
+        )
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        was_connected = self._connected
+        with self._cond:
+            self._connected = False
+            self._cond.notify_all()
+        self.metrics.connected.set(0)
+        self._inbox.put((_DISCONNECTED,))
+        if was_connected and not self._closing:
+            logger.warning(
+                "MQTT: lost the connection to %s:%d (%s); reconnecting, %d events wait",
+                self.host,
+                self.port,
+                reason_code,
+                self.outbox.depth,
+            )
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        # Runs under paho's message lock: post and return, take no lock of ours.
+        self._inbox.put((_ACK, mid))
+
+
+_PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")
+# paho reports these at error level on every lost connection and failed retry; the publisher
+# already logs outages once, with what it means for the events.
+_PAHO_ROUTINE_ERRORS = ("failed to receive on socket", "Client is not connected")
+
+
+def _log_paho(client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
+    if level == mqtt.MQTT_LOG_ERR and not text.startswith(_PAHO_ROUTINE_ERRORS):
+        _PAHO_LOGGER.error("paho: %s", text)
+    elif level == mqtt.MQTT_LOG_WARNING:
+        _PAHO_LOGGER.warning("paho: %s", text)
+    else:
+        _PAHO_LOGGER.debug("paho: %s", text)
+
+
+def _configure_tls(client: mqtt.Client, config: MqttOutputConfig) -> None:
+    tls = config.tls
+    try:
+        client.tls_set(ca_certs=tls.ca_certs, certfile=tls.certfile, keyfile=tls.keyfile)
+    except (OSError, ssl.SSLError) as exc:
+        files = ", ".join(
+            f"{key}={value}"
+            for key, value in (
+                ("ca_certs", tls.ca_certs),
+                ("certfile", tls.certfile),
+                ("keyfile", tls.keyfile),
+            )
+            if value is not None
+        )
+        raise ValueError(
+            f"outputs.mqtt.tls: cannot load {files or 'the system CA certificates'}: {exc}"
+        ) from exc
+    if tls.insecure:
+        client.tls_insecure_set(True)
+
+
+if TYPE_CHECKING:
+
+    def _conforms(publisher: MqttPublisher) -> tuple[EventListener, StateListener]:
+        """mypy checks that the publisher fits the listener contracts the runtime uses."""
+        return publisher, publisher.on_source_state

@@ -1,0 +1,83 @@
+"""MQTT topic names (DESIGN.md, "MQTT conventions").
+
+Under a prefix (default ``streamseg/<pipeline name>``):
+
+* ``<prefix>/available``: ``online`` / ``offline``, retained; ``offline`` is also the last will.
+* ``<prefix>/events``: every event message, JSON, QoS 1 (through the durable outbox).
+* ``<prefix>/<stream>/<rule>/state``: ``ON`` / ``OFF``, retained.
+* ``<prefix>/<stream>/<zone>/<class>/count``: the current count, retained.
+* ``<prefix>/<stream>/status``: the source state (``streaming``, ``reconnecting`` ...), retained.
+* ``<prefix>/<stream>/<rule>/snapshot``: JPEG of the latest event frame, retained (optional).
+* ``<prefix>/outbox``: ``{"depth": n, "bound": m, "full": bool, "rejected": k}``, retained,
+  published when the outbox becomes full or has room again, and on every (re)connect.
+
+Ids from the pipeline (stream, rule, zone, class name) become single topic levels: characters
+that would change the topic structure (``/``, ``+``, ``#``, NUL) and whitespace become ``_``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[/+#\x00\s]")
+
+
+def topic_level(name: str) -> str:
+    """``name`` as one topic level: ``/``, ``+``, ``#``, NUL and whitespace become ``_``.
+
+    An empty name becomes ``_`` (an empty level would merge with its neighbours in readers'
+    eyes), and a leading ``$`` is escaped to ``_$`` (``$`` topics are the broker's).
+    """
+    level = _UNSAFE.sub("_", name)
+    if not level:
+        return "_"
+    if level.startswith("$"):
+        return "_" + level
+    return level
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic names of one publisher.
+
+    Attributes:
+        prefix: the first levels, already checked (no wildcards, no empty level).
+    """
+
+    prefix: str
+
+    @property
+    def available(self) -> str:
+        """``<prefix>/available``."""
+        return f"{self.prefix}/available"
+
+    @property
+    def events(self) -> str:
+        """``<prefix>/events``."""
+        return f"{self.prefix}/events"
+
+    @property
+    def outbox(self) -> str:
+        """``<prefix>/outbox``."""
+        return f"{self.prefix}/outbox"
+
+    def rule_state(self, stream_id: str, rule_id: str) -> str:
+        """``<prefix>/<stream>/<rule>/state``."""
+        return f"{self.prefix}/{topic_level(stream_id)}/{topic_level(rule_id)}/state"
+
+    def snapshot(self, stream_id: str, rule_id: str) -> str:
+        """``<prefix>/<stream>/<rule>/snapshot``."""
+        return f"{self.prefix}/{topic_level(stream_id)}/{topic_level(rule_id)}/snapshot"
+
+    def zone_count(self, stream_id: str, zone_id: str, class_name: str) -> str:
+        """``<prefix>/<stream>/<zone>/<class>/count``."""
+        levels = "/".join(topic_level(part) for part in (stream_id, zone_id, class_name))
+        return f"{self.prefix}/{levels}/count"
+
+    def source_status(self, stream_id: str) -> str:
+        """``<prefix>/<stream>/status``."""
+        return f"{self.prefix}/{topic_level(stream_id)}/status"

@@ -1,0 +1,208 @@
+"""The rule engine of one stream: zones, rules, and what it tells its listeners.
+
+:meth:`RuleEngine.evaluate` takes one frame and the tracker's detections, runs every rule of the
+stream and returns the frame's events. It also tells its :class:`EventListener`\\ s, in this
+order per frame:
+
+1. for each rule, in config order: ``on_event`` for each of its events, then
+   ``on_rule_state(stream, rule, active)`` when the rule's "any occurrence open" flag flipped.
+   An instantaneous occurrence (``enter``, ``exit``, ``cross``) opens and closes on one frame,
+   so its rule reports ``True`` then ``False`` (a pulse). On the stream's first frame every
+   rule reports its state (usually ``False``), so retained state topics start right.
+2. ``on_zone_count(stream, zone, class, count)`` for each (zone, class) whose count changed.
+   Counts are kept for every polygon zone that a rule on the stream watches; an object counts
+   in a zone when at least :data:`COUNT_MIN_OVERLAP` of its mask pixels are inside (the
+   ``mask`` basis), whatever the rules' own bases. Classes appear once seen in the zone and
+   are reported at 0 when the last one leaves.
+
+Only confirmed tracks (``tracker_id >= 1``) take part. A listener that raises is logged and
+skipped; it never stops the rules or the other listeners.
+
+Time is the stream's ``pts`` made monotonic (:class:`~streamseg.track.clock.TrackClock`, as in
+the tracker): a missing, repeated or backwards timestamp (a restarted stream) advances the
+rules' clock by one frame interval, so durations never run backwards. For a well-behaved
+stream the events' ``frame_pts`` are the frames' ``pts_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import supervision as sv
+
+from streamseg.config.pipeline import PipelineConfig
+from streamseg.config.rules import NearRuleConfig, RuleConfig
+from streamseg.config.zones import CalibrationConfig, LineZoneConfig, ZoneConfig
+from streamseg.rules.events import Event, EventListener
+from streamseg.rules.geometry import GroundPlane, LineZone, PolygonZone
+from streamseg.rules.kinds import FrameContext, Rule, build_rule
+from streamseg.rules.lifecycle import Stamp
+from streamseg.rules.measures import FrameObjects
+from streamseg.track.clock import TrackClock
+from streamseg.types import Frame
+
+logger = logging.getLogger(__name__)
+
+COUNT_MIN_OVERLAP = 0.5
+"""Fraction of an object's mask that must be in a zone for the zone's published count."""
+
+FALLBACK_FRAME_S = 1 / 30
+"""Step of the rules' clock for a bad timestamp before any valid frame interval was seen."""
+
+
+def rule_runs_on(rule: RuleConfig, zones: dict[str, ZoneConfig], stream_id: str) -> bool:
+    """Whether ``rule`` runs on ``stream_id``: its zone exists there (or, for ``near``, the
+    rule names the stream or no stream)."""
+    if isinstance(rule, NearRuleConfig):
+        streams = rule.stream_ids
+        return streams is None or stream_id in streams
+    zone = zones.get(rule.zone)
+    return zone is not None and zone.applies_to(stream_id)
+
+
+class RuleEngine:
+    """Zones and rules of one stream.
+
+    Args:
+        stream_id: the stream.
+        zones: every zone of the pipeline (those of other streams are ignored).
+        rules: every rule of the pipeline (those not on this stream are ignored).
+        calibration: the stream's ground calibration, for ``near`` in metres.
+        listeners: told about events, rule states and zone counts (module docstring).
+    """
+
+    def __init__(
+        self,
+        stream_id: str,
+        zones: Sequence[ZoneConfig],
+        rules: Sequence[RuleConfig],
+        calibration: CalibrationConfig | None = None,
+        listeners: Sequence[EventListener] = (),
+    ) -> None:
+        self.stream_id = stream_id
+        self.listeners = list(listeners)
+        by_id = {zone.id: zone for zone in zones if zone.applies_to(stream_id)}
+        self.zones: dict[str, PolygonZone | LineZone] = {
+            zone_id: LineZone(zone) if isinstance(zone, LineZoneConfig) else PolygonZone(zone)
+            for zone_id, zone in by_id.items()
+        }
+        ground = GroundPlane(calibration) if calibration is not None else None
+        self.rules: list[Rule] = [
+            build_rule(rule, stream_id, self.zones, ground)
+            for rule in rules
+            if rule_runs_on(rule, by_id, stream_id)
+        ]
+        watched = {getattr(rule, "zone", None) for rule in self.rules}
+        self.count_zones: list[PolygonZone] = [
+            zone
+            for zone in self.zones.values()
+            if isinstance(zone, PolygonZone) and zone in watched
+        ]
+        self._active: dict[str, bool] = {}
+        self._counts: dict[str, dict[str, int]] = {zone.id: {} for zone in self.count_zones}
+        self._last: Stamp | None = None
+        self._clock = TrackClock(FALLBACK_FRAME_S, name=f"rules of stream {stream_id!r}")
+        self._base_pts: float | None = None
+        logger.debug(
+            "stream %r: %d rules over %d zones", stream_id, len(self.rules), len(self.zones)
+        )
+
+    @classmethod
+    def from_config(
+        cls, config: PipelineConfig, stream_id: str, listeners: Sequence[EventListener] = ()
+    ) -> RuleEngine:
+        """The engine of ``stream_id`` in a validated pipeline."""
+        calibration = config.source(stream_id).calibration
+        return cls(stream_id, config.zones, config.rules, calibration, listeners)
+
+    @property
+    def rule_ids(self) -> list[str]:
+        """Ids of the rules that run on this stream, in config order."""
+        return [rule.id for rule in self.rules]
+
+    def evaluate(self, frame: Frame, detections: sv.Detections) -> list[Event]:
+        """Run every rule on one frame.
+
+        Args:
+            frame: the frame (its ``pts_s``, ``wall_time``, ``index`` and size are used).
+            detections: the tracker's output for it: ``tracker_id`` (N,) int (>= 1 confirmed),
+                ``xyxy`` (N, 4) float frame pixels, ``data["class_name"]`` (else ``class_id``),
+                ``mask`` a ``CompactMask`` in frame pixels, a dense (N, H, W) bool array, or
+                ``None`` (boxes stand for masks). Not modified.
+
+        Returns:
+            The frame's events, rule by rule in config order.
+        """
+        self._clock.advance(frame.pts_s)
+        if self._base_pts is None:
+            pts = float(frame.pts_s)
+            self._base_pts = pts if math.isfinite(pts) else 0.0
+        now = Stamp(self._base_pts + self._clock.now_s, float(frame.wall_time), int(frame.index))
+        first_frame = self._last is None
+        self._last = now
+        ctx = FrameContext(now, FrameObjects(detections, frame.resolution_wh))
+        events: list[Event] = []
+        for rule in self.rules:
+            rule_events = rule.evaluate(ctx)
+            events.extend(rule_events)
+            self._tell(rule, rule_events, first_frame)
+        if self.count_zones and self.listeners:
+            self._report_counts(ctx)
+        return events
+
+    def close(self) -> list[Event]:
+        """End every open occurrence (``details.reason: stream_end``) at the last frame seen.
+
+        Call it when the stream ends; returns (and tells the listeners) the ``end`` events.
+        """
+        if self._last is None:
+            return []
+        events: list[Event] = []
+        for rule in self.rules:
+            rule_events = rule.close(self._last)
+            events.extend(rule_events)
+            self._tell(rule, rule_events, False)
+        return events
+
+    # ------------------------------------------------------------------ listeners
+
+    def _tell(self, rule: Rule, events: list[Event], first_frame: bool) -> None:
+        for event in events:
+            self._call("on_event", event)
+        active = rule.active
+        before = self._active.get(rule.id)
+        if rule.pulsed and not active and not before:
+            self._call("on_rule_state", self.stream_id, rule.id, True)
+            self._call("on_rule_state", self.stream_id, rule.id, False)
+        elif first_frame or before != active:
+            self._call("on_rule_state", self.stream_id, rule.id, active)
+        self._active[rule.id] = active
+
+    def _report_counts(self, ctx: FrameContext) -> None:
+        objects = ctx.objects
+        for zone in self.count_zones:
+            counts: dict[str, int] = {}
+            for k in range(len(objects)):
+                if objects.overlap(k, zone) >= COUNT_MIN_OVERLAP:
+                    name = objects.class_names[k]
+                    counts[name] = counts.get(name, 0) + 1
+            previous = self._counts[zone.id]
+            for name in sorted(set(previous) | set(counts)):
+                count = counts.get(name, 0)
+                if previous.get(name) != count:
+                    self._call("on_zone_count", self.stream_id, zone.id, name, count)
+            self._counts[zone.id] = {name: counts.get(name, 0) for name in previous | counts}
+
+    def _call(self, method: str, *args: object) -> None:
+        for listener in self.listeners:
+            try:
+                getattr(listener, method)(*args)
+            except Exception:
+                logger.exception(
+                    "stream %r: event listener %s.%s failed; continuing",
+                    self.stream_id,
+                    type(listener).__name__,
+                    method,
+                )

@@ -1,0 +1,220 @@
+"""Zones and lines in frame pixels, their rasters, and the ground-plane homography.
+
+Coordinates are frame pixels: ``x`` is the column, ``y`` the row (down), and the centre of pixel
+``(row, col)`` is the point ``(col, row)`` (the supervision convention for ``xyxy`` and masks).
+Normalized zones (``units: normalized``) are scaled by the frame's width and height once per
+frame size; everything built from a frame size is cached per size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from streamseg.config.zones import CalibrationConfig, LineZoneConfig, PolygonZoneConfig
+
+logger = logging.getLogger(__name__)
+
+_SUBPIXEL_BITS = 4
+"""cv2.fillPoly fixed-point bits: vertices are placed to 1/16 pixel."""
+
+
+def to_frame_px(
+    points: Sequence[tuple[float, float]], units: str, frame_wh: tuple[int, int]
+) -> npt.NDArray[np.float64]:
+    """Points as frame pixels.
+
+    Args:
+        points: ``[(x, y), ...]`` as written in the config.
+        units: ``px`` (returned as they are) or ``normalized`` (times width and height).
+        frame_wh: (width, height) of the frame.
+
+    Returns:
+        (K, 2) float64, frame pixels.
+    """
+    array = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if units == "normalized":
+        # A fraction of 1.0 is the frame's far edge, the centre of the last pixel row/column.
+        array = array * np.array([frame_wh[0] - 1, frame_wh[1] - 1], dtype=np.float64)
+    return array
+
+
+class PolygonRaster:
+    """A polygon rasterized at one frame size, with a summed-area table for O(1) box sums.
+
+    Attributes:
+        mask: (H, W) bool, frame pixels: pixel centres inside the polygon (edges included).
+        integral: (H + 1, W + 1) int32 summed-area table of ``mask``.
+        bbox: (x1, y1, x2, y2) inclusive pixel box of ``mask``, or ``None`` when it is empty.
+    """
+
+    def __init__(self, points_px: npt.NDArray[np.float64], frame_wh: tuple[int, int]) -> None:
+        """Rasterize ``points_px`` ((K, 2) frame pixels) into a ``frame_wh`` grid."""
+        width, height = frame_wh
+        canvas = np.zeros((height, width), dtype=np.uint8)
+        fixed = np.round(points_px * (1 << _SUBPIXEL_BITS)).astype(np.int32)
+        cv2.fillPoly(canvas, [fixed], 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+        self.mask: npt.NDArray[np.bool_] = canvas.astype(bool)
+        self.integral: npt.NDArray[np.int32] = np.asarray(
+            cv2.integral(canvas, sdepth=cv2.CV_32S), dtype=np.int32
+        )
+        self.width, self.height = width, height
+        rows = np.flatnonzero(self.mask.any(axis=1))
+        cols = np.flatnonzero(self.mask.any(axis=0))
+        self.bbox: tuple[int, int, int, int] | None = (
+            (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])) if rows.size else None
+        )
+
+    def box_sum(self, x1: int, y1: int, x2: int, y2: int) -> int:
+        """Number of zone pixels in the inclusive box ``x1..x2`` by ``y1..y2`` (clipped)."""
+        x1, y1 = max(x1, 0), max(y1, 0)
+        x2, y2 = min(x2, self.width - 1), min(y2, self.height - 1)
+        if x2 < x1 or y2 < y1:
+            return 0
+        ii = self.integral
+        return int(ii[y2 + 1, x2 + 1] - ii[y1, x2 + 1] - ii[y2 + 1, x1] + ii[y1, x1])
+
+    def contains(self, x: float, y: float) -> bool:
+        """Whether the pixel whose centre is nearest to ``(x, y)`` is in the zone."""
+        col, row = math.floor(x + 0.5), math.floor(y + 0.5)
+        if 0 <= col < self.width and 0 <= row < self.height:
+            return bool(self.mask[row, col])
+        return False
+
+
+class PolygonZone:
+    """A polygon zone of the config, resolved per frame size.
+
+    Args:
+        config: the zone's config.
+    """
+
+    def __init__(self, config: PolygonZoneConfig) -> None:
+        self.id = config.id
+        self.config = config
+        self._rasters: dict[tuple[int, int], PolygonRaster] = {}
+
+    def raster(self, frame_wh: tuple[int, int]) -> PolygonRaster:
+        """The zone rasterized at ``frame_wh`` (built on first use per size)."""
+        raster = self._rasters.get(frame_wh)
+        if raster is None:
+            points = to_frame_px(self.config.points, self.config.units, frame_wh)
+            raster = PolygonRaster(points, frame_wh)
+            self._rasters[frame_wh] = raster
+            logger.debug("zone %r rasterized at %dx%d", self.id, *frame_wh)
+        return raster
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A line segment in frame pixels, from ``a`` to ``b``.
+
+    Attributes:
+        ax, ay: first point (``points[0]``).
+        bx, by: second point (``points[1]``).
+    """
+
+    ax: float
+    ay: float
+    bx: float
+    by: float
+
+    @property
+    def length(self) -> float:
+        """Length in pixels."""
+        return math.hypot(self.bx - self.ax, self.by - self.ay)
+
+    def signed_distance(self, x: float, y: float) -> float:
+        """Distance in pixels from the segment's line; negative on the left, positive on the right.
+
+        Left and right are seen looking from ``a`` towards ``b`` on the image (rows grow
+        downwards), e.g. for a line drawn left to right across the frame, "left" is above it.
+        """
+        dx, dy = self.bx - self.ax, self.by - self.ay
+        return (dx * (y - self.ay) - dy * (x - self.ax)) / math.hypot(dx, dy)
+
+    def along(self, x: float, y: float) -> float:
+        """Position of the point's projection along the segment: 0 at ``a``, 1 at ``b``."""
+        dx, dy = self.bx - self.ax, self.by - self.ay
+        return ((x - self.ax) * dx + (y - self.ay) * dy) / (dx * dx + dy * dy)
+
+
+class LineZone:
+    """A line zone of the config, resolved per frame size.
+
+    Args:
+        config: the zone's config.
+    """
+
+    def __init__(self, config: LineZoneConfig) -> None:
+        self.id = config.id
+        self.config = config
+        self._segments: dict[tuple[int, int], Segment] = {}
+
+    def segment(self, frame_wh: tuple[int, int]) -> Segment:
+        """The segment in frame pixels at ``frame_wh``."""
+        segment = self._segments.get(frame_wh)
+        if segment is None:
+            (ax, ay), (bx, by) = to_frame_px(self.config.points, self.config.units, frame_wh)
+            segment = Segment(float(ax), float(ay), float(bx), float(by))
+            self._segments[frame_wh] = segment
+        return segment
+
+
+class GroundPlane:
+    """The homography from frame pixels to ground metres of one stream's calibration.
+
+    Args:
+        config: the source's calibration.
+    """
+
+    def __init__(self, config: CalibrationConfig) -> None:
+        self.config = config
+        self._matrices: dict[tuple[int, int], npt.NDArray[np.float64]] = {}
+
+    def matrix(self, frame_wh: tuple[int, int]) -> npt.NDArray[np.float64]:
+        """(3, 3) float64 homography taking homogeneous frame pixels to ground metres."""
+        matrix = self._matrices.get(frame_wh)
+        if matrix is None:
+            image = to_frame_px(self.config.image_points, self.config.units, frame_wh)
+            ground = np.asarray(self.config.ground_points, dtype=np.float64)
+            matrix = np.asarray(
+                cv2.getPerspectiveTransform(image.astype(np.float32), ground.astype(np.float32)),
+                dtype=np.float64,
+            )
+            self._matrices[frame_wh] = matrix
+        return matrix
+
+    def to_ground(
+        self, points_px: npt.NDArray[np.floating], frame_wh: tuple[int, int]
+    ) -> npt.NDArray[np.float64]:
+        """Map frame pixels to the ground plane.
+
+        Args:
+            points_px: (N, 2) frame pixels.
+            frame_wh: (width, height) of the frame.
+
+        Returns:
+            (M, 2) float64 ground metres of the points that lie below the horizon (points the
+            homography sends behind the camera, ``w <= 0``, are left out).
+        """
+        return map_points(self.matrix(frame_wh), points_px)
+
+
+def map_points(
+    matrix: npt.NDArray[np.float64], points: npt.NDArray[np.floating]
+) -> npt.NDArray[np.float64]:
+    """Apply a homography to (N, 2) points, dropping those with ``w <= 0`` (behind the camera)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    w = pts @ matrix[2, :2] + matrix[2, 2]
+    keep = w > 1e-12
+    if not keep.all():
+        pts, w = pts[keep], w[keep]
+    xy = pts @ matrix[:2, :2].T + matrix[:2, 2]
+    return xy / w[:, None]

@@ -1,0 +1,191 @@
+"""What every rule kind shares: the frame context, the per-track bookkeeping, lost tracks.
+
+A rule object serves one rule on one stream. :meth:`Rule.evaluate` sees that stream's frames in
+order and returns the events of the frame; the engine calls it once per frame.
+
+Lost tracks: a track the rule follows that has not been seen for more than the rule's
+``lost_timeout_s`` is dropped; an occurrence it had open ends then, with
+``details["reason"] == "lost"`` and ``ended_at`` at the last frame the track was seen. A track
+that comes back within ``lost_timeout_s`` keeps its state (the gap neither starts nor ends
+anything by itself); one that comes back later starts afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamseg.config.rules import RuleConfig
+from streamseg.rules.events import Event
+from streamseg.rules.lifecycle import TIME_EPS_S, Debounce, OccurrenceBook, Stamp
+from streamseg.rules.measures import FrameObjects
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FrameContext:
+    """One frame as the rules see it.
+
+    Attributes:
+        stamp: the frame's times and index.
+        objects: its confirmed tracks and their measures.
+    """
+
+    stamp: Stamp
+    objects: FrameObjects
+
+    @property
+    def frame_wh(self) -> tuple[int, int]:
+        """(width, height) of the frame."""
+        return self.objects.frame_wh
+
+
+class Rule(ABC):
+    """One rule on one stream.
+
+    Args:
+        config: the rule's config.
+        stream_id: the stream it runs on.
+        zone_id: the zone or line it watches, or ``None``.
+
+    Attributes:
+        pulsed: True when the last :meth:`evaluate` produced an instantaneous occurrence
+            (its start and end on the same frame).
+    """
+
+    def __init__(self, config: RuleConfig, stream_id: str, zone_id: str | None) -> None:
+        self.config = config
+        self.id = config.id
+        self.kind = config.type
+        self.stream_id = stream_id
+        self.classes = frozenset(config.classes)
+        self.book = OccurrenceBook(
+            config.id,
+            config.type,
+            stream_id,
+            zone_id,
+            config.severity,
+            config.cooldown_s,
+            config.update_interval_s,
+        )
+        self.pulsed = False
+
+    @property
+    def active(self) -> bool:
+        """Whether any occurrence of this rule is open on the stream."""
+        return bool(self.book.open)
+
+    @abstractmethod
+    def evaluate(self, ctx: FrameContext) -> list[Event]:
+        """The events this rule raises on one frame."""
+
+    def update_details(self, key: Hashable) -> dict[str, Any]:
+        """Details of a periodic ``update`` of the occurrence of ``key``."""
+        return {}
+
+    def periodic_updates(self, now: Stamp) -> list[Event]:
+        """The ``update`` messages due on this frame (every ``update_interval_s``)."""
+        return [
+            self.book.update(key, now, self.update_details(key))
+            for key in self.book.due_updates(now.pts)
+        ]
+
+    def close(self, now: Stamp) -> list[Event]:
+        """End every open occurrence (the stream ended); ``details["reason"]`` is
+        ``stream_end``."""
+        self.pulsed = False
+        return [
+            self.book.end(key, now, now, {"reason": "stream_end"}) for key in list(self.book.open)
+        ]
+
+
+@dataclass(slots=True)
+class TrackState:
+    """What a per-track rule remembers about one track.
+
+    Attributes:
+        last_seen: the last frame the track was seen on.
+        debounce: the debounced condition.
+        last_true: the last frame the (raw) condition held, or ``None``.
+        value: a kind-specific figure from the last frame (overlap, distance, ...).
+        other: a kind-specific companion (the nearest other track of ``near``).
+        fired: kind-specific flag (``dwell``: the current visit already raised).
+        extra: other kind-specific figures (``dwell``: ``entered_pts``).
+    """
+
+    last_seen: Stamp
+    debounce: Debounce
+    last_true: Stamp | None = None
+    value: float | None = None
+    other: tuple[int, str] | None = None
+    fired: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TrackRule(Rule):
+    """A rule with one state (and at most one open occurrence) per track.
+
+    Subclasses implement :meth:`observe` (one track seen on one frame) and may override
+    :meth:`lost` (a track gone for longer than ``lost_timeout_s``).
+    """
+
+    initial_state: bool | None = False
+    """Debounced state of a new track: ``False`` (outside, apart) or ``None`` (unknown: the
+    first observations set it without an event; ``enter``/``exit``/``cross``)."""
+
+    def __init__(self, config: RuleConfig, stream_id: str, zone_id: str | None) -> None:
+        super().__init__(config, stream_id, zone_id)
+        self.tracks: dict[int, TrackState] = {}
+        self.min_duration_s = config.min_duration_s
+        self.lost_timeout_s = config.lost_timeout_s
+
+    def evaluate(self, ctx: FrameContext) -> list[Event]:
+        """Observe every track of the rule's classes, drop lost ones, send due updates."""
+        self.pulsed = False
+        events: list[Event] = []
+        now = ctx.stamp
+        objects = ctx.objects
+        tracks = self.tracks
+        indices = objects.of_classes(self.classes)
+        for k in indices:
+            track_id = objects.track_ids[k]
+            state = tracks.get(track_id)
+            if state is None:
+                state = TrackState(now, Debounce(self.initial_state))
+                tracks[track_id] = state
+            state.last_seen = now
+            self.observe(ctx, k, track_id, state, events)
+        if len(tracks) > len(indices):
+            timeout = self.lost_timeout_s
+            gone = [
+                track_id
+                for track_id, state in tracks.items()
+                if now.pts - state.last_seen.pts > timeout + TIME_EPS_S
+            ]
+            for track_id in gone:
+                self.lost(track_id, tracks.pop(track_id), now, events)
+        if self.book.open:
+            events.extend(self.periodic_updates(now))
+        return events
+
+    @abstractmethod
+    def observe(
+        self, ctx: FrameContext, k: int, track_id: int, state: TrackState, events: list[Event]
+    ) -> None:
+        """Track ``track_id`` (object ``k`` of the frame) was seen; append any events."""
+
+    def lost(self, track_id: int, state: TrackState, now: Stamp, events: list[Event]) -> None:
+        """Track ``track_id`` has not been seen for ``lost_timeout_s``: end its occurrence."""
+        if track_id in self.book.open:
+            events.append(
+                self.book.end(
+                    track_id,
+                    now,
+                    state.last_seen,
+                    {"reason": "lost", "last_seen_pts": state.last_seen.pts},
+                )
+            )

@@ -1,0 +1,192 @@
+"""Rules on whether an object is inside a polygon zone: ``inside``, ``enter``, ``exit``,
+``dwell``.
+
+"Inside" is decided per frame by the rule's ``basis`` (see :mod:`streamseg.rules.measures`),
+then debounced with ``min_duration_s`` on the way in and on the way out.
+
+- ``inside``: an occurrence per (rule, track) from the first frame of a debounced stay inside
+  to the end of it (``details.reason``: ``left``, ``lost`` or ``stream_end``).
+- ``enter`` / ``exit``: instantaneous. A track whose debounced state goes outside -> inside
+  (``enter``) or inside -> outside (``exit``) raises a ``start`` and an ``end`` together on the
+  frame that confirms it, both dated to the first frame of the new state. A track's first
+  debounced state (where it is first seen) is not a transition, and a track lost inside never
+  "exits" (it may be hidden, not gone).
+- ``dwell``: starts once a track has been inside (debounced) for ``dwell_s``, ends when it
+  leaves (debounced) or is lost; one occurrence per visit.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from streamseg.config.rules import (
+    DwellRuleConfig,
+    EnterRuleConfig,
+    ExitRuleConfig,
+    InsideRuleConfig,
+)
+from streamseg.rules.events import Event
+from streamseg.rules.geometry import PolygonZone
+from streamseg.rules.kinds.base import FrameContext, TrackRule, TrackState
+from streamseg.rules.lifecycle import TIME_EPS_S
+
+logger = logging.getLogger(__name__)
+
+MembershipConfig = InsideRuleConfig | EnterRuleConfig | ExitRuleConfig | DwellRuleConfig
+
+
+def _figures(basis: str, overlap: float | None) -> dict[str, Any]:
+    details: dict[str, Any] = {"basis": basis}
+    if overlap is not None:
+        details["overlap"] = round(overlap, 4)
+    return details
+
+
+class _MembershipRule(TrackRule):
+    """Shared by the membership kinds: the zone and the per-frame test."""
+
+    def __init__(self, config: MembershipConfig, stream_id: str, zone: PolygonZone) -> None:
+        super().__init__(config, stream_id, zone.id)
+        self.zone = zone
+        self.basis = config.basis
+        self.min_overlap = config.min_overlap
+
+    def test(self, ctx: FrameContext, k: int, state: TrackState) -> bool:
+        """This frame's raw membership of object ``k``; records it in ``state``."""
+        inside, overlap = ctx.objects.member(k, self.zone, self.basis, self.min_overlap)
+        state.value = overlap
+        if inside:
+            state.last_true = ctx.stamp
+        return inside
+
+    def update_details(self, key: object) -> dict[str, Any]:
+        state = self.tracks.get(key) if isinstance(key, int) else None
+        return _figures(self.basis, state.value if state is not None else None)
+
+
+class InsideRule(_MembershipRule):
+    """``inside``: active while a track is inside the zone (module docstring)."""
+
+    def observe(
+        self, ctx: FrameContext, k: int, track_id: int, state: TrackState, events: list[Event]
+    ) -> None:
+        now = ctx.stamp
+        inside = self.test(ctx, k, state)
+        changed = state.debounce.update(inside, now, self.min_duration_s)
+        book = self.book
+        if state.debounce.state:
+            if book.can_start(track_id, now.pts):
+                first = state.debounce.since if changed and state.debounce.since else now
+                events.append(
+                    book.start(
+                        track_id,
+                        first,
+                        now,
+                        (track_id,),
+                        (ctx.objects.class_names[k],),
+                        _figures(self.basis, state.value),
+                    )
+                )
+        elif track_id in book.open:
+            last = state.last_true or now
+            occurrence = book.open[track_id]
+            events.append(
+                book.end(
+                    track_id,
+                    now,
+                    last,
+                    {"reason": "left", "duration_s": round(last.pts - occurrence.started.pts, 3)},
+                )
+            )
+
+
+class _TransitionRule(_MembershipRule):
+    """``enter`` / ``exit``: an instantaneous occurrence on a debounced transition."""
+
+    initial_state = None
+    target = True
+    """The debounced state the transition goes to (True: enter, False: exit)."""
+
+    def observe(
+        self, ctx: FrameContext, k: int, track_id: int, state: TrackState, events: list[Event]
+    ) -> None:
+        now = ctx.stamp
+        before = state.debounce.state
+        inside = self.test(ctx, k, state)
+        if not state.debounce.update(inside, now, self.min_duration_s):
+            return
+        if before is None or state.debounce.state is not self.target:
+            return  # the first state of a new track, or the other transition
+        if not self.book.can_start(track_id, now.pts):
+            return  # cooling down: this transition raises nothing
+        first = state.debounce.since or now
+        events.extend(
+            self.book.pulse(
+                track_id,
+                first,
+                now,
+                (track_id,),
+                (ctx.objects.class_names[k],),
+                _figures(self.basis, state.value),
+            )
+        )
+        self.pulsed = True
+
+
+class EnterRule(_TransitionRule):
+    """``enter``: outside -> inside."""
+
+    target = True
+
+
+class ExitRule(_TransitionRule):
+    """``exit``: inside -> outside."""
+
+    target = False
+
+
+class DwellRule(_MembershipRule):
+    """``dwell``: inside for at least ``dwell_s`` (module docstring)."""
+
+    def __init__(self, config: DwellRuleConfig, stream_id: str, zone: PolygonZone) -> None:
+        super().__init__(config, stream_id, zone)
+        self.dwell_s = config.dwell_s
+
+    def observe(
+        self, ctx: FrameContext, k: int, track_id: int, state: TrackState, events: list[Event]
+    ) -> None:
+        now = ctx.stamp
+        inside = self.test(ctx, k, state)
+        state.debounce.update(inside, now, self.min_duration_s)
+        book = self.book
+        if state.debounce.state:
+            entered = state.debounce.since or now
+            dwell = now.pts - entered.pts
+            if (
+                not state.fired
+                and dwell >= self.dwell_s - TIME_EPS_S
+                and book.can_start(track_id, now.pts)
+            ):
+                state.fired = True
+                state.extra["entered_pts"] = entered.pts
+                details = _figures(self.basis, state.value)
+                details.update(dwell_s=round(dwell, 3), entered_pts=entered.pts)
+                events.append(
+                    book.start(
+                        track_id, now, now, (track_id,), (ctx.objects.class_names[k],), details
+                    )
+                )
+            return
+        state.fired = False
+        if track_id in book.open:
+            entered_pts = float(state.extra.get("entered_pts", now.pts))
+            last = state.last_true or now
+            events.append(
+                book.end(
+                    track_id,
+                    now,
+                    last,
+                    {"reason": "left", "dwell_s": round(last.pts - entered_pts, 3)},
+                )
+            )

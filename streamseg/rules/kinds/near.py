@@ -1,0 +1,160 @@
+"""``near``: an object of ``classes`` (A) whose mask comes within ``max_distance`` of the mask
+of an object of ``other_classes`` (B).
+
+One occurrence per (rule, track A): "this worker is too close to a machine". ``track_ids`` are
+A and the nearest B when the message was made; ``details`` carry ``track_id`` (A),
+``other_track_id`` (the nearest B) and the distance (``distance_px`` or ``distance_m``). The
+condition is ``distance < max_distance``, debounced with ``min_duration_s`` both ways; it ends
+when A has been apart from every B for ``min_duration_s`` (``details.reason``: ``apart``) or
+A is lost. A and B may share a class (person near person): an object is never near itself.
+
+Distances:
+
+- ``units: px``: the exact smallest distance between a pixel of A's mask and a pixel of B's
+  (pixel centres; 0 when they overlap), from a Euclidean distance transform of the B masks
+  around A (:meth:`FrameObjects.nearest_mask_px`). No box approximation: boxes only skip
+  pairs that cannot be near.
+- ``units: m``: on the ground plane of the stream's calibration. Each mask's ground-contact
+  profile (the lowest mask pixel of each column: where the object stands) is mapped to the
+  ground with the homography, and the distance is the smallest between the two profiles.
+  Mapping other mask pixels would be wrong: a pixel above the ground (a head, a boom) maps to
+  a point far behind the object. A profile cut by an occluder sits too high and maps too far.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from streamseg.config.rules import NearRuleConfig
+from streamseg.rules.events import Event
+from streamseg.rules.geometry import GroundPlane
+from streamseg.rules.kinds.base import FrameContext, TrackRule, TrackState
+from streamseg.rules.measures import FrameObjects
+
+logger = logging.getLogger(__name__)
+
+
+def box_gaps_px(objects: FrameObjects, ks: list[int], js: list[int]) -> npt.NDArray[np.float64]:
+    """(len(ks), len(js)) distances between the objects' pixel boxes (a lower bound of the
+    mask distance)."""
+    boxes = np.asarray(objects.boxes, dtype=np.float64)
+    a, b = boxes[ks], boxes[js]
+    dx = np.maximum(0.0, np.maximum(b[None, :, 0] - a[:, None, 2], a[:, None, 0] - b[None, :, 2]))
+    dy = np.maximum(0.0, np.maximum(b[None, :, 1] - a[:, None, 3], a[:, None, 1] - b[None, :, 3]))
+    return np.asarray(np.hypot(dx, dy), dtype=np.float64)
+
+
+def ground_box_gaps(
+    objects: FrameObjects, ks: list[int], js: list[int], homography: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """(len(ks), len(js)) lower bounds in metres of the ground distance between footprints:
+    the gaps between the objects' ground box bounds (:meth:`FrameObjects.ground_boxes`)."""
+    bounds = objects.ground_boxes(homography)
+    a, b = bounds[ks], bounds[js]
+    dx = np.maximum(0.0, np.maximum(b[None, :, 0] - a[:, None, 2], a[:, None, 0] - b[None, :, 2]))
+    dy = np.maximum(0.0, np.maximum(b[None, :, 1] - a[:, None, 3], a[:, None, 1] - b[None, :, 3]))
+    return np.asarray(np.hypot(dx, dy), dtype=np.float64)
+
+
+class NearRule(TrackRule):
+    """``near`` on one stream (module docstring)."""
+
+    def __init__(
+        self, config: NearRuleConfig, stream_id: str, ground: GroundPlane | None = None
+    ) -> None:
+        super().__init__(config, stream_id, None)
+        if config.units == "m" and ground is None:
+            raise ValueError(
+                f"rule {config.id!r} measures in metres but stream {stream_id!r} has no calibration"
+            )
+        self.others = frozenset(config.other_classes)
+        self.max_distance = config.max_distance
+        self.units = config.units
+        self.ground = ground
+        self._frame: int | None = None
+        self._nearest: dict[int, tuple[float, int | None]] = {}
+
+    def _measure(self, ctx: FrameContext) -> None:
+        """Nearest B of every A on this frame, into ``self._nearest`` (object index -> (d, j))."""
+        objects = ctx.objects
+        ks = objects.of_classes(self.classes)
+        js = objects.of_classes(self.others)
+        nearest: dict[int, tuple[float, int | None]] = {k: (math.inf, None) for k in ks}
+        self._nearest = nearest
+        if not ks or not js:
+            return
+        limit = self.max_distance
+        homography = self.ground.matrix(ctx.frame_wh) if self.units == "m" and self.ground else None
+        if homography is None:
+            gaps = box_gaps_px(objects, ks, js)
+        else:
+            gaps = ground_box_gaps(objects, ks, js, homography)
+        close = gaps < limit
+        if homography is not None:
+            rows, cols = np.nonzero(close)
+            involved = {ks[r] for r in rows.tolist()} | {js[c] for c in cols.tolist()}
+            objects.map_footprints(sorted(involved), homography)
+        for row in np.flatnonzero(close.any(axis=1)).tolist():
+            k = ks[row]
+            candidates = [js[col] for col in np.flatnonzero(close[row]).tolist() if js[col] != k]
+            if not candidates:
+                continue
+            if homography is None:
+                nearest[k] = objects.nearest_mask_px(k, candidates, limit)
+            else:
+                nearest[k] = objects.nearest_ground_m(k, candidates, homography, limit)
+
+    def evaluate(self, ctx: FrameContext) -> list[Event]:
+        """Measure every A against every B once, then the per-track lifecycle."""
+        self._measure(ctx)
+        return super().evaluate(ctx)
+
+    def _details(self, track_id: int, state: TrackState) -> dict[str, Any]:
+        key = "distance_px" if self.units == "px" else "distance_m"
+        details: dict[str, Any] = {"track_id": track_id}
+        if state.other is not None:
+            details["other_track_id"] = state.other[0]
+        if state.value is not None and math.isfinite(state.value):
+            details[key] = round(state.value, 3)
+        return details
+
+    def observe(
+        self, ctx: FrameContext, k: int, track_id: int, state: TrackState, events: list[Event]
+    ) -> None:
+        now = ctx.stamp
+        objects = ctx.objects
+        distance, j = self._nearest.get(k, (math.inf, None))
+        near = j is not None and distance < self.max_distance
+        if near and j is not None:
+            state.value = distance
+            state.other = (objects.track_ids[j], objects.class_names[j])
+            state.last_true = now
+        changed = state.debounce.update(near, now, self.min_duration_s)
+        book = self.book
+        if state.debounce.state:
+            if book.can_start(track_id, now.pts) and state.other is not None:
+                first = state.debounce.since if changed and state.debounce.since else now
+                events.append(
+                    book.start(
+                        track_id,
+                        first,
+                        now,
+                        (track_id, state.other[0]),
+                        (objects.class_names[k], state.other[1]),
+                        self._details(track_id, state),
+                    )
+                )
+        elif track_id in book.open:
+            details = self._details(track_id, state)
+            details["reason"] = "apart"
+            events.append(book.end(track_id, now, state.last_true or now, details))
+
+    def update_details(self, key: object) -> dict[str, Any]:
+        if not isinstance(key, int) or key not in self.tracks:
+            return {}
+        return self._details(key, self.tracks[key])

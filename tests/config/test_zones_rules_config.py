@@ -1,0 +1,333 @@
+"""The zones and rules sections, the calibration key, and their cross-checks, through the loader."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from pydantic import ValidationError
+
+from streamseg.config import ConfigError, ConfigIssue, load_pipeline_text
+from streamseg.config.rules import CountRuleConfig, CrossRuleConfig, InsideRuleConfig
+from streamseg.config.zones import (
+    CalibrationConfig,
+    LineZoneConfig,
+    PolygonZoneConfig,
+    polygon_problem,
+    segments_intersect,
+)
+
+SOURCES = """\
+sources:
+  - {id: gate, type: file, path: a.mp4}
+  - {id: crane, type: file, path: b.mp4}
+"""
+SQUARE = "[[0, 0], [10, 0], [10, 10], [0, 10]]"
+
+
+def _issues(text: str) -> list[ConfigIssue]:
+    with pytest.raises(ConfigError) as info:
+        load_pipeline_text(SOURCES + textwrap.dedent(text), filename="p.yaml", env={})
+    return info.value.issues
+
+
+def test_a_full_example_loads() -> None:
+    config = load_pipeline_text(
+        SOURCES.replace(
+            "path: b.mp4}",
+            "path: b.mp4, calibration: {image_points: [[0, 100], [100, 100], [90, 0], "
+            "[10, 0]], ground_points: [[0, 0], [5, 0], [5, 20], [0, 20]]}}",
+        )
+        + textwrap.dedent(
+            f"""\
+            zones:
+              - {{id: swing, type: polygon, stream: gate, points: {SQUARE}}}
+              - {{id: paddock, type: polygon, units: normalized,
+                  points: [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}}
+              - {{id: halfway, type: line, streams: [gate, crane], points: [[5, 0], [5, 9]]}}
+            rules:
+              - {{id: worker-in-swing, type: inside, zone: swing, classes: [person],
+                  min_overlap: 0.1, severity: critical}}
+              - {{id: worker-feet, type: inside, zone: swing, basis: bottom_center}}
+              - {{id: gone, type: exit, zone: paddock, classes: [cow, sheep]}}
+              - {{id: loiter, type: dwell, zone: swing, dwell_s: 30}}
+              - {{id: headcount, type: count, zone: paddock, below: 12, min_duration_s: 10}}
+              - {{id: goal, type: cross, zone: halfway, direction: left_to_right, margin_px: 4}}
+              - {{id: close, type: near, classes: [person], other_classes: [truck],
+                  max_distance: 2, units: m, stream: crane}}
+            """
+        )
+    )
+    assert [zone.id for zone in config.zones] == ["swing", "paddock", "halfway"]
+    swing, paddock, halfway = config.zones
+    assert isinstance(swing, PolygonZoneConfig) and swing.stream_ids == ("gate",)
+    assert isinstance(halfway, LineZoneConfig) and halfway.applies_to("crane")
+    assert paddock.stream_ids is None and paddock.applies_to("anything")
+    inside, feet, _, _, count, cross, _ = config.rules
+    assert isinstance(inside, InsideRuleConfig) and inside.min_overlap == 0.1
+    assert isinstance(feet, InsideRuleConfig) and feet.min_overlap == 0.5
+    assert isinstance(count, CountRuleConfig) and (count.above, count.below) == (None, 12)
+    assert isinstance(cross, CrossRuleConfig) and cross.anchor == "bottom_center"
+    assert config.source("crane").calibration is not None
+
+
+def test_rule_defaults() -> None:
+    rule = InsideRuleConfig(id="r", type="inside", zone="z")
+    assert (rule.classes, rule.min_duration_s, rule.cooldown_s, rule.severity) == (
+        [],
+        0.5,
+        0.0,
+        "warning",
+    )
+    assert (rule.basis, rule.min_overlap, rule.update_interval_s, rule.lost_timeout_s) == (
+        "mask",
+        0.5,
+        10.0,
+        2.0,
+    )
+
+
+# (id, zones/rules yaml, line, key path, message fragment)
+BAD: list[tuple[str, str, int, str, str]] = [
+    (
+        "self-intersecting polygon",
+        "zones:\n  - id: bow\n    type: polygon\n"
+        "    points: [[0, 0], [10, 10], [10, 0], [0, 10]]\n",
+        7,
+        "zones[0].points",
+        "zone 'bow': edge points[0]-points[1] crosses edge points[2]-points[3] (self-intersecting)",
+    ),
+    (
+        "fewer than 3 points",
+        "zones:\n  - {id: two, type: polygon, points: [[0, 0], [10, 10]]}\n",
+        5,
+        "zones[0].points",
+        "zone 'two': a polygon needs at least 3 points, got 2",
+    ),
+    (
+        "zero area",
+        "zones:\n  - {id: flat, type: polygon, points: [[0, 0], [5, 5], [10, 10]]}\n",
+        5,
+        "zones[0].points",
+        "zone 'flat': the polygon has zero area",
+    ),
+    (
+        "repeated corner",
+        "zones:\n  - {id: rep, type: polygon, points: [[0, 0], [0, 0], [5, 5], [0, 9]]}\n",
+        5,
+        "zones[0].points",
+        "zone 'rep': points[0] and points[1] are the same point",
+    ),
+    (
+        "line with identical points",
+        "zones:\n  - {id: dot, type: line, points: [[3, 3], [3, 3]]}\n",
+        5,
+        "zones[0].points",
+        "zone 'dot': the line's two points are the same point",
+    ),
+    (
+        "line with three points",
+        "zones:\n  - {id: bent, type: line, points: [[0, 0], [3, 3], [6, 0]]}\n",
+        5,
+        "zones[0].points",
+        "zone 'bent': a line needs exactly 2 points, got 3",
+    ),
+    (
+        "normalized out of range",
+        "zones:\n  - {id: n, type: polygon, units: normalized,\n"
+        "    points: [[0, 0], [1.5, 0], [1, 1]]}\n",
+        6,
+        "zones[0].points",
+        "zone 'n': points[1] = [1.5, 0] is outside [0, 1]",
+    ),
+    (
+        "unknown zone type",
+        "zones:\n  - {id: c, type: circle, points: [[0, 0]]}\n",
+        5,
+        "zones[0].type",
+        "got 'circle', expected one of 'polygon', 'line'",
+    ),
+    (
+        "stream and streams",
+        f"zones:\n  - {{id: z, type: polygon, stream: gate, streams: [gate], points: {SQUARE}}}\n",
+        5,
+        "zones[0].streams",
+        "zone 'z': expected either 'stream' or 'streams', not both",
+    ),
+    (
+        "zone for an unknown stream",
+        f"zones:\n  - {{id: z, type: polygon, stream: dock, points: {SQUARE}}}\n",
+        5,
+        "zones[0].stream",
+        "zone 'z' names stream 'dock', which is not a source; expected one of: gate, crane",
+    ),
+    (
+        "duplicate zone id",
+        f"zones:\n  - {{id: z, type: polygon, points: {SQUARE}}}\n"
+        "  - {id: z, type: line, points: [[0, 0], [1, 1]]}\n",
+        6,
+        "zones[1].id",
+        "duplicate zone id 'z', already used by zones[0]",
+    ),
+    (
+        "rule names an unknown zone",
+        f"zones:\n  - {{id: z, type: polygon, points: {SQUARE}}}\n"
+        "rules:\n  - {id: r, type: inside, zone: nowhere}\n",
+        7,
+        "rules[0].zone",
+        "rule 'r' names zone 'nowhere', which is not defined; zones: z",
+    ),
+    (
+        "cross on a polygon",
+        f"zones:\n  - {{id: z, type: polygon, points: {SQUARE}}}\n"
+        "rules:\n  - {id: r, type: cross, zone: z}\n",
+        7,
+        "rules[0].zone",
+        "rule 'r' (cross) needs a line zone, but zone 'z' is a polygon",
+    ),
+    (
+        "inside on a line",
+        "zones:\n  - {id: l, type: line, points: [[0, 0], [1, 1]]}\n"
+        "rules:\n  - {id: r, type: inside, zone: l}\n",
+        7,
+        "rules[0].zone",
+        "rule 'r' (inside) needs a polygon zone, but zone 'l' is a line",
+    ),
+    (
+        "duplicate rule id",
+        f"zones:\n  - {{id: z, type: polygon, points: {SQUARE}}}\n"
+        "rules:\n  - {id: r, type: inside, zone: z}\n  - {id: r, type: exit, zone: z}\n",
+        8,
+        "rules[1].id",
+        "duplicate rule id 'r', already used by rules[0]",
+    ),
+    (
+        "count without a threshold",
+        f"zones:\n  - {{id: z, type: polygon, points: {SQUARE}}}\n"
+        "rules:\n  - {id: r, type: count, zone: z}\n",
+        7,
+        "rules[0].below",
+        "rule 'r': expected exactly one of 'above' or 'below'",
+    ),
+    (
+        "count with both thresholds",
+        f"zones:\n  - {{id: z, type: polygon, points: {SQUARE}}}\n"
+        "rules:\n  - {id: r, type: count, zone: z, above: 3, below: 1}\n",
+        7,
+        "rules[0].below",
+        "expected exactly one of 'above' or 'below', not both",
+    ),
+    (
+        "min_overlap with an anchor basis",
+        f"zones:\n  - {{id: z, type: polygon, points: {SQUARE}}}\n"
+        "rules:\n  - {id: r, type: inside, zone: z, basis: center, min_overlap: 0.3}\n",
+        7,
+        "rules[0].min_overlap",
+        "rule 'r': min_overlap applies to basis: mask only, not basis: center",
+    ),
+    (
+        "dwell without dwell_s",
+        f"zones:\n  - {{id: z, type: polygon, points: {SQUARE}}}\n"
+        "rules:\n  - {id: r, type: dwell, zone: z}\n",
+        7,
+        "rules[0].dwell_s",
+        "missing required key 'dwell_s'",
+    ),
+    (
+        "unknown rule kind",
+        "rules:\n  - {id: r, type: loiter, zone: z}\n",
+        5,
+        "rules[0].type",
+        "got 'loiter', expected one of 'inside', 'enter', 'exit', 'dwell', 'count', 'cross', "
+        "'near'",
+    ),
+    (
+        "metres without a calibration",
+        "rules:\n  - {id: r, type: near, other_classes: [truck], max_distance: 2, units: m}\n",
+        5,
+        "rules[0].units",
+        "rule 'r' measures in metres but source 'gate' has no calibration",
+    ),
+    (
+        "near on an unknown stream",
+        "rules:\n  - {id: r, type: near, other_classes: [truck], max_distance: 2, stream: x}\n",
+        5,
+        "rules[0].stream",
+        "rule 'r' names stream 'x', which is not a source",
+    ),
+    (
+        "rules with the tracker off",
+        f"tracker: {{enabled: false}}\nzones:\n  - {{id: z, type: polygon, points: {SQUARE}}}\n"
+        "rules:\n  - {id: r, type: inside, zone: z}\n",
+        4,
+        "tracker.enabled",
+        "rules (r) count tracked objects only; expected the tracker enabled",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key_path", "message"),
+    [pytest.param(text, line, key, msg, id=name) for name, text, line, key, msg in BAD],
+)
+def test_bad_zones_and_rules_point_at_the_line(
+    text: str, line: int, key_path: str, message: str
+) -> None:
+    issues = _issues(text)
+    matching = [issue for issue in issues if message in issue.message]
+    assert matching, f"no issue contains {message!r}; got:\n" + "\n".join(map(str, issues))
+    assert (matching[0].line, matching[0].key_path) == (line, key_path), str(matching[0])
+
+
+@pytest.mark.parametrize(
+    ("image_points", "message"),
+    [
+        ([[0, 0], [10, 0], [20, 0], [5, 5]], "points[0], points[1] and points[2] are on one line"),
+        ([[0, 0], [10, 0], [10, 10]], "expected exactly 4 points, got 3"),
+    ],
+)
+def test_calibration_needs_four_points_in_general_position(
+    image_points: list[list[float]], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        CalibrationConfig(image_points=image_points, ground_points=[[0, 0], [1, 0], [1, 1], [0, 1]])
+
+
+def test_calibration_error_points_into_the_source() -> None:
+    text = (
+        "sources:\n"
+        "  - id: gate\n"
+        "    type: file\n"
+        "    path: a.mp4\n"
+        "    calibration:\n"
+        "      image_points: [[0, 0], [10, 0], [10, 10], [0, 10]]\n"
+        "      ground_points: [[0, 0], [1, 1], [2, 2], [0, 5]]\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_pipeline_text(text, filename="p.yaml")
+    (issue,) = info.value.issues
+    assert (issue.line, issue.key_path) == (7, "sources[0].calibration.ground_points")
+    assert "are on one line" in issue.message
+
+
+@pytest.mark.parametrize(
+    ("points", "problem"),
+    [
+        ([(0, 0), (4, 0), (4, 4), (0, 4)], None),
+        ([(0, 0), (4, 0), (2, 2), (4, 4), (0, 4)], None),  # concave is fine
+        ([(0, 0), (4, 4), (4, 0), (0, 4)], "self-intersecting"),
+        ([(0, 0), (4, 0), (4, 4), (2, 0), (0, 4)], "self-intersecting"),  # a corner on an edge
+        ([(0, 0), (4, 0)], "at least 3 points"),
+        ([(0, 0), (2, 0), (4, 0)], "zero area"),
+    ],
+)
+def test_polygon_problem(points: list[tuple[float, float]], problem: str | None) -> None:
+    found = polygon_problem(points)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_segments_intersect_touching_and_collinear() -> None:
+    assert segments_intersect((0, 0), (4, 0), (2, 0), (6, 0))  # collinear overlap
+    assert segments_intersect((0, 0), (4, 0), (4, 0), (4, 5))  # touching at an end
+    assert not segments_intersect((0, 0), (4, 0), (5, 0), (9, 0))
+    assert not segments_intersect((0, 0), (4, 4), (0, 1), (3, 4))

@@ -1,0 +1,325 @@
+"""The MQTT publisher against a real mosquitto: payloads, retained topics, outages, the bound."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.mosquitto import Mosquitto, Subscriber
+from jsonschema import Draft202012Validator, FormatChecker
+
+from streamseg.config import load_pipeline_text
+from streamseg.outputs.mqtt import MqttPublisher, Outbox, build_mqtt_publisher
+from streamseg.rules import Event, event_schema, new_event_id
+from streamseg.types import SourceState
+
+pytestmark = pytest.mark.integration
+
+PREFIX = "streamseg/yard"
+
+
+def make_event(index: int = 0, **overrides: Any) -> Event:
+    """An event of rule r1 on stream gate; ``index`` becomes the frame index."""
+    fields: dict[str, Any] = {
+        "event_id": new_event_id(),
+        "type": "start",
+        "rule_id": "r1",
+        "rule_kind": "inside",
+        "stream_id": "gate",
+        "started_at": 1_763_000_000.0 + index,
+        "started_pts": index / 25,
+        "frame_pts": index / 25,
+        "frame_index": index,
+        "zone_id": "swing",
+        "track_ids": (3, 7),
+        "class_names": ("person", "person"),
+        "details": {"overlap": 0.42},
+    }
+    fields.update(overrides)
+    return Event(**fields)
+
+
+@pytest.fixture
+def publisher_for(tmp_path: Path) -> Iterator[Callable[..., MqttPublisher]]:
+    """Factory: ``publisher_for(port, **mqtt_keys)`` builds (not starts) a publisher from YAML,
+    with fast reconnects; closed at teardown."""
+    made: list[MqttPublisher] = []
+
+    def make(port: int, **keys: Any) -> MqttPublisher:
+        mqtt: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": port,
+            "keepalive_s": 2,
+            "client_id": "streamseg-test",
+            "reconnect": {"min_delay_s": 0.05, "max_delay_s": 0.2},
+            "outbox": {"path": str(tmp_path / "outbox.sqlite3"), "synchronous": "normal"},
+        }
+        for key, value in keys.items():
+            if isinstance(value, dict):
+                mqtt[key] = {**mqtt.get(key, {}), **value}
+            else:
+                mqtt[key] = value
+        text = (
+            "name: yard\nsources: [{id: gate, type: file, path: x.mp4}]\n"
+            f"outputs: {{mqtt: {json.dumps(mqtt)}}}\n"
+        )
+        publisher = build_mqtt_publisher(load_pipeline_text(text))
+        assert publisher is not None
+        made.append(publisher)
+        return publisher
+
+    yield make
+    for publisher in made:
+        publisher.close(timeout=0)
+
+
+def event_payloads(sub: Subscriber) -> list[dict[str, Any]]:
+    return [json.loads(p) for p in sub.on(f"{PREFIX}/events")]
+
+
+def keys_of(payloads: list[dict[str, Any]]) -> set[tuple[str, str, int]]:
+    """The deduplication key of each payload."""
+    return {(p["event_id"], p["type"], p["seq"]) for p in payloads}
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_events_arrive_in_order_and_match_the_schema(
+    qos: int, mosquitto: Callable[..., Mosquitto], publisher_for: Callable[..., MqttPublisher]
+) -> None:
+    broker = mosquitto()
+    sub = Subscriber(broker.port, f"{PREFIX}/#")
+    publisher = publisher_for(broker.port, qos=qos)
+    publisher.start()
+    events: list[Event] = []
+    for i in range(30):
+        first = make_event(i)
+        events += [
+            first,
+            make_event(i, event_id=first.event_id, type="update", seq=1, snapshot="/tmp/s.jpg"),
+            make_event(i, event_id=first.event_id, type="end", seq=2, ended_at=2e9, zone_id=None),
+        ]
+    for event in events:
+        publisher.on_event(event)
+    sub.wait_for(lambda s: len(s.on(f"{PREFIX}/events")) >= len(events))
+    payloads = event_payloads(sub)
+    validator = Draft202012Validator(event_schema(), format_checker=FormatChecker())
+    for payload in payloads:
+        validator.validate(payload)
+    # One publisher connection delivers in order; each payload reads back as its event.
+    assert [Event.from_payload(p) for p in payloads] == events
+    publisher.close(timeout=5)
+    assert publisher.outbox.depth == 0
+    assert publisher.metrics.registry.get_sample_value("streamseg_mqtt_events_acked_total") == 90
+    sub.close()
+
+
+def test_retained_state_counts_status_and_availability(
+    mosquitto: Callable[..., Mosquitto], publisher_for: Callable[..., MqttPublisher]
+) -> None:
+    broker = mosquitto()
+    watch = Subscriber(broker.port, f"{PREFIX}/#")
+    publisher = publisher_for(broker.port)
+    publisher.start()
+    watch.wait_for(lambda s: s.on(f"{PREFIX}/available") == [b"online"])
+    publisher.on_rule_state("gate", "r1", True)
+    publisher.on_rule_state("gate", "r2", True)
+    publisher.on_rule_state("gate", "r1", False)
+    publisher.on_zone_count("gate", "pen 1", "cow", 3)
+    publisher.on_zone_count("gate", "pen 1", "cow", 5)
+    publisher.on_zone_count("gate", "pen 1", "traffic/light", 1)
+    publisher.on_source_state("gate", SourceState.CONNECTING, SourceState.STREAMING)
+    # The broker handles one client's messages in order: once the last one is through, all are.
+    watch.wait_for(lambda s: s.on(f"{PREFIX}/gate/status") == [b"streaming"])
+    expected = {
+        f"{PREFIX}/available": b"online",
+        f"{PREFIX}/gate/r1/state": b"OFF",
+        f"{PREFIX}/gate/r2/state": b"ON",
+        f"{PREFIX}/gate/pen_1/cow/count": b"5",
+        f"{PREFIX}/gate/pen_1/traffic_light/count": b"1",
+        f"{PREFIX}/gate/status": b"streaming",
+    }
+
+    def retained_now(topics: set[str]) -> dict[str, bytes]:
+        """What a subscriber that arrives now reads on ``topics`` (retained messages only)."""
+        fresh = Subscriber(broker.port, f"{PREFIX}/#")
+        fresh.wait_for(lambda s: {m.topic for m in s.messages if m.retain} >= topics)
+        fresh.close()
+        return {m.topic: m.payload for m in fresh.messages if m.retain}
+
+    seen = retained_now({*expected, f"{PREFIX}/outbox"})
+    assert {topic: seen[topic] for topic in expected} == expected
+    status = json.loads(seen[f"{PREFIX}/outbox"])
+    assert status == {"depth": 0, "bound": 100_000, "full": False, "refused": 0}
+
+    # A clean close says offline (the broker sends the will only when a client vanishes).
+    publisher.close(timeout=2)
+    watch.wait_for(lambda s: s.on(f"{PREFIX}/available")[-1:] == [b"offline"])
+    assert retained_now({f"{PREFIX}/available"})[f"{PREFIX}/available"] == b"offline"
+    watch.close()
+
+
+def test_broker_outage_loses_no_event(
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker stops mid-run (events keep coming) and starts again on the same port:
+    every event arrives, the ones raised during the outage included."""
+    broker = mosquitto(persistence=True)
+    # A persistent QoS 1 session: the broker keeps queueing for it across its own restart.
+    sub = Subscriber(broker.port, f"{PREFIX}/#", client_id="consumer", persistent=True)
+    publisher = publisher_for(broker.port, max_inflight=10)
+    caplog.set_level(logging.INFO, logger="streamseg.outputs.mqtt")
+    publisher.start()
+    raised: list[Event] = []
+    lock = threading.Lock()
+    halfway = threading.Event()
+
+    def raise_events(worker: int, count: int) -> None:
+        for i in range(count):
+            event = make_event(i, stream_id=f"cam{worker}")
+            publisher.on_event(event)
+            with lock:
+                raised.append(event)
+                if len(raised) == 60:
+                    halfway.set()
+            time.sleep(0.002)  # a camera's pace, so the outage lands mid-burst
+
+    def burst(count: int) -> list[threading.Thread]:
+        threads = [threading.Thread(target=raise_events, args=(w, count)) for w in range(3)]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    threads = burst(50)
+    assert halfway.wait(timeout=10)
+    broker.stop()  # SIGTERM while events are being raised and sent
+    for thread in threads:
+        thread.join()
+    sub.wait_for(lambda s: not publisher.connected, timeout=5)
+    for thread in burst(20):  # raised while the broker is down: they wait in the outbox
+        thread.join()
+    publisher.on_rule_state("cam0", "r1", True)  # a retained value set during the outage
+    assert publisher.outbox.depth >= 60
+    broker.start()
+    sub.wait_for(lambda s: keys_of(event_payloads(s)) >= _keys(raised), timeout=15)
+    # The last value (the consumer's re-subscribe may also bring the retained copy).
+    sub.wait_for(lambda s: s.on(f"{PREFIX}/cam0/r1/state")[-1:] == [b"ON"], timeout=5)
+    sub.wait_for(lambda s: publisher.outbox.depth == 0, timeout=5)
+    assert len(raised) == 210
+    assert "lost the connection" in caplog.text
+    assert caplog.text.count("connected to 127.0.0.1") == 2
+    sub.close()
+
+
+def _keys(events: list[Event]) -> set[tuple[str, str, int]]:
+    return {(e.event_id, e.type, e.seq) for e in events}
+
+
+def test_full_outbox_is_loud_and_keeps_what_it_accepted(
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = mosquitto(persistence=True)
+    # Register a persistent session, then take the broker down: when it comes back, it queues
+    # everything for this consumer from its first second, whenever the consumer reconnects.
+    sub = Subscriber(broker.port, f"{PREFIX}/#", client_id="ops", persistent=True)
+    broker.stop()
+    publisher = publisher_for(broker.port, outbox={"max_events": 5})
+    publisher.start()
+    events = [make_event(i) for i in range(8)]
+    with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
+        for event in events:
+            publisher.on_event(event)
+        full_errors = [r for r in caplog.records if "is full" in r.getMessage()]
+        assert len(full_errors) == 1 and full_errors[0].levelno == logging.ERROR
+        assert events[5].event_id in full_errors[0].getMessage()  # names the first refused
+        registry = publisher.metrics.registry
+        assert registry.get_sample_value("streamseg_mqtt_outbox_depth") == 5
+        assert registry.get_sample_value("streamseg_mqtt_outbox_full") == 1
+        refused = registry.get_sample_value(
+            "streamseg_mqtt_events_refused_total", {"reason": "full"}
+        )
+        assert refused == 3
+
+        broker.start()
+        sub.wait_for(lambda s: len(s.on(f"{PREFIX}/events")) >= 5, timeout=10)
+        sub.wait_for(lambda s: b'"full": false' in b"".join(s.on(f"{PREFIX}/outbox")), 5)
+    assert keys_of(event_payloads(sub)) == _keys(events[:5])  # the accepted ones, all of them
+    statuses = [json.loads(p) for p in sub.on(f"{PREFIX}/outbox")]
+    assert statuses[0] == {"depth": 5, "bound": 5, "full": True, "refused": 3}
+    assert statuses[-1]["full"] is False and statuses[-1]["refused"] == 3
+    assert registry.get_sample_value("streamseg_mqtt_outbox_full") == 0
+    assert "room again" in caplog.text and "3 events were refused" in caplog.text
+    sub.close()
+
+
+def test_snapshots_are_published_when_enabled(
+    tmp_path: Path,
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = mosquitto()
+    sub = Subscriber(broker.port, f"{PREFIX}/#")
+    publisher = publisher_for(broker.port, snapshots=True)
+    publisher.start()
+    jpeg = tmp_path / "snap.jpg"
+    jpeg.write_bytes(b"\xff\xd8\xff\xe0fake jpeg\xff\xd9")
+    first = make_event(0)
+    with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
+        publisher.on_event(first)  # no snapshot yet
+        publisher.on_event(
+            make_event(1, event_id=first.event_id, type="update", seq=1, snapshot=str(jpeg))
+        )
+        publisher.on_event(make_event(2, rule_id="r2", snapshot=str(tmp_path / "gone.jpg")))
+        sub.wait_for(lambda s: len(s.on(f"{PREFIX}/events")) == 3)
+        sub.wait_for(lambda s: s.on(f"{PREFIX}/gate/r1/snapshot") == [jpeg.read_bytes()])
+        sub.wait_for(lambda s: "gone.jpg not published" in caplog.text)
+    assert sub.on(f"{PREFIX}/gate/r2/snapshot") == []
+    sub.close()
+
+
+def test_close_flushes_what_the_broker_can_take(
+    mosquitto: Callable[..., Mosquitto], publisher_for: Callable[..., MqttPublisher]
+) -> None:
+    broker = mosquitto()
+    sub = Subscriber(broker.port, f"{PREFIX}/events")
+    publisher = publisher_for(broker.port)
+    publisher.start()
+    sub.wait_for(lambda s: publisher.connected)
+    events = [make_event(i) for i in range(300)]
+    for event in events:
+        publisher.on_event(event)
+    publisher.close(timeout=10)  # returns once every event is acknowledged
+    assert publisher.outbox.depth == 0
+    sub.wait_for(lambda s: keys_of(event_payloads(s)) == _keys(events))
+    sub.close()
+
+
+def test_close_with_the_broker_down_keeps_the_events(
+    tmp_path: Path,
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = mosquitto()
+    broker.stop()
+    publisher = publisher_for(broker.port)
+    publisher.start()
+    for i in range(4):
+        publisher.on_event(make_event(i))
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
+        publisher.close(timeout=0.3)
+    assert 0.3 <= time.monotonic() - started < 2
+    assert "4 events not acknowledged stay in" in caplog.text
+    with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        assert outbox.depth == 4

@@ -1,0 +1,92 @@
+"""Connection settings against a real mosquitto: credentials, TLS, websockets."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.mosquitto import BrokerTls, Mosquitto, Subscriber, free_port
+
+from streamseg.config import load_pipeline_text
+from streamseg.outputs.mqtt import MqttPublisher, build_mqtt_publisher
+from streamseg.rules import Event, new_event_id
+
+pytestmark = pytest.mark.integration
+
+PREFIX = "streamseg/site"
+TLS_DIR = Path(__file__).parent / "mqtt_tls"
+PASSWORD = "s3cret-Pa55word"
+
+
+def build(tmp_path: Path, mqtt: dict[str, Any], env: dict[str, str] | None = None) -> MqttPublisher:
+    mqtt = {
+        "host": "127.0.0.1",
+        "reconnect": {"min_delay_s": 0.05, "max_delay_s": 0.2},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+        **mqtt,
+    }
+    text = (
+        "name: site\nsources: [{id: gate, type: file, path: x.mp4}]\n"
+        f"outputs: {{mqtt: {json.dumps(mqtt)}}}\n"
+    )
+    publisher = build_mqtt_publisher(load_pipeline_text(text, env=env or {}))
+    assert publisher is not None
+    return publisher
+
+
+def send_one_event(publisher: MqttPublisher, sub: Subscriber) -> None:
+    """Start the publisher, raise one event, and check it arrives and leaves the outbox."""
+    event = Event(new_event_id(), "start", "r1", "near", "gate", 1.0, 0.0, 0.0, 0)
+    publisher.start()
+    publisher.on_event(event)
+    sub.wait_for(
+        lambda s: [json.loads(p)["event_id"] for p in s.on(f"{PREFIX}/events")] == [event.event_id]
+    )
+    sub.wait_for(lambda s: publisher.outbox.depth == 0)
+    publisher.close(timeout=2)
+
+
+def test_username_and_password_from_the_environment(
+    tmp_path: Path,
+    mosquitto: Callable[..., Mosquitto],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = mosquitto(users={"alice": PASSWORD, "ops": "ops-pw"})
+    sub = Subscriber(broker.port, f"{PREFIX}/#", username="ops", password="ops-pw")
+    mqtt = {"port": broker.port, "username": "alice", "password": "${MQTT_PASSWORD}"}
+    with caplog.at_level(logging.DEBUG):
+        send_one_event(build(tmp_path, mqtt, {"MQTT_PASSWORD": PASSWORD}), sub)
+
+        # A wrong password: refused, said once at ERROR, retried; the password never logged.
+        caplog.clear()
+        wrong = build(tmp_path, mqtt, {"MQTT_PASSWORD": "not-the-password"})
+        wrong.start()
+        sub.wait_for(lambda s: "refused the connection" in caplog.text)
+        sub.wait_for(lambda s: caplog.text.count("refused the connection") >= 2)
+        assert not wrong.connected
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "Not authorized" in errors[0].getMessage()
+        wrong.close(timeout=0)
+    assert PASSWORD not in caplog.text and "not-the-password" not in caplog.text
+    sub.close()
+
+
+def test_tls_with_a_private_ca(tmp_path: Path, mosquitto: Callable[..., Mosquitto]) -> None:
+    tls = BrokerTls(TLS_DIR / "ca.crt", TLS_DIR / "server.crt", TLS_DIR / "server.key")
+    broker = mosquitto(tls=tls)
+    sub = Subscriber(broker.port, f"{PREFIX}/#", tls_ca=TLS_DIR / "ca.crt")
+    mqtt = {"port": broker.port, "tls": {"enabled": True, "ca_certs": str(TLS_DIR / "ca.crt")}}
+    send_one_event(build(tmp_path, mqtt), sub)
+    sub.close()
+
+
+def test_websockets(tmp_path: Path, mosquitto: Callable[..., Mosquitto]) -> None:
+    broker = mosquitto(websockets_port=free_port())
+    sub = Subscriber(broker.port, f"{PREFIX}/#")
+    mqtt = {"port": broker.websockets_port, "transport": "websockets", "ws_path": "/mqtt"}
+    send_one_event(build(tmp_path, mqtt), sub)
+    sub.close()

@@ -1,0 +1,93 @@
+"""count: above/below for N seconds, updates when the tracks inside change, lost tolerance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+Kit = Any  # the `kit` fixture (tests/rules/conftest.py)
+
+PEN = """\
+zones:
+  - {id: pen, type: polygon, points: [[40, 0], [119, 0], [119, 79], [40, 79]]}
+rules:
+"""
+
+
+def cows(inside: int, outside: int = 0, first_id: int = 1) -> list[tuple[Any, ...]]:
+    """``inside`` 6x6 cows in the pen and ``outside`` cows left of it, ids from first_id."""
+    herd: list[tuple[Any, ...]] = []
+    for n in range(inside):
+        x, y = 45 + (n % 8) * 9, 5 + (n // 8) * 9
+        herd.append((first_id + n, x, y, x + 5, y + 5, "cow"))
+    for n in range(outside):
+        y = 5 + n * 9
+        herd.append((first_id + inside + n, 5, y, 10, y + 5, "cow"))
+    return herd
+
+
+def test_above_for_min_duration(kit: Kit) -> None:
+    engine, recorder = kit.engine(
+        PEN + "  - {id: crowd, type: count, zone: pen, classes: [cow], above: 2, "
+        "min_duration_s: 0.3, update_interval_s: null}\n"
+    )
+    frames = (
+        [cows(2, 1)] * 5  # 0-4: two inside, not above 2
+        + [cows(3)] * 2  # 5-6: three, but only 0.1 s
+        + [cows(2, 1)]  # 7
+        + [cows(3)] * 12  # 8-19: three from 0.8: starts at 1.1
+        + [cows(4)] * 5  # 20-24: a fourth one comes in: update, 1 s after the start
+        + [cows(1, 3)] * 6  # 25-30: one left inside from 2.5: ends at 2.8
+    )
+    events = kit.run(engine, frames)
+    assert [(e.type, e.frame_index) for e in events] == [
+        ("start", 11),
+        ("update", 21),
+        ("end", 28),
+    ]
+    start, update, end = events
+    assert start.started_pts == pytest.approx(0.8) and start.zone_id == "pen"
+    assert start.track_ids == (1, 2, 3) and start.class_names == ("cow", "cow", "cow")
+    assert start.details == {"count": 3, "above": 2}
+    assert update.track_ids == (1, 2, 3, 4) and update.details["count"] == 4
+    assert end.details == {"count": 1, "above": 2, "reason": "cleared"}
+    assert end.ended_at == pytest.approx(1002.4)
+    assert ("cam", "crowd", True) in recorder.states
+    assert recorder.states[-1] == ("cam", "crowd", False)
+
+
+def test_below_fires_when_animals_are_missing(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        PEN + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
+        "min_duration_s: 0.5, lost_timeout_s: 0.2}\n"
+    )
+    frames = [cows(3)] * 5 + [cows(2, 1)] * 10
+    events = kit.run(engine, frames)
+    assert [(e.type, e.frame_index) for e in events] == [("start", 10)]
+    assert events[0].details == {"count": 2, "below": 3}
+    assert events[0].started_pts == pytest.approx(0.5)
+
+
+def test_a_briefly_hidden_animal_still_counts(kit: Kit) -> None:
+    """Regression: an occlusion of a few frames made a "head count below" rule fire."""
+    engine, _ = kit.engine(
+        PEN + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
+        "min_duration_s: 0.3, lost_timeout_s: 1.0}\n"
+    )
+    hidden = [c for c in cows(3) if c[0] != 2]  # cow 2 not detected
+    frames = [cows(3)] * 3 + [hidden] * 8 + [cows(3)] * 3
+    assert kit.run(engine, frames) == []
+    # Gone for longer than lost_timeout_s: it no longer counts.
+    events = kit.run(engine, [hidden] * 20, start=14)
+    assert [e.type for e in events] == ["start"]
+    assert events[0].track_ids == (1, 3)
+
+
+def test_other_classes_and_unconfirmed_tracks_are_not_counted(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        PEN + "  - {id: crowd, type: count, zone: pen, classes: [cow], above: 1, "
+        "min_duration_s: 0}\n"
+    )
+    frame = [(1, 50, 10, 55, 15, "cow"), (2, 60, 10, 65, 15, "sheep"), (-1, 70, 10, 75, 15, "cow")]
+    assert kit.run(engine, [frame] * 3) == []

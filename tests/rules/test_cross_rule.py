@@ -1,0 +1,128 @@
+"""cross: sides as drawn, direction filters, jitter and the hysteresis band, segment ends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+Kit = Any  # the `kit` fixture (tests/rules/conftest.py)
+
+# A horizontal line drawn left to right at row 40: looking from A to B, "left" is above it.
+HORIZONTAL = """\
+zones:
+  - {id: line, type: line, points: [[0, 40], [119, 40]]}
+rules:
+"""
+
+
+def walker(bottoms: list[int], x: int = 50, track_id: int = 1) -> list[list[tuple[Any, ...]]]:
+    """A 10x20 person whose box bottom (its bottom-centre anchor) is at each row in turn."""
+    return [[(track_id, x, bottom - 19, x + 9, bottom)] for bottom in bottoms]
+
+
+DOWN = [20] * 5 + [60] * 5  # from above the line (left) to below it (right)
+UP = list(reversed(DOWN))
+
+
+@pytest.mark.parametrize(
+    ("direction", "path", "fires"),
+    [
+        ("left_to_right", DOWN, True),
+        ("left_to_right", UP, False),
+        ("right_to_left", UP, True),
+        ("right_to_left", DOWN, False),
+        ("any", DOWN, True),
+        ("any", UP, True),
+    ],
+)
+def test_direction_as_drawn(kit: Kit, direction: str, path: list[int], fires: bool) -> None:
+    engine, _ = kit.engine(
+        HORIZONTAL + f"  - {{id: c, type: cross, zone: line, direction: {direction}, "
+        "min_duration_s: 0.2}\n"
+    )
+    events = kit.run(engine, walker(path))
+    if not fires:
+        assert events == []
+        return
+    start, end = events
+    assert (start.type, end.type) == ("start", "end") and start.event_id == end.event_id
+    assert start.frame_index == 7  # the new side from frame 5 (0.5 s), held 0.2 s
+    assert start.started_pts == pytest.approx(0.5)
+    expected = "left_to_right" if path is DOWN else "right_to_left"
+    assert start.details == {"direction": expected, "anchor": "bottom_center"}
+    assert start.zone_id == "line" and start.track_ids == (1,)
+
+
+def test_a_line_drawn_upwards_has_left_on_the_screen_left(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        "zones:\n"
+        "  - {id: gate, type: line, points: [[60, 79], [60, 0]]}\n"
+        "rules:\n"
+        "  - {id: c, type: cross, zone: gate, direction: left_to_right, min_duration_s: 0}\n"
+    )
+    left_to_right = [[(1, x, 30, x + 9, 49)] for x in (20, 30, 40, 70, 80)]
+    events = kit.run(engine, left_to_right)
+    assert [(e.type, e.details["direction"]) for e in events] == [
+        ("start", "left_to_right"),
+        ("end", "left_to_right"),
+    ]
+
+
+def test_jitter_within_the_band_never_fires(kit: Kit) -> None:
+    """Regression: an object standing on the line, its box bottom flickering 2 px either side."""
+    engine, _ = kit.engine(
+        HORIZONTAL + "  - {id: c, type: cross, zone: line, margin_px: 3, min_duration_s: 0}\n"
+    )
+    assert kit.run(engine, walker([20] * 3 + [38, 42] * 10)) == []
+
+
+def test_fast_oscillation_shorter_than_min_duration_never_fires(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        HORIZONTAL + "  - {id: c, type: cross, zone: line, min_duration_s: 0.3}\n"
+    )
+    assert kit.run(engine, walker([20] * 5 + [30, 50] * 10 + [30] * 5)) == []
+    # ...while a real crossing after it does.
+    events = kit.run(engine, walker([60] * 5), start=30)
+    assert [e.type for e in events] == ["start", "end"]
+
+
+def test_each_crossing_is_one_occurrence_and_cooldown_drops_quick_returns(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        HORIZONTAL + "  - {id: c, type: cross, zone: line, min_duration_s: 0, cooldown_s: 1}\n"
+    )
+    path = [20] * 3 + [60] * 3 + [20] * 3 + [60] * 10 + [20] * 3
+    events = kit.run(engine, walker(path))
+    starts = [e for e in events if e.type == "start"]
+    # Crossings at frames 3, 6, 9 and 19: 6 and 9 fall within the cooldown of frame 3's.
+    assert [e.frame_index for e in starts] == [3, 19]
+    assert [e.details["direction"] for e in starts] == ["left_to_right", "right_to_left"]
+
+
+def test_passing_beyond_the_segment_end_is_not_a_crossing(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        "zones:\n"
+        "  - {id: short, type: line, points: [[0, 40], [40, 40]]}\n"
+        "rules:\n"
+        "  - {id: c, type: cross, zone: short, min_duration_s: 0}\n"
+    )
+    assert kit.run(engine, walker(DOWN, x=80)) == []
+    assert len(kit.run(engine, walker(DOWN, x=10, track_id=2), start=10)) == 2
+
+
+def test_unconfirmed_tracks_do_not_cross(kit: Kit) -> None:
+    engine, _ = kit.engine(HORIZONTAL + "  - {id: c, type: cross, zone: line, min_duration_s: 0}\n")
+    assert kit.run(engine, walker(DOWN, track_id=-1)) == []
+
+
+def test_centroid_anchor_uses_the_mask(kit: Kit) -> None:
+    """An L-shaped mask whose box bottom is below the line but most pixels above it."""
+    engine, _ = kit.engine(
+        HORIZONTAL + "  - {id: c, type: cross, zone: line, anchor: centroid, min_duration_s: 0}\n"
+    )
+    body = kit.rect(50, 10, 69, 35)  # 20 x 26, above the line
+    foot = kit.rect(50, 36, 52, 45)  # a thin foot reaching below it
+    below = kit.rect(50, 50, 69, 70)
+    frames = [[kit.Obj(1, "person", body | foot)]] * 3 + [[kit.Obj(1, "person", below)]] * 2
+    events = kit.run(engine, frames)
+    assert [e.frame_index for e in events] == [3, 3]  # the foot alone did not cross

@@ -1,0 +1,224 @@
+"""inside / enter / exit / dwell: hysteresis, cooldown, leaving and re-entering, lost tracks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+Kit = Any  # the `kit` fixture (tests/rules/conftest.py)
+
+ZONE = """\
+zones:
+  - {id: yard, type: polygon, points: [[40, 0], [80, 0], [80, 79], [40, 79]]}
+rules:
+"""
+
+OUT = (0, 30, 9, 49)  # a 10x20 person left of the zone
+IN = (50, 30, 59, 49)  # the same person inside it
+
+
+def person(where: tuple[int, int, int, int], track_id: int = 1) -> list[tuple[int, ...]]:
+    return [(track_id, *where)]
+
+
+def timeline(*spans: tuple[int, tuple[int, int, int, int] | None]) -> list[list[tuple[int, ...]]]:
+    """Frames: (count, where) spans; ``None`` = the track is not detected."""
+    frames: list[list[tuple[int, ...]]] = []
+    for count, where in spans:
+        frames += [person(where) if where else [] for _ in range(count)]
+    return frames
+
+
+def test_inside_needs_min_duration_to_start_and_to_end(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        ZONE + "  - {id: in, type: inside, zone: yard, min_duration_s: 0.3, "
+        "update_interval_s: null}\n"
+    )
+    frames = timeline(
+        (5, OUT),  # 0-4
+        (2, IN),  # 5-6: in for 0.1 s, too short
+        (1, OUT),  # 7
+        (5, IN),  # 8-12: pending from 0.8, starts at 1.1
+        (2, OUT),  # 13-14: a short exit does not end it
+        (5, IN),  # 15-19
+        (5, OUT),  # 20-24: out from 2.0, ends at 2.3
+    )
+    events = kit.run(engine, frames)
+    assert kit.kinds(events) == [("in", "start"), ("in", "end")]
+    start, end = events
+    assert start.frame_index == 11 and start.started_pts == pytest.approx(0.8)
+    assert start.started_at == pytest.approx(1000.8)
+    assert start.track_ids == (1,) and start.class_names == ("person",)
+    assert start.details == {"basis": "mask", "overlap": 1.0}
+    assert end.frame_index == 23 and end.event_id == start.event_id and end.seq == 1
+    assert end.ended_at == pytest.approx(1001.9)  # the last frame it was inside
+    assert end.details["reason"] == "left"
+
+
+def test_inside_periodic_updates(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        ZONE + "  - {id: in, type: inside, zone: yard, min_duration_s: 0, update_interval_s: 0.5}\n"
+    )
+    events = kit.run(engine, timeline((12, IN), (1, OUT)))
+    assert [e.type for e in events] == ["start", "update", "update", "end"]
+    assert [e.frame_index for e in events] == [0, 5, 10, 12]
+    assert [e.seq for e in events] == [0, 1, 2, 3]
+    assert len({e.event_id for e in events}) == 1
+
+
+def test_cooldown_delays_the_next_start(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        ZONE + "  - {id: in, type: inside, zone: yard, min_duration_s: 0, cooldown_s: 1.0}\n"
+    )
+    events = kit.run(engine, timeline((3, IN), (2, OUT), (15, IN)))
+    assert [(e.type, e.frame_index) for e in events] == [("start", 0), ("end", 3), ("start", 13)]
+    # The second occurrence starts when the cooldown is over, dated then.
+    assert events[2].started_pts == pytest.approx(1.3)
+    assert events[2].event_id != events[0].event_id
+
+
+def test_leaving_and_reentering_gives_two_occurrences(kit: Kit) -> None:
+    engine, _ = kit.engine(ZONE + "  - {id: in, type: inside, zone: yard, min_duration_s: 0}\n")
+    events = kit.run(engine, timeline((3, IN), (3, OUT), (3, IN), (1, OUT)))
+    assert [(e.type, e.frame_index) for e in events] == [
+        ("start", 0),
+        ("end", 3),
+        ("start", 6),
+        ("end", 9),
+    ]
+    assert events[0].event_id == events[1].event_id != events[2].event_id == events[3].event_id
+
+
+def test_track_lost_inside_ends_after_lost_timeout(kit: Kit) -> None:
+    engine, recorder = kit.engine(
+        ZONE + "  - {id: in, type: inside, zone: yard, min_duration_s: 0, lost_timeout_s: 0.5}\n"
+    )
+    events = kit.run(engine, timeline((5, IN), (10, None)))
+    assert [(e.type, e.frame_index) for e in events] == [("start", 0), ("end", 10)]
+    end = events[1]
+    assert end.details == {"reason": "lost", "last_seen_pts": pytest.approx(0.4)}
+    assert end.ended_at == pytest.approx(1000.4)
+    assert recorder.states == [("cam", "in", True), ("cam", "in", False)]
+
+
+def test_track_back_within_lost_timeout_keeps_its_occurrence(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        ZONE + "  - {id: in, type: inside, zone: yard, min_duration_s: 0, lost_timeout_s: 0.5}\n"
+    )
+    events = kit.run(engine, timeline((5, IN), (4, None), (5, IN)))
+    assert [e.type for e in events] == ["start"]
+    assert engine.rules[0].active
+
+
+def test_unconfirmed_tracks_and_other_classes_do_not_count(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        ZONE + "  - {id: in, type: inside, zone: yard, classes: [person], min_duration_s: 0}\n"
+    )
+    frames = [[(-1, *IN), (2, *IN, "truck")] for _ in range(5)]
+    assert kit.run(engine, frames) == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "frames_in_order", "expected_frame", "expected_started"),
+    [
+        ("enter", [(8, OUT), (8, IN), (8, OUT)], 10, 0.8),
+        ("exit", [(8, OUT), (8, IN), (8, OUT)], 18, 1.6),
+    ],
+)
+def test_enter_and_exit_are_instantaneous_debounced_transitions(
+    kit: Kit,
+    kind: str,
+    frames_in_order: list[tuple[int, tuple[int, int, int, int]]],
+    expected_frame: int,
+    expected_started: float,
+) -> None:
+    engine, recorder = kit.engine(
+        ZONE + f"  - {{id: r, type: {kind}, zone: yard, min_duration_s: 0.2}}\n"
+    )
+    # A flicker into the other state (one frame) must not fire either transition.
+    frames = timeline(*frames_in_order)
+    frames[5] = person(IN)
+    frames[12] = person(OUT)
+    events = kit.run(engine, frames)
+    assert [(e.type, e.frame_index) for e in events] == [
+        ("start", expected_frame),
+        ("end", expected_frame),
+    ]
+    start, end = events
+    assert start.event_id == end.event_id and (start.seq, end.seq) == (0, 1)
+    assert start.started_pts == pytest.approx(expected_started)
+    assert end.ended_at == start.started_at
+    # A pulse: the rule is on, then off, on that frame (after the initial off).
+    assert recorder.states == [("cam", "r", False), ("cam", "r", True), ("cam", "r", False)]
+
+
+def test_a_track_first_seen_inside_has_not_entered(kit: Kit) -> None:
+    engine, _ = kit.engine(ZONE + "  - {id: r, type: enter, zone: yard, min_duration_s: 0}\n")
+    assert kit.run(engine, timeline((5, IN))) == []
+    events = kit.run(engine, timeline((3, OUT), (3, IN)), start=5)
+    assert [(e.type, e.frame_index) for e in events] == [("start", 8), ("end", 8)]
+
+
+def test_exit_is_not_raised_for_a_track_lost_inside(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        ZONE + "  - {id: r, type: exit, zone: yard, min_duration_s: 0, lost_timeout_s: 0.2}\n"
+    )
+    assert kit.run(engine, timeline((3, OUT), (3, IN), (10, None))) == []
+
+
+def test_cooldown_drops_transitions(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        ZONE + "  - {id: r, type: enter, zone: yard, min_duration_s: 0, cooldown_s: 1.0}\n"
+    )
+    events = kit.run(engine, timeline((2, OUT), (2, IN), (2, OUT), (2, IN), (8, OUT), (2, IN)))
+    # Entries at frames 2, 6 and 16: the one at 6 falls within 1 s of the first and is dropped.
+    assert [e.frame_index for e in events if e.type == "start"] == [2, 16]
+
+
+def test_dwell_starts_after_dwell_s_and_ends_on_leaving(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        ZONE + "  - {id: d, type: dwell, zone: yard, dwell_s: 1.0, min_duration_s: 0}\n"
+    )
+    events = kit.run(engine, timeline((3, OUT), (17, IN), (5, OUT), (12, IN)))
+    assert [(e.type, e.frame_index) for e in events] == [("start", 13), ("end", 20), ("start", 35)]
+    start, end = events[:2]
+    assert start.details["dwell_s"] == pytest.approx(1.0)
+    assert start.details["entered_pts"] == pytest.approx(0.3)
+    assert end.details == {"reason": "left", "dwell_s": pytest.approx(1.6)}
+
+
+@pytest.mark.parametrize(
+    ("basis", "overlap", "arm_fires", "machine_fires"),
+    [
+        ("mask", "min_overlap: 0.1", True, False),
+        ("bottom_center", None, False, True),
+        ("center", None, False, True),
+        ("any_pixel", None, True, True),
+    ],
+)
+def test_mask_basis_against_anchor_bases(
+    kit: Kit, basis: str, overlap: str | None, arm_fires: bool, machine_fires: bool
+) -> None:
+    """An arm reaching into the zone from a body outside it: the box's bottom-centre and
+    centre stay outside, 11 % of the pixels are in. A long machine whose box centre and
+    bottom-centre are in the zone but only 7 % of its pixels (a thin boom along the ground)."""
+    extra = f", {overlap}" if overlap else ""
+    engine, _ = kit.engine(
+        "zones:\n"
+        "  - {id: z, type: polygon, points: [[55, 0], [119, 0], [119, 79], [55, 79]]}\n"
+        "rules:\n"
+        f"  - {{id: r, type: inside, zone: z, basis: {basis}, min_duration_s: 0{extra}}}\n"
+    )
+    body = kit.rect(30, 20, 49, 79)  # 20 x 60 = 1200 px, outside
+    arm = kit.rect(50, 30, 69, 39)  # 20 x 10 = 200 px, 15 x 10 = 150 px inside
+    worker = kit.Obj(1, "person", body | arm)
+    hull = kit.rect(0, 60, 40, 79)  # the machine's body, far left and low
+    boom = kit.rect(41, 70, 119, 70)  # a thin boom along the bottom, 65 px in the zone
+    machine = kit.Obj(2, "excavator", hull | boom)
+    overlap_worker = 150 / (1200 + 200)
+    overlap_machine = 65 / (41 * 20 + 79)
+    assert overlap_worker >= 0.1 > overlap_machine
+    events = kit.run(engine, [[worker, machine]])
+    fired = {e.track_ids[0] for e in events}
+    assert (1 in fired, 2 in fired) == (arm_fires, machine_fires)

@@ -1,0 +1,82 @@
+"""near: mask-to-mask distance in pixels and metres, per track of the first classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+Kit = Any  # the `kit` fixture (tests/rules/conftest.py)
+
+# 0.1 m per pixel across, 0.1 m per row down the frame (an overhead view).
+CALIBRATION = (
+    "{image_points: [[0, 0], [100, 0], [100, 50], [0, 50]], "
+    "ground_points: [[0, 0], [10, 0], [10, 5], [0, 5]]}"
+)
+
+
+def scene(gap: int, worker: int = 1) -> list[tuple[Any, ...]]:
+    """A machine at x 60..99 and a 10 px wide worker ``gap`` px left of it (rows 20..59)."""
+    x2 = 59 - gap
+    return [(worker, x2 - 9, 20, x2, 59, "person"), (7, 60, 10, 99, 59, "excavator")]
+
+
+def test_pixels(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        "rules:\n"
+        "  - {id: close, type: near, classes: [person], other_classes: [excavator], "
+        "max_distance: 10, min_duration_s: 0.2}\n"
+    )
+    frames = [scene(30)] * 3 + [scene(6)] * 5 + [scene(12)] * 4
+    events = kit.run(engine, frames)
+    assert [(e.type, e.frame_index) for e in events] == [("start", 5), ("end", 10)]
+    start, end = events
+    assert start.zone_id is None and start.track_ids == (1, 7)
+    assert start.class_names == ("person", "excavator")
+    # Columns 53 and 60: a gap of 6 px between the masks is a distance of 7 between centres.
+    assert start.details == {"track_id": 1, "other_track_id": 7, "distance_px": 7.0}
+    assert start.started_pts == pytest.approx(0.3)
+    assert end.details["reason"] == "apart"
+
+
+def test_metres_use_the_calibration(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        "rules:\n"
+        "  - {id: close, type: near, classes: [person], other_classes: [excavator], "
+        "max_distance: 1.0, units: m, min_duration_s: 0}\n",
+        calibration=CALIBRATION,
+    )
+    events = kit.run(engine, [scene(20), scene(8)])
+    assert [(e.type, e.frame_index) for e in events] == [("start", 1)]
+    assert events[0].details["distance_m"] == pytest.approx(0.9)
+
+
+def test_each_worker_is_its_own_occurrence_and_same_class_pairs_skip_self(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        "rules:\n"
+        "  - {id: crowd, type: near, classes: [person], other_classes: [person], "
+        "max_distance: 3, min_duration_s: 0}\n"
+    )
+    alone = [[(1, 10, 10, 19, 29)]] * 2
+    pair = [[(1, 10, 10, 19, 29), (2, 21, 10, 30, 29)]] * 2
+    events = kit.run(engine, alone + pair)
+    starts = [e for e in events if e.type == "start"]
+    assert sorted(e.details["track_id"] for e in starts) == [1, 2]
+    assert all(e.track_ids == (1, 2) for e in starts)
+    assert len({e.event_id for e in starts}) == 2
+
+
+def test_a_machine_that_disappears_ends_it_but_a_lost_worker_is_lost(kit: Kit) -> None:
+    engine, _ = kit.engine(
+        "rules:\n"
+        "  - {id: close, type: near, classes: [person], other_classes: [excavator], "
+        "max_distance: 10, min_duration_s: 0, lost_timeout_s: 0.3}\n"
+    )
+    worker_only = [scene(5)[0]]
+    events = kit.run(engine, [scene(5)] * 2 + [worker_only] * 2 + [scene(5)] * 2 + [[]] * 6)
+    assert [(e.type, e.details.get("reason")) for e in events] == [
+        ("start", None),
+        ("end", "apart"),
+        ("start", None),
+        ("end", "lost"),
+    ]
