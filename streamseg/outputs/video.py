@@ -1,65 +1,65 @@
-"""Annotated video per stream, encoded with PyAV.
+"""Annotated video per stream (``outputs.video``), drawn and encoded off the analytics thread.
 
-Frames are written with their stream timestamps (millisecond time base), so a live stream that
-dropped frames still plays at real speed. Files are MP4; the encoder is H.264 (libx264) when the
-PyAV build has it, else MPEG-4 part 2.
+Each stream gets a :class:`~streamseg.record.worker.BackgroundWorker`: the analytics thread
+hands it the frame and its detections and returns; the worker draws, encodes (H.264 when the
+PyAV build has it, else MPEG-4 part 2) and writes a fragmented MP4, so a crash loses at most the
+last keyframe interval. Frames keep their stream timestamps (millisecond time base): a live
+stream that dropped frames still plays at real speed. When the worker falls behind, frames of a
+stream in ``lossless_streams`` wait for room (file sources: nothing is dropped); others are
+dropped and counted (``frames_dropped``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from fractions import Fraction
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import numpy.typing as npt
 import supervision as sv
 
 from streamseg.outputs.annotate import FrameAnnotator
+from streamseg.record.encoder import (
+    CODEC_ENCODERS,
+    TIME_BASE,
+    EncodedPacket,
+    EncoderSettings,
+    VideoEncoder,
+    pick_encoder,
+)
+from streamseg.record.mp4 import FragmentedMp4Writer
+from streamseg.record.worker import BackgroundWorker
 from streamseg.types import Frame
 
 logger = logging.getLogger(__name__)
 
-CODEC_ENCODERS: dict[str, tuple[str, ...]] = {
-    "h264": ("libx264", "h264"),
-    "hevc": ("libx265", "hevc"),
-    "vp9": ("libvpx-vp9",),
-    "mpeg4": ("mpeg4",),
-}
-TIME_BASE = Fraction(1, 1000)
+__all__ = [
+    "CODEC_ENCODERS",
+    "TIME_BASE",
+    "AnnotatedVideoSink",
+    "VideoFileWriter",
+    "pick_encoder",
+]
 
-
-def pick_encoder(codec: str) -> str:
-    """Name of a PyAV encoder for ``codec`` (``auto`` = h264, else mpeg4).
-
-    Raises:
-        ValueError: the codec is unknown or this PyAV build has no encoder for it.
-    """
-    wanted = ("h264", "mpeg4") if codec == "auto" else (codec,)
-    for name in wanted:
-        if name not in CODEC_ENCODERS:
-            raise ValueError(f"codec {name!r}: expected one of auto, {', '.join(CODEC_ENCODERS)}")
-        for encoder in CODEC_ENCODERS[name]:
-            try:
-                av.codec.Codec(encoder, "w")
-            except Exception:  # PyAV raises several types for a missing codec
-                continue
-            return encoder
-    raise ValueError(f"this PyAV build has no encoder for {codec!r}")
+DEFAULT_QUEUE_FRAMES = 32
+"""Frames waiting per stream before the sink drops (or, for lossless streams, waits)."""
 
 
 class VideoFileWriter:
-    """Writes annotated frames of one stream to ``path`` (opened on the first frame).
+    """Encodes the images of one stream into one fragmented MP4 at ``path`` (synchronous).
+
+    The file is created on the first image, with that image's size.
 
     Args:
         path: output file (MP4); parent folders are created.
         codec: ``auto`` | ``h264`` | ``mpeg4`` | ``hevc`` | ``vp9``.
-        crf: constant rate factor for x264/x265 (ignored by other encoders).
+        crf: constant rate factor for x264/x265.
         nominal_fps: the rate declared to the container (players use it for seeking).
-        annotator: how to draw; ``None`` writes clean frames.
+        annotator: kept for callers that pass one; drawing is the caller's job.
+        keyframe_interval_s: seconds between keyframes (and between fragments).
     """
 
     def __init__(
@@ -69,71 +69,86 @@ class VideoFileWriter:
         crf: int = 23,
         nominal_fps: float = 25.0,
         annotator: FrameAnnotator | None = None,
+        keyframe_interval_s: float = 2.0,
     ) -> None:
         self.path = Path(path)
-        self.encoder = pick_encoder(codec)
+        self.annotator = annotator
+        self._encoder = VideoEncoder(
+            EncoderSettings(
+                codec=codec,
+                crf=crf,
+                keyframe_interval_s=keyframe_interval_s,
+                nominal_fps=nominal_fps,
+            )
+        )
+        self.encoder = self._encoder.encoder_name
         self.crf = crf
         self.nominal_fps = nominal_fps
-        self.annotator = annotator
-        self.frames_written = 0
-        self.frames_skipped = 0
-        self._container: av.container.OutputContainer | None = None
-        self._stream: av.VideoStream | None = None
-        self._first_pts_s: float | None = None
-        self._last_pts = -1
+        self._writer: FragmentedMp4Writer | None = None
         self._closed = False
 
-    def _open(self, width: int, height: int) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        container = av.open(str(self.path), mode="w")
-        rate = Fraction(self.nominal_fps).limit_denominator(1001)
-        stream = container.add_stream(self.encoder, rate=rate)
-        assert isinstance(stream, av.VideoStream)
-        # yuv420p needs even dimensions.
-        stream.width = width - width % 2
-        stream.height = height - height % 2
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = TIME_BASE
-        stream.codec_context.time_base = TIME_BASE
-        if self.encoder in ("libx264", "libx265"):
-            stream.options = {"crf": str(self.crf), "preset": "veryfast"}
-        self._container, self._stream = container, stream
-        logger.info("recording %s (%s, %dx%d)", self.path, self.encoder, width, height)
+    @property
+    def frames_written(self) -> int:
+        """Frames in the file so far."""
+        return 0 if self._writer is None else self._writer.frames
+
+    @property
+    def frames_skipped(self) -> int:
+        """Frames skipped because their timestamp did not increase."""
+        return self._encoder.frames_skipped
 
     def write_image(self, image: npt.NDArray[np.uint8], pts_s: float) -> None:
-        """Encode one (H, W, 3) uint8 BGR image at stream time ``pts_s`` (seconds)."""
+        """Encode one (H, W, 3) uint8 BGR image at stream time ``pts_s`` (seconds).
+
+        Raises:
+            RuntimeError: the writer is closed.
+        """
         if self._closed:
             raise RuntimeError(f"VideoFileWriter({self.path}) is closed")
-        if self._stream is None:
-            self._open(image.shape[1], image.shape[0])
-            self._first_pts_s = pts_s
-        assert self._stream is not None and self._container is not None
-        pts = round((pts_s - (self._first_pts_s or 0.0)) / TIME_BASE)
-        if pts <= self._last_pts:
-            # Non-increasing timestamps would make the muxer fail; keep the file valid.
-            self.frames_skipped += 1
-            return
-        self._last_pts = pts
-        height, width = self._stream.height, self._stream.width
-        frame = av.VideoFrame.from_ndarray(
-            np.ascontiguousarray(image[:height, :width]), format="bgr24"
-        )
-        frame.pts = pts
-        frame.time_base = TIME_BASE
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
-        self.frames_written += 1
+        for packet in self._encoder.encode(image, pts_s):
+            self._mux(packet)
+
+    def _mux(self, packet: EncodedPacket) -> None:
+        if self._writer is None:
+            fmt = self._encoder.format
+            assert fmt is not None  # set by the encode that produced this packet
+            self._writer = FragmentedMp4Writer(self.path, fmt)
+            logger.info("recording %s (%s, %dx%d)", self.path, self.encoder, fmt.width, fmt.height)
+        self._writer.write(packet)
 
     def close(self) -> None:
         """Flush the encoder and finalize the file (safe to call twice)."""
         if self._closed:
             return
         self._closed = True
-        if self._stream is not None and self._container is not None:
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
-            self._container.close()
-            logger.info("finalized %s (%d frames)", self.path, self.frames_written)
+        for packet in self._encoder.flush():
+            self._mux(packet)
+        if self._writer is not None:
+            self._writer.close()
+            logger.info("finalized %s (%d frames)", self.path, self._writer.frames)
+
+
+@dataclass(frozen=True)
+class _Item:
+    image: npt.NDArray[np.uint8]
+    detections: sv.Detections
+    pts_s: float
+
+
+class _StreamVideo:
+    """One stream's annotator, file writer and worker thread."""
+
+    def __init__(
+        self, stream_id: str, writer: VideoFileWriter, annotator: FrameAnnotator, queue: int
+    ) -> None:
+        self.writer = writer
+        self.annotator = annotator
+        self.worker: BackgroundWorker[_Item] = BackgroundWorker(
+            f"video-{stream_id}", self._handle, queue, on_close=writer.close
+        )
+
+    def _handle(self, item: _Item) -> None:
+        self.writer.write_image(self.annotator.annotate(item.image, item.detections), item.pts_s)
 
 
 class AnnotatedVideoSink:
@@ -141,12 +156,15 @@ class AnnotatedVideoSink:
 
     Args:
         path_template: e.g. ``out/{stream}.mp4``.
-        annotator: drawing options.
+        annotator: drawing options (each stream draws with its own copy: traces are per stream).
         codec: see :func:`pick_encoder`.
         crf: x264/x265 quality.
         fps: rate declared in the file; ``None`` asks ``nominal_fps`` (the source's declared
             rate), else 25.
         nominal_fps: ``nominal_fps(stream_id)``, the source's declared rate when known.
+        lossless_streams: streams whose frames wait for the encoder instead of being dropped
+            (file sources read frame by frame).
+        queue_frames: frames waiting per stream.
     """
 
     def __init__(
@@ -157,6 +175,8 @@ class AnnotatedVideoSink:
         crf: int = 23,
         fps: float | None = None,
         nominal_fps: Callable[[str], float | None] | None = None,
+        lossless_streams: Collection[str] = (),
+        queue_frames: int = DEFAULT_QUEUE_FRAMES,
     ) -> None:
         self.path_template = path_template
         self.annotator = annotator
@@ -164,46 +184,58 @@ class AnnotatedVideoSink:
         self.crf = crf
         self.fps = fps
         self.nominal_fps = nominal_fps
+        self.lossless_streams = frozenset(lossless_streams)
+        self.queue_frames = queue_frames
         pick_encoder(codec)  # fail at start-up, not on the first frame
-        self._writers: dict[str, VideoFileWriter] = {}
+        self._streams: dict[str, _StreamVideo] = {}
         self._lock = threading.Lock()
 
     def path_for(self, stream_id: str) -> Path:
         """The file a stream is recorded to."""
         return Path(self.path_template.format(stream=stream_id))
 
-    def _writer(self, stream_id: str) -> VideoFileWriter:
+    def _stream(self, stream_id: str) -> _StreamVideo:
         with self._lock:
-            if stream_id not in self._writers:
+            stream = self._streams.get(stream_id)
+            if stream is None:
                 declared = self.nominal_fps(stream_id) if self.nominal_fps else None
                 rate = self.fps or declared or 25.0
-                self._writers[stream_id] = VideoFileWriter(
-                    self.path_for(stream_id), self.codec, self.crf, rate, self.annotator
-                )
-            return self._writers[stream_id]
+                writer = VideoFileWriter(self.path_for(stream_id), self.codec, self.crf, rate)
+                stream = _StreamVideo(stream_id, writer, self.annotator.fresh(), self.queue_frames)
+                self._streams[stream_id] = stream
+            return stream
 
     def write(self, frame: Frame, detections: sv.Detections) -> None:
-        """Annotate and encode one frame of its stream's file."""
-        self._writer(frame.stream_id).write_image(
-            self.annotator.annotate(frame.image, detections), frame.pts_s
+        """Hand one frame to its stream's worker (returns at once unless the stream is
+        lossless and its queue is full)."""
+        stream = self._stream(frame.stream_id)
+        stream.worker.put(
+            _Item(frame.image, detections, frame.pts_s),
+            wait=frame.stream_id in self.lossless_streams,
         )
 
     def close_stream(self, stream_id: str) -> None:
-        """Finalize the stream's file."""
+        """Draw and encode what is queued, then finalize the stream's file."""
         with self._lock:
-            writer = self._writers.get(stream_id)
-        if writer is not None:
-            writer.close()
+            stream = self._streams.get(stream_id)
+        if stream is not None:
+            stream.worker.close()
 
     def close(self) -> None:
         """Finalize every file."""
         with self._lock:
-            writers = list(self._writers.values())
-        for writer in writers:
-            writer.close()
+            streams = list(self._streams.values())
+        for stream in streams:
+            stream.worker.close()
+
+    @property
+    def frames_dropped(self) -> dict[str, int]:
+        """Frames dropped per stream because its worker fell behind."""
+        with self._lock:
+            return {sid: s.worker.stats().dropped for sid, s in self._streams.items()}
 
     @property
     def paths(self) -> list[Path]:
         """Files written so far."""
         with self._lock:
-            return [w.path for w in self._writers.values()]
+            return [s.writer.path for s in self._streams.values()]

@@ -77,3 +77,39 @@ def test_labels() -> None:
     assert detection_labels(detections) == ["cow 0.80"]
     detections.tracker_id = np.array([4])
     assert detection_labels(detections) == ["cow #4 0.80"]
+
+
+class SlowAnnotator(FrameAnnotator):
+    """Draws like FrameAnnotator but takes 20 ms a frame (a worker that falls behind)."""
+
+    def fresh(self, zones: object = None) -> SlowAnnotator:
+        return SlowAnnotator()
+
+    def annotate(
+        self, image: np.ndarray, detections: sv.Detections, overlay: object = None
+    ) -> np.ndarray:  # type: ignore[override]
+        import time
+
+        time.sleep(0.02)
+        return super().annotate(image, detections)
+
+
+@pytest.mark.parametrize("lossless", [False, True])
+def test_sink_draws_off_the_analytics_thread(tmp_path: Path, lossless: bool) -> None:
+    """Frames of a live stream are dropped and counted when drawing falls behind; a file
+    stream (lossless) waits instead and loses none."""
+    sink = AnnotatedVideoSink(
+        str(tmp_path / "{stream}.mp4"),
+        SlowAnnotator(),
+        queue_frames=2,
+        lossless_streams={"cam"} if lossless else (),
+    )
+    for i in range(20):
+        sink.write(Frame("cam", i, i / 10, 0.0, np.zeros((120, 160, 3), np.uint8)), _detections())
+    sink.close_stream("cam")
+    sink.close()
+    with av.open(str(tmp_path / "cam.mp4")) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    dropped = sink.frames_dropped["cam"]
+    assert frames + dropped == 20
+    assert dropped == 0 if lossless else dropped >= 10

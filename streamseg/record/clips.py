@@ -1,0 +1,161 @@
+"""Event clips of one stream: pre-roll from the ring, then live packets until after the end.
+
+A clip covers ``[start - pre_s, end + post_s]`` in stream time. It opens when the event starts,
+with the ring's packets from the last keyframe at or before ``start - pre_s`` (so it begins up to
+one keyframe interval early, or at the oldest keyframe the ring still holds), and takes every
+live packet until the first one at or after ``end + post_s``. An event longer than ``max_s`` gets
+a clip cut at ``max_s``. Clips are remuxed, never re-encoded, and written as fragmented MP4, so
+a clip being written is already playable.
+
+Names are decided from the event alone (see :func:`clip_file_name`), so the event's payload can
+carry the path before the file is finished.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamseg.record.encoder import EncodedPacket, StreamFormat
+from streamseg.record.mp4 import FragmentedMp4Writer
+from streamseg.record.retention import RetentionKeeper
+from streamseg.record.ring import PacketRing
+from streamseg.record.segments import iso_utc, utc_stamp
+from streamseg.rules.events import Event
+
+logger = logging.getLogger(__name__)
+
+CLIP_SUFFIX = ".mp4"
+_EPS_S = 1e-6
+
+
+def clip_file_name(event: Event, suffix: str = CLIP_SUFFIX) -> str:
+    """``<stream>_<UTC start>_<rule>_<event id><suffix>``: one name for every message of it."""
+    stamp = utc_stamp(event.started_at)
+    return f"{event.stream_id}_{stamp}_{event.rule_id}_{event.event_id}{suffix}"
+
+
+@dataclass
+class _Clip:
+    event_id: str
+    path: Path
+    wanted_start_s: float
+    metadata: dict[str, str]
+    stop_s: float | None = None
+    writer: FragmentedMp4Writer | None = field(default=None, repr=False)
+
+
+class ClipRecorder:
+    """Writes the clips of one stream from one encoder's packets.
+
+    Call :meth:`start` / :meth:`end` in the order the events happened, interleaved with
+    :meth:`write` for each packet (all on the stream's worker thread).
+
+    Args:
+        pre_s: seconds before the event's start.
+        post_s: seconds after the event's end.
+        max_s: longest clip in seconds.
+        ring_max_bytes: memory cap of the pre-event ring.
+        retention: applied after each finished clip.
+    """
+
+    def __init__(
+        self,
+        pre_s: float,
+        post_s: float,
+        max_s: float,
+        ring_max_bytes: int,
+        retention: RetentionKeeper | None = None,
+    ) -> None:
+        self.pre_s = pre_s
+        self.post_s = post_s
+        self.max_s = max_s
+        self.ring = PacketRing(keep_s=pre_s, max_bytes=ring_max_bytes)
+        self.retention = retention
+        self.finished: list[Path] = []
+        self._open: dict[str, _Clip] = {}
+        self._format: StreamFormat | None = None
+
+    @property
+    def open_clips(self) -> list[Path]:
+        """Paths of the clips being written."""
+        return [clip.path for clip in self._open.values()]
+
+    def start(self, event: Event, path: Path) -> None:
+        """Open the clip of ``event`` (a ``start`` message) at ``path``."""
+        if event.event_id in self._open:
+            return
+        clip = _Clip(
+            event_id=event.event_id,
+            path=path,
+            wanted_start_s=event.started_pts - self.pre_s,
+            metadata={
+                "title": f"{event.stream_id} {event.rule_id}",
+                "creation_time": iso_utc(event.started_at),
+                "comment": (
+                    f"streamseg event={event.event_id} rule={event.rule_id} "
+                    f"zone={event.zone_id} started_pts_s={event.started_pts:.3f}"
+                ),
+            },
+        )
+        self._open[event.event_id] = clip
+        if self.retention is not None:
+            self.retention.opened(path)
+        if self._format is not None:
+            for packet in self.ring.since(clip.wanted_start_s):
+                self._write_one(clip, packet, self._format)
+        logger.info("clip %s started (event %s)", path, event.event_id)
+
+    def end(self, event: Event) -> None:
+        """The event ended: its clip runs ``post_s`` more seconds."""
+        clip = self._open.get(event.event_id)
+        if clip is None:
+            logger.debug("end of event %s without an open clip", event.event_id)
+            return
+        clip.stop_s = event.frame_pts + self.post_s
+
+    def write(self, packet: EncodedPacket, stream_format: StreamFormat) -> None:
+        """A live packet: into every open clip, then into the ring."""
+        self._format = stream_format
+        for clip in list(self._open.values()):
+            if clip.stop_s is not None and packet.pts_s > clip.stop_s + _EPS_S:
+                self._finish(clip)
+                continue
+            self._write_one(clip, packet, stream_format)
+            writer = clip.writer
+            if clip.stop_s is not None and packet.pts_s >= clip.stop_s - _EPS_S:
+                self._finish(clip)
+            elif writer is not None and writer.duration_s >= self.max_s:
+                logger.warning("clip %s reached max_s=%.0f s: cut", clip.path, self.max_s)
+                self._finish(clip)
+        self.ring.append(packet)
+
+    def _write_one(self, clip: _Clip, packet: EncodedPacket, stream_format: StreamFormat) -> None:
+        if clip.writer is None:
+            if not packet.is_keyframe:
+                return
+            clip.writer = FragmentedMp4Writer(clip.path, stream_format, clip.metadata)
+        clip.writer.write(packet)
+
+    def _finish(self, clip: _Clip) -> None:
+        self._open.pop(clip.event_id, None)
+        if clip.writer is not None:
+            clip.writer.close()
+            if clip.writer.frames:
+                self.finished.append(clip.path)
+                logger.info(
+                    "clip %s finished: %.1f s from stream %.2f s",
+                    clip.path,
+                    clip.writer.duration_s,
+                    clip.writer.first_pts_s or 0.0,
+                )
+        if self.retention is not None:
+            self.retention.closed(clip.path)
+            self.retention.enforce()
+
+    def close(self) -> None:
+        """Finish every open clip (the stream ended; post-roll may be short)."""
+        for clip in list(self._open.values()):
+            self._finish(clip)
+        self.ring.clear()
