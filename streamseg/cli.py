@@ -1,4 +1,4 @@
-"""The ``streamseg`` command: run, validate, info, demo, synth, train."""
+"""The ``streamseg`` command: run, validate, info, demo, synth, train, eval."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.logging import RichHandler
+
+if TYPE_CHECKING:
+    from streamseg.track.evaluate import TrackingScores
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +94,51 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _print_tracking_scores(scores: TrackingScores, console: Console) -> None:
+    """One rich table per class key: a row per sequence, then the combined row."""
+    from rich.table import Table
+
+    columns = ("HOTA", "DetA", "AssA", "IDF1", "MOTSA", "sMOTSA", "IDSW", "IDs/GT")
+    for cls in scores.classes:
+        table = Table(title=f"tracking, class {cls} (TrackEval MOTS, points out of 100)")
+        table.add_column("sequence", no_wrap=True, min_width=8)
+        for column in columns:
+            table.add_column(column, justify="right", no_wrap=True)
+        rows = [*scores.sequences[cls].items(), ("combined", scores.combined[cls])]
+        for i, (name, s) in enumerate(rows):
+            empty = s.gt_dets == 0 and s.pred_dets == 0
+            figures = (s.hota, s.deta, s.assa, s.idf1, s.motsa, s.smotsa)
+            table.add_row(
+                name,
+                *(("-" if empty else f"{100 * v:.1f}") for v in figures),
+                str(s.idsw),
+                f"{s.pred_ids}/{s.gt_ids}",
+                end_section=i == len(rows) - 2,
+            )
+        console.print(table)
+
+
+def _cmd_eval_tracking(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    from streamseg.track.evaluate import TrackingEvalError, evaluate_tracking
+
+    try:
+        scores = evaluate_tracking(args.gt, args.pred, args.classes, verbose=args.verbose)
+    except TrackingEvalError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        return 1
+    _print_tracking_scores(scores, Console())
+    if args.json is not None:
+        try:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(scores.to_dict(), fh, indent=2)
+        except OSError as exc:
+            console.print(f"[red]error:[/red] --json {args.json}: {exc}", highlight=False)
+            return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``streamseg`` command."""
     parser = argparse.ArgumentParser(
@@ -114,6 +163,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="render a synthetic yard scene and run the demo pipeline")
     demo.add_argument("--pipeline", default="pipelines/demo.yaml", help="demo pipeline file")
     sub.add_parser("synth", help="render synthetic scenes with ground truth", add_help=False)
+
+    evaluate = sub.add_parser("eval", help="score outputs against ground truth")
+    eval_sub = evaluate.add_subparsers(dest="eval_command", required=True)
+    tracking = eval_sub.add_parser(
+        "tracking",
+        help="score MOTS tracks with TrackEval (HOTA, DetA, AssA, IDF1, MOTSA, sMOTSA, IDSW)",
+        description=(
+            "Score MOTS tracks against MOTS ground truth with TrackEval. --gt: a sequence "
+            "folder as 'streamseg synth --out' writes it (DIR/gt/gt.txt), or a folder of them. "
+            "--pred: a folder of <seq>.txt MOTS files as outputs.mots writes them (one per "
+            "stream), one such file, or the ground-truth layout. Sequences pair by name; one "
+            "sequence on each side always pairs."
+        ),
+    )
+    tracking.add_argument("--gt", required=True, help="ground-truth folder")
+    tracking.add_argument("--pred", required=True, help="predictions folder (or one file)")
+    tracking.add_argument(
+        "--classes",
+        nargs="+",
+        default=["all"],
+        metavar="CLASS",
+        help=(
+            "class keys to score: 'all' (every object together, matched within its class; the "
+            "default) and/or class names of the built-in model (person, cow, ...)"
+        ),
+    )
+    tracking.add_argument("--json", default=None, help="also write the scores to this JSON file")
+    tracking.add_argument("--verbose", action="store_true", help="show TrackEval's own output")
     sub.add_parser("train", help="train or fine-tune the built-in model", add_help=False)
     return parser
 
@@ -139,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_info(args, console)
     if args.command == "run":
         return _cmd_run(args, console)
+    if args.command == "eval":
+        return _cmd_eval_tracking(args, console)
     if args.command == "demo":
         from streamseg.runtime.demo import demo_main
 

@@ -6,6 +6,8 @@
 * ``rtsp_server``: factory starting ``tests/helpers/rtsp_server.py`` (GStreamer rtsp-server)
   with Debian's ``/usr/bin/python3`` on a free port, with kill / restart for reconnect tests.
 * ``silent_tcp_server``: a TCP port that accepts connections and never says a word.
+* ``mosquitto``: factory starting a real mosquitto broker on a free loopback port
+  (``tests/helpers/mosquitto.py``), restartable on the same port.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import numpy.typing as npt
 import pytest
+from helpers.mosquitto import INSTALL_HINT as MOSQUITTO_INSTALL_HINT
+from helpers.mosquitto import MOSQUITTO, Mosquitto
 
 HELPERS = Path(__file__).parent / "helpers"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -293,3 +298,25 @@ def silent_tcp_server() -> Iterator[int]:
     for conn in held:
         conn.close()
     listener.close()
+
+
+# ---------------------------------------------------------------------------- MQTT broker
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
+    """Factory: ``mosquitto(persistence=True, users=None, websockets_port=None, tls=None)``
+    starts ``/usr/sbin/mosquitto`` on 127.0.0.1 and a free port (see ``helpers/mosquitto.py``;
+    ``stop()`` / ``start()`` / ``restart()`` keep the port). Brokers are stopped at teardown."""
+    if not os.path.exists(MOSQUITTO):
+        pytest.fail(f"{MOSQUITTO} not found: {MOSQUITTO_INSTALL_HINT}")
+    started: list[Mosquitto] = []
+
+    def start(**options: Any) -> Mosquitto:
+        broker = Mosquitto(tmp_path / f"mosquitto{len(started)}", **options)
+        started.append(broker)
+        return broker.start()
+
+    yield start
+    for broker in started:
+        broker.kill()

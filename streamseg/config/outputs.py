@@ -1,4 +1,4 @@
-"""The ``outputs`` section: JSON Lines detections and annotated video."""
+"""The ``outputs`` section: JSON Lines detections, annotated video and MOTS tracks."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from streamseg.config._base import ConfigModel, Float, Int, NonEmptyStr
+from streamseg.config.mqtt import MqttOutputConfig
+from streamseg.config.record import RecordConfig
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,24 @@ class VideoOutputConfig(ConfigModel):
         return self.path.format(stream=stream_id)
 
 
+class MotsOutputConfig(ConfigModel):
+    """Tracks as MOTS text, one ``<dir>/<stream>.txt`` per stream (``streamseg eval tracking``).
+
+    Rows are written for tracked objects only (``tracker_id`` >= 1), so the pipeline needs a
+    tracker; see :mod:`streamseg.outputs.mots` for the format.
+    """
+
+    dir: NonEmptyStr = Field(
+        default="out/mots", description="output folder; each stream writes <dir>/<stream>.txt"
+    )
+
+
+class EventsOutputConfig(ConfigModel):
+    """Every event message as JSON Lines (the payload of the shipped event schema)."""
+
+    path: NonEmptyStr = Field(default="out/events.jsonl", description="output file (appended to)")
+
+
 class OutputsConfig(ConfigModel):
     """Where results go; every output is off unless its key is present."""
 
@@ -72,3 +92,15 @@ class OutputsConfig(ConfigModel):
         default=None, description="per-frame detections as JSONL"
     )
     video: VideoOutputConfig | None = Field(default=None, description="annotated MP4 per stream")
+    mots: MotsOutputConfig | None = Field(
+        default=None, description="tracks as MOTS text per stream (TrackEval)"
+    )
+    events: EventsOutputConfig | None = Field(
+        default=None, description="every event message as JSONL"
+    )
+    mqtt: MqttOutputConfig | None = Field(
+        default=None, description="alerts over MQTT with a durable outbox"
+    )
+    record: RecordConfig | None = Field(
+        default=None, description="continuous recording, event clips and snapshots"
+    )

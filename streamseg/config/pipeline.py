@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from typing_extensions import Self
 
@@ -20,8 +19,10 @@ from streamseg.config._base import (
 from streamseg.config.metrics import MetricsConfig
 from streamseg.config.model import ModelConfig
 from streamseg.config.outputs import STREAM_PLACEHOLDER, OutputsConfig
+from streamseg.config.rules import LINE_KINDS, ZONE_KINDS, NearRuleConfig, RuleConfig
 from streamseg.config.sources import SourceConfig
-from streamseg.config.tracker import NOT_IMPLEMENTED, TrackerConfig
+from streamseg.config.tracker import TrackerConfig
+from streamseg.config.zones import LineZoneConfig, PolygonZoneConfig, ZoneConfig
 
 logger = logging.getLogger(__name__)
 
@@ -100,23 +101,152 @@ def check_video_path_template(outputs: OutputsConfig, sources: Sequence[SourceCo
     )
 
 
+def check_unique_ids(section: str, ids: Sequence[str]) -> None:
+    """Every id of a ``zones`` or ``rules`` list appears once.
+
+    Args:
+        section: ``zones`` or ``rules``.
+        ids: the ids in list order.
+
+    Raises:
+        CrossCheckError: at the second use of the first repeated id.
+    """
+    first_index: dict[str, int] = {}
+    for index, item_id in enumerate(ids):
+        if item_id in first_index:
+            what = section.removesuffix("s")
+            raise CrossCheckError(
+                (section, index, "id"),
+                f"duplicate {what} id {item_id!r}, already used by {section}"
+                f"[{first_index[item_id]}]; expected unique ids",
+            )
+        first_index[item_id] = index
+
+
+def _unknown_streams(
+    named: Sequence[str] | None, sources: Sequence[SourceConfig]
+) -> tuple[list[str], str]:
+    known = [source.id for source in sources]
+    unknown = [stream for stream in named or () if stream not in known]
+    return unknown, ", ".join(known)
+
+
+def check_zone_streams(zones: Sequence[ZoneConfig], sources: Sequence[SourceConfig]) -> None:
+    """Every stream a zone names is a source id.
+
+    Raises:
+        CrossCheckError: at the zone's ``stream``/``streams``, naming the zone, the unknown
+            stream and the sources there are.
+    """
+    for index, zone in enumerate(zones):
+        unknown, known = _unknown_streams(zone.stream_ids, sources)
+        if unknown:
+            key = "stream" if zone.stream is not None else "streams"
+            raise CrossCheckError(
+                ("zones", index, key),
+                f"zone {zone.id!r} names stream {unknown[0]!r}, which is not a source; "
+                f"expected one of: {known}",
+            )
+
+
+def check_near_streams(rules: Sequence[RuleConfig], sources: Sequence[SourceConfig]) -> None:
+    """Every stream a ``near`` rule names is a source id.
+
+    Raises:
+        CrossCheckError: at the rule's ``stream``/``streams``, naming the rule and the stream.
+    """
+    for index, rule in enumerate(rules):
+        if not isinstance(rule, NearRuleConfig):
+            continue
+        unknown, known = _unknown_streams(rule.stream_ids, sources)
+        if unknown:
+            key = "stream" if rule.stream is not None else "streams"
+            raise CrossCheckError(
+                ("rules", index, key),
+                f"rule {rule.id!r} names stream {unknown[0]!r}, which is not a source; "
+                f"expected one of: {known}",
+            )
+
+
+def check_rule_zones(rules: Sequence[RuleConfig], zones: Sequence[ZoneConfig]) -> None:
+    """Every rule names an existing zone of the right shape.
+
+    ``inside``, ``enter``, ``exit``, ``dwell`` and ``count`` need a polygon; ``cross`` needs a
+    line.
+
+    Raises:
+        CrossCheckError: at the rule's ``zone``, naming the rule and the zone.
+    """
+    by_id = {zone.id: zone for zone in zones}
+    for index, rule in enumerate(rules):
+        if isinstance(rule, NearRuleConfig):
+            continue
+        zone = by_id.get(rule.zone)
+        if zone is None:
+            known = ", ".join(by_id) if by_id else "none defined"
+            raise CrossCheckError(
+                ("rules", index, "zone"),
+                f"rule {rule.id!r} names zone {rule.zone!r}, which is not defined; zones: {known}",
+            )
+        if rule.type in LINE_KINDS and not isinstance(zone, LineZoneConfig):
+            raise CrossCheckError(
+                ("rules", index, "zone"),
+                f"rule {rule.id!r} ({rule.type}) needs a line zone, but zone {zone.id!r} is a "
+                f"{zone.type}",
+            )
+        if rule.type in ZONE_KINDS and not isinstance(zone, PolygonZoneConfig):
+            raise CrossCheckError(
+                ("rules", index, "zone"),
+                f"rule {rule.id!r} ({rule.type}) needs a polygon zone, but zone {zone.id!r} is "
+                f"a {zone.type}",
+            )
+
+
+def check_metre_calibration(rules: Sequence[RuleConfig], sources: Sequence[SourceConfig]) -> None:
+    """A ``near`` rule in metres runs only on streams with a ground calibration.
+
+    Raises:
+        CrossCheckError: at the rule's ``units``, naming the rule and the uncalibrated source.
+    """
+    for index, rule in enumerate(rules):
+        if not isinstance(rule, NearRuleConfig) or rule.units != "m":
+            continue
+        streams = rule.stream_ids
+        for source in sources:
+            if (streams is None or source.id in streams) and source.calibration is None:
+                raise CrossCheckError(
+                    ("rules", index, "units"),
+                    f"rule {rule.id!r} measures in metres but source {source.id!r} has no "
+                    "calibration; add sources[].calibration or use units: px",
+                )
+
+
+def check_rules_have_tracks(rules: Sequence[RuleConfig], tracker: TrackerConfig) -> None:
+    """Rules count confirmed tracks only, so they need the tracker on.
+
+    Raises:
+        CrossCheckError: at ``tracker.enabled``, naming the rules that would never fire.
+    """
+    if rules and not tracker.enabled:
+        ids = ", ".join(rule.id for rule in rules)
+        raise CrossCheckError(
+            ("tracker", "enabled"),
+            f"rules ({ids}) count tracked objects only; expected the tracker enabled",
+        )
+
+
 CROSS_CHECKS: tuple[Callable[[PipelineConfig], None], ...] = (
     lambda config: check_unique_source_ids(config.sources),
     lambda config: check_video_path_template(config.outputs, config.sources),
+    lambda config: check_unique_ids("zones", [zone.id for zone in config.zones]),
+    lambda config: check_unique_ids("rules", [rule.id for rule in config.rules]),
+    lambda config: check_zone_streams(config.zones, config.sources),
+    lambda config: check_near_streams(config.rules, config.sources),
+    lambda config: check_rule_zones(config.rules, config.zones),
+    lambda config: check_metre_calibration(config.rules, config.sources),
+    lambda config: check_rules_have_tracks(config.rules, config.tracker),
 )
 """Every cross-section check, run in order by :class:`PipelineConfig`."""
-
-
-def _reject_zone(item: Any) -> Any:
-    raise PydanticCustomError(
-        NOT_IMPLEMENTED, "zones are not implemented yet (issue #5); leave 'zones' empty"
-    )
-
-
-def _reject_rule(item: Any) -> Any:
-    raise PydanticCustomError(
-        NOT_IMPLEMENTED, "rules are not implemented yet (issue #5); leave 'rules' empty"
-    )
 
 
 class PipelineConfig(ConfigModel):
@@ -129,17 +259,22 @@ class PipelineConfig(ConfigModel):
         min_length=1, description="cameras and files to analyse, at least one"
     )
     model: ModelConfig = Field(default_factory=ModelConfig, description="segmentation model")
-    tracker: TrackerConfig | None = Field(default=None, description="tracker options (issue #4)")
-    zones: list[Annotated[Any, AfterValidator(_reject_zone)]] = Field(
-        default_factory=list, description="zones (issue #5; must be empty for now)"
+    tracker: TrackerConfig = Field(
+        default_factory=TrackerConfig,
+        description="per-stream tracker (on by default; tracker: {enabled: false} turns it off)",
     )
-    rules: list[Annotated[Any, AfterValidator(_reject_rule)]] = Field(
-        default_factory=list, description="rules over zones (issue #5; must be empty for now)"
+    zones: list[ZoneConfig] = Field(
+        default_factory=list, description="polygons and lines the rules watch, per stream"
+    )
+    rules: list[RuleConfig] = Field(
+        default_factory=list, description="rules that raise events over zones and objects"
     )
     outputs: OutputsConfig = Field(default_factory=OutputsConfig, description="result outputs")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus endpoint")
 
-    _sections_none = field_validator("model", "outputs", "metrics", mode="before")(none_as_empty)
+    _sections_none = field_validator("model", "tracker", "outputs", "metrics", mode="before")(
+        none_as_empty
+    )
     _lists_none = field_validator("zones", "rules", mode="before")(none_as_empty_list)
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from streamseg.config._base import ConfigModel, Float, Identifier, Int, NonEmptyStr, none_as_empty
+from streamseg.config.zones import CalibrationConfig
 from streamseg.redact import redact_url
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,11 @@ class _SourceBase(ConfigModel):
 
     id: Identifier = Field(description="unique id of the stream (letters, digits, _ and -)")
     fps: Float | None = Field(default=None, gt=0, description=_FPS_DESCRIPTION)
+    calibration: CalibrationConfig | None = Field(
+        default=None,
+        description="ground plane: 4 image points and their ground positions in metres "
+        "(near rules in metres)",
+    )
 
 
 class FileSourceConfig(_SourceBase):

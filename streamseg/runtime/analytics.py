@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -9,6 +10,8 @@ from typing import Protocol
 import supervision as sv
 
 from streamseg.types import Frame
+
+logger = logging.getLogger(__name__)
 
 
 class AnalyticsStage(Protocol):
@@ -57,3 +60,19 @@ class AnalyticsChain:
             if self._record is not None:
                 self._record(stage.name, time.perf_counter() - start)
         return detections
+
+    def close(self) -> None:
+        """The stream ended: let each stage that has a ``close()`` finish what it holds open.
+
+        The rules stage ends its open occurrences here (``end`` events with reason
+        ``stream_end``), before the sinks are told the stream is closed, so recorders can finish
+        the clips of those events. A stage that raises is logged and the others still run.
+        """
+        for stage in self.stages:
+            close = getattr(stage, "close", None)
+            if close is None:
+                continue
+            try:
+                close()
+            except Exception:
+                logger.exception("closing stage %s of %s failed", stage.name, self.stream_id)

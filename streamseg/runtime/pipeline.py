@@ -24,14 +24,21 @@ from streamseg.config import PipelineConfig
 from streamseg.models import Segmenter, load_segmenter
 from streamseg.outputs.annotate import FrameAnnotator
 from streamseg.outputs.base import Sink
+from streamseg.outputs.events import EventLog
 from streamseg.outputs.jsonl import JsonlWriter
+from streamseg.outputs.mots import MotsWriter
+from streamseg.outputs.mqtt import MqttPublisher, build_mqtt_publisher
 from streamseg.outputs.video import AnnotatedVideoSink
+from streamseg.record import Recorder, RecordingListeners, build_recorder, lossless_stream_ids
+from streamseg.rules import build_rules_stage_factory
+from streamseg.rules.events import EventListener
 from streamseg.runtime.analytics import AnalyticsChain, StageFactory
 from streamseg.runtime.batcher import FrameBatcher
 from streamseg.runtime.metrics import PipelineMetrics
 from streamseg.runtime.timing import StageSummary, StageTimings
 from streamseg.sources import build_source
 from streamseg.sources.base import Source, SourceStats
+from streamseg.track.stage import tracker_stage_factory
 from streamseg.types import Frame, SourceState
 
 logger = logging.getLogger(__name__)
@@ -110,6 +117,10 @@ class Pipeline:
         self._lock = threading.Lock()
         self._streams_open = len(config.sources)
         self._video_sink: AnnotatedVideoSink | None = None
+        self.publisher: MqttPublisher | None = None
+        self.recorder: Recorder | None = None
+        self._event_log: EventLog | None = None
+        self._publisher_closed = False
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -161,11 +172,35 @@ class Pipeline:
                 crf=video.crf,
                 fps=video.fps,
                 nominal_fps=self._nominal_fps,
+                lossless_streams=lossless_stream_ids(self.config),
             )
             self.sinks.append(self._video_sink)
             self.output_paths.extend(
                 str(self._video_sink.path_for(s.id)) for s in self.config.sources
             )
+        if outputs.mots is not None:
+            mots = MotsWriter(outputs.mots.dir)
+            self.sinks.append(mots)
+            self.output_paths.extend(str(mots.path_for(s.id)) for s in self.config.sources)
+        if outputs.events is not None:
+            self._event_log = EventLog(outputs.events.path)
+            self.output_paths.append(str(self._event_log.path))
+        self.recorder = build_recorder(self.config, nominal_fps=self._nominal_fps)
+        if self.recorder is not None:
+            self.sinks.append(self.recorder)
+        self.publisher = build_mqtt_publisher(self.config, registry=self.metrics.registry)
+        if self.publisher is not None:
+            self.publisher.start()
+
+    def event_listeners(self) -> list[EventListener]:
+        """Who hears the rules' events, in order: the recorder first (it adds its snapshot and
+        clip paths to each event), then the event log and the MQTT publisher."""
+        others: list[EventListener] = [
+            listener for listener in (self._event_log, self.publisher) if listener is not None
+        ]
+        if self.recorder is not None:
+            return [RecordingListeners(self.recorder, others)]
+        return others
 
     def start_metrics(self) -> None:
         """Serve Prometheus metrics when enabled."""
@@ -173,12 +208,21 @@ class Pipeline:
             self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
 
     def start_analytics(self) -> None:
-        """One thread per stream runs its stages and sinks, in frame order."""
+        """One thread per stream runs its stages and sinks, in frame order.
+
+        Each stream's chain runs, in order: its own tracker stage when ``config.tracker.enabled``
+        (timed by ``frame.pts_s``), its rules stage when the pipeline has rules (events go to
+        :meth:`event_listeners`), then the stages given to the constructor.
+        """
+        tracker_factory = tracker_stage_factory(self.config.tracker)
+        rules_factory = build_rules_stage_factory(self.config, self.event_listeners())
+        factories = [f for f in (tracker_factory, rules_factory) if f is not None]
+        factories += self.stage_factories
         for source_cfg in self.config.sources:
             stream_id = source_cfg.id
             chain = AnalyticsChain(
                 stream_id,
-                [factory(stream_id) for factory in self.stage_factories],
+                [factory(stream_id) for factory in factories],
                 record=self._record_stage,
             )
             q: queue.Queue[_Item] = queue.Queue(maxsize=self.stream_queue_size)
@@ -197,6 +241,8 @@ class Pipeline:
         for source_cfg in self.config.sources:
             source = build_source(source_cfg)
             source.add_state_listener(self._on_state_change)
+            if self.publisher is not None:
+                source.add_state_listener(self.publisher.on_source_state)
             self.metrics.set_state(source.stream_id, source.state)
             self.sources.append(source)
         self._started_at = time.monotonic()  # run time counts from the first read, not model load
@@ -238,6 +284,14 @@ class Pipeline:
                 sink.close()
             except Exception:
                 logger.exception("closing %s failed", type(sink).__name__)
+        # Events are final once the analytics threads are done: flush them last.
+        if self._event_log is not None:
+            self._event_log.close()
+        if self.publisher is not None and not self._publisher_closed:
+            self._publisher_closed = True
+            # Waits up to 5 s for the broker to acknowledge what is pending; what is not
+            # acknowledged stays in the outbox and goes out on the next start.
+            self.publisher.close(timeout=5.0)
         self._finished.set()
 
     def run(self) -> RunSummary:
@@ -319,6 +373,7 @@ class Pipeline:
             progress.last_pts_s = frame.pts_s
             processed.inc()
             detected.inc(len(detections))
+        chain.close()
         with self._lock:
             sinks = list(self.sinks)
         for sink in sinks:

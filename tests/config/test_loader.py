@@ -14,6 +14,7 @@ from streamseg.config import (
     FileSourceConfig,
     PipelineConfig,
     RtspSourceConfig,
+    TrackerConfig,
     UsbSourceConfig,
     load_pipeline,
     load_pipeline_text,
@@ -354,25 +355,39 @@ BAD: list[tuple[str, str, int | None, str, str]] = [
         "found {camera}",
     ),
     (
-        "tracker key is rejected with the issue hint",
+        "unknown tracker key lists the tracker options",
         GOOD + "tracker:\n  max_age: 30\n",
         7,
         "tracker.max_age",
-        "tracker options are not implemented yet (issue #4)",
+        "unknown key 'max_age'; expected one of: enabled, type,",
     ),
     (
-        "zones items are rejected with the issue hint",
-        GOOD + "zones:\n  - id: swing\n    polygon: [[0, 0], [1, 0], [1, 1]]\n",
+        "tracker thresholds out of order",
+        GOOD + "tracker:\n  high_threshold: 0.3\n  low_threshold: 0.4\n",
         7,
-        "zones[0]",
-        "zones are not implemented yet (issue #5)",
+        "tracker",
+        "low_threshold (0.4) must not exceed high_threshold (0.3)",
     ),
     (
-        "rules items are rejected with the issue hint",
+        "tracker type outside the choices",
+        GOOD + "tracker:\n  type: iou\n",
+        7,
+        "tracker.type",
+        "got 'iou', expected one of 'mask', 'box'",
+    ),
+    (
+        "a zone without a type names the types",
+        GOOD + "zones:\n  - id: swing\n    points: [[0, 0], [1, 0], [1, 1]]\n",
+        7,
+        "zones[0].type",
+        "missing required key 'type': expected one of 'polygon', 'line'",
+    ),
+    (
+        "a rule without a type names the kinds",
         GOOD + "rules:\n  - id: intrusion\n",
         7,
-        "rules[0]",
-        "rules are not implemented yet (issue #5)",
+        "rules[0].type",
+        "missing required key 'type': expected one of 'inside', 'enter', 'exit'",
     ),
     (
         "empty file",
@@ -581,7 +596,8 @@ def test_defaults() -> None:
     assert (model.confidence, model.iou, model.max_detections) == (0.25, 0.45, 100)
     assert (model.classes, model.class_names, model.threads) == (None, None, None)
     assert (model.batch_size, model.batch_timeout_ms) == (4, 5.0)
-    assert config.tracker is None and config.zones == [] and config.rules == []
+    assert config.tracker == TrackerConfig() and config.tracker.enabled
+    assert config.zones == [] and config.rules == []
     assert config.outputs.jsonl is None and config.outputs.video is None
     assert (config.metrics.enabled, config.metrics.host, config.metrics.port) == (
         False,

@@ -140,18 +140,19 @@ def test_model_device_spellings(device: str) -> None:
     assert ModelConfig(device=device).device == device
 
 
-def test_tracker_has_no_options_yet() -> None:
-    assert TrackerConfig.model_fields == {}
-    TrackerConfig()
-    with pytest.raises(ValidationError, match=r"not implemented yet \(issue #4\)"):
+def test_tracker_is_on_by_default_and_rejects_unknown_keys() -> None:
+    assert PipelineConfig(sources=[_file("a")]).tracker == TrackerConfig()
+    assert TrackerConfig().enabled and TrackerConfig().type == "mask"
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         TrackerConfig.model_validate({"max_age": 30})
 
 
 @pytest.mark.parametrize("item", [{"id": "z"}, "z", []])
-def test_zones_and_rules_items_are_rejected(item: object) -> None:
-    with pytest.raises(ValidationError, match=r"issue #5"):
+def test_malformed_zones_and_rules_items_are_rejected(item: object) -> None:
+    # The sections themselves are tested in test_zones_rules_config.py.
+    with pytest.raises(ValidationError, match=r"zones\.0"):
         PipelineConfig(sources=[_file("a")], zones=[item])
-    with pytest.raises(ValidationError, match=r"issue #5"):
+    with pytest.raises(ValidationError, match=r"rules\.0"):
         PipelineConfig(sources=[_file("a")], rules=[item])
 
 
