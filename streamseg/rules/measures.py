@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import supervision as sv
 
+from streamseg.rle import compact_column_bottoms, decode_compact_crops
 from streamseg.rules.geometry import PolygonZone
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ class FrameObjects:
         """Inclusive pixel box of each object's mask crop (the box itself without masks)."""
 
         self._crops: dict[int, npt.NDArray[np.bool_]] = {}
+        self._decoded_all = False
+        self._bottoms: list[npt.NDArray[np.int64]] | None = None
         self._areas: dict[int, int] = {}
         self._overlaps: dict[tuple[int, str], float] = {}
         self._footprints: dict[int, npt.NDArray[np.float64]] = {}
@@ -148,6 +151,12 @@ class FrameObjects:
     def crop(self, k: int) -> npt.NDArray[np.bool_]:
         """Object ``k``'s mask cropped to :attr:`boxes` ``[k]``: (h, w) bool."""
         crop = self._crops.get(k)
+        if crop is None and self._compact is not None and not self._decoded_all:
+            # One vectorized pass over every crop costs about what two crop(i) calls do.
+            self._decoded_all = True
+            crops, _ = decode_compact_crops(self._compact)
+            self._crops.update((j, crops[row]) for j, row in enumerate(self._rows))
+            crop = self._crops.get(k)
         if crop is None:
             x1, y1, x2, y2 = self.boxes[k]
             if self._compact is not None:
@@ -243,11 +252,20 @@ class FrameObjects:
         """
         points = self._footprints.get(k)
         if points is None:
-            crop = self.crop(k)
-            cols = np.flatnonzero(crop.any(axis=0))
+            if self._bottoms is None:
+                found = None if self._compact is None else compact_column_bottoms(self._compact)
+                self._bottoms = [] if found is None else [found[row] for row in self._rows]
+            if self._bottoms:
+                column_bottoms = self._bottoms[k]
+            else:
+                crop = self.crop(k)
+                column_bottoms = np.where(
+                    crop.any(axis=0), (crop.shape[0] - 1) - np.argmax(crop[::-1], axis=0), -1
+                )
+            cols = np.flatnonzero(column_bottoms >= 0)
             if cols.size > FOOTPRINT_POINTS:
                 cols = cols[:: -(-cols.size // FOOTPRINT_POINTS)]
-            bottoms = (crop.shape[0] - 1) - np.argmax(crop[::-1], axis=0)[cols]
+            bottoms = column_bottoms[cols]
             x1, y1 = self.boxes[k][:2]
             points = np.empty((cols.size, 2), dtype=np.float64)
             points[:, 0] = cols + x1

@@ -21,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 import supervision as sv
 
+from streamseg.rle import decode_compact_crops
+
 logger = logging.getLogger(__name__)
 
 BoolArray = npt.NDArray[np.bool_]
@@ -109,7 +111,7 @@ def grid_masks(
             ``xyxy``'s.
     """
     if isinstance(mask, sv.CompactMask):
-        crops_px, area_px = _compact_crops(mask)
+        crops_px, area_px = decode_compact_crops(mask)
         if len(crops_px) != len(xyxy):
             raise ValueError(f"mask: expected {len(xyxy)} masks (one per box), got {len(crops_px)}")
         offsets = np.asarray(mask.offsets, dtype=np.int64).reshape(-1, 2)
@@ -141,46 +143,6 @@ def _finish(
     size_hw = np.array([c.shape for c in crops], dtype=np.int64).reshape(n, 2)
     size_hw[area == 0] = 0
     return GridMasks(stride, kept, origin, area, size_hw)
-
-
-def _compact_crops(mask: sv.CompactMask) -> tuple[list[BoolArray], IntArray | None]:
-    """Decode every crop of a CompactMask, in one vectorized pass when possible.
-
-    ``CompactMask.crop(i)`` decodes one crop per Python call (~30 µs each); reading the run
-    lengths directly decodes all N with a single ``np.repeat`` and counts their pixels from the
-    runs. supervision is pinned to 0.31.x; if its internals ever differ, or the runs do not add
-    up to the crop sizes, this falls back to the public ``crop(i)``.
-
-    Returns:
-        The (h, w) crops in frame pixels, and their set-pixel counts (None on the fallback path).
-    """
-    n = len(mask)
-    if n == 0:
-        return [], np.zeros(0, dtype=np.int64)
-    rles = getattr(mask, "_rles", None)
-    shapes = getattr(mask, "_crop_shapes", None)
-    if not isinstance(rles, list) or not isinstance(shapes, np.ndarray) or len(rles) != n:
-        return [mask.crop(i) for i in range(n)], None
-    lengths = np.fromiter((len(r) for r in rles), dtype=np.int64, count=n)
-    hw = shapes.astype(np.int64).reshape(n, 2)
-    sizes = hw[:, 0] * hw[:, 1]
-    if lengths.min() < 1:
-        return [mask.crop(i) for i in range(n)], None
-    counts = np.concatenate(rles).astype(np.int64, copy=False)
-    starts = np.cumsum(lengths) - lengths
-    if not np.array_equal(np.add.reduceat(counts, starts), sizes):
-        return [mask.crop(i) for i in range(n)], None
-    # Runs alternate False/True within each crop, starting with False.
-    is_set = ((np.arange(len(counts)) - np.repeat(starts, lengths)) & 1).astype(np.bool_)
-    area = np.add.reduceat(np.where(is_set, counts, 0), starts)
-    flat = np.repeat(is_set, counts)
-    ends = np.cumsum(sizes).tolist()
-    out: list[BoolArray] = []
-    begin = 0
-    for (h, w), end in zip(hw.tolist(), ends, strict=True):
-        out.append(flat[begin:end].reshape(w, h).T)  # column-major crop
-        begin = end
-    return out, area
 
 
 def _dense_crops(
