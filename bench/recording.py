@@ -4,7 +4,7 @@ The same 720p synthetic file goes through the same pipeline (reader, batcher, bu
 batch 1, tracker, JSONL sink) once per side and repeat: recording off, then recording on with a
 :class:`Recorder` added as a sink (continuous, annotated: masks, boxes, labels, traces; the
 recording defaults: crf 23, keyframes every 2 s, one encoder thread), once per x264 preset asked
-(default: the config's ``veryfast``, then ``ultrafast``). The file source is lossless, so the
+(default: the config's ``ultrafast``, then ``veryfast``). The file source is lossless, so the
 recorder never drops a frame: its whole cost shows in the fps. The order of the sides rotates
 from repeat to repeat.
 
@@ -102,7 +102,7 @@ def main() -> None:
     default_preset = RecordEncoderConfig().preset
     parser.add_argument(
         "--presets",
-        default=f"{default_preset},ultrafast",
+        default=f"{default_preset},{'veryfast' if default_preset == 'ultrafast' else 'ultrafast'}",
         help="x264 presets to record with, comma-separated; the first is the headline",
     )
     parser.add_argument("--crf", type=int, default=None, help="x264 crf (default: the config's)")

@@ -96,7 +96,7 @@ class EncoderSettings:
 
     codec: str = "auto"
     crf: int = 23
-    preset: str = "veryfast"
+    preset: str = "ultrafast"
     keyframe_interval_s: float = 2.0
     nominal_fps: float = 25.0
     threads: int = 1
