@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -15,6 +16,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 if TYPE_CHECKING:
+    from streamseg.config import PipelineConfig
+    from streamseg.runtime.shard import Shard
     from streamseg.track.evaluate import TrackingScores
 
 logger = logging.getLogger(__name__)
@@ -64,18 +67,101 @@ def _install_stop_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _shard_arg(text: str) -> Shard:
+    """argparse ``type`` of ``--shard``: ``i/n``."""
+    from streamseg.runtime.shard import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _shard_count_arg(text: str) -> int:
+    """argparse ``type`` of ``--shard-from-hostname``: a shard count >= 1."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of shards >= 1, got {text!r}")
+    return count
+
+
+class _ShardFromHostname(argparse.Action):
+    """``--shard-from-hostname n``: the shard index is the ordinal ending ``$HOSTNAME``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from streamseg.runtime.shard import shard_from_hostname
+
+        assert isinstance(values, int)  # _shard_count_arg ran first
+        try:
+            shard = shard_from_hostname(os.environ.get("HOSTNAME", ""), values)
+        except ValueError as exc:
+            parser.error(f"argument {option_string}: {exc}")
+        namespace.shard = shard
+
+
+def _idle_empty_shard(config: PipelineConfig, shard: Shard) -> int:
+    """A shard that owns no source waits, healthy and ready, until SIGTERM/SIGINT; then 0.
+
+    Exiting at once would make an orchestrator restart the pod in a loop (a StatefulSet with
+    more replicas than cameras, or an unlucky draw of few cameras).
+    """
+    from streamseg.runtime.health import OpsServer, Readiness
+    from streamseg.runtime.metrics import PipelineMetrics
+
+    logger.warning("shard %s owns none of the pipeline's sources: idle until stopped", shard)
+    stop = threading.Event()
+    _install_stop_handlers(stop)
+    server = None
+    if config.metrics.enabled:
+        reason = f"shard {shard} owns no source"
+        server = OpsServer(
+            PipelineMetrics().registry,
+            lambda: Readiness(True, reason),
+            config.metrics.host,
+            config.metrics.port,
+        )
+    try:
+        stop.wait()
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from streamseg.config import ConfigError, load_pipeline
     from streamseg.models import ModelLoadError
     from streamseg.runtime.pipeline import Pipeline
     from streamseg.runtime.progress import file_progress
     from streamseg.runtime.report import print_summary
+    from streamseg.runtime.shard import shard_config
 
+    if args.log_format == "json":
+        from streamseg.runtime.logs import setup_json_logging
+
+        setup_json_logging(args.log_level)
     try:
         config = load_pipeline(args.file)
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return 1
+    if args.shard is not None:
+        config = shard_config(config, args.shard)
+        if not config.sources:
+            try:
+                return _idle_empty_shard(config, args.shard)
+            except OSError as exc:
+                console.print(f"[red]error:[/red] {exc}", highlight=False)
+                return 1
     pipeline = Pipeline(config)
     _install_stop_handlers(pipeline.stop_event)
     try:
@@ -152,6 +238,27 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a pipeline file")
     run.add_argument("file", help="pipeline YAML")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    run.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="json: one JSON object per line (time, level, logger, message, extra fields)",
+    )
+    sharding = run.add_mutually_exclusive_group()
+    sharding.add_argument(
+        "--shard",
+        type=_shard_arg,
+        default=None,
+        metavar="I/N",
+        help="run only the sources shard I of N owns (rendezvous hashing of source ids)",
+    )
+    sharding.add_argument(
+        "--shard-from-hostname",
+        type=_shard_count_arg,
+        action=_ShardFromHostname,
+        metavar="N",
+        help="like --shard I/N with I the trailing -<int> of $HOSTNAME (StatefulSet pods)",
+    )
 
     validate = sub.add_parser("validate", help="check pipeline files without running them")
     validate.add_argument("files", nargs="+", help="pipeline YAML files")

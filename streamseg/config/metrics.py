@@ -14,6 +14,8 @@ logger = logging.getLogger(__name__)
 class MetricsConfig(ConfigModel):
     """Prometheus metrics over HTTP."""
 
-    enabled: bool = Field(default=False, description="serve /metrics")
+    enabled: bool = Field(default=False, description="serve /metrics, /healthz and /readyz")
     host: NonEmptyStr = Field(default="127.0.0.1", description="address to bind")
-    port: Int = Field(default=9108, ge=1, le=65535, description="TCP port to bind")
+    port: Int = Field(
+        default=9108, ge=1, le=65535, description="TCP port of /metrics, /healthz and /readyz"
+    )

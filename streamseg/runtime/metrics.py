@@ -1,11 +1,18 @@
-"""Prometheus metrics of a running pipeline (served when ``metrics.enabled``)."""
+"""Prometheus metrics of a running pipeline (served when ``metrics.enabled``).
+
+Everything registers on the pipeline's own :class:`~prometheus_client.CollectorRegistry`, never on
+prometheus_client's global one, so two pipelines in one process never clash. The MQTT publisher
+adds its own (``streamseg_mqtt_*``) on the same registry (see ``streamseg.outputs.mqtt.metrics``).
+"""
 
 from __future__ import annotations
 
 import logging
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from streamseg.rules.events import Event
+from streamseg.runtime.health import OpsServer, ReadinessCheck
 from streamseg.types import SourceState
 
 logger = logging.getLogger(__name__)
@@ -56,13 +63,48 @@ class PipelineMetrics:
             registry=r,
             buckets=LATENCY_BUCKETS_S,
         )
+        self.events = Counter(
+            "streamseg_events",
+            "Event messages the rules raised",
+            ["stream", "rule", "type"],
+            registry=r,
+        )
 
     def set_state(self, stream_id: str, state: SourceState) -> None:
         """Mark ``state`` as the stream's current one."""
         for s in SourceState:
             self.source_state.labels(stream=stream_id, state=s.value).set(1 if s is state else 0)
 
-    def serve(self, host: str, port: int) -> None:
-        """Start the HTTP endpoint (``/metrics``) in a daemon thread."""
-        start_http_server(port, addr=host, registry=self.registry)
-        logger.info("metrics on http://%s:%d/metrics", host, port)
+    def serve(self, host: str, port: int, readiness: ReadinessCheck) -> OpsServer:
+        """Serve ``/metrics``, ``/healthz`` and ``/readyz`` from a daemon thread.
+
+        Args:
+            host: address to bind.
+            port: TCP port; ``0`` lets the OS pick one (read it from the returned server).
+            readiness: the check behind ``/readyz``.
+
+        Returns:
+            The running server; :meth:`OpsServer.stop` ends it.
+        """
+        return OpsServer(self.registry, readiness, host, port)
+
+
+class EventCounter:
+    """An event listener that counts every event message in ``streamseg_events_total``.
+
+    Args:
+        metrics: the pipeline's metrics.
+    """
+
+    def __init__(self, metrics: PipelineMetrics) -> None:
+        self._events = metrics.events
+
+    def on_event(self, event: Event) -> None:
+        """Count one message by stream, rule and type (``start`` / ``update`` / ``end``)."""
+        self._events.labels(stream=event.stream_id, rule=event.rule_id, type=event.type).inc()
+
+    def on_rule_state(self, stream_id: str, rule_id: str, active: bool) -> None:
+        """Rule states are not counted here (MQTT carries them)."""
+
+    def on_zone_count(self, stream_id: str, zone_id: str, class_name: str, count: int) -> None:
+        """Zone counts are not counted here (MQTT carries them)."""

@@ -34,7 +34,8 @@ from streamseg.rules import build_rules_stage_factory
 from streamseg.rules.events import EventListener
 from streamseg.runtime.analytics import AnalyticsChain, StageFactory
 from streamseg.runtime.batcher import FrameBatcher
-from streamseg.runtime.metrics import PipelineMetrics
+from streamseg.runtime.health import OpsServer, Readiness
+from streamseg.runtime.metrics import EventCounter, PipelineMetrics
 from streamseg.runtime.timing import StageSummary, StageTimings
 from streamseg.sources import build_source
 from streamseg.sources.base import Source, SourceStats
@@ -121,6 +122,8 @@ class Pipeline:
         self.recorder: Recorder | None = None
         self._event_log: EventLog | None = None
         self._publisher_closed = False
+        self.ops_server: OpsServer | None = None
+        self._sources_started = False
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -198,14 +201,27 @@ class Pipeline:
         others: list[EventListener] = [
             listener for listener in (self._event_log, self.publisher) if listener is not None
         ]
+        others.append(EventCounter(self.metrics))
         if self.recorder is not None:
             return [RecordingListeners(self.recorder, others)]
         return others
 
     def start_metrics(self) -> None:
-        """Serve Prometheus metrics when enabled."""
+        """Serve ``/metrics``, ``/healthz`` and ``/readyz`` when ``metrics.enabled``."""
         if self.config.metrics.enabled:
-            self.metrics.serve(self.config.metrics.host, self.config.metrics.port)
+            cfg = self.config.metrics
+            self.ops_server = self.metrics.serve(cfg.host, cfg.port, self.readiness)
+
+    def readiness(self) -> Readiness:
+        """What ``/readyz`` answers: ready once the model is loaded and the sources started,
+        until :meth:`stop`."""
+        if self.stop_event.is_set():
+            return Readiness(False, "stopping")
+        if self.segmenter is None:
+            return Readiness(False, "model not loaded")
+        if not self._sources_started:
+            return Readiness(False, "sources not started")
+        return Readiness(True, "ok")
 
     def start_analytics(self) -> None:
         """One thread per stream runs its stages and sinks, in frame order.
@@ -248,6 +264,7 @@ class Pipeline:
         self._started_at = time.monotonic()  # run time counts from the first read, not model load
         for source in self.sources:
             source.start()
+        self._sources_started = True
         monitor = threading.Thread(target=self._monitor_loop, name="monitor", daemon=True)
         monitor.start()
 
@@ -292,6 +309,8 @@ class Pipeline:
             # Waits up to 5 s for the broker to acknowledge what is pending; what is not
             # acknowledged stays in the outbox and goes out on the next start.
             self.publisher.close(timeout=5.0)
+        if self.ops_server is not None:
+            self.ops_server.stop()  # last: /metrics stays up while outputs are flushed
         self._finished.set()
 
     def run(self) -> RunSummary:
@@ -397,17 +416,19 @@ class Pipeline:
             self._streams_open -= 1
             done = self._streams_open == 0
         if done:
+            self._refresh_source_gauges()  # a short run ends before the monitor's first tick
             self._finished.set()
 
     def _monitor_loop(self, interval_s: float = 1.0) -> None:
         """Refresh the per-source gauges until the run ends."""
         while not self._finished.wait(interval_s):
-            for source in self.sources:
-                stats = source.stats()
-                self.metrics.frames_dropped.labels(stream=source.stream_id).set(
-                    stats.frames_dropped
-                )
-                self.metrics.source_fps.labels(stream=source.stream_id).set(stats.fps)
+            self._refresh_source_gauges()
+
+    def _refresh_source_gauges(self) -> None:
+        for source in self.sources:
+            stats = source.stats()
+            self.metrics.frames_dropped.labels(stream=source.stream_id).set(stats.frames_dropped)
+            self.metrics.source_fps.labels(stream=source.stream_id).set(stats.fps)
 
     def _nominal_fps(self, stream_id: str) -> float | None:
         for source in self.sources:

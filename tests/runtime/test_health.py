@@ -1,0 +1,118 @@
+"""The operations endpoint (``/metrics``, ``/healthz``, ``/readyz``) and the idle empty shard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers.mosquitto import free_port
+from prometheus_client import CollectorRegistry, Counter
+
+from streamseg.cli import main
+from streamseg.runtime.health import OpsServer, Readiness
+from streamseg.runtime.shard import shard_of
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    Counter("demo_things", "Things", registry=registry).inc(3)
+    return registry
+
+
+@pytest.fixture
+def restore_signals() -> Iterator[None]:
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_serves_metrics_health_and_readiness_on_one_port(registry: CollectorRegistry) -> None:
+    state = {"ready": Readiness(False, "model not loaded")}
+    server = OpsServer(registry, lambda: state["ready"], "127.0.0.1", 0)
+    try:
+        assert server.port > 0  # port 0: the OS picked one, and the server reports it
+        status, body = _get(server.url + "/metrics")
+        assert status == 200 and "demo_things_total 3.0" in body
+        assert _get(server.url + "/healthz") == (200, '{"alive": true}')
+        status, body = _get(server.url + "/readyz")
+        assert (status, json.loads(body)) == (503, {"ready": False, "reason": "model not loaded"})
+        state["ready"] = Readiness(True, "ok")
+        assert _get(server.url + "/readyz?verbose=1")[0] == 200
+        status, body = _get(server.url + "/nope")
+        assert status == 404 and "/readyz" in json.loads(body)["error"]
+    finally:
+        server.stop()
+        server.stop()  # idempotent
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(server.url + "/healthz", timeout=2)
+
+
+def test_a_failing_readiness_check_answers_503(registry: CollectorRegistry) -> None:
+    def broken() -> Readiness:
+        raise RuntimeError("boom")
+
+    server = OpsServer(registry, broken, "127.0.0.1", 0)
+    try:
+        status, body = _get(server.url + "/readyz")
+    finally:
+        server.stop()
+    assert status == 503 and "boom" in json.loads(body)["reason"]
+
+
+def test_a_port_in_use_is_a_clear_oserror(registry: CollectorRegistry) -> None:
+    server = OpsServer(registry, lambda: Readiness(True, "ok"), "127.0.0.1", 0)
+    try:
+        with pytest.raises(OSError):
+            OpsServer(registry, lambda: Readiness(True, "ok"), "127.0.0.1", server.port)
+    finally:
+        server.stop()
+
+
+def test_a_shard_without_sources_idles_ready_until_sigterm(
+    tmp_path: Path, restore_signals: None
+) -> None:
+    # cam0 belongs to one of two shards; run the other one.
+    empty = 1 - shard_of("cam0", 2)
+    port = free_port()
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        "sources: [{id: cam0, type: file, path: /nonexistent.mp4}]\n"
+        f"metrics: {{enabled: true, port: {port}}}\n"
+    )
+    seen: list[tuple[int, str]] = []
+
+    def probe_then_stop() -> None:
+        for _ in range(100):
+            try:
+                seen.append(_get(f"http://127.0.0.1:{port}/readyz"))
+                break
+            except urllib.error.URLError:
+                threading.Event().wait(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    prober = threading.Thread(target=probe_then_stop)
+    prober.start()
+    try:
+        assert main(["run", str(pipeline), "--no-progress", "--shard", f"{empty}/2"]) == 0
+    finally:
+        prober.join()
+    status, body = seen[0]
+    assert (status, json.loads(body)["ready"]) == (200, True)
+    assert f"shard {empty}/2 owns no source" in json.loads(body)["reason"]
