@@ -73,6 +73,7 @@ class BackgroundWorker(Generic[T]):
         self._dropped = 0
         self._handled = 0
         self._errors = 0
+        self._os_errors_seen: set[tuple[int | None, object]] = set()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -152,6 +153,20 @@ class BackgroundWorker(Generic[T]):
             return False
         return True
 
+    def _report_os_error(self, exc: OSError) -> None:
+        """Log the first error of each kind (errno and file) once, without a traceback."""
+        key = (exc.errno, getattr(exc, "filename", None))
+        if key in self._os_errors_seen:
+            logger.debug("%s: %s", self.name, exc)
+            return
+        self._os_errors_seen.add(key)
+        logger.error(
+            "%s: cannot write the recording: %s; frames are not recorded while this lasts "
+            "(analytics and alerts go on; further errors of this kind are only counted)",
+            self.name,
+            exc,
+        )
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -165,6 +180,12 @@ class BackgroundWorker(Generic[T]):
                     self._cond.notify_all()  # a waiting put may go on
             try:
                 self._handle(item)
+            except OSError as exc:
+                # A full, read-only or missing disk fails every frame the same way: say it once,
+                # clearly, then count (analytics and alerts go on; see stats().errors).
+                self._report_os_error(exc)
+                with self._cond:
+                    self._errors += 1
             except Exception:
                 logger.exception("%s: handling an item failed", self.name)
                 with self._cond:
