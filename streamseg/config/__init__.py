@@ -14,13 +14,22 @@ from streamseg.config.errors import MISSING, ConfigError, ConfigIssue
 from streamseg.config.loader import load_pipeline, load_pipeline_text
 from streamseg.config.metrics import MetricsConfig
 from streamseg.config.model import ModelConfig
-from streamseg.config.outputs import JsonlOutputConfig, OutputsConfig, VideoOutputConfig
+from streamseg.config.mqtt import MqttOutputConfig
+from streamseg.config.outputs import (
+    EventsOutputConfig,
+    JsonlOutputConfig,
+    MotsOutputConfig,
+    OutputsConfig,
+    VideoOutputConfig,
+)
 from streamseg.config.pipeline import (
     CrossCheckError,
     PipelineConfig,
     check_unique_source_ids,
     check_video_path_template,
 )
+from streamseg.config.record import RecordConfig
+from streamseg.config.rules import RuleConfig
 from streamseg.config.sources import (
     FileSourceConfig,
     ReconnectConfig,
@@ -30,24 +39,32 @@ from streamseg.config.sources import (
     redact_url,
 )
 from streamseg.config.tracker import TrackerConfig
+from streamseg.config.zones import CalibrationConfig, ZoneConfig
 
 __all__ = [
     "MISSING",
+    "CalibrationConfig",
     "ConfigError",
     "ConfigIssue",
     "CrossCheckError",
+    "EventsOutputConfig",
     "FileSourceConfig",
     "JsonlOutputConfig",
     "MetricsConfig",
     "ModelConfig",
+    "MotsOutputConfig",
+    "MqttOutputConfig",
     "OutputsConfig",
     "PipelineConfig",
     "ReconnectConfig",
+    "RecordConfig",
     "RtspSourceConfig",
+    "RuleConfig",
     "SourceConfig",
     "TrackerConfig",
     "UsbSourceConfig",
     "VideoOutputConfig",
+    "ZoneConfig",
     "check_unique_source_ids",
     "check_video_path_template",
     "load_pipeline",
