@@ -26,11 +26,28 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 
-def launch_line(width: int, height: int, fps: int) -> str:
-    """The gst-launch description of the served media (one H.264 video stream, payloader pay0)."""
+def launch_line(width: int, height: int, fps: int, frames: str | None = None) -> str:
+    """The gst-launch description of the served media (one H.264 video stream, payloader pay0).
+
+    Args:
+        width, height, fps: the picture served.
+        frames: a ``printf`` pattern of raw I420 frame files (``dir/%05d.i420``, each
+            ``width * height * 3 / 2`` bytes), played in a loop at ``fps`` in real time instead of
+            the test pattern (what ``bench/soak.py`` serves: the synthetic scenes).
+    """
+    if frames is not None:
+        source = (
+            f"multifilesrc location={frames} loop=true "
+            f"! rawvideoparse width={width} height={height} format=i420 framerate={fps}/1 "
+            "! clocksync "
+        )
+    else:
+        source = (
+            "videotestsrc is-live=true pattern=ball "
+            f"! video/x-raw,width={width},height={height},framerate={fps}/1 "
+        )
     return (
-        "( videotestsrc is-live=true pattern=ball "
-        f"! video/x-raw,width={width},height={height},framerate={fps}/1 "
+        f"( {source}"
         "! videoconvert "
         f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
         "! video/x-h264,profile=baseline "
@@ -42,6 +59,9 @@ def launch_line(width: int, height: int, fps: int) -> str:
 # Element -> Debian package that provides it, to name the fix when one is missing.
 REQUIRED_ELEMENTS = {
     "videotestsrc": "gstreamer1.0-plugins-base",
+    "multifilesrc": "gstreamer1.0-plugins-good",
+    "rawvideoparse": "gstreamer1.0-plugins-base",
+    "clocksync": "libgstreamer1.0-0 (core elements)",
     "videoconvert": "gstreamer1.0-plugins-base",
     "x264enc": "gstreamer1.0-plugins-ugly",
     "valve": "libgstreamer1.0-0 (core elements)",
@@ -67,6 +87,11 @@ def main() -> int:
     parser.add_argument("--height", type=int, default=120)
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument(
+        "--frames",
+        default=None,
+        help="printf pattern of raw I420 frame files to loop instead of the test pattern",
+    )
+    parser.add_argument(
         "--freeze-after",
         type=float,
         default=None,
@@ -85,7 +110,7 @@ def main() -> int:
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(launch_line(args.width, args.height, args.fps))
+    factory.set_launch(launch_line(args.width, args.height, args.fps, args.frames))
     factory.set_shared(True)
 
     if args.freeze_after is not None:
