@@ -294,13 +294,14 @@ def paint_masks(
         return
     height, width = scene.shape[:2]
     if isinstance(mask, sv.CompactMask):
-        crops, _ = decode_compact_crops(mask)
+        crops, counted = decode_compact_crops(mask)
         origins = np.asarray(mask.offsets, dtype=np.int64).reshape(-1, 2)
     else:
         # Dense masks may reach outside their boxes: paint them whole (they are rare here).
+        counted = None
         crops = list(np.asarray(mask, dtype=bool))
         origins = np.zeros((len(crops), 2), dtype=np.int64)
-    areas = [int(np.count_nonzero(c)) for c in crops]
+    areas = counted.tolist() if counted is not None else [int(np.count_nonzero(c)) for c in crops]
     for i in sorted(range(len(crops)), key=lambda j: -areas[j]):
         crop = crops[i]
         if areas[i] == 0:
