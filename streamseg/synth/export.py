@@ -36,7 +36,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import av
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -95,7 +94,10 @@ class VideoWriter:
         self.rate = _fps_fraction(fps)
         self.codec = _CODECS.get(codec, codec)
         try:
+            import av  # only the video exporter needs PyAV (training does not)
+
             av.codec.Codec(self.codec, "w")
+            self._av = av
         except Exception as exc:  # PyAV raises its own error types for unknown codecs
             raise ValueError(
                 f"codec must be an encoder PyAV has (e.g. 'h264', 'hevc', 'mpeg4'), got {codec!r}"
@@ -116,7 +118,7 @@ class VideoWriter:
             if width % 2 or height % 2:
                 raise ValueError(f"yuv420p needs an even width and height, got {width}x{height}")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._container = av.open(str(self.path), mode="w")
+            self._container = self._av.open(str(self.path), mode="w")
             stream = self._container.add_stream(self.codec, rate=self.rate)
             stream.width, stream.height = width, height
             stream.pix_fmt = "yuv420p"
@@ -128,7 +130,7 @@ class VideoWriter:
                 f"every frame must be {self._stream.width}x{self._stream.height}, "
                 f"got {width}x{height} at frame {self.count}"
             )
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame = self._av.VideoFrame.from_ndarray(image, format="bgr24")
         frame.pts = self.count
         frame.time_base = 1 / self.rate
         for packet in self._stream.encode(frame):

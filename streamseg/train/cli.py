@@ -20,6 +20,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -86,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=d.threads, help="torch threads")
     p.add_argument("--workers", type=int, default=d.workers, help="data worker processes")
     p.add_argument("--seed", type=int, default=d.seed, help="run seed")
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop (with a checkpoint) after this much wall time; --resume continues",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="torch device of the network: 'auto' (cuda when available, else cpu), 'cpu', 'cuda'",
+    )
     p.add_argument(
         "--render-widths",
         type=int,
@@ -169,6 +182,21 @@ def _export(out: Path) -> int:
     return 0
 
 
+def _resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; anything else is checked."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise SystemExit(f"streamseg train: --device {name!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"streamseg train: --device {name!r}: torch sees no CUDA device")
+    return name
+
+
 def train_main(argv: list[str]) -> int:
     """Entry point of ``streamseg train``.
 
@@ -209,6 +237,7 @@ def train_main(argv: list[str]) -> int:
         threads=args.threads,
         workers=args.workers,
         seed=args.seed,
+        device=_resolve_device(args.device),
         export=not args.no_export,
         augment=dataclasses.replace(AugmentConfig(), mosaic=args.mosaic),
     )
@@ -228,6 +257,7 @@ def train_main(argv: list[str]) -> int:
             resume=args.resume,
             init=_resolve_init(args.init),
             stop=stop,
+            deadline=None if args.time_limit is None else time.time() + args.time_limit,
         )
     finally:
         for s, h in old.items():

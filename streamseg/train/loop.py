@@ -18,6 +18,7 @@ Files under ``out``:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -46,7 +47,7 @@ from streamseg.train.data import (
 )
 from streamseg.train.evaluate import EvalSet, evaluate
 from streamseg.train.export import export_onnx, export_torchscript, load_runtime_weights
-from streamseg.train.loss import segment_loss
+from streamseg.train.loss import Targets, segment_loss
 from streamseg.train.net import NetConfig, RuntimeHead, SegLite, count_parameters
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class TrainConfig:
         threads: torch threads of the training process.
         workers: DataLoader worker processes rendering data (0: render in the main process).
         seed: run seed (data and initialization).
+        device: torch device of the network ("cpu", "cuda", "cuda:1"); data is rendered on the
+            CPU by the workers either way.
         worker_timeout_s: a batch that takes a data worker longer than this is an error (a
             stuck worker must not hang the run).
         export: export TorchScript + ONNX of the EMA weights at the end.
@@ -100,6 +103,7 @@ class TrainConfig:
     threads: int = 1
     workers: int = 1
     seed: int = 0
+    device: str = "cpu"
     worker_timeout_s: int = 600
     export: bool = True
     net: NetConfig = field(default_factory=NetConfig)
@@ -136,8 +140,6 @@ class ModelEMA:
     """Exponential moving average of a model's weights and buffers (YOLO-style warm-up)."""
 
     def __init__(self, model: nn.Module, decay: float, tau: float) -> None:
-        import copy
-
         self.ema = copy.deepcopy(model).eval()
         for p in self.ema.parameters():
             p.requires_grad_(False)
@@ -286,6 +288,7 @@ def train(
     init: str | None = None,
     stop: threading.Event | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    deadline: float | None = None,
 ) -> TrainResult:
     """Train (or continue training) a :class:`SegLite` on ``source``.
 
@@ -298,11 +301,14 @@ def train(
         init: fine-tune from this checkpoint / TorchScript export (ignored when resuming).
         stop: when set, the loop checkpoints after the current step and returns.
         on_step: called as ``on_step(step, loss)`` after every step (tests, tools).
+        deadline: a ``time.time()`` after which the loop checkpoints and returns, as on ``stop``
+            (a session's time box; the data workers are never signalled).
 
     Returns:
         What happened (:class:`TrainResult`).
     """
     torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "last.pt"
@@ -322,7 +328,7 @@ def train(
     net = SegLite(net_cfg)
     if ckpt is None and init:
         init_weights(net, init)
-    net = net.to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
+    net = net.to(device=device, memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     ema = ModelEMA(net, cfg.ema_decay, cfg.ema_tau)
     opt = build_optimizer(net, cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -345,7 +351,8 @@ def train(
         best = float(ckpt.get("best_map50", -1.0))
         logger.info("resumed %s at step %d", ckpt_path, step)
     logger.info(
-        "SegLite: %.3f M parameters, input %dx%d, %d classes %s, batch %d, %d threads, %d workers",
+        "SegLite: %.3f M parameters, input %dx%d, %d classes %s, batch %d, %d threads, %d workers, "
+        "device %s",
         count_parameters(net) / 1e6,
         cfg.imgsz[0],
         cfg.imgsz[1],
@@ -354,6 +361,7 @@ def train(
         cfg.batch,
         cfg.threads,
         cfg.workers,
+        device,
     )
 
     def checkpoint(path: Path) -> None:
@@ -380,8 +388,13 @@ def train(
         ema_net = ema.ema
         assert isinstance(ema_net, SegLite)
         ema_net.eval()
-        res = evaluate(RuntimeHead(ema_net), eval_set, cfg.imgsz, class_names)
-        return res
+        head = RuntimeHead(ema_net)
+
+        def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out0, out1 = head(x.to(device))
+            return out0.cpu(), out1.cpu()
+
+        return evaluate(forward, eval_set, cfg.imgsz, class_names)
 
     curve = open(out / "curve.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
     dataset = TrainDataset(source, cfg.imgsz, cfg.augment, seed=cfg.seed)
@@ -399,6 +412,7 @@ def train(
         persistent_workers=False,
         timeout=float(cfg.worker_timeout_s) if cfg.workers > 0 else 0.0,
         drop_last=True,
+        pin_memory=device.type == "cuda",
     )
     progress = _Progress(cfg.steps, step)
     last_eval: dict[str, float] = {}
@@ -410,7 +424,8 @@ def train(
     steps_at_log = step
     try:
         for images, targets in loader:
-            x = images_to_input(images)
+            x = images_to_input(images.to(device, non_blocking=True))
+            targets = Targets(*(t.to(device, non_blocking=True) for t in targets))
             raw = net(x)
             parts = segment_loss(raw, targets, net_cfg.reg_max)
             opt.zero_grad(set_to_none=True)
@@ -469,13 +484,17 @@ def train(
                 stopped = step < cfg.steps
                 logger.info("stop requested: checkpoint at step %d", step)
                 break
+            if deadline is not None and time.time() >= deadline:
+                stopped = step < cfg.steps
+                logger.info("time limit reached: checkpoint at step %d", step)
+                break
     finally:
         progress.close()
         curve.close()
     checkpoint(ckpt_path)
     exports: list[Path] = []
     if cfg.export and not stopped:
-        ema_net = ema.ema
+        ema_net = copy.deepcopy(ema.ema).cpu()
         assert isinstance(ema_net, SegLite)
         exports.append(
             export_torchscript(ema_net, out / "seglite.torchscript", class_names, cfg.imgsz)

@@ -159,3 +159,36 @@ def test_stop_signal_checkpoints_and_resume_finishes(
     target = step + 2
     assert train_main([*_small_args(ann, img_dir, out, target), "--resume", "--no-export"]) == 0
     assert load_checkpoint(out / "last.pt")["step"] == target
+
+
+def test_time_limit_checkpoints_and_resume_continues(
+    coco: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--time-limit ends a long run with a checkpoint (no signal reaches the workers)."""
+    ann, img_dir = coco
+    out = tmp_path / "run"
+    args = [*_small_args(ann, img_dir, out, 1_000_000), "--no-export", "--time-limit", "3"]
+    start = time.monotonic()
+    assert train_main(args) == 0
+    assert time.monotonic() - start < 60
+    step = load_checkpoint(out / "last.pt")["step"]
+    assert 1 <= step < 1_000_000
+    assert train_main([*_small_args(ann, img_dir, out, step + 1), "--resume", "--no-export"]) == 0
+    assert load_checkpoint(out / "last.pt")["step"] == step + 1
+
+
+def test_device_argument(coco: tuple[Path, Path], tmp_path: Path) -> None:
+    """--device auto trains on what torch sees; a CUDA device torch cannot see is a clear error.
+
+    The CUDA path itself cannot run here (no GPU); it was exercised on a lent H100 (issue #3).
+    """
+    ann, img_dir = coco
+    out = tmp_path / "run"
+    assert train_main([*_small_args(ann, img_dir, out, 1), "--no-export", "--device", "auto"]) == 0
+    saved = load_checkpoint(out / "last.pt")
+    assert saved["train_config"]["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="torch sees no CUDA device"):
+            train_main([*_small_args(ann, img_dir, out, 2), "--device", "cuda"])
+    with pytest.raises(SystemExit, match="--device 'gpu0'"):
+        train_main([*_small_args(ann, img_dir, out, 2), "--device", "gpu0"])
