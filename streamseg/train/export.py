@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from streamseg.train.net import STRIDES, NetConfig, RuntimeHead, SegLite
+from streamseg.train.net import STRIDES, ExportHead, NetConfig, SegLite
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +32,10 @@ logger = logging.getLogger(__name__)
 NET_CONFIG_FILE = "seglite.json"
 
 
-def _runtime_module(net: SegLite) -> RuntimeHead:
+def _runtime_module(net: SegLite, imgsz: tuple[int, int]) -> ExportHead:
     fused = copy.deepcopy(net).float().eval()
     fused.fuse()
-    return RuntimeHead(fused).eval()
+    return ExportHead(fused, imgsz).eval()
 
 
 def _config_json(class_names: Sequence[str], imgsz: tuple[int, int]) -> str:
@@ -74,7 +74,7 @@ def export_torchscript(
         The written path.
     """
     _check_args(net, class_names, imgsz)
-    module = _runtime_module(net)
+    module = _runtime_module(net, imgsz)
     x = torch.rand(1, 3, int(imgsz[0]), int(imgsz[1]))
     with torch.no_grad():
         traced = torch.jit.trace(module, x, check_trace=False)
@@ -116,7 +116,7 @@ def export_onnx(
     import onnx
 
     _check_args(net, class_names, imgsz)
-    module = _runtime_module(net)
+    module = _runtime_module(net, imgsz)
     x = torch.rand(1, 3, int(imgsz[0]), int(imgsz[1]))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

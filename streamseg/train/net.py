@@ -326,19 +326,21 @@ def make_anchors(
     return torch.cat(pts), torch.cat(sts)
 
 
-def dfl_decode(box: torch.Tensor, reg_max: int) -> torch.Tensor:
+def dfl_decode(box: torch.Tensor, reg_max: int, bins: torch.Tensor | None = None) -> torch.Tensor:
     """Expected ltrb distance (in strides) from DFL logits.
 
     Args:
         box: [..., 4 * reg_max] logits.
         reg_max: bins per side.
+        bins: ``arange(reg_max)`` as float32 (a buffer of an export module); built here if None.
 
     Returns:
         [..., 4] distances in units of the anchor's stride.
     """
     shape = box.shape[:-1]
     prob = box.view(*shape, 4, reg_max).softmax(-1)
-    bins = torch.arange(reg_max, device=box.device, dtype=prob.dtype)
+    if bins is None:
+        bins = torch.arange(reg_max, device=box.device, dtype=prob.dtype)
     return (prob * bins).sum(-1)
 
 
@@ -371,6 +373,14 @@ class SegLite(nn.Module):
         Returns:
             The raw outputs (:class:`RawOutput`).
         """
+        box, cls, coef, protos, shapes = self.predict(x)
+        anchors, strides = make_anchors(shapes, STRIDES, x.device)
+        return RawOutput(box, cls, coef, protos, anchors, strides)
+
+    def predict(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+        """The learned part of :meth:`forward`: (box, cls, coef, protos, grid shapes per level)."""
         c4, c8, c16, c32 = self.backbone(x)
         feats = self.neck(c8, c16, c32)
         boxes, clss, coefs = [], [], []
@@ -380,14 +390,12 @@ class SegLite(nn.Module):
             clss.append(k)
             coefs.append(m)
         shapes = [(int(f.shape[2]), int(f.shape[3])) for f in feats]
-        anchors, strides = make_anchors(shapes, STRIDES, x.device)
-        return RawOutput(
-            box=torch.cat(boxes, 2).transpose(1, 2),
-            cls=torch.cat(clss, 2).transpose(1, 2),
-            coef=torch.cat(coefs, 2).transpose(1, 2),
-            protos=self.proto(feats[0], c4),
-            anchors=anchors,
-            strides=strides,
+        return (
+            torch.cat(boxes, 2).transpose(1, 2),
+            torch.cat(clss, 2).transpose(1, 2),
+            torch.cat(coefs, 2).transpose(1, 2),
+            self.proto(feats[0], c4),
+            shapes,
         )
 
     def fuse(self) -> SegLite:
@@ -398,18 +406,21 @@ class SegLite(nn.Module):
         return self
 
 
-def runtime_layout(raw: RawOutput, reg_max: int) -> tuple[torch.Tensor, torch.Tensor]:
+def runtime_layout(
+    raw: RawOutput, reg_max: int, bins: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Convert raw outputs to the YOLO-seg runtime layout.
 
     Args:
         raw: network outputs.
         reg_max: DFL bins of the network.
+        bins: see :func:`dfl_decode`.
 
     Returns:
         ``output0`` [B, 4 + nc + nm, A]: cx, cy, w, h (input pixels), class scores after
         sigmoid, raw mask coefficients; ``output1`` [B, nm, H/4, W/4] prototypes.
     """
-    dist = dfl_decode(raw.box.float(), reg_max) * raw.strides
+    dist = dfl_decode(raw.box.float(), reg_max, bins) * raw.strides
     lt, rb = dist.chunk(2, -1)
     cxy = raw.anchors + (rb - lt) / 2
     wh = lt + rb
@@ -428,6 +439,37 @@ class RuntimeHead(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[B, 3, H, W] RGB 0..1 -> (output0 [B, 4+nc+nm, A], output1 [B, nm, H/4, W/4])."""
         return runtime_layout(self.net(x), self.reg_max)
+
+
+class ExportHead(nn.Module):
+    """:class:`RuntimeHead` for one input size, the module that exports trace.
+
+    Tracing bakes a tensor built inside ``forward`` (``torch.arange``, ``torch.full``) into the
+    graph on the device it was traced on, so a file traced on the CPU would fail on CUDA. Here
+    the anchors, strides and DFL bins are buffers: they follow ``module.to(device)`` and
+    ``torch.jit.load(map_location=...)``, and the traced graph holds no device.
+    """
+
+    anchors: torch.Tensor
+    strides: torch.Tensor
+    bins: torch.Tensor
+
+    def __init__(self, net: SegLite, imgsz: tuple[int, int]) -> None:
+        super().__init__()
+        self.net = net
+        self.reg_max = net.cfg.reg_max
+        h, w = int(imgsz[0]), int(imgsz[1])
+        shapes = [(h // s, w // s) for s in STRIDES]
+        anchors, strides = make_anchors(shapes, STRIDES, torch.device("cpu"))
+        self.register_buffer("anchors", anchors)
+        self.register_buffer("strides", strides)
+        self.register_buffer("bins", torch.arange(self.reg_max, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, 3, H, W] RGB 0..1 at the export size -> (output0, output1) as RuntimeHead."""
+        box, cls, coef, protos, _ = self.net.predict(x)
+        raw = RawOutput(box, cls, coef, protos, self.anchors, self.strides)
+        return runtime_layout(raw, self.reg_max, self.bins)
 
 
 def count_parameters(model: nn.Module) -> int:

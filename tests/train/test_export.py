@@ -67,6 +67,27 @@ def test_torchscript_matches_eager(trained_like_net: SegLite, tmp_path: Path) ->
     assert json.loads(extra["config.txt"])["imgsz"] == [64, 96]
 
 
+def test_torchscript_holds_no_device(trained_like_net: SegLite, tmp_path: Path) -> None:
+    """The traced file follows map_location / .to(): no tensor is built on a fixed device.
+
+    A trace bakes ``torch.arange(..., device=x.device)`` into the graph as a constant device;
+    such a file traced on the CPU fails on CUDA ("found at least two devices"). No GPU here, so
+    this checks the graph itself: no Device constant anywhere (the file shipped before this
+    test had two), and the anchors / DFL bins are buffers that move with the module.
+    """
+    path = export_torchscript(trained_like_net, tmp_path / "m.torchscript", NAMES, IMGSZ)
+    ts = torch.jit.load(str(path))
+    devices = [
+        n
+        for n in ts.inlined_graph.nodes()
+        if n.kind() == "prim::Constant" and str(n.output().type()) == "Device"
+    ]
+    assert devices == []
+    buffers = dict(ts.named_buffers())
+    assert {"anchors", "strides", "bins"} <= set(buffers)
+    assert buffers["anchors"].shape == (8 * 12 + 4 * 6 + 2 * 3, 2)
+
+
 def test_onnx_matches_eager(trained_like_net: SegLite, tmp_path: Path) -> None:
     path = export_onnx(trained_like_net, tmp_path / "m.onnx", NAMES, IMGSZ)
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
