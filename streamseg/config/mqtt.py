@@ -1,4 +1,5 @@
-"""The ``outputs.mqtt`` section: the broker, credentials, topics and the durable outbox.
+"""The ``outputs.mqtt`` section: the broker, credentials, topics, the durable outbox, and Home
+Assistant discovery.
 
 Defaults that depend on the pipeline or the machine (the client id, the topic prefix, the outbox
 file, the port) stay ``None`` here; :func:`streamseg.outputs.mqtt.build_mqtt_publisher` resolves
@@ -13,7 +14,14 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from typing_extensions import Self
 
-from streamseg.config._base import ConfigModel, Float, Int, NonEmptyStr, none_as_empty
+from streamseg.config._base import (
+    ConfigModel,
+    Float,
+    Identifier,
+    Int,
+    NonEmptyStr,
+    none_as_empty,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +101,56 @@ class MqttOutboxConfig(ConfigModel):
     )
 
 
+class MqttHomeAssistantConfig(ConfigModel):
+    """Home Assistant MQTT discovery: the rules and zone counts appear as entities by themselves.
+
+    When enabled, the publisher sends a retained discovery config (QoS 1) on every (re)connect:
+    a ``binary_sensor`` per (stream, rule) on ``<prefix>/<stream>/<rule>/state``, and a
+    ``sensor`` per zone count topic ``<prefix>/<stream>/<zone>/<class>/count`` (the first time
+    that count is published: classes are only known once seen). Every entity belongs to one
+    device per pipeline and is unavailable while ``<prefix>/available`` says ``offline`` (the
+    last will). See :mod:`streamseg.outputs.mqtt.discovery`.
+
+    Example::
+
+        outputs:
+          mqtt:
+            home_assistant:
+              enabled: true
+              discovery_prefix: homeassistant   # Home Assistant's default
+              node_id: streamseg_yard           # default streamseg_<pipeline name>
+    """
+
+    enabled: bool = Field(default=False, description="publish Home Assistant discovery configs")
+    discovery_prefix: NonEmptyStr = Field(
+        default="homeassistant",
+        description="Home Assistant's discovery prefix (its MQTT integration setting)",
+    )
+    node_id: Identifier | None = Field(
+        default=None,
+        description="discovery node id and device identifier; null = streamseg_<pipeline name>",
+    )
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _valid_discovery_prefix(cls, value: str) -> str:
+        problems = check_topic_prefix(value)
+        if problems:
+            raise ValueError(f"expected a topic prefix such as homeassistant: {problems}")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_need_enabled(self) -> Self:
+        if not self.enabled:
+            set_keys = sorted(self.model_fields_set - {"enabled"})
+            if set_keys:
+                raise ValueError(
+                    f"{', '.join(set_keys)} set while enabled is false; "
+                    "expected enabled: true to use them"
+                )
+        return self
+
+
 class MqttOutputConfig(ConfigModel):
     """Alerts over MQTT: events at QoS 1 through a durable outbox, retained state topics."""
 
@@ -147,8 +205,14 @@ class MqttOutputConfig(ConfigModel):
     outbox: MqttOutboxConfig = Field(
         default_factory=MqttOutboxConfig, description="durable queue of unacknowledged events"
     )
+    home_assistant: MqttHomeAssistantConfig = Field(
+        default_factory=MqttHomeAssistantConfig,
+        description="Home Assistant MQTT discovery of rule states and zone counts (off by default)",
+    )
 
-    _sections_none = field_validator("tls", "reconnect", "outbox", mode="before")(none_as_empty)
+    _sections_none = field_validator("tls", "reconnect", "outbox", "home_assistant", mode="before")(
+        none_as_empty
+    )
 
     @field_validator("username")
     @classmethod
@@ -167,6 +231,16 @@ class MqttOutputConfig(ConfigModel):
         if problems:
             raise ValueError(f"expected a topic prefix such as streamseg/yard: {problems}")
         return value
+
+    @model_validator(mode="after")
+    def _discovery_needs_retain(self) -> Self:
+        # Home Assistant reads availability and states from retained messages when it starts.
+        if self.home_assistant.enabled and not self.retain:
+            raise ValueError(
+                "home_assistant.enabled needs retain: true (Home Assistant reads the retained "
+                "availability, rule states and counts when it starts); expected retain: true"
+            )
+        return self
 
     def resolved_port(self) -> int:
         """``port``, or the usual port of the transport (with or without TLS)."""

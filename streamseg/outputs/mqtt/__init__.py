@@ -9,8 +9,9 @@ Typical use (the runtime does this when ``outputs.mqtt`` is set)::
         ...  # rules call publisher.on_event / on_rule_state / on_zone_count
         publisher.close(timeout=5.0)
 
-Topics: :mod:`streamseg.outputs.mqtt.topics`. Delivery is at-least-once: consumers deduplicate
-on ``(event_id, type, seq)``.
+Topics: :mod:`streamseg.outputs.mqtt.topics`; Home Assistant discovery (``home_assistant:``
+in the section): :mod:`streamseg.outputs.mqtt.discovery`. Delivery is at-least-once: consumers
+deduplicate on ``(event_id, type, seq)``.
 """
 
 from streamseg.outputs.mqtt.build import (
@@ -19,11 +20,18 @@ from streamseg.outputs.mqtt.build import (
     default_outbox_path,
     default_topic_prefix,
 )
+from streamseg.outputs.mqtt.discovery import (
+    DiscoveryMessage,
+    HomeAssistantDiscovery,
+    discovery_for_pipeline,
+)
 from streamseg.outputs.mqtt.outbox import Outbox, OutboxFullError, OutboxInUseError, OutboxRow
 from streamseg.outputs.mqtt.publisher import MqttPublisher
 from streamseg.outputs.mqtt.topics import Topics, topic_level
 
 __all__ = [
+    "DiscoveryMessage",
+    "HomeAssistantDiscovery",
     "MqttPublisher",
     "Outbox",
     "OutboxFullError",
@@ -34,5 +42,6 @@ __all__ = [
     "default_client_id",
     "default_outbox_path",
     "default_topic_prefix",
+    "discovery_for_pipeline",
     "topic_level",
 ]

@@ -8,7 +8,9 @@ import socket
 
 from prometheus_client import CollectorRegistry
 
+import streamseg
 from streamseg.config.pipeline import PipelineConfig
+from streamseg.outputs.mqtt.discovery import discovery_for_pipeline
 from streamseg.outputs.mqtt.outbox import Outbox
 from streamseg.outputs.mqtt.publisher import MqttPublisher
 
@@ -43,7 +45,9 @@ def build_mqtt_publisher(
     """The pipeline's MQTT publisher, or ``None`` when ``outputs.mqtt`` is absent.
 
     Opens (creates) the outbox file; connects nothing: call :meth:`MqttPublisher.start`, then
-    :meth:`MqttPublisher.close` at shutdown.
+    :meth:`MqttPublisher.close` at shutdown. With ``outputs.mqtt.home_assistant.enabled``, the
+    publisher also gets the Home Assistant discovery settings, with the (stream, rule) pairs of
+    ``config`` (a shard's copy: only its own streams).
 
     Args:
         config: the validated pipeline.
@@ -59,6 +63,9 @@ def build_mqtt_publisher(
         return None
     client_id = mqtt_config.client_id or default_client_id(config.name, socket.gethostname())
     prefix = mqtt_config.topic_prefix or default_topic_prefix(config.name)
+    discovery = discovery_for_pipeline(
+        config, prefix, sw_version=getattr(streamseg, "__version__", None)
+    )
     outbox = Outbox(
         mqtt_config.outbox.path or default_outbox_path(config.name),
         max_events=mqtt_config.outbox.max_events,
@@ -66,7 +73,12 @@ def build_mqtt_publisher(
     )
     try:
         return MqttPublisher(
-            mqtt_config, client_id=client_id, topic_prefix=prefix, outbox=outbox, registry=registry
+            mqtt_config,
+            client_id=client_id,
+            topic_prefix=prefix,
+            outbox=outbox,
+            registry=registry,
+            discovery=discovery,
         )
     except BaseException:
         outbox.close()

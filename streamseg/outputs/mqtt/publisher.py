@@ -22,6 +22,12 @@ Retained topics (availability, rule state, zone counts, source status, outbox st
 snapshots) do not go through the outbox: the latest value of each topic is kept in memory,
 published at once while connected and published again after every (re)connect.
 
+With Home Assistant discovery (``home_assistant.enabled``), the retained discovery config of
+each rule state and zone count topic is published the same way, just before the topic's first
+value and again after every (re)connect (QoS 1, retained; see
+:mod:`streamseg.outputs.mqtt.discovery`). The rule states known from the pipeline are announced
+on the first connect, before any frame.
+
 The outbox is bounded. When it is full a new event is refused at the door (nothing already
 accepted is ever dropped): the refusal is counted (``streamseg_mqtt_events_refused``), logged at
 ERROR once per episode, and the retained ``<prefix>/outbox`` topic says ``"full": true`` until
@@ -46,6 +52,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import CollectorRegistry
 
 from streamseg.config.mqtt import MqttOutputConfig
+from streamseg.outputs.mqtt.discovery import DISCOVERY_QOS, DiscoveryMessage, HomeAssistantDiscovery
 from streamseg.outputs.mqtt.metrics import MqttMetrics
 from streamseg.outputs.mqtt.outbox import Outbox, OutboxFullError
 from streamseg.outputs.mqtt.topics import Topics
@@ -90,9 +97,11 @@ class MqttPublisher:
         topic_prefix: first topic levels, e.g. ``streamseg/yard``.
         outbox: the opened outbox; the publisher closes it in :meth:`close`.
         registry: Prometheus registry for the metrics; ``None`` = a private one.
+        discovery: Home Assistant discovery settings; ``None`` = no discovery configs.
 
     Raises:
-        ValueError: the TLS files cannot be loaded (the message names the key).
+        ValueError: the TLS files cannot be loaded (the message names the key), or
+            ``discovery`` was built for another topic prefix.
     """
 
     def __init__(
@@ -103,6 +112,7 @@ class MqttPublisher:
         topic_prefix: str,
         outbox: Outbox,
         registry: CollectorRegistry | None = None,
+        discovery: HomeAssistantDiscovery | None = None,
     ) -> None:
         self.config = config
         self.client_id = client_id
@@ -118,6 +128,16 @@ class MqttPublisher:
         # threads setting one topic reach the broker in the order they set it.
         self._retained: dict[str, bytes] = {}
         self._retained_lock = threading.Lock()
+        if discovery is not None and discovery.topic_prefix != topic_prefix:
+            raise ValueError(
+                f"discovery: built for topic prefix {discovery.topic_prefix!r}, expected the "
+                f"publisher's {topic_prefix!r}"
+            )
+        self.discovery = discovery
+        # Home Assistant discovery, under the same lock: config topic -> message, in the order
+        # announced, and the state topics already announced (or skipped).
+        self._configs: dict[str, DiscoveryMessage] = {}
+        self._announced: set[str] = set()
         # Notified when the outbox shrinks and when the connection comes or goes.
         self._cond = threading.Condition()
         self._connected = False
@@ -130,6 +150,10 @@ class MqttPublisher:
         self._closed = False
         self._sender: threading.Thread | None = None
         self._client = self._make_client()
+        if discovery is not None:  # the rule states known up front go out on the first connect
+            for stream_id, rule_id in discovery.rules:
+                topic = self.topics.rule_state(stream_id, rule_id)
+                self._announce(discovery.rule_state(stream_id, rule_id, topic))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -251,11 +275,21 @@ class MqttPublisher:
 
     def on_rule_state(self, stream_id: str, rule_id: str, active: bool) -> None:
         """Publish ``ON`` / ``OFF`` on ``<prefix>/<stream>/<rule>/state`` (retained)."""
-        self._set_retained(self.topics.rule_state(stream_id, rule_id), b"ON" if active else b"OFF")
+        topic = self.topics.rule_state(stream_id, rule_id)
+        # Unlocked look first (a set lookup is atomic): the config is built once per topic.
+        if self.discovery is not None and topic not in self._announced:
+            self._announce(self.discovery.rule_state(stream_id, rule_id, topic))
+        self._set_retained(topic, b"ON" if active else b"OFF")
 
     def on_zone_count(self, stream_id: str, zone_id: str, class_name: str, count: int) -> None:
-        """Publish the count on ``<prefix>/<stream>/<zone>/<class>/count`` (retained)."""
+        """Publish the count on ``<prefix>/<stream>/<zone>/<class>/count`` (retained).
+
+        With discovery, the count's sensor config goes out first, the first time the topic is
+        published (classes are only known once seen).
+        """
         topic = self.topics.zone_count(stream_id, zone_id, class_name)
+        if self.discovery is not None and topic not in self._announced:
+            self._announce(self.discovery.zone_count(stream_id, zone_id, class_name, topic))
         self._set_retained(topic, str(int(count)).encode("ascii"))
 
     def on_source_state(self, stream_id: str, old: SourceState, new: SourceState) -> None:
@@ -330,6 +364,33 @@ class MqttPublisher:
             self._retained[topic] = payload
             if self._connected:
                 self._publish_state(topic, payload)
+
+    def _announce(self, message: DiscoveryMessage) -> None:
+        """Publish (and keep for reconnects) a discovery config, once per state topic."""
+        state_topic = message.state_topic
+        with self._retained_lock:
+            if state_topic in self._announced:
+                return
+            self._announced.add(state_topic)
+            other = self._configs.get(message.topic)
+            if other is not None:
+                # Two ids that differ only in characters a discovery id cannot hold.
+                logger.warning(
+                    "MQTT: Home Assistant discovery: %s and %s map to the same entity %s; "
+                    "%s gets none (rename a stream, rule, zone or class to tell them apart)",
+                    other.state_topic,
+                    state_topic,
+                    message.topic,
+                    state_topic,
+                )
+                return
+            self._configs[message.topic] = message
+            if self._connected:
+                self._publish_config(message)
+
+    def _publish_config(self, message: DiscoveryMessage) -> None:
+        # Always retained: Home Assistant reads the configs when it (re)starts.
+        self._client.publish(message.topic, message.payload, qos=DISCOVERY_QOS, retain=True)
 
     def _publish_state(self, topic: str, payload: bytes) -> None:
         # Called while connected (or from on_connect). If the connection has just dropped,
@@ -486,6 +547,8 @@ class MqttPublisher:
         # retained publishes: each value goes out once, and none is overtaken by an older one.
         with self._retained_lock:
             self._publish_state(self.topics.available, ONLINE)
+            for message in self._configs.values():
+                self._publish_config(message)
             self._retained[self.topics.outbox] = self._outbox_status()
             for topic, payload in self._retained.items():
                 self._publish_state(topic, payload)

@@ -1,0 +1,431 @@
+"""Home Assistant MQTT discovery: the config payloads, the YAML block, and a real mosquitto."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.mosquitto import Mosquitto, Subscriber
+
+from streamseg.config import ConfigError, PipelineConfig, load_pipeline_text
+from streamseg.outputs.mqtt import (
+    MqttPublisher,
+    Outbox,
+    Topics,
+    build_mqtt_publisher,
+    discovery_for_pipeline,
+)
+from streamseg.outputs.mqtt.discovery import (
+    HomeAssistantDiscovery,
+    default_node_id,
+    device_block,
+    discovery_id,
+    origin_block,
+)
+from streamseg.rules import RuleEngine
+
+PREFIX = "streamseg/yard"
+HA = "homeassistant"
+SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+
+# Two streams; zones and rules that run on one of them or on both.
+PIPELINE = """\
+name: yard
+sources:
+  - {{id: gate, type: file, path: x.mp4}}
+  - {{id: dock, type: file, path: y.mp4}}
+zones:
+  - {{id: pen, type: polygon, stream: gate, points: [[0, 0], [10, 0], [10, 10]]}}
+  - {{id: halfway, type: line, points: [[0, 0], [0, 10]]}}
+rules:
+  - {{id: in-pen, type: inside, zone: pen}}
+  - {{id: crossing, type: cross, zone: halfway}}
+  - {{id: close, type: near, classes: [person], other_classes: [truck], max_distance: 5,
+      stream: dock}}
+outputs:
+  mqtt: {mqtt}
+"""
+RULE_PAIRS = [("gate", "in-pen"), ("gate", "crossing"), ("dock", "crossing"), ("dock", "close")]
+
+
+def pipeline(**mqtt: Any) -> PipelineConfig:
+    return load_pipeline_text(PIPELINE.format(mqtt=json.dumps(mqtt)), filename="p.yaml", env={})
+
+
+def make_discovery(sw_version: str | None = "1.2.3") -> HomeAssistantDiscovery:
+    return HomeAssistantDiscovery(
+        discovery_prefix=HA,
+        node_id="streamseg_yard",
+        topic_prefix=PREFIX,
+        device=device_block("yard", "streamseg_yard", sw_version),
+        origin=origin_block(sw_version),
+    )
+
+
+# ---------------------------------------------------------------------------- payloads
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        (("gate", "r1"), "gate_r1"),
+        (("gate", "person-in-swing", "state"), "gate_person-in-swing_state"),
+        (("pen 1", "traffic light"), "pen_1_traffic_light"),
+        (("a.b", "c:d", "é"), "a_b_c_d__"),
+        (("_$SYS",), "__SYS"),
+        (("",), "_"),
+    ],
+)
+def test_discovery_id_keeps_only_safe_characters(parts: tuple[str, ...], expected: str) -> None:
+    assert discovery_id(*parts) == expected
+    assert SAFE_ID.match(expected)
+
+
+def test_rule_state_is_a_binary_sensor_on_the_state_topic() -> None:
+    state_topic = Topics(PREFIX).rule_state("gate", "person-in-swing")
+    message = make_discovery().rule_state("gate", "person-in-swing", state_topic)
+    assert message.topic == (f"{HA}/binary_sensor/streamseg_yard/gate_person-in-swing_state/config")
+    assert message.state_topic == state_topic
+    assert json.loads(message.payload) == {
+        "name": "gate person-in-swing",
+        "unique_id": "streamseg_yard_gate_person-in-swing_state",
+        "state_topic": f"{PREFIX}/gate/person-in-swing/state",
+        "payload_on": "ON",
+        "payload_off": "OFF",
+        "availability_topic": f"{PREFIX}/available",
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "device": {
+            "identifiers": ["streamseg_yard"],
+            "name": "streamseg yard",
+            "manufacturer": "streamseg",
+            "model": "video analytics pipeline",
+            "sw_version": "1.2.3",
+        },
+        "origin": {"name": "streamseg", "sw_version": "1.2.3"},
+    }
+
+
+def test_zone_count_is_a_measurement_sensor_with_safe_ids() -> None:
+    """Class names are free text: the topic level and the discovery ids are both made safe."""
+    state_topic = Topics(PREFIX).zone_count("gate", "pen-1", "traffic light/é")
+    assert state_topic == f"{PREFIX}/gate/pen-1/traffic_light_é/count"
+    message = make_discovery().zone_count("gate", "pen-1", "traffic light/é", state_topic)
+    levels = message.topic.split("/")
+    assert levels[:3] == [HA, "sensor", "streamseg_yard"] and levels[-1] == "config"
+    assert len(levels) == 5 and levels[3] == "gate_pen-1_traffic_light___count"
+    assert all(SAFE_ID.match(level) for level in levels)
+    payload = json.loads(message.payload)
+    assert payload["state_topic"] == state_topic
+    assert payload["state_class"] == "measurement"
+    assert payload["name"] == "gate pen-1 traffic light/é count"
+    assert payload["unique_id"] == "streamseg_yard_gate_pen-1_traffic_light___count"
+    assert (payload["availability_topic"], payload["payload_not_available"]) == (
+        f"{PREFIX}/available",
+        "offline",
+    )
+    assert "payload_on" not in payload
+
+
+def test_unknown_version_is_left_out() -> None:
+    message = make_discovery(sw_version=None).rule_state("gate", "r1", f"{PREFIX}/gate/r1/state")
+    payload = json.loads(message.payload)
+    assert "sw_version" not in payload["device"] and "sw_version" not in payload["origin"]
+
+
+def test_discovery_for_pipeline_lists_the_rules_that_run() -> None:
+    """The (stream, rule) pairs are those the rule engine of each stream runs."""
+    config = pipeline(home_assistant={"enabled": True})
+    discovery = discovery_for_pipeline(config, PREFIX, sw_version="9.9")
+    assert discovery is not None
+    assert list(discovery.rules) == RULE_PAIRS
+    engines = {s.id: RuleEngine.from_config(config, s.id).rule_ids for s in config.sources}
+    assert sorted(discovery.rules) == sorted((s, r) for s, ids in engines.items() for r in ids)
+    assert (discovery.discovery_prefix, discovery.node_id) == (HA, default_node_id("yard"))
+    assert discovery.node_id == "streamseg_yard"
+    assert discovery.device["identifiers"] == ["streamseg_yard"]
+    assert discovery.device["sw_version"] == "9.9"
+
+    custom = pipeline(
+        home_assistant={"enabled": True, "discovery_prefix": "ha/x", "node_id": "north-1"}
+    )
+    discovery = discovery_for_pipeline(custom, "site/north")
+    assert discovery is not None
+    message = discovery.rule_state("gate", "in-pen", "site/north/gate/in-pen/state")
+    assert message.topic == "ha/x/binary_sensor/north-1/gate_in-pen_state/config"
+    assert json.loads(message.payload)["availability_topic"] == "site/north/available"
+
+    assert discovery_for_pipeline(pipeline(), PREFIX) is None  # disabled by default
+
+
+def test_builder_wires_discovery(tmp_path: Path) -> None:
+    outbox = {"path": str(tmp_path / "o.sqlite3")}
+    publisher = build_mqtt_publisher(pipeline(outbox=outbox, home_assistant={"enabled": True}))
+    assert publisher is not None
+    try:
+        assert publisher.discovery is not None
+        assert publisher.discovery.topic_prefix == publisher.topics.prefix == PREFIX
+        assert publisher.discovery.device["sw_version"]  # streamseg.__version__
+    finally:
+        publisher.close()
+    publisher = build_mqtt_publisher(pipeline(outbox=outbox))
+    assert publisher is not None and publisher.discovery is None
+    publisher.close()
+
+
+def test_publisher_refuses_discovery_for_another_prefix(tmp_path: Path) -> None:
+    config = pipeline(home_assistant={"enabled": True})
+    assert config.outputs.mqtt is not None
+    with Outbox(tmp_path / "o.sqlite3") as outbox, pytest.raises(ValueError, match="site/x"):
+        MqttPublisher(
+            config.outputs.mqtt,
+            client_id="c",
+            topic_prefix="site/x",
+            outbox=outbox,
+            discovery=make_discovery(),
+        )
+
+
+def test_ids_that_collide_after_sanitizing_are_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Classes ``a.b`` and ``a_b`` would share one entity: the second gets none, loudly."""
+    publisher = build_mqtt_publisher(
+        pipeline(outbox={"path": str(tmp_path / "o.sqlite3")}, home_assistant={"enabled": True})
+    )
+    assert publisher is not None
+    try:
+        with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
+            publisher.on_zone_count("gate", "pen", "a.b", 1)
+            publisher.on_zone_count("gate", "pen", "a_b", 1)
+            publisher.on_zone_count("gate", "pen", "a_b", 2)  # warned once per topic
+        warnings = [r.getMessage() for r in caplog.records]
+        assert len(warnings) == 1
+        assert f"{PREFIX}/gate/pen/a.b/count and {PREFIX}/gate/pen/a_b/count" in warnings[0]
+    finally:
+        publisher.close()
+
+
+# ---------------------------------------------------------------------------- config
+
+
+def test_disabled_by_default() -> None:
+    config = pipeline()
+    assert config.outputs.mqtt is not None
+    settings = config.outputs.mqtt.home_assistant
+    assert (settings.enabled, settings.discovery_prefix, settings.node_id) == (
+        False,
+        "homeassistant",
+        None,
+    )
+    # An empty key takes the defaults.
+    mqtt = load_pipeline_text(PIPELINE.format(mqtt="{home_assistant: }")).outputs.mqtt
+    assert mqtt is not None and mqtt.home_assistant.enabled is False
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        (
+            {"enabled": True, "prefix": "ha"},
+            "outputs.mqtt.home_assistant.prefix: unknown key 'prefix'; expected one of: enabled, "
+            "discovery_prefix, node_id",
+        ),
+        ({"enabled": True, "discovery_prefix": "ha/#"}, "it contains a wildcard"),
+        ({"enabled": True, "discovery_prefix": ""}, "outputs.mqtt.home_assistant.discovery_prefix"),
+        ({"enabled": True, "node_id": "north 1"}, "outputs.mqtt.home_assistant.node_id"),
+        ({"enabled": "maybe"}, "outputs.mqtt.home_assistant.enabled"),
+        (
+            {"discovery_prefix": "ha"},
+            "discovery_prefix set while enabled is false; expected enabled: true",
+        ),
+    ],
+)
+def test_config_errors(block: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        pipeline(home_assistant=block)
+    assert expected in str(info.value)
+    assert "p.yaml:" in str(info.value)
+
+
+def test_discovery_needs_retained_topics() -> None:
+    with pytest.raises(ConfigError, match=r"home_assistant\.enabled needs retain: true"):
+        pipeline(retain=False, home_assistant={"enabled": True})
+    pipeline(retain=False, home_assistant={"enabled": False})
+
+
+# ---------------------------------------------------------------------------- real broker
+
+
+def _mqtt_keys(port: int, tmp_path: Path) -> dict[str, Any]:
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "keepalive_s": 2,
+        "client_id": "streamseg-discovery-test",
+        "reconnect": {"min_delay_s": 0.05, "max_delay_s": 0.2},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite3"), "synchronous": "normal"},
+        "home_assistant": {"enabled": True},
+    }
+
+
+@pytest.fixture
+def discovering_publisher(tmp_path: Path) -> Iterator[Callable[[int], MqttPublisher]]:
+    """Factory: a publisher of :data:`PIPELINE` with discovery on; closed at teardown."""
+    made: list[MqttPublisher] = []
+
+    def make(port: int) -> MqttPublisher:
+        publisher = build_mqtt_publisher(pipeline(**_mqtt_keys(port, tmp_path)))
+        assert publisher is not None
+        made.append(publisher)
+        return publisher
+
+    yield make
+    for publisher in made:
+        publisher.close(timeout=0)
+
+
+def retained(port: int, topic_filter: str, topics: set[str]) -> dict[str, Any]:
+    """What a subscriber that arrives now reads on ``topics``: ``{topic: Received}``, retained
+    messages only."""
+    fresh = Subscriber(port, topic_filter)
+    try:
+        fresh.wait_for(lambda s: {m.topic for m in s.messages if m.retain} >= topics)
+    finally:
+        fresh.close()
+    return {m.topic: m for m in fresh.messages if m.retain}
+
+
+def expected_configs() -> dict[str, str]:
+    """Config topic -> state topic, for every rule of :data:`PIPELINE` and the counts the test
+    publishes."""
+    discovery = make_discovery()
+    topics = Topics(PREFIX)
+    messages = [discovery.rule_state(s, r, topics.rule_state(s, r)) for s, r in RULE_PAIRS]
+    messages += [
+        discovery.zone_count("gate", "pen", name, topics.zone_count("gate", "pen", name))
+        for name in ("cow", "traffic light")
+    ]
+    return {m.topic: m.state_topic for m in messages}
+
+
+@pytest.mark.integration
+def test_home_assistant_finds_every_rule_and_count(
+    mosquitto: Callable[..., Mosquitto],
+    discovering_publisher: Callable[[int], MqttPublisher],
+) -> None:
+    broker = mosquitto(persistence=False)
+    watch = Subscriber(broker.port, f"{PREFIX}/#")
+    publisher = discovering_publisher(broker.port)
+    publisher.start()
+    watch.wait_for(lambda s: s.on(f"{PREFIX}/available") == [b"online"])
+    # What the rule engines would say on the first frames.
+    for stream_id, rule_id in RULE_PAIRS:
+        publisher.on_rule_state(stream_id, rule_id, rule_id == "in-pen")
+    publisher.on_zone_count("gate", "pen", "cow", 3)
+    publisher.on_zone_count("gate", "pen", "traffic light", 1)
+    publisher.on_zone_count("gate", "pen", "cow", 2)
+    watch.wait_for(lambda s: s.on(f"{PREFIX}/gate/pen/cow/count")[-1:] == [b"2"])
+
+    expected = expected_configs()
+    configs = retained(broker.port, f"{HA}/#", set(expected))
+    assert set(configs) == set(expected)  # nothing else under homeassistant/
+    states = retained(broker.port, f"{PREFIX}/#", set(expected.values()))
+    for topic, message in configs.items():
+        assert message.qos == 1
+        payload = json.loads(message.payload)
+        component, node_id, object_id = topic.split("/")[1:4]
+        assert SAFE_ID.match(node_id) and SAFE_ID.match(object_id)
+        assert payload["unique_id"] == f"{node_id}_{object_id}"
+        assert payload["device"]["identifiers"] == ["streamseg_yard"]
+        assert payload["device"]["manufacturer"] == "streamseg"
+        assert payload["availability_topic"] == f"{PREFIX}/available"
+        assert (payload["payload_available"], payload["payload_not_available"]) == (
+            "online",
+            "offline",
+        )
+        # The entity reads a topic the publisher really keeps retained, in the entity's terms.
+        state_topic = payload["state_topic"]
+        assert state_topic == expected[topic]
+        value = states[state_topic].payload.decode()
+        if component == "binary_sensor":
+            assert value in (payload["payload_on"], payload["payload_off"])
+        else:
+            assert component == "sensor" and payload["state_class"] == "measurement"
+            assert value.isdigit()
+    assert states[f"{PREFIX}/gate/in-pen/state"].payload == b"ON"
+    assert states[f"{PREFIX}/dock/close/state"].payload == b"OFF"
+    assert states[f"{PREFIX}/gate/pen/traffic_light/count"].payload == b"1"
+
+    # A broker that lost everything (no persistence) gets every config again on reconnect,
+    # the counts announced at run time included.
+    broker.stop()
+    watch.wait_for(lambda s: not publisher.connected, timeout=10)
+    broker.start()
+    watch.wait_for(lambda s: publisher.connected, timeout=10)
+    assert set(retained(broker.port, f"{HA}/#", set(expected))) == set(expected)
+    watch.close()
+
+
+CHILD = """
+import sys, time
+from streamseg.config import load_pipeline
+from streamseg.outputs.mqtt import build_mqtt_publisher
+
+publisher = build_mqtt_publisher(load_pipeline(sys.argv[1]))
+publisher.start()
+while not publisher.connected:
+    time.sleep(0.01)
+publisher.on_zone_count("gate", "pen", "cow", 1)
+time.sleep(60)
+"""
+
+
+@pytest.mark.integration
+def test_entities_turn_unavailable_when_the_process_dies(
+    tmp_path: Path, mosquitto: Callable[..., Mosquitto]
+) -> None:
+    """SIGKILL (no close, no DISCONNECT): the broker sends the last will on the availability
+    topic that every discovery config names."""
+    broker = mosquitto()
+    config = tmp_path / "p.yaml"
+    config.write_text(PIPELINE.format(mqtt=json.dumps(_mqtt_keys(broker.port, tmp_path))))
+    count_config = f"{HA}/sensor/streamseg_yard/gate_pen_cow_count/config"
+    sub = Subscriber(broker.port, f"{HA}/#")
+    stderr = (tmp_path / "child.stderr").open("w+")
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(config)], stdout=subprocess.DEVNULL, stderr=stderr
+    )
+    try:
+        try:
+            sub.wait_for(lambda s: bool(s.on(count_config)), timeout=30)
+        except TimeoutError:
+            stderr.seek(0)
+            pytest.fail(
+                f"no discovery config from the child (exit {child.poll()}): {stderr.read()}"
+            )
+        availability = {json.loads(m.payload)["availability_topic"] for m in sub.messages}
+        assert availability == {f"{PREFIX}/available"}
+        watch = Subscriber(broker.port, f"{PREFIX}/available")
+        watch.wait_for(lambda s: s.on(f"{PREFIX}/available")[-1:] == [b"online"])
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=10) == -signal.SIGKILL
+        watch.wait_for(lambda s: s.on(f"{PREFIX}/available")[-1:] == [b"offline"], timeout=5)
+        # Retained: a Home Assistant that starts later reads the configs and "offline" too.
+        late = retained(broker.port, "#", {count_config, f"{PREFIX}/available"})
+        assert late[f"{PREFIX}/available"].payload == b"offline"
+        watch.close()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=10)
+        stderr.close()
+        sub.close()
