@@ -286,6 +286,8 @@ class Pipeline:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop reading, finish the frames in flight, close every sink (idempotent)."""
         self.stop_event.set()
+        for source in self.sources:  # all at once: one hung camera delays no other
+            source.request_stop()
         for source in self.sources:
             source.stop()
         if self._inference_thread is not None:

@@ -228,6 +228,15 @@ class Source(abc.ABC):
                 resolution_wh=self._resolution_wh,
             )
 
+    def request_stop(self) -> None:
+        """Ask the reader to stop and return at once (idempotent); :meth:`stop` also joins.
+
+        A pipeline asks every source first, then joins them: a reader blocked opening a hung
+        camera holds up only its own join, not the stop of the sources after it.
+        """
+        self._stop_event.set()
+        self._buffer.close()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the reader to stop, then join its threads for up to ``timeout`` seconds in all.
 
@@ -237,8 +246,7 @@ class Source(abc.ABC):
         normally finishes well inside ``timeout``; if not, a warning is logged and the daemon
         thread ends on its own shortly after.
         """
-        self._stop_event.set()
-        self._buffer.close()
+        self.request_stop()
         deadline = time.monotonic() + timeout
         for thread in self._threads():
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from streamseg.config import load_pipeline_text
 from streamseg.runtime.analytics import AnalyticsStage
 from streamseg.runtime.batcher import FrameBatcher
 from streamseg.runtime.pipeline import Pipeline
+from streamseg.sources.base import Source
 from streamseg.types import Frame
 
 
@@ -169,3 +171,34 @@ def test_batcher_returns_none_when_stopped() -> None:
     assert batcher.next_batch() is None  # no sources: exhausted at once
     stop.set()
     assert batcher.next_batch() is None
+
+
+class _SlowToStop(Source):
+    """A reader that, like one blocked opening a hung camera, returns 1 s after a stop request."""
+
+    def __init__(self, stream_id: str, seen: dict[str, float]) -> None:
+        super().__init__(stream_id, live=True, queue_size=1)
+        self.seen = seen
+
+    def _run(self) -> None:
+        while not self._stopping:
+            time.sleep(0.005)
+        self.seen[self.stream_id] = time.monotonic()
+        time.sleep(1.0)
+
+
+def test_stop_asks_every_source_before_joining_any(tmp_path: Path) -> None:
+    """One source slow to stop does not hold back the stop request of the others."""
+    config = load_pipeline_text(
+        f"sources:\n  - {{id: a, type: file, path: {tmp_path / 'a.mp4'}}}\n"
+        f"  - {{id: b, type: file, path: {tmp_path / 'b.mp4'}}}\n"
+    )
+    seen: dict[str, float] = {}
+    pipeline = Pipeline(config)
+    pipeline.sources = [_SlowToStop("a", seen), _SlowToStop("b", seen)]
+    for source in pipeline.sources:
+        source.start()
+    pipeline.stop()
+    assert set(seen) == {"a", "b"}
+    # Sequential stops would reach b only after a's reader returned, a second later.
+    assert abs(seen["a"] - seen["b"]) < 0.5
