@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
+from helpers.corrupt_video import garble_packets
 
 from streamseg.sources import FileSource, Source, build_source
 from streamseg.types import Frame, SourceState
@@ -115,34 +115,11 @@ def test_get_returns_at_once_when_the_file_has_ended(
     assert source.exhausted
 
 
-def _garble_packets(path: Path, frame_numbers: set[int], seed: int = 1) -> None:
-    """Overwrite the payload of the packets of the given frames with random bytes, in place
-    (the container's index stays intact, the H.264 data inside is damaged)."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        assert stream.time_base is not None and stream.average_rate is not None
-        ticks_per_frame = int(1 / (stream.time_base * stream.average_rate))
-        spans = [
-            (packet.pos, packet.size)
-            for packet in container.demux(stream)
-            if packet.size
-            and packet.pts is not None
-            and packet.pts // ticks_per_frame in frame_numbers
-        ]
-    assert len(spans) == len(frame_numbers), "did not find every packet to damage"
-    data = bytearray(path.read_bytes())
-    rng = np.random.default_rng(seed)
-    for pos, size in spans:
-        assert pos is not None
-        data[pos : pos + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
-    path.write_bytes(bytes(data))
-
-
 def test_corrupt_packets_are_counted_and_skipped(
     h264_file: Callable[..., Any], file_cfg: Callable[..., Any]
 ) -> None:
     clip = h264_file(frames=72, fps=24, gop=12)  # keyframes at 0, 12, 24, 36, ...
-    _garble_packets(clip.path, {26, 27, 28})
+    garble_packets(clip.path, {26, 27, 28})
     source = FileSource(file_cfg(clip.path))
     source.start()
     frames = drain(source)

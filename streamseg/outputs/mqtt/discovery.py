@@ -34,6 +34,7 @@ from typing import Any, Final
 
 from streamseg.config.pipeline import PipelineConfig
 from streamseg.config.rules import NearRuleConfig
+from streamseg.outputs.mqtt.topics import OFFLINE, ONLINE
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +42,8 @@ MANUFACTURER: Final = "streamseg"
 MODEL: Final = "video analytics pipeline"
 PAYLOAD_ON: Final = "ON"
 PAYLOAD_OFF: Final = "OFF"
-PAYLOAD_AVAILABLE: Final = "online"
-PAYLOAD_NOT_AVAILABLE: Final = "offline"
+PAYLOAD_AVAILABLE: Final = ONLINE.decode()
+PAYLOAD_NOT_AVAILABLE: Final = OFFLINE.decode()
 DISCOVERY_QOS: Final = 1
 """Discovery configs go out at QoS 1 and retained, whatever ``state_qos`` and ``retain`` say."""
 

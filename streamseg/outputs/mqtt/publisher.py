@@ -55,7 +55,7 @@ from streamseg.config.mqtt import MqttOutputConfig
 from streamseg.outputs.mqtt.discovery import DISCOVERY_QOS, DiscoveryMessage, HomeAssistantDiscovery
 from streamseg.outputs.mqtt.metrics import MqttMetrics
 from streamseg.outputs.mqtt.outbox import Outbox, OutboxFullError
-from streamseg.outputs.mqtt.topics import Topics
+from streamseg.outputs.mqtt.topics import OFFLINE, ONLINE, Topics
 from streamseg.types import SourceState
 
 if TYPE_CHECKING:
@@ -69,8 +69,6 @@ LOW_WATER_FRACTION = 0.9
 """After the outbox was full, it counts as having room again at this fraction of its bound (so
 a full outbox that drains one event at a time does not flap between full and not full)."""
 
-ONLINE: Final = b"online"
-OFFLINE: Final = b"offline"
 
 # Messages to the sender thread.
 _ACK: Final = "ack"

@@ -20,8 +20,14 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Final
 
 logger = logging.getLogger(__name__)
+
+ONLINE: Final = b"online"
+"""Payload of ``<prefix>/available`` while streamseg runs."""
+OFFLINE: Final = b"offline"
+"""Payload of ``<prefix>/available`` after a clean stop, and the last will."""
 
 _UNSAFE = re.compile(r"[/+#\x00\s]")
 
