@@ -7,6 +7,7 @@ column-major (Fortran) order, starting with a run of ``False`` (0 when the first
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -85,15 +86,89 @@ def decode_crop_rle(counts: npt.ArrayLike, size_hw: tuple[int, int]) -> npt.NDAr
     return np.repeat(values, runs).reshape((h, w), order="F")
 
 
+@dataclass(frozen=True)
+class CompactRuns:
+    """The run lengths of every crop of a ``CompactMask``, concatenated and checked once.
+
+    Each crop's runs alternate False/True from a False run; a crop with an odd number of runs
+    gets an empty True run at its end, so that in the concatenation run ``2t`` is False and run
+    ``2t + 1`` is True.
+
+    Attributes:
+        counts: (2R,) int64 run lengths, crop after crop.
+        run_end: (2R,) int64 exclusive end of each run, in pixels of the crops one after
+            another (each crop flattened column-major).
+        first_pair: (N + 1,) int64: crop i's runs are
+            ``counts[2 * first_pair[i] : 2 * first_pair[i + 1]]``.
+        heights: (N,) int64 crop heights.
+        widths: (N,) int64 crop widths.
+    """
+
+    counts: npt.NDArray[np.int64]
+    run_end: npt.NDArray[np.int64]
+    first_pair: npt.NDArray[np.int64]
+    heights: npt.NDArray[np.int64]
+    widths: npt.NDArray[np.int64]
+
+
+_EMPTY_SET_RUN = np.zeros(1, dtype=np.int64)
+
+
+def compact_runs(mask: sv.CompactMask) -> CompactRuns | None:
+    """Read the run lengths of every crop of ``mask`` (supervision 0.31.x internals).
+
+    supervision is pinned to 0.31.x; if its internals ever differ, or the runs do not add up
+    to the crop sizes, this returns None (use the public ``mask.crop(i)`` instead).
+    """
+    n = len(mask)
+    rles = getattr(mask, "_rles", None)
+    shapes = getattr(mask, "_crop_shapes", None)
+    if not isinstance(rles, list) or not isinstance(shapes, np.ndarray) or len(rles) != n:
+        return None
+    hw = shapes.astype(np.int64).reshape(n, 2)
+    parts: list[npt.NDArray[np.integer]] = []
+    first_pair = [0]
+    for runs in rles:
+        count = len(runs)
+        if count < 1:
+            return None
+        parts.append(runs)
+        if count & 1:
+            parts.append(_EMPTY_SET_RUN)
+            count += 1
+        first_pair.append(first_pair[-1] + count // 2)
+    counts = np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, np.int64)
+    run_end = np.cumsum(counts)
+    pairs = np.array(first_pair, dtype=np.int64)
+    if n and not (run_end[2 * pairs[1:] - 1] == np.cumsum(hw[:, 0] * hw[:, 1])).all():
+        return None
+    return CompactRuns(counts, run_end, pairs, hw[:, 0], hw[:, 1])
+
+
+def decode_run_crop(runs: CompactRuns, i: int) -> npt.NDArray[np.bool_]:
+    """Crop ``i`` of :func:`compact_runs`: (h, w) bool, frame pixels (a transposed view)."""
+    counts = runs.counts[2 * int(runs.first_pair[i]) : 2 * int(runs.first_pair[i + 1])]
+    values = np.zeros(counts.size, dtype=bool)
+    values[1::2] = True
+    return np.repeat(values, counts).reshape(int(runs.widths[i]), int(runs.heights[i])).T
+
+
+def run_crop_areas(runs: CompactRuns) -> npt.NDArray[np.int64]:
+    """(N,) int64 set pixels of each crop of :func:`compact_runs`."""
+    if not runs.heights.size:
+        return np.zeros(0, dtype=np.int64)
+    return np.add.reduceat(runs.counts[1::2], runs.first_pair[:-1])
+
+
 def decode_compact_crops(
     mask: sv.CompactMask,
 ) -> tuple[list[npt.NDArray[np.bool_]], npt.NDArray[np.int64] | None]:
     """Decode every crop of a CompactMask, in one vectorized pass when possible.
 
-    ``CompactMask.crop(i)`` decodes one crop per Python call (~30 µs each); reading the run
-    lengths directly decodes all N with a single ``np.repeat`` and counts their pixels from the
-    runs. supervision is pinned to 0.31.x; if its internals ever differ, or the runs do not add
-    up to the crop sizes, this falls back to the public ``crop(i)``.
+    ``CompactMask.crop(i)`` decodes one crop per Python call; reading the run lengths
+    (:func:`compact_runs`) decodes all N with a single ``np.repeat`` and counts their pixels
+    from the runs, falling back to the public ``crop(i)`` when the internals are not as
+    expected.
 
     Returns:
         The (h, w) crops in frame pixels, and their set-pixel counts (None on the fallback path).
@@ -101,81 +176,75 @@ def decode_compact_crops(
     n = len(mask)
     if n == 0:
         return [], np.zeros(0, dtype=np.int64)
-    rles = getattr(mask, "_rles", None)
-    shapes = getattr(mask, "_crop_shapes", None)
-    if not isinstance(rles, list) or not isinstance(shapes, np.ndarray) or len(rles) != n:
+    runs = compact_runs(mask)
+    if runs is None:
         return [mask.crop(i) for i in range(n)], None
-    lengths = np.fromiter((len(r) for r in rles), dtype=np.int64, count=n)
-    hw = shapes.astype(np.int64).reshape(n, 2)
-    sizes = hw[:, 0] * hw[:, 1]
-    if lengths.min() < 1:
-        return [mask.crop(i) for i in range(n)], None
-    counts = np.concatenate(rles).astype(np.int64, copy=False)
-    starts = np.cumsum(lengths) - lengths
-    if not np.array_equal(np.add.reduceat(counts, starts), sizes):
-        return [mask.crop(i) for i in range(n)], None
-    # Runs alternate False/True within each crop, starting with False.
-    is_set = ((np.arange(len(counts)) - np.repeat(starts, lengths)) & 1).astype(np.bool_)
-    area = np.add.reduceat(np.where(is_set, counts, 0), starts)
-    flat = np.repeat(is_set, counts)
-    ends = np.cumsum(sizes).tolist()
+    values = np.zeros(runs.counts.size, dtype=bool)
+    values[1::2] = True
+    flat = np.repeat(values, runs.counts)
+    ends = np.cumsum(runs.heights * runs.widths).tolist()
     out: list[npt.NDArray[np.bool_]] = []
     begin = 0
-    for (h, w), end in zip(hw.tolist(), ends, strict=True):
+    for h, w, end in zip(runs.heights.tolist(), runs.widths.tolist(), ends, strict=True):
         out.append(flat[begin:end].reshape(w, h).T)  # column-major crop
         begin = end
-    return out, area
+    return out, run_crop_areas(runs)
 
 
-def compact_column_bottoms(mask: sv.CompactMask) -> list[npt.NDArray[np.int64]] | None:
-    """Row of the lowest set pixel in each column of every crop, straight from the run lengths.
+@dataclass(frozen=True)
+class ColumnBottoms:
+    """The lowest set pixel of every column of N crops, concatenated crop after crop.
+
+    Attributes:
+        rows: (sum(widths),) int64, crop-relative row of the lowest set pixel of each column,
+            -1 for an empty column; crop i's columns are ``rows[base_i : base_i + widths[i]]``
+            with ``base_i = sum(widths[:i])``.
+        widths: (N,) int64, columns of each crop.
+    """
+
+    rows: npt.NDArray[np.int64]
+    widths: npt.NDArray[np.int64]
+
+
+def run_column_bottoms(runs: CompactRuns) -> ColumnBottoms:
+    """Row of the lowest set pixel in each column of every crop, straight from the runs.
 
     Where an object stands is the lowest pixel of each of its columns; computing it for every
     object of a frame in one vectorized pass over the runs avoids decoding the crops.
+    """
+    set_start, set_end = runs.run_end[0::2], runs.run_end[1::2]
+    nonempty = set_end > set_start
+    if not nonempty.all():
+        set_start, set_end = set_start[nonempty], set_end[nonempty]
+    # A column's lowest set pixel is the last set pixel at or before the column's last pixel:
+    # in the last set run that starts by then (runs and columns are both in pixel order).
+    column_h = np.repeat(runs.heights, runs.widths)
+    column_last = np.cumsum(column_h) - 1
+    run = np.searchsorted(set_start, column_last, side="right") - 1
+    set_end = np.append(set_end, -1)  # run -1 (no set run yet) reads this: no pixel
+    rows = np.minimum(set_end[run] - 1, column_last) - (column_last - column_h + 1)
+    np.maximum(rows, -1, out=rows)  # the last set pixel is in an earlier column: empty column
+    return ColumnBottoms(rows, runs.widths)
 
-    Args:
-        mask: N crops; supervision 0.31.x internals are read (as :func:`decode_compact_crops`).
+
+def compact_column_bottoms_flat(mask: sv.CompactMask) -> ColumnBottoms | None:
+    """:func:`run_column_bottoms` of a CompactMask's crops; None when its internals are not as
+    expected (:func:`compact_runs`)."""
+    runs = compact_runs(mask)
+    return None if runs is None else run_column_bottoms(runs)
+
+
+def compact_column_bottoms(mask: sv.CompactMask) -> list[npt.NDArray[np.int64]] | None:
+    """Row of the lowest set pixel in each column of every crop (:func:`compact_column_bottoms_flat`
+    split per crop).
 
     Returns:
         N int64 arrays of shape (w_i,): crop-relative row of the lowest set pixel of each
-        column, -1 for an empty column; or None when the internals are not as expected (use
-        the decoded crops instead).
+        column, -1 for an empty column; or None when the internals are not as expected.
     """
-    n = len(mask)
-    rles = getattr(mask, "_rles", None)
-    shapes = getattr(mask, "_crop_shapes", None)
-    if not isinstance(rles, list) or not isinstance(shapes, np.ndarray) or len(rles) != n:
+    found = compact_column_bottoms_flat(mask)
+    if found is None:
         return None
-    if n == 0:
+    if not len(found.widths):
         return []
-    lengths = np.fromiter((len(r) for r in rles), dtype=np.int64, count=n)
-    if lengths.min() < 1:
-        return None
-    hw = shapes.astype(np.int64).reshape(n, 2)
-    heights, widths = hw[:, 0], hw[:, 1]
-    counts = np.concatenate(rles).astype(np.int64, copy=False)
-    first_run = np.cumsum(lengths) - lengths
-    if not np.array_equal(np.add.reduceat(counts, first_run), heights * widths):
-        return None
-    crop_of_run = np.repeat(np.arange(n), lengths)
-    run_end = np.cumsum(counts)  # exclusive end, in the crops' concatenated pixel order
-    crop_start = np.cumsum(heights * widths) - heights * widths
-    local_end = run_end - crop_start[crop_of_run]  # exclusive, crop-relative
-    local_start = local_end - counts
-    is_set = ((np.arange(len(counts)) - first_run[crop_of_run]) & 1).astype(bool) & (counts > 0)
-    crop = crop_of_run[is_set]
-    h = heights[crop]
-    last = local_end[is_set] - 1
-    col_last, row_last = last // h, last % h
-    col_first = local_start[is_set] // h
-    column_base = np.cumsum(widths) - widths
-    total = int(widths.sum())
-    bottoms = np.full(total, -1, dtype=np.int64)
-    np.maximum.at(bottoms, column_base[crop] + col_last, row_last)
-    # A run that goes on into the next column covered the bottom of every column it left.
-    through = np.zeros(total + 1, dtype=np.int64)
-    np.add.at(through, column_base[crop] + col_first, 1)
-    np.add.at(through, column_base[crop] + col_last, -1)
-    full = np.cumsum(through[:-1]) > 0
-    bottoms[full] = np.repeat(heights, widths)[full] - 1
-    return np.split(bottoms, np.cumsum(widths)[:-1].tolist())
+    return np.split(found.rows, np.cumsum(found.widths)[:-1].tolist())

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import supervision as sv
 
 from streamseg.rle import (
     compact_column_bottoms,
+    compact_column_bottoms_flat,
+    compact_runs,
     crop_rle_counts,
     decode_compact_crops,
     decode_crop_rle,
+    decode_run_crop,
+    run_crop_areas,
 )
 
 
@@ -80,6 +86,104 @@ def test_vectorized_decode_matches_crop(seed: int) -> None:
     for i, crop in enumerate(crops):
         np.testing.assert_array_equal(crop, mask.crop(i))
         assert areas[i] == mask.crop(i).sum()
+
+
+def _dense_bottoms(crop: np.ndarray) -> np.ndarray:
+    """Row of the lowest set pixel of each column, -1 for an empty column, by scanning."""
+    return np.array(
+        [np.flatnonzero(col)[-1] if col.any() else -1 for col in crop.T], dtype=np.int64
+    ).reshape(-1)
+
+
+def _crop_kinds(rng: np.random.Generator) -> list[np.ndarray]:
+    """Crops that stress the column bottoms: 1 pixel (set and not), single rows and columns,
+    empty, full (one run through every column), full bottom rows (runs crossing into the next
+    column), empty columns, random densities (odd and even run counts)."""
+    crossing = np.zeros((6, 5), dtype=bool)
+    crossing[3:, :] = True  # set down to the bottom of every column
+    crossing[:2, 1:3] = True  # and from the top of columns 1, 2: runs that cross columns
+    gaps = rng.random((7, 9)) < 0.5
+    gaps[:, [2, 5]] = False
+    crops = [
+        np.ones((1, 1), dtype=bool),
+        np.zeros((1, 1), dtype=bool),
+        rng.random((1, 8)) < 0.5,
+        rng.random((8, 1)) < 0.5,
+        np.zeros((4, 6), dtype=bool),
+        np.ones((4, 6), dtype=bool),
+        crossing,
+        gaps,
+    ]
+    for _ in range(6):
+        h, w = (int(v) for v in rng.integers(1, 12, 2))
+        crops.append(rng.random((h, w)) < rng.random())
+    return [crops[i] for i in rng.permutation(len(crops))]
+
+
+def _compact_of(crops: list[np.ndarray]) -> sv.CompactMask:
+    """A CompactMask holding ``crops`` side by side in a 20 x (sum of widths + 1) frame."""
+    offsets, x = [], 0
+    for crop in crops:
+        offsets.append([x, int(crop.shape[0] % 3)])
+        x += crop.shape[1]
+    return sv.CompactMask(
+        [crop_rle_counts(crop) for crop in crops],
+        np.array([crop.shape for crop in crops], dtype=np.int32),
+        np.array(offsets, dtype=np.int32),
+        (20, x + 1),
+    )
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_column_bottoms_match_a_dense_reference(seed: int) -> None:
+    """Bottoms come from runs in column-major order (the last set run ending in a column, or
+    one running through its bottom): checked against a scan of the decoded pixels."""
+    crops = _crop_kinds(np.random.default_rng(seed))
+    mask = _compact_of(crops)
+    split = compact_column_bottoms(mask)
+    flat = compact_column_bottoms_flat(mask)
+    assert split is not None and flat is not None
+    assert flat.widths.tolist() == [crop.shape[1] for crop in crops]
+    np.testing.assert_array_equal(flat.rows, np.concatenate([_dense_bottoms(c) for c in crops]))
+    for got, crop in zip(split, crops, strict=True):
+        np.testing.assert_array_equal(got, _dense_bottoms(crop))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_runs_decode_crops_and_count_areas(seed: int) -> None:
+    crops = _crop_kinds(np.random.default_rng(100 + seed))
+    runs = compact_runs(_compact_of(crops))
+    assert runs is not None
+    assert run_crop_areas(runs).tolist() == [int(crop.sum()) for crop in crops]
+    for i, crop in enumerate(crops):
+        np.testing.assert_array_equal(decode_run_crop(runs, i), crop)
+
+
+def _no_list(mask: sv.CompactMask) -> None:
+    mask._rles = tuple(mask._rles)  # type: ignore[assignment]
+
+
+def _short_runs(mask: sv.CompactMask) -> None:
+    mask._rles[1] = mask._rles[1][:-1]
+
+
+def _no_runs(mask: sv.CompactMask) -> None:
+    mask._rles[0] = np.zeros(0, dtype=np.int32)
+
+
+@pytest.mark.parametrize("spoil", [_no_list, _short_runs, _no_runs])
+def test_unexpected_internals_fall_back(spoil: Callable[[sv.CompactMask], None]) -> None:
+    mask = _compact_of([np.ones((3, 2), dtype=bool), np.eye(4, dtype=bool)])
+    spoil(mask)
+    assert compact_runs(mask) is None
+    assert compact_column_bottoms(mask) is None and compact_column_bottoms_flat(mask) is None
+
+
+def test_no_crops() -> None:
+    mask = sv.CompactMask([], np.zeros((0, 2), np.int32), np.zeros((0, 2), np.int32), (4, 4))
+    assert compact_column_bottoms(mask) == []
+    found = compact_column_bottoms_flat(mask)
+    assert found is not None and found.rows.size == 0 and found.widths.size == 0
 
 
 @pytest.mark.parametrize("seed", range(40))

@@ -49,18 +49,6 @@ def box_gaps_px(objects: FrameObjects, ks: list[int], js: list[int]) -> npt.NDAr
     return np.asarray(np.hypot(dx, dy), dtype=np.float64)
 
 
-def ground_box_gaps(
-    objects: FrameObjects, ks: list[int], js: list[int], homography: npt.NDArray[np.float64]
-) -> npt.NDArray[np.float64]:
-    """(len(ks), len(js)) lower bounds in metres of the ground distance between footprints:
-    the gaps between the objects' ground box bounds (:meth:`FrameObjects.ground_boxes`)."""
-    bounds = objects.ground_boxes(homography)
-    a, b = bounds[ks], bounds[js]
-    dx = np.maximum(0.0, np.maximum(b[None, :, 0] - a[:, None, 2], a[:, None, 0] - b[None, :, 2]))
-    dy = np.maximum(0.0, np.maximum(b[None, :, 1] - a[:, None, 3], a[:, None, 1] - b[None, :, 3]))
-    return np.asarray(np.hypot(dx, dy), dtype=np.float64)
-
-
 class NearRule(TrackRule):
     """``near`` on one stream (module docstring)."""
 
@@ -89,25 +77,19 @@ class NearRule(TrackRule):
         if not ks or not js:
             return
         limit = self.max_distance
-        homography = self.ground.matrix(ctx.frame_wh) if self.units == "m" and self.ground else None
-        if homography is None:
-            gaps = box_gaps_px(objects, ks, js)
-        else:
-            gaps = ground_box_gaps(objects, ks, js, homography)
-        close = gaps < limit
-        if homography is not None:
-            rows, cols = np.nonzero(close)
-            involved = {ks[r] for r in rows.tolist()} | {js[c] for c in cols.tolist()}
-            objects.map_footprints(sorted(involved), homography)
+        if self.units == "m" and self.ground is not None:
+            # Every footprint of the frame is mapped at once, and pairs are pruned by the
+            # bounds of the footprints themselves before their points are compared.
+            homography = self.ground.matrix(ctx.frame_wh)
+            found = objects.nearest_ground_each(ks, js, homography, limit)
+            nearest.update(zip(ks, found, strict=True))
+            return
+        close = box_gaps_px(objects, ks, js) < limit
         for row in np.flatnonzero(close.any(axis=1)).tolist():
             k = ks[row]
             candidates = [js[col] for col in np.flatnonzero(close[row]).tolist() if js[col] != k]
-            if not candidates:
-                continue
-            if homography is None:
+            if candidates:
                 nearest[k] = objects.nearest_mask_px(k, candidates, limit)
-            else:
-                nearest[k] = objects.nearest_ground_m(k, candidates, homography, limit)
 
     def evaluate(self, ctx: FrameContext) -> list[Event]:
         """Measure every A against every B once, then the per-track lifecycle."""
