@@ -28,7 +28,8 @@ from collections.abc import Sequence
 from itertools import combinations
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+import numpy as np
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from streamseg.config._base import ConfigModel, Float, Identifier
 
@@ -206,6 +207,25 @@ def _collinear_triple(points: Sequence[Point]) -> tuple[int, int, int] | None:
     return None
 
 
+def _marks_on_one_side(image: Sequence[Point], ground: Sequence[Point]) -> bool:
+    """True when the homography image -> ground gives the four marks one sign of ``w``.
+
+    A mapping of the points of one plane seen by a camera does; swapped points (a bow-tie)
+    do not. Scaling the image points (pixels or fractions) changes no sign.
+    """
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(image, ground, strict=True):
+        rows.append([x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y])
+        rows.append([0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y])
+        rhs += [u, v]
+    try:
+        h = np.linalg.solve(np.asarray(rows, dtype=np.float64), np.asarray(rhs))
+    except np.linalg.LinAlgError:
+        return False
+    w = [h[6] * x + h[7] * y + 1.0 for x, y in image]
+    return all(value > 0 for value in w) or all(value < 0 for value in w)
+
+
 class CalibrationConfig(ConfigModel):
     """A ground-plane calibration: four image points and where they lie on the ground.
 
@@ -245,6 +265,16 @@ class CalibrationConfig(ConfigModel):
                 "with no three on a line (e.g. the corners of a rectangle on the ground)"
             )
         return points
+
+    @model_validator(mode="after")
+    def _one_side_of_the_horizon(self) -> CalibrationConfig:
+        if not _marks_on_one_side(self.image_points, self.ground_points):
+            raise ValueError(
+                "image_points and ground_points do not describe one ground plane (the "
+                "homography between them puts some marks beyond the horizon); check that the "
+                "two lists name the same four marks in the same order"
+            )
+        return self
 
     @field_validator("units")
     @classmethod

@@ -80,3 +80,36 @@ def test_a_machine_that_disappears_ends_it_but_a_lost_worker_is_lost(kit: Kit) -
         ("start", None),
         ("end", "lost"),
     ]
+
+
+def test_calibration_of_a_camera_that_sees_the_horizon_maps_its_own_marks() -> None:
+    """The README's example calibration: the frame's top-left pixel lies above the horizon.
+
+    OpenCV's homography has w = 1 at pixel (0, 0); left as is, every ground pixel of such a
+    camera had w < 0 and was dropped as "behind the camera", so metre rules never fired.
+    """
+    import numpy as np
+
+    from streamseg.config.zones import CalibrationConfig
+    from streamseg.rules.geometry import GroundPlane
+
+    image = [[102, 710], [1180, 705], [890, 402], [370, 405]]
+    ground = [[0, 0], [12, 0], [12, 20], [0, 20]]
+    plane = GroundPlane(CalibrationConfig(image_points=image, ground_points=ground))
+    mapped = plane.to_ground(np.asarray(image, dtype=np.float64), (1280, 720))
+    np.testing.assert_allclose(mapped, ground, atol=1e-3)
+    # A pixel above the horizon (the sky) is still left out.
+    assert len(plane.to_ground(np.asarray([[640.0, 5.0]]), (1280, 720))) == 0
+
+
+def test_calibration_with_points_out_of_order_is_a_clear_error() -> None:
+    from pydantic import ValidationError
+
+    from streamseg.config.zones import CalibrationConfig
+
+    # A bow-tie: the third and fourth ground points swapped.
+    with pytest.raises(ValidationError, match="same order"):
+        CalibrationConfig(
+            image_points=[[102, 710], [1180, 705], [890, 402], [370, 405]],
+            ground_points=[[0, 0], [12, 0], [0, 20], [12, 20]],
+        )
