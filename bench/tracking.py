@@ -27,7 +27,11 @@ should run on the CPU meanwhile (pause background jobs from the shell; the bench
 processes alone).
 
 Run: ``.venv/bin/python bench/tracking.py [--quick] [--speed-only]`` (about 5 minutes on 2
-cores; ``--quick`` is a smoke run of one short seed). Ends with one ``key=value`` summary line:
+cores; ``--quick`` is a smoke run of one short seed). To tune without fitting the bench's own
+scenes, run subsets on other seeds, e.g. ``--seed-base 100 --kinds pitch --difficulties
+occlusion --detections model --no-speed --cache /tmp/bench-cache`` (``--cache`` keeps rendered
+scenes and detections between runs; ``--tracker-option KEY=VALUE`` tries a MaskTracker option).
+Ends with one ``key=value`` summary line:
 ``occl_hota_gain`` and ``easy_hota_min_delta`` are the smallest HOTA gains over ByteTrackTracker
 (points) among occlusion and easy cases, ``occl_idsw_reduction`` pools the IDSW of every
 occlusion case, ``p50_ms_50`` is MaskTracker's p50 at 50 objects and ``ratio_10`` its p50 at 10
@@ -38,6 +42,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pickle
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -50,6 +56,7 @@ import numpy as np
 import numpy.typing as npt
 import supervision as sv
 import torch
+import yaml
 from trackers import ByteTrackTracker
 
 from streamseg.config import ModelConfig, TrackerConfig
@@ -244,12 +251,17 @@ def render_sequence(
 # ----------------------------------------------------------------------------- trackers
 
 
+TRACKER_OPTIONS: dict[str, Any] = {}
+"""``tracker`` options that ``--tracker-option`` sets on both MaskTracker variants (candidates to
+measure before they become defaults); empty: the defaults of :class:`TrackerConfig`."""
+
+
 def make_tracker(name: str) -> Tracker:
     """A fresh tracker as ``f(detections, timestamp) -> detections with tracker_id``."""
     if name == "bytetrack":
         peer = ByteTrackTracker(frame_rate=FPS)
         return lambda detections, t: peer.update(detections, timestamp=t)
-    tracker = MaskTracker(TrackerConfig.model_validate({"type": name}))
+    tracker = MaskTracker(TrackerConfig.model_validate({**TRACKER_OPTIONS, "type": name}))
     return lambda detections, t: tracker.update(detections, timestamp=t)
 
 
@@ -304,28 +316,64 @@ class Case:
         return self.hota_gain >= 3.0 and (self.idsw_reduction >= 0.3 or both_zero)
 
 
-def accuracy(seeds: int, frames: int, root: Path) -> list[Case]:
-    """Render, detect, track and score every (kind, difficulty, source) case."""
-    segmenter = load_segmenter(ModelConfig(weights="builtin", device="cpu"))
+@dataclass(frozen=True)
+class Selection:
+    """Which scenes the accuracy part renders and which cases it scores."""
+
+    seeds: int = 3
+    frames: int = 150
+    seed_base: int = SEED_BASE
+    kinds: tuple[str, ...] = SCENE_KINDS
+    difficulties: tuple[str, ...] = DIFFICULTIES
+    sources: tuple[str, ...] = SOURCES
+
+
+def _render_all(selection: Selection, root: Path, cache: Path | None) -> list[Clip]:
+    """Render and detect every selected scene, or load them from ``cache`` (a folder).
+
+    The cache holds each scene's ground truth and detections (pickled), keyed by kind,
+    difficulty, seed and length, so tracker changes can be measured without re-running the
+    model; it must be dropped by hand when the renderer, the model or :data:`DEGRADE` change.
+    """
+    segmenter: Any = None
     sequences: list[Clip] = []
-    start = time.perf_counter()
-    for kind in SCENE_KINDS:
-        for difficulty in DIFFICULTIES:
-            for s in range(seeds):
-                gt_root = root / "gt" / f"{kind}-{difficulty}"
-                sequences.append(
-                    render_sequence(
-                        kind, difficulty, SEED_BASE + s, frames, gt_root, segmenter.segment
-                    )
+    for kind in selection.kinds:
+        for difficulty in selection.difficulties:
+            gt_root = root / "gt" / f"{kind}-{difficulty}"
+            for s in range(selection.seeds):
+                seed = selection.seed_base + s
+                name = f"{kind}-{difficulty}-{seed}"
+                stored = None if cache is None else cache / f"{name}-{selection.frames}"
+                if stored is not None and (stored / "clip.pkl").exists():
+                    shutil.copytree(stored / "seq", gt_root / name)
+                    with open(stored / "clip.pkl", "rb") as f:
+                        sequences.append(pickle.load(f))
+                    continue
+                if segmenter is None:
+                    segmenter = load_segmenter(ModelConfig(weights="builtin", device="cpu"))
+                clip = render_sequence(
+                    kind, difficulty, seed, selection.frames, gt_root, segmenter.segment
                 )
+                sequences.append(clip)
+                if stored is not None:
+                    shutil.copytree(gt_root / name, stored / "seq", dirs_exist_ok=True)
+                    with open(stored / "clip.pkl", "wb") as f:
+                        pickle.dump(clip, f)
+    return sequences
+
+
+def accuracy(selection: Selection, root: Path, cache: Path | None = None) -> list[Case]:
+    """Render, detect, track and score every selected (kind, difficulty, source) case."""
+    start = time.perf_counter()
+    sequences = _render_all(selection, root, cache)
     print(
-        f"rendered and detected {len(sequences)} sequences x {frames} frames "
+        f"rendered and detected {len(sequences)} sequences x {selection.frames} frames "
         f"in {time.perf_counter() - start:.0f} s"
     )
     start = time.perf_counter()
     tracker_s = dict.fromkeys(TRACKER_NAMES, 0.0)
     for seq in sequences:
-        for source in SOURCES:
+        for source in selection.sources:
             for name in TRACKER_NAMES:
                 out = root / "pred" / source / name / f"{seq.kind}-{seq.difficulty}"
                 tracker_s[name] += track_to_mots(seq, source, name, out)
@@ -336,10 +384,10 @@ def accuracy(seeds: int, frames: int, root: Path) -> list[Case]:
     )
     start = time.perf_counter()
     cases = []
-    for kind in SCENE_KINDS:
-        for difficulty in DIFFICULTIES:
+    for kind in selection.kinds:
+        for difficulty in selection.difficulties:
             group = f"{kind}-{difficulty}"
-            for source in SOURCES:
+            for source in selection.sources:
                 scores = {
                     name: evaluate_tracking(
                         root / "gt" / group, root / "pred" / source / name / group
@@ -466,10 +514,51 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=150, help="frames per scene (15 fps)")
     parser.add_argument("--timing-frames", type=int, default=150)
     parser.add_argument("--speed-only", action="store_true", help="only time update()")
+    parser.add_argument("--no-speed", action="store_true", help="skip timing update()")
+    parser.add_argument(
+        "--seed-base",
+        type=int,
+        default=SEED_BASE,
+        help=f"first scene seed (default {SEED_BASE}, the bench's; tune on others, e.g. 100)",
+    )
+    parser.add_argument("--kinds", nargs="+", choices=SCENE_KINDS, default=list(SCENE_KINDS))
+    parser.add_argument(
+        "--difficulties", nargs="+", choices=DIFFICULTIES, default=list(DIFFICULTIES)
+    )
+    parser.add_argument("--detections", nargs="+", choices=SOURCES, default=list(SOURCES))
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="folder that keeps rendered scenes and their detections between runs",
+    )
+    parser.add_argument(
+        "--tracker-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a tracker option (YAML value) on MaskTracker, e.g. high_threshold=0.6",
+    )
     args = parser.parse_args()
+    for option in args.tracker_option:
+        key, sep, value = option.partition("=")
+        if not sep:
+            parser.error(f"--tracker-option: expected KEY=VALUE, got {option!r}")
+        TRACKER_OPTIONS[key] = yaml.safe_load(value)
+    TrackerConfig.model_validate(TRACKER_OPTIONS)  # fail now, not after rendering
     if args.quick:
         args.seeds, args.frames, args.timing_frames = 1, 40, 40
+    selection = Selection(
+        args.seeds,
+        args.frames,
+        args.seed_base,
+        tuple(args.kinds),
+        tuple(args.difficulties),
+        tuple(args.detections),
+    )
     logging.basicConfig(level=logging.WARNING)
+    if TRACKER_OPTIONS:
+        print(f"MaskTracker options: {TRACKER_OPTIONS}")
     print(
         f"{args.seeds} seed(s) x {args.frames} frames per kind and difficulty, "
         f"{RESOLUTION_WH[0]}x{RESOLUTION_WH[1]} at {FPS:g} fps, torch threads "
@@ -481,34 +570,38 @@ def main() -> None:
         print(speed_summary(timings))
         return
     with tempfile.TemporaryDirectory(prefix="streamseg-bench-tracking-") as tmp:
-        cases = accuracy(args.seeds, args.frames, Path(tmp))
+        cases = accuracy(selection, Path(tmp), args.cache)
     print_cases(cases)
-    timings = speed(args.timing_frames)
+    timings = None if args.no_speed else speed(args.timing_frames)
 
     occlusion = [c for c in cases if c.difficulty == "occlusion"]
     easy = [c for c in cases if c.difficulty == "easy"]
     peer_idsw = sum(c.scores["bytetrack"].idsw for c in occlusion)
     ours_idsw = sum(c.scores["mask"].idsw for c in occlusion)
     pooled_reduction = 1 - ours_idsw / peer_idsw if peer_idsw else 0.0
-    print_checks(
-        {
-            "occlusion cases: HOTA >= +3 pts and IDSW >= 30 % lower than ByteTrack, each": all(
-                c.passed() for c in occlusion
-            ),
-            "easy cases: HOTA >= ByteTrack, each": all(c.passed() for c in easy),
-            **speed_checks(timings),
-        }
-    )
-    print(
-        f"occl_hota_gain={min(c.hota_gain for c in occlusion):.2f} "
-        f"occl_hota_gain_mean={np.mean([c.hota_gain for c in occlusion]):.2f} "
-        f"occl_idsw_reduction={pooled_reduction:.3f} "
-        f"occl_idsw_reduction_min={min(c.idsw_reduction for c in occlusion):.3f} "
-        f"easy_hota_min_delta={min(c.hota_gain for c in easy):.2f} "
-        f"{speed_summary(timings)} "
-        f"cases_passed={sum(c.passed() for c in cases)}/{len(cases)} "
-        f"seeds={args.seeds} frames={args.frames}"
-    )
+    checks = {}
+    summary = []
+    if occlusion:
+        label = "occlusion cases: HOTA >= +3 pts and IDSW >= 30 % lower than ByteTrack, each"
+        checks[label] = all(c.passed() for c in occlusion)
+        summary += [
+            f"occl_hota_gain={min(c.hota_gain for c in occlusion):.2f}",
+            f"occl_hota_gain_mean={np.mean([c.hota_gain for c in occlusion]):.2f}",
+            f"occl_idsw_reduction={pooled_reduction:.3f}",
+            f"occl_idsw_reduction_min={min(c.idsw_reduction for c in occlusion):.3f}",
+        ]
+    if easy:
+        checks["easy cases: HOTA >= ByteTrack, each"] = all(c.passed() for c in easy)
+        summary.append(f"easy_hota_min_delta={min(c.hota_gain for c in easy):.2f}")
+    if timings is not None:
+        checks.update(speed_checks(timings))
+        summary.append(speed_summary(timings))
+    print_checks(checks)
+    summary += [
+        f"cases_passed={sum(c.passed() for c in cases)}/{len(cases)}",
+        f"seeds={args.seeds} seed_base={args.seed_base} frames={args.frames}",
+    ]
+    print(" ".join(summary))
 
 
 if __name__ == "__main__":

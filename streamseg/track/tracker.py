@@ -7,8 +7,9 @@ Per :meth:`MaskTracker.update`:
 2. Every track's box is predicted to that time (:class:`~streamseg.track.kalman.BoxKalman`;
    lost tracks coast with a decaying velocity), and tracks lost for longer than
    ``lost_buffer_s`` are dropped.
-3. Stage one pairs detections with confidence >= ``high_threshold`` with all tracks, stage two
-   pairs the detections in [``low_threshold``, ``high_threshold``) with the confirmed tracks
+3. Stage one pairs the confident detections with all tracks: confidence >= ``high_threshold``,
+   or >= ``isolated_threshold`` for a detection whose box overlaps no other such detection.
+   Stage two pairs the other detections at or above ``low_threshold`` with the confirmed tracks
    left over. The similarity of a pair is ``(1 - w) * IoU(predicted box, box) + w *
    IoU(moved last mask, mask)`` (``w = mask_weight``, 0 for ``type: box`` or without masks),
    where the track's last mask is translated by its predicted motion. Pairs of different
@@ -142,10 +143,9 @@ class MaskTracker:
             else np.asarray(detections.confidence, dtype=np.float64)
         )
         usable = np.all(np.isfinite(frame.xyxy), axis=1) & np.isfinite(confidence)
-        high = np.flatnonzero(usable & (confidence >= cfg.high_threshold))
-        low = np.flatnonzero(
-            usable & (confidence >= cfg.low_threshold) & (confidence < cfg.high_threshold)
-        )
+        confident = self._confident(frame.xyxy, confidence, usable)
+        high = np.flatnonzero(confident)
+        low = np.flatnonzero(usable & (confidence >= cfg.low_threshold) & ~confident)
 
         # Stage 1: confident detections against every track.
         all_rows = np.arange(len(tracks), dtype=np.intp)
@@ -215,6 +215,34 @@ class MaskTracker:
             stride = grid_stride((int(image_hw[0]), int(image_hw[1])), self.config.mask_resolution)
             masks = grid_masks(mask, xyxy, stride)
         return _Frame(xyxy, class_id, masks)
+
+    def _confident(
+        self,
+        xyxy: FloatArray,
+        confidence: FloatArray,
+        usable: npt.NDArray[np.bool_],
+    ) -> npt.NDArray[np.bool_]:
+        """(N,) bool: the detections of the first stage, which may also start tracks.
+
+        Those at or above ``high_threshold``, and those at or above ``isolated_threshold`` whose
+        box overlaps no other detection at or above ``isolated_threshold``. In a crowd the
+        model gives merged and partial masks middling scores; first-stage matches and new tracks
+        from them pulled tracks onto neighbours. Alone, such a detection has nothing to be
+        confused with.
+        """
+        cfg = self.config
+        confident = usable & (confidence >= cfg.high_threshold)
+        if cfg.isolated_threshold is None:
+            return confident
+        fair = usable & (confidence >= cfg.isolated_threshold)
+        candidates = np.flatnonzero(fair & ~confident)
+        if len(candidates) == 0:
+            return confident
+        others = np.flatnonzero(fair)
+        overlap = box_iou(xyxy[candidates], xyxy[others]) > 0
+        overlap &= others[None, :] != candidates[:, None]
+        confident[candidates[~overlap.any(axis=1)]] = True
+        return confident
 
     def _match(
         self, rows: IntArray, dets: IntArray, frame: _Frame, threshold: float, now: float

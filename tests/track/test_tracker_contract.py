@@ -343,6 +343,34 @@ def test_new_tracks_need_the_new_track_confidence(
     assert (run.distinct_ids(1) == [1]) is tracked
 
 
+@pytest.mark.parametrize(("isolated_threshold", "tracked"), [(0.5, True), (None, False)])
+def test_isolated_middling_detection_starts_a_track(
+    scene_kit: SimpleNamespace, isolated_threshold: float | None, tracked: bool
+) -> None:
+    """A lone detection between isolated_threshold and high_threshold is as good as a confident
+    one: nothing near it can be confused with it."""
+    walker = scene_kit.SceneObject(
+        1, "box", (20, 40), scene_kit.linear(40, 90, 40), confidence=0.55
+    )
+    tracker = _tracker(high_threshold=0.6, isolated_threshold=isolated_threshold)
+    run = scene_kit.run(tracker, [walker], scene_kit.times(1, 15))
+    assert (run.distinct_ids(1) == [1]) is tracked
+
+
+def test_middling_detection_in_a_crowd_starts_no_track(scene_kit: SimpleNamespace) -> None:
+    """Regression: a 0.5-0.6 detection overlapping a confident neighbour (in the bench's crowds,
+    a merged or partial mask) started a track of its own that later took over the neighbour's
+    identity; now it only extends a confirmed track (second stage)."""
+    solid = scene_kit.SceneObject(1, "box", (20, 40), scene_kit.linear(40, 90, 0), confidence=0.9)
+    middling = scene_kit.SceneObject(
+        2, "box", (20, 40), scene_kit.linear(52, 100, 0), confidence=0.55
+    )
+    tracker = _tracker(high_threshold=0.6, isolated_threshold=0.5)
+    run = scene_kit.run(tracker, [solid, middling], scene_kit.times(1, 15))
+    assert run.distinct_ids(1) == [1]
+    assert run.distinct_ids(2) == []
+
+
 def test_frame_size_change_keeps_tracking() -> None:
     """Masks on another grid (the frame size changed) replace the stored ones without harm."""
     tracker = _tracker(min_confirm_s=0, mask_resolution=100)
