@@ -19,8 +19,9 @@ from streamseg.models import builtin_weights_path, load_segmenter
 from streamseg.synth import CLASS_NAMES
 from streamseg.train.evaluate import evaluate_runtime, synth_eval_set
 
-FLOOR_MAP50 = {"yard": 0.75, "field": 0.55, "pitch": 0.30}
-"""Mask mAP@0.5 each scene kind must keep on the 8-frame held-out set."""
+FLOOR_MAP50 = {"yard": 0.85, "field": 0.70, "pitch": 0.40}
+"""Mask mAP@0.5 each scene kind must keep on the 8-frame held-out set (the shipped weights:
+yard 0.95, field 0.82, pitch 0.50; the floors leave about 0.1 for float differences across CPUs)."""
 
 MAX_WEIGHTS_BYTES = 10 * 1024 * 1024
 
