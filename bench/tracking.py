@@ -11,20 +11,21 @@ tracker:
 - ``model``: the built-in model's own output (``model: {weights: builtin}``, CPU).
 
 On identical detections it runs ``MaskTracker`` (``type: mask``), ``MaskTracker`` with ``type:
-box`` and ``trackers.ByteTrackTracker`` (the box peer, its defaults with ``frame_rate=15``), writes
-their tracks with the MOTS sink (``streamseg.outputs.mots.MotsWriter``, the same code
-``outputs.mots`` runs) and scores them against ``write_mots`` ground truth with
-``streamseg.track.evaluate.evaluate_tracking`` (TrackEval, class-agnostic and class-consistent),
-pooling the seeds of each (kind, difficulty). Targets: on occlusion-heavy sequences HOTA >= 3
-points above ByteTrackTracker and IDSW >= 30 % lower; on easy sequences HOTA never below it.
-Each (kind, detections) case is judged on its own, and the target holds only when every case
-passes.
+box`` and ``trackers.ByteTrackTracker`` (the box peer, its defaults with ``frame_rate=15``); the
+MaskTrackers also get each frame's image (for ``appearance_weight``; scenes are rendered again for
+it, the cache keeps no images). It writes their tracks with the MOTS sink
+(``streamseg.outputs.mots.MotsWriter``, the same code ``outputs.mots`` runs) and scores them
+against ``write_mots`` ground truth with ``streamseg.track.evaluate.evaluate_tracking``
+(TrackEval, class-agnostic and class-consistent), pooling the seeds of each (kind, difficulty).
+Targets: on occlusion-heavy sequences HOTA >= 3 points above ByteTrackTracker and IDSW >= 30 %
+lower; on easy sequences HOTA never below it. Each (kind, detections) case is judged on its own,
+and the target holds only when every case passes.
 
-Speed: ``update()`` per frame on ground-truth detections (masks as CompactMask, confidences
-noised) of field scenes with exactly 10, 50 and 100 objects; p50/p95 against ByteTrackTracker's.
-Targets: p50 <= 5 ms at 50 objects; at 10 objects <= 1.5x ByteTrackTracker's p50. Nothing else
-should run on the CPU meanwhile (pause background jobs from the shell; the bench leaves other
-processes alone).
+Speed: ``update()`` per frame (with the frame's image) on ground-truth detections (masks as
+CompactMask, confidences noised) of field scenes with exactly 10, 50 and 100 objects; p50/p95
+against ByteTrackTracker's. Targets: p50 <= 5 ms at 50 objects; at 10 objects <= 1.5x
+ByteTrackTracker's p50. Nothing else should run on the CPU meanwhile (pause background jobs from
+the shell; the bench leaves other processes alone).
 
 Run: ``.venv/bin/python bench/tracking.py [--quick] [--speed-only]`` (about 5 minutes on 2
 cores; ``--quick`` is a smoke run of one short seed). To tune without fitting the bench's own
@@ -98,7 +99,8 @@ TRACKER_NAMES = ("mask", "box", "bytetrack")
 SOURCES = ("degraded", "model")
 TIMING_COUNTS = (10, 50, 100)
 
-Tracker = Callable[[sv.Detections, float], sv.Detections]
+Image = npt.NDArray[np.uint8]
+Tracker = Callable[[sv.Detections, float, Image], sv.Detections]
 
 
 # ----------------------------------------------------------------------------- detections
@@ -257,25 +259,38 @@ measure before they become defaults); empty: the defaults of :class:`TrackerConf
 
 
 def make_tracker(name: str) -> Tracker:
-    """A fresh tracker as ``f(detections, timestamp) -> detections with tracker_id``."""
+    """A fresh tracker as ``f(detections, timestamp, image) -> detections with tracker_id``.
+
+    MaskTracker gets the frame's image (its colour term, ``appearance_weight``, reads it);
+    ByteTrackTracker does not use one.
+    """
     if name == "bytetrack":
         peer = ByteTrackTracker(frame_rate=FPS)
-        return lambda detections, t: peer.update(detections, timestamp=t)
+        return lambda detections, t, image: peer.update(detections, timestamp=t)
     tracker = MaskTracker(TrackerConfig.model_validate({**TRACKER_OPTIONS, "type": name}))
-    return lambda detections, t: tracker.update(detections, timestamp=t)
+    return lambda detections, t, image: tracker.update(detections, timestamp=t, image=image)
 
 
-def track_to_mots(seq: Clip, source: str, tracker_name: str, out_dir: Path) -> float:
+def clip_images(seq: Clip) -> list[Image]:
+    """The frames of a scene, rendered again (the renderer is deterministic; the cache keeps
+    detections, not images)."""
+    seed = int(seq.name.rsplit("-", 1)[1])
+    renderer = SceneRenderer(seq.kind, seed, RESOLUTION_WH, fps=FPS, difficulty=seq.difficulty)
+    return [frame.image for frame in renderer.frames(len(seq.pts_s))]
+
+
+def track_to_mots(
+    seq: Clip, source: str, tracker_name: str, out_dir: Path, images: list[Image]
+) -> float:
     """Track one sequence and write its MOTS file; returns seconds spent in the tracker."""
     tracker = make_tracker(tracker_name)
     writer = MotsWriter(out_dir)
-    image = np.zeros((RESOLUTION_WH[1], RESOLUTION_WH[0], 3), np.uint8)
     spent = 0.0
-    for index, (pts_s, detections) in enumerate(
-        zip(seq.pts_s, seq.detections[source], strict=True)
+    for index, (pts_s, detections, image) in enumerate(
+        zip(seq.pts_s, seq.detections[source], images, strict=True)
     ):
         start = time.perf_counter()
-        tracked = tracker(detections, pts_s)
+        tracked = tracker(detections, pts_s, image)
         spent += time.perf_counter() - start
         writer.write(Frame(seq.name, index, pts_s, 0.0, image), tracked)
     writer.close()
@@ -373,10 +388,11 @@ def accuracy(selection: Selection, root: Path, cache: Path | None = None) -> lis
     start = time.perf_counter()
     tracker_s = dict.fromkeys(TRACKER_NAMES, 0.0)
     for seq in sequences:
+        images = clip_images(seq)
         for source in selection.sources:
             for name in TRACKER_NAMES:
                 out = root / "pred" / source / name / f"{seq.kind}-{seq.difficulty}"
-                tracker_s[name] += track_to_mots(seq, source, name, out)
+                tracker_s[name] += track_to_mots(seq, source, name, out, images)
     print(
         f"tracked in {time.perf_counter() - start:.0f} s (tracker time: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in tracker_s.items())
@@ -428,8 +444,9 @@ def print_cases(cases: list[Case]) -> None:
 # ----------------------------------------------------------------------------- speed
 
 
-def timing_detections(count: int, frames: int) -> list[tuple[float, sv.Detections]]:
-    """Ground truth of a field scene with ``count`` objects, confidences noised, ids removed."""
+def timing_detections(count: int, frames: int) -> list[tuple[float, sv.Detections, Image]]:
+    """Ground truth of a field scene with ``count`` objects, confidences noised, ids removed;
+    with each frame's image."""
     rng = np.random.default_rng(count)
     out = []
     renderer = SceneRenderer("field", SEED_BASE + count, RESOLUTION_WH, fps=FPS, num_objects=count)
@@ -439,21 +456,23 @@ def timing_detections(count: int, frames: int) -> list[tuple[float, sv.Detection
         if len(detections):
             noise = rng.normal(DEGRADE["conf_mean"], DEGRADE["conf_sd"], len(detections))
             detections.confidence = np.clip(noise, 0.05, 1.0).astype(np.float32)
-        out.append((frame.pts_s, detections))
+        out.append((frame.pts_s, detections, frame.image))
     return out
 
 
-def time_updates(frames: list[tuple[float, sv.Detections]]) -> dict[str, npt.NDArray[Any]]:
+def time_updates(
+    frames: list[tuple[float, sv.Detections, Image]],
+) -> dict[str, npt.NDArray[Any]]:
     """Per-frame ``update()`` times in ms by tracker (the first 5 frames are a warm-up).
 
     The trackers take turns on each frame, so a burst of load from elsewhere hits all of them.
     """
     trackers = {name: make_tracker(name) for name in TRACKER_NAMES}
     times: dict[str, list[float]] = {name: [] for name in TRACKER_NAMES}
-    for pts_s, detections in frames:
+    for pts_s, detections, image in frames:
         for name, tracker in trackers.items():
             start = time.perf_counter()
-            tracker(detections, pts_s)
+            tracker(detections, pts_s, image)
             times[name].append((time.perf_counter() - start) * 1000)
     return {name: np.array(ms[5:]) for name, ms in times.items()}
 
@@ -465,7 +484,7 @@ def speed(frames: int) -> dict[tuple[str, int], tuple[float, float]]:
     print(f"    {'objects':>7} " + " ".join(f"{n:>17}" for n in TRACKER_NAMES) + "  visible")
     for count in TIMING_COUNTS:
         frames_ = timing_detections(count, frames)
-        visible = np.mean([len(d) for _, d in frames_])
+        visible = np.mean([len(d) for _, d, _ in frames_])
         cells = []
         by_tracker = time_updates(frames_)
         for name in TRACKER_NAMES:

@@ -6,13 +6,14 @@ Typical use::
     from streamseg.track import MaskTracker
 
     tracker = MaskTracker(TrackerConfig())            # type: mask (default) or box
-    tracked = tracker.update(detections, timestamp=frame.pts_s)
+    tracked = tracker.update(detections, timestamp=frame.pts_s, image=frame.image)
     tracked.tracker_id                                # (N,) ids, -1 = not in a confirmed track
 
 Modules: :mod:`~streamseg.track.tracker` (MaskTracker), :mod:`~streamseg.track.kalman` (motion),
-:mod:`~streamseg.track.masks` (grid masks and mask IoU), :mod:`~streamseg.track.association`
-(similarities and assignment), :mod:`~streamseg.track.clock` (timestamps),
-:mod:`~streamseg.track.tracks` (track storage), :mod:`~streamseg.track.stage` (runtime stage).
+:mod:`~streamseg.track.masks` (grid masks and mask IoU), :mod:`~streamseg.track.appearance`
+(colour histograms), :mod:`~streamseg.track.association` (similarities and assignment),
+:mod:`~streamseg.track.clock` (timestamps), :mod:`~streamseg.track.tracks` (track storage),
+:mod:`~streamseg.track.stage` (runtime stage).
 """
 
 from streamseg.track.stage import TrackerStage, tracker_stage_factory

@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 class TrackerStage:
     """Runs a stream's :class:`MaskTracker` on each frame, timed by the frame's ``pts_s``.
 
+    The frame's image goes along, for the colour term (``appearance_weight``).
+
     Args:
         stream_id: the stream this stage serves (names the tracker in log messages).
         config: tracker options.
@@ -30,7 +32,7 @@ class TrackerStage:
 
     def process(self, frame: Frame, detections: sv.Detections) -> sv.Detections:
         """Track one frame; returns a new Detections with ``tracker_id`` set (-1: untracked)."""
-        return self.tracker.update(detections, timestamp=frame.pts_s)
+        return self.tracker.update(detections, timestamp=frame.pts_s, image=frame.image)
 
 
 def tracker_stage_factory(config: TrackerConfig) -> StageFactory | None:

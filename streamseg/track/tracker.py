@@ -21,9 +21,15 @@ Per :meth:`MaskTracker.update`:
    tracks still unmatched, by centre distance: within ``recovery_radius`` track sizes plus
    ``recovery_growth`` sizes per second lost, closest first. It catches an object that comes
    out of an occlusion where the coasting box did not expect it.
+
+   With ``appearance_weight`` (``a``) > 0 and the frame's ``image`` given, every stage's
+   similarity (or closeness) of a pair loses ``a * (1 - colour similarity)``: the Bhattacharyya
+   coefficient of the detection's colour histogram and the track's running average
+   (:mod:`streamseg.track.appearance`). Pairs where either side has no histogram lose nothing.
 5. Matched tracks are corrected and keep the detection's mask; a tentative track that matched
-   for ``min_confirm_s`` gets the next id; unmatched tentative tracks are dropped, unmatched
-   confirmed ones become lost; the confident detections left start tentative tracks.
+   for ``min_confirm_s`` gets the next id; the detection's colour histogram is folded into the
+   track's; unmatched tentative tracks are dropped, unmatched confirmed ones become lost; the
+   confident detections left start tentative tracks.
 
 Ids start at 1 and are never reused; all state lives in the instance.
 """
@@ -39,6 +45,7 @@ import numpy.typing as npt
 import supervision as sv
 
 from streamseg.config.tracker import TrackerConfig
+from streamseg.track.appearance import check_image, colour_histograms, root_similarity
 from streamseg.track.association import Assignment, assign, box_iou, similarity_by_name
 from streamseg.track.clock import TrackClock
 from streamseg.track.kalman import KalmanParams, cxcywh_to_xyxy
@@ -61,6 +68,9 @@ class _Frame:
     xyxy: FloatArray  # (N, 4)
     class_id: npt.NDArray[np.int64]  # (N,)
     masks: GridMasks | None  # N rows, or None when masks are not used
+    colours: FloatArray | None  # (N, B) colour histograms, or None when appearance is off
+    colour_roots: FloatArray | None  # their element-wise square roots
+    has_colours: npt.NDArray[np.bool_]  # (N,) which rows of ``colours`` exist
 
 
 class MaskTracker:
@@ -101,7 +111,12 @@ class MaskTracker:
         """Tracks held now: tentative, confirmed and lost."""
         return len(self._tracks)
 
-    def update(self, detections: sv.Detections, timestamp: float) -> sv.Detections:
+    def update(
+        self,
+        detections: sv.Detections,
+        timestamp: float,
+        image: npt.NDArray[np.uint8] | None = None,
+    ) -> sv.Detections:
         """Associate one frame's detections with the tracks.
 
         Args:
@@ -112,6 +127,9 @@ class MaskTracker:
             timestamp: the frame's presentation time in seconds (``frame.pts_s``). Non-finite,
                 repeated or backwards values are logged and replaced (see
                 :mod:`streamseg.track.clock`).
+            image: the frame the detections come from, (H, W, 3) uint8 (BGR), same pixels as
+                the boxes; only read when ``appearance_weight`` > 0. Without it the colour term
+                is off for this frame.
 
         Returns:
             A new ``sv.Detections`` with the input's rows in the input's order (same boxes,
@@ -120,6 +138,8 @@ class MaskTracker:
 
         Raises:
             TypeError: ``detections`` is not an ``sv.Detections``.
+            ValueError: ``image`` is not an (H, W, 3) uint8 array, or not the size of the masks'
+                frame (checked only when ``appearance_weight`` > 0).
         """
         if not isinstance(detections, sv.Detections):
             raise TypeError(
@@ -135,7 +155,7 @@ class MaskTracker:
         if expired.any():
             tracks.keep(~expired)
 
-        frame = self._frame(detections)
+        frame = self._frame(detections, image)
         n = len(frame.xyxy)
         confidence = (
             np.ones(n)
@@ -174,6 +194,8 @@ class MaskTracker:
             tracks.observe(rows, frame.xyxy[dets], now)
             if frame.masks is not None:
                 tracks.store_masks(rows, frame.masks, dets)
+            if frame.colours is not None:
+                tracks.store_appearance(rows, frame.colours[dets], frame.has_colours[dets])
             self._confirm(rows, now)
             tracker_id[dets] = tracks.ids[rows]
 
@@ -193,12 +215,14 @@ class MaskTracker:
                 None if frame.masks is None else frame.masks.rows(new),
             )
             new_rows = np.arange(start, start + len(new))
+            if frame.colours is not None:
+                tracks.store_appearance(new_rows, frame.colours[new], frame.has_colours[new])
             self._confirm(new_rows, now)
             tracker_id[new] = tracks.ids[new_rows]
         return _with_tracker_id(detections, tracker_id)
 
     # ----------------------------------------------------------------- steps
-    def _frame(self, detections: sv.Detections) -> _Frame:
+    def _frame(self, detections: sv.Detections, image: npt.NDArray[np.uint8] | None) -> _Frame:
         n = len(detections)
         xyxy = np.asarray(detections.xyxy, dtype=np.float64).reshape(n, 4)
         class_id = (
@@ -207,14 +231,25 @@ class MaskTracker:
             else np.asarray(detections.class_id, dtype=np.int64)
         )
         masks = None
-        if self.mask_weight > 0 and detections.mask is not None and n > 0:
+        mask_hw: tuple[int, int] | None = None
+        if detections.mask is not None and n > 0:
             mask = detections.mask
-            image_hw = (
-                mask.image_shape if isinstance(mask, sv.CompactMask) else tuple(mask.shape[1:3])
-            )
-            stride = grid_stride((int(image_hw[0]), int(image_hw[1])), self.config.mask_resolution)
-            masks = grid_masks(mask, xyxy, stride)
-        return _Frame(xyxy, class_id, masks)
+            shape = mask.image_shape if isinstance(mask, sv.CompactMask) else mask.shape[1:3]
+            mask_hw = (int(shape[0]), int(shape[1]))
+            if self.mask_weight > 0:
+                stride = grid_stride(mask_hw, self.config.mask_resolution)
+                masks = grid_masks(mask, xyxy, stride)
+        colours, roots, has_colours = None, None, np.zeros(n, dtype=bool)
+        if self.config.appearance_weight > 0 and image is not None:
+            pixels = check_image(image)
+            if mask_hw is not None and pixels.shape[:2] != mask_hw:
+                raise ValueError(
+                    f"image: expected the frame of the detections' masks, {mask_hw[0]}x"
+                    f"{mask_hw[1]} (H x W), got {pixels.shape[0]}x{pixels.shape[1]}"
+                )
+            colours, has_colours = colour_histograms(pixels, xyxy, masks)
+            roots = np.sqrt(colours)
+        return _Frame(xyxy, class_id, masks, colours, roots, has_colours)
 
     def _confident(
         self,
@@ -260,6 +295,7 @@ class MaskTracker:
         allowed = (iou > 0) & (tracks.class_id[rows][:, None] == frame.class_id[dets][None, :])
         mask_iou = self._mask_iou(rows, dets, frame, pred, iou, allowed, threshold)
         similarity = self._similarity(iou, mask_iou, self.mask_weight)
+        similarity = self._with_appearance(similarity, rows, dets, frame)
         return assign(similarity, threshold, allowed)
 
     def _recover(self, rows: IntArray, dets: IntArray, frame: _Frame, now: float) -> Assignment:
@@ -279,7 +315,29 @@ class MaskTracker:
         allowed = (closeness > 0) & (
             self._tracks.class_id[rows][:, None] == frame.class_id[dets][None, :]
         )
-        return assign(closeness, 1e-9, allowed)
+        return assign(self._with_appearance(closeness, rows, dets, frame), 1e-9, allowed)
+
+    def _with_appearance(
+        self, similarity: FloatArray, rows: IntArray, dets: IntArray, frame: _Frame
+    ) -> FloatArray:
+        """``similarity`` (R, D) less ``appearance_weight * (1 - colour similarity)`` per pair.
+
+        Unchanged when the colour term is off (no image, weight 0) and for pairs where the track
+        or the detection has no histogram.
+        """
+        tracks = self._tracks
+        if frame.colour_roots is None or 0 in similarity.shape:
+            return similarity
+        colour = root_similarity(tracks.appearance_root[rows], frame.colour_roots[dets])
+        # 1 - colour is the penalty per unit weight; pairs where a side has no histogram
+        # (rows of zeros) get none.
+        has_t = tracks.has_appearance[rows]
+        has_d = frame.has_colours[dets]
+        if not (has_t.all() and has_d.all()):
+            colour[~(has_t[:, None] & has_d[None, :])] = 1.0
+        colour -= 1.0
+        colour *= self.config.appearance_weight
+        return similarity + colour
 
     def _mask_iou(
         self,

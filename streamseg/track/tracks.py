@@ -14,6 +14,7 @@ import logging
 import numpy as np
 import numpy.typing as npt
 
+from streamseg.track.appearance import NUM_BINS
 from streamseg.track.kalman import BoxKalman, KalmanParams
 from streamseg.track.masks import NO_MASK, BoolArray, GridMasks
 
@@ -25,6 +26,11 @@ NO_ID = -1
 SIZE_MEMORY_S = 1.0
 """Time constant (seconds) with which a track's remembered size (:attr:`TrackTable.size_peak`)
 falls back to its measured size after the object looked bigger."""
+
+APPEARANCE_MOMENTUM = 0.8
+"""Share of a track's colour histogram kept at each match (the rest comes from the matched
+detection): a running average over the last few observations, so one detection whose mask
+spilled onto a neighbour does not take the track's colours with it."""
 
 
 class TrackTable:
@@ -49,6 +55,11 @@ class TrackTable:
         mask_area: (T,) int64 set cells of each stored mask.
         mask_hw: (T, 2) int64 ``(h, w)`` of each stored mask's crop.
         mask_ref: (T, 4) float64 the track's box ``cx, cy, w, h`` when its mask was stored.
+        appearance: (T, B) float64 running average of the colour histograms of the track's
+            detections (:mod:`streamseg.track.appearance`), rows of zeros before the first.
+        appearance_root: (T, B) float64 element-wise square root of ``appearance`` (kept for
+            :func:`~streamseg.track.appearance.root_similarity`).
+        has_appearance: (T,) bool, the track has a histogram.
     """
 
     def __init__(self, kalman: KalmanParams) -> None:
@@ -65,6 +76,9 @@ class TrackTable:
         self.mask_area = np.zeros(0, dtype=np.int64)
         self.mask_hw = np.zeros((0, 2), dtype=np.int64)
         self.mask_ref = np.zeros((0, 4), dtype=np.float64)
+        self.appearance = np.zeros((0, NUM_BINS), dtype=np.float64)
+        self.appearance_root = np.zeros((0, NUM_BINS), dtype=np.float64)
+        self.has_appearance = np.zeros(0, dtype=bool)
 
     def __len__(self) -> int:
         """Number of tracks (tentative, confirmed and lost)."""
@@ -113,6 +127,9 @@ class TrackTable:
         self.mask_area = np.concatenate((self.mask_area, np.zeros(n, dtype=np.int64)))
         self.mask_hw = np.concatenate((self.mask_hw, np.zeros((n, 2), dtype=np.int64)))
         self.mask_ref = np.concatenate((self.mask_ref, np.zeros((n, 4))))
+        self.appearance = np.concatenate((self.appearance, np.zeros((n, NUM_BINS))))
+        self.appearance_root = np.concatenate((self.appearance_root, np.zeros((n, NUM_BINS))))
+        self.has_appearance = np.concatenate((self.has_appearance, np.zeros(n, dtype=bool)))
         if masks is not None:
             self.store_masks(np.arange(first, first + n), masks, np.arange(n))
 
@@ -130,6 +147,9 @@ class TrackTable:
         self.mask_area = self.mask_area[rows]
         self.mask_hw = self.mask_hw[rows]
         self.mask_ref = self.mask_ref[rows]
+        self.appearance = self.appearance[rows]
+        self.appearance_root = self.appearance_root[rows]
+        self.has_appearance = self.has_appearance[rows]
 
     def observe(
         self, rows: npt.NDArray[np.intp], xyxy: npt.NDArray[np.float64], now_s: float
@@ -170,6 +190,32 @@ class TrackTable:
         self.mask_area[rows] = masks.area[det_rows]
         self.mask_hw[rows] = masks.size_hw[det_rows]
         self.mask_ref[rows] = self.motion.pos[rows]
+
+    def store_appearance(
+        self,
+        rows: npt.NDArray[np.intp],
+        hist: npt.NDArray[np.float64],
+        valid: npt.NDArray[np.bool_],
+    ) -> None:
+        """Fold the matched detections' colour histograms into the tracks' running averages.
+
+        A track's first histogram is taken as is; later ones are averaged in with
+        :data:`APPEARANCE_MOMENTUM`. Detections without a histogram (``valid`` False) leave the
+        track's as it was.
+
+        Args:
+            rows: (K,) track rows.
+            hist: (K, B) the matched detections' histograms.
+            valid: (K,) bool, which of them exist.
+        """
+        rows, hist = rows[valid], hist[valid]
+        if len(rows) == 0:
+            return
+        keep = np.where(self.has_appearance[rows], APPEARANCE_MOMENTUM, 0.0)[:, None]
+        mixed = keep * self.appearance[rows] + (1.0 - keep) * hist
+        self.appearance[rows] = mixed
+        self.appearance_root[rows] = np.sqrt(mixed)
+        self.has_appearance[rows] = True
 
 
 def _sizes(xyxy: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
