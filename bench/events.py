@@ -417,7 +417,7 @@ def run_scene(
     for synth in rendered:
         frame = Frame("s", synth.index, synth.pts_s, synth.pts_s, synth.image)
         truth = synth.to_detections()
-        via_tracker = gt_tracker.update(_strip_ids(truth), timestamp=synth.pts_s)
+        via_tracker = gt_tracker.update(_strip_ids(truth), timestamp=synth.pts_s, image=synth.image)
         votes["gt+tracker"].add(via_tracker, synth)
         inputs = {
             "truth": truth,
@@ -427,7 +427,7 @@ def run_scene(
         }
         if segmenter is not None:
             predicted = segmenter.segment([synth.image])[0]
-            tracked = e2e_tracker.update(predicted, timestamp=synth.pts_s)
+            tracked = e2e_tracker.update(predicted, timestamp=synth.pts_s, image=synth.image)
             votes["end-to-end"].add(tracked, synth)
             inputs["end-to-end"] = tracked
             inputs["end-to-end bottom_center"] = tracked
