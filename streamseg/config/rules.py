@@ -33,6 +33,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from streamseg.config._base import ConfigModel, Float, Identifier, Int, NonEmptyStr
+from streamseg.config.zones import ZoneConfig
 
 logger = logging.getLogger(__name__)
 
@@ -249,3 +250,19 @@ MembershipRuleConfig = (
     InsideRuleConfig | EnterRuleConfig | ExitRuleConfig | DwellRuleConfig | CountRuleConfig
 )
 """The rule kinds that test membership of a polygon zone."""
+
+
+def rule_runs_on(rule: RuleConfig, zones: dict[str, ZoneConfig], stream_id: str) -> bool:
+    """Whether ``rule`` runs on ``stream_id``: its zone exists there (or, for ``near``, the
+    rule names the stream or no stream).
+
+    Args:
+        rule: one rule of the pipeline.
+        zones: the pipeline's zones by id.
+        stream_id: the stream (source id).
+    """
+    if isinstance(rule, NearRuleConfig):
+        streams = rule.stream_ids
+        return streams is None or stream_id in streams
+    zone = zones.get(rule.zone)
+    return zone is not None and zone.applies_to(stream_id)

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import supervision as sv
 
 from streamseg.config.pipeline import PipelineConfig
-from streamseg.config.rules import NearRuleConfig, RuleConfig
+from streamseg.config.rules import RuleConfig, rule_runs_on
 from streamseg.config.zones import CalibrationConfig, LineZoneConfig, ZoneConfig
 from streamseg.rules.events import Event, EventListener
 from streamseg.rules.geometry import GroundPlane, LineZone, PolygonZone
@@ -50,16 +50,6 @@ COUNT_MIN_OVERLAP = 0.5
 
 FALLBACK_FRAME_S = 1 / 30
 """Step of the rules' clock for a bad timestamp before any valid frame interval was seen."""
-
-
-def rule_runs_on(rule: RuleConfig, zones: dict[str, ZoneConfig], stream_id: str) -> bool:
-    """Whether ``rule`` runs on ``stream_id``: its zone exists there (or, for ``near``, the
-    rule names the stream or no stream)."""
-    if isinstance(rule, NearRuleConfig):
-        streams = rule.stream_ids
-        return streams is None or stream_id in streams
-    zone = zones.get(rule.zone)
-    return zone is not None and zone.applies_to(stream_id)
 
 
 class RuleEngine:

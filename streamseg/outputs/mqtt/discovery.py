@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from streamseg.config.pipeline import PipelineConfig
-from streamseg.config.rules import NearRuleConfig
+from streamseg.config.rules import rule_runs_on
 from streamseg.outputs.mqtt.topics import OFFLINE, ONLINE
 
 logger = logging.getLogger(__name__)
@@ -194,23 +194,13 @@ def origin_block(sw_version: str | None) -> dict[str, Any]:
 def rule_streams(config: PipelineConfig) -> Iterator[tuple[str, str]]:
     """The ``(stream id, rule id)`` pairs whose state the rule engine publishes.
 
-    A rule runs on a stream when its zone applies to the stream (``near``: when it names the
-    stream or no stream), as :func:`streamseg.rules.engine.rule_runs_on` decides; importing the
-    engine here would load the rule kinds and supervision for a config lookup.
-
     Args:
         config: the validated pipeline (a shard's copy lists only its own sources).
     """
     zones = {zone.id: zone for zone in config.zones}
     for source in config.sources:
         for rule in config.rules:
-            if isinstance(rule, NearRuleConfig):
-                streams = rule.stream_ids
-                runs = streams is None or source.id in streams
-            else:
-                zone = zones.get(rule.zone)
-                runs = zone is not None and zone.applies_to(source.id)
-            if runs:
+            if rule_runs_on(rule, zones, source.id):
                 yield source.id, rule.id
 
 
