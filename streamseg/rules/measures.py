@@ -580,30 +580,6 @@ def squared_distances(
     return d2
 
 
-def min_pair_distance(
-    points_a: npt.NDArray[np.generic], points_b: npt.NDArray[np.generic]
-) -> float:
-    """Smallest Euclidean distance between a point of ``points_a`` and one of ``points_b``.
-
-    Args:
-        points_a: (N, 2) points.
-        points_b: (M, 2) points, same units.
-
-    Returns:
-        The distance (brute force in chunks of :data:`PAIR_CHUNK` pairs); ``inf`` when either
-        set is empty.
-    """
-    if not len(points_a) or not len(points_b):
-        return math.inf
-    a = np.asarray(points_a, dtype=np.float64)
-    b = np.asarray(points_b, dtype=np.float64)
-    step = max(1, PAIR_CHUNK // len(b))
-    best = math.inf
-    for start in range(0, len(a), step):
-        best = min(best, float(squared_distances(a[start : start + step], b).min()))
-    return math.sqrt(best)
-
-
 def footprint_points(
     bottoms: npt.NDArray[np.int64],
     widths: npt.NDArray[np.int64],
