@@ -192,16 +192,10 @@ class GroundPlane:
             # the w < 0 side whenever the frame's top-left corner is above the horizon (most
             # cameras that see the horizon). Every consumer keeps w > 0 as "on the ground", so
             # flip the sign (the same mapping) to make the calibration marks, on the ground by
-            # definition, lie at w > 0.
+            # definition, lie at w > 0 (CalibrationConfig already refused marks on both sides).
             w = image @ matrix[2, :2] + matrix[2, 2]
             if (w < 0).all():
                 matrix = -matrix
-            elif not (w > 0).all():
-                raise ValueError(
-                    f"calibration: the image points {self.config.image_points} do not lie on "
-                    "one side of the horizon their ground points imply; check that the two "
-                    "lists are in the same order"
-                )
             self._matrices[frame_wh] = matrix
         return matrix
 
