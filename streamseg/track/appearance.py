@@ -207,3 +207,27 @@ def root_similarity(root_a: FloatArray, root_b: FloatArray) -> FloatArray:
     out = root_a @ root_b.T
     # Roots are non-negative, so only rounding can leave [0, 1] (np.clip costs more here).
     return np.minimum(out, 1.0, out=out)
+
+
+def part_similarity(
+    track_hist: FloatArray, det_hist: FloatArray, visible: FloatArray
+) -> FloatArray:
+    """How well K detections that show only part of their track fit the track's colours.
+
+    A detection showing a fraction ``v`` of an object holds, in each colour bin, at most the
+    object's share over ``v``: a worker's legs below a machine are a part of the worker's
+    colours, not a copy. The score is the detection's mass that fits under that bound,
+    ``sum_b min(det[b], track[b] / v)``: 1 for any part of the object, near 0 for colours the
+    track does not have. With ``v = 1`` it is the histogram intersection, at most the
+    Bhattacharyya coefficient, so taking the larger of the two never lowers a full view's score.
+
+    Args:
+        track_hist: (K, B) the tracks' histograms.
+        det_hist: (K, B) the detections' histograms, pair by pair.
+        visible: (K,) the visible fraction of each pair, in (0, 1].
+
+    Returns:
+        (K,) float64 scores in [0, 1].
+    """
+    bound = track_hist / np.maximum(visible, 1e-3)[:, None]
+    return np.minimum(det_hist, bound).sum(axis=1)

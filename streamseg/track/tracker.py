@@ -26,6 +26,9 @@ Per :meth:`MaskTracker.update`:
    similarity (or closeness) of a pair loses ``a * (1 - colour similarity)``: the Bhattacharyya
    coefficient of the detection's colour histogram and the track's running average
    (:mod:`streamseg.track.appearance`). Pairs where either side has no histogram lose nothing.
+   A detection showing less than ``appearance_min_visible`` of the track's remembered area is a
+   partial view: its colours need only be a part of the track's
+   (:func:`~streamseg.track.appearance.part_similarity`), and they are not averaged in.
 5. Matched tracks are corrected and keep the detection's mask; a tentative track that matched
    for ``min_confirm_s`` gets the next id; the detection's colour histogram is folded into the
    track's; unmatched tentative tracks are dropped, unmatched confirmed ones become lost; the
@@ -45,7 +48,12 @@ import numpy.typing as npt
 import supervision as sv
 
 from streamseg.config.tracker import TrackerConfig
-from streamseg.track.appearance import check_image, colour_histograms, root_similarity
+from streamseg.track.appearance import (
+    check_image,
+    colour_histograms,
+    part_similarity,
+    root_similarity,
+)
 from streamseg.track.association import Assignment, assign, box_iou, similarity_by_name
 from streamseg.track.clock import TrackClock
 from streamseg.track.kalman import KalmanParams, cxcywh_to_xyxy
@@ -71,6 +79,7 @@ class _Frame:
     colours: FloatArray | None  # (N, B) colour histograms, or None when appearance is off
     colour_roots: FloatArray | None  # their element-wise square roots
     has_colours: npt.NDArray[np.bool_]  # (N,) which rows of ``colours`` exist
+    areas: FloatArray  # (N,) visible area, pixels: the mask's, else the box's
 
 
 class MaskTracker:
@@ -191,11 +200,13 @@ class MaskTracker:
         dets = np.concatenate((dets1, dets2, dets3))
         tracker_id = np.full(n, NO_ID, dtype=int)
         if len(rows):
-            tracks.observe(rows, frame.xyxy[dets], now)
+            if frame.colours is not None:
+                # A partly hidden object's colours are not its own: left out of the average.
+                seen = self._fully_seen(rows, dets, frame)
+                tracks.store_appearance(rows, frame.colours[dets], frame.has_colours[dets] & seen)
+            tracks.observe(rows, frame.xyxy[dets], frame.areas[dets], now)
             if frame.masks is not None:
                 tracks.store_masks(rows, frame.masks, dets)
-            if frame.colours is not None:
-                tracks.store_appearance(rows, frame.colours[dets], frame.has_colours[dets])
             self._confirm(rows, now)
             tracker_id[dets] = tracks.ids[rows]
 
@@ -213,6 +224,7 @@ class MaskTracker:
                 frame.class_id[new],
                 now,
                 None if frame.masks is None else frame.masks.rows(new),
+                frame.areas[new],
             )
             new_rows = np.arange(start, start + len(new))
             if frame.colours is not None:
@@ -249,7 +261,11 @@ class MaskTracker:
                 )
             colours, has_colours = colour_histograms(pixels, xyxy, masks)
             roots = np.sqrt(colours)
-        return _Frame(xyxy, class_id, masks, colours, roots, has_colours)
+        wh = np.clip(xyxy[:, 2:] - xyxy[:, :2], 1.0, None) if n else np.zeros((0, 2))
+        areas = wh[:, 0] * wh[:, 1] if n else np.zeros(0)
+        if masks is not None:
+            areas = np.where(masks.area > 0, masks.area * float(masks.stride) ** 2, areas)
+        return _Frame(xyxy, class_id, masks, colours, roots, has_colours, areas)
 
     def _confident(
         self,
@@ -295,7 +311,7 @@ class MaskTracker:
         allowed = (iou > 0) & (tracks.class_id[rows][:, None] == frame.class_id[dets][None, :])
         mask_iou = self._mask_iou(rows, dets, frame, pred, iou, allowed, threshold)
         similarity = self._similarity(iou, mask_iou, self.mask_weight)
-        similarity = self._with_appearance(similarity, rows, dets, frame)
+        similarity = self._with_appearance(similarity, rows, dets, frame, allowed)
         return assign(similarity, threshold, allowed)
 
     def _recover(self, rows: IntArray, dets: IntArray, frame: _Frame, now: float) -> Assignment:
@@ -315,15 +331,27 @@ class MaskTracker:
         allowed = (closeness > 0) & (
             self._tracks.class_id[rows][:, None] == frame.class_id[dets][None, :]
         )
-        return assign(self._with_appearance(closeness, rows, dets, frame), 1e-9, allowed)
+        closeness = self._with_appearance(closeness, rows, dets, frame, allowed)
+        return assign(closeness, 1e-9, allowed)
 
     def _with_appearance(
-        self, similarity: FloatArray, rows: IntArray, dets: IntArray, frame: _Frame
+        self,
+        similarity: FloatArray,
+        rows: IntArray,
+        dets: IntArray,
+        frame: _Frame,
+        allowed: npt.NDArray[np.bool_],
     ) -> FloatArray:
         """``similarity`` (R, D) less ``appearance_weight * (1 - colour similarity)`` per pair.
 
-        Unchanged when the colour term is off (no image, weight 0) and for pairs where the track
-        or the detection has no histogram.
+        Only the ``allowed`` (R, D) pairs are worth a partial-view comparison (the others cannot
+        match whatever their colours).
+
+        Unchanged when the colour term is off (no image, weight 0) and for pairs where the
+        track or the detection has no histogram. Where the detection shows less than
+        ``appearance_min_visible`` of the track's remembered area, the colour similarity is the
+        larger of the Bhattacharyya coefficient and :func:`part_similarity`: a partly hidden
+        object shows a part of its colours (a worker's legs below a machine, not the vest).
         """
         tracks = self._tracks
         if frame.colour_roots is None or 0 in similarity.shape:
@@ -335,9 +363,25 @@ class MaskTracker:
         has_d = frame.has_colours[dets]
         if not (has_t.all() and has_d.all()):
             colour[~(has_t[:, None] & has_d[None, :])] = 1.0
+        min_visible = self.config.appearance_min_visible
+        if min_visible > 0 and frame.colours is not None:
+            visible = tracks.visible_fraction(rows, frame.areas[dets])
+            partial = np.argwhere(allowed & (visible < min_visible) & (colour < 1.0))
+            if len(partial):
+                r, d = partial[:, 0], partial[:, 1]
+                part = part_similarity(
+                    tracks.appearance[rows[r]], frame.colours[dets[d]], visible[r, d]
+                )
+                colour[r, d] = np.maximum(colour[r, d], part)
         colour -= 1.0
         colour *= self.config.appearance_weight
         return similarity + colour
+
+    def _fully_seen(self, rows: IntArray, dets: IntArray, frame: _Frame) -> npt.NDArray[np.bool_]:
+        """(K,) bool per matched pair: detection ``dets[k]`` shows at least
+        ``appearance_min_visible`` of track ``rows[k]``'s remembered area."""
+        peak = np.maximum(self._tracks.area_peak[rows], 1.0)
+        return frame.areas[dets] >= self.config.appearance_min_visible * peak
 
     def _mask_iou(
         self,

@@ -48,6 +48,9 @@ class TrackTable:
         size_peak: (T,) float64 the object's size ``sqrt(w * h)`` as remembered: the measured
             size, or more when it looked bigger shortly before (a box shrinks when its object
             slips behind something; the object did not).
+        area_peak: (T,) float64 the object's visible area in pixels (its mask's, else its
+            box's) as remembered the same way: what a detection's area is compared with to tell
+            a partly hidden object (:meth:`visible_fraction`).
         motion: the Kalman state of every track.
         mask_stride: grid stride of the stored masks (0 before any mask was stored).
         mask_crops: T last masks on the grid, ``NO_MASK`` for a track without one.
@@ -69,6 +72,7 @@ class TrackTable:
         self.last_seen_s = np.zeros(0, dtype=np.float64)
         self.lost = np.zeros(0, dtype=bool)
         self.size_peak = np.zeros(0, dtype=np.float64)
+        self.area_peak = np.zeros(0, dtype=np.float64)
         self.motion = BoxKalman(kalman)
         self.mask_stride = 0
         self.mask_crops: list[BoolArray] = []
@@ -102,6 +106,7 @@ class TrackTable:
         class_id: npt.NDArray[np.int64],
         now_s: float,
         masks: GridMasks | None,
+        areas: npt.NDArray[np.float64],
     ) -> None:
         """Start tentative tracks (no id) at the given detections.
 
@@ -110,6 +115,7 @@ class TrackTable:
             class_id: (N,) classes.
             now_s: clock time of the frame.
             masks: the detections' masks on the grid (N rows), or None.
+            areas: (N,) the detections' visible areas, pixels (see :attr:`area_peak`).
         """
         n = len(xyxy)
         if n == 0:
@@ -120,6 +126,7 @@ class TrackTable:
         self.last_seen_s = np.concatenate((self.last_seen_s, np.full(n, now_s)))
         self.lost = np.concatenate((self.lost, np.zeros(n, dtype=bool)))
         self.size_peak = np.concatenate((self.size_peak, _sizes(xyxy)))
+        self.area_peak = np.concatenate((self.area_peak, np.asarray(areas, dtype=np.float64)))
         first = len(self.motion)
         self.motion.append(xyxy)
         self.mask_crops.extend([NO_MASK] * n)
@@ -141,6 +148,7 @@ class TrackTable:
         self.last_seen_s = self.last_seen_s[rows]
         self.lost = self.lost[rows]
         self.size_peak = self.size_peak[rows]
+        self.area_peak = self.area_peak[rows]
         self.motion.keep(rows)
         self.mask_crops = [c for c, k in zip(self.mask_crops, rows.tolist(), strict=True) if k]
         self.mask_origin = self.mask_origin[rows]
@@ -152,13 +160,19 @@ class TrackTable:
         self.has_appearance = self.has_appearance[rows]
 
     def observe(
-        self, rows: npt.NDArray[np.intp], xyxy: npt.NDArray[np.float64], now_s: float
+        self,
+        rows: npt.NDArray[np.intp],
+        xyxy: npt.NDArray[np.float64],
+        areas: npt.NDArray[np.float64],
+        now_s: float,
     ) -> None:
-        """Record that the tracks ``rows`` matched the boxes ``xyxy`` (K, 4) at ``now_s``."""
+        """Record that the tracks ``rows`` matched the boxes ``xyxy`` (K, 4), whose visible
+        areas are ``areas`` (K,) pixels, at ``now_s``."""
         self.motion.update(rows, xyxy)
         fade = np.exp(-(now_s - self.last_seen_s[rows]) / SIZE_MEMORY_S)
         size = _sizes(xyxy)
         self.size_peak[rows] = size + np.maximum(self.size_peak[rows] - size, 0.0) * fade
+        self.area_peak[rows] = areas + np.maximum(self.area_peak[rows] - areas, 0.0) * fade
         self.last_seen_s[rows] = now_s
         self.lost[rows] = False
 
@@ -190,6 +204,14 @@ class TrackTable:
         self.mask_area[rows] = masks.area[det_rows]
         self.mask_hw[rows] = masks.size_hw[det_rows]
         self.mask_ref[rows] = self.motion.pos[rows]
+
+    def visible_fraction(
+        self, rows: npt.NDArray[np.intp], areas: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.float64]:
+        """(R, D) how much of each track's remembered area (:attr:`area_peak`) each detection
+        shows: ``areas`` (D,) over the peaks of ``rows`` (R,), at most 1."""
+        peak = np.maximum(self.area_peak[rows], 1.0)
+        return np.minimum(np.asarray(areas, dtype=np.float64)[None, :] / peak[:, None], 1.0)
 
     def store_appearance(
         self,

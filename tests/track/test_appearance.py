@@ -18,15 +18,17 @@ from streamseg.track.appearance import (
     NUM_BINS,
     colour_histograms,
     histogram_similarity,
+    part_similarity,
 )
 from streamseg.track.kalman import KalmanParams
 from streamseg.track.masks import grid_masks
-from streamseg.track.tracks import APPEARANCE_MOMENTUM, TrackTable
+from streamseg.track.tracks import APPEARANCE_MOMENTUM, SIZE_MEMORY_S, TrackTable
 from streamseg.types import Frame
 
 RED = (40, 40, 200)  # BGR
 BLUE = (190, 80, 30)
 GREY = (110, 120, 115)
+ORANGE = (20, 130, 240)
 
 
 def _bin(bgr: tuple[int, int, int]) -> int:
@@ -132,7 +134,13 @@ def test_similarity_is_bhattacharyya() -> None:
 
 def test_tracks_average_their_histograms() -> None:
     table = TrackTable(KalmanParams(0.05, 2.0, 2.0))
-    table.append(np.array([[0.0, 0, 10, 10], [20.0, 0, 30, 10]]), np.zeros(2, np.int64), 0.0, None)
+    table.append(
+        np.array([[0.0, 0, 10, 10], [20.0, 0, 30, 10]]),
+        np.zeros(2, np.int64),
+        0.0,
+        None,
+        np.full(2, 100.0),
+    )
     first = np.zeros((2, NUM_BINS))
     first[:, 0] = 1.0
     table.store_appearance(np.array([0, 1]), first, np.array([True, False]))
@@ -257,3 +265,88 @@ def test_stage_passes_the_frame_image() -> None:
     out = stage.process(Frame("cam", 0, 0.0, 0.0, image), dets)
     assert out.tracker_id is not None and out.tracker_id.tolist() == [1]
     assert len(seen) == 1 and seen[0] is image
+
+
+# ------------------------------------------------------------------------- partial views
+
+
+def test_part_similarity_asks_only_for_a_part_of_the_colours() -> None:
+    track = np.zeros((3, NUM_BINS))
+    track[:, 0], track[:, 1] = 0.7, 0.3  # a vest (70 %) over trousers (30 %)
+    det = np.zeros((3, NUM_BINS))
+    det[0, 1] = 1.0  # the trousers alone, a quarter of the object visible
+    det[1, 2] = 1.0  # a quarter of something else
+    det[2, 0], det[2, 1] = 0.5, 0.5  # the whole object, other proportions
+    score = part_similarity(track, det, np.array([0.25, 0.25, 1.0]))
+    assert score[0] == pytest.approx(1.0)
+    assert score[1] == pytest.approx(0.0)
+    assert score[2] == pytest.approx(0.8)  # v = 1: the histogram intersection
+    assert score[2] <= histogram_similarity(track[2:], det[2:])[0, 0]
+
+
+def test_visible_fraction_compares_with_the_remembered_area() -> None:
+    table = TrackTable(KalmanParams(0.05, 2.0, 2.0))
+    table.append(np.array([[0.0, 0, 10, 40]]), np.zeros(1, np.int64), 0.0, None, np.array([400.0]))
+    table.observe(np.array([0]), np.array([[0.0, 30, 10, 40]]), np.array([100.0]), 0.1)
+    # The object looked four times bigger a tenth of a second ago: it is mostly hidden now, and
+    # the remembered area fades towards the measured one (SIZE_MEMORY_S).
+    assert table.area_peak[0] == pytest.approx(100 + 300 * np.exp(-0.1 / SIZE_MEMORY_S))
+    fraction = table.visible_fraction(np.array([0]), np.array([100.0, 400.0, 800.0]))
+    assert fraction[0, 0] == pytest.approx(100 / table.area_peak[0])
+    assert fraction[0, 1:].tolist() == [1.0, 1.0]
+
+
+def _half_hidden_run(
+    min_visible: float,
+    top: tuple[int, int, int],
+    bottom: tuple[int, int, int],
+    bottom_while_hidden: tuple[int, int, int] | None = None,
+) -> tuple[list[list[int]], MaskTracker]:
+    """A 40x120 object standing still for 1 s, then seen only by its bottom quarter for 1 s
+    (the rest behind a grey machine), then whole again, at 15 fps. Colours: ``top`` over its
+    upper 70 %, ``bottom`` below, so the bottom quarter alone shows ``bottom`` only (or
+    ``bottom_while_hidden`` when given: something else stands there). Each frame has one
+    detection, as a model would give it: the visible part's box and mask, same class. Returns
+    the tracker ids per frame and the tracker."""
+    tracker = MaskTracker(TrackerConfig(appearance_min_visible=min_visible))
+    rng = np.random.default_rng(3)
+    ids: list[list[int]] = []
+    for k in range(45):
+        hidden = 15 <= k < 30
+        image = np.full((240, 320, 3), GREY, dtype=np.int16)
+        image[60:144, 100:140] = top
+        image[144:180, 100:140] = bottom_while_hidden if hidden and bottom_while_hidden else bottom
+        y1 = 150 if hidden else 60
+        image[:y1, 90:150] = GREY  # the machine in front
+        image += rng.integers(-10, 11, size=image.shape, dtype=np.int16)
+        mask = np.zeros((1, 240, 320), dtype=bool)
+        mask[0, y1:180, 100:140] = True
+        dets = sv.Detections(
+            xyxy=np.array([[100.0, y1, 139, 179]]),
+            mask=mask,
+            confidence=np.array([0.9]),
+            class_id=np.array([0]),
+        )
+        out = tracker.update(dets, timestamp=k / 15, image=np.clip(image, 0, 255).astype(np.uint8))
+        ids.append(np.asarray(out.tracker_id).tolist())
+    return ids, tracker
+
+
+def test_a_half_hidden_object_keeps_its_identity() -> None:
+    """A worker behind a machine shows their trousers, not their vest: compared whole, the colours
+    differ and a new track starts; compared as a part of the track's colours, they fit."""
+    whole, _ = _half_hidden_run(0.0, ORANGE, BLUE)
+    assert {i for frame in whole[15:30] for i in frame} != {1}  # the case is hard
+    part, tracker = _half_hidden_run(0.8, ORANGE, BLUE)
+    assert all(frame == [1] for frame in part[2:])
+    # The partial views were not averaged into the track's colours (blue is 30 % of the whole).
+    assert tracker._tracks.appearance[0, _bin(BLUE)] < 0.4
+
+
+def test_a_partial_view_in_other_colours_is_another_object() -> None:
+    """The part rule does not switch the colour term off: a quarter of something blue where a
+    wholly orange object stood is not that object."""
+    same, _ = _half_hidden_run(0.8, ORANGE, ORANGE)
+    assert all(frame == [1] for frame in same[2:])
+    other, _ = _half_hidden_run(0.8, ORANGE, ORANGE, bottom_while_hidden=BLUE)
+    assert 1 not in {i for frame in other[16:30] for i in frame}
