@@ -120,8 +120,8 @@ def colour_histograms(
         return hist, valid
     # Quantize every gathered pixel at once; offset each detection's codes into its own bins.
     lengths = np.fromiter((len(p) for p in parts), dtype=np.intp, count=len(parts))
-    code = _codes(np.concatenate(parts).view(np.uint8).reshape(-1, 3))
-    code += np.repeat(np.arange(len(parts), dtype=np.intp) * NUM_BINS, lengths)
+    code = np.repeat(np.arange(len(parts), dtype=np.intp) * NUM_BINS, lengths)
+    code += _codes(np.concatenate(parts).view(np.uint8).reshape(-1, 3))
     counts = np.bincount(code, minlength=len(parts) * NUM_BINS).reshape(len(parts), NUM_BINS)
     rows = np.asarray(owner, dtype=np.intp)
     hist[rows] = counts / lengths[:, None]
@@ -129,11 +129,11 @@ def colour_histograms(
     return hist, valid
 
 
-def _codes(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.intp]:
-    """(K,) joint bin of each of (K, 3) pixels."""
-    q = (pixels >> (8 - CHANNEL_BITS)).astype(np.intp)
-    out: npt.NDArray[np.intp] = q[:, 0] << (2 * CHANNEL_BITS)
-    out |= q[:, 1] << CHANNEL_BITS
+def _codes(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """(K,) joint bin of each of (K, 3) pixels (computed in uint8: 6 bits fit)."""
+    q = pixels >> np.uint8(8 - CHANNEL_BITS)
+    out = q[:, 0] << np.uint8(2 * CHANNEL_BITS)
+    out |= q[:, 1] << np.uint8(CHANNEL_BITS)
     out |= q[:, 2]
     return out
 
