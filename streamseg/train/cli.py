@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -119,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="export <out>/best.pt (else last.pt) to TorchScript + ONNX and exit",
     )
+    p.add_argument(
+        "--export-imgsz",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("H", "W"),
+        help="with --export: the input size of the exported files (multiples of 32; default: the "
+        "checkpoint's training size). A larger input than the training one enlarges small, far "
+        "objects at some cost in speed (the network is fully convolutional)",
+    )
     p.add_argument("--no-export", action="store_true", help="do not export at the end")
     p.add_argument(
         "--eval-weights",
@@ -166,7 +177,7 @@ def _class_names(args: argparse.Namespace) -> list[str]:
     return list(CocoSource(args.data, args.images).class_names)
 
 
-def _export(out: Path) -> int:
+def _export(out: Path, imgsz_arg: Sequence[int] | None = None) -> int:
     path = out / "best.pt" if (out / "best.pt").is_file() else out / "last.pt"
     if not path.is_file():
         logger.error("no checkpoint in %s (expected best.pt or last.pt)", out)
@@ -174,11 +185,15 @@ def _export(out: Path) -> int:
     ckpt = load_checkpoint(path)
     net = SegLite(NetConfig.from_dict(ckpt["net_config"]))
     net.load_state_dict(ckpt["ema"])
-    imgsz = tuple(ckpt["train_config"]["imgsz"])
+    imgsz = tuple(imgsz_arg or ckpt["train_config"]["imgsz"])
     names = list(ckpt["class_names"])
-    ts = export_torchscript(net, out / "seglite.torchscript", names, (imgsz[0], imgsz[1]))
-    ox = export_onnx(net, out / "seglite.onnx", names, (imgsz[0], imgsz[1]))
-    print(f"exported step {ckpt['step']} of {path}: {ts} {ox}")
+    try:
+        ts = export_torchscript(net, out / "seglite.torchscript", names, (imgsz[0], imgsz[1]))
+        ox = export_onnx(net, out / "seglite.onnx", names, (imgsz[0], imgsz[1]))
+    except ValueError as exc:
+        logger.error("streamseg train --export: %s", exc)
+        return 2
+    print(f"exported step {ckpt['step']} of {path} at {imgsz[0]}x{imgsz[1]} (HxW): {ts} {ox}")
     return 0
 
 
@@ -213,7 +228,10 @@ def train_main(argv: list[str]) -> int:
         )
     out = Path(args.out)
     if args.export:
-        return _export(out)
+        return _export(out, args.export_imgsz)
+    if args.export_imgsz is not None:
+        logger.error("--export-imgsz goes with --export (the end-of-training export uses --imgsz)")
+        return 2
     imgsz = (int(args.imgsz[0]), int(args.imgsz[1]))
     if args.eval_weights:
         _, held_out = _sources(args, imgsz)

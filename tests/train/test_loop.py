@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from streamseg.models.loader import open_model
 from streamseg.train.cli import train_main
 from streamseg.train.evaluate import source_eval_set
 from streamseg.train.loop import TrainConfig, load_checkpoint, train
@@ -118,6 +119,13 @@ def test_cli_trains_on_coco_and_exports(coco: tuple[Path, Path], tmp_path: Path)
     assert train_main(["--out", str(out), "--export"]) == 0
     assert (out / "seglite.torchscript").is_file() and (out / "seglite.onnx").is_file()
     assert (out / "seglite.torchscript").stat().st_size < 10e6
+    # Another input size than the training one (fully convolutional: anchors follow the size).
+    assert train_main(["--out", str(out), "--export", "--export-imgsz", "96", "128"]) == 0
+    for name in ("seglite.torchscript", "seglite.onnx"):
+        loaded = open_model(out / name, device=torch.device("cpu"))
+        assert loaded.info.input_hw == (96, 128)
+    assert train_main(["--out", str(out), "--export", "--export-imgsz", "96", "100"]) == 2
+    assert train_main([*_small_args(ann, img_dir, out, 2), "--export-imgsz", "96", "128"]) == 2
 
 
 @pytest.mark.parametrize("how", ["sigterm-to-trainer", "ctrl-c-to-group"])
