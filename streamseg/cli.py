@@ -162,7 +162,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
             except OSError as exc:
                 console.print(f"[red]error:[/red] {exc}", highlight=False)
                 return 1
-    pipeline = Pipeline(config)
+    pipeline = Pipeline(config, shard=args.shard)
     _install_stop_handlers(pipeline.stop_event)
     try:
         if args.progress:

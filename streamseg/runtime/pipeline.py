@@ -36,6 +36,7 @@ from streamseg.runtime.analytics import AnalyticsChain, StageFactory
 from streamseg.runtime.batcher import FrameBatcher
 from streamseg.runtime.health import OpsServer, Readiness
 from streamseg.runtime.metrics import EventCounter, PipelineMetrics
+from streamseg.runtime.shard import Shard
 from streamseg.runtime.timing import StageSummary, StageTimings
 from streamseg.sources import build_source
 from streamseg.sources.base import Source, SourceStats
@@ -88,6 +89,8 @@ class Pipeline:
         stage_factories: analytics stages, in order, each built once per stream.
         extra_sinks: sinks beside the ones the config asks for (tests, embedding programs).
         stream_queue_size: frames waiting between the inference worker and a stream's analytics.
+        shard: the shard this process runs (``streamseg run --shard i/n``; ``config`` is then
+            the shard's copy); it gives the MQTT publisher its own availability topic.
     """
 
     def __init__(
@@ -97,8 +100,10 @@ class Pipeline:
         stage_factories: Sequence[StageFactory] = (),
         extra_sinks: Sequence[Sink] = (),
         stream_queue_size: int = 8,
+        shard: Shard | None = None,
     ) -> None:
         self.config = config
+        self.shard = shard
         self.segmenter = segmenter
         self.stage_factories = list(stage_factories)
         self.sinks: list[Sink] = list(extra_sinks)
@@ -191,7 +196,9 @@ class Pipeline:
         self.recorder = build_recorder(self.config, nominal_fps=self._nominal_fps)
         if self.recorder is not None:
             self.sinks.append(self.recorder)
-        self.publisher = build_mqtt_publisher(self.config, registry=self.metrics.registry)
+        self.publisher = build_mqtt_publisher(
+            self.config, registry=self.metrics.registry, shard=self.shard
+        )
         if self.publisher is not None:
             self.publisher.start()
 

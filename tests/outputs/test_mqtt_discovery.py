@@ -31,6 +31,7 @@ from streamseg.outputs.mqtt.discovery import (
     origin_block,
 )
 from streamseg.rules import RuleEngine
+from streamseg.runtime.shard import Shard, shard_config, shard_of
 
 PREFIX = "streamseg/yard"
 HA = "homeassistant"
@@ -191,6 +192,53 @@ def test_publisher_refuses_discovery_for_another_prefix(tmp_path: Path) -> None:
             topic_prefix="site/x",
             outbox=outbox,
             discovery=make_discovery(),
+        )
+
+
+def test_shards_keep_their_own_availability(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One shard of several: its last will, outbox status, default client id and outbox file
+    are its own, and its entities name its availability topic. One shard (or none): as before."""
+    monkeypatch.chdir(tmp_path)
+    config = pipeline(home_assistant={"enabled": True})
+    one = shard_config(config, Shard(1, 2))
+    publisher = build_mqtt_publisher(one, shard=Shard(1, 2))
+    assert publisher is not None and publisher.discovery is not None
+    try:
+        assert publisher.topics.available == f"{PREFIX}/shards/1/available"
+        assert publisher.topics.outbox == f"{PREFIX}/shards/1/outbox"
+        assert publisher.topics.rule_state("gate", "r") == f"{PREFIX}/gate/r/state"
+        assert publisher.discovery.availability_topic == publisher.topics.available
+        message = publisher.discovery.rule_state("s", "r", publisher.topics.rule_state("s", "r"))
+        assert json.loads(message.payload)["availability_topic"] == publisher.topics.available
+        assert publisher.client_id.endswith("-shard1")
+        assert Path(str(publisher.outbox.path)).name == "yard.shard1.outbox.sqlite3"
+    finally:
+        publisher.close()
+    for shard in (None, Shard(0, 1)):
+        publisher = build_mqtt_publisher(config, shard=shard)
+        assert publisher is not None and publisher.discovery is not None
+        try:
+            assert publisher.topics.available == f"{PREFIX}/available"
+            assert publisher.discovery.availability_topic == f"{PREFIX}/available"
+            assert "shard" not in publisher.client_id
+            assert Path(str(publisher.outbox.path)).name == "yard.outbox.sqlite3"
+        finally:
+            publisher.close()
+
+
+def test_publisher_refuses_discovery_for_another_shard(tmp_path: Path) -> None:
+    config = pipeline(home_assistant={"enabled": True})
+    assert config.outputs.mqtt is not None
+    with Outbox(tmp_path / "o.sqlite3") as outbox, pytest.raises(ValueError, match="shards/1"):
+        MqttPublisher(
+            config.outputs.mqtt,
+            client_id="c",
+            topic_prefix=PREFIX,
+            outbox=outbox,
+            discovery=make_discovery(),
+            shard=1,
         )
 
 
@@ -429,3 +477,79 @@ def test_entities_turn_unavailable_when_the_process_dies(
             child.wait(timeout=10)
         stderr.close()
         sub.close()
+
+
+SHARD_CHILD = """
+import sys, time
+from streamseg.config import load_pipeline
+from streamseg.outputs.mqtt import build_mqtt_publisher
+from streamseg.runtime.shard import parse_shard, shard_config
+
+shard = parse_shard(sys.argv[2])
+publisher = build_mqtt_publisher(shard_config(load_pipeline(sys.argv[1]), shard), shard=shard)
+publisher.start()
+while not publisher.connected:
+    time.sleep(0.01)
+time.sleep(60)
+"""
+
+
+@pytest.mark.integration
+def test_one_shard_dying_leaves_the_other_shards_entities_available(
+    tmp_path: Path, mosquitto: Callable[..., Mosquitto]
+) -> None:
+    """Two shards of one pipeline under one prefix (of ``--shard i/3``, the two that own a
+    stream), each with its own default client id and outbox. SIGKILL of one: its entities turn
+    unavailable, the other's stay available."""
+    broker = mosquitto()
+    keys = _mqtt_keys(broker.port, tmp_path)
+    del keys["client_id"], keys["outbox"]  # the defaults, which must differ per shard
+    config = tmp_path / "p.yaml"
+    config.write_text(PIPELINE.format(mqtt=json.dumps(keys)))
+    owner = {stream: shard_of(stream, 3) for stream in ("gate", "dock")}
+    assert owner["gate"] != owner["dock"]  # one stream per shard
+    sub = Subscriber(broker.port, f"{HA}/#")
+    watch = Subscriber(broker.port, f"{PREFIX}/shards/+/available")
+    children = {
+        index: subprocess.Popen(
+            [sys.executable, "-c", SHARD_CHILD, str(config), f"{index}/3"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / f"shard{index}.stderr").open("w"),
+        )
+        for index in owner.values()
+    }
+    try:
+        configs = set(expected_rule_configs())
+        sub.wait_for(lambda s: {m.topic for m in s.messages} >= configs, timeout=30)
+        for message in sub.messages:
+            payload = json.loads(message.payload)
+            stream = payload["state_topic"].split("/")[2]
+            assert payload["availability_topic"] == f"{PREFIX}/shards/{owner[stream]}/available"
+        for index in children:
+            topic = f"{PREFIX}/shards/{index}/available"
+            watch.wait_for(lambda s, t=topic: s.on(t)[-1:] == [b"online"])
+        victim, survivor = owner["gate"], owner["dock"]
+        children[victim].send_signal(signal.SIGKILL)
+        assert children[victim].wait(timeout=10) == -signal.SIGKILL
+        dead, alive = (f"{PREFIX}/shards/{i}/available" for i in (victim, survivor))
+        watch.wait_for(lambda s: s.on(dead)[-1:] == [b"offline"], timeout=5)
+        late = retained(broker.port, f"{PREFIX}/#", {dead, alive})
+        assert late[dead].payload == b"offline" and late[alive].payload == b"online"
+        assert children[survivor].poll() is None
+        assert f"{PREFIX}/available" not in late  # no shared topic that one will could clear
+    finally:
+        for child in children.values():
+            if child.poll() is None:
+                child.kill()
+                child.wait(timeout=10)
+        sub.close()
+        watch.close()
+
+
+def expected_rule_configs() -> dict[str, str]:
+    """Config topic -> state topic of every (stream, rule) of :data:`PIPELINE`."""
+    discovery = make_discovery()
+    topics = Topics(PREFIX)
+    messages = [discovery.rule_state(s, r, topics.rule_state(s, r)) for s, r in RULE_PAIRS]
+    return {m.topic: m.state_topic for m in messages}

@@ -13,20 +13,24 @@ from streamseg.config.pipeline import PipelineConfig
 from streamseg.outputs.mqtt.discovery import discovery_for_pipeline
 from streamseg.outputs.mqtt.outbox import Outbox
 from streamseg.outputs.mqtt.publisher import MqttPublisher
+from streamseg.runtime.shard import Shard
 
 logger = logging.getLogger(__name__)
 
 _CLIENT_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def default_client_id(pipeline_name: str, hostname: str) -> str:
-    """``streamseg-<pipeline name>-<host name>``: stable across restarts, unique per machine.
+def default_client_id(pipeline_name: str, hostname: str, shard: int | None = None) -> str:
+    """``streamseg-<pipeline name>-<host name>``: stable across restarts, unique per machine;
+    ``-shard<i>`` appended for one shard of several (two shards on one machine must not share
+    a client id: the broker would disconnect one whenever the other connects).
 
     Characters other than letters, digits, ``_`` and ``-`` become ``-`` (some brokers accept
     only those).
     """
     host = _CLIENT_ID_UNSAFE.sub("-", hostname) or "host"
-    return f"streamseg-{pipeline_name}-{host}"
+    suffix = "" if shard is None else f"-shard{shard}"
+    return f"streamseg-{pipeline_name}-{host}{suffix}"
 
 
 def default_topic_prefix(pipeline_name: str) -> str:
@@ -34,13 +38,15 @@ def default_topic_prefix(pipeline_name: str) -> str:
     return f"streamseg/{pipeline_name}"
 
 
-def default_outbox_path(pipeline_name: str) -> str:
-    """``out/<pipeline name>.outbox.sqlite3`` (relative to the working directory)."""
-    return f"out/{pipeline_name}.outbox.sqlite3"
+def default_outbox_path(pipeline_name: str, shard: int | None = None) -> str:
+    """``out/<pipeline name>.outbox.sqlite3`` (relative to the working directory);
+    ``out/<pipeline name>.shard<i>.outbox.sqlite3`` for one shard of several."""
+    middle = "" if shard is None else f".shard{shard}"
+    return f"out/{pipeline_name}{middle}.outbox.sqlite3"
 
 
 def build_mqtt_publisher(
-    config: PipelineConfig, registry: CollectorRegistry | None = None
+    config: PipelineConfig, registry: CollectorRegistry | None = None, shard: Shard | None = None
 ) -> MqttPublisher | None:
     """The pipeline's MQTT publisher, or ``None`` when ``outputs.mqtt`` is absent.
 
@@ -53,6 +59,9 @@ def build_mqtt_publisher(
         config: the validated pipeline.
         registry: Prometheus registry for the publisher's metrics (the pipeline's
             ``PipelineMetrics.registry``); ``None`` = a private registry.
+        shard: the shard this process runs (``--shard i/n``). With more than one shard, the
+            process's availability and outbox topics, its default client id and its default
+            outbox file are its own (``<prefix>/shards/<i>/available``, ``...-shard<i>``).
 
     Raises:
         OutboxInUseError: another process uses the same outbox file.
@@ -61,13 +70,14 @@ def build_mqtt_publisher(
     mqtt_config = config.outputs.mqtt
     if mqtt_config is None:
         return None
-    client_id = mqtt_config.client_id or default_client_id(config.name, socket.gethostname())
+    index = shard.index if shard is not None and shard.count > 1 else None
+    client_id = mqtt_config.client_id or default_client_id(config.name, socket.gethostname(), index)
     prefix = mqtt_config.topic_prefix or default_topic_prefix(config.name)
     discovery = discovery_for_pipeline(
-        config, prefix, sw_version=getattr(streamseg, "__version__", None)
+        config, prefix, sw_version=getattr(streamseg, "__version__", None), shard=index
     )
     outbox = Outbox(
-        mqtt_config.outbox.path or default_outbox_path(config.name),
+        mqtt_config.outbox.path or default_outbox_path(config.name, index),
         max_events=mqtt_config.outbox.max_events,
         synchronous=mqtt_config.outbox.synchronous,
     )
@@ -79,6 +89,7 @@ def build_mqtt_publisher(
             outbox=outbox,
             registry=registry,
             discovery=discovery,
+            shard=index,
         )
     except BaseException:
         outbox.close()

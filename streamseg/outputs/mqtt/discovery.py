@@ -9,9 +9,11 @@ it starts) and creates one entity per config. streamseg publishes, per pipeline:
 * a ``sensor`` per zone count topic ``<prefix>/<stream>/<zone>/<class>/count``
   (``state_class: measurement``).
 
-Every config names ``<prefix>/available`` as its ``availability_topic`` (``online`` /
-``offline``, the last will), so the entities turn unavailable when streamseg stops or vanishes,
-and one ``device`` per pipeline groups them. Ids:
+Every config names the publishing process's availability topic as its ``availability_topic``
+(``online`` / ``offline``, the last will): ``<prefix>/available``, or for a pipeline run as
+shards, ``<prefix>/shards/<i>/available`` of the shard that runs the entity's stream (see
+:class:`~streamseg.outputs.mqtt.topics.Topics`). The entities turn unavailable when their
+process stops or vanishes, and one ``device`` per pipeline groups them. Ids:
 
 * ``node_id``: ``streamseg_<pipeline name>`` unless configured (``[A-Za-z0-9_-]`` only);
 * ``object_id``: the state topic's levels under the prefix joined with ``_``, every character
@@ -34,7 +36,7 @@ from typing import Any, Final
 
 from streamseg.config.pipeline import PipelineConfig
 from streamseg.config.rules import rule_runs_on
-from streamseg.outputs.mqtt.topics import OFFLINE, ONLINE
+from streamseg.outputs.mqtt.topics import OFFLINE, ONLINE, Topics
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ class HomeAssistantDiscovery:
         device: the ``device`` block shared by every entity.
         origin: the ``origin`` block (who published the config).
         rules: the ``(stream id, rule id)`` pairs that run, in pipeline order.
+        shard: the shard index of the process (``--shard i/n``, n > 1), else ``None``.
     """
 
     discovery_prefix: str
@@ -101,11 +104,13 @@ class HomeAssistantDiscovery:
     device: dict[str, Any] = field(hash=False)
     origin: dict[str, Any] = field(hash=False)
     rules: tuple[tuple[str, str], ...] = ()
+    shard: int | None = None
 
     @property
     def availability_topic(self) -> str:
-        """``<topic_prefix>/available``: ``online`` / ``offline``, the last will."""
-        return f"{self.topic_prefix}/available"
+        """The process's ``available`` topic (:class:`Topics`): ``online`` / ``offline``, the
+        last will."""
+        return Topics(self.topic_prefix, self.shard).available
 
     def object_id(self, state_topic: str) -> str:
         """The state topic's levels under the prefix, as one discovery id."""
@@ -205,14 +210,18 @@ def rule_streams(config: PipelineConfig) -> Iterator[tuple[str, str]]:
 
 
 def discovery_for_pipeline(
-    config: PipelineConfig, topic_prefix: str, sw_version: str | None = None
+    config: PipelineConfig,
+    topic_prefix: str,
+    sw_version: str | None = None,
+    shard: int | None = None,
 ) -> HomeAssistantDiscovery | None:
     """The discovery settings of a pipeline, or ``None`` when discovery is off (or no MQTT).
 
     Args:
-        config: the validated pipeline.
+        config: the validated pipeline (a shard's copy lists only its own sources).
         topic_prefix: the publisher's resolved topic prefix.
         sw_version: streamseg's version for the device and origin blocks.
+        shard: the shard index of the process when the pipeline runs as several shards.
     """
     mqtt = config.outputs.mqtt
     if mqtt is None or not mqtt.home_assistant.enabled:
@@ -226,4 +235,5 @@ def discovery_for_pipeline(
         device=device_block(config.name, node_id, sw_version),
         origin=origin_block(sw_version),
         rules=tuple(rule_streams(config)),
+        shard=shard,
     )

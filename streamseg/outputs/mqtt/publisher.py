@@ -96,10 +96,12 @@ class MqttPublisher:
         outbox: the opened outbox; the publisher closes it in :meth:`close`.
         registry: Prometheus registry for the metrics; ``None`` = a private one.
         discovery: Home Assistant discovery settings; ``None`` = no discovery configs.
+        shard: the shard index when this process runs one shard of several (its availability
+            and outbox topics are its own, see :class:`Topics`); ``None`` otherwise.
 
     Raises:
         ValueError: the TLS files cannot be loaded (the message names the key), or
-            ``discovery`` was built for another topic prefix.
+            ``discovery`` was built for another topic prefix or availability topic.
     """
 
     def __init__(
@@ -111,10 +113,11 @@ class MqttPublisher:
         outbox: Outbox,
         registry: CollectorRegistry | None = None,
         discovery: HomeAssistantDiscovery | None = None,
+        shard: int | None = None,
     ) -> None:
         self.config = config
         self.client_id = client_id
-        self.topics = Topics(topic_prefix)
+        self.topics = Topics(topic_prefix, shard)
         self.outbox = outbox
         self.host = config.host
         self.port = config.resolved_port()
@@ -130,6 +133,11 @@ class MqttPublisher:
             raise ValueError(
                 f"discovery: built for topic prefix {discovery.topic_prefix!r}, expected the "
                 f"publisher's {topic_prefix!r}"
+            )
+        if discovery is not None and discovery.availability_topic != self.topics.available:
+            raise ValueError(
+                f"discovery: built for availability topic {discovery.availability_topic!r}, "
+                f"expected the publisher's {self.topics.available!r}"
             )
         self.discovery = discovery
         # Home Assistant discovery, under the same lock: config topic -> message, in the order

@@ -11,6 +11,11 @@ Under a prefix (default ``streamseg/<pipeline name>``):
 * ``<prefix>/outbox``: ``{"depth": n, "bound": m, "full": bool, "rejected": k}``, retained,
   published when the outbox becomes full or has room again, and on every (re)connect.
 
+The two topics of the process itself, ``available`` (with the last will) and ``outbox``, belong to
+one process. A pipeline run as shards (``streamseg run --shard i/n``, n > 1) is n processes under
+one prefix, so each shard keeps its own: ``<prefix>/shards/<i>/available`` and
+``<prefix>/shards/<i>/outbox``. Otherwise one shard's last will would mark every shard offline.
+
 Ids from the pipeline (stream, rule, zone, class name) become single topic levels: characters
 that would change the topic structure (``/``, ``+``, ``#``, NUL) and whitespace become ``_``.
 """
@@ -52,14 +57,23 @@ class Topics:
 
     Attributes:
         prefix: the first levels, already checked (no wildcards, no empty level).
+        shard: the shard index of a process that runs one shard of a sharded pipeline
+            (``--shard i/n`` with n > 1), else ``None``: the process topics (:attr:`available`,
+            :attr:`outbox`) go under ``<prefix>/shards/<i>``.
     """
 
     prefix: str
+    shard: int | None = None
+
+    @property
+    def process_prefix(self) -> str:
+        """Where the process's own topics live: ``<prefix>`` or ``<prefix>/shards/<i>``."""
+        return self.prefix if self.shard is None else f"{self.prefix}/shards/{self.shard}"
 
     @property
     def available(self) -> str:
-        """``<prefix>/available``."""
-        return f"{self.prefix}/available"
+        """``<prefix>/available`` (``<prefix>/shards/<i>/available`` for a shard)."""
+        return f"{self.process_prefix}/available"
 
     @property
     def events(self) -> str:
@@ -68,8 +82,8 @@ class Topics:
 
     @property
     def outbox(self) -> str:
-        """``<prefix>/outbox``."""
-        return f"{self.prefix}/outbox"
+        """``<prefix>/outbox`` (``<prefix>/shards/<i>/outbox`` for a shard)."""
+        return f"{self.process_prefix}/outbox"
 
     def rule_state(self, stream_id: str, rule_id: str) -> str:
         """``<prefix>/<stream>/<rule>/state``."""
