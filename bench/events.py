@@ -536,9 +536,11 @@ def main() -> None:
     frames = args.frames or (60 if args.quick else 300)
     timing_frames = args.timing_frames or (60 if args.quick else 300)
 
+    # Timing first, while the process is fresh: after the model and tracker runs the same
+    # evaluation measured 0.99 ms instead of 0.94 ms (a fuller heap, not slower rules).
+    timed = time_rules(timing_frames)
+    (p50, p95, objects), (z50, z95, _) = timed["every kind"], timed["zone rules"]
     if args.timing_only:
-        timed = time_rules(timing_frames)
-        (p50, p95, objects), (z50, z95, _) = timed["every kind"], timed["zone rules"]
         print(
             f"eval_p50_ms={p50:.3f} eval_p95_ms={p95:.3f} eval_zone_rules_p50_ms={z50:.3f} "
             f"eval_zone_rules_p95_ms={z95:.3f} eval_rules=10 eval_objects={objects:.1f}"
@@ -586,8 +588,6 @@ def main() -> None:
             f1s[(name, key)] = f1
             print(f"{name:<26} {key:<6} {p:6.3f} {r:6.3f} {f1:6.3f} {tp:4d} {fp:4d} {fn:4d}")
 
-    timed = time_rules(timing_frames)
-    (p50, p95, objects), (z50, z95, _) = timed["every kind"], timed["zone rules"]
     f1_gt = f1s.get(("gt", "all"), 0.0)
     f1_gt_tracker = f1s.get(("gt+tracker", "all"), 0.0)
     f1_e2e = f1s.get(("end-to-end", "all"), float("nan"))
