@@ -177,6 +177,7 @@ class FrameObjects:
         self._areas: dict[int, int] = {}
         self._row_areas: list[int] | None = None
         self._overlaps: dict[tuple[int, str], float] = {}
+        self._box_sums: dict[str, list[int]] = {}
         self._footprints: Footprints | None = None
         self._ground_feet: tuple[npt.NDArray[np.float64], GroundFootprints] | None = None
         self._by_classes: dict[frozenset[str], list[int]] = {}
@@ -253,7 +254,13 @@ class FrameObjects:
             return found
         raster = zone.raster(self.frame_wh)
         x1, y1, x2, y2 = self.boxes[k]
-        in_box = raster.box_sum(x1, y1, x2, y2)
+        sums = self._box_sums.get(zone.id)
+        if sums is None:  # every object's zone pixels in its box, in one pass per zone
+            if self._box_array is None:
+                self._box_array = np.array(self.boxes, dtype=np.int64).reshape(-1, 4)
+            sums = raster.box_sums(self._box_array).tolist()
+            self._box_sums[zone.id] = sums
+        in_box = sums[k]
         if in_box == 0:
             value = 0.0
         elif in_box == (x2 - x1 + 1) * (y2 - y1 + 1):

@@ -57,6 +57,20 @@ def test_polygon_raster_includes_edges_and_sums_boxes() -> None:
     assert raster.contains(15.4, 10.0) and not raster.contains(9.4, 15) and raster.contains(9.6, 15)
 
 
+def test_box_sums_of_many_boxes_match_one_at_a_time() -> None:
+    """The vectorized sums (one pass per zone and frame) against the scalar ones, boxes partly
+    or wholly outside the frame and empty boxes included."""
+    raster = zone([[10, 5], [100, 20], [60, 75], [5, 60]]).raster((W, H))
+    rng = np.random.default_rng(2)
+    boxes = rng.integers(-30, W + 30, size=(3000, 4))
+    boxes[:, 1] = rng.integers(-30, H + 30, size=3000)
+    boxes[:, 2:] = boxes[:, :2] + rng.integers(-5, 70, size=(3000, 2))
+    sums = raster.box_sums(boxes)
+    assert sums.tolist() == [raster.box_sum(*map(int, box)) for box in boxes]
+    assert (sums == 0).any() and (sums > 0).any()
+    assert raster.box_sums(np.zeros((0, 4), dtype=np.int64)).shape == (0,)
+
+
 def test_normalized_points_scale_to_the_last_pixel() -> None:
     points = to_frame_px([(0, 0), (1, 1), (0.5, 0.25)], "normalized", (W, H))
     assert points.tolist() == [[0, 0], [W - 1, H - 1], [(W - 1) / 2, (H - 1) / 4]]
