@@ -182,16 +182,24 @@ def test_builder_wires_discovery(tmp_path: Path) -> None:
     publisher.close()
 
 
-def test_publisher_refuses_discovery_for_another_prefix(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("prefix", "shard", "error"), [("site/x", None, "site/x"), (PREFIX, 1, "shards/1")]
+)
+def test_publisher_refuses_discovery_for_another_prefix_or_shard(
+    tmp_path: Path, prefix: str, shard: int | None, error: str
+) -> None:
+    """Discovery built for ``streamseg/yard`` of an unsharded process names topics that a
+    publisher on another prefix, or one shard of several, never keeps."""
     config = pipeline(home_assistant={"enabled": True})
     assert config.outputs.mqtt is not None
-    with Outbox(tmp_path / "o.sqlite3") as outbox, pytest.raises(ValueError, match="site/x"):
+    with Outbox(tmp_path / "o.sqlite3") as outbox, pytest.raises(ValueError, match=error):
         MqttPublisher(
             config.outputs.mqtt,
             client_id="c",
-            topic_prefix="site/x",
+            topic_prefix=prefix,
             outbox=outbox,
             discovery=make_discovery(),
+            shard=shard,
         )
 
 
@@ -226,20 +234,6 @@ def test_shards_keep_their_own_availability(
             assert Path(str(publisher.outbox.path)).name == "yard.outbox.sqlite3"
         finally:
             publisher.close()
-
-
-def test_publisher_refuses_discovery_for_another_shard(tmp_path: Path) -> None:
-    config = pipeline(home_assistant={"enabled": True})
-    assert config.outputs.mqtt is not None
-    with Outbox(tmp_path / "o.sqlite3") as outbox, pytest.raises(ValueError, match="shards/1"):
-        MqttPublisher(
-            config.outputs.mqtt,
-            client_id="c",
-            topic_prefix=PREFIX,
-            outbox=outbox,
-            discovery=make_discovery(),
-            shard=1,
-        )
 
 
 def test_ids_that_collide_after_sanitizing_are_logged(
