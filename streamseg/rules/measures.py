@@ -256,9 +256,7 @@ class FrameObjects:
         x1, y1, x2, y2 = self.boxes[k]
         sums = self._box_sums.get(zone.id)
         if sums is None:  # every object's zone pixels in its box, in one pass per zone
-            if self._box_array is None:
-                self._box_array = np.array(self.boxes, dtype=np.int64).reshape(-1, 4)
-            sums = raster.box_sums(self._box_array).tolist()
+            sums = raster.box_sums(self._boxes_array()).tolist()
             self._box_sums[zone.id] = sums
         in_box = sums[k]
         if in_box == 0:
@@ -326,14 +324,18 @@ class FrameObjects:
         """
         return self.footprints().of(k)
 
+    def _boxes_array(self) -> npt.NDArray[np.integer]:
+        """:attr:`boxes` as one (N, 4) integer array (the masks' own, or built once)."""
+        if self._box_array is None:
+            self._box_array = np.array(self.boxes, dtype=np.int64).reshape(-1, 4)
+        return self._box_array
+
     def footprints(self) -> Footprints:
         """:meth:`footprint` of every object, computed for all of them in one pass (cached)."""
         found = self._footprints
         if found is None:
             bottoms, widths = self._column_bottoms()
-            if self._box_array is None:
-                self._box_array = np.array(self.boxes, dtype=np.int64).reshape(-1, 4)
-            found = footprint_points(bottoms, widths, self._box_array)
+            found = footprint_points(bottoms, widths, self._boxes_array())
             self._footprints = found
         return found
 

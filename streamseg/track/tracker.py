@@ -261,8 +261,8 @@ class MaskTracker:
                 )
             colours, has_colours = colour_histograms(pixels, xyxy, masks)
             roots = np.sqrt(colours)
-        wh = np.clip(xyxy[:, 2:] - xyxy[:, :2], 1.0, None) if n else np.zeros((0, 2))
-        areas = wh[:, 0] * wh[:, 1] if n else np.zeros(0)
+        wh = np.clip(xyxy[:, 2:] - xyxy[:, :2], 1.0, None)
+        areas = wh[:, 0] * wh[:, 1]
         if masks is not None:
             areas = np.where(masks.area > 0, masks.area * float(masks.stride) ** 2, areas)
         return _Frame(xyxy, class_id, masks, colours, roots, has_colours, areas)

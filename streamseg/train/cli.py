@@ -185,15 +185,15 @@ def _export(out: Path, imgsz_arg: Sequence[int] | None = None) -> int:
     ckpt = load_checkpoint(path)
     net = SegLite(NetConfig.from_dict(ckpt["net_config"]))
     net.load_state_dict(ckpt["ema"])
-    imgsz = tuple(imgsz_arg or ckpt["train_config"]["imgsz"])
+    h, w = imgsz_arg or ckpt["train_config"]["imgsz"]
     names = list(ckpt["class_names"])
     try:
-        ts = export_torchscript(net, out / "seglite.torchscript", names, (imgsz[0], imgsz[1]))
-        ox = export_onnx(net, out / "seglite.onnx", names, (imgsz[0], imgsz[1]))
+        ts = export_torchscript(net, out / "seglite.torchscript", names, (h, w))
+        ox = export_onnx(net, out / "seglite.onnx", names, (h, w))
     except ValueError as exc:
         logger.error("streamseg train --export: %s", exc)
         return 2
-    print(f"exported step {ckpt['step']} of {path} at {imgsz[0]}x{imgsz[1]} (HxW): {ts} {ox}")
+    print(f"exported step {ckpt['step']} of {path} at {h}x{w} (HxW): {ts} {ox}")
     return 0
 
 

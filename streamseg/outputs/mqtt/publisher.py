@@ -129,11 +129,7 @@ class MqttPublisher:
         # threads setting one topic reach the broker in the order they set it.
         self._retained: dict[str, bytes] = {}
         self._retained_lock = threading.Lock()
-        if discovery is not None and discovery.topic_prefix != topic_prefix:
-            raise ValueError(
-                f"discovery: built for topic prefix {discovery.topic_prefix!r}, expected the "
-                f"publisher's {topic_prefix!r}"
-            )
+        # The availability topic follows from the prefix and the shard: one check covers both.
         if discovery is not None and discovery.availability_topic != self.topics.available:
             raise ValueError(
                 f"discovery: built for availability topic {discovery.availability_topic!r}, "
