@@ -10,7 +10,8 @@ Options: ``persistence`` (sessions, queued messages and retained messages surviv
 restart), ``users`` (a password file; anonymous access off), ``websockets_port``, and ``tls``
 (a listener with the given server certificate instead of the plain one).
 
-:class:`Subscriber` records what a paho client receives, with a deadline-bound ``wait_for``.
+:class:`Subscriber` records what a paho client receives, with a deadline-bound ``wait_for``;
+:func:`client_keys` is the ``outputs.mqtt`` block of a streamseg that talks to such a broker.
 """
 
 from __future__ import annotations
@@ -33,6 +34,19 @@ import paho.mqtt.client as mqtt
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
 INSTALL_HINT = "install the Debian package mosquitto (sudo .ci/run does it)"
+
+
+def client_keys(port: int, outbox: Path, client_id: str) -> dict[str, Any]:
+    """``outputs.mqtt`` keys for a test broker on loopback ``port``: a short keepalive and fast
+    reconnects (tests wait for them), the outbox file ``outbox``."""
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "keepalive_s": 2,
+        "client_id": client_id,
+        "reconnect": {"min_delay_s": 0.05, "max_delay_s": 0.2},
+        "outbox": {"path": str(outbox), "synchronous": "normal"},
+    }
 
 
 def free_port() -> int:

@@ -8,12 +8,12 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.mosquitto import Mosquitto, Subscriber
+from helpers.mosquitto import Mosquitto, Subscriber, client_keys
 
 from streamseg.config import ConfigError, PipelineConfig, load_pipeline_text
 from streamseg.outputs.mqtt import (
@@ -308,31 +308,16 @@ def test_discovery_needs_retained_topics() -> None:
 
 
 def _mqtt_keys(port: int, tmp_path: Path) -> dict[str, Any]:
-    return {
-        "host": "127.0.0.1",
-        "port": port,
-        "keepalive_s": 2,
-        "client_id": "streamseg-discovery-test",
-        "reconnect": {"min_delay_s": 0.05, "max_delay_s": 0.2},
-        "outbox": {"path": str(tmp_path / "outbox.sqlite3"), "synchronous": "normal"},
-        "home_assistant": {"enabled": True},
-    }
+    keys = client_keys(port, tmp_path / "outbox.sqlite3", "streamseg-discovery-test")
+    return {**keys, "home_assistant": {"enabled": True}}
 
 
 @pytest.fixture
-def discovering_publisher(tmp_path: Path) -> Iterator[Callable[[int], MqttPublisher]]:
+def discovering_publisher(
+    tmp_path: Path, built_publisher: Callable[[PipelineConfig], MqttPublisher]
+) -> Callable[[int], MqttPublisher]:
     """Factory: a publisher of :data:`PIPELINE` with discovery on; closed at teardown."""
-    made: list[MqttPublisher] = []
-
-    def make(port: int) -> MqttPublisher:
-        publisher = build_mqtt_publisher(pipeline(**_mqtt_keys(port, tmp_path)))
-        assert publisher is not None
-        made.append(publisher)
-        return publisher
-
-    yield make
-    for publisher in made:
-        publisher.close(timeout=0)
+    return lambda port: built_publisher(pipeline(**_mqtt_keys(port, tmp_path)))
 
 
 def retained(port: int, topic_filter: str, topics: set[str]) -> dict[str, Any]:

@@ -6,16 +6,16 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.mosquitto import Mosquitto, Subscriber
+from helpers.mosquitto import Mosquitto, Subscriber, client_keys
 from jsonschema import Draft202012Validator, FormatChecker
 
-from streamseg.config import load_pipeline_text
-from streamseg.outputs.mqtt import MqttPublisher, Outbox, build_mqtt_publisher
+from streamseg.config import PipelineConfig, load_pipeline_text
+from streamseg.outputs.mqtt import MqttPublisher, Outbox
 from streamseg.rules import Event, event_schema, new_event_id
 from streamseg.types import SourceState
 
@@ -46,20 +46,14 @@ def make_event(index: int = 0, **overrides: Any) -> Event:
 
 
 @pytest.fixture
-def publisher_for(tmp_path: Path) -> Iterator[Callable[..., MqttPublisher]]:
+def publisher_for(
+    tmp_path: Path, built_publisher: Callable[[PipelineConfig], MqttPublisher]
+) -> Callable[..., MqttPublisher]:
     """Factory: ``publisher_for(port, **mqtt_keys)`` builds (not starts) a publisher from YAML,
     with fast reconnects; closed at teardown."""
-    made: list[MqttPublisher] = []
 
     def make(port: int, **keys: Any) -> MqttPublisher:
-        mqtt: dict[str, Any] = {
-            "host": "127.0.0.1",
-            "port": port,
-            "keepalive_s": 2,
-            "client_id": "streamseg-test",
-            "reconnect": {"min_delay_s": 0.05, "max_delay_s": 0.2},
-            "outbox": {"path": str(tmp_path / "outbox.sqlite3"), "synchronous": "normal"},
-        }
+        mqtt = client_keys(port, tmp_path / "outbox.sqlite3", "streamseg-test")
         for key, value in keys.items():
             if isinstance(value, dict):
                 mqtt[key] = {**mqtt.get(key, {}), **value}
@@ -69,14 +63,9 @@ def publisher_for(tmp_path: Path) -> Iterator[Callable[..., MqttPublisher]]:
             "name: yard\nsources: [{id: gate, type: file, path: x.mp4}]\n"
             f"outputs: {{mqtt: {json.dumps(mqtt)}}}\n"
         )
-        publisher = build_mqtt_publisher(load_pipeline_text(text))
-        assert publisher is not None
-        made.append(publisher)
-        return publisher
+        return built_publisher(load_pipeline_text(text))
 
-    yield make
-    for publisher in made:
-        publisher.close(timeout=0)
+    return make
 
 
 def event_payloads(sub: Subscriber) -> list[dict[str, Any]]:

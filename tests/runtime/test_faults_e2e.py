@@ -503,6 +503,20 @@ def test_one_run_survives_every_fault_at_once_and_loses_no_event(
     def cam_a_log(prefix: str) -> list[dict[str, Any]]:
         return run.find(lambda r: r["message"].startswith(f"source cam_a: {prefix}"))
 
+    def wait_cam_a_streaming(what: str, frames_before: int, timeout: float) -> None:
+        """Until cam_a streams again and gave 5 frames more, with cam_b sampled meanwhile."""
+        wait_until(
+            what,
+            cam_b.sampling(
+                lambda: (
+                    metrics.state("cam_a") == "streaming"
+                    and metrics.frames("cam_a") >= frames_before + 5
+                )
+            ),
+            timeout=timeout,
+            run=run,
+        )
+
     def broker_down_and_outbox_holds(logged_before: int) -> Callable[[], bool]:
         return lambda: (
             logged_count() > logged_before
@@ -598,17 +612,7 @@ def test_one_run_survives_every_fault_at_once_and_loses_no_event(
         # ---- cam_a's server comes back, then the broker: all events so far delivered.
         servers["cam_a"].restart()
         mark("cam_a restarted")
-        wait_until(
-            "cam_a analysed again after its reconnect",
-            cam_b.sampling(
-                lambda: (
-                    metrics.state("cam_a") == "streaming"
-                    and metrics.frames("cam_a") >= cam_a_frames + 5
-                )
-            ),
-            timeout=20,
-            run=run,
-        )
+        wait_cam_a_streaming("cam_a analysed again after its reconnect", cam_a_frames, 20)
         mark("cam_a back")
         broker.start()
         mark("broker started")
@@ -656,17 +660,7 @@ def test_one_run_survives_every_fault_at_once_and_loses_no_event(
         )
         servers["cam_a"].thaw()
         mark("cam_a thawed")
-        wait_until(
-            "cam_a analysed again after the stall",
-            cam_b.sampling(
-                lambda: (
-                    metrics.state("cam_a") == "streaming"
-                    and metrics.frames("cam_a") >= cam_a_frames + 5
-                )
-            ),
-            timeout=25,
-            run=run,
-        )
+        wait_cam_a_streaming("cam_a analysed again after the stall", cam_a_frames, 25)
         mark("cam_a back after the stall")
 
         # ---- SIGTERM with cam_a's server hung again and the broker down.
