@@ -130,7 +130,10 @@ def _idle_empty_shard(config: PipelineConfig, shard: Shard) -> int:
             config.metrics.port,
         )
     try:
-        stop.wait()
+        # A timed wait: Python runs signal handlers in the main thread only, and a SIGTERM the
+        # kernel delivers to another thread (the metrics server's) does not wake an untimed wait.
+        while not stop.wait(0.5):
+            pass
     finally:
         if server is not None:
             server.stop()

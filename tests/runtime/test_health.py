@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -97,6 +97,7 @@ def test_a_shard_without_sources_idles_ready_until_sigterm(
         f"metrics: {{enabled: true, port: {port}}}\n"
     )
     seen: list[tuple[int, str]] = []
+    signalled: list[float] = []
 
     def probe_then_stop() -> None:
         for _ in range(100):
@@ -105,14 +106,19 @@ def test_a_shard_without_sources_idles_ready_until_sigterm(
                 break
             except urllib.error.URLError:
                 threading.Event().wait(0.05)
-        os.kill(os.getpid(), signal.SIGTERM)
+        # Delivered to this thread, not the main one: the worst case of a process-wide SIGTERM
+        # (an untimed wait in the main thread once missed it and hung until the test timed out).
+        signalled.append(time.monotonic())
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
 
     prober = threading.Thread(target=probe_then_stop)
     prober.start()
     try:
         assert main(["run", str(pipeline), "--no-progress", "--shard", f"{empty}/2"]) == 0
+        stopped_after = time.monotonic() - signalled[0]
     finally:
         prober.join()
+    assert stopped_after < 5.0, f"the idle shard took {stopped_after:.1f} s to see SIGTERM"
     status, body = seen[0]
     assert (status, json.loads(body)["ready"]) == (200, True)
     assert f"shard {empty}/2 owns no source" in json.loads(body)["reason"]
