@@ -87,3 +87,28 @@ def test_a_few_steps_lower_the_loss(shapes_source: object) -> None:
     assert np.isfinite(losses).all()
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3])
     assert np.mean(masks[-3:]) < 0.7 * np.mean(masks[:3])
+
+
+def test_a_ball_at_a_players_feet_keeps_its_anchor() -> None:
+    """An anchor claimed by a player and the ball at its feet goes to the ball (the smaller).
+
+    Every prediction fits the player's box, so the highest-IoU rule would give the player the
+    ball's only candidate anchors and leave the ball to be learnt as background.
+    """
+    anchors = _grid()
+    player = [20.0, 8.0, 44.0, 62.0]
+    ball = [25.0, 50.0, 33.0, 58.0]  # inside the player's box, around the stride-8 centre (28, 52)
+    gt = torch.tensor([[player, ball]])
+    labels = torch.tensor([[0, 1]])
+    scores = torch.full((1, anchors.shape[0], 2), 0.5)
+    pd = torch.tensor(player).expand(1, anchors.shape[0], 4)
+    # topk above the player's candidate count: the player claims every anchor in its box.
+    asg = tal_assign(scores, pd, anchors, labels, gt, torch.ones(1, 2).bool(), topk=40)
+    owners = asg.gt_index[0][asg.fg[0]]
+    assert int((owners == 1).sum()) >= 1, "the ball lost every anchor to the player"
+    assert int((owners == 0).sum()) >= 1
+    for i in (asg.fg[0] & (asg.gt_index[0] == 1)).nonzero().view(-1).tolist():
+        x, y = anchors[i].tolist()
+        assert ball[0] < x < ball[2] and ball[1] < y < ball[3]
+        assert asg.boxes_xyxy[0, i].tolist() == ball
+        assert float(asg.scores[0, i, 0]) == 0.0, "the ball's anchor still taught 'player'"
