@@ -5,7 +5,8 @@
   an anchor claimed by several objects goes to the smallest of them. Fully vectorized over
   the batch.
 * class: binary cross-entropy against the normalized alignment metric (soft targets);
-* box: CIoU on positives + DFL (distribution focal loss) on the ltrb bins;
+* box: CIoU on positives + DFL (distribution focal loss) on the ltrb bins, each positive
+  weighted by its class target, floored (``min_box_weight``);
 * mask: per positive anchor, ``sigmoid(coef @ protos)`` against the assigned object's mask at
   prototype resolution, binary cross-entropy summed inside the object's box and divided by the
   box area (so small and large objects weigh alike).
@@ -239,6 +240,7 @@ def segment_loss(
     reg_max: int,
     weights: LossWeights | None = None,
     topk: int = 10,
+    min_box_weight: float = 0.25,
 ) -> LossParts:
     """Compute the training loss of one batch.
 
@@ -248,6 +250,10 @@ def segment_loss(
         reg_max: DFL bins of the network.
         weights: loss gains.
         topk: TAL candidates per object.
+        min_box_weight: floor of a positive anchor's weight in the box and DFL terms (else its
+            class target, which scales with the IoU of its predicted box). Without it an object
+            whose anchors all predict another object's box (a ball at a player's feet: IoU
+            0.01-0.2) barely pulls them towards its own box, so its class target never rises.
 
     Returns:
         :class:`LossParts`; ``total`` is multiplied by the batch size (YOLO convention, so the
@@ -282,7 +288,7 @@ def segment_loss(
     if num_pos == 0:
         loss_box = loss_dfl = loss_mask = zero
     else:
-        weight = asg.scores.sum(-1)[fg]  # [P]
+        weight = asg.scores.sum(-1)[fg].clamp(min=min_box_weight)  # [P]
         iou = box_iou_pairwise(pd_xyxy[fg], asg.boxes_xyxy[fg], ciou=True)
         loss_box = ((1.0 - iou) * weight).sum() / score_sum
         st = strides.expand(bsz, -1, -1)[fg]  # [P, 1]

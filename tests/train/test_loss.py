@@ -6,8 +6,15 @@ import numpy as np
 import torch
 
 from streamseg.train.data import TrainDataset, collate, images_to_input
-from streamseg.train.loss import box_iou_pairwise, segment_loss, tal_assign
-from streamseg.train.net import NetConfig, SegLite, make_anchors
+from streamseg.train.loss import Targets, box_iou_pairwise, segment_loss, tal_assign
+from streamseg.train.net import (
+    NetConfig,
+    RawOutput,
+    SegLite,
+    dfl_decode,
+    dist_to_xyxy,
+    make_anchors,
+)
 
 
 def _grid() -> torch.Tensor:
@@ -112,3 +119,57 @@ def test_a_ball_at_a_players_feet_keeps_its_anchor() -> None:
         assert ball[0] < x < ball[2] and ball[1] < y < ball[3]
         assert asg.boxes_xyxy[0, i].tolist() == ball
         assert float(asg.scores[0, i, 0]) == 0.0, "the ball's anchor still taught 'player'"
+
+
+def _dfl_logits(dist: torch.Tensor, reg_max: int) -> torch.Tensor:
+    """DFL logits [A, 4 * reg_max] that decode to ``dist`` [A, 4] (strides; two-hot bins)."""
+    d = dist.clamp(0, reg_max - 1.01)
+    lo = d.floor().long()
+    w_hi = d - lo
+    prob = torch.full((*d.shape, reg_max), 1e-6)
+    prob.scatter_(-1, lo.unsqueeze(-1), (1 - w_hi).unsqueeze(-1) + 1e-6)
+    prob.scatter_(-1, (lo + 1).unsqueeze(-1), w_hi.unsqueeze(-1) + 1e-6)
+    return prob.log().reshape(d.shape[0], 4 * reg_max)
+
+
+def test_a_badly_predicted_positive_still_pulls_its_box() -> None:
+    """A ball at a player's feet whose anchors all predict the player's box: their class target
+    is tiny (it scales with the IoU), and ``min_box_weight`` keeps their box loss alive.
+
+    The gradient on the box logits of those anchors grows with the floor; on anchors whose
+    target is above it (the player's) and on negatives it does not change.
+    """
+    anchors, strides = make_anchors([(8, 12), (4, 6), (2, 3)], (8, 16, 32), torch.device("cpu"))
+    a, reg_max, nm = anchors.shape[0], 16, 4
+    player = torch.tensor([20.0, 8.0, 44.0, 62.0])
+    targets = Targets(
+        labels=torch.tensor([[0, 1]]),
+        boxes_xyxy=torch.stack((player, torch.tensor([25.0, 50.0, 33.0, 58.0]))).unsqueeze(0),
+        masks=torch.ones(1, 2, 16, 24),
+        valid=torch.ones(1, 2, dtype=torch.bool),
+    )
+    # Every anchor predicts the player's box.
+    dist = torch.cat((anchors - player[:2], player[2:] - anchors), 1) / strides
+    logits = _dfl_logits(dist, reg_max).unsqueeze(0)
+    cls = torch.full((1, a, 2), -1.0)
+
+    def box_grad(floor: float) -> torch.Tensor:
+        box = logits.clone().requires_grad_(True)
+        raw = RawOutput(
+            box, cls, torch.zeros(1, a, nm), torch.zeros(1, nm, 16, 24), anchors, strides
+        )
+        segment_loss(raw, targets, reg_max, min_box_weight=floor).total.backward()
+        assert box.grad is not None
+        return box.grad[0].norm(dim=-1)
+
+    plain, floored = box_grad(0.0), box_grad(0.25)
+    pd = dist_to_xyxy(dfl_decode(logits, reg_max) * strides, anchors)
+    asg = tal_assign(cls.sigmoid(), pd, anchors, targets.labels, targets.boxes_xyxy, targets.valid)
+    target = asg.scores[0].sum(-1)
+    ball = asg.fg[0] & (asg.gt_index[0] == 1)
+    high = asg.fg[0] & (target >= 0.25)
+    assert bool(ball.any()) and bool(high.any())
+    assert torch.all(target[ball] < 0.05)
+    assert torch.all(floored[ball] > 4 * plain[ball])
+    torch.testing.assert_close(floored[high], plain[high])
+    torch.testing.assert_close(floored[~asg.fg[0]], plain[~asg.fg[0]])
