@@ -202,7 +202,8 @@ class MaskTracker:
         if len(rows):
             if frame.colours is not None:
                 # A partly hidden object's colours are not its own: left out of the average.
-                seen = self._fully_seen(rows, dets, frame)
+                visible = tracks.visible_fraction(rows, frame.areas[dets], pairwise=True)
+                seen = visible >= self.config.appearance_min_visible
                 tracks.store_appearance(rows, frame.colours[dets], frame.has_colours[dets] & seen)
             tracks.observe(rows, frame.xyxy[dets], frame.areas[dets], now)
             if frame.masks is not None:
@@ -376,12 +377,6 @@ class MaskTracker:
         colour -= 1.0
         colour *= self.config.appearance_weight
         return similarity + colour
-
-    def _fully_seen(self, rows: IntArray, dets: IntArray, frame: _Frame) -> npt.NDArray[np.bool_]:
-        """(K,) bool per matched pair: detection ``dets[k]`` shows at least
-        ``appearance_min_visible`` of track ``rows[k]``'s remembered area."""
-        peak = np.maximum(self._tracks.area_peak[rows], 1.0)
-        return frame.areas[dets] >= self.config.appearance_min_visible * peak
 
     def _mask_iou(
         self,

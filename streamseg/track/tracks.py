@@ -206,12 +206,14 @@ class TrackTable:
         self.mask_ref[rows] = self.motion.pos[rows]
 
     def visible_fraction(
-        self, rows: npt.NDArray[np.intp], areas: npt.NDArray[np.float64]
+        self, rows: npt.NDArray[np.intp], areas: npt.NDArray[np.float64], pairwise: bool = False
     ) -> npt.NDArray[np.float64]:
-        """(R, D) how much of each track's remembered area (:attr:`area_peak`) each detection
-        shows: ``areas`` (D,) over the peaks of ``rows`` (R,), at most 1."""
+        """How much of a track's remembered area (:attr:`area_peak`) a detection shows, at
+        most 1: (R, D) for every track of ``rows`` (R,) against every area of ``areas`` (D,), or
+        with ``pairwise`` (K,) for ``rows[k]`` against ``areas[k]``."""
         peak = np.maximum(self.area_peak[rows], 1.0)
-        return np.minimum(np.asarray(areas, dtype=np.float64)[None, :] / peak[:, None], 1.0)
+        a = np.asarray(areas, dtype=np.float64)
+        return np.minimum(a / peak if pairwise else a[None, :] / peak[:, None], 1.0)
 
     def store_appearance(
         self,

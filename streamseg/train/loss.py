@@ -167,13 +167,11 @@ def tal_assign(
     # highest-IoU rule of YOLOv8 hands it to the large object whose box the anchor's prediction
     # already fits, which strips a ball at a player's feet of its only anchor (30 % of the
     # training balls had none) and teaches "background" there.
-    multi = pos.sum(1) > 1  # [B, A]
-    if bool(multi.any()):
-        wh = (gt_xyxy[..., 2:] - gt_xyxy[..., :2]).clamp(min=0)
-        area = (wh[..., 0] * wh[..., 1]).unsqueeze(-1)  # [B, M, 1]
-        smallest = torch.where(pos, area, torch.inf).argmin(1)  # [B, A]
-        one = F.one_hot(smallest, m).transpose(1, 2).bool()
-        pos = torch.where(multi.unsqueeze(1), one & pos, pos)
+    # An anchor with one claimant keeps it (it is the smallest); one with none stays negative.
+    wh = (gt_xyxy[..., 2:] - gt_xyxy[..., :2]).clamp(min=0)
+    area = (wh[..., 0] * wh[..., 1]).unsqueeze(-1)  # [B, M, 1]
+    smallest = torch.where(pos, area, torch.inf).argmin(1)  # [B, A]
+    pos = pos & F.one_hot(smallest, m).transpose(1, 2).bool()
     fg = pos.any(1)
     gt_index = pos.float().argmax(1)  # [B, A]
 
