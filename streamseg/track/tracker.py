@@ -6,9 +6,13 @@ Per :meth:`MaskTracker.update`:
    bad timestamps are logged and replaced, never fatal).
 2. Every track's box is predicted to that time (:class:`~streamseg.track.kalman.BoxKalman`;
    lost tracks coast with a decaying velocity), and tracks lost for longer than
-   ``lost_buffer_s`` are dropped.
-3. Stage one pairs the confident detections with all tracks: confidence >= ``high_threshold``,
-   or >= ``isolated_threshold`` for a detection whose box overlaps no other such detection.
+   ``lost_buffer_s`` are dropped, or ``hidden_buffer_s`` for a *hidden* track: one lost while
+   its box overlapped the box of a detection of another class (a worker behind a machine). A
+   hidden track lost for longer than ``lost_buffer_s`` is *dormant*: only stage four can
+   resume it.
+3. Stage one pairs the confident detections with all tracks but the dormant ones: confidence
+   >= ``high_threshold``, or >= ``isolated_threshold`` for a detection whose box overlaps no
+   other such detection.
    Stage two pairs the other detections at or above ``low_threshold`` with the confirmed tracks
    left over. The similarity of a pair is ``(1 - w) * IoU(predicted box, box) + w *
    IoU(moved last mask, mask)`` (``w = mask_weight``, 0 for ``type: box`` or without masks),
@@ -19,8 +23,10 @@ Per :meth:`MaskTracker.update`:
    a wider gate. ``lap.lapjv`` picks the pairs whose similarity reaches the stage's threshold.
 4. Stage three (recovery) pairs the confident detections still unclaimed with the confirmed
    tracks still unmatched, by centre distance: within ``recovery_radius`` track sizes plus
-   ``recovery_growth`` sizes per second lost, closest first. It catches an object that comes
-   out of an occlusion where the coasting box did not expect it.
+   ``recovery_growth`` sizes per second lost (up to ``lost_buffer_s``), closest first. It
+   catches an object that comes out of an occlusion where the coasting box did not expect it.
+   Stage four does the same for the dormant tracks with the detections still left, so a
+   long-lost track never takes a detection that a recent one could have had.
 
    With ``appearance_weight`` (``a``) > 0 and the frame's ``image`` given, every stage's
    similarity (or closeness) of a pair loses ``a * (1 - colour similarity)``: the Bhattacharyya
@@ -160,9 +166,15 @@ class MaskTracker:
         now = self._clock.now_s
 
         tracks.motion.predict(dt, tracks.lost, cfg.lost_velocity_decay_s)
-        expired = tracks.lost & (now - tracks.last_seen_s > cfg.lost_buffer_s + TIME_EPS_S)
+        lost_s = np.where(tracks.lost, now - tracks.last_seen_s, 0.0)
+        hidden_buffer_s = cfg.lost_buffer_s if cfg.hidden_buffer_s is None else cfg.hidden_buffer_s
+        buffer_s = np.where(tracks.hidden, hidden_buffer_s, cfg.lost_buffer_s)
+        expired = lost_s > buffer_s + TIME_EPS_S
         if expired.any():
             tracks.keep(~expired)
+            lost_s = lost_s[~expired]
+        # Hidden tracks lost for longer than lost_buffer_s only take part in recovery.
+        dormant = lost_s > cfg.lost_buffer_s + TIME_EPS_S
 
         frame = self._frame(detections, image)
         n = len(frame.xyxy)
@@ -176,8 +188,8 @@ class MaskTracker:
         high = np.flatnonzero(confident)
         low = np.flatnonzero(usable & (confidence >= cfg.low_threshold) & ~confident)
 
-        # Stage 1: confident detections against every track.
-        all_rows = np.arange(len(tracks), dtype=np.intp)
+        # Stage 1: confident detections against every track but the dormant ones.
+        all_rows = np.flatnonzero(~dormant)
         first = self._match(all_rows, high, frame, cfg.match_threshold, now)
         rows1, dets1 = all_rows[first.matches[:, 0]], high[first.matches[:, 1]]
         left = all_rows[first.unmatched_rows]
@@ -193,6 +205,13 @@ class MaskTracker:
         third = self._recover(left, new, frame, now)
         rows3, dets3 = left[third.matches[:, 0]], new[third.matches[:, 1]]
         new = new[third.unmatched_cols]
+        # Stage 4: the same for the dormant tracks, with what is left (after the others: a
+        # longer-lost track's wider radius makes every detection look closer to it).
+        left = np.flatnonzero(dormant)
+        fourth = self._recover(left, new, frame, now)
+        rows3 = np.concatenate((rows3, left[fourth.matches[:, 0]]))
+        dets3 = np.concatenate((dets3, new[fourth.matches[:, 1]]))
+        new = new[fourth.unmatched_cols]
         if cfg.new_track_threshold is not None:
             new = new[confidence[new] >= cfg.new_track_threshold]
 
@@ -214,7 +233,11 @@ class MaskTracker:
         matched = np.zeros(len(tracks), dtype=bool)
         matched[rows] = True
         tentative_missed = ~matched & ~tracks.confirmed
-        tracks.lost |= ~matched & tracks.confirmed
+        self._lose(
+            np.flatnonzero(~matched & tracks.confirmed & ~tracks.lost),
+            frame.xyxy[usable],
+            frame.class_id[usable],
+        )
         if tentative_missed.any():
             tracks.keep(~tentative_missed)
 
@@ -323,7 +346,9 @@ class MaskTracker:
             return assign(np.zeros(shape), 1.0, np.zeros(shape, dtype=bool))
         pred = self._tracks.motion.pos[rows]
         size = self._tracks.size_peak[rows]
-        lost_s = now - self._tracks.last_seen_s[rows]
+        # The radius stops growing at lost_buffer_s: a hidden track lost for longer (dormant)
+        # waits near where it was lost, not anywhere in a widening circle.
+        lost_s = np.minimum(now - self._tracks.last_seen_s[rows], cfg.lost_buffer_s)
         radius = size * (cfg.recovery_radius + cfg.recovery_growth * lost_s)
         boxes = frame.xyxy[dets]
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
@@ -433,6 +458,23 @@ class MaskTracker:
             moved, frame.masks, np.stack((local, det_rows), axis=1)
         )
         return out
+
+    def _lose(self, rows: IntArray, boxes: FloatArray, class_id: npt.NDArray[np.int64]) -> None:
+        """Mark the confirmed tracks ``rows`` lost, and hidden where their predicted box (at
+        least ``size_peak`` wide and high) overlaps the box of one of the frame's detections
+        (``boxes`` (N, 4), ``class_id`` (N,)) of another class: gone while touching a machine,
+        a worker is behind it. Objects of its own class do not hide it: they could be mistaken
+        for it when it comes back."""
+        tracks = self._tracks
+        tracks.lost[rows] = True
+        if len(rows) and len(boxes):
+            # At its remembered size: the last box of an object slipping behind another is a
+            # sliver that may stop short of the other's box.
+            extent = tracks.motion.pos[rows].copy()
+            extent[:, 2:] = np.maximum(extent[:, 2:], tracks.size_peak[rows, None])
+            touching = box_iou(cxcywh_to_xyxy(extent), boxes) > 0
+            other = tracks.class_id[rows][:, None] != class_id[None, :]
+            tracks.hidden[rows] = (touching & other).any(axis=1)
 
     def _confirm(self, rows: IntArray, now: float) -> None:
         """Give ids to the tentative tracks among ``rows`` that are old enough."""

@@ -2,7 +2,8 @@
 
 A track is *tentative* until it has matched for ``min_confirm_s`` (it has no id yet and is
 dropped at its first miss), then *confirmed* with an id; a confirmed track that misses a frame
-is *lost* until it matches again or stays unmatched longer than ``lost_buffer_s``.
+is *lost* until it matches again or stays unmatched longer than ``lost_buffer_s``
+(``hidden_buffer_s`` when it was lost behind another object: :attr:`TrackTable.hidden`).
 Column-wise storage keeps the per-frame work in vectorized numpy calls instead of one Python
 object per track.
 """
@@ -45,6 +46,9 @@ class TrackTable:
         born_s: (T,) float64 clock time of the first detection.
         last_seen_s: (T,) float64 clock time of the last matched detection.
         lost: (T,) bool, confirmed but unmatched at the last update.
+        hidden: (T,) bool, lost while its box overlapped the box of a detection of another
+            class: the object is probably behind that one (set when the track is lost, cleared
+            when it matches again).
         size_peak: (T,) float64 the object's size ``sqrt(w * h)`` as remembered: the measured
             size, or more when it looked bigger shortly before (a box shrinks when its object
             slips behind something; the object did not).
@@ -71,6 +75,7 @@ class TrackTable:
         self.born_s = np.zeros(0, dtype=np.float64)
         self.last_seen_s = np.zeros(0, dtype=np.float64)
         self.lost = np.zeros(0, dtype=bool)
+        self.hidden = np.zeros(0, dtype=bool)
         self.size_peak = np.zeros(0, dtype=np.float64)
         self.area_peak = np.zeros(0, dtype=np.float64)
         self.motion = BoxKalman(kalman)
@@ -125,6 +130,7 @@ class TrackTable:
         self.born_s = np.concatenate((self.born_s, np.full(n, now_s)))
         self.last_seen_s = np.concatenate((self.last_seen_s, np.full(n, now_s)))
         self.lost = np.concatenate((self.lost, np.zeros(n, dtype=bool)))
+        self.hidden = np.concatenate((self.hidden, np.zeros(n, dtype=bool)))
         self.size_peak = np.concatenate((self.size_peak, _sizes(xyxy)))
         self.area_peak = np.concatenate((self.area_peak, np.asarray(areas, dtype=np.float64)))
         first = len(self.motion)
@@ -147,6 +153,7 @@ class TrackTable:
         self.born_s = self.born_s[rows]
         self.last_seen_s = self.last_seen_s[rows]
         self.lost = self.lost[rows]
+        self.hidden = self.hidden[rows]
         self.size_peak = self.size_peak[rows]
         self.area_peak = self.area_peak[rows]
         self.motion.keep(rows)
@@ -175,6 +182,7 @@ class TrackTable:
         self.area_peak[rows] = areas + np.maximum(self.area_peak[rows] - areas, 0.0) * fade
         self.last_seen_s[rows] = now_s
         self.lost[rows] = False
+        self.hidden[rows] = False
 
     def store_masks(
         self, rows: npt.NDArray[np.intp], masks: GridMasks, det_rows: npt.NDArray[np.intp]

@@ -34,6 +34,7 @@ def test_defaults_are_a_mask_tracker() -> None:
         ("tracker: {}\n", True, "mask"),
         ("tracker: {enabled: false}\n", False, "mask"),
         ("tracker: {type: box, lost_buffer_s: 3}\n", True, "box"),
+        ("tracker: {lost_buffer_s: 6, hidden_buffer_s: null}\n", True, "mask"),
     ],
 )
 def test_pipeline_section(text: str, enabled: bool, kind: str) -> None:
@@ -54,6 +55,8 @@ def test_pipeline_section(text: str, enabled: bool, kind: str) -> None:
         ({"mask_resolution": 8}, "greater than or equal to 16"),
         ({"min_confirm_s": -1}, "greater than or equal to 0"),
         ({"lost_buffer_s": 0}, "greater than 0"),
+        ({"lost_buffer_s": 6, "hidden_buffer_s": 5}, r"hidden_buffer_s \(5.0\) must not be below"),
+        ({"hidden_buffer_s": 0}, "greater than 0"),
         ({"lost_velocity_decay_s": 0}, "greater than 0"),
         ({"fallback_dt_s": 0}, "greater than 0"),
         ({"lost_buffer_s": True}, "not true/false"),

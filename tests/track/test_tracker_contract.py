@@ -46,6 +46,67 @@ def test_occlusion_behind_another_object_keeps_both(scene_kit: SimpleNamespace) 
     assert hidden and max(hidden) - min(hidden) >= 0.4  # it really was fully hidden
 
 
+def _machine(scene_kit: SimpleNamespace, class_id: int = 2) -> SimpleNamespace:
+    """A wide parked machine, box x 100-220, y 50-130."""
+    return scene_kit.SceneObject(2, "box", (120, 80), scene_kit.linear(160, 90, 0), class_id)
+
+
+def _worker_behind_machine(scene_kit: SimpleNamespace, wait_s: float = 3.0) -> SimpleNamespace:
+    """A worker (class 0) who walks behind the machine's left edge, waits there ``wait_s`` and
+    walks back out: fully hidden from about 1.5 s to 2.5 s + ``wait_s``."""
+    path = [(0.0, 60.0, 100.0), (2.0, 125.0, 100.0), (2.0 + wait_s, 125.0, 100.0)]
+    path.append((4.0 + wait_s, 60.0, 100.0))
+    return scene_kit.SceneObject(1, "box", (16, 36), scene_kit.piecewise(path))
+
+
+@pytest.mark.parametrize(
+    ("machine_class", "hidden_buffer_s", "keeps"),
+    [(2, 5.0, True), (2, None, False), (0, 5.0, False)],
+    ids=["hidden", "hidden-buffer-off", "behind-its-own-class"],
+)
+def test_a_worker_behind_a_machine_keeps_its_identity_longer(
+    scene_kit: SimpleNamespace, machine_class: int, hidden_buffer_s: float | None, keeps: bool
+) -> None:
+    """Hidden about 4 s: lost while touching an object of another class, a track survives
+    ``hidden_buffer_s`` (5 s) and is resumed when the worker comes out. Without the hidden
+    buffer, or behind an object of its own class (which could be mistaken for it), the 2 s
+    ``lost_buffer_s`` ends it."""
+    scene = [_worker_behind_machine(scene_kit), _machine(scene_kit, machine_class)]
+    run = scene_kit.run(_tracker(hidden_buffer_s=hidden_buffer_s), scene, scene_kit.times(8, 15))
+    hidden = [f.t for f in run.frames if 1 not in f.gids.tolist()]
+    assert 3.5 <= max(hidden) - min(hidden) <= 4.5  # hidden longer than lost_buffer_s
+    assert len(run.distinct_ids(2)) == 1
+    assert (len(run.distinct_ids(1)) == 1) is keeps
+    assert run.ids_of(1)[-1] >= 1  # tracked again once out
+
+
+def test_an_object_lost_in_the_open_gets_only_the_lost_buffer(scene_kit: SimpleNamespace) -> None:
+    """Missed for 3.5 s with nothing of another class near it, a track is not hidden: it ends
+    after ``lost_buffer_s`` and the object comes back with a new id."""
+    worker = scene_kit.SceneObject(
+        1, "box", (16, 36), scene_kit.linear(60, 100, 30), hidden=((2.0, 5.5),)
+    )
+    machine = scene_kit.SceneObject(2, "box", (40, 40), scene_kit.linear(280, 40, 0), 2)
+    run = scene_kit.run(_tracker(), [worker, machine], scene_kit.times(7, 15))
+    assert len(run.distinct_ids(1)) == 2
+
+
+def test_a_dormant_track_takes_no_detection_a_recent_track_can_have(
+    scene_kit: SimpleNamespace,
+) -> None:
+    """A second worker is missed for 0.5 s while it turns back, so its track can only resume
+    it by distance (recovery). The worker hidden behind the machine for 3.5 s (dormant) is
+    nearer in its own, wider radius, but recent tracks choose first: the second keeps its id."""
+    path = [(0.0, 40.0, 150.0), (5.3, 146.0, 150.0), (5.8, 126.0, 150.0), (7.0, 90.0, 150.0)]
+    other = scene_kit.SceneObject(
+        3, "box", (16, 36), scene_kit.piecewise(path), hidden=((5.3, 5.8),)
+    )
+    hidden = _worker_behind_machine(scene_kit, wait_s=4.0)
+    run = scene_kit.run(_tracker(), [hidden, other, _machine(scene_kit)], scene_kit.times(6.5, 15))
+    assert len(run.distinct_ids(3)) == 1
+    assert not set(run.distinct_ids(1)) & set(run.distinct_ids(3))
+
+
 @pytest.mark.parametrize(("lost_buffer_s", "keeps"), [(2.0, True), (0.01, False)])
 def test_single_frame_dropout_creates_no_new_identity(
     scene_kit: SimpleNamespace, lost_buffer_s: float, keeps: bool
