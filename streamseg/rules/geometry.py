@@ -71,18 +71,9 @@ class PolygonRaster:
             (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])) if rows.size else None
         )
 
-    def box_sum(self, x1: int, y1: int, x2: int, y2: int) -> int:
-        """Number of zone pixels in the inclusive box ``x1..x2`` by ``y1..y2`` (clipped)."""
-        x1, y1 = max(x1, 0), max(y1, 0)
-        x2, y2 = min(x2, self.width - 1), min(y2, self.height - 1)
-        if x2 < x1 or y2 < y1:
-            return 0
-        ii = self.integral
-        return int(ii[y2 + 1, x2 + 1] - ii[y1, x2 + 1] - ii[y2 + 1, x1] + ii[y1, x1])
-
     def box_sums(self, boxes: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
-        """:meth:`box_sum` of every row of ``boxes`` ((N, 4) inclusive ``x1, y1, x2, y2``) at
-        once: (N,) int64."""
+        """Number of zone pixels in each box of ``boxes`` ((N, 4) inclusive ``x1, y1, x2, y2``,
+        clipped to the frame; 0 for an empty box), from the integral image: (N,) int64."""
         b = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
         x1 = np.maximum(b[:, 0], 0)
         y1 = np.maximum(b[:, 1], 0)
