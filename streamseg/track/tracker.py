@@ -166,15 +166,7 @@ class MaskTracker:
         now = self._clock.now_s
 
         tracks.motion.predict(dt, tracks.lost, cfg.lost_velocity_decay_s)
-        lost_s = np.where(tracks.lost, now - tracks.last_seen_s, 0.0)
-        hidden_buffer_s = cfg.lost_buffer_s if cfg.hidden_buffer_s is None else cfg.hidden_buffer_s
-        buffer_s = np.where(tracks.hidden, hidden_buffer_s, cfg.lost_buffer_s)
-        expired = lost_s > buffer_s + TIME_EPS_S
-        if expired.any():
-            tracks.keep(~expired)
-            lost_s = lost_s[~expired]
-        # Hidden tracks lost for longer than lost_buffer_s only take part in recovery.
-        dormant = lost_s > cfg.lost_buffer_s + TIME_EPS_S
+        dormant = self._expire(now)
 
         frame = self._frame(detections, image)
         n = len(frame.xyxy)
@@ -207,16 +199,17 @@ class MaskTracker:
         new = new[third.unmatched_cols]
         # Stage 4: the same for the dormant tracks, with what is left (after the others: a
         # longer-lost track's wider radius makes every detection look closer to it).
-        left = np.flatnonzero(dormant)
-        fourth = self._recover(left, new, frame, now)
-        rows3 = np.concatenate((rows3, left[fourth.matches[:, 0]]))
-        dets3 = np.concatenate((dets3, new[fourth.matches[:, 1]]))
-        new = new[fourth.unmatched_cols]
+        rows4 = dets4 = np.zeros(0, dtype=np.intp)
+        if dormant.any():
+            left = np.flatnonzero(dormant)
+            fourth = self._recover(left, new, frame, now)
+            rows4, dets4 = left[fourth.matches[:, 0]], new[fourth.matches[:, 1]]
+            new = new[fourth.unmatched_cols]
         if cfg.new_track_threshold is not None:
             new = new[confidence[new] >= cfg.new_track_threshold]
 
-        rows = np.concatenate((rows1, rows2, rows3))
-        dets = np.concatenate((dets1, dets2, dets3))
+        rows = np.concatenate((rows1, rows2, rows3, rows4))
+        dets = np.concatenate((dets1, dets2, dets3, dets4))
         tracker_id = np.full(n, NO_ID, dtype=int)
         if len(rows):
             if frame.colours is not None:
@@ -233,11 +226,7 @@ class MaskTracker:
         matched = np.zeros(len(tracks), dtype=bool)
         matched[rows] = True
         tentative_missed = ~matched & ~tracks.confirmed
-        self._lose(
-            np.flatnonzero(~matched & tracks.confirmed & ~tracks.lost),
-            frame.xyxy[usable],
-            frame.class_id[usable],
-        )
+        self._lose(np.flatnonzero(~matched & tracks.confirmed & ~tracks.lost), frame, usable)
         if tentative_missed.any():
             tracks.keep(~tentative_missed)
 
@@ -459,22 +448,42 @@ class MaskTracker:
         )
         return out
 
-    def _lose(self, rows: IntArray, boxes: FloatArray, class_id: npt.NDArray[np.int64]) -> None:
+    def _expire(self, now: float) -> npt.NDArray[np.bool_]:
+        """Drop the lost tracks past their buffer (``lost_buffer_s``, ``hidden_buffer_s`` for
+        hidden ones); return (T,) bool, the dormant tracks among those kept: hidden and lost
+        for longer than ``lost_buffer_s``, which only stage four may resume."""
+        cfg = self.config
+        tracks = self._tracks
+        if not tracks.lost.any():
+            return np.zeros(len(tracks), dtype=bool)
+        lost_s = now - tracks.last_seen_s
+        hidden_s = cfg.lost_buffer_s if cfg.hidden_buffer_s is None else cfg.hidden_buffer_s
+        buffer_s = np.where(tracks.hidden, hidden_s, cfg.lost_buffer_s)
+        expired = tracks.lost & (lost_s > buffer_s + TIME_EPS_S)
+        if expired.any():
+            tracks.keep(~expired)
+            lost_s = lost_s[~expired]
+        return tracks.lost & (lost_s > cfg.lost_buffer_s + TIME_EPS_S)
+
+    def _lose(self, rows: IntArray, frame: _Frame, usable: npt.NDArray[np.bool_]) -> None:
         """Mark the confirmed tracks ``rows`` lost, and hidden where their predicted box (at
-        least ``size_peak`` wide and high) overlaps the box of one of the frame's detections
-        (``boxes`` (N, 4), ``class_id`` (N,)) of another class: gone while touching a machine,
-        a worker is behind it. Objects of its own class do not hide it: they could be mistaken
-        for it when it comes back."""
+        least ``size_peak`` wide and high) overlaps the box of one of the frame's ``usable``
+        detections of another class: gone while touching a machine, a worker is behind it.
+        Objects of its own class do not hide it: they could be mistaken for it when it comes
+        back."""
+        if len(rows) == 0:
+            return
         tracks = self._tracks
         tracks.lost[rows] = True
-        if len(rows) and len(boxes):
-            # At its remembered size: the last box of an object slipping behind another is a
-            # sliver that may stop short of the other's box.
-            extent = tracks.motion.pos[rows].copy()
-            extent[:, 2:] = np.maximum(extent[:, 2:], tracks.size_peak[rows, None])
-            touching = box_iou(cxcywh_to_xyxy(extent), boxes) > 0
-            other = tracks.class_id[rows][:, None] != class_id[None, :]
-            tracks.hidden[rows] = (touching & other).any(axis=1)
+        if not usable.any():
+            return
+        # At its remembered size: the last box of an object slipping behind another is a
+        # sliver that may stop short of the other's box.
+        extent = tracks.motion.pos[rows]
+        extent[:, 2:] = np.maximum(extent[:, 2:], tracks.size_peak[rows, None])
+        touching = box_iou(cxcywh_to_xyxy(extent), frame.xyxy[usable]) > 0
+        other = tracks.class_id[rows][:, None] != frame.class_id[usable][None, :]
+        tracks.hidden[rows] = (touching & other).any(axis=1)
 
     def _confirm(self, rows: IntArray, now: float) -> None:
         """Give ids to the tentative tracks among ``rows`` that are old enough."""
