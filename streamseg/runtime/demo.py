@@ -26,8 +26,15 @@ DEMO_FPS = 15.0
 the swing zones of ``pipelines/demo.yaml`` and ``pipelines/machinery_zone.yaml`` surround."""
 
 
-def demo_main(console: Console, pipeline_path: str = "pipelines/demo.yaml") -> int:
+def demo_main(
+    console: Console, pipeline_path: str = "pipelines/demo.yaml", report: Console | None = None
+) -> int:
     """Render (or reuse) the demo scene, run the demo pipeline, say where the outputs went.
+
+    Args:
+        console: where progress and errors go (the CLI's is standard error).
+        pipeline_path: the demo pipeline.
+        report: where the run's summary and the outputs' paths go (None: standard output).
 
     Returns:
         The process exit code.
@@ -68,6 +75,13 @@ def demo_main(console: Console, pipeline_path: str = "pipelines/demo.yaml") -> i
             paths["video"].replace(video)
         console.print(f"rendered in {time.perf_counter() - start:.1f} s")
 
+    # A run's events log is append-only (nothing accepted is ever lost); the demo's is a
+    # showcase of one run, so the last demo's events go first.
+    if config.outputs.events is not None:
+        events = Path(config.outputs.events.path)
+        if events.exists():
+            events.unlink()
+            console.print(f"replacing the last demo's events in {events}")
     pipeline = Pipeline(config)
     try:
         with file_progress(pipeline, console):
@@ -75,7 +89,7 @@ def demo_main(console: Console, pipeline_path: str = "pipelines/demo.yaml") -> i
     except ModelLoadError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 1
-    out = Console()
+    out = report if report is not None else Console()
     print_summary(summary, out)
     out.print(f"scene with its ground truth (MOTS, COCO): {video.parent}")
     return 0
