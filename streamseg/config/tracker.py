@@ -228,6 +228,11 @@ class TrackerConfig(ConfigModel):
         return self
 
     @property
+    def effective_hidden_buffer_s(self) -> float:
+        """Seconds a hidden track survives: ``hidden_buffer_s``, or ``lost_buffer_s`` if null."""
+        return self.lost_buffer_s if self.hidden_buffer_s is None else self.hidden_buffer_s
+
+    @property
     def effective_mask_weight(self) -> float:
         """The weight of the mask term actually used: ``mask_weight``, or 0 for ``type: box``."""
         return self.mask_weight if self.type == "mask" else 0.0

@@ -457,8 +457,7 @@ class MaskTracker:
         if not tracks.lost.any():
             return np.zeros(len(tracks), dtype=bool)
         lost_s = now - tracks.last_seen_s
-        hidden_s = cfg.lost_buffer_s if cfg.hidden_buffer_s is None else cfg.hidden_buffer_s
-        buffer_s = np.where(tracks.hidden, hidden_s, cfg.lost_buffer_s)
+        buffer_s = np.where(tracks.hidden, cfg.effective_hidden_buffer_s, cfg.lost_buffer_s)
         expired = tracks.lost & (lost_s > buffer_s + TIME_EPS_S)
         if expired.any():
             tracks.keep(~expired)
