@@ -2,7 +2,8 @@
 
 Mask mAP@0.5 and mAP@[.5:.95] (pycocotools ``COCOeval``, ``segm``) per scene kind on held-out
 synthetic frames (scene seeds no training sample uses; see ``streamseg.train.evaluate``), scored
-through the runtime exactly as ``streamseg run`` decodes; then the median forward latency of the
+through the runtime exactly as ``streamseg run`` decodes, with mask and box AP@0.5 per class and
+per object size beside it (where the mAP is lost); then the median forward latency of the
 exported network at batch 1 and 4 on this CPU at its input size, and of the whole ``segment``
 call (letterbox + forward + decode) on 640x360 frames.
 
@@ -24,7 +25,7 @@ import torch
 from streamseg.config.model import ModelConfig
 from streamseg.models import load_segmenter
 from streamseg.synth import CLASS_NAMES
-from streamseg.train.evaluate import evaluate_runtime, synth_eval_set
+from streamseg.train.evaluate import ap50_breakdown, mask_map, predict_runtime, synth_eval_set
 
 
 def median_ms(fn: object, repeats: int) -> float:
@@ -53,16 +54,26 @@ def main() -> None:
     eval_set = synth_eval_set(args.frames)
     render_s = time.perf_counter() - start
     start = time.perf_counter()
-    scores = evaluate_runtime(args.weights, eval_set, list(CLASS_NAMES))
+    scores: dict[str, dict[str, float]] = {}
+    breakdown = {}
+    for kind, dets in predict_runtime(args.weights, eval_set):
+        scores[kind] = mask_map(eval_set[kind], dets, CLASS_NAMES)
+        breakdown[kind] = ap50_breakdown(eval_set[kind], dets, CLASS_NAMES)
     print(
         f"held-out set: {args.frames} frames per kind, rendered in {render_s:.0f} s, "
         f"scored in {time.perf_counter() - start:.0f} s"
     )
     for kind in eval_set:
         print(
-            f"  {kind:6} mask mAP@0.5 {scores[f'{kind}/map50']:.3f}   "
-            f"mAP@[.5:.95] {scores[f'{kind}/map']:.3f}"
+            f"  {kind:6} mask mAP@0.5 {scores[kind]['map50']:.3f}   "
+            f"mAP@[.5:.95] {scores[kind]['map']:.3f}"
         )
+    print("AP@0.5 per class and per object size (visible pixels); box AP well above mask AP is")
+    print("lost to mask quality, both low is lost to detection:")
+    print(f"  {'kind':6} {'class / size':<12} {'mask':>6} {'box':>6} {'objects':>8}")
+    for kind, rows in breakdown.items():
+        for row in rows:
+            print(f"  {kind:6} {row.label:<12} {row.mask:6.3f} {row.box:6.3f} {row.count:8d}")
 
     threads = args.threads or os.cpu_count() or 1
     segmenter = load_segmenter(
@@ -89,8 +100,8 @@ def main() -> None:
         "  segment() on one 640x360 held-out frame of each kind "
         f"(letterbox + forward + decode), median: {segment_ms:.1f} ms"
     )
-    kinds = " ".join(f"map50_{k}={scores[f'{k}/map50']:.3f}" for k in eval_set)
-    maps = " ".join(f"map_{k}={scores[f'{k}/map']:.3f}" for k in eval_set)
+    kinds = " ".join(f"map50_{k}={scores[k]['map50']:.3f}" for k in eval_set)
+    maps = " ".join(f"map_{k}={scores[k]['map']:.3f}" for k in eval_set)
     print(
         f"{kinds} {maps} forward_b1_ms={latency[1]:.1f} forward_b4_ms={latency[4]:.1f} "
         f"segment_ms={segment_ms:.1f} threads={threads} frames_per_kind={args.frames}"

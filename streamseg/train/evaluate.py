@@ -25,7 +25,7 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,25 +210,37 @@ def _rle(mask: npt.NDArray[np.bool_]) -> dict[str, object]:
     return dict(rle)
 
 
-def mask_map(
+#: Object-size bands of :func:`ap50_breakdown`, in visible-mask pixels at frame resolution.
+AREA_BANDS: tuple[tuple[str, float, float], ...] = (
+    ("< 100 px", 0.0, 100.0),
+    ("100-400 px", 100.0, 400.0),
+    ("400-1600 px", 400.0, 1600.0),
+    (">= 1600 px", 1600.0, 1e10),
+)
+
+
+@dataclass(frozen=True)
+class AP50Row:
+    """One row of :func:`ap50_breakdown`.
+
+    Attributes:
+        label: a class name or an area band.
+        mask: mask AP@0.5 (NaN when the row has no ground truth).
+        box: box AP@0.5 of the same detections, against the objects' visible-mask boxes.
+        count: ground-truth objects in the row.
+    """
+
+    label: str
+    mask: float
+    box: float
+    count: int
+
+
+def _coco_inputs(
     samples: Sequence[Sample],
     detections: Sequence[FrameDetections],
-    class_names: Sequence[str],
-) -> dict[str, float]:
-    """COCO mask mAP of detections against the samples' instances.
-
-    Args:
-        samples: ground truth (frame resolution).
-        detections: one entry per sample.
-        class_names: names by class id (categories of the evaluation).
-
-    Returns:
-        ``{"map50": ..., "map": ...}`` (mAP@0.5 and mAP@0.5:0.95, averaged over the classes
-        that have ground truth); both 0.0 when there is no ground truth at all.
-    """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
+) -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, object]]]:
+    """COCO images, ground-truth annotations and results (mask and box) of a detection run."""
     images: list[dict[str, object]] = []
     anns: list[dict[str, object]] = []
     results: list[dict[str, object]] = []
@@ -251,17 +263,35 @@ def mask_map(
                     "iscrowd": 0,
                 }
             )
-        for m, c, sc in zip(det.masks, det.class_ids, det.scores, strict=True):
+        for m, c, sc, (x1, y1, x2, y2) in zip(
+            det.masks, det.class_ids, det.scores, det.xyxy.tolist(), strict=True
+        ):
             results.append(
                 {
                     "image_id": i + 1,
                     "category_id": int(c) + 1,
                     "segmentation": _rle(m),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
                     "score": float(sc),
                 }
             )
-    if not anns or not results:
-        return {"map50": 0.0, "map": 0.0}
+    return images, anns, results
+
+
+def _coco_eval(
+    images: list[dict[str, object]],
+    anns: list[dict[str, object]],
+    results: list[dict[str, object]],
+    class_names: Sequence[str],
+    iou_type: str,
+    area_bands: Sequence[tuple[str, float, float]] = (),
+) -> Any:
+    """Run ``COCOeval`` (evaluate + accumulate) quietly; area range 0 is always "all"."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    # loadRes takes a result's box over its mask when it has both: give it one of the two.
+    keep = {"image_id", "category_id", "score", "segmentation" if iou_type == "segm" else "bbox"}
     # pycocotools reports progress with print(); keep it out of our output.
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
@@ -271,13 +301,92 @@ def mask_map(
             "categories": [{"id": i + 1, "name": n} for i, n in enumerate(class_names)],
         }
         gt.createIndex()
-        dt = gt.loadRes(results)
-        ev = COCOeval(gt, dt, iouType="segm")
+        dt = gt.loadRes([{k: v for k, v in r.items() if k in keep} for r in results])
+        ev = COCOeval(gt, dt, iouType=iou_type)
         ev.params.maxDets = [1, 10, 100]
+        if area_bands:
+            ev.params.areaRng = [[0.0, 1e10], *([lo, hi] for _, lo, hi in area_bands)]
+            ev.params.areaRngLbl = ["all", *(label for label, _, _ in area_bands)]
         ev.evaluate()
         ev.accumulate()
+    return ev
+
+
+def mask_map(
+    samples: Sequence[Sample],
+    detections: Sequence[FrameDetections],
+    class_names: Sequence[str],
+) -> dict[str, float]:
+    """COCO mask mAP of detections against the samples' instances.
+
+    Args:
+        samples: ground truth (frame resolution).
+        detections: one entry per sample.
+        class_names: names by class id (categories of the evaluation).
+
+    Returns:
+        ``{"map50": ..., "map": ...}`` (mAP@0.5 and mAP@0.5:0.95, averaged over the classes
+        that have ground truth); both 0.0 when there is no ground truth at all.
+    """
+    images, anns, results = _coco_inputs(samples, detections)
+    if not anns or not results:
+        return {"map50": 0.0, "map": 0.0}
+    ev = _coco_eval(images, anns, results, class_names, "segm")
+    with contextlib.redirect_stdout(io.StringIO()):
         ev.summarize()
     return {"map50": max(0.0, float(ev.stats[1])), "map": max(0.0, float(ev.stats[0]))}
+
+
+def _ap50(precision: npt.NDArray[np.float64], classes: Sequence[int], area: int) -> float:
+    """Mean AP@0.5 over ``classes`` (indices) at area range ``area`` of ``COCOeval.eval``'s
+    precision array [T, R, K, A, M] (IoU 0.5, 100 detections); NaN when none has ground truth."""
+    aps = [
+        float(p[p > -1].mean())
+        for p in (precision[0, :, k, area, -1] for k in classes)
+        if (p > -1).any()
+    ]
+    return float(np.mean(aps)) if aps else float("nan")
+
+
+def ap50_breakdown(
+    samples: Sequence[Sample],
+    detections: Sequence[FrameDetections],
+    class_names: Sequence[str],
+) -> list[AP50Row]:
+    """Mask and box AP@0.5 per class and per object size, where a model loses its mAP.
+
+    A row whose box AP is well above its mask AP is lost to mask quality; one where both are low
+    is lost to detection. Boxes are scored against each object's visible-mask box.
+
+    Returns:
+        One row per class with ground truth (class order), then one per band of
+        :data:`AREA_BANDS` with ground truth (AP averaged over the classes present in the band);
+        empty when there is no ground truth or no detection.
+    """
+    images, anns, results = _coco_inputs(samples, detections)
+    if not anns or not results:
+        return []
+    evals = {
+        t: _coco_eval(images, anns, results, class_names, t, AREA_BANDS) for t in ("segm", "bbox")
+    }
+    counts = np.zeros((len(class_names), len(AREA_BANDS)), dtype=int)
+    for sample in samples:
+        for m, c in zip(sample.masks, sample.class_ids, strict=True):
+            area = float(m.sum())
+            if area:
+                band = next(b for b, (_, lo, hi) in enumerate(AREA_BANDS) if lo <= area < hi)
+                counts[int(c), band] += 1
+    rows: list[AP50Row] = []
+    for k, name in enumerate(class_names):
+        if counts[k].sum():
+            ap = {t: _ap50(ev.eval["precision"], [k], 0) for t, ev in evals.items()}
+            rows.append(AP50Row(name, ap["segm"], ap["bbox"], int(counts[k].sum())))
+    for b, (label, _, _) in enumerate(AREA_BANDS):
+        if counts[:, b].sum():
+            present = [k for k in range(len(class_names)) if counts[k, b]]
+            ap = {t: _ap50(ev.eval["precision"], present, b + 1) for t, ev in evals.items()}
+            rows.append(AP50Row(label, ap["segm"], ap["bbox"], int(counts[:, b].sum())))
+    return rows
 
 
 def _group_scores(name: str, m: Mapping[str, float]) -> dict[str, float]:
@@ -355,27 +464,26 @@ def source_eval_set(source: SampleSource, count: int, name: str = "val") -> dict
     return {name: samples}
 
 
-def evaluate_runtime(
+def predict_runtime(
     weights: str,
     eval_set: EvalSet,
-    class_names: Sequence[str],
     cfg: DecodeConfig | None = None,
     batch: int = 8,
-) -> dict[str, float]:
-    """Mask mAP of an exported file run through the runtime (``streamseg.models``).
+) -> Iterator[tuple[str, list[FrameDetections]]]:
+    """Run an exported file through the runtime (``streamseg.models``) on each group.
 
-    This scores what ships: the runtime's loader, letterbox, decoder and ``CompactMask``
-    output, rather than this module's decoder.
+    This is what ships: the runtime's loader, letterbox, decoder and ``CompactMask`` output,
+    rather than this module's decoder. Groups are yielded one at a time, so only one group's
+    dense masks are held at once.
 
     Args:
         weights: ``"builtin"`` or a ``.torchscript`` / ``.onnx`` path.
         eval_set: held-out groups.
-        class_names: names by class id.
         cfg: confidence / IoU / max detections passed to the runtime.
         batch: frames per ``segment`` call.
 
-    Returns:
-        The same keys as :func:`evaluate`.
+    Yields:
+        ``(group name, one FrameDetections per sample)``, in the order of ``eval_set``.
     """
     from types import SimpleNamespace
 
@@ -397,8 +505,6 @@ def evaluate_runtime(
         threads=None,
     )
     segmenter = load_segmenter(settings)
-    t0 = time.perf_counter()
-    res: dict[str, float] = {}
     for name, samples in eval_set.items():
         dets: list[FrameDetections] = []
         for i in range(0, len(samples), batch):
@@ -420,5 +526,30 @@ def evaluate_runtime(
                         masks,
                     )
                 )
-        res.update(_group_scores(name, mask_map(samples, dets, class_names)))
+        yield name, dets
+
+
+def evaluate_runtime(
+    weights: str,
+    eval_set: EvalSet,
+    class_names: Sequence[str],
+    cfg: DecodeConfig | None = None,
+    batch: int = 8,
+) -> dict[str, float]:
+    """Mask mAP of an exported file run through the runtime (see :func:`predict_runtime`).
+
+    Args:
+        weights: ``"builtin"`` or a ``.torchscript`` / ``.onnx`` path.
+        eval_set: held-out groups.
+        class_names: names by class id.
+        cfg: confidence / IoU / max detections passed to the runtime.
+        batch: frames per ``segment`` call.
+
+    Returns:
+        The same keys as :func:`evaluate`.
+    """
+    t0 = time.perf_counter()
+    res: dict[str, float] = {}
+    for name, dets in predict_runtime(weights, eval_set, cfg, batch):
+        res.update(_group_scores(name, mask_map(eval_set[name], dets, class_names)))
     return _with_summary(res, time.perf_counter() - t0)

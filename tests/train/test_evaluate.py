@@ -1,4 +1,5 @@
-"""Evaluation: the decoder maps masks back through the letterbox; mAP of perfect / no output."""
+"""Evaluation: the decoder maps masks back through the letterbox; mAP of perfect / no output;
+the per-class and per-size breakdown tells mask errors from detection errors."""
 
 from __future__ import annotations
 
@@ -6,7 +7,13 @@ import numpy as np
 import torch
 
 from streamseg.train.data import Sample, letterbox_params
-from streamseg.train.evaluate import DecodeConfig, FrameDetections, decode_frame, mask_map
+from streamseg.train.evaluate import (
+    DecodeConfig,
+    FrameDetections,
+    ap50_breakdown,
+    decode_frame,
+    mask_map,
+)
 
 
 def _rect_sample() -> Sample:
@@ -81,3 +88,21 @@ def test_map_of_perfect_and_of_no_detections() -> None:
         np.zeros((0, 90, 160), bool),
     )
     assert mask_map([s], [none], ["a", "b"]) == {"map50": 0.0, "map": 0.0}
+
+
+def test_breakdown_separates_mask_errors_from_detection_errors() -> None:
+    s = _rect_sample()  # class a: a 40x40 square (1600 px), class b: 30x50 (1500 px)
+    boxes = np.array([[40, 20, 80, 60], [100, 50, 150, 80]], np.float32)
+    # right boxes, but the class-a mask is moved off its object: a mask error, not a detection one
+    masks = s.masks.copy()
+    masks[0] = np.roll(masks[0], 30, axis=1)
+    det = FrameDetections(boxes, np.array([0.9, 0.8], np.float32), s.class_ids, masks)
+    rows = {r.label: r for r in ap50_breakdown([s], [det], ["a", "b", "c"])}
+    assert set(rows) == {"a", "b", "400-1600 px", ">= 1600 px"}  # no row without ground truth
+    assert rows["a"].box > 0.99 and rows["a"].mask < 0.01 and rows["a"].count == 1
+    assert rows["b"].box > 0.99 and rows["b"].mask > 0.99
+    assert rows[">= 1600 px"].mask < 0.01 and rows["400-1600 px"].mask > 0.99
+    # a missed object is lost by both
+    missed = FrameDetections(boxes[1:], det.scores[1:], s.class_ids[1:], masks[1:])
+    rows = {r.label: r for r in ap50_breakdown([s], [missed], ["a", "b", "c"])}
+    assert rows["a"].box < 0.01 and rows["a"].mask < 0.01
