@@ -25,7 +25,8 @@ import torch
 from streamseg.config.model import ModelConfig
 from streamseg.models import load_segmenter
 from streamseg.synth import CLASS_NAMES
-from streamseg.train.evaluate import ap50_breakdown, mask_map, predict_runtime, synth_eval_set
+from streamseg.train.evaluate import predict_runtime, synth_eval_set
+from streamseg.train.scoring import ap50_breakdown, mask_map
 
 
 def median_ms(fn: object, repeats: int) -> float:

@@ -2,7 +2,8 @@
 
 Modules: :mod:`~streamseg.train.net` (the network), :mod:`~streamseg.train.loss` (TAL
 assignment and losses), :mod:`~streamseg.train.data` (sources, augmentation, loader),
-:mod:`~streamseg.train.loop` (the resumable loop), :mod:`~streamseg.train.evaluate` (mask mAP),
+:mod:`~streamseg.train.loop` (the resumable loop), :mod:`~streamseg.train.evaluate` (held-out
+sets and predictions), :mod:`~streamseg.train.scoring` (mask mAP, AP per class and size),
 :mod:`~streamseg.train.export` (TorchScript / ONNX in the runtime layout) and
 :mod:`~streamseg.train.cli` (``train_main``). Importing this package imports nothing heavy.
 """

@@ -7,13 +7,8 @@ import numpy as np
 import torch
 
 from streamseg.train.data import Sample, letterbox_params
-from streamseg.train.evaluate import (
-    DecodeConfig,
-    FrameDetections,
-    ap50_breakdown,
-    decode_frame,
-    mask_map,
-)
+from streamseg.train.evaluate import DecodeConfig, decode_frame
+from streamseg.train.scoring import FrameDetections, ap50_breakdown, mask_map
 
 
 def _rect_sample() -> Sample:
