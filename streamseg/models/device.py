@@ -87,10 +87,11 @@ def resolve_precision(requested: str, device: torch.device) -> str:
 def default_cpu_threads() -> int:
     """Intra-op threads for CPU inference when the pipeline does not set ``model.threads``.
 
-    Half the CPUs this process may use, at least one. The rest decode video: readers run beside
-    the forward, and on a small machine a forward that takes every core is slowed by them far
-    more than it gains (measured on 2 cores: 2 threads made the pipeline 0.59 of a bare loop,
-    1 thread 1.05; see bench/throughput.py).
+    Half the CPUs this process may use, at least one. The rest decode video and run the
+    analytics: readers run beside the forward, and on a small machine a forward that takes every
+    core is slowed by them more than it gains (bench/throughput.py on 2 cores, 672x384 weights:
+    one file at 20.0-21.9 fps with 1 thread against 16.0-17.6 with 2; four files gain from 2,
+    17-19 against 23-24 fps total).
     """
     try:
         available = len(os.sched_getaffinity(0))
