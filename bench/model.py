@@ -26,7 +26,7 @@ from streamseg.config.model import ModelConfig
 from streamseg.models import load_segmenter
 from streamseg.synth import CLASS_NAMES
 from streamseg.train.evaluate import predict_runtime, synth_eval_set
-from streamseg.train.scoring import ap50_breakdown, mask_map
+from streamseg.train.scoring import CocoScores
 
 
 def median_ms(fn: object, repeats: int) -> float:
@@ -87,8 +87,9 @@ def main() -> None:
     scores: dict[str, dict[str, float]] = {}
     breakdown = {}
     for kind, dets in predict_runtime(args.weights, eval_set):
-        scores[kind] = mask_map(eval_set[kind], dets, CLASS_NAMES)
-        breakdown[kind] = ap50_breakdown(eval_set[kind], dets, CLASS_NAMES)
+        scored = CocoScores(eval_set[kind], dets, CLASS_NAMES)
+        scores[kind] = scored.mask_map()
+        breakdown[kind] = scored.ap50_breakdown()
     print(
         f"held-out set: {args.frames} frames per kind, rendered in {render_s:.0f} s, "
         f"scored in {time.perf_counter() - start:.0f} s"

@@ -2,7 +2,8 @@
 
 :func:`mask_map` gives the mask mAP@0.5 and mAP@[.5:.95] that training and ``bench/model.py``
 report; :func:`ap50_breakdown` splits AP@0.5 by class and by object size, for masks and for
-boxes, so a run shows where a model loses its mAP. Ground truth is scored at frame resolution,
+boxes, so a run shows where a model loses its mAP. :class:`CocoScores` gives both from one set
+of COCO inputs and one evaluation per kind. Ground truth is scored at frame resolution,
 each object by its visible mask (its box is that mask's box).
 """
 
@@ -74,11 +75,11 @@ class AP50Row:
 def _coco_inputs(
     samples: Sequence[Sample],
     detections: Sequence[FrameDetections],
-) -> tuple[list[dict[str, object]], list[dict[str, object]], list[dict[str, object]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """COCO images, ground-truth annotations and results (mask and box) of a detection run."""
-    images: list[dict[str, object]] = []
-    anns: list[dict[str, object]] = []
-    results: list[dict[str, object]] = []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
     for i, (s, det) in enumerate(zip(samples, detections, strict=True)):
         h, w = int(s.image.shape[0]), int(s.image.shape[1])
         images.append({"id": i + 1, "height": h, "width": w})
@@ -93,7 +94,7 @@ def _coco_inputs(
                     "image_id": i + 1,
                     "category_id": int(c) + 1,
                     "segmentation": _rle(m),
-                    "area": float(m.sum()),
+                    "area": float(len(xs)),
                     "bbox": [x0, y0, float(xs.max()) + 1 - x0, float(ys.max()) + 1 - y0],
                     "iscrowd": 0,
                 }
@@ -113,15 +114,94 @@ def _coco_inputs(
     return images, anns, results
 
 
+class CocoScores:
+    """One detection run scored against its ground truth: the COCO inputs are built once and
+    each kind of evaluation (masks, boxes) runs once, whatever is asked of it.
+
+    Args:
+        samples: ground truth (frame resolution).
+        detections: one entry per sample.
+        class_names: names by class id (categories of the evaluation).
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        detections: Sequence[FrameDetections],
+        class_names: Sequence[str],
+    ) -> None:
+        self.class_names = list(class_names)
+        self.images, self.anns, self.results = _coco_inputs(samples, detections)
+        self._evals: dict[str, Any] = {}
+
+    @property
+    def empty(self) -> bool:
+        """True when there is no ground truth or no detection (nothing to score)."""
+        return not self.anns or not self.results
+
+    def _eval(self, iou_type: str) -> Any:
+        """``COCOeval`` (evaluated and accumulated, area range 0 "all", then :data:`AREA_BANDS`)
+        of ``iou_type`` ("segm" or "bbox"), run on first use."""
+        if iou_type not in self._evals:
+            self._evals[iou_type] = _coco_eval(
+                self.images, self.anns, self.results, self.class_names, iou_type
+            )
+        return self._evals[iou_type]
+
+    def mask_map(self) -> dict[str, float]:
+        """``{"map50": ..., "map": ...}``: mask mAP@0.5 and mAP@0.5:0.95 averaged over the classes
+        that have ground truth (what ``COCOeval.summarize`` prints first); both 0.0 when
+        :attr:`empty`."""
+        if self.empty:
+            return {"map50": 0.0, "map": 0.0}
+        precision = self._eval("segm").eval["precision"][:, :, :, 0, -1]  # all areas, 100 dets
+
+        def mean(p: npt.NDArray[np.float64]) -> float:
+            valid = p[p > -1]
+            return max(0.0, float(valid.mean())) if valid.size else 0.0
+
+        return {"map50": mean(precision[0]), "map": mean(precision)}
+
+    def ap50_breakdown(self) -> list[AP50Row]:
+        """Mask and box AP@0.5 per class and per object size, where a model loses its mAP.
+
+        A row whose box AP is well above its mask AP is lost to mask quality; one where both are
+        low is lost to detection. Boxes are scored against each object's visible-mask box.
+
+        Returns:
+            One row per class with ground truth (class order), then one per band of
+            :data:`AREA_BANDS` with ground truth (AP averaged over the classes present in the
+            band); empty when :attr:`empty`.
+        """
+        if self.empty:
+            return []
+        precision = {t: self._eval(t).eval["precision"] for t in ("segm", "bbox")}
+        counts = np.zeros((len(self.class_names), len(AREA_BANDS)), dtype=int)
+        for a in self.anns:
+            band = next(b for b, (_, lo, hi) in enumerate(AREA_BANDS) if lo <= a["area"] < hi)
+            counts[a["category_id"] - 1, band] += 1
+        rows: list[AP50Row] = []
+        for k, name in enumerate(self.class_names):
+            if counts[k].sum():
+                ap = {t: _ap50(p, [k], 0) for t, p in precision.items()}
+                rows.append(AP50Row(name, ap["segm"], ap["bbox"], int(counts[k].sum())))
+        for b, (label, _, _) in enumerate(AREA_BANDS):
+            if counts[:, b].sum():
+                present = [k for k in range(len(self.class_names)) if counts[k, b]]
+                ap = {t: _ap50(p, present, b + 1) for t, p in precision.items()}
+                rows.append(AP50Row(label, ap["segm"], ap["bbox"], int(counts[:, b].sum())))
+        return rows
+
+
 def _coco_eval(
-    images: list[dict[str, object]],
-    anns: list[dict[str, object]],
-    results: list[dict[str, object]],
+    images: list[dict[str, Any]],
+    anns: list[dict[str, Any]],
+    results: list[dict[str, Any]],
     class_names: Sequence[str],
     iou_type: str,
-    area_bands: Sequence[tuple[str, float, float]] = (),
 ) -> Any:
-    """Run ``COCOeval`` (evaluate + accumulate) quietly; area range 0 is always "all"."""
+    """Run ``COCOeval`` (evaluate + accumulate) quietly over area range "all" and
+    :data:`AREA_BANDS`, at most 100 detections per image."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -139,37 +219,11 @@ def _coco_eval(
         dt = gt.loadRes([{k: v for k, v in r.items() if k in keep} for r in results])
         ev = COCOeval(gt, dt, iouType=iou_type)
         ev.params.maxDets = [1, 10, 100]
-        if area_bands:
-            ev.params.areaRng = [[0.0, 1e10], *([lo, hi] for _, lo, hi in area_bands)]
-            ev.params.areaRngLbl = ["all", *(label for label, _, _ in area_bands)]
+        ev.params.areaRng = [[0.0, 1e10], *([lo, hi] for _, lo, hi in AREA_BANDS)]
+        ev.params.areaRngLbl = ["all", *(label for label, _, _ in AREA_BANDS)]
         ev.evaluate()
         ev.accumulate()
     return ev
-
-
-def mask_map(
-    samples: Sequence[Sample],
-    detections: Sequence[FrameDetections],
-    class_names: Sequence[str],
-) -> dict[str, float]:
-    """COCO mask mAP of detections against the samples' instances.
-
-    Args:
-        samples: ground truth (frame resolution).
-        detections: one entry per sample.
-        class_names: names by class id (categories of the evaluation).
-
-    Returns:
-        ``{"map50": ..., "map": ...}`` (mAP@0.5 and mAP@0.5:0.95, averaged over the classes
-        that have ground truth); both 0.0 when there is no ground truth at all.
-    """
-    images, anns, results = _coco_inputs(samples, detections)
-    if not anns or not results:
-        return {"map50": 0.0, "map": 0.0}
-    ev = _coco_eval(images, anns, results, class_names, "segm")
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev.summarize()
-    return {"map50": max(0.0, float(ev.stats[1])), "map": max(0.0, float(ev.stats[0]))}
 
 
 def _ap50(precision: npt.NDArray[np.float64], classes: Sequence[int], area: int) -> float:
@@ -183,42 +237,19 @@ def _ap50(precision: npt.NDArray[np.float64], classes: Sequence[int], area: int)
     return float(np.mean(aps)) if aps else float("nan")
 
 
+def mask_map(
+    samples: Sequence[Sample],
+    detections: Sequence[FrameDetections],
+    class_names: Sequence[str],
+) -> dict[str, float]:
+    """:meth:`CocoScores.mask_map` of one detection run."""
+    return CocoScores(samples, detections, class_names).mask_map()
+
+
 def ap50_breakdown(
     samples: Sequence[Sample],
     detections: Sequence[FrameDetections],
     class_names: Sequence[str],
 ) -> list[AP50Row]:
-    """Mask and box AP@0.5 per class and per object size, where a model loses its mAP.
-
-    A row whose box AP is well above its mask AP is lost to mask quality; one where both are low
-    is lost to detection. Boxes are scored against each object's visible-mask box.
-
-    Returns:
-        One row per class with ground truth (class order), then one per band of
-        :data:`AREA_BANDS` with ground truth (AP averaged over the classes present in the band);
-        empty when there is no ground truth or no detection.
-    """
-    images, anns, results = _coco_inputs(samples, detections)
-    if not anns or not results:
-        return []
-    evals = {
-        t: _coco_eval(images, anns, results, class_names, t, AREA_BANDS) for t in ("segm", "bbox")
-    }
-    counts = np.zeros((len(class_names), len(AREA_BANDS)), dtype=int)
-    for sample in samples:
-        for m, c in zip(sample.masks, sample.class_ids, strict=True):
-            area = float(m.sum())
-            if area:
-                band = next(b for b, (_, lo, hi) in enumerate(AREA_BANDS) if lo <= area < hi)
-                counts[int(c), band] += 1
-    rows: list[AP50Row] = []
-    for k, name in enumerate(class_names):
-        if counts[k].sum():
-            ap = {t: _ap50(ev.eval["precision"], [k], 0) for t, ev in evals.items()}
-            rows.append(AP50Row(name, ap["segm"], ap["bbox"], int(counts[k].sum())))
-    for b, (label, _, _) in enumerate(AREA_BANDS):
-        if counts[:, b].sum():
-            present = [k for k in range(len(class_names)) if counts[k, b]]
-            ap = {t: _ap50(ev.eval["precision"], present, b + 1) for t, ev in evals.items()}
-            rows.append(AP50Row(label, ap["segm"], ap["bbox"], int(counts[:, b].sum())))
-    return rows
+    """:meth:`CocoScores.ap50_breakdown` of one detection run."""
+    return CocoScores(samples, detections, class_names).ap50_breakdown()
