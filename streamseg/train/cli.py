@@ -116,6 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--mosaic", type=float, default=0.0, help="probability of a 2x2 mosaic")
     p.add_argument(
+        "--p4-head",
+        action="store_true",
+        help="a new network gets a light detection level at stride 4 (for objects a few pixels "
+        "across); with --init, the other layers start from the given weights",
+    )
+    p.add_argument(
+        "--mask-grid-gain",
+        type=float,
+        default=d.mask_grid_gain,
+        help="gain of the mask loss at prototype resolution (stride 4)",
+    )
+    p.add_argument(
+        "--mask-roi-gain",
+        type=float,
+        default=d.mask_roi_gain,
+        help="gain of the mask loss at input resolution, on a grid of pixels over each object's "
+        "box (0: off)",
+    )
+    p.add_argument(
         "--export",
         action="store_true",
         help="export <out>/best.pt (else last.pt) to TorchScript + ONNX and exit",
@@ -258,6 +277,9 @@ def train_main(argv: list[str]) -> int:
         device=_resolve_device(args.device),
         export=not args.no_export,
         augment=dataclasses.replace(AugmentConfig(), mosaic=args.mosaic),
+        mask_grid_gain=args.mask_grid_gain,
+        mask_roi_gain=args.mask_roi_gain,
+        net=NetConfig(p4_head=args.p4_head),
     )
     source, eval_set = _sources(args, imgsz)
     stop = threading.Event()

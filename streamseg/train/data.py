@@ -48,6 +48,9 @@ EVAL_SCENE_SEED_BASE = 10**12
 PAD_VALUE = 114
 #: Prototype maps (and mask targets) are at 1/4 of the input.
 MASK_STRIDE = 4
+#: Side of the point grid at which each object's mask is also supervised at input resolution
+#: (see :func:`roi_points`).
+ROI_SIZE = 24
 
 
 class Sample(NamedTuple):
@@ -422,6 +425,32 @@ def mask_target(
     return coverage
 
 
+def roi_points(
+    box_xyxy: npt.NDArray[np.float32], input_hw: tuple[int, int], size: int = ROI_SIZE
+) -> tuple[npt.NDArray[np.int16], npt.NDArray[np.int16]]:
+    """Input pixels at which an object's mask is supervised at full resolution.
+
+    A ``size`` x ``size`` grid over the object's box grown by a margin (10 % of each side, at
+    least 1 px), so the loss also sees the background just outside the object, which the
+    runtime's crop keeps when the predicted box is a little larger. Each grid point is snapped
+    to the pixel it falls in: the loss then scores exactly the pixels the runtime thresholds
+    (at their centres), at any object size. Small objects repeat pixels; large ones subsample.
+
+    Returns:
+        (xs, ys): ``size`` int16 pixel columns and rows, inside the input.
+    """
+    h, w = input_hw
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    mx = max(1.0, 0.1 * (x2 - x1))
+    my = max(1.0, 0.1 * (y2 - y1))
+    x1, x2 = max(0.0, x1 - mx), min(float(w), x2 + mx)
+    y1, y2 = max(0.0, y1 - my), min(float(h), y2 + my)
+    t = (np.arange(size, dtype=np.float64) + 0.5) / size
+    xs = np.clip(np.floor(x1 + t * (x2 - x1)), 0, w - 1).astype(np.int16)
+    ys = np.clip(np.floor(y1 + t * (y2 - y1)), 0, h - 1).astype(np.int16)
+    return xs, ys
+
+
 class Example(NamedTuple):
     """One training example at the input size.
 
@@ -430,12 +459,18 @@ class Example(NamedTuple):
         boxes_xyxy: (n, 4) float32 input pixels (tight boxes of the augmented masks).
         labels: (n,) int64.
         masks: (n, H/4, W/4) float16 mask targets in 0..1 (see :class:`MaskTargetConfig`).
+        roi_xy: (n, 2, ROI_SIZE) int16 pixel columns and rows of each object's full-resolution
+            points (:func:`roi_points`).
+        roi: (n, ROI_SIZE, ROI_SIZE) bool, the object's visible mask at those points
+            (``roi[k, i, j]`` is pixel ``(x=roi_xy[k, 0, j], y=roi_xy[k, 1, i])``).
     """
 
     image: torch.Tensor
     boxes_xyxy: torch.Tensor
     labels: torch.Tensor
     masks: torch.Tensor
+    roi_xy: torch.Tensor
+    roi: torch.Tensor
 
 
 def _random_affine(
@@ -588,6 +623,8 @@ def _finish(
     boxes: list[npt.NDArray[np.float32]] = []
     labels: list[int] = []
     masks: list[npt.NDArray[np.float32]] = []
+    roi_xy: list[npt.NDArray[np.int16]] = []
+    roi: list[npt.NDArray[np.bool_]] = []
     for qi, (sample, m) in enumerate(parts):
         if quadrants is not None:
             qh, qw = quadrants
@@ -602,10 +639,12 @@ def _finish(
             if int(binary.sum()) < cfg.min_area_px:
                 continue
             ys, xs = np.nonzero(binary)
-            boxes.append(
-                np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
-            )
+            box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
+            boxes.append(box)
             labels.append(int(cid))
+            px, py = roi_points(box, input_hw)
+            roi_xy.append(np.stack((px, py)))
+            roi.append(binary[np.ix_(py, px)])
             small = cv2.resize(warped, (mw, mh), interpolation=cv2.INTER_AREA)
             box_wh = (float(xs.max() + 1 - xs.min()), float(ys.max() + 1 - ys.min()))
             masks.append(mask_target(small.astype(np.float32) / 255.0, box_wh, targets))
@@ -616,6 +655,16 @@ def _finish(
         boxes_xyxy=torch.from_numpy(np.stack(boxes)) if n else torch.zeros(0, 4),
         labels=torch.tensor(labels, dtype=torch.int64),
         masks=torch.from_numpy(np.stack(masks)).half() if n else torch.zeros(0, mh, mw).half(),
+        roi_xy=(
+            torch.from_numpy(np.stack(roi_xy))
+            if n
+            else torch.zeros(0, 2, ROI_SIZE, dtype=torch.int16)
+        ),
+        roi=(
+            torch.from_numpy(np.stack(roi))
+            if n
+            else torch.zeros(0, ROI_SIZE, ROI_SIZE, dtype=torch.bool)
+        ),
     )
 
 
@@ -686,6 +735,8 @@ def collate(examples: Sequence[Example]) -> tuple[torch.Tensor, Targets]:
     boxes = torch.zeros(bsz, m, 4)
     masks = torch.zeros(bsz, m, mh, mw)
     valid = torch.zeros(bsz, m, dtype=torch.bool)
+    roi_xy = torch.zeros(bsz, m, 2, ROI_SIZE, dtype=torch.int16)
+    roi = torch.zeros(bsz, m, ROI_SIZE, ROI_SIZE, dtype=torch.bool)
     for i, e in enumerate(examples):
         n = len(e.labels)
         if n:
@@ -693,7 +744,9 @@ def collate(examples: Sequence[Example]) -> tuple[torch.Tensor, Targets]:
             boxes[i, :n] = e.boxes_xyxy
             masks[i, :n] = e.masks.float()
             valid[i, :n] = True
-    return images, Targets(labels, boxes, masks, valid)
+            roi_xy[i, :n] = e.roi_xy
+            roi[i, :n] = e.roi
+    return images, Targets(labels, boxes, masks, valid, roi_xy, roi)
 
 
 def worker_init(_: int) -> None:

@@ -47,7 +47,7 @@ from streamseg.train.data import (
 )
 from streamseg.train.evaluate import EvalSet, evaluate
 from streamseg.train.export import export_onnx, export_torchscript, load_runtime_weights
-from streamseg.train.loss import Targets, segment_loss
+from streamseg.train.loss import LossWeights, Targets, segment_loss
 from streamseg.train.net import NetConfig, RuntimeHead, SegLite, count_parameters
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,9 @@ class TrainConfig:
         worker_timeout_s: a batch that takes a data worker longer than this is an error (a
             stuck worker must not hang the run).
         export: export TorchScript + ONNX of the EMA weights at the end.
+        mask_grid_gain: gain of the mask loss at prototype resolution (stride 4).
+        mask_roi_gain: gain of the mask loss at input resolution on each object's point grid
+            (0: off, as in the runs behind the first shipped weights).
         net: network shape.
         augment: augmentation strengths.
     """
@@ -106,6 +109,8 @@ class TrainConfig:
     device: str = "cpu"
     worker_timeout_s: int = 600
     export: bool = True
+    mask_grid_gain: float = 7.5
+    mask_roi_gain: float = 0.0
     net: NetConfig = field(default_factory=NetConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -200,6 +205,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path}: expected a checkpoint of format {CHECKPOINT_FORMAT}, got {got}")
     return ckpt
+
+
+def _to_device(targets: Targets, device: torch.device) -> Targets:
+    """Move every tensor of a batch's targets (the optional ones may be None)."""
+    return Targets._make(None if t is None else t.to(device, non_blocking=True) for t in targets)
 
 
 def init_weights(net: SegLite, init: str) -> None:
@@ -417,7 +427,8 @@ def train(
     progress = _Progress(cfg.steps, step)
     last_eval: dict[str, float] = {}
     stopped = False
-    sums = {"loss": 0.0, "box": 0.0, "cls": 0.0, "dfl": 0.0, "mask": 0.0}
+    sums = {"loss": 0.0, "box": 0.0, "cls": 0.0, "dfl": 0.0, "mask": 0.0, "mask_roi": 0.0}
+    loss_weights = LossWeights(mask=cfg.mask_grid_gain, mask_roi=cfg.mask_roi_gain)
     n_acc = 0
     t_log = time.perf_counter()
     t_start = time.time()
@@ -425,9 +436,9 @@ def train(
     try:
         for images, targets in loader:
             x = images_to_input(images.to(device, non_blocking=True))
-            targets = Targets(*(t.to(device, non_blocking=True) for t in targets))
+            targets = _to_device(targets, device)
             raw = net(x)
-            parts = segment_loss(raw, targets, net_cfg.reg_max)
+            parts = segment_loss(raw, targets, net_cfg.reg_max, weights=loss_weights)
             opt.zero_grad(set_to_none=True)
             parts.total.backward()
             nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -444,6 +455,7 @@ def train(
                 ("cls", parts.cls),
                 ("dfl", parts.dfl),
                 ("mask", parts.mask),
+                ("mask_roi", parts.mask_roi),
             ):
                 sums[k] += v
             n_acc += 1
@@ -462,7 +474,10 @@ def train(
                 rec.update({k: round(v / n_acc, 4) for k, v in sums.items()})
                 curve.write(json.dumps(rec) + "\n")
                 curve.flush()
-                info = f"loss {rec['loss']:.3f} mask {rec['mask']:.3f} {it_s:.2f} it/s"
+                info = f"loss {rec['loss']:.3f} mask {rec['mask']:.3f}"
+                if loss_weights.mask_roi > 0:
+                    info += f" roi {rec['mask_roi']:.3f}"
+                info += f" {it_s:.2f} it/s"
                 progress.update(step, info)
                 if not progress.live:
                     logger.info("step %d/%d %s lr %.2e", step, cfg.steps, info, rec["lr"])

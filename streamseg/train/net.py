@@ -9,7 +9,10 @@ Layout, from input to outputs:
 * head: anchor-free and decoupled per level: box regression as ltrb distances in DFL form
   (``reg_max`` bins), class logits, and ``nm`` mask coefficients;
 * prototypes: ``nm`` maps at stride 4, from the stride-8 neck output upsampled and fused with the
-  stride-4 backbone feature (sharper edges at a small input size).
+  stride-4 backbone feature (sharper edges at a small input size);
+* optionally (``NetConfig.p4_head``) a light fourth detection level at stride 4 on the prototype
+  branch's fused feature, for objects a few pixels across (a distant ball is 5-7 px wide at the
+  shipped input size: under one stride-8 cell).
 
 :meth:`SegLite.forward` returns the raw tensors the loss needs (:class:`RawOutput`).
 :class:`RuntimeHead` wraps a trained network into the YOLO-seg runtime layout that
@@ -19,6 +22,7 @@ Layout, from input to outputs:
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -28,7 +32,8 @@ from torch import nn
 
 logger = logging.getLogger(__name__)
 
-#: Strides of the three detection levels, in input pixels.
+#: Strides of the three neck detection levels, in input pixels (``NetConfig.strides`` adds 4
+#: in front when the network has the stride-4 level).
 STRIDES: tuple[int, int, int] = (8, 16, 32)
 #: Stride of the prototype maps.
 PROTO_STRIDE = 4
@@ -47,6 +52,8 @@ class NetConfig:
         neck_widths: channels of the neck outputs at strides 8, 16, 32.
         head_width: hidden channels of each head branch.
         proto_width: hidden channels of the prototype branch.
+        p4_head: add a light detection level at stride 4 (see :class:`P4Head`).
+        p4_width: hidden channels of that level.
     """
 
     num_classes: int = 6
@@ -57,7 +64,14 @@ class NetConfig:
     neck_widths: tuple[int, int, int] = (64, 96, 128)
     head_width: int = 64
     proto_width: int = 48
+    p4_head: bool = False
+    p4_width: int = 32
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Strides of the detection levels, in the order their anchors are concatenated."""
+        return (PROTO_STRIDE, *STRIDES) if self.p4_head else STRIDES
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict (lists, ints) that ``torch.load(weights_only=True)`` accepts."""
@@ -267,6 +281,33 @@ class LevelHead(nn.Module):
         )
 
 
+class P4Head(nn.Module):
+    """Detection level at stride 4, on the prototype branch's fused feature.
+
+    Kept light, since it runs on 16 times as many cells as the stride-32 level: one shared
+    depthwise-separable conv, then a 1x1 conv per output (box DFL logits, class logits, mask
+    coefficients). Its DFL range is ``(reg_max - 1) * 4`` px, so it serves small objects; larger
+    ones keep the neck levels (the assignment ranks anchors by how well they fit).
+    """
+
+    def __init__(self, c_in: int, cfg: NetConfig) -> None:
+        super().__init__()
+        h = cfg.p4_width
+        self.trunk = DWSep(c_in, h)
+        self.box = nn.Conv2d(h, 4 * cfg.reg_max, 1)
+        self.cls = nn.Conv2d(h, cfg.num_classes, 1)
+        self.coef = nn.Conv2d(h, cfg.num_masks, 1)
+        with torch.no_grad():
+            self.box.bias.fill_(1.0)  # type: ignore[union-attr]
+            prior = 5.0 / cfg.num_classes / (640.0 / PROTO_STRIDE) ** 2
+            self.cls.bias.fill_(math.log(prior / (1 - prior)))  # type: ignore[union-attr]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return (box [B, 4*reg_max, h*w], cls [B, nc, h*w], coef [B, nm, h*w])."""
+        x = self.trunk(x)
+        return self.box(x).flatten(2), self.cls(x).flatten(2), self.coef(x).flatten(2)
+
+
 class Proto(nn.Module):
     """Prototype branch at stride 4: upsampled stride-8 neck feature + stride-4 backbone feature."""
 
@@ -277,10 +318,14 @@ class Proto(nn.Module):
         self.fuse = nn.Sequential(DWSep(h + c4, h), DWSep(h, h))
         self.out = ConvBN(h, cfg.num_masks, 1, act=False)
 
+    def features(self, p8: torch.Tensor, c4: torch.Tensor) -> torch.Tensor:
+        """The fused stride-4 feature [B, proto_width, H/4, W/4] the prototypes come from."""
+        up = F.interpolate(self.reduce(p8), scale_factor=2.0, mode="nearest")
+        return self.fuse(torch.cat((up, c4), 1))
+
     def forward(self, p8: torch.Tensor, c4: torch.Tensor) -> torch.Tensor:
         """Return prototypes [B, nm, H/4, W/4]."""
-        up = F.interpolate(self.reduce(p8), scale_factor=2.0, mode="nearest")
-        return self.out(self.fuse(torch.cat((up, c4), 1)))
+        return self.out(self.features(p8, c4))
 
 
 class RawOutput(NamedTuple):
@@ -363,6 +408,7 @@ class SegLite(nn.Module):
             LevelHead(ch, c, s) for ch, s in zip(c.neck_widths, STRIDES, strict=True)
         )
         self.proto = Proto(c.neck_widths[0], c.widths[1], c)
+        self.p4 = P4Head(c.proto_width, c) if c.p4_head else None
 
     def forward(self, x: torch.Tensor) -> RawOutput:
         """Run the network.
@@ -374,7 +420,7 @@ class SegLite(nn.Module):
             The raw outputs (:class:`RawOutput`).
         """
         box, cls, coef, protos, shapes = self.predict(x)
-        anchors, strides = make_anchors(shapes, STRIDES, x.device)
+        anchors, strides = make_anchors(shapes, self.cfg.strides, x.device)
         return RawOutput(box, cls, coef, protos, anchors, strides)
 
     def predict(
@@ -384,17 +430,28 @@ class SegLite(nn.Module):
         c4, c8, c16, c32 = self.backbone(x)
         feats = self.neck(c8, c16, c32)
         boxes, clss, coefs = [], [], []
+        shapes = []
+        if self.p4 is not None:
+            f4 = self.proto.features(feats[0], c4)
+            protos = self.proto.out(f4)
+            b, k, m = self.p4(f4)
+            boxes.append(b)
+            clss.append(k)
+            coefs.append(m)
+            shapes.append((int(f4.shape[2]), int(f4.shape[3])))
+        else:
+            protos = self.proto(feats[0], c4)
         for head, f in zip(self.heads, feats, strict=True):
             b, k, m = head(f)
             boxes.append(b)
             clss.append(k)
             coefs.append(m)
-        shapes = [(int(f.shape[2]), int(f.shape[3])) for f in feats]
+            shapes.append((int(f.shape[2]), int(f.shape[3])))
         return (
             torch.cat(boxes, 2).transpose(1, 2),
             torch.cat(clss, 2).transpose(1, 2),
             torch.cat(coefs, 2).transpose(1, 2),
-            self.proto(feats[0], c4),
+            protos,
             shapes,
         )
 
@@ -459,8 +516,9 @@ class ExportHead(nn.Module):
         self.net = net
         self.reg_max = net.cfg.reg_max
         h, w = int(imgsz[0]), int(imgsz[1])
-        shapes = [(h // s, w // s) for s in STRIDES]
-        anchors, strides = make_anchors(shapes, STRIDES, torch.device("cpu"))
+        level_strides = net.cfg.strides
+        shapes = [(h // s, w // s) for s in level_strides]
+        anchors, strides = make_anchors(shapes, level_strides, torch.device("cpu"))
         self.register_buffer("anchors", anchors)
         self.register_buffer("strides", strides)
         self.register_buffer("bins", torch.arange(self.reg_max, dtype=torch.float32))

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from streamseg.train.data import TrainDataset, collate, images_to_input
-from streamseg.train.loss import Targets, box_iou_pairwise, segment_loss, tal_assign
+from streamseg.train.loss import (
+    LossWeights,
+    Targets,
+    box_iou_pairwise,
+    segment_loss,
+    tal_assign,
+)
 from streamseg.train.net import (
     NetConfig,
     RawOutput,
@@ -96,6 +103,25 @@ def test_a_few_steps_lower_the_loss(shapes_source: object) -> None:
     assert np.mean(masks[-3:]) < 0.7 * np.mean(masks[:3])
 
 
+def test_a_few_steps_lower_the_input_resolution_mask_loss(shapes_source: object) -> None:
+    torch.manual_seed(0)
+    ds = TrainDataset(shapes_source, (64, 96), seed=3)  # type: ignore[arg-type]
+    images, targets = collate([ds[i] for i in range(4)])
+    net = SegLite(NetConfig(num_classes=3, num_masks=8)).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    x = images_to_input(images)
+    weights = LossWeights(mask=0.0, mask_roi=7.5)
+    rois = []
+    for _ in range(25):
+        parts = segment_loss(net(x), targets, net.cfg.reg_max, weights=weights)
+        opt.zero_grad()
+        parts.total.backward()
+        opt.step()
+        rois.append(parts.mask_roi)
+    assert rois[0] > 0
+    assert np.mean(rois[-3:]) < 0.7 * np.mean(rois[:3])
+
+
 def test_a_ball_at_a_players_feet_keeps_its_anchor() -> None:
     """An anchor claimed by a player and the ball at its feet goes to the ball (the smaller).
 
@@ -173,3 +199,89 @@ def test_a_badly_predicted_positive_still_pulls_its_box() -> None:
     assert torch.all(floored[ball] > 4 * plain[ball])
     torch.testing.assert_close(floored[high], plain[high])
     torch.testing.assert_close(floored[~asg.fg[0]], plain[~asg.fg[0]])
+
+
+def test_roi_mask_loss_scores_the_pixels_the_runtime_thresholds() -> None:
+    """The input-resolution mask term reads the mask logits where the runtime's bilinear
+    upsampling of the prototypes puts them (``align_corners=False``), at each grid pixel.
+
+    One prototype holds a random logit field and every positive's coefficient is 1, so the
+    predicted logit of pixel (x, y) is the field upsampled 4x at (x, y). The loss against any
+    target must equal the BCE computed from that upsampled field; and a target made of the
+    field's own signs must score lower than the same target shifted by two pixels.
+    """
+    from streamseg.train.data import ROI_SIZE, roi_points
+    from streamseg.train.loss import Assignment, _roi_mask_loss
+
+    torch.manual_seed(0)
+    hp, wp = 16, 24
+    field = torch.randn(1, 1, hp, wp) * 4
+    up = F.interpolate(field, scale_factor=4, mode="bilinear", align_corners=False)[0, 0]
+    boxes = [np.array([5.0, 7.0, 17.0, 15.0], np.float32), np.array([40, 2, 90, 60], np.float32)]
+    xy = [roi_points(b, (64, 96)) for b in boxes]
+    roi_xy = torch.stack([torch.from_numpy(np.stack(p)) for p in xy]).unsqueeze(0)
+    signs = torch.stack(
+        [(up[torch.from_numpy(ys).long()][:, torch.from_numpy(xs).long()] > 0) for xs, ys in xy]
+    ).unsqueeze(0)
+    fg = torch.zeros(1, 10, dtype=torch.bool)
+    fg[0, [1, 4, 7]] = True
+    gt_index = torch.tensor([[0, 0, 0, 0, 1, 0, 0, 1, 0, 0]])
+    asg = Assignment(fg, gt_index, torch.zeros(1, 10, 2), torch.zeros(1, 10, 4))
+    coef = torch.ones(1, 10, 1)
+
+    def expected(target: torch.Tensor) -> torch.Tensor:
+        losses = []
+        for k in (0, 1, 1):  # the objects of anchors 1, 4 and 7
+            xs, ys = (torch.from_numpy(v).long() for v in xy[k])
+            pred = up[ys][:, xs]
+            losses.append(F.binary_cross_entropy_with_logits(pred, target[0, k].float()))
+        return torch.stack(losses).sum() / 3
+
+    got = _roi_mask_loss(coef, field[0:1].expand(1, 1, hp, wp), asg, roi_xy, signs, 3)
+    torch.testing.assert_close(got, expected(signs))
+    assert signs.shape == (1, 2, ROI_SIZE, ROI_SIZE)
+    shifted = torch.roll(signs, 2, dims=-1)
+    worse = _roi_mask_loss(coef, field, asg, roi_xy, shifted, 3)
+    torch.testing.assert_close(worse, expected(shifted))
+    assert float(worse) > float(got)
+
+
+def test_roi_points_cover_the_box_with_a_margin_inside_the_input() -> None:
+    from streamseg.train.data import ROI_SIZE, roi_points
+
+    xs, ys = roi_points(np.array([10.0, 20.0, 14.0, 23.0], np.float32), (64, 96))
+    assert xs.shape == ys.shape == (ROI_SIZE,)
+    assert np.all(np.diff(xs) >= 0) and np.all(np.diff(ys) >= 0)
+    # a 4x3 px object: every pixel of it and one pixel of background on each side is sampled
+    assert set(range(9, 15)) == set(xs.tolist())
+    assert set(range(19, 24)) == set(ys.tolist())
+    xs, ys = roi_points(np.array([0.0, 50.0, 96.0, 64.0], np.float32), (64, 96))
+    # a box at the input's edges: the margin is clipped, the grid spreads over the box
+    assert 0 <= xs.min() < 4 and 92 <= xs.max() <= 95
+    assert 48 <= ys.min() <= 50 and ys.max() <= 63
+
+
+def test_examples_carry_the_visible_mask_at_their_roi_points(shapes_source: object) -> None:
+    """The roi target is the full-resolution mask: its share of set points follows the object's
+    fill of its box, and each object has set points (no empty targets)."""
+    from streamseg.train.data import collate as collate_examples
+
+    ds = TrainDataset(shapes_source, (64, 96), seed=3)  # type: ignore[arg-type]
+    examples = [ds[i] for i in range(6)]
+    n = 0
+    for e in examples:
+        assert e.roi.shape == (len(e.labels), 24, 24) and e.roi_xy.shape == (len(e.labels), 2, 24)
+        for k in range(len(e.labels)):
+            x1, y1, x2, y2 = e.boxes_xyxy[k].tolist()
+            xs, ys = e.roi_xy[k].long()
+            assert xs.min() >= max(0, x1 - 1 - 0.1 * (x2 - x1)) and xs.max() < min(
+                96, x2 + 1 + 0.1 * (x2 - x1)
+            )
+            assert bool(e.roi[k].any())
+            # points outside the tight box are background
+            outside = ((xs < x1) | (xs >= x2)).view(1, -1) | ((ys < y1) | (ys >= y2)).view(-1, 1)
+            assert not bool((e.roi[k] & outside).any())
+            n += 1
+    assert n > 0
+    _, targets = collate_examples(examples)
+    assert targets.roi is not None and targets.roi.shape[2:] == (24, 24)
