@@ -23,11 +23,14 @@ NAMES = ["box", "disc", "bar"]
 IMGSZ = (64, 96)
 
 
-@pytest.fixture(scope="module")
-def trained_like_net() -> SegLite:
-    """A network whose BatchNorm statistics are far from identity (folding must matter)."""
+@pytest.fixture(scope="module", params=[False, True], ids=["3-levels", "stride-4-level"])
+def trained_like_net(request: pytest.FixtureRequest) -> SegLite:
+    """A network whose BatchNorm statistics are far from identity (folding must matter), with
+    and without the stride-4 detection level (the export decodes each level on its own)."""
     torch.manual_seed(0)
-    net = SegLite(NetConfig(num_classes=3, num_masks=16, depths=(1, 1, 1, 1)))
+    net = SegLite(
+        NetConfig(num_classes=3, num_masks=16, depths=(1, 1, 1, 1), p4_head=request.param)
+    )
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
@@ -50,7 +53,9 @@ def test_torchscript_matches_eager(trained_like_net: SegLite, tmp_path: Path) ->
     e0, e1 = _eager(trained_like_net, x)
     with torch.no_grad():
         t0, t1 = ts(x)
-    assert t0.shape == (3, 4 + 3 + 16, 8 * 12 + 4 * 6 + 2 * 3)
+    anchors = sum((64 // s) * (96 // s) for s in trained_like_net.cfg.strides)
+    assert anchors == 8 * 12 + 4 * 6 + 2 * 3 + (16 * 24 if trained_like_net.cfg.p4_head else 0)
+    assert t0.shape == (3, 4 + 3 + 16, anchors)
     torch.testing.assert_close(t0, e0, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(t1, e1, atol=1e-4, rtol=1e-4)
     meta, net_cfg = read_torchscript_metadata(path)
@@ -85,7 +90,8 @@ def test_torchscript_holds_no_device(trained_like_net: SegLite, tmp_path: Path) 
     assert devices == []
     buffers = dict(ts.named_buffers())
     assert {"anchors", "strides", "bins"} <= set(buffers)
-    assert buffers["anchors"].shape == (8 * 12 + 4 * 6 + 2 * 3, 2)
+    anchors = sum((64 // s) * (96 // s) for s in trained_like_net.cfg.strides)
+    assert buffers["anchors"].shape == (anchors, 2)
 
 
 def test_onnx_matches_eager(trained_like_net: SegLite, tmp_path: Path) -> None:

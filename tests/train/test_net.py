@@ -42,6 +42,28 @@ def test_raw_and_runtime_shapes() -> None:
     assert torch.allclose(raw.anchors[-1], torch.tensor([96 - 16.0, 64 - 16.0]))
 
 
+def test_stride_4_level_comes_first_and_keeps_the_other_levels() -> None:
+    """With ``p4_head`` the stride-4 anchors come first; the neck levels follow unchanged, and
+    the prototypes are computed once (the level reads the prototype branch's feature)."""
+    torch.manual_seed(0)
+    plain = SegLite(NetConfig(num_classes=3, num_masks=16)).eval()
+    torch.manual_seed(0)
+    p4 = SegLite(NetConfig(num_classes=3, num_masks=16, p4_head=True)).eval()
+    p4.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        a, b = plain(x), p4(x)
+    n4 = 16 * 24
+    assert p4.cfg.strides == (4, 8, 16, 32)
+    assert b.box.shape == (2, n4 + a.box.shape[1], 4 * p4.cfg.reg_max)
+    assert torch.allclose(b.anchors[0], torch.tensor([2.0, 2.0]))
+    assert torch.all(b.strides[:n4] == 4) and torch.all(b.strides[n4:] == a.strides)
+    torch.testing.assert_close(b.box[:, n4:], a.box)
+    torch.testing.assert_close(b.cls[:, n4:], a.cls)
+    torch.testing.assert_close(b.protos, a.protos)
+    assert NetConfig.from_dict(p4.cfg.to_dict()) == p4.cfg
+
+
 def test_dfl_decode_is_expectation() -> None:
     logits = torch.full((1, 4 * 4), -1e4)
     # side 0 -> bin 2, side 1 -> bin 0, sides 2/3 -> half bin 1, half bin 3
