@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -335,21 +336,26 @@ def segment_loss(
     )
 
 
+def _positives(asg: Assignment) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Per image with positives: (image index, [A] positive-anchor mask, [P] assigned object
+    of each positive)."""
+    for b in range(asg.fg.shape[0]):
+        fg = asg.fg[b]
+        if bool(fg.any()):
+            yield b, fg, asg.gt_index[b][fg]
+
+
 def _mask_loss(
     coef: torch.Tensor, protos: torch.Tensor, asg: Assignment, targets: Targets, num_pos: int
 ) -> torch.Tensor:
     """Box-cropped, area-normalized mask BCE averaged over positives."""
-    bsz, nm, hp, wp = protos.shape
+    _, nm, hp, wp = protos.shape
     in_h = hp * 4  # prototypes are at stride 4
     in_w = wp * 4
     ys = torch.arange(hp, device=protos.device, dtype=torch.float32).view(1, -1, 1) + 0.5
     xs = torch.arange(wp, device=protos.device, dtype=torch.float32).view(1, 1, -1) + 0.5
     total = coef.new_zeros(())
-    for b in range(bsz):
-        fg = asg.fg[b]
-        if not bool(fg.any()):
-            continue
-        idx = asg.gt_index[b][fg]  # [P]
+    for b, fg, idx in _positives(asg):
         pred = (coef[b][fg] @ protos[b].view(nm, -1)).view(-1, hp, wp)
         gt = targets.masks[b][idx]  # [P, hp, wp]
         box = targets.boxes_xyxy[b][idx] * torch.tensor(
@@ -377,15 +383,11 @@ def _roi_mask_loss(
     half-pixel convention of ``F.interpolate(..., align_corners=False)``, the mapping the
     runtime decoder uses from prototypes to pixels.
     """
-    bsz, _, hp, wp = protos.shape
+    hp, wp = protos.shape[2:]
     in_h, in_w = hp * 4, wp * 4
     s = roi.shape[-1]
     total = coef.new_zeros(())
-    for b in range(bsz):
-        fg = asg.fg[b]
-        if not bool(fg.any()):
-            continue
-        idx = asg.gt_index[b][fg]  # [P]
+    for b, fg, idx in _positives(asg):
         used, inverse = idx.unique(return_inverse=True)  # sample each object's grid once
         xy = roi_xy[b][used].float() + 0.5  # [U, 2, S] pixel centres
         gx = (2.0 * xy[:, 0] / in_w - 1.0).view(-1, 1, s).expand(-1, s, s)
