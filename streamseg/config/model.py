@@ -80,6 +80,13 @@ class ModelConfig(ConfigModel):
         ge=1,
         description="CPU inference threads; null = half the CPUs (the rest decode video)",
     )
+    workers: Int | None = Field(
+        default=None,
+        ge=1,
+        description="batches in the model at once, each on its own thread (results keep each "
+        "stream's frame order); null = as many as fit the CPUs at `threads` each on a CPU "
+        "(2 with the default threads), 1 on a GPU",
+    )
 
     @field_validator("format")
     @classmethod

@@ -24,7 +24,9 @@ class Segmenter:
     """Instance segmentation with a YOLO-seg model; one verb, :meth:`segment`.
 
     Build it with :func:`streamseg.models.load_segmenter`. Preprocessing, the forward pass and
-    decoding all run on the model's device. Not thread-safe: use one per inference worker.
+    decoding all run on the model's device. :meth:`segment` keeps no per-call state, so several
+    threads may call it at once (the pipeline's inference workers do; TorchScript modules and ONNX
+    Runtime sessions allow concurrent runs).
 
     Attributes:
         info: what the model is and where it runs.

@@ -85,3 +85,30 @@ class FrameBatcher:
                     if all(s.exhausted for s in self.sources):
                         return None
                     self._cond.wait(self.idle_poll_s)
+
+
+class Turnstile:
+    """Lets numbered work through one at a time, in number order (0, 1, 2, ...).
+
+    Several inference workers take batches in turn and number them; each segments its batch
+    whenever it can, then waits here for its number before handing the results on, so every
+    stream's analytics sees its frames in order whatever finishes first.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next = 0
+
+    def wait(self, number: int) -> None:
+        """Block until every lower number is :meth:`done`."""
+        with self._cond:
+            while self._next != number:
+                self._cond.wait()
+
+    def done(self, number: int) -> None:
+        """Let ``number + 1`` through (call after :meth:`wait` returned for ``number``)."""
+        with self._cond:
+            if number != self._next:
+                raise RuntimeError(f"Turnstile: done({number}) out of turn (next is {self._next})")
+            self._next = number + 1
+            self._cond.notify_all()

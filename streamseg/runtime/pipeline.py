@@ -19,9 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import supervision as sv
+import torch
 
 from streamseg.config import PipelineConfig
 from streamseg.models import Segmenter, load_segmenter
+from streamseg.models.device import default_inference_workers
 from streamseg.outputs.annotate import FrameAnnotator
 from streamseg.outputs.base import Sink
 from streamseg.outputs.events import EventLog
@@ -33,7 +35,7 @@ from streamseg.record import Recorder, RecordingListeners, build_recorder, lossl
 from streamseg.rules import build_rules_stage_factory
 from streamseg.rules.events import EventListener
 from streamseg.runtime.analytics import AnalyticsChain, StageFactory
-from streamseg.runtime.batcher import FrameBatcher
+from streamseg.runtime.batcher import FrameBatcher, Turnstile
 from streamseg.runtime.health import OpsServer, Readiness
 from streamseg.runtime.metrics import EventCounter, PipelineMetrics
 from streamseg.runtime.shard import Shard
@@ -116,7 +118,11 @@ class Pipeline:
         self.output_paths: list[str] = []
         self._queues: dict[str, queue.Queue[_Item]] = {}
         self._threads: list[threading.Thread] = []
-        self._inference_thread: threading.Thread | None = None
+        self._inference_threads: list[threading.Thread] = []
+        self._take_lock = threading.Lock()
+        self._next_batch_number = 0
+        self._turnstile = Turnstile()
+        self._workers_running = 0
         self._started_at: float | None = None
         self._finished = threading.Event()
         self._error: BaseException | None = None
@@ -276,15 +282,23 @@ class Pipeline:
         monitor.start()
 
     def start_inference(self) -> None:
-        """Start the worker that batches frames through the model."""
+        """Start the workers that batch frames through the model (``model.workers``)."""
+        assert self.segmenter is not None
         model_cfg = self.config.model
         self._batcher = FrameBatcher(
             self.sources, model_cfg.batch_size, model_cfg.batch_timeout_ms / 1000.0, self.stop_event
         )
-        self._inference_thread = threading.Thread(
-            target=self._inference_loop, name="inference", daemon=True
+        workers = model_cfg.workers or default_inference_workers(
+            str(self.segmenter.info.device).split(":")[0], torch.get_num_threads()
         )
-        self._inference_thread.start()
+        logger.info("%d inference worker(s), %d torch thread(s)", workers, torch.get_num_threads())
+        self._workers_running = workers
+        self._inference_threads = [
+            threading.Thread(target=self._inference_loop, name=f"inference-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._inference_threads:
+            thread.start()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every stream is done or the run is stopped; True when finished."""
@@ -297,8 +311,8 @@ class Pipeline:
             source.request_stop()
         for source in self.sources:
             source.stop()
-        if self._inference_thread is not None:
-            self._inference_thread.join(timeout)
+        for thread in self._inference_threads:
+            thread.join(timeout)
         for thread in self._threads:
             thread.join(timeout)
             if thread.is_alive():
@@ -349,27 +363,49 @@ class Pipeline:
 
     # ----------------------------------------------------------------- workers
     def _inference_loop(self) -> None:
+        """One inference worker: take the next batch, segment it, hand it on in batch order.
+
+        Batches are numbered as they are taken; the segmenter holds no per-call state, so
+        workers run their forwards at once, and the :class:`Turnstile` makes them hand results
+        to the streams in number order. The last worker to finish closes the streams' queues.
+        """
         assert self.segmenter is not None
         try:
             while True:
-                batch = self._batcher.next_batch()
-                if batch is None:
-                    break
-                start = time.perf_counter()
-                results = self.segmenter.segment([f.image for f in batch])
-                elapsed = time.perf_counter() - start
-                self.timings.record("inference", elapsed)
-                self.metrics.inference_latency.observe(elapsed)
-                self.metrics.batch_size.observe(len(batch))
-                for frame, detections in zip(batch, results, strict=True):
-                    self._put(frame.stream_id, (frame, detections))
+                with self._take_lock:
+                    batch = self._batcher.next_batch()
+                    if batch is None:
+                        break
+                    number = self._next_batch_number
+                    self._next_batch_number += 1
+                results: list[sv.Detections] | None = None
+                try:
+                    start = time.perf_counter()
+                    results = self.segmenter.segment([f.image for f in batch])
+                    elapsed = time.perf_counter() - start
+                    self.timings.record("inference", elapsed)
+                    self.metrics.inference_latency.observe(elapsed)
+                    self.metrics.batch_size.observe(len(batch))
+                finally:
+                    # Even a failed batch takes its turn, or the workers behind it would wait
+                    # for ever.
+                    self._turnstile.wait(number)
+                    try:
+                        for frame, detections in zip(batch, results or [], strict=False):
+                            self._put(frame.stream_id, (frame, detections))
+                    finally:
+                        self._turnstile.done(number)
         except BaseException as exc:
             logger.exception("inference worker failed")
             self._error = exc
             self.stop_event.set()
         finally:
-            for stream_id in self._queues:
-                self._put(stream_id, None, force=True)
+            with self._lock:
+                self._workers_running -= 1
+                last = self._workers_running == 0
+            if last:
+                for stream_id in self._queues:
+                    self._put(stream_id, None, force=True)
 
     def _put(self, stream_id: str, item: _Item, force: bool = False) -> None:
         """Hand an item to a stream's analytics; blocks while full (never drops a frame)."""

@@ -202,3 +202,82 @@ def test_stop_asks_every_source_before_joining_any(tmp_path: Path) -> None:
     assert set(seen) == {"a", "b"}
     # Sequential stops would reach b only after a's reader returned, a second later.
     assert abs(seen["a"] - seen["b"]) < 0.5
+
+
+class _UnevenSegmenter:
+    """The real segmenter, slowed on every other call so concurrent workers finish out of order.
+
+    Records the order in which calls start and finish (by the first frame's index and stream).
+    """
+
+    def __init__(self, inner: Any, delay_s: float = 0.05) -> None:
+        self.inner = inner
+        self.info = inner.info
+        self.delay_s = delay_s
+        self.started: list[tuple[str, int]] = []
+        self.finished: list[tuple[str, int]] = []
+        self._lock = threading.Lock()
+
+    def segment(self, images: Any) -> list[sv.Detections]:
+        with self._lock:
+            call = len(self.started)
+            self.started.append((threading.current_thread().name, call))
+        if call % 2 == 0:
+            time.sleep(self.delay_s)
+        out = self.inner.segment(images)
+        with self._lock:
+            self.finished.append((threading.current_thread().name, call))
+        return list(out)
+
+
+def test_concurrent_inference_workers_keep_every_streams_order(
+    fake_model: Path, h264_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    """``model.workers: 3``: batches run at once and finish out of order (every other one is
+    held back), yet each stream's analytics and outputs see every frame once, in order."""
+    from streamseg.models import load_segmenter
+
+    clips = [h264_file(f"w{i}.mp4", frames=20 + 7 * i, fps=10) for i in range(2)]
+    sources = [(f"s{i}", clip.path) for i, clip in enumerate(clips)]
+    text = pipeline_yaml(fake_model, sources, tmp_path / "out", video=False, batch=1)
+    config = load_pipeline_text(text.replace("  batch_size: 1", "  batch_size: 1\n  workers: 3"))
+    assert config.model.workers == 3
+    uneven = _UnevenSegmenter(load_segmenter(config.model))
+    seen: dict[str, list[int]] = {}
+    factory = lambda stream_id: _CountingStage(stream_id, seen)  # noqa: E731
+    pipeline = Pipeline(config, segmenter=uneven, stage_factories=[factory])  # type: ignore[arg-type]
+    summary = pipeline.run()
+
+    assert summary.frames == {"s0": 20, "s1": 27}
+    calls = [c for _, c in uneven.finished]
+    assert calls != sorted(calls)  # the workers did finish out of order
+    assert len({name for name, _ in uneven.started}) == 3  # on three threads
+    for stream_id, count in summary.frames.items():
+        assert seen[stream_id] == list(range(count))
+    lines = read_jsonl(tmp_path / "out" / "det.jsonl")
+    for stream_id, count in summary.frames.items():
+        assert [line["index"] for line in lines if line["stream"] == stream_id] == list(
+            range(count)
+        )
+
+
+def test_turnstile_lets_numbers_through_in_order() -> None:
+    from streamseg.runtime.batcher import Turnstile
+
+    gate = Turnstile()
+    delivered: list[int] = []
+
+    def worker(number: int) -> None:
+        time.sleep(0.01 * (5 - number))  # the highest number is ready first
+        gate.wait(number)
+        delivered.append(number)
+        gate.done(number)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert delivered == [0, 1, 2, 3, 4]
+    with pytest.raises(RuntimeError, match="out of turn"):
+        gate.done(7)
