@@ -391,8 +391,9 @@ class Pipeline:
                     # for ever.
                     self._turnstile.wait(number)
                     try:
-                        for frame, detections in zip(batch, results or [], strict=False):
-                            self._put(frame.stream_id, (frame, detections))
+                        if results is not None:
+                            for frame, detections in zip(batch, results, strict=True):
+                                self._put(frame.stream_id, (frame, detections))
                     finally:
                         self._turnstile.done(number)
         except BaseException as exc:
