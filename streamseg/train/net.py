@@ -445,21 +445,27 @@ class SegLite(nn.Module):
         list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], torch.Tensor, list[tuple[int, int]]
     ]:
         """Per detection level (in :attr:`NetConfig.strides` order): (box [B, h*w, 4*reg_max],
-        cls [B, h*w, nc], coef [B, h*w, nm]); then the prototypes and the levels' grid shapes."""
+        cls [B, h*w, nc], coef [B, h*w, nm]); then the prototypes and the levels' grid shapes.
+
+        While tracing (export) the shapes are not computed: the exported module has its anchors
+        as buffers, and reading a traced size as a Python int only earns a TracerWarning.
+        """
         c4, c8, c16, c32 = self.backbone(x)
-        feats = self.neck(c8, c16, c32)
+        feats = list(self.neck(c8, c16, c32))
         levels = []
-        shapes = []
         if self.p4 is not None:
             f4 = self.proto.features(feats[0], c4)
             protos = self.proto.out(f4)
             levels.append(self.p4(f4))
-            shapes.append((int(f4.shape[2]), int(f4.shape[3])))
+            grids = [f4, *feats]
         else:
             protos = self.proto(feats[0], c4)
+            grids = feats
         for head, f in zip(self.heads, feats, strict=True):
             levels.append(head(f))
-            shapes.append((int(f.shape[2]), int(f.shape[3])))
+        shapes = (
+            [] if torch.jit.is_tracing() else [(int(g.shape[2]), int(g.shape[3])) for g in grids]
+        )
         return levels, protos, shapes
 
     def fuse(self) -> SegLite:
