@@ -389,6 +389,7 @@ def run_scene(
     """Render a scene and run every variant over it."""
     renderer = SceneRenderer(kind, seed, RESOLUTION, fps=FPS, difficulty=difficulty)
     rendered = list(renderer.frames(frames))
+    calibration: str | None
     if kind == "yard":
         text, calibration = yard_rules(renderer)
         bc_text, _ = yard_rules(renderer, "bottom_center")

@@ -584,9 +584,9 @@ def main() -> None:
         f"{torch.get_num_threads()}; degradation {DEGRADE}"
     )
     if args.speed_only:
-        timings = speed(args.timing_frames)
-        print_checks(speed_checks(timings))
-        print(speed_summary(timings))
+        measured = speed(args.timing_frames)
+        print_checks(speed_checks(measured))
+        print(speed_summary(measured))
         return
     # Timing first, in a fresh process: after the accuracy runs (TrackEval, thousands of masks)
     # every tracker's update() is slower, the mask tracker's most (10 objects: 0.75 ms against
