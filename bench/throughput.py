@@ -35,6 +35,7 @@ import torch
 from streamseg.config import load_pipeline_text
 from streamseg.config.model import ModelConfig
 from streamseg.models import Segmenter, load_segmenter
+from streamseg.models.device import default_inference_workers
 from streamseg.runtime.pipeline import Pipeline
 from streamseg.synth import render_scene_video
 
@@ -119,18 +120,17 @@ def main() -> None:
 
     out = CACHE / "out.jsonl"
     thread_counts = range(1, (os.cpu_count() or 1) + 1)
-    bare_fps: dict[str, list[float]] = {
-        f"bare loop, {t} torch thread(s)": [] for t in thread_counts
-    }
-    workers = max(2, (os.cpu_count() or 1) // pipeline_threads)
+    serial_labels = {t: f"bare loop, {t} torch thread(s)" for t in thread_counts}
+    workers = default_inference_workers("cpu", pipeline_threads)  # what the pipeline runs
     concurrent_label = f"bare, {workers} segment threads x {pipeline_threads} torch"
+    bare_fps: dict[str, list[float]] = {label: [] for label in serial_labels.values()}
     bare_fps[concurrent_label] = []
     pipe_fps: list[float] = []
     for _ in range(args.repeats):
         for threads in thread_counts:
             torch.set_num_threads(threads)
             n, seconds = bare_loop(segmenter, videos[0])
-            bare_fps[f"bare loop, {threads} torch thread(s)"].append(n / seconds)
+            bare_fps[serial_labels[threads]].append(n / seconds)
         torch.set_num_threads(pipeline_threads)
         n, seconds = bare_concurrent(segmenter, videos[0], workers)
         bare_fps[concurrent_label].append(n / seconds)

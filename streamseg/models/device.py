@@ -94,11 +94,7 @@ def default_cpu_threads() -> int:
     17-19 against 23-24 fps total). The other half is not idle: the pipeline runs
     :func:`default_inference_workers` forwards at once, one thread each by default.
     """
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        available = os.cpu_count() or 1
-    return max(1, available // 2)
+    return max(1, _available_cpus() // 2)
 
 
 def default_inference_workers(device_type: str, threads: int) -> int:
@@ -112,8 +108,12 @@ def default_inference_workers(device_type: str, threads: int) -> int:
     """
     if device_type != "cpu":
         return 1
+    return max(1, _available_cpus() // max(1, threads))
+
+
+def _available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask on Linux), at least one."""
     try:
-        available = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
-        available = os.cpu_count() or 1
-    return max(1, available // max(1, threads))
+        return os.cpu_count() or 1

@@ -289,7 +289,7 @@ class Pipeline:
             self.sources, model_cfg.batch_size, model_cfg.batch_timeout_ms / 1000.0, self.stop_event
         )
         workers = model_cfg.workers or default_inference_workers(
-            str(self.segmenter.info.device).split(":")[0], torch.get_num_threads()
+            torch.device(self.segmenter.info.device).type, torch.get_num_threads()
         )
         logger.info("%d inference worker(s), %d torch thread(s)", workers, torch.get_num_threads())
         self._workers_running = workers

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from streamseg.train.net import RawOutput, dfl_decode, dist_to_xyxy
+from streamseg.train.net import PROTO_STRIDE, RawOutput, dfl_decode, dist_to_xyxy
 
 logger = logging.getLogger(__name__)
 
@@ -350,8 +350,7 @@ def _mask_loss(
 ) -> torch.Tensor:
     """Box-cropped, area-normalized mask BCE averaged over positives."""
     _, nm, hp, wp = protos.shape
-    in_h = hp * 4  # prototypes are at stride 4
-    in_w = wp * 4
+    in_h, in_w = hp * PROTO_STRIDE, wp * PROTO_STRIDE
     ys = torch.arange(hp, device=protos.device, dtype=torch.float32).view(1, -1, 1) + 0.5
     xs = torch.arange(wp, device=protos.device, dtype=torch.float32).view(1, 1, -1) + 0.5
     total = coef.new_zeros(())
@@ -384,7 +383,7 @@ def _roi_mask_loss(
     runtime decoder uses from prototypes to pixels.
     """
     hp, wp = protos.shape[2:]
-    in_h, in_w = hp * 4, wp * 4
+    in_h, in_w = hp * PROTO_STRIDE, wp * PROTO_STRIDE
     s = roi.shape[-1]
     total = coef.new_zeros(())
     for b, fg, idx in _positives(asg):

@@ -259,6 +259,16 @@ def anchor_major(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).flatten(1, 2)
 
 
+@torch.no_grad()
+def init_output_bias(box: nn.Conv2d, cls: nn.Conv2d, num_classes: int, stride: int) -> None:
+    """Initial biases of a level's last convolutions: box logits 1, class logits at a prior of
+    about 5 objects per 640x640 image spread over the level's cells, so the first steps are not
+    dominated by confident false positives (YOLOv5/v8 practice)."""
+    box.bias.fill_(1.0)  # type: ignore[union-attr]
+    prior = 5.0 / num_classes / (640.0 / stride) ** 2
+    cls.bias.fill_(math.log(prior / (1 - prior)))  # type: ignore[union-attr]
+
+
 class LevelHead(nn.Module):
     """Decoupled head of one level: box (DFL logits), class logits, mask coefficients."""
 
@@ -271,16 +281,11 @@ class LevelHead(nn.Module):
         self.coef = nn.Sequential(DWSep(h, h), nn.Conv2d(h, cfg.num_masks, 1))
         self._init_bias(cfg, stride)
 
-    @torch.no_grad()
     def _init_bias(self, cfg: NetConfig, stride: int) -> None:
-        # Class prior: about 5 objects per 640x640 image spread over the level's cells, so the
-        # first steps are not dominated by confident false positives (YOLOv5/v8 practice).
         last_box = self.box[-1]
         last_cls = self.cls[-1]
         assert isinstance(last_box, nn.Conv2d) and isinstance(last_cls, nn.Conv2d)
-        last_box.bias.fill_(1.0)  # type: ignore[union-attr]
-        prior = 5.0 / cfg.num_classes / (640.0 / stride) ** 2
-        last_cls.bias.fill_(float(torch.log(torch.tensor(prior / (1 - prior)))))  # type: ignore[union-attr]
+        init_output_bias(last_box, last_cls, cfg.num_classes, stride)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return (box [B, h*w, 4*reg_max], cls [B, h*w, nc], coef [B, h*w, nm])."""
@@ -304,10 +309,7 @@ class P4Head(nn.Module):
         self.box = nn.Conv2d(h, 4 * cfg.reg_max, 1)
         self.cls = nn.Conv2d(h, cfg.num_classes, 1)
         self.coef = nn.Conv2d(h, cfg.num_masks, 1)
-        with torch.no_grad():
-            self.box.bias.fill_(1.0)  # type: ignore[union-attr]
-            prior = 5.0 / cfg.num_classes / (640.0 / PROTO_STRIDE) ** 2
-            self.cls.bias.fill_(math.log(prior / (1 - prior)))  # type: ignore[union-attr]
+        init_output_bias(self.box, self.cls, cfg.num_classes, PROTO_STRIDE)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return (box [B, h*w, 4*reg_max], cls [B, h*w, nc], coef [B, h*w, nm])."""
