@@ -103,6 +103,15 @@ class Assignment:
     unmatched_rows: IntArray
     unmatched_cols: IntArray
 
+    @classmethod
+    def none(cls, n: int, m: int) -> Assignment:
+        """No pair matched: every one of ``n`` rows and ``m`` columns left over."""
+        return cls(
+            np.zeros((0, 2), dtype=np.intp),
+            np.arange(n, dtype=np.intp),
+            np.arange(m, dtype=np.intp),
+        )
+
 
 def assign(similarity: FloatArray, threshold: float, allowed: npt.NDArray[np.bool_]) -> Assignment:
     """Optimal one-to-one pairing (Jonker-Volgenant, ``lap.lapjv``) maximizing total similarity.
@@ -116,13 +125,11 @@ def assign(similarity: FloatArray, threshold: float, allowed: npt.NDArray[np.boo
         The matches and what is left over on each side.
     """
     n, m = similarity.shape
+    if n == 0 or m == 0:
+        return Assignment.none(n, m)
     ok = allowed & (similarity >= threshold)
-    if n == 0 or m == 0 or not ok.any():
-        return Assignment(
-            np.zeros((0, 2), dtype=np.intp),
-            np.arange(n, dtype=np.intp),
-            np.arange(m, dtype=np.intp),
-        )
+    if not ok.any():
+        return Assignment.none(n, m)
     if (ok.sum(axis=0) <= 1).all() and (ok.sum(axis=1) <= 1).all():
         # No row or column has a choice to make: every admissible pair is in the optimum.
         rows, cols = np.nonzero(ok)

@@ -314,8 +314,7 @@ class MaskTracker:
         """Assign detections ``dets`` to track rows ``rows`` (indices stay local to each)."""
         tracks = self._tracks
         if len(rows) == 0 or len(dets) == 0:
-            shape = (len(rows), len(dets))
-            return assign(np.zeros(shape), threshold, np.zeros(shape, dtype=bool))
+            return Assignment.none(len(rows), len(dets))
         pred = tracks.motion.pos[rows]
         gate = pred.copy()
         lost_s = np.where(tracks.lost[rows], now - tracks.last_seen_s[rows], 0.0)
@@ -330,9 +329,8 @@ class MaskTracker:
     def _recover(self, rows: IntArray, dets: IntArray, frame: _Frame, now: float) -> Assignment:
         """Pair lost tracks with unclaimed detections of their class near where they should be."""
         cfg = self.config
-        shape = (len(rows), len(dets))
-        if cfg.recovery_radius <= 0 or 0 in shape:
-            return assign(np.zeros(shape), 1.0, np.zeros(shape, dtype=bool))
+        if cfg.recovery_radius <= 0 or len(rows) == 0 or len(dets) == 0:
+            return Assignment.none(len(rows), len(dets))
         pred = self._tracks.motion.pos[rows]
         size = self._tracks.size_peak[rows]
         # The radius stops growing at lost_buffer_s: a hidden track lost for longer (dormant)
