@@ -61,6 +61,14 @@ class ModelConfig(ConfigModel):
     confidence: Float = Field(default=0.25, ge=0, le=1, description="minimum detection score")
     iou: Float = Field(default=0.45, gt=0, le=1, description="IoU above which NMS suppresses a box")
     max_detections: Int = Field(default=100, ge=1, description="most detections kept per frame")
+    mask_threshold: Float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="mask probability above which a pixel belongs to the object (null: the "
+        "threshold the model file was calibrated for, 0.4 for the built-in model; 0.5 for a "
+        "file that records none, as ultralytics thresholds)",
+    )
     class_names: list[NonEmptyStr] | None = Field(
         default=None,
         min_length=1,

@@ -28,6 +28,11 @@ CLASS_NAME_FIELD = "class_name"
 """Key of the class-name array in ``Detections.data``."""
 
 
+DEFAULT_MASK_THRESHOLD = 0.5
+"""Mask probability threshold of a model file that records no calibrated one (ultralytics'
+value)."""
+
+
 @dataclass(frozen=True)
 class DecodeSettings:
     """Thresholds and caps of the decoder.
@@ -46,7 +51,7 @@ class DecodeSettings:
     iou: float = 0.45
     max_detections: int = 100
     max_candidates: int = 3000
-    mask_threshold: float = 0.5
+    mask_threshold: float = DEFAULT_MASK_THRESHOLD
     masks: bool = True
     allowed_classes: torch.Tensor | None = None
 

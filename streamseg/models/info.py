@@ -52,6 +52,10 @@ def format_info(info: ModelInfo) -> str:
         ("input", f"{info.input_hw[0]}x{info.input_hw[1]} (height x width)"),
         ("classes", f"{len(info.class_names)}: {names}"),
         ("masks", f"{info.num_masks} prototypes of {info.proto_hw[0]}x{info.proto_hw[1]}"),
+        (
+            "mask threshold",
+            "0.5 (none recorded)" if info.mask_threshold is None else f"{info.mask_threshold:g}",
+        ),
         ("anchors", str(info.num_anchors)),
         ("device", info.device),
         ("precision", info.precision),

@@ -13,6 +13,7 @@ import torch
 
 from streamseg.models.backend import Backend, check_layout, resolve_class_names
 from streamseg.models.builtin import builtin_weights_path
+from streamseg.models.decode import DEFAULT_MASK_THRESHOLD
 from streamseg.models.device import default_cpu_threads, resolve_device, resolve_precision
 from streamseg.models.errors import ModelLoadError
 from streamseg.models.metadata import ModelInfo
@@ -72,6 +73,11 @@ class ModelSettings(Protocol):
     @property
     def max_detections(self) -> int:
         """Most detections per frame."""
+        ...
+
+    @property
+    def mask_threshold(self) -> float | None:
+        """Mask probability threshold, or None for the file's calibrated one (else 0.5)."""
         ...
 
     @property
@@ -276,6 +282,7 @@ def open_model(
         proto_hw=layout.proto_hw,
         device=str(backend.device),
         precision=backend.precision,
+        mask_threshold=backend.metadata.mask_threshold,
     )
     logger.info(
         "loaded %s model %s: input %dx%d, %d classes, %d masks, %d anchors, %s %s",
@@ -325,6 +332,9 @@ def load_segmenter(cfg: ModelSettings, *, masks: bool = True) -> Segmenter:
         threads=threads,
         require_device=cfg.device.strip().lower() != "auto",
     )
+    mask_threshold = cfg.mask_threshold
+    if mask_threshold is None:
+        mask_threshold = loaded.info.mask_threshold or DEFAULT_MASK_THRESHOLD
     try:
         return Segmenter(
             loaded.backend,
@@ -332,6 +342,7 @@ def load_segmenter(cfg: ModelSettings, *, masks: bool = True) -> Segmenter:
             confidence=cfg.confidence,
             iou=cfg.iou,
             max_detections=cfg.max_detections,
+            mask_threshold=mask_threshold,
             classes=list(cfg.classes) if cfg.classes is not None else None,
             masks=masks,
             max_batch=cfg.batch_size,

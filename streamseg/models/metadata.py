@@ -33,6 +33,8 @@ class ModelInfo:
         proto_hw: (height, width) of the prototype grid.
         device: torch device the model runs on, e.g. ``"cpu"`` or ``"cuda:0"``.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``.
+        mask_threshold: the mask probability threshold the file was calibrated for (metadata
+            ``mask_threshold``), or ``None`` when it records none.
     """
 
     path: str
@@ -44,6 +46,7 @@ class ModelInfo:
     proto_hw: tuple[int, int]
     device: str
     precision: str
+    mask_threshold: float | None = None
 
     @property
     def num_classes(self) -> int:
@@ -60,12 +63,16 @@ class FileMetadata:
         imgsz: (height, width) the model was exported for.
         stride: largest stride of the network.
         task: ultralytics task name, ``"segment"`` for YOLO-seg.
+        mask_threshold: mask probability threshold calibrated for these weights (our exports
+            write it, see ``streamseg train --export --mask-threshold``; ultralytics files do
+            not, and are thresholded at 0.5 as ultralytics does).
     """
 
     names: list[str] | None = None
     imgsz: tuple[int, int] | None = None
     stride: int | None = None
     task: str | None = None
+    mask_threshold: float | None = None
 
 
 def _parse_literal(value: Any, key: str, source: str) -> Any:
@@ -147,6 +154,24 @@ def parse_imgsz(value: Any, source: str) -> tuple[int, int]:
     )
 
 
+def parse_mask_threshold(value: Any, source: str) -> float:
+    """Turn a stored mask threshold into a float in (0, 1).
+
+    Args:
+        value: a number, or a string holding one.
+        source: file the value came from, for error messages.
+
+    Raises:
+        ModelLoadError: The value is not a number strictly between 0 and 1.
+    """
+    parsed = _parse_literal(value, "mask_threshold", source)
+    if isinstance(parsed, (int, float)) and not isinstance(parsed, bool) and 0 < parsed < 1:
+        return float(parsed)
+    raise ModelLoadError(
+        f"{source}: metadata 'mask_threshold' should be a number in (0, 1), got {value!r}"
+    )
+
+
 def parse_metadata(raw: Mapping[str, Any], source: str) -> FileMetadata:
     """Build :class:`FileMetadata` from a dict of stored values (keys other than ours ignored).
 
@@ -165,4 +190,11 @@ def parse_metadata(raw: Mapping[str, Any], source: str) -> FileMetadata:
         if isinstance(parsed_stride, (int, float)):
             stride = int(parsed_stride)
     task = str(raw["task"]) if raw.get("task") is not None else None
-    return FileMetadata(names=names, imgsz=imgsz, stride=stride, task=task)
+    mask_threshold = (
+        parse_mask_threshold(raw["mask_threshold"], source)
+        if raw.get("mask_threshold") is not None
+        else None
+    )
+    return FileMetadata(
+        names=names, imgsz=imgsz, stride=stride, task=task, mask_threshold=mask_threshold
+    )

@@ -11,7 +11,7 @@ import supervision as sv
 import torch
 
 from streamseg.models.backend import Backend
-from streamseg.models.decode import DecodeSettings, decode_batch
+from streamseg.models.decode import DEFAULT_MASK_THRESHOLD, DecodeSettings, decode_batch
 from streamseg.models.metadata import ModelInfo
 from streamseg.models.preprocess import letterbox_batch
 
@@ -44,7 +44,7 @@ class Segmenter:
         masks: bool = True,
         max_batch: int | None = None,
         max_candidates: int = 3000,
-        mask_threshold: float = 0.5,
+        mask_threshold: float = DEFAULT_MASK_THRESHOLD,
     ) -> None:
         """Wrap a loaded backend.
 
@@ -107,6 +107,11 @@ class Segmenter:
     def backend(self) -> Backend:
         """The loaded network: ``backend(images)`` -> (output0, output1), for tools."""
         return self._backend
+
+    @property
+    def mask_threshold(self) -> float:
+        """The mask probability threshold in use (see ``ModelConfig.mask_threshold``)."""
+        return self._settings.mask_threshold
 
     def segment(self, images: Sequence[npt.NDArray[np.uint8]]) -> list[sv.Detections]:
         """Segment a batch of frames.

@@ -149,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
         "checkpoint's training size). A larger input than the training one enlarges small, far "
         "objects at some cost in speed (the network is fully convolutional)",
     )
+    p.add_argument(
+        "--mask-threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="with --export: record T in the files as the mask probability threshold the "
+        "runtime uses for them (default: none recorded, the runtime uses 0.5); with "
+        "--eval-weights: evaluate at T instead of the file's own. Compare a few values with "
+        "--eval-weights, then export with the best",
+    )
     p.add_argument("--no-export", action="store_true", help="do not export at the end")
     p.add_argument(
         "--eval-weights",
@@ -196,7 +206,9 @@ def _class_names(args: argparse.Namespace) -> list[str]:
     return list(CocoSource(args.data, args.images).class_names)
 
 
-def _export(out: Path, imgsz_arg: Sequence[int] | None = None) -> int:
+def _export(
+    out: Path, imgsz_arg: Sequence[int] | None = None, mask_threshold: float | None = None
+) -> int:
     path = out / "best.pt" if (out / "best.pt").is_file() else out / "last.pt"
     if not path.is_file():
         logger.error("no checkpoint in %s (expected best.pt or last.pt)", out)
@@ -207,12 +219,13 @@ def _export(out: Path, imgsz_arg: Sequence[int] | None = None) -> int:
     h, w = imgsz_arg or ckpt["train_config"]["imgsz"]
     names = list(ckpt["class_names"])
     try:
-        ts = export_torchscript(net, out / "seglite.torchscript", names, (h, w))
-        ox = export_onnx(net, out / "seglite.onnx", names, (h, w))
+        ts = export_torchscript(net, out / "seglite.torchscript", names, (h, w), mask_threshold)
+        ox = export_onnx(net, out / "seglite.onnx", names, (h, w), mask_threshold=mask_threshold)
     except ValueError as exc:
         logger.error("streamseg train --export: %s", exc)
         return 2
-    print(f"exported step {ckpt['step']} of {path} at {h}x{w} (HxW): {ts} {ox}")
+    recorded = "" if mask_threshold is None else f", mask threshold {mask_threshold:g}"
+    print(f"exported step {ckpt['step']} of {path} at {h}x{w} (HxW){recorded}: {ts} {ox}")
     return 0
 
 
@@ -247,9 +260,12 @@ def train_main(argv: list[str]) -> int:
         )
     out = Path(args.out)
     if args.export:
-        return _export(out, args.export_imgsz)
+        return _export(out, args.export_imgsz, args.mask_threshold)
     if args.export_imgsz is not None:
         logger.error("--export-imgsz goes with --export (the end-of-training export uses --imgsz)")
+        return 2
+    if args.mask_threshold is not None and not args.eval_weights:
+        logger.error("--mask-threshold goes with --export or --eval-weights")
         return 2
     imgsz = (int(args.imgsz[0]), int(args.imgsz[1]))
     if args.eval_weights:
@@ -258,7 +274,9 @@ def train_main(argv: list[str]) -> int:
             logger.error("--eval-weights needs a held-out set: --data synth, or --val with COCO")
             return 2
         names = _class_names(args)
-        res = evaluate_runtime(args.eval_weights, held_out, names)
+        res = evaluate_runtime(
+            args.eval_weights, held_out, names, mask_threshold=args.mask_threshold
+        )
         print(json.dumps(res))
         return 0
     cfg = TrainConfig(

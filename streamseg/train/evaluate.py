@@ -265,6 +265,7 @@ def predict_runtime(
     eval_set: EvalSet,
     cfg: DecodeConfig | None = None,
     batch: int = 8,
+    mask_threshold: float | None = None,
 ) -> Iterator[tuple[str, list[FrameDetections]]]:
     """Run an exported file through the runtime (``streamseg.models``) on each group.
 
@@ -277,6 +278,8 @@ def predict_runtime(
         eval_set: held-out groups.
         cfg: confidence / IoU / max detections passed to the runtime.
         batch: frames per ``segment`` call.
+        mask_threshold: the runtime's mask threshold; None uses the file's calibrated one, as a
+            pipeline does (``cfg.mask_threshold`` is this module's own decoder's).
 
     Yields:
         ``(group name, one FrameDetections per sample)``, in the order of ``eval_set``.
@@ -294,6 +297,7 @@ def predict_runtime(
         confidence=cfg.confidence,
         iou=cfg.iou,
         max_detections=cfg.max_detections,
+        mask_threshold=mask_threshold,
         classes=None,
         class_names=None,
         batch_size=batch,
@@ -331,6 +335,7 @@ def evaluate_runtime(
     class_names: Sequence[str],
     cfg: DecodeConfig | None = None,
     batch: int = 8,
+    mask_threshold: float | None = None,
 ) -> dict[str, float]:
     """Mask mAP of an exported file run through the runtime (see :func:`predict_runtime`).
 
@@ -340,12 +345,13 @@ def evaluate_runtime(
         class_names: names by class id.
         cfg: confidence / IoU / max detections passed to the runtime.
         batch: frames per ``segment`` call.
+        mask_threshold: the runtime's mask threshold (None: the file's).
 
     Returns:
         The same keys as :func:`evaluate`.
     """
     t0 = time.perf_counter()
     res: dict[str, float] = {}
-    for name, dets in predict_runtime(weights, eval_set, cfg, batch):
+    for name, dets in predict_runtime(weights, eval_set, cfg, batch, mask_threshold):
         res.update(_group_scores(name, mask_map(eval_set[name], dets, class_names)))
     return _with_summary(res, time.perf_counter() - t0)

@@ -7,11 +7,15 @@ is free. BatchNorm is folded into the convolutions before tracing.
 Metadata, as ultralytics writes it so ``streamseg.models`` reads ours like any YOLO-seg export:
 
 * TorchScript: extra file ``config.txt`` = JSON ``{"names": {id: name}, "imgsz": [H, W],
-  "stride": 32, "task": "segment"}``, plus ``seglite.json`` = the :class:`NetConfig` (so the
-  file can be turned back into a trainable network for fine-tuning, see
-  :func:`load_runtime_weights`).
+  "stride": 32, "task": "segment"}`` (and ``"mask_threshold"`` when one was calibrated), plus
+  ``seglite.json`` = the :class:`NetConfig` (so the file can be turned back into a trainable
+  network for fine-tuning, see :func:`load_runtime_weights`).
 * ONNX: ``metadata_props`` ``names`` (``"{0: 'person', ...}"``), ``imgsz`` (``"[H, W]"``),
-  ``stride``, ``task``.
+  ``stride``, ``task`` (and ``mask_threshold``).
+
+``mask_threshold`` is the mask probability the runtime thresholds at for these weights (its
+default 0.5 otherwise). Masks learned at stride 4 and upsampled come out slightly thin, so a
+threshold under 0.5 can fit the objects better; pick it on held-out frames (checkpoints/README.md).
 """
 
 from __future__ import annotations
@@ -38,18 +42,26 @@ def _runtime_module(net: SegLite, imgsz: tuple[int, int]) -> ExportHead:
     return ExportHead(fused, imgsz).eval()
 
 
-def _config_json(class_names: Sequence[str], imgsz: tuple[int, int]) -> str:
-    return json.dumps(
-        {
-            "names": {i: n for i, n in enumerate(class_names)},
-            "imgsz": [int(imgsz[0]), int(imgsz[1])],
-            "stride": max(STRIDES),
-            "task": "segment",
-        }
-    )
+def _config_json(
+    class_names: Sequence[str], imgsz: tuple[int, int], mask_threshold: float | None
+) -> str:
+    config: dict[str, object] = {
+        "names": {i: n for i, n in enumerate(class_names)},
+        "imgsz": [int(imgsz[0]), int(imgsz[1])],
+        "stride": max(STRIDES),
+        "task": "segment",
+    }
+    if mask_threshold is not None:
+        config["mask_threshold"] = float(mask_threshold)
+    return json.dumps(config)
 
 
-def _check_args(net: SegLite, class_names: Sequence[str], imgsz: tuple[int, int]) -> None:
+def _check_args(
+    net: SegLite,
+    class_names: Sequence[str],
+    imgsz: tuple[int, int],
+    mask_threshold: float | None = None,
+) -> None:
     if len(class_names) != net.cfg.num_classes:
         raise ValueError(
             f"class_names: expected {net.cfg.num_classes} names (the network's classes), got "
@@ -57,10 +69,16 @@ def _check_args(net: SegLite, class_names: Sequence[str], imgsz: tuple[int, int]
         )
     if imgsz[0] % max(STRIDES) or imgsz[1] % max(STRIDES):
         raise ValueError(f"imgsz: expected (H, W) multiples of {max(STRIDES)}, got {imgsz}")
+    if mask_threshold is not None and not 0.0 < mask_threshold < 1.0:
+        raise ValueError(f"mask_threshold: expected a value in (0, 1), got {mask_threshold}")
 
 
 def export_torchscript(
-    net: SegLite, path: str | Path, class_names: Sequence[str], imgsz: tuple[int, int]
+    net: SegLite,
+    path: str | Path,
+    class_names: Sequence[str],
+    imgsz: tuple[int, int],
+    mask_threshold: float | None = None,
 ) -> Path:
     """Trace ``net`` (BN folded) and save it with its metadata.
 
@@ -69,11 +87,12 @@ def export_torchscript(
         path: output file, conventionally ``*.torchscript``.
         class_names: one name per class id.
         imgsz: (H, W) input size the file is traced for.
+        mask_threshold: the calibrated mask threshold to record, in (0, 1); None records none.
 
     Returns:
         The written path.
     """
-    _check_args(net, class_names, imgsz)
+    _check_args(net, class_names, imgsz, mask_threshold)
     module = _runtime_module(net, imgsz)
     x = torch.rand(1, 3, int(imgsz[0]), int(imgsz[1]))
     with torch.no_grad():
@@ -85,7 +104,7 @@ def export_torchscript(
         traced,
         str(tmp),
         _extra_files={
-            "config.txt": _config_json(class_names, imgsz),
+            "config.txt": _config_json(class_names, imgsz, mask_threshold),
             NET_CONFIG_FILE: json.dumps(net.cfg.to_dict()),
         },
     )
@@ -100,6 +119,7 @@ def export_onnx(
     class_names: Sequence[str],
     imgsz: tuple[int, int],
     opset: int = 17,
+    mask_threshold: float | None = None,
 ) -> Path:
     """Export ``net`` (BN folded) to ONNX with a dynamic batch axis and metadata.
 
@@ -109,13 +129,14 @@ def export_onnx(
         class_names: one name per class id.
         imgsz: (H, W) input size.
         opset: ONNX opset.
+        mask_threshold: the calibrated mask threshold to record, in (0, 1); None records none.
 
     Returns:
         The written path.
     """
     import onnx
 
-    _check_args(net, class_names, imgsz)
+    _check_args(net, class_names, imgsz, mask_threshold)
     module = _runtime_module(net, imgsz)
     x = torch.rand(1, 3, int(imgsz[0]), int(imgsz[1]))
     out = Path(path)
@@ -142,6 +163,8 @@ def export_onnx(
         "author": "streamseg",
         NET_CONFIG_FILE: json.dumps(net.cfg.to_dict()),
     }
+    if mask_threshold is not None:
+        meta["mask_threshold"] = repr(float(mask_threshold))
     del model.metadata_props[:]
     for k, v in meta.items():
         prop = model.metadata_props.add()

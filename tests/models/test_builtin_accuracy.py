@@ -24,6 +24,7 @@ FLOOR_MAP50 = {"yard": 0.85, "field": 0.70, "pitch": 0.40}
 yard 0.95, field 0.82, pitch 0.50; the floors leave about 0.1 for float differences across CPUs)."""
 
 MAX_WEIGHTS_BYTES = 10 * 1024 * 1024
+BUILTIN_MASK_THRESHOLD = 0.4
 
 
 @pytest.fixture
@@ -50,6 +51,12 @@ def test_shipped_weights_load_offline_with_the_synthetic_classes() -> None:
 
     segmenter = load_segmenter(ModelConfig(weights="builtin", device="cpu"))
     assert list(segmenter.info.class_names) == list(CLASS_NAMES)
+    # The file records the mask threshold its masks were calibrated for (checkpoints/README.md);
+    # a pipeline's model.mask_threshold still overrides it.
+    assert segmenter.info.mask_threshold == BUILTIN_MASK_THRESHOLD
+    assert segmenter.mask_threshold == BUILTIN_MASK_THRESHOLD
+    overridden = ModelConfig(weights="builtin", device="cpu", mask_threshold=0.5)
+    assert load_segmenter(overridden).mask_threshold == 0.5
 
 
 @pytest.mark.usefixtures("no_network")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from streamseg.models import describe_model, format_info
@@ -19,7 +20,10 @@ def test_describe_torchscript_and_onnx(torchscript_path: Path, onnx_path: Path) 
     text = format_info(ts)
     lines = text.splitlines()
     assert lines[0].startswith("path:") and lines[0].endswith("fake-seg.torchscript")
-    assert "input:     64x96 (height x width)" in text
-    assert "classes:   3: 0=person, 1=car, 2=dog" in text
-    assert "masks:     4 prototypes of 16x24" in text
+    assert re.search(r"^input: +64x96 \(height x width\)$", text, re.M)
+    assert re.search(r"^classes: +3: 0=person, 1=car, 2=dog$", text, re.M)
+    assert re.search(r"^masks: +4 prototypes of 16x24$", text, re.M)
+    assert re.search(r"^mask threshold: 0\.5 \(none recorded\)$", text, re.M)
+    value_columns = {len(line) - len(line.split(":", 1)[1].lstrip()) for line in lines}
+    assert len(value_columns) == 1  # every value starts in the same column
     assert not text.endswith("\n")

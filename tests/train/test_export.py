@@ -127,31 +127,70 @@ def test_export_rejects_wrong_names(trained_like_net: SegLite, tmp_path: Path) -
         export_onnx(trained_like_net, tmp_path / "m.onnx", NAMES, (60, 96))
 
 
-def test_runtime_loads_our_exports(trained_like_net: SegLite, tmp_path: Path) -> None:
-    """The contract with ``streamseg.models``: it opens both exports and reads our metadata."""
+def _runtime_settings(path: Path, mask_threshold: float | None) -> object:
     from types import SimpleNamespace
 
+    return SimpleNamespace(
+        weights=str(path),
+        format="auto",
+        device="cpu",
+        precision="fp32",
+        confidence=0.0,
+        iou=0.5,
+        max_detections=5,
+        mask_threshold=mask_threshold,
+        classes=None,
+        class_names=None,
+        batch_size=2,
+        batch_timeout_ms=0.0,
+        threads=None,
+    )
+
+
+def test_exports_record_the_mask_threshold_the_runtime_uses(
+    trained_like_net: SegLite, tmp_path: Path
+) -> None:
+    """A calibrated threshold travels in the file; the pipeline's own setting overrides it."""
+    from streamseg.models import load_segmenter
+
+    frame = np.random.default_rng(1).integers(0, 255, (90, 160, 3), dtype=np.uint8)
+    ts = export_torchscript(
+        trained_like_net, tmp_path / "m.torchscript", NAMES, IMGSZ, mask_threshold=0.3
+    )
+    ox = export_onnx(trained_like_net, tmp_path / "m.onnx", NAMES, IMGSZ, mask_threshold=0.3)
+    assert read_torchscript_metadata(ts)[0]["mask_threshold"] == 0.3
+    for path in (ts, ox):
+        recorded = load_segmenter(_runtime_settings(path, None))
+        assert recorded.info.mask_threshold == 0.3
+        assert recorded.mask_threshold == 0.3
+        overridden = load_segmenter(_runtime_settings(path, 0.7))
+        assert overridden.mask_threshold == 0.7
+        (low,) = recorded.segment([frame])
+        (high,) = overridden.segment([frame])
+        np.testing.assert_array_equal(low.xyxy, high.xyxy)  # the same detections ...
+        assert low.mask is not None and high.mask is not None
+        low_area = np.asarray(low.mask.area)
+        high_area = np.asarray(high.mask.area)
+        assert (low_area >= high_area).all() and low_area.sum() > high_area.sum()  # ... fuller
+
+    plain = export_torchscript(trained_like_net, tmp_path / "plain.torchscript", NAMES, IMGSZ)
+    assert "mask_threshold" not in read_torchscript_metadata(plain)[0]
+    segmenter = load_segmenter(_runtime_settings(plain, None))
+    assert segmenter.info.mask_threshold is None
+    assert segmenter.mask_threshold == 0.5  # what ultralytics thresholds at
+    with pytest.raises(ValueError, match="mask_threshold"):
+        export_onnx(trained_like_net, tmp_path / "bad.onnx", NAMES, IMGSZ, mask_threshold=1.0)
+
+
+def test_runtime_loads_our_exports(trained_like_net: SegLite, tmp_path: Path) -> None:
+    """The contract with ``streamseg.models``: it opens both exports and reads our metadata."""
     from streamseg.models import load_segmenter
 
     ts = export_torchscript(trained_like_net, tmp_path / "m.torchscript", NAMES, IMGSZ)
     ox = export_onnx(trained_like_net, tmp_path / "m.onnx", NAMES, IMGSZ)
     frame = np.random.default_rng(0).integers(0, 255, (90, 160, 3), dtype=np.uint8)
     for path in (ts, ox):
-        settings = SimpleNamespace(
-            weights=str(path),
-            format="auto",
-            device="cpu",
-            precision="fp32",
-            confidence=0.0,
-            iou=0.5,
-            max_detections=5,
-            classes=None,
-            class_names=None,
-            batch_size=2,
-            batch_timeout_ms=0.0,
-            threads=None,
-        )
-        seg = load_segmenter(settings)
+        seg = load_segmenter(_runtime_settings(path, None))
         (det,) = seg.segment([frame])
         assert len(det) == 5  # confidence 0 keeps the top max_detections
         assert set(det.data["class_name"]) <= set(NAMES)
