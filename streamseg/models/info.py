@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from streamseg.models.decode import DEFAULT_MASK_THRESHOLD
 from streamseg.models.device import resolve_device
 from streamseg.models.loader import open_model, resolve_weights
 from streamseg.models.metadata import ModelInfo
@@ -54,7 +55,9 @@ def format_info(info: ModelInfo) -> str:
         ("masks", f"{info.num_masks} prototypes of {info.proto_hw[0]}x{info.proto_hw[1]}"),
         (
             "mask threshold",
-            "0.5 (none recorded)" if info.mask_threshold is None else f"{info.mask_threshold:g}",
+            f"{DEFAULT_MASK_THRESHOLD:g} (none recorded)"
+            if info.mask_threshold is None
+            else f"{info.mask_threshold:g}",
         ),
         ("anchors", str(info.num_anchors)),
         ("device", info.device),

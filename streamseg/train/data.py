@@ -380,10 +380,11 @@ def _hsv_jitter(image: npt.NDArray[np.uint8], cfg: AugmentConfig, rng: np.random
 class MaskTargetConfig:
     """How an instance mask becomes its training target at prototype resolution (1/4).
 
-    The runtime upsamples ``sigmoid(coef @ protos)`` bilinearly, keeps pixels above 0.5 and crops
-    to the box. If the target were the plain area coverage of each prototype cell, an object
-    one or two cells wide (a distant person, the ball) would come out thinner than it is, since
-    the upsampled coverage rarely exceeds 0.5 across its width: with perfect predictions only
+    The runtime upsamples ``sigmoid(coef @ protos)`` bilinearly, keeps pixels above 0.5 (unless
+    the exported file records a calibrated ``mask_threshold``; see ``streamseg.train.export``)
+    and crops to the box. If the target were the plain area coverage of each prototype cell, an
+    object one or two cells wide (a distant person, the ball) would come out thinner than it is,
+    since the upsampled coverage rarely exceeds 0.5 across its width: with perfect predictions only
     74 % of held-out persons and 13 % of balls reached mask IoU 0.5. So small objects get hard,
     slightly dilated targets (the box crop trims the excess); larger ones keep the coverage
     (measured ceiling: 93 % persons, 100 % balls, unchanged for large objects).
