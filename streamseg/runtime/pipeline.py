@@ -160,7 +160,7 @@ class Pipeline:
             self.segmenter = load_segmenter(self.config.model)
         info = self.segmenter.info
         logger.info(
-            "model %s (%s) input %dx%d, %d classes on %s/%s",
+            "model %s (%s) input %dx%d, %d classes on %s/%s, mask threshold %g",
             info.path,
             info.format,
             info.input_hw[1],
@@ -168,6 +168,7 @@ class Pipeline:
             len(info.class_names),
             info.device,
             info.precision,
+            self.segmenter.mask_threshold,
         )
 
     def start_outputs(self) -> None:

@@ -213,6 +213,7 @@ class _UnevenSegmenter:
     def __init__(self, inner: Any, delay_s: float = 0.05) -> None:
         self.inner = inner
         self.info = inner.info
+        self.mask_threshold = inner.mask_threshold
         self.delay_s = delay_s
         self.started: list[tuple[str, int]] = []
         self.finished: list[tuple[str, int]] = []
