@@ -74,7 +74,10 @@ def main() -> None:
         median_ms(lambda f=f: segmenter.segment([f]), max(1, args.repeats // len(frames)))
         for f in frames
     )
-    print(f"input {width}x{height}, torch threads {threads}")
+    print(
+        f"input {width}x{height}, mask threshold {segmenter.mask_threshold:g} (the file's), "
+        f"torch threads {threads}"
+    )
     print(f"  forward batch 1: {latency[1]:.1f} ms   batch 4: {latency[4]:.1f} ms")
     print(
         "  segment() on one 640x360 held-out frame of each kind "
@@ -110,7 +113,8 @@ def main() -> None:
     maps = " ".join(f"map_{k}={scores[k]['map']:.3f}" for k in eval_set)
     print(
         f"{kinds} {maps} forward_b1_ms={latency[1]:.1f} forward_b4_ms={latency[4]:.1f} "
-        f"segment_ms={segment_ms:.1f} threads={threads} frames_per_kind={args.frames}"
+        f"segment_ms={segment_ms:.1f} mask_threshold={segmenter.mask_threshold:g} "
+        f"threads={threads} frames_per_kind={args.frames}"
     )
 
 
