@@ -126,6 +126,13 @@ def test_cli_trains_on_coco_and_exports(coco: tuple[Path, Path], tmp_path: Path)
         assert loaded.info.input_hw == (96, 128)
     assert train_main(["--out", str(out), "--export", "--export-imgsz", "96", "100"]) == 2
     assert train_main([*_small_args(ann, img_dir, out, 2), "--export-imgsz", "96", "128"]) == 2
+    # A calibrated mask threshold travels in both files; out of (0, 1) or without --export /
+    # --eval-weights it is refused.
+    assert train_main(["--out", str(out), "--export", "--mask-threshold", "0.35"]) == 0
+    for name in ("seglite.torchscript", "seglite.onnx"):
+        assert open_model(out / name, device=torch.device("cpu")).info.mask_threshold == 0.35
+    assert train_main(["--out", str(out), "--export", "--mask-threshold", "1.5"]) == 2
+    assert train_main([*_small_args(ann, img_dir, out, 2), "--mask-threshold", "0.4"]) == 2
 
 
 @pytest.mark.parametrize("how", ["sigterm-to-trainer", "ctrl-c-to-group"])
