@@ -24,12 +24,14 @@ import logging
 import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import av
 import numpy as np
 import numpy.typing as npt
+import supervision as sv
 import torch
 
 from streamseg.config import load_pipeline_text
@@ -70,11 +72,20 @@ def bare_loop(segmenter: Segmenter, video: Path) -> tuple[int, float]:
 def bare_concurrent(segmenter: Segmenter, video: Path, workers: int) -> tuple[int, float]:
     """Decode in this thread, segment on ``workers`` threads at once (batch 1, frames in
     order): the least a program does to use several cores with whole forwards, as the
-    pipeline's inference workers do."""
+    pipeline's inference workers do. At most two frames per worker are decoded ahead (as the
+    pipeline's bounded queues do), not the whole video."""
     start = time.perf_counter()
+    frames = 0
     with av.open(str(video)) as container, ThreadPoolExecutor(workers) as pool:
-        images = (_bgr(frame) for frame in container.decode(video=0))
-        frames = sum(1 for _ in pool.map(lambda image: segmenter.segment([image]), images))
+        pending: deque[Future[list[sv.Detections]]] = deque()
+        for frame in container.decode(video=0):
+            if len(pending) == 2 * workers:
+                pending.popleft().result()
+                frames += 1
+            pending.append(pool.submit(segmenter.segment, [_bgr(frame)]))
+        for future in pending:
+            future.result()
+            frames += 1
     return frames, time.perf_counter() - start
 
 
