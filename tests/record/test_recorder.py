@@ -164,11 +164,14 @@ def test_slow_encoder_never_blocks_a_live_stream(kit: type, tmp_path: Path, loss
     if lossless:
         assert stats.frames_dropped == 0 and decoded.indices == list(range(30))
         assert sum(waits) > 0.3  # the file's analytics waited for the encoder instead
+        assert sorted(waits)[3 * len(waits) // 4] > 0.015  # the measure below tells them apart
     else:
         assert stats.frames_dropped >= 15  # the encoder kept up with well under half
-        # ... and the analytics thread never waited for it: no write took one encode's time,
-        # all of them together a fraction of what encoding them would.
-        assert max(waits) < 0.025 and sum(waits) < 0.15
+        # ... and the analytics thread never waited for it: three writes in four took well
+        # under one encode's 30 ms (a writer that waited for room would wait that long on
+        # most, once the small queue is full). Not the slowest write: a busy host can stall
+        # any single call.
+        assert sorted(waits)[3 * len(waits) // 4] < 0.015
 
 
 def test_build_recorder_from_the_pipeline_file(tmp_path: Path) -> None:
