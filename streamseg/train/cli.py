@@ -122,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
         "across); with --init, the other layers start from the given weights",
     )
     p.add_argument(
+        "--num-masks",
+        type=int,
+        default=NetConfig().num_masks,
+        help="prototypes (mask coefficients) of a new network; with --init from a network with "
+        "fewer, it starts from those (the extra coefficients at zero: the same masks)",
+    )
+    p.add_argument(
         "--mask-grid-gain",
         type=float,
         default=d.mask_grid_gain,
@@ -297,7 +304,7 @@ def train_main(argv: list[str]) -> int:
         augment=dataclasses.replace(AugmentConfig(), mosaic=args.mosaic),
         mask_grid_gain=args.mask_grid_gain,
         mask_roi_gain=args.mask_roi_gain,
-        net=NetConfig(p4_head=args.p4_head),
+        net=NetConfig(p4_head=args.p4_head, num_masks=args.num_masks),
     )
     source, eval_set = _sources(args, imgsz)
     stop = threading.Event()

@@ -216,7 +216,9 @@ def init_weights(net: SegLite, init: str) -> None:
     """Copy weights into ``net`` from a checkpoint (its EMA) or one of our TorchScript exports.
 
     Tensors whose shape differs (e.g. the class layer when fine-tuning on other classes) keep
-    their fresh initialization; they are logged.
+    their fresh initialization; they are logged. One exception: a network with more prototypes
+    (``num_masks``) than the source's gets the source's prototypes and coefficients as its
+    first ones (:func:`_grow_mask_rows`), and starts out predicting the same masks.
 
     Args:
         net: the network to fill.
@@ -228,10 +230,39 @@ def init_weights(net: SegLite, init: str) -> None:
     else:
         src = load_runtime_weights(path)[0].state_dict()
     dst = net.state_dict()
-    skipped = [k for k in dst if k not in src or src[k].shape != dst[k].shape]
+    grown = _grow_mask_rows(src, dst)
+    skipped = [k for k in dst if (k not in src or src[k].shape != dst[k].shape) and k not in grown]
     dst.update({k: v for k, v in src.items() if k in dst and v.shape == dst[k].shape})
+    dst.update(grown)
     net.load_state_dict(dst)
+    if grown:
+        logger.info("%d mask tensors widened to %d prototypes", len(grown), net.cfg.num_masks)
     logger.info("initialized from %s (%d tensors kept fresh: %s)", path, len(skipped), skipped[:6])
+
+
+def _grow_mask_rows(
+    src: dict[str, torch.Tensor], dst: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Mask tensors of ``dst`` (more prototypes) filled from ``src`` (fewer).
+
+    The prototype layer (``proto.out``) and every mask-coefficient layer (``*.coef*``) have one
+    row per prototype along dim 0. Their first rows are copied from ``src``; the extra
+    prototypes keep their fresh initialization and the extra coefficients are zero, so the
+    masks (coefficients x prototypes) are the source's until training moves them. Class and box
+    layers are never widened this way: their rows mean different things in another dataset.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, new in dst.items():
+        old = src.get(key)
+        mask_layer = key.startswith("proto.out.") or ".coef." in key
+        if old is None or not mask_layer or old.shape == new.shape:
+            continue
+        if old.dim() != new.dim() or old.shape[1:] != new.shape[1:] or old.shape[0] > new.shape[0]:
+            continue
+        grown = new.clone() if key.startswith("proto.out.") else torch.zeros_like(new)
+        grown[: old.shape[0]] = old
+        out[key] = grown
+    return out
 
 
 @dataclass

@@ -17,8 +17,14 @@ import torch
 from streamseg.models.loader import open_model
 from streamseg.train.cli import train_main
 from streamseg.train.evaluate import source_eval_set
-from streamseg.train.loop import TrainConfig, load_checkpoint, train
-from streamseg.train.net import NetConfig
+from streamseg.train.loop import (
+    CHECKPOINT_FORMAT,
+    TrainConfig,
+    init_weights,
+    load_checkpoint,
+    train,
+)
+from streamseg.train.net import NetConfig, SegLite
 
 SMALL_NET = NetConfig(widths=(8, 16, 32, 48, 64), neck_widths=(32, 48, 64), head_width=32)
 
@@ -81,6 +87,38 @@ def test_fine_tune_from_export_and_eval(shapes_source: object, tmp_path: Path) -
     assert set(res2.last_eval) >= {"shapes/map50", "shapes/map", "map50", "map50_min"}
     assert 0.0 <= res2.last_eval["map50"] <= 1.0
     assert (tmp_path / "b" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("p4_head", [False, True])
+def test_more_prototypes_start_from_the_same_masks(p4_head: bool, tmp_path: Path) -> None:
+    """--num-masks above the source's: the first prototypes and coefficients are the source's,
+    the extra coefficients zero, so the masks (coefficients x prototypes) are unchanged."""
+    torch.manual_seed(0)
+    cfg = NetConfig(num_classes=3, num_masks=8, depths=(1, 1, 1, 1), p4_head=p4_head)
+    small = SegLite(cfg).eval()
+    for m in small.modules():  # non-trivial BN statistics, so a copy that skipped them shows
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    path = tmp_path / "small.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "ema": small.state_dict()}, path)
+    big = SegLite(NetConfig(num_classes=3, num_masks=12, depths=(1, 1, 1, 1), p4_head=p4_head))
+    init_weights(big.eval(), str(path))
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        a, b = small(x), big(x)
+    assert torch.equal(a.box, b.box) and torch.equal(a.cls, b.cls)
+    assert torch.allclose(b.coef[..., :8], a.coef) and torch.all(b.coef[..., 8:] == 0)
+    assert torch.allclose(b.protos[:, :8], a.protos)
+    assert float(b.protos[:, 8:].abs().sum()) > 0  # the new prototypes are live, to be learned
+    masks_a = torch.einsum("bam,bmhw->bahw", a.coef, a.protos)
+    masks_b = torch.einsum("bam,bmhw->bahw", b.coef, b.protos)
+    assert torch.allclose(masks_a, masks_b, atol=1e-5)
+    # Fewer prototypes than the source's: nothing of the mask path is copied (kept fresh).
+    fewer = SegLite(NetConfig(num_classes=3, num_masks=4, depths=(1, 1, 1, 1), p4_head=p4_head))
+    fresh = {k: v.clone() for k, v in fewer.state_dict().items()}
+    init_weights(fewer, str(path))
+    assert torch.equal(fewer.state_dict()["proto.out.conv.weight"], fresh["proto.out.conv.weight"])
 
 
 def test_resume_rejects_other_classes(shapes_source: object, tmp_path: Path) -> None:
