@@ -245,7 +245,7 @@ def _grow_mask_rows(
 ) -> dict[str, torch.Tensor]:
     """Mask tensors of ``dst`` (more prototypes) filled from ``src`` (fewer).
 
-    The prototype layer (``proto.out``) and every mask-coefficient layer (``*.coef*``) have one
+    The prototype layer (``proto.out``) and every mask-coefficient layer (``*.coef.*``) have one
     row per prototype along dim 0. Their first rows are copied from ``src``; the extra
     prototypes keep their fresh initialization and the extra coefficients are zero, so the
     masks (coefficients x prototypes) are the source's until training moves them. Class and box
