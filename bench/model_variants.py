@@ -16,13 +16,13 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from streamseg.config.model import ModelConfig
 from streamseg.models import load_segmenter
-from streamseg.models.builtin import builtin_weights_path
 from streamseg.synth import CLASS_NAMES
 from streamseg.train.export import export_torchscript
 from streamseg.train.net import NetConfig, SegLite
@@ -42,16 +42,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    shipped = torch.jit.load(str(builtin_weights_path())).eval()
-    height, width = load_segmenter(ModelConfig(weights="builtin", device="cpu")).info.input_hw
-    modules: dict[str, torch.jit.ScriptModule] = {"shipped": shipped}
+
+    def forward(weights: str) -> Callable[[torch.Tensor], object]:
+        """The file's network as the runtime loads it (what ``bench/model.py`` times)."""
+        config = ModelConfig(weights=weights, device="cpu", threads=args.threads)
+        return load_segmenter(config).backend
+
+    shipped = load_segmenter(ModelConfig(weights="builtin", device="cpu", threads=args.threads))
+    height, width = shipped.info.input_hw
+    modules: dict[str, Callable[[torch.Tensor], object]] = {"shipped": shipped.backend}
     with tempfile.TemporaryDirectory() as tmp:
         for name, cfg in VARIANTS.items():
             path = export_torchscript(
                 SegLite(cfg).eval(), Path(tmp) / f"{name}.torchscript", CLASS_NAMES, (height, width)
             )
-            modules[name] = torch.jit.load(str(path)).eval()
+            modules[name] = forward(str(path))
     x = torch.rand(1, 3, height, width).contiguous(memory_format=torch.channels_last)
     times: dict[str, list[float]] = {name: [] for name in modules}
     with torch.inference_mode():

@@ -257,7 +257,7 @@ def _grow_mask_rows(
         mask_layer = key.startswith("proto.out.") or ".coef." in key
         if old is None or not mask_layer or old.shape == new.shape:
             continue
-        if old.dim() != new.dim() or old.shape[1:] != new.shape[1:] or old.shape[0] > new.shape[0]:
+        if old.shape[1:] != new.shape[1:] or old.shape[0] > new.shape[0]:
             continue
         grown = new.clone() if key.startswith("proto.out.") else torch.zeros_like(new)
         grown[: old.shape[0]] = old
