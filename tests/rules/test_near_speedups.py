@@ -18,15 +18,15 @@ import pytest
 import supervision as sv
 
 from streamseg.config.zones import CalibrationConfig
-from streamseg.rules import measures
-from streamseg.rules.geometry import GroundPlane
-from streamseg.rules.measures import (
+from streamseg.rules import footprints
+from streamseg.rules.footprints import (
     FOOTPRINT_POINTS,
-    FrameObjects,
     first_minima,
     footprint_points,
     squared_distances,
 )
+from streamseg.rules.geometry import GroundPlane
+from streamseg.rules.measures import FrameObjects
 
 Kit = Any  # the `kit` fixture (tests/rules/conftest.py)
 W, H = 120, 80
@@ -220,7 +220,7 @@ def test_comparisons_in_chunks_give_the_same_result(
     masks = blobs(np.random.default_rng(9), 12, wide=True)
     matrix = GroundPlane(OVERHEAD).matrix((W, H))
     whole = compact_objects(kit, masks).nearest_ground_each(range(12), range(12), matrix, 3.0)
-    monkeypatch.setattr(measures, "PAIR_CHUNK", 7)
+    monkeypatch.setattr(footprints, "PAIR_CHUNK", 7)
     chunked = compact_objects(kit, masks).nearest_ground_each(range(12), range(12), matrix, 3.0)
     assert chunked == whole
     assert any(index is not None for _, index in whole)

@@ -12,8 +12,9 @@ import pytest
 import supervision as sv
 
 from streamseg.config.zones import CalibrationConfig, LineZoneConfig, PolygonZoneConfig
+from streamseg.rules.footprints import FOOTPRINT_POINTS
 from streamseg.rules.geometry import GroundPlane, LineZone, PolygonZone, to_frame_px
-from streamseg.rules.measures import FOOTPRINT_POINTS, FrameObjects
+from streamseg.rules.measures import FrameObjects
 
 Kit = Any  # the `kit` fixture (tests/rules/conftest.py)
 W, H = 120, 80
