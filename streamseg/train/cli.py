@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from streamseg.train.data import AugmentConfig, CocoSource, SampleSource, SynthSource
+from streamseg.train.augment import AugmentConfig
 from streamseg.train.evaluate import (
     EvalSet,
     evaluate,
@@ -36,6 +36,7 @@ from streamseg.train.evaluate import (
 from streamseg.train.export import export_onnx, export_torchscript
 from streamseg.train.loop import TrainConfig, load_checkpoint, train
 from streamseg.train.net import NetConfig, RuntimeHead, SegLite
+from streamseg.train.sources import CocoSource, SampleSource, SynthSource
 
 logger = logging.getLogger(__name__)
 

@@ -33,17 +33,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from streamseg.train.data import (
+from streamseg.train.augment import NO_AUGMENT, letterbox_params, make_example
+from streamseg.train.data import EVAL_SEED_STREAM
+from streamseg.train.scoring import FrameDetections, mask_map
+from streamseg.train.sources import (
     EVAL_SCENE_SEED_BASE,
-    EVAL_SEED_STREAM,
-    NO_AUGMENT,
     Sample,
     SampleSource,
-    letterbox_params,
-    make_example,
     synth_frame_to_sample,
 )
-from streamseg.train.scoring import FrameDetections, mask_map
 
 logger = logging.getLogger(__name__)
 

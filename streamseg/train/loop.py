@@ -36,19 +36,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from streamseg.train.data import (
-    AugmentConfig,
-    RangeSampler,
-    SampleSource,
-    TrainDataset,
-    collate,
-    images_to_input,
-    worker_init,
-)
+from streamseg.train.augment import AugmentConfig
+from streamseg.train.data import RangeSampler, TrainDataset, collate, images_to_input, worker_init
 from streamseg.train.evaluate import EvalSet, evaluate
 from streamseg.train.export import export_onnx, export_torchscript, load_runtime_weights
 from streamseg.train.loss import LossWeights, Targets, segment_loss
 from streamseg.train.net import NetConfig, RuntimeHead, SegLite, count_parameters
+from streamseg.train.sources import SampleSource
 
 logger = logging.getLogger(__name__)
 

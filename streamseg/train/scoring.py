@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from streamseg.train.data import Sample
+from streamseg.train.sources import Sample
 
 
 @dataclass(frozen=True)

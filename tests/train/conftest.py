@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from streamseg.train.data import Sample
+from streamseg.train.sources import Sample
 
 SHAPE_NAMES = ("box", "disc", "bar")
 

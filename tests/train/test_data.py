@@ -9,18 +9,16 @@ import cv2
 import numpy as np
 import pytest
 
-from streamseg.train.data import (
+from streamseg.train.augment import (
     NO_AUGMENT,
     AugmentConfig,
-    CocoSource,
     MaskTargetConfig,
-    Sample,
-    TrainDataset,
-    collate,
     copy_paste_small,
     make_example,
     make_mosaic,
 )
+from streamseg.train.data import TrainDataset, collate
+from streamseg.train.sources import CocoSource, Sample
 
 CocoFiles = Any  # (ann.json, images dir, polygon mask, RLE mask, uncompressed-RLE mask)
 

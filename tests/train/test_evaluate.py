@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from streamseg.train.data import Sample, letterbox_params
+from streamseg.train.augment import letterbox_params
 from streamseg.train.evaluate import DecodeConfig, decode_frame
 from streamseg.train.scoring import FrameDetections, ap50_breakdown, mask_map
+from streamseg.train.sources import Sample
 
 
 def _rect_sample() -> Sample:

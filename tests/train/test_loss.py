@@ -210,7 +210,7 @@ def test_roi_mask_loss_scores_the_pixels_the_runtime_thresholds() -> None:
     target must equal the BCE computed from that upsampled field; and a target made of the
     field's own signs must score lower than the same target shifted by two pixels.
     """
-    from streamseg.train.data import ROI_SIZE, roi_points
+    from streamseg.train.augment import ROI_SIZE, roi_points
     from streamseg.train.loss import Assignment, _roi_mask_loss
 
     torch.manual_seed(0)
@@ -247,7 +247,7 @@ def test_roi_mask_loss_scores_the_pixels_the_runtime_thresholds() -> None:
 
 
 def test_roi_points_cover_the_box_with_a_margin_inside_the_input() -> None:
-    from streamseg.train.data import ROI_SIZE, roi_points
+    from streamseg.train.augment import ROI_SIZE, roi_points
 
     xs, ys = roi_points(np.array([10.0, 20.0, 14.0, 23.0], np.float32), (64, 96))
     assert xs.shape == ys.shape == (ROI_SIZE,)

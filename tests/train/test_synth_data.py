@@ -6,8 +6,9 @@ import pickle
 
 import numpy as np
 
-from streamseg.train.data import SynthSource, TrainDataset
+from streamseg.train.data import TrainDataset
 from streamseg.train.evaluate import synth_eval_set
+from streamseg.train.sources import SynthSource
 
 
 def test_synth_examples_are_valid_and_deterministic() -> None:
