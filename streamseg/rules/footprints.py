@@ -29,8 +29,8 @@ PAIR_CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class Footprints:
-    """The ground-contact profiles (:meth:`FrameObjects.footprint`) of every object of a frame,
-    one object after another.
+    """The ground-contact profiles of every object of a frame, one object after another
+    (:meth:`~streamseg.rules.measures.FrameObjects.footprints`).
 
     Attributes:
         points: (P, 2) float64 ``(x, y)``, frame pixels.
@@ -47,7 +47,7 @@ class Footprints:
 
 @dataclass(frozen=True)
 class GroundFootprints:
-    """Every object's footprint mapped to the ground (:meth:`FrameObjects.ground_footprints`).
+    """Every object's footprint mapped to the ground (:func:`to_ground`).
 
     Coordinates are stored one row per axis, each contiguous.
 
