@@ -29,6 +29,7 @@ from streamseg.synth.frame import (
 )
 from streamseg.synth.ground import build_background, noise_bank
 from streamseg.synth.shapes import Canvas, Lighting, ObjectView, PartList, project_ellipsoid
+from streamseg.synth.worlds import make_world
 
 logger = logging.getLogger(__name__)
 
@@ -355,7 +356,7 @@ class SceneRenderer:
 
     def world(self) -> World:
         """A fresh world at time 0 (the same one every call)."""
-        return World(
+        return make_world(
             self.kind,
             self.difficulty,
             self.scene.region,
@@ -444,7 +445,7 @@ def random_training_frame(
     kind = SCENE_KINDS[int(rng.integers(0, len(SCENE_KINDS)))]
     difficulty = DIFFICULTIES[int(rng.integers(0, len(DIFFICULTIES)))]
     scene = _training_scene(kind, width, height, int(rng.integers(0, _TRAINING_VARIANTS)))
-    world = World(kind, difficulty, scene.region, rng, None, fps=15.0)
+    world = make_world(kind, difficulty, scene.region, rng, None, fps=15.0)
     for _ in range(int(rng.integers(0, 3))):
         world.step()  # a step or two so speeds and poses are mid-motion, not as spawned
     gain = float(rng.uniform(0.65, 1.3))
