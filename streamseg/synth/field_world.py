@@ -9,29 +9,24 @@ import math
 
 import numpy as np
 
-from streamseg.synth.agents import Agent, Region, World, wrap_angle
+from streamseg.synth.agents import Agent, World, wrap_angle
 from streamseg.synth.looks import cow_look, sheep_look
 
 
 class FieldWorld(World):
     """Herds of cattle and sheep (module docstring)."""
 
-    def __init__(
-        self,
-        kind: str,
-        difficulty: str,
-        region: Region,
-        rng: np.random.Generator,
-        num_objects: int | None,
-        fps: float,
-    ) -> None:
-        self.herd_goals: list[tuple[float, float]] = []
-        self.herd_timers: list[float] = []
-        self.herd_spread: list[float] = []
-        self.herd_resting: list[bool] = []
-        super().__init__(kind, difficulty, region, rng, num_objects, fps)
+    herd_goals: list[tuple[float, float]]
+    """Where each herd walks to, metres."""
+    herd_timers: list[float]
+    """Seconds each herd keeps its goal (or rests)."""
+    herd_spread: list[float]
+    """How close each herd's members stay to its centre, metres."""
+    herd_resting: list[bool]
+    """Whether each herd is resting (grazing) rather than travelling."""
 
     def _spawn(self, counts: dict[str, int]) -> None:
+        self.herd_goals, self.herd_timers, self.herd_spread, self.herd_resting = [], [], [], []
         rng = self.rng
         herds = 2 if self.busy or rng.random() < 0.5 else 1
         centres: list[tuple[float, float]] = []
