@@ -17,12 +17,13 @@ import logging
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from streamseg.synth import shapes
 from streamseg.synth.camera import GroundCamera
-from streamseg.synth.frame import CLASS_NAMES, DIFFICULTIES, SCENE_KINDS
+from streamseg.synth.frame import CLASS_NAMES, DIFFICULTIES
 
 logger = logging.getLogger(__name__)
 
@@ -216,8 +217,10 @@ class World(ABC):
     (:mod:`streamseg.synth.yard_world`, :mod:`~streamseg.synth.field_world`,
     :mod:`~streamseg.synth.pitch_world`); :func:`streamseg.synth.worlds.make_world` picks it.
 
+    Attributes:
+        kind: the scene kind the subclass animates (``yard``, ``field`` or ``pitch``).
+
     Args:
-        kind: ``yard``, ``field`` or ``pitch``.
         difficulty: ``easy`` or ``occlusion``.
         region: where feet may go.
         rng: the world's generator (spawn and every later step).
@@ -225,20 +228,18 @@ class World(ABC):
         fps: frames per second; one :meth:`step` advances ``1 / fps`` seconds.
     """
 
+    kind: ClassVar[str]
+
     def __init__(
         self,
-        kind: str,
         difficulty: str,
         region: Region,
         rng: np.random.Generator,
         num_objects: int | None,
         fps: float,
     ) -> None:
-        if kind not in SCENE_KINDS:
-            raise ValueError(f"kind must be one of {list(SCENE_KINDS)}, got {kind!r}")
         if difficulty not in DIFFICULTIES:
             raise ValueError(f"difficulty must be one of {list(DIFFICULTIES)}, got {difficulty!r}")
-        self.kind = kind
         self.difficulty = difficulty
         self.busy = difficulty == "occlusion"
         self.region = region
@@ -248,7 +249,7 @@ class World(ABC):
         self.herd_anchors: tuple[tuple[float, float], tuple[float, float]] = ((0, 0), (0, 0))
         """The two herds' home spots of a field scene with ``occlusion`` (their goals cross);
         ``((0, 0), (0, 0))`` otherwise."""
-        counts = default_counts(kind, difficulty, rng, num_objects)
+        counts = default_counts(self.kind, difficulty, rng, num_objects)
         self._spawn(counts)
         self._masses = np.array([a.mass for a in self.agents], dtype=np.float64)
         self._radii = np.array([a.radius for a in self.agents], dtype=np.float64)

@@ -16,6 +16,8 @@ from streamseg.synth.looks import cow_look, sheep_look
 class FieldWorld(World):
     """Herds of cattle and sheep (module docstring)."""
 
+    kind = "field"
+
     herd_goals: list[tuple[float, float]]
     """Where each herd walks to, metres."""
     herd_timers: list[float]

@@ -16,6 +16,8 @@ _BALL_TOP_ROW = 0.35  # the ball rebounds before its feet point rises above this
 class PitchWorld(World):
     """Two teams and a ball (module docstring)."""
 
+    kind = "pitch"
+
     def _spawn(self, counts: dict[str, int]) -> None:
         rng = self.rng
         picks = rng.choice(len(TEAM_SHIRTS), size=2, replace=False)

@@ -22,11 +22,12 @@ def make_world(
     num_objects: int | None,
     fps: float,
 ) -> World:
-    """The world of a scene of ``kind`` (arguments as :class:`~streamseg.synth.agents.World`).
+    """The world of a scene of ``kind`` (the other arguments as
+    :class:`~streamseg.synth.agents.World`'s).
 
     Raises:
         ValueError: ``kind`` or ``difficulty`` is not one the synthetic world knows.
     """
     if kind not in WORLDS:
         raise ValueError(f"kind must be one of {list(SCENE_KINDS)}, got {kind!r}")
-    return WORLDS[kind](kind, difficulty, region, rng, num_objects, fps)
+    return WORLDS[kind](difficulty, region, rng, num_objects, fps)

@@ -27,6 +27,8 @@ _DIG_KEYS: tuple[tuple[float, float, float, float], ...] = (
 class YardWorld(World):
     """Excavators, trucks and workers (module docstring)."""
 
+    kind = "yard"
+
     def _spawn(self, counts: dict[str, int]) -> None:
         rng = self.rng
         for _ in range(counts["excavator"]):
