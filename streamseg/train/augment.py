@@ -65,6 +65,9 @@ class AugmentConfig:
     min_area_px: int = 6
 
 
+DEFAULT_AUGMENT = AugmentConfig()
+"""The default strengths (a :class:`~streamseg.train.data.TrainDataset` given none)."""
+
 NO_AUGMENT = AugmentConfig(
     hsv_h=0.0,
     hsv_s=0.0,

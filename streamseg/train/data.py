@@ -21,14 +21,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from streamseg.train.augment import ROI_SIZE, AugmentConfig, Example, make_example, make_mosaic
+from streamseg.train.augment import (
+    DEFAULT_AUGMENT,
+    ROI_SIZE,
+    AugmentConfig,
+    Example,
+    make_example,
+    make_mosaic,
+)
 from streamseg.train.loss import Targets
 from streamseg.train.sources import SampleSource
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_AUGMENT = AugmentConfig()
-"""The augmentation of a :class:`TrainDataset` given none."""
 
 #: First word of the seed of every training sample.
 TRAIN_SEED_STREAM = 0
