@@ -126,19 +126,32 @@ class _MembershipRuleBase(_ZoneRuleBase):
         return value
 
 
+class _PulseRuleBase(ConfigModel):
+    """A rule whose occurrences are instantaneous (``enter``, ``exit``, ``cross``)."""
+
+    state_hold_s: Float = Field(
+        default=1.0,
+        ge=0,
+        le=3600,
+        description="seconds of stream time the rule's published state (MQTT, Home Assistant, "
+        "the recording's overlay) stays ON after an occurrence, so a dashboard shows it; 0: ON "
+        "then OFF on the same frame. Events are not affected",
+    )
+
+
 class InsideRuleConfig(_MembershipRuleBase):
     """Active while an object is inside the zone; one occurrence per (rule, track)."""
 
     type: Literal["inside"] = Field(description="rule kind")
 
 
-class EnterRuleConfig(_MembershipRuleBase):
+class EnterRuleConfig(_PulseRuleBase, _MembershipRuleBase):
     """An object that was outside the zone is now inside (an instantaneous occurrence)."""
 
     type: Literal["enter"] = Field(description="rule kind")
 
 
-class ExitRuleConfig(_MembershipRuleBase):
+class ExitRuleConfig(_PulseRuleBase, _MembershipRuleBase):
     """An object that was inside the zone is now outside (an instantaneous occurrence)."""
 
     type: Literal["exit"] = Field(description="rule kind")
@@ -177,7 +190,7 @@ class CountRuleConfig(_MembershipRuleBase):
         return value
 
 
-class CrossRuleConfig(_ZoneRuleBase):
+class CrossRuleConfig(_PulseRuleBase, _ZoneRuleBase):
     """An object's anchor moved from one side of a line zone to the other."""
 
     type: Literal["cross"] = Field(description="rule kind")

@@ -6,9 +6,13 @@ order per frame:
 
 1. for each rule, in config order: ``on_event`` for each of its events, then
    ``on_rule_state(stream, rule, active)`` when the rule's "any occurrence open" flag flipped.
-   An instantaneous occurrence (``enter``, ``exit``, ``cross``) opens and closes on one frame,
-   so its rule reports ``True`` then ``False`` (a pulse). On the stream's first frame every
-   rule reports its state (usually ``False``), so retained state topics start right.
+   An instantaneous occurrence (``enter``, ``exit``, ``cross``) opens and closes on one frame;
+   its rule reports ``True`` and then ``False`` on the first frame ``state_hold_s`` of stream
+   time later (a later occurrence extends the hold), so a dashboard or Home Assistant shows
+   it; with ``state_hold_s: 0`` it reports ``True`` then ``False`` on the same frame (a
+   pulse). On the stream's first frame every rule reports its state (usually ``False``), so
+   retained state topics start right; :meth:`RuleEngine.close` reports ``False`` for a rule
+   still held.
 2. ``on_zone_count(stream, zone, class, count)`` for each (zone, class) whose count changed.
    Counts are kept for every polygon zone that a rule on the stream watches; an object counts
    in a zone when at least :data:`COUNT_MIN_OVERLAP` of its mask pixels are inside (the
@@ -38,7 +42,7 @@ from streamseg.config.zones import CalibrationConfig, LineZoneConfig, ZoneConfig
 from streamseg.rules.events import Event, EventListener
 from streamseg.rules.geometry import GroundPlane, LineZone, PolygonZone
 from streamseg.rules.kinds import FrameContext, Rule, build_rule
-from streamseg.rules.lifecycle import Stamp
+from streamseg.rules.lifecycle import TIME_EPS_S, Stamp
 from streamseg.rules.measures import FrameObjects
 from streamseg.track.clock import TrackClock
 from streamseg.types import Frame
@@ -91,6 +95,8 @@ class RuleEngine:
             if isinstance(zone, PolygonZone) and zone in watched
         ]
         self._active: dict[str, bool] = {}
+        self._held_until: dict[str, float] = {}
+        """Rule id -> rules' clock time until which an instantaneous occurrence holds it on."""
         self._counts: dict[str, dict[str, int]] = {zone.id: {} for zone in self.count_zones}
         self._last: Stamp | None = None
         self._clock = TrackClock(FALLBACK_FRAME_S, name=f"rules of stream {stream_id!r}")
@@ -137,7 +143,7 @@ class RuleEngine:
         for rule in self.rules:
             rule_events = rule.evaluate(ctx)
             events.extend(rule_events)
-            self._tell(rule, rule_events, first_frame)
+            self._tell(rule, rule_events, first_frame, now.pts)
         if self.count_zones and self.listeners:
             self._report_counts(ctx)
         return events
@@ -153,15 +159,28 @@ class RuleEngine:
         for rule in self.rules:
             rule_events = rule.close(self._last)
             events.extend(rule_events)
-            self._tell(rule, rule_events, False)
+            self._tell(rule, rule_events, False, None)
+        self._held_until.clear()
         return events
 
     # ------------------------------------------------------------------ listeners
 
-    def _tell(self, rule: Rule, events: list[Event], first_frame: bool) -> None:
+    def _tell(
+        self, rule: Rule, events: list[Event], first_frame: bool, now_pts: float | None
+    ) -> None:
+        """Tell the listeners a rule's events and, when it changed, its state.
+
+        ``now_pts`` is the rules' clock on this frame; ``None`` when the stream ended (nothing
+        is held on any more).
+        """
         for event in events:
             self._call("on_event", event)
-        active = rule.active
+        held = False
+        if now_pts is not None:
+            if rule.pulsed and rule.state_hold_s > 0:
+                self._held_until[rule.id] = now_pts + rule.state_hold_s
+            held = self._held_until.get(rule.id, -math.inf) > now_pts + TIME_EPS_S
+        active = rule.active or held
         before = self._active.get(rule.id)
         if rule.pulsed and not active and not before:
             self._call("on_rule_state", self.stream_id, rule.id, True)

@@ -134,7 +134,7 @@ def test_enter_and_exit_are_instantaneous_debounced_transitions(
     expected_started: float,
 ) -> None:
     engine, recorder = kit.engine(
-        ZONE + f"  - {{id: r, type: {kind}, zone: yard, min_duration_s: 0.2}}\n"
+        ZONE + f"  - {{id: r, type: {kind}, zone: yard, min_duration_s: 0.2, state_hold_s: 0}}\n"
     )
     # A flicker into the other state (one frame) must not fire either transition.
     frames = timeline(*frames_in_order)
@@ -149,7 +149,8 @@ def test_enter_and_exit_are_instantaneous_debounced_transitions(
     assert start.event_id == end.event_id and (start.seq, end.seq) == (0, 1)
     assert start.started_pts == pytest.approx(expected_started)
     assert end.ended_at == start.started_at
-    # A pulse: the rule is on, then off, on that frame (after the initial off).
+    # With state_hold_s 0, a pulse: the rule is on, then off, on that frame (after the
+    # initial off).
     assert recorder.states == [("cam", "r", False), ("cam", "r", True), ("cam", "r", False)]
 
 
@@ -222,3 +223,43 @@ def test_mask_basis_against_anchor_bases(
     events = kit.run(engine, [[worker, machine]])
     fired = {e.track_ids[0] for e in events}
     assert (1 in fired, 2 in fired) == (arm_fires, machine_fires)
+
+
+def test_an_instantaneous_rule_state_is_held_on_and_extended(kit: Kit) -> None:
+    engine, recorder = kit.engine(
+        ZONE + "  - {id: r, type: enter, zone: yard, min_duration_s: 0, state_hold_s: 0.5}\n"
+    )
+    two = [(1, *OUT), (2, *OUT)]
+    frames = [two] * 3  # 0-2: both outside
+    frames += [[(1, *IN), (2, *OUT)]] * 3  # 3: track 1 enters
+    frames += [[(1, *IN), (2, *IN)]] * 6  # 6: track 2 enters, within the hold
+    frames += [[(1, *IN), (2, *IN)]] * 6  # 12 ... 17
+    events = kit.run(engine, frames)
+    assert [(e.type, e.frame_index) for e in events] == [
+        ("start", 3),
+        ("end", 3),
+        ("start", 6),
+        ("end", 6),
+    ]
+    # On at frame 3, still on at 6 (a new enter restarts the hold), off at 11: the first
+    # frame 0.5 s after the second enter.
+    assert recorder.states == [("cam", "r", False), ("cam", "r", True), ("cam", "r", False)]
+    engine, recorder = kit.engine(
+        ZONE + "  - {id: r, type: enter, zone: yard, min_duration_s: 0, state_hold_s: 0.5}\n"
+    )
+    reported_at = []
+    for index, objects in enumerate(frames):
+        before = len(recorder.states)
+        kit.run(engine, [objects], start=index)
+        reported_at += [index] * (len(recorder.states) - before)
+    assert reported_at == [0, 3, 11]
+
+
+def test_a_rule_held_on_when_the_stream_ends_reports_off(kit: Kit) -> None:
+    engine, recorder = kit.engine(
+        ZONE + "  - {id: r, type: exit, zone: yard, min_duration_s: 0, state_hold_s: 5}\n"
+    )
+    kit.run(engine, timeline((3, IN), (3, OUT)))
+    assert recorder.states == [("cam", "r", False), ("cam", "r", True)]
+    engine.close()
+    assert recorder.states[-1] == ("cam", "r", False)

@@ -79,12 +79,13 @@ def test_every_kind_raises_events_that_validate_against_the_schema(kit: Kit) -> 
 
 def test_rule_states_start_off_flip_and_pulse(kit: Kit) -> None:
     engine, recorder = kit.engine(EVERY_KIND, calibration=CALIBRATION)
-    kit.run(engine, walk()[:5])
+    kit.run(engine, walk())
     # Every rule reports its state on the first frame (only near is active at once).
     first_frame = recorder.states[: len(engine.rules)]
     assert first_frame == [("cam", rule_id, rule_id == "near") for rule_id in engine.rule_ids]
     later = recorder.states[len(engine.rules) :]
     assert ("cam", "inside", True) in later
+    # enter: on at frame 3, held on for state_hold_s (default 1 s), off at frame 13.
     pulses = [s for s in later if s[1] == "enter"]
     assert pulses == [("cam", "enter", True), ("cam", "enter", False)]
     # No repeated reports of an unchanged state.

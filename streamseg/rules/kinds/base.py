@@ -55,6 +55,9 @@ class Rule(ABC):
     Attributes:
         pulsed: True when the last :meth:`evaluate` produced an instantaneous occurrence
             (its start and end on the same frame).
+        state_hold_s: how long the engine reports the rule on after such an occurrence
+            (``state_hold_s`` of the ``enter``, ``exit`` and ``cross`` configs; 0 for the
+            other kinds, whose state follows their open occurrences).
     """
 
     def __init__(self, config: RuleConfig, stream_id: str, zone_id: str | None) -> None:
@@ -73,6 +76,7 @@ class Rule(ABC):
             config.update_interval_s,
         )
         self.pulsed = False
+        self.state_hold_s = float(getattr(config, "state_hold_s", 0.0))
 
     @property
     def active(self) -> bool:
