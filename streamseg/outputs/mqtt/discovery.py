@@ -5,7 +5,9 @@ Home Assistant's MQTT integration reads JSON configs on
 it starts) and creates one entity per config. streamseg publishes, per pipeline:
 
 * a ``binary_sensor`` per (stream, rule): ``state_topic`` ``<prefix>/<stream>/<rule>/state``,
-  ``payload_on`` ``ON``, ``payload_off`` ``OFF``;
+  ``payload_on`` ``ON``, ``payload_off`` ``OFF`` (an ``enter``, ``exit`` or ``cross`` rule
+  reads ``ON`` for its ``state_hold_s`` after each occurrence, see
+  :mod:`streamseg.rules.engine`);
 * a ``sensor`` per zone count topic ``<prefix>/<stream>/<zone>/<class>/count``
   (``state_class: measurement``).
 
