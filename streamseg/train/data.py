@@ -124,10 +124,15 @@ def collate(examples: Sequence[Example]) -> tuple[torch.Tensor, Targets]:
 def worker_init(_: int) -> None:
     """DataLoader worker setup: one thread each for torch and OpenCV (the trainer owns the CPU).
 
-    The worker ignores SIGINT: a Ctrl-C in the terminal reaches the whole process group, and the
-    trainer must be able to finish its step and checkpoint while the worker keeps serving.
+    The worker ignores SIGINT and SIGTERM. A Ctrl-C in the terminal reaches the whole process
+    group, and so does a SIGTERM from systemd (``KillMode=control-group``) or ``kill -- -PGID``;
+    the trainer must be able to finish its step and checkpoint while the worker keeps serving.
+    A worker killed by SIGTERM made the DataLoader raise mid-step, before any checkpoint. The
+    DataLoader ends its workers itself when the trainer stops (and a worker whose trainer died
+    exits on its own).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
 

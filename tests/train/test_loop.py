@@ -173,14 +173,15 @@ def test_cli_trains_on_coco_and_exports(coco: tuple[Path, Path], tmp_path: Path)
     assert train_main([*_small_args(ann, img_dir, out, 2), "--mask-threshold", "0.4"]) == 2
 
 
-@pytest.mark.parametrize("how", ["sigterm-to-trainer", "ctrl-c-to-group"])
+@pytest.mark.parametrize("how", ["sigterm-to-trainer", "ctrl-c-to-group", "sigterm-to-group"])
 def test_stop_signal_checkpoints_and_resume_finishes(
     how: str, coco: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """A stop signal mid-run leaves a checkpoint and exit 0; --resume then completes the run.
 
     ``ctrl-c-to-group`` sends SIGINT to the whole process group, data worker included, as a
-    terminal does.
+    terminal does; ``sigterm-to-group`` sends SIGTERM to it, as systemd and ``kill -- -PGID``
+    do (a worker killed by it made the DataLoader raise before the checkpoint).
     """
     ann, img_dir = coco
     out = tmp_path / "run"
@@ -203,7 +204,7 @@ def test_stop_signal_checkpoints_and_resume_finishes(
         proc.send_signal(signal.SIGTERM)
     else:
         time.sleep(0.5)  # let the worker run
-        os.killpg(proc.pid, signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT if how == "ctrl-c-to-group" else signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     step = load_checkpoint(out / "last.pt")["step"]
