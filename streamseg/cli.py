@@ -1,4 +1,4 @@
-"""The ``streamseg`` command: run, validate, info, demo, synth, train, eval."""
+"""The ``streamseg`` command: run, validate, info, preview, demo, synth, train, eval."""
 
 from __future__ import annotations
 
@@ -183,6 +183,48 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _cmd_preview(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    import cv2
+
+    from streamseg.config import ConfigError, load_pipeline
+    from streamseg.outputs.preview import capture_frame, draw_preview
+
+    try:
+        config = load_pipeline(args.file)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]", highlight=False)
+        return 1
+    known = [source.id for source in config.sources]
+    wanted = args.sources or known
+    unknown = [source_id for source_id in wanted if source_id not in known]
+    if unknown:
+        console.print(
+            f"[red]error:[/red] --source {', '.join(unknown)}: not in {args.file} (its sources: "
+            f"{', '.join(known)})",
+            highlight=False,
+        )
+        return 1
+    out = Path(args.out)
+    failed = 0
+    for source_id in wanted:
+        source = config.source(source_id)
+        try:
+            frame = capture_frame(source, args.timeout)
+            image = draw_preview(frame.image, source_id, config.zones, source.calibration)
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / f"{source_id}.png"
+            if not cv2.imwrite(str(path), image):
+                raise OSError(f"could not write {path}")
+        except (TimeoutError, OSError, ValueError) as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            failed += 1
+            continue
+        Console(soft_wrap=True).print(f"wrote {path}", highlight=False)
+    return 1 if failed else 0
+
+
 def _print_tracking_scores(scores: TrackingScores, console: Console) -> None:
     """One rich table per class key: a row per sequence, then the combined row."""
     from rich.table import Table
@@ -270,6 +312,30 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", help="'builtin' or a TorchScript/ONNX file in the YOLO-seg layout")
     info.add_argument("--device", default="cpu", help="auto | cpu | cuda[:i]")
 
+    preview = sub.add_parser(
+        "preview",
+        help="draw each source's zones, line sides and ground calibration on one of its frames",
+        description=(
+            "Take one frame from each source of a pipeline and write it as a PNG with the "
+            "stream's zones and lines (an arrow from points[0] to points[1], the L and R sides a "
+            "cross rule's direction names) and, for a calibrated stream, its four marks and a "
+            "ground grid in metres: a grid that does not lie flat on the ground means the "
+            "calibration is wrong."
+        ),
+    )
+    preview.add_argument("file", help="pipeline YAML")
+    preview.add_argument("--out", default="out/preview", help="folder for <source id>.png")
+    preview.add_argument(
+        "--source",
+        dest="sources",
+        action="append",
+        metavar="ID",
+        help="only this source (repeat for several; default: every source)",
+    )
+    preview.add_argument(
+        "--timeout", type=float, default=15.0, help="seconds to wait for a source's first frame"
+    )
+
     demo = sub.add_parser("demo", help="render a synthetic yard scene and run the demo pipeline")
     demo.add_argument("--pipeline", default="pipelines/demo.yaml", help="demo pipeline file")
     sub.add_parser("synth", help="render synthetic scenes with ground truth", add_help=False)
@@ -326,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_info(args, console)
     if args.command == "run":
         return _cmd_run(args, console)
+    if args.command == "preview":
+        return _cmd_preview(args, console)
     if args.command == "eval":
         return _cmd_eval_tracking(args, console)
     if args.command == "demo":
