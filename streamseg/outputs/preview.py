@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from streamseg.config import SourceConfig
 from streamseg.config.zones import CalibrationConfig, ZoneConfig
 from streamseg.outputs.annotate import OverlayState, ZoneDrawing, draw_zone
 from streamseg.record.zones import zone_drawings
@@ -205,7 +206,7 @@ def _draw_sides(scene: npt.NDArray[np.uint8], zone: ZoneDrawing) -> None:
     _label(scene, "R", right, (255, 255, 255))
 
 
-def capture_frame(source_config: object, timeout_s: float) -> Frame:
+def capture_frame(source_config: SourceConfig, timeout_s: float) -> Frame:
     """The first frame a source delivers, opening and closing it as the runtime would.
 
     Args:
@@ -218,7 +219,7 @@ def capture_frame(source_config: object, timeout_s: float) -> Frame:
     """
     from streamseg.sources import build_source
 
-    source = build_source(source_config)  # type: ignore[arg-type]
+    source = build_source(source_config)
     source.start()
     try:
         frame = source.get(timeout_s)

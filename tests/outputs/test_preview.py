@@ -107,23 +107,26 @@ def test_preview_of_another_stream_draws_none_of_this_streams_zones() -> None:
     assert np.array_equal(drawn[50, 70], _scene()[50, 70])
 
 
-def _video(path: Path) -> np.ndarray:
+def _pipeline(tmp_path: Path, sources: str) -> Path:
+    """A pipeline file with :data:`ZONES` whose ``sources`` section is ``sources``, formatted
+    with ``{video}``: a real 10-frame H.264 file."""
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8) for _ in range(10)]
-    write_h264_mp4(images, path, fps=10, gop=5)
-    return images[0]
+    video = tmp_path / "cam.mp4"
+    write_h264_mp4(images, video, fps=10, gop=5)
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text("sources:\n" + sources.format(video=video, tmp=tmp_path) + ZONES)
+    return pipeline
 
 
 def test_preview_command_writes_one_png_per_source(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    video = tmp_path / "cam.mp4"
-    _video(video)
-    pipeline = tmp_path / "p.yaml"
-    pipeline.write_text(
-        f"sources:\n  - id: cam\n    type: file\n    path: {video}\n"
-        "    calibration: {image_points: [[100, 180], [220, 180], [200, 110], [120, 110]], "
-        "ground_points: [[-3, 0], [3, 0], [3, 8], [-3, 8]]}\n" + ZONES
+    pipeline = _pipeline(
+        tmp_path,
+        "  - id: cam\n    type: file\n    path: {video}\n"
+        "    calibration: {{image_points: [[100, 180], [220, 180], [200, 110], [120, 110]], "
+        "ground_points: [[-3, 0], [3, 0], [3, 8], [-3, 8]]}}\n",
     )
     out = tmp_path / "preview"
     assert main(["preview", str(pipeline), "--out", str(out)]) == 0
@@ -136,12 +139,10 @@ def test_preview_command_writes_one_png_per_source(
 def test_preview_command_names_a_source_that_gives_no_frame_and_an_unknown_source(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    video = tmp_path / "cam.mp4"
-    _video(video)
-    pipeline = tmp_path / "p.yaml"
-    pipeline.write_text(
-        f"sources:\n  - {{id: cam, type: file, path: {video}}}\n"
-        f"  - {{id: gone, type: file, path: {tmp_path / 'missing.mp4'}}}\n" + ZONES
+    pipeline = _pipeline(
+        tmp_path,
+        "  - {{id: cam, type: file, path: {video}}}\n"
+        "  - {{id: gone, type: file, path: {tmp}/missing.mp4}}\n",
     )
     out = tmp_path / "preview"
     assert main(["preview", str(pipeline), "--out", str(out), "--timeout", "5"]) == 1
