@@ -211,7 +211,7 @@ def _cmd_preview(args: argparse.Namespace, console: Console) -> int:
     for source_id in wanted:
         source = config.source(source_id)
         try:
-            frame = capture_frame(source, args.timeout)
+            frame = capture_frame(source, args.timeout, args.at)
             image = draw_preview(frame.image, source_id, config.zones, source.calibration)
             out.mkdir(parents=True, exist_ok=True)
             path = out / f"{source_id}.png"
@@ -334,6 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preview.add_argument(
         "--timeout", type=float, default=15.0, help="seconds to wait for a source's first frame"
+    )
+    preview.add_argument(
+        "--at",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="use the first frame this many seconds of stream time into the source (a file is "
+        "read up to it, a camera watched that long)",
     )
 
     demo = sub.add_parser("demo", help="render a synthetic yard scene and run the demo pipeline")

@@ -19,6 +19,7 @@ Everything but :func:`capture_frame` is pure drawing on a given image.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import Final
 
@@ -206,30 +207,44 @@ def _draw_sides(scene: npt.NDArray[np.uint8], zone: ZoneDrawing) -> None:
     _label(scene, "R", right, (255, 255, 255))
 
 
-def capture_frame(source_config: SourceConfig, timeout_s: float) -> Frame:
-    """The first frame a source delivers, opening and closing it as the runtime would.
+def capture_frame(source_config: SourceConfig, timeout_s: float, at_s: float = 0.0) -> Frame:
+    """A frame of a source, opening and closing it as the runtime would.
 
     Args:
         source_config: one entry of the pipeline's ``sources`` (file, RTSP or USB).
-        timeout_s: how long to wait for the frame.
+        timeout_s: how long to wait for the first frame (and, with ``at_s``, that much longer
+            for the chosen one).
+        at_s: the first frame at least this many seconds of stream time after the first one
+            (a file is read up to it; a camera is watched that long).
 
     Raises:
-        TimeoutError: no frame within ``timeout_s``, or the source ended (a missing file) or
-            failed first; the message says what the source reported.
+        TimeoutError: no frame in time, or the source ended (a missing file, a file shorter
+            than ``at_s``) or failed first; the message says what the source reported.
     """
     from streamseg.sources import build_source
 
     source = build_source(source_config)
     source.start()
+    deadline = time.monotonic() + timeout_s + at_s
+    first_pts: float | None = None
     try:
-        frame = source.get(timeout_s)
+        while True:
+            frame = source.get(max(0.0, deadline - time.monotonic()))
+            if frame is None:
+                break
+            if first_pts is None:
+                first_pts = frame.pts_s
+            if frame.pts_s - first_pts >= at_s - 1e-6:
+                return frame
     finally:
         source.stop()
-    if frame is None:
-        stats = source.stats()
-        reason = f": {stats.last_error}" if stats.last_error else ""
-        when = "before it ended" if stats.state.terminal else f"within {timeout_s:g} s"
-        raise TimeoutError(
-            f"source {source.stream_id!r}: no frame {when} (state {stats.state.value}{reason})"
-        )
-    return frame
+    stats = source.stats()
+    reason = f": {stats.last_error}" if stats.last_error else ""
+    if first_pts is not None:
+        what = f"reached no frame {at_s:g} s after its first"
+    else:
+        what = "delivered no frame"
+    when = "before it ended" if stats.state.terminal else f"within {timeout_s + at_s:g} s"
+    raise TimeoutError(
+        f"source {source.stream_id!r}: {what} {when} (state {stats.state.value}{reason})"
+    )

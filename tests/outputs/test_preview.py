@@ -16,6 +16,7 @@ from streamseg.config.zones import CalibrationConfig
 from streamseg.outputs.preview import (
     GRID_BGR,
     MARK_BGR,
+    capture_frame,
     draw_preview,
     grid_step,
     ground_grid,
@@ -147,7 +148,21 @@ def test_preview_command_names_a_source_that_gives_no_frame_and_an_unknown_sourc
     out = tmp_path / "preview"
     assert main(["preview", str(pipeline), "--out", str(out), "--timeout", "5"]) == 1
     err = capsys.readouterr().err
-    assert "source 'gone': no frame before it ended (state failed" in " ".join(err.split())
+    assert "source 'gone': delivered no frame before it ended (state failed" in " ".join(
+        err.split()
+    )
     assert (out / "cam.png").is_file() and not (out / "gone.png").exists()
     assert main(["preview", str(pipeline), "--source", "nope"]) == 1
     assert "--source nope: not in" in " ".join(capsys.readouterr().err.split())
+
+
+def test_preview_at_picks_a_later_frame_of_a_file(tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path, "  - {{id: cam, type: file, path: {video}}}\n")
+    config = load_pipeline_text(pipeline.read_text())
+    source = config.source("cam")
+    first = capture_frame(source, 5.0)
+    later = capture_frame(source, 5.0, at_s=0.5)  # 10 fps: the sixth frame
+    assert (first.index, later.index) == (0, 5)
+    assert later.pts_s - first.pts_s == pytest.approx(0.5)
+    with pytest.raises(TimeoutError, match=r"reached no frame 5 s after its first before it ended"):
+        capture_frame(source, 5.0, at_s=5.0)  # the file lasts 1 s
