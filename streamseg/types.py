@@ -12,6 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+HIDDEN_TRACK_IDS = "hidden_track_ids"
+"""Key of the tracker's output ``Detections.metadata``: a sorted tuple of the ids of the
+confirmed tracks unseen on the frame that the tracker keeps as hidden behind an object of
+another class (``tracker.hidden_buffer_s``). The rules keep such a track's open occurrences."""
+
 
 class SourceState(str, enum.Enum):
     """The visible state of one source (DESIGN.md, "Rules of the flow")."""

@@ -89,7 +89,8 @@ class _RuleBase(ConfigModel):
         default=2.0,
         ge=0,
         le=3600,
-        description="a track unseen for this long ends its occurrences (details.reason: lost)",
+        description="a track unseen for this long ends its occurrences (details.reason: lost); "
+        "not while the tracker reports it hidden behind an object of another class",
     )
 
 

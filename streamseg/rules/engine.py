@@ -19,7 +19,9 @@ order per frame:
    ``mask`` basis), whatever the rules' own bases. Classes appear once seen in the zone and
    are reported at 0 when the last one leaves.
 
-Only confirmed tracks (``tracker_id >= 1``) take part. A listener that raises is logged and
+Only confirmed tracks (``tracker_id >= 1``) take part. The tracker's ``HIDDEN_TRACK_IDS``
+(``detections.metadata``) keep the open occurrences of tracks hidden behind another object
+(:class:`~streamseg.rules.kinds.base.TrackRule`). A listener that raises is logged and
 skipped; it never stops the rules or the other listeners.
 
 Time is the stream's ``pts`` made monotonic (:class:`~streamseg.track.clock.TrackClock`, as in
@@ -45,7 +47,7 @@ from streamseg.rules.kinds import FrameContext, Rule, build_rule
 from streamseg.rules.lifecycle import TIME_EPS_S, Stamp
 from streamseg.rules.measures import FrameObjects
 from streamseg.track.clock import TrackClock
-from streamseg.types import Frame
+from streamseg.types import HIDDEN_TRACK_IDS, Frame
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +140,8 @@ class RuleEngine:
         now = Stamp(self._base_pts + self._clock.now_s, float(frame.wall_time), int(frame.index))
         first_frame = self._last is None
         self._last = now
-        ctx = FrameContext(now, FrameObjects(detections, frame.resolution_wh))
+        hidden = frozenset(int(i) for i in detections.metadata.get(HIDDEN_TRACK_IDS, ()))
+        ctx = FrameContext(now, FrameObjects(detections, frame.resolution_wh), hidden)
         events: list[Event] = []
         for rule in self.rules:
             rule_events = rule.evaluate(ctx)

@@ -65,6 +65,7 @@ from streamseg.track.clock import TrackClock
 from streamseg.track.kalman import KalmanParams, cxcywh_to_xyxy
 from streamseg.track.masks import GridMasks, grid_masks, grid_stride, moved_origins, pair_mask_iou
 from streamseg.track.tracks import NO_ID, TrackTable
+from streamseg.types import HIDDEN_TRACK_IDS
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,10 @@ class MaskTracker:
         Returns:
             A new ``sv.Detections`` with the input's rows in the input's order (same boxes,
             masks, classes, confidences and data) and ``tracker_id`` (N,) int: the id of the
-            confirmed track each detection belongs to, or -1.
+            confirmed track each detection belongs to, or -1. ``metadata[HIDDEN_TRACK_IDS]``
+            holds the ids of the confirmed tracks not seen on this frame that the tracker keeps
+            as hidden behind an object of another class (see ``hidden_buffer_s``), sorted: the
+            rules keep such a track's open occurrences (:mod:`streamseg.rules.kinds.base`).
 
         Raises:
             TypeError: ``detections`` is not an ``sv.Detections``.
@@ -244,7 +248,10 @@ class MaskTracker:
                 tracks.store_appearance(new_rows, frame.colours[new], frame.has_colours[new])
             self._confirm(new_rows, now)
             tracker_id[new] = tracks.ids[new_rows]
-        return _with_tracker_id(detections, tracker_id)
+        out = _with_tracker_id(detections, tracker_id)
+        hidden = tracks.lost & tracks.hidden & tracks.confirmed
+        out.metadata[HIDDEN_TRACK_IDS] = tuple(sorted(int(i) for i in tracks.ids[hidden]))
+        return out
 
     # ----------------------------------------------------------------- steps
     def _frame(self, detections: sv.Detections, image: npt.NDArray[np.uint8] | None) -> _Frame:

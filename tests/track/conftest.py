@@ -21,6 +21,7 @@ import pytest
 import supervision as sv
 
 from streamseg.track import MaskTracker
+from streamseg.types import HIDDEN_TRACK_IDS
 
 HW = (180, 320)
 """Frame (height, width) of the test scenes."""
@@ -152,6 +153,8 @@ class Run:
 
     frames: list[Frame] = field(default_factory=list)
     ids: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    hidden: list[tuple[int, ...]] = field(default_factory=list)
+    """Per frame, the track ids the tracker reported hidden (``HIDDEN_TRACK_IDS``)."""
 
     def ids_of(self, gid: int) -> list[int]:
         """Track ids given to object ``gid`` over time (-1 excluded), in frame order."""
@@ -198,6 +201,7 @@ def run(
         assert out.tracker_id is not None
         result.frames.append(frame)
         result.ids.append(np.asarray(out.tracker_id, dtype=np.int64))
+        result.hidden.append(tuple(out.metadata[HIDDEN_TRACK_IDS]))
     return result
 
 

@@ -80,6 +80,21 @@ def test_a_worker_behind_a_machine_keeps_its_identity_longer(
     assert run.ids_of(1)[-1] >= 1  # tracked again once out
 
 
+def test_the_tracker_reports_a_worker_behind_a_machine_as_hidden(
+    scene_kit: SimpleNamespace,
+) -> None:
+    """While the worker is out of sight behind the machine, its confirmed track id is in the
+    output's HIDDEN_TRACK_IDS (what keeps the rules' occurrences open); never while seen."""
+    scene = [_worker_behind_machine(scene_kit), _machine(scene_kit)]
+    run = scene_kit.run(_tracker(), scene, scene_kit.times(8, 15))
+    worker_id = run.ids_of(1)[0]
+    unseen = [k for k, f in enumerate(run.frames) if 1 not in f.gids.tolist()]
+    assert unseen
+    assert all(run.hidden[k] == (worker_id,) for k in unseen)
+    seen = [k for k in range(len(run.frames)) if k not in unseen]
+    assert not any(run.hidden[k] for k in seen)
+
+
 def test_an_object_lost_in_the_open_gets_only_the_lost_buffer(scene_kit: SimpleNamespace) -> None:
     """Missed for 3.5 s with nothing of another class near it, a track is not hidden: it ends
     after ``lost_buffer_s`` and the object comes back with a new id."""
@@ -89,6 +104,7 @@ def test_an_object_lost_in_the_open_gets_only_the_lost_buffer(scene_kit: SimpleN
     machine = scene_kit.SceneObject(2, "box", (40, 40), scene_kit.linear(280, 40, 0), 2)
     run = scene_kit.run(_tracker(), [worker, machine], scene_kit.times(7, 15))
     assert len(run.distinct_ids(1)) == 2
+    assert not any(run.hidden)  # lost in the open: never reported hidden
 
 
 def test_a_dormant_track_takes_no_detection_a_recent_track_can_have(

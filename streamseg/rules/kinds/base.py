@@ -33,10 +33,13 @@ class FrameContext:
     Attributes:
         stamp: the frame's times and index.
         objects: its confirmed tracks and their measures.
+        hidden: ids of confirmed tracks unseen on this frame that the tracker keeps as hidden
+            behind an object of another class (``HIDDEN_TRACK_IDS`` of its output).
     """
 
     stamp: Stamp
     objects: FrameObjects
+    hidden: frozenset[int] = frozenset()
 
     @property
     def frame_wh(self) -> tuple[int, int]:
@@ -135,6 +138,12 @@ class TrackRule(Rule):
 
     Subclasses implement :meth:`observe` (one track seen on one frame) and may override
     :meth:`lost` (a track gone for longer than ``lost_timeout_s``).
+
+    A track with an open occurrence is not lost while the tracker reports it hidden behind an
+    object of another class (:attr:`FrameContext.hidden`): a worker behind the machine in its
+    swing zone is still there, and one alert covers the whole stay. Once the tracker gives the
+    track up (``hidden_buffer_s``) or finds it again, the usual rules apply; a track without an
+    open occurrence gets ``lost_timeout_s`` as before.
     """
 
     initial_state: bool | None = False
@@ -165,10 +174,12 @@ class TrackRule(Rule):
             self.observe(ctx, k, track_id, state, events)
         if len(tracks) > len(indices):
             timeout = self.lost_timeout_s
+            held = ctx.hidden
             gone = [
                 track_id
                 for track_id, state in tracks.items()
                 if now.pts - state.last_seen.pts > timeout + TIME_EPS_S
+                and not (track_id in held and track_id in self.book.open)
             ]
             for track_id in gone:
                 self.lost(track_id, tracks.pop(track_id), now, events)
