@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from streamseg.types import HIDDEN_TRACK_IDS
+
 Kit = Any  # the `kit` fixture (tests/rules/conftest.py)
 
 PEN = """\
@@ -82,6 +84,25 @@ def test_a_briefly_hidden_animal_still_counts(kit: Kit) -> None:
     events = kit.run(engine, [hidden] * 20, start=14)
     assert [e.type for e in events] == ["start"]
     assert events[0].track_ids == (1, 3)
+
+
+def test_an_animal_the_tracker_holds_hidden_keeps_counting(kit: Kit) -> None:
+    """Unseen for 2 s (lost_timeout_s 1) while the tracker reports it hidden behind another
+    object: it still counts; once the tracker drops it, it stops counting."""
+    engine, _ = kit.engine(
+        PEN + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
+        "min_duration_s: 0.3, lost_timeout_s: 1.0}\n"
+    )
+    unseen = [c for c in cows(3) if c[0] != 2]
+    frames = [cows(3)] * 3 + [unseen] * 40
+    events = []
+    for index, objects in enumerate(frames):
+        detections = kit.detections(objects)
+        detections.metadata[HIDDEN_TRACK_IDS] = (2,) if index < 23 else ()
+        events += engine.evaluate(kit.frame(index, index / 10), detections)
+    # Hidden until frame 22; at frame 23 it has been unseen 2 s > lost_timeout_s: it stops
+    # counting, and "below 3" starts 0.3 s later.
+    assert [(e.type, e.frame_index) for e in events] == [("start", 26)]
 
 
 def test_other_classes_and_unconfirmed_tracks_are_not_counted(kit: Kit) -> None:

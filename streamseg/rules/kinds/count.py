@@ -2,9 +2,10 @@
 threshold for ``min_duration_s``.
 
 The count on a frame is the number of confirmed tracks of the classes inside the zone (by the
-rule's ``basis``), plus tracks last seen inside less than ``lost_timeout_s`` ago: an animal
-hidden behind another for a moment still counts, so "head count below N" does not fire on a
-short occlusion. The condition is ``count > above`` or ``count < below`` (strict), debounced
+rule's ``basis``), plus tracks last seen inside less than ``lost_timeout_s`` ago, or that the
+tracker still reports hidden behind an object of another class (:attr:`FrameContext.hidden`):
+an animal hidden behind another still counts, so "head count below N" does not fire on an
+occlusion. The condition is ``count > above`` or ``count < below`` (strict), debounced
 with ``min_duration_s`` on the way in and out.
 
 One zone-level occurrence at a time: ``start`` lists the tracks inside then (``track_ids``,
@@ -69,7 +70,11 @@ class CountRule(Rule):
             else:
                 inside.pop(track_id, None)
         timeout = self.lost_timeout_s
-        stale = [t for t, (_, seen) in inside.items() if now.pts - seen > timeout + TIME_EPS_S]
+        stale = [
+            t
+            for t, (_, seen) in inside.items()
+            if now.pts - seen > timeout + TIME_EPS_S and t not in ctx.hidden
+        ]
         for track_id in stale:
             del inside[track_id]
         self.count = len(inside)
