@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,7 +13,7 @@ import supervision as sv
 
 from streamseg.config import load_pipeline_text
 from streamseg.rules import Event, RuleEngine
-from streamseg.types import Frame
+from streamseg.types import HIDDEN_TRACK_IDS, Frame
 
 WIDTH, HEIGHT = 120, 80
 
@@ -128,12 +128,20 @@ class Kit:
         timeline: Iterable[Sequence[Obj | Sequence[object]]],
         fps: float = 10.0,
         start: int = 0,
+        hidden: Mapping[int, tuple[int, ...]] | None = None,
     ) -> list[Event]:
-        """Feed one frame per entry of ``timeline`` (at ``fps``); returns all events."""
+        """Feed one frame per entry of ``timeline`` (at ``fps``); returns all events.
+
+        ``hidden`` maps frame indices to the track ids the tracker reports hidden on them
+        (``HIDDEN_TRACK_IDS`` of the detections' metadata).
+        """
         events: list[Event] = []
         for offset, objects in enumerate(timeline):
             index = start + offset
-            events += engine.evaluate(Kit.frame(index, index / fps), Kit.detections(objects))
+            detections = Kit.detections(objects)
+            if hidden is not None:
+                detections.metadata[HIDDEN_TRACK_IDS] = hidden.get(index, ())
+            events += engine.evaluate(Kit.frame(index, index / fps), detections)
         return events
 
 

@@ -6,8 +6,6 @@ from typing import Any
 
 import pytest
 
-from streamseg.types import HIDDEN_TRACK_IDS
-
 Kit = Any  # the `kit` fixture (tests/rules/conftest.py)
 
 PEN = """\
@@ -95,11 +93,7 @@ def test_an_animal_the_tracker_holds_hidden_keeps_counting(kit: Kit) -> None:
     )
     unseen = [c for c in cows(3) if c[0] != 2]
     frames = [cows(3)] * 3 + [unseen] * 40
-    events = []
-    for index, objects in enumerate(frames):
-        detections = kit.detections(objects)
-        detections.metadata[HIDDEN_TRACK_IDS] = (2,) if index < 23 else ()
-        events += engine.evaluate(kit.frame(index, index / 10), detections)
+    events = kit.run(engine, frames, hidden=dict.fromkeys(range(23), (2,)))
     # Hidden until frame 22; at frame 23 it has been unseen 2 s > lost_timeout_s: it stops
     # counting, and "below 3" starts 0.3 s later.
     assert [(e.type, e.frame_index) for e in events] == [("start", 26)]

@@ -6,8 +6,6 @@ from typing import Any
 
 import pytest
 
-from streamseg.types import HIDDEN_TRACK_IDS
-
 Kit = Any  # the `kit` fixture (tests/rules/conftest.py)
 
 ZONE = """\
@@ -113,18 +111,6 @@ def test_track_back_within_lost_timeout_keeps_its_occurrence(kit: Kit) -> None:
     assert engine.rules[0].active
 
 
-def _run_with_hidden(
-    kit: Kit, engine: Any, frames: list[list[tuple[int, ...]]], hidden_at: set[int]
-) -> list[Any]:
-    """Like ``kit.run``, with the tracker reporting track 1 hidden on the frames ``hidden_at``."""
-    events = []
-    for index, objects in enumerate(frames):
-        detections = kit.detections(objects)
-        detections.metadata[HIDDEN_TRACK_IDS] = (1,) if index in hidden_at else ()
-        events += engine.evaluate(kit.frame(index, index / 10), detections)
-    return events
-
-
 def test_a_track_the_tracker_holds_hidden_keeps_its_open_occurrence(kit: Kit) -> None:
     """Unseen for 1.5 s (lost_timeout_s 0.5) but reported hidden behind another object: the
     occurrence stays open; it ends (reason lost, at the last sighting) once the tracker drops
@@ -132,10 +118,11 @@ def test_a_track_the_tracker_holds_hidden_keeps_its_open_occurrence(kit: Kit) ->
     rule = "  - {id: in, type: inside, zone: yard, min_duration_s: 0, lost_timeout_s: 0.5}\n"
     engine, _ = kit.engine(ZONE + rule)
     frames = timeline((5, IN), (15, None), (5, IN))
-    events = _run_with_hidden(kit, engine, frames, set(range(5, 20)))
+    events = kit.run(engine, frames, hidden=dict.fromkeys(range(5, 20), (1,)))
     assert [e.type for e in events] == ["start"] and engine.rules[0].active
     engine, _ = kit.engine(ZONE + rule)
-    events = _run_with_hidden(kit, engine, timeline((5, IN), (20, None)), set(range(5, 15)))
+    frames = timeline((5, IN), (20, None))
+    events = kit.run(engine, frames, hidden=dict.fromkeys(range(5, 15), (1,)))
     assert [(e.type, e.frame_index) for e in events] == [("start", 0), ("end", 15)]
     assert events[1].details == {"reason": "lost", "last_seen_pts": pytest.approx(0.4)}
 
@@ -147,7 +134,7 @@ def test_a_hidden_track_without_an_open_occurrence_is_dropped_as_before(kit: Kit
         ZONE + "  - {id: r, type: enter, zone: yard, min_duration_s: 0, lost_timeout_s: 0.5}\n"
     )
     frames = timeline((5, OUT), (10, None), (5, IN))
-    assert _run_with_hidden(kit, engine, frames, set(range(5, 15))) == []
+    assert kit.run(engine, frames, hidden=dict.fromkeys(range(5, 15), (1,))) == []
 
 
 def test_unconfirmed_tracks_and_other_classes_do_not_count(kit: Kit) -> None:
