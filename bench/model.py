@@ -2,10 +2,12 @@
 
 Mask mAP@0.5 and mAP@[.5:.95] (pycocotools ``COCOeval``, ``segm``) per scene kind on held-out
 synthetic frames (scene seeds no training sample uses; see ``streamseg.train.evaluate``), scored
-through the runtime exactly as ``streamseg run`` decodes, with mask and box AP@0.5 per class and
-per object size beside it (where the mAP is lost); then the median forward latency of the
-exported network at batch 1 and 4 on this CPU at its input size, and of the whole ``segment``
-call (letterbox + forward + decode) on 640x360 frames.
+through the runtime exactly as ``streamseg run`` decodes (with the default ``model.mask_refine``,
+which snaps each mask to the frame's edges), with mask and box AP@0.5 per class and per object
+size beside it (where the mAP is lost), and the same frames scored without the refinement (the
+decoder's own masks) beside it; then the median forward latency of the exported network at
+batch 1 and 4 on this CPU at its input size, and of the whole ``segment`` call (letterbox +
+forward + decode + refinement) on 640x360 frames, with and without the refinement.
 
 Run: ``.venv/bin/python bench/model.py [--weights builtin] [--frames 300]``.
 Targets: mask mAP@0.5 >= 0.85 on each kind; forward <= 25 ms at batch 1.
@@ -22,7 +24,7 @@ import time
 
 import torch
 
-from streamseg.config.model import ModelConfig
+from streamseg.config.model import MaskRefineConfig, ModelConfig
 from streamseg.models import load_segmenter
 from streamseg.synth import CLASS_NAMES
 from streamseg.train.evaluate import predict_runtime, synth_eval_set
@@ -74,6 +76,18 @@ def main() -> None:
         median_ms(lambda f=f: segmenter.segment([f]), max(1, args.repeats // len(frames)))
         for f in frames
     )
+    unrefined = load_segmenter(
+        ModelConfig(
+            weights=args.weights,
+            device="cpu",
+            threads=args.threads or None,
+            mask_refine=MaskRefineConfig(enabled=False),
+        )
+    )
+    segment_unrefined_ms = statistics.median(
+        median_ms(lambda f=f: unrefined.segment([f]), max(1, args.repeats // len(frames)))
+        for f in frames
+    )
     print(
         f"input {width}x{height}, mask threshold {segmenter.mask_threshold:g} (the file's), "
         f"torch threads {threads}"
@@ -81,18 +95,22 @@ def main() -> None:
     print(f"  forward batch 1: {latency[1]:.1f} ms   batch 4: {latency[4]:.1f} ms")
     print(
         "  segment() on one 640x360 held-out frame of each kind "
-        f"(letterbox + forward + decode), median: {segment_ms:.1f} ms"
+        f"(letterbox + forward + decode + mask refinement), median: {segment_ms:.1f} ms "
+        f"(without the refinement: {segment_unrefined_ms:.1f} ms)"
     )
     start = time.perf_counter()
     eval_set = synth_eval_set(args.frames)
     render_s = time.perf_counter() - start
     start = time.perf_counter()
     scores: dict[str, dict[str, float]] = {}
+    raw: dict[str, dict[str, float]] = {}
     breakdown = {}
     for kind, dets in predict_runtime(args.weights, eval_set):
         scored = CocoScores(eval_set[kind], dets, CLASS_NAMES)
         scores[kind] = scored.mask_map()
         breakdown[kind] = scored.ap50_breakdown()
+    for kind, dets in predict_runtime(args.weights, eval_set, refine=False):
+        raw[kind] = CocoScores(eval_set[kind], dets, CLASS_NAMES).mask_map()
     print(
         f"held-out set: {args.frames} frames per kind, rendered in {render_s:.0f} s, "
         f"scored in {time.perf_counter() - start:.0f} s"
@@ -100,7 +118,8 @@ def main() -> None:
     for kind in eval_set:
         print(
             f"  {kind:6} mask mAP@0.5 {scores[kind]['map50']:.3f}   "
-            f"mAP@[.5:.95] {scores[kind]['map']:.3f}"
+            f"mAP@[.5:.95] {scores[kind]['map']:.3f}   (decoder masks without the refinement: "
+            f"{raw[kind]['map50']:.3f} / {raw[kind]['map']:.3f})"
         )
     print("AP@0.5 per class and per object size (visible pixels); box AP well above mask AP is")
     print("lost to mask quality, both low is lost to detection:")
@@ -111,9 +130,12 @@ def main() -> None:
 
     kinds = " ".join(f"map50_{k}={scores[k]['map50']:.3f}" for k in eval_set)
     maps = " ".join(f"map_{k}={scores[k]['map']:.3f}" for k in eval_set)
+    unrefined_maps = " ".join(f"map50_{k}_unrefined={raw[k]['map50']:.3f}" for k in eval_set)
     print(
-        f"{kinds} {maps} forward_b1_ms={latency[1]:.1f} forward_b4_ms={latency[4]:.1f} "
-        f"segment_ms={segment_ms:.1f} mask_threshold={segmenter.mask_threshold:g} "
+        f"{kinds} {maps} {unrefined_maps} forward_b1_ms={latency[1]:.1f} "
+        f"forward_b4_ms={latency[4]:.1f} segment_ms={segment_ms:.1f} "
+        f"segment_unrefined_ms={segment_unrefined_ms:.1f} "
+        f"mask_threshold={segmenter.mask_threshold:g} "
         f"threads={threads} frames_per_kind={args.frames}"
     )
 

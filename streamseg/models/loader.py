@@ -19,7 +19,7 @@ from streamseg.models.errors import ModelLoadError
 from streamseg.models.metadata import ModelInfo
 from streamseg.models.onnx_backend import OnnxBackend
 from streamseg.models.preprocess import PAD_VALUE
-from streamseg.models.segmenter import Segmenter
+from streamseg.models.segmenter import MaskRefine, Segmenter
 from streamseg.models.torchscript_backend import TorchScriptBackend
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,25 @@ BUILTIN = "builtin"
 
 _ONNX_SUFFIXES = (".onnx",)
 _TORCHSCRIPT_SUFFIXES = (".torchscript", ".pt", ".pth", ".jit", ".ts")
+
+
+class MaskRefineSettings(Protocol):
+    """The fields of ``streamseg.config.model.MaskRefineConfig`` the loader reads."""
+
+    @property
+    def enabled(self) -> bool:
+        """Refine the masks on the frame's pixels."""
+        ...
+
+    @property
+    def radius(self) -> int:
+        """Filter window half-size, model input pixels."""
+        ...
+
+    @property
+    def eps(self) -> float:
+        """Guided filter regularization."""
+        ...
 
 
 class ModelSettings(Protocol):
@@ -98,6 +117,11 @@ class ModelSettings(Protocol):
     @property
     def threads(self) -> int | None:
         """torch / onnxruntime CPU threads, or None for the default."""
+        ...
+
+    @property
+    def mask_refine(self) -> MaskRefineSettings:
+        """Edge-aware refinement of the masks (``streamseg.models.refine``)."""
         ...
 
 
@@ -335,6 +359,7 @@ def load_segmenter(cfg: ModelSettings, *, masks: bool = True) -> Segmenter:
     mask_threshold = cfg.mask_threshold
     if mask_threshold is None:
         mask_threshold = loaded.info.mask_threshold or DEFAULT_MASK_THRESHOLD
+    refine = cfg.mask_refine
     try:
         return Segmenter(
             loaded.backend,
@@ -346,6 +371,7 @@ def load_segmenter(cfg: ModelSettings, *, masks: bool = True) -> Segmenter:
             classes=list(cfg.classes) if cfg.classes is not None else None,
             masks=masks,
             max_batch=cfg.batch_size,
+            refine=MaskRefine(refine.radius, refine.eps) if refine.enabled else None,
         )
     except ValueError as exc:
         raise ModelLoadError(f"model: {exc}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -14,10 +15,26 @@ from streamseg.models.backend import Backend
 from streamseg.models.decode import DEFAULT_MASK_THRESHOLD, DecodeSettings, decode_batch
 from streamseg.models.metadata import ModelInfo
 from streamseg.models.preprocess import letterbox_batch
+from streamseg.models.refine import refine_detections
 
-__all__ = ["ModelInfo", "Segmenter"]
+__all__ = ["MaskRefine", "ModelInfo", "Segmenter"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MaskRefine:
+    """Edge-aware mask refinement (:mod:`streamseg.models.refine`) after decoding.
+
+    Attributes:
+        radius: guided filter window half-size in model input pixels, >= 1; each frame uses
+            ``radius / letterbox gain`` frame pixels (rounded, at least 1), so a 1920x1080
+            frame gets the same window, relative to its objects, as a 640x360 one.
+        eps: guided filter regularization, > 0 (colours in 0..1).
+    """
+
+    radius: int = 4
+    eps: float = 0.001
 
 
 class Segmenter:
@@ -45,6 +62,7 @@ class Segmenter:
         max_batch: int | None = None,
         max_candidates: int = 3000,
         mask_threshold: float = DEFAULT_MASK_THRESHOLD,
+        refine: MaskRefine | None = None,
     ) -> None:
         """Wrap a loaded backend.
 
@@ -61,6 +79,8 @@ class Segmenter:
                 None sends them all at once.
             max_candidates: at most this many top-scored candidates per frame enter NMS.
             mask_threshold: mask probability threshold, in (0, 1).
+            refine: snap each mask to the frame's edges after decoding (``model.mask_refine``);
+                None leaves the decoded masks as they are.
 
         Raises:
             ValueError: A threshold is out of range or ``classes`` names an unknown class (the
@@ -78,6 +98,8 @@ class Segmenter:
             raise ValueError(f"max_batch: expected >= 1 or None, got {max_batch}")
         if not 0.0 < mask_threshold < 1.0:
             raise ValueError(f"mask_threshold: expected a value in (0, 1), got {mask_threshold}")
+        if refine is not None and (refine.radius < 1 or not refine.eps > 0):
+            raise ValueError(f"refine: expected radius >= 1 and eps > 0, got {refine}")
         allowed: torch.Tensor | None = None
         if classes is not None:
             unknown = [c for c in classes if c not in info.class_names]
@@ -91,6 +113,7 @@ class Segmenter:
                 [name in wanted for name in info.class_names], device=backend.device
             )
         self.info = info
+        self.refine = refine if masks else None
         self._backend = backend
         self._max_batch = max_batch
         self._settings = DecodeSettings(
@@ -123,7 +146,8 @@ class Segmenter:
             One ``Detections`` per frame, in order: xyxy (N, 4) float32 in that frame's pixels
             (clipped), confidence (N,) float32, class_id (N,) int, ``data["class_name"]`` (N,)
             str, mask a ``supervision.CompactMask`` with image_shape (h, w) whose crops are the
-            masks inside their boxes (None when masks are off). Rows are sorted by confidence,
+            masks inside their boxes, or with :attr:`refine` the refined masks, which may reach
+            a few pixels past them (None when masks are off). Rows are sorted by confidence,
             highest first; a frame without detections gets zero rows with the same fields.
 
         Raises:
@@ -161,10 +185,17 @@ class Segmenter:
                 channels_last=backend.channels_last,
             )
             output0, output1 = backend(batch)
-            return decode_batch(
+            decoded = decode_batch(
                 output0.float(),
                 output1.float(),
                 letterboxes,
                 self.info.class_names,
                 self._settings,
             )
+        refine = self.refine
+        if refine is None:
+            return decoded
+        return [
+            refine_detections(image, dets, max(1, round(refine.radius / lb.gain)), refine.eps)
+            for image, dets, lb in zip(images, decoded, letterboxes, strict=True)
+        ]

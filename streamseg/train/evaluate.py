@@ -264,6 +264,7 @@ def predict_runtime(
     cfg: DecodeConfig | None = None,
     batch: int = 8,
     mask_threshold: float | None = None,
+    refine: bool = True,
 ) -> Iterator[tuple[str, list[FrameDetections]]]:
     """Run an exported file through the runtime (``streamseg.models``) on each group.
 
@@ -278,12 +279,15 @@ def predict_runtime(
         batch: frames per ``segment`` call.
         mask_threshold: the runtime's mask threshold; None uses the file's calibrated one, as a
             pipeline does (``cfg.mask_threshold`` is this module's own decoder's).
+        refine: refine the masks on the frame as a pipeline does by default
+            (``model.mask_refine``); False scores the decoded masks as they are.
 
     Yields:
         ``(group name, one FrameDetections per sample)``, in the order of ``eval_set``.
     """
     from types import SimpleNamespace
 
+    from streamseg.config.model import MaskRefineConfig
     from streamseg.models import load_segmenter
 
     cfg = cfg or DecodeConfig()
@@ -301,6 +305,7 @@ def predict_runtime(
         batch_size=batch,
         batch_timeout_ms=0.0,
         threads=None,
+        mask_refine=MaskRefineConfig(enabled=refine),
     )
     segmenter = load_segmenter(settings)
     for name, samples in eval_set.items():

@@ -144,6 +144,7 @@ def _runtime_settings(path: Path, mask_threshold: float | None) -> object:
         batch_size=2,
         batch_timeout_ms=0.0,
         threads=None,
+        mask_refine=SimpleNamespace(enabled=False, radius=4, eps=0.001),  # the decoder's masks
     )
 
 

@@ -1,0 +1,197 @@
+"""Edge-aware refinement of the decoded masks on the frame's own pixels (guided filter).
+
+A YOLO-seg model predicts masks as a combination of prototypes at a quarter of its input
+resolution, upsampled bilinearly: a sheep 12 pixels wide is three prototype cells across, and
+its mask comes out as a blob whose edge does not follow the animal's. The frame itself knows
+where the edge is. The colour guided filter (He, Sun and Tang, "Guided Image Filtering", ECCV
+2010) fits, in every small window, a linear map from the frame's colours to the mask: where the
+window holds one colour the mask is smoothed, where it straddles an edge the mask takes the
+edge's shape. Thresholded at one half, the filtered mask snaps to the object's outline; it may
+reach a few pixels past the model's box, never more than ``radius + PAD_BEYOND_RADIUS``.
+
+Measured on the second held-out synthetic set (scene seeds 5e11 + j, 100 frames per kind, the
+built-in model through the runtime), mask mAP@0.5 / mAP@[.5:.95]: yard 0.985 / 0.832 ->
+0.988 / 0.911, field 0.840 / 0.576 -> 0.856 / 0.662, pitch 0.663 / 0.425 -> 0.687 / 0.554
+(radius 4, eps 0.001; radius 1 to 8 and eps 0.0003 to 0.01 were tried, ``bench/model.py``
+prints the shipped figures with and without).
+
+Everything runs on the host with OpenCV box filters over each detection's crop (all the sums a
+window needs in one multi-channel filter), so the cost grows with the pixels of the crops, not
+the frame.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import supervision as sv
+
+from streamseg.rle import encode_runs
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
+
+PAD_BEYOND_RADIUS = 2
+"""A crop is widened by ``radius + PAD_BEYOND_RADIUS`` pixels on each side before filtering, so
+the mask can grow past the model's box and the filter's windows see both sides of its edge."""
+
+MASK_LEVEL = 0.5
+"""The filtered mask (the input mask is 0 / 1) is set where it is strictly above this."""
+
+
+def guided_filter(guide: FloatArray, source: FloatArray, radius: int, eps: float) -> FloatArray:
+    """The colour guided filter of ``source`` under ``guide`` (He et al., 2010).
+
+    Args:
+        guide: (h, w, 3) float32, the image (any channel order), values in [0, 1].
+        source: (h, w) float32, the signal to filter (a 0 / 1 mask here).
+        radius: window half-size in pixels, >= 1 (windows are ``2 * radius + 1`` square).
+        eps: regularization, in the guide's squared units (> 0): windows whose colour variance
+            is well below it are smoothed rather than fitted to their edges.
+
+    Returns:
+        (h, w) float32, the filtered signal.
+    """
+    size = (2 * radius + 1, 2 * radius + 1)
+    r, g, b = guide[..., 0], guide[..., 1], guide[..., 2]
+    # One box filter over every product a window's statistics need.
+    sums = np.stack(
+        (
+            r,
+            g,
+            b,
+            source,
+            r * source,
+            g * source,
+            b * source,
+            r * r,
+            r * g,
+            r * b,
+            g * g,
+            g * b,
+            b * b,
+        ),
+        axis=-1,
+    )
+    mean = cv2.boxFilter(sums, -1, size, borderType=cv2.BORDER_REFLECT)
+    m_r, m_g, m_b, m_p = mean[..., 0], mean[..., 1], mean[..., 2], mean[..., 3]
+    c_r = mean[..., 4] - m_r * m_p
+    c_g = mean[..., 5] - m_g * m_p
+    c_b = mean[..., 6] - m_b * m_p
+    s_rr = mean[..., 7] - m_r * m_r + eps
+    s_rg = mean[..., 8] - m_r * m_g
+    s_rb = mean[..., 9] - m_r * m_b
+    s_gg = mean[..., 10] - m_g * m_g + eps
+    s_gb = mean[..., 11] - m_g * m_b
+    s_bb = mean[..., 12] - m_b * m_b + eps
+    # a = inverse(colour covariance + eps I) @ covariance(colour, source), by cofactors.
+    i_rr = s_gg * s_bb - s_gb * s_gb
+    i_rg = s_gb * s_rb - s_rg * s_bb
+    i_rb = s_rg * s_gb - s_gg * s_rb
+    i_gg = s_rr * s_bb - s_rb * s_rb
+    i_gb = s_rb * s_rg - s_rr * s_gb
+    i_bb = s_rr * s_gg - s_rg * s_rg
+    det = s_rr * i_rr + s_rg * i_rg + s_rb * i_rb
+    a_r = (i_rr * c_r + i_rg * c_g + i_rb * c_b) / det
+    a_g = (i_rg * c_r + i_gg * c_g + i_gb * c_b) / det
+    a_b = (i_rb * c_r + i_gb * c_g + i_bb * c_b) / det
+    offset = m_p - a_r * m_r - a_g * m_g - a_b * m_b
+    coeffs = cv2.boxFilter(
+        np.stack((a_r, a_g, a_b, offset), axis=-1), -1, size, borderType=cv2.BORDER_REFLECT
+    )
+    out: FloatArray = coeffs[..., 0] * r + coeffs[..., 1] * g + coeffs[..., 2] * b + coeffs[..., 3]
+    return out
+
+
+def refine_masks(
+    image: npt.NDArray[np.uint8], mask: sv.CompactMask, radius: int, eps: float
+) -> sv.CompactMask:
+    """Refine every mask of a frame with :func:`guided_filter` on the frame's pixels.
+
+    Each mask is filtered over its crop widened by ``radius + PAD_BEYOND_RADIUS`` pixels
+    (clipped to the frame) and thresholded at :data:`MASK_LEVEL`; the new crop is the bounding
+    box of what is set. A mask that would come out empty keeps its original pixels (the
+    refinement never takes a detection's mask away).
+
+    Args:
+        image: (H, W, 3) uint8, the frame the masks were predicted on (BGR).
+        mask: the frame's masks, ``image_shape`` (H, W).
+        radius: window half-size, frame pixels, >= 1.
+        eps: regularization (:func:`guided_filter`), > 0.
+
+    Returns:
+        A new ``CompactMask`` with the same number of masks, in order.
+
+    Raises:
+        ValueError: ``image`` is not (H, W, 3) uint8 of the masks' frame size, or ``radius`` /
+            ``eps`` are out of range.
+    """
+    h, w = (int(v) for v in mask.image_shape)
+    if image.dtype != np.uint8 or image.shape != (h, w, 3):
+        raise ValueError(
+            f"image: expected the masks' frame, ({h}, {w}, 3) uint8, got {image.dtype} "
+            f"{image.shape}"
+        )
+    if radius < 1:
+        raise ValueError(f"radius: expected >= 1, got {radius}")
+    if not eps > 0:
+        raise ValueError(f"eps: expected > 0, got {eps}")
+    n = len(mask)
+    if n == 0:
+        return mask
+    pad = radius + PAD_BEYOND_RADIUS
+    offsets = np.asarray(mask.offsets, dtype=np.int64).reshape(-1, 2)
+    crops: list[npt.NDArray[np.bool_]] = []
+    origins = np.empty((n, 2), dtype=np.int64)
+    for k in range(n):
+        crop = np.asarray(mask.crop(k), dtype=bool)
+        x0, y0 = (int(v) for v in offsets[k])
+        ch, cw = crop.shape
+        left, top = max(x0 - pad, 0), max(y0 - pad, 0)
+        right, bottom = min(x0 + cw + pad, w), min(y0 + ch + pad, h)
+        source = np.zeros((bottom - top, right - left), dtype=np.float32)
+        source[y0 - top : y0 - top + ch, x0 - left : x0 - left + cw] = crop
+        guide = image[top:bottom, left:right].astype(np.float32) * np.float32(1 / 255)
+        refined = guided_filter(guide, source, radius, eps) > MASK_LEVEL
+        rows = np.flatnonzero(refined.any(axis=1))
+        if len(rows) == 0:
+            crops.append(crop)
+            origins[k] = (x0, y0)
+            continue
+        cols = np.flatnonzero(refined.any(axis=0))
+        crops.append(refined[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+        origins[k] = (left + cols[0], top + rows[0])
+    shapes = np.array([c.shape for c in crops], dtype=np.int32).reshape(-1, 2)
+    flat = np.concatenate([c.ravel(order="F") for c in crops])
+    rles = encode_runs(flat, shapes[:, 0].astype(np.int64) * shapes[:, 1])
+    return sv.CompactMask(rles, shapes, origins.astype(np.int32), (h, w))
+
+
+def refine_detections(
+    image: npt.NDArray[np.uint8], detections: sv.Detections, radius: int, eps: float
+) -> sv.Detections:
+    """``detections`` with their masks refined (:func:`refine_masks`); a fresh object.
+
+    Detections without masks, or without rows, come back unchanged (a copy). Boxes, scores,
+    classes and data are the model's: only the masks change.
+    """
+    mask = detections.mask
+    if mask is not None and len(detections) > 0:
+        if not isinstance(mask, sv.CompactMask):
+            mask = sv.CompactMask.from_dense(
+                np.asarray(mask, dtype=bool), detections.xyxy, image.shape[:2]
+            )
+        mask = refine_masks(image, mask, radius, eps)
+    return sv.Detections(
+        xyxy=detections.xyxy,
+        mask=mask,
+        confidence=detections.confidence,
+        class_id=detections.class_id,
+        tracker_id=detections.tracker_id,
+        data=dict(detections.data),
+        metadata=dict(detections.metadata),
+    )
