@@ -21,6 +21,7 @@ import logging
 import os
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -41,6 +42,19 @@ def median_ms(fn: object, repeats: int) -> float:
         fn()  # type: ignore[operator]
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
+
+
+def interleaved_median_ms(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median wall time of each of ``fns`` in milliseconds, the calls taken in turn."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, spent in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            spent.append((time.perf_counter() - start) * 1000)
+    return [statistics.median(spent) for spent in times]
 
 
 def main() -> None:
@@ -70,12 +84,9 @@ def main() -> None:
         with torch.inference_mode():
             latency[batch] = median_ms(lambda x=x: backend(x), args.repeats)
     # segment() cost depends on how many objects survive NMS: time it on held-out scenes (the
-    # first frame of each kind of the set scored below).
+    # first frame of each kind of the set scored below), with and without the mask refinement,
+    # the two calls alternating so that a busy moment of the machine costs both alike.
     frames = [samples[0].image for samples in synth_eval_set(1).values()]
-    segment_ms = statistics.median(
-        median_ms(lambda f=f: segmenter.segment([f]), max(1, args.repeats // len(frames)))
-        for f in frames
-    )
     unrefined = load_segmenter(
         ModelConfig(
             weights=args.weights,
@@ -84,17 +95,22 @@ def main() -> None:
             mask_refine=MaskRefineConfig(enabled=False),
         )
     )
-    segment_unrefined_ms = statistics.median(
-        median_ms(lambda f=f: unrefined.segment([f]), max(1, args.repeats // len(frames)))
-        for f in frames
+    segment_ms, segment_unrefined_ms = interleaved_median_ms(
+        [
+            lambda: [segmenter.segment([f]) for f in frames],
+            lambda: [unrefined.segment([f]) for f in frames],
+        ],
+        max(3, args.repeats // len(frames)),
     )
+    segment_ms /= len(frames)
+    segment_unrefined_ms /= len(frames)
     print(
         f"input {width}x{height}, mask threshold {segmenter.mask_threshold:g} (the file's), "
         f"torch threads {threads}"
     )
     print(f"  forward batch 1: {latency[1]:.1f} ms   batch 4: {latency[4]:.1f} ms")
     print(
-        "  segment() on one 640x360 held-out frame of each kind "
+        "  segment() per 640x360 held-out frame (the first of each kind), "
         f"(letterbox + forward + decode + mask refinement), median: {segment_ms:.1f} ms "
         f"(without the refinement: {segment_unrefined_ms:.1f} ms)"
     )
