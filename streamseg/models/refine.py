@@ -17,7 +17,9 @@ prints the shipped figures with and without).
 
 Everything runs on the host with OpenCV box filters over each detection's crop (all the sums a
 window needs in one multi-channel filter), so the cost grows with the pixels of the crops, not
-the frame.
+the frame: 1.5-5 ms for 9-21 objects on a 640x360 frame on 2 CPU cores. Frames at least twice
+the model's input size use the fast guided filter (the fit on a shrunk crop), which keeps a
+1920x1080 frame at about 10 ms for 22 objects instead of 37.
 """
 
 from __future__ import annotations
@@ -43,19 +45,47 @@ MASK_LEVEL = 0.5
 """The filtered mask (the input mask is 0 / 1) is set where it is strictly above this."""
 
 
-def guided_filter(guide: FloatArray, source: FloatArray, radius: int, eps: float) -> FloatArray:
+def guided_filter(
+    guide: FloatArray, source: FloatArray, radius: int, eps: float, subsample: int = 1
+) -> FloatArray:
     """The colour guided filter of ``source`` under ``guide`` (He et al., 2010).
+
+    With ``subsample`` s > 1 it is the *fast* guided filter (He and Sun, 2015): the linear
+    coefficients are fitted on both images shrunk s times (windows of ``radius`` shrunk pixels),
+    enlarged back bilinearly and applied to the full-resolution guide, so edges stay sharp while
+    the cost falls about s² times. The runtime uses it for frames larger than the model's input.
 
     Args:
         guide: (h, w, 3) float32, the image (any channel order), values in [0, 1].
         source: (h, w) float32, the signal to filter (a 0 / 1 mask here).
-        radius: window half-size in pixels, >= 1 (windows are ``2 * radius + 1`` square).
+        radius: window half-size in (shrunk) pixels, >= 1 (windows are ``2 * radius + 1``
+            square).
         eps: regularization, in the guide's squared units (> 0): windows whose colour variance
             is well below it are smoothed rather than fitted to their edges.
+        subsample: shrink factor of the coefficient fit, >= 1.
 
     Returns:
         (h, w) float32, the filtered signal.
     """
+    h, w = source.shape
+    if subsample > 1 and min(h, w) >= 2 * subsample:
+        small = (max(1, w // subsample), max(1, h // subsample))
+        small_guide = np.asarray(cv2.resize(guide, small, interpolation=cv2.INTER_AREA), np.float32)
+        small_source = np.asarray(
+            cv2.resize(source, small, interpolation=cv2.INTER_AREA), np.float32
+        )
+        fitted = _coefficients(small_guide, small_source, radius, eps)
+        coeffs = np.asarray(cv2.resize(fitted, (w, h), interpolation=cv2.INTER_LINEAR))
+    else:
+        coeffs = _coefficients(guide, source, radius, eps)
+    r, g, b = guide[..., 0], guide[..., 1], guide[..., 2]
+    out: FloatArray = coeffs[..., 0] * r + coeffs[..., 1] * g + coeffs[..., 2] * b + coeffs[..., 3]
+    return out
+
+
+def _coefficients(guide: FloatArray, source: FloatArray, radius: int, eps: float) -> FloatArray:
+    """(h, w, 4) float32: the window-averaged linear map ``(a_r, a_g, a_b, b)`` of each pixel,
+    such that the filtered signal is ``a . guide + b`` (:func:`guided_filter`)."""
     size = (2 * radius + 1, 2 * radius + 1)
     r, g, b = guide[..., 0], guide[..., 1], guide[..., 2]
     # One box filter over every product a window's statistics need.
@@ -77,7 +107,7 @@ def guided_filter(guide: FloatArray, source: FloatArray, radius: int, eps: float
         ),
         axis=-1,
     )
-    mean = cv2.boxFilter(sums, -1, size, borderType=cv2.BORDER_REFLECT)
+    mean = np.asarray(cv2.boxFilter(sums, -1, size, borderType=cv2.BORDER_REFLECT))
     m_r, m_g, m_b, m_p = mean[..., 0], mean[..., 1], mean[..., 2], mean[..., 3]
     c_r = mean[..., 4] - m_r * m_p
     c_g = mean[..., 5] - m_g * m_p
@@ -100,28 +130,33 @@ def guided_filter(guide: FloatArray, source: FloatArray, radius: int, eps: float
     a_g = (i_rg * c_r + i_gg * c_g + i_gb * c_b) / det
     a_b = (i_rb * c_r + i_gb * c_g + i_bb * c_b) / det
     offset = m_p - a_r * m_r - a_g * m_g - a_b * m_b
-    coeffs = cv2.boxFilter(
-        np.stack((a_r, a_g, a_b, offset), axis=-1), -1, size, borderType=cv2.BORDER_REFLECT
+    stacked = np.stack((a_r, a_g, a_b, offset), axis=-1)
+    coeffs: FloatArray = np.asarray(
+        cv2.boxFilter(stacked, -1, size, borderType=cv2.BORDER_REFLECT), dtype=np.float32
     )
-    out: FloatArray = coeffs[..., 0] * r + coeffs[..., 1] * g + coeffs[..., 2] * b + coeffs[..., 3]
-    return out
+    return coeffs
 
 
 def refine_masks(
-    image: npt.NDArray[np.uint8], mask: sv.CompactMask, radius: int, eps: float
+    image: npt.NDArray[np.uint8],
+    mask: sv.CompactMask,
+    radius: int,
+    eps: float,
+    subsample: int = 1,
 ) -> sv.CompactMask:
     """Refine every mask of a frame with :func:`guided_filter` on the frame's pixels.
 
-    Each mask is filtered over its crop widened by ``radius + PAD_BEYOND_RADIUS`` pixels
-    (clipped to the frame) and thresholded at :data:`MASK_LEVEL`; the new crop is the bounding
-    box of what is set. A mask that would come out empty keeps its original pixels (the
-    refinement never takes a detection's mask away).
+    Each mask is filtered over its crop widened by ``(radius + PAD_BEYOND_RADIUS) * subsample``
+    pixels (clipped to the frame) and thresholded at :data:`MASK_LEVEL`; the new crop is the
+    bounding box of what is set. A mask that would come out empty keeps its original pixels
+    (the refinement never takes a detection's mask away).
 
     Args:
         image: (H, W, 3) uint8, the frame the masks were predicted on (BGR).
         mask: the frame's masks, ``image_shape`` (H, W).
-        radius: window half-size, frame pixels, >= 1.
+        radius: window half-size, frame pixels / ``subsample``, >= 1.
         eps: regularization (:func:`guided_filter`), > 0.
+        subsample: fit the filter on crops shrunk this many times (:func:`guided_filter`), >= 1.
 
     Returns:
         A new ``CompactMask`` with the same number of masks, in order.
@@ -140,10 +175,12 @@ def refine_masks(
         raise ValueError(f"radius: expected >= 1, got {radius}")
     if not eps > 0:
         raise ValueError(f"eps: expected > 0, got {eps}")
+    if subsample < 1:
+        raise ValueError(f"subsample: expected >= 1, got {subsample}")
     n = len(mask)
     if n == 0:
         return mask
-    pad = radius + PAD_BEYOND_RADIUS
+    pad = (radius + PAD_BEYOND_RADIUS) * subsample
     offsets = np.asarray(mask.offsets, dtype=np.int64).reshape(-1, 2)
     crops: list[npt.NDArray[np.bool_]] = []
     origins = np.empty((n, 2), dtype=np.int64)
@@ -156,7 +193,7 @@ def refine_masks(
         source = np.zeros((bottom - top, right - left), dtype=np.float32)
         source[y0 - top : y0 - top + ch, x0 - left : x0 - left + cw] = crop
         guide = image[top:bottom, left:right].astype(np.float32) * np.float32(1 / 255)
-        refined = guided_filter(guide, source, radius, eps) > MASK_LEVEL
+        refined = guided_filter(guide, source, radius, eps, subsample) > MASK_LEVEL
         rows = np.flatnonzero(refined.any(axis=1))
         if len(rows) == 0:
             crops.append(crop)
@@ -172,7 +209,11 @@ def refine_masks(
 
 
 def refine_detections(
-    image: npt.NDArray[np.uint8], detections: sv.Detections, radius: int, eps: float
+    image: npt.NDArray[np.uint8],
+    detections: sv.Detections,
+    radius: int,
+    eps: float,
+    subsample: int = 1,
 ) -> sv.Detections:
     """``detections`` with their masks refined (:func:`refine_masks`); a fresh object.
 
@@ -185,7 +226,7 @@ def refine_detections(
             mask = sv.CompactMask.from_dense(
                 np.asarray(mask, dtype=bool), detections.xyxy, image.shape[:2]
             )
-        mask = refine_masks(image, mask, radius, eps)
+        mask = refine_masks(image, mask, radius, eps, subsample)
     return sv.Detections(
         xyxy=detections.xyxy,
         mask=mask,

@@ -142,14 +142,26 @@ def test_refine_detections_changes_only_the_masks_and_returns_a_fresh_object() -
         ({"image": np.zeros((H, W, 3), np.float32)}, "image: expected"),
         ({"radius": 0}, "radius: expected >= 1"),
         ({"eps": 0.0}, "eps: expected > 0"),
+        ({"subsample": 0}, "subsample: expected >= 1"),
     ],
 )
 def test_refine_masks_rejects_bad_arguments(kwargs: dict[str, object], message: str) -> None:
-    args: dict[str, object] = {"image": np.zeros((H, W, 3), np.uint8), "radius": 4, "eps": 1e-3}
+    args: dict[str, object] = {
+        "image": np.zeros((H, W, 3), np.uint8),
+        "radius": 4,
+        "eps": 1e-3,
+        "subsample": 1,
+    }
     args.update(kwargs)
     mask = _compact(np.ones((1, H, W), bool), np.array([[0.0, 0, W - 1, H - 1]]))
     with pytest.raises(ValueError, match=message):
-        refine_masks(args["image"], mask, args["radius"], args["eps"])  # type: ignore[arg-type]
+        refine_masks(
+            args["image"],  # type: ignore[arg-type]
+            mask,
+            args["radius"],  # type: ignore[arg-type]
+            args["eps"],  # type: ignore[arg-type]
+            args["subsample"],  # type: ignore[arg-type]
+        )
 
 
 def test_pipeline_yaml_turns_refinement_off_and_checks_its_values() -> None:
@@ -169,11 +181,13 @@ def test_segmenter_refines_with_a_radius_scaled_to_the_frame(
     """``radius`` is in model input pixels: a frame twice the input's size gets twice the window."""
     import streamseg.models.segmenter as segmenter_module
 
-    seen: list[int] = []
+    seen: list[tuple[int, int]] = []
 
-    def spy(image: object, dets: sv.Detections, radius: int, eps: float) -> sv.Detections:
-        seen.append(radius)
-        return refine_detections(image, dets, radius, eps)  # type: ignore[arg-type]
+    def spy(
+        image: object, dets: sv.Detections, radius: int, eps: float, subsample: int
+    ) -> sv.Detections:
+        seen.append((radius, subsample))
+        return refine_detections(image, dets, radius, eps, subsample)  # type: ignore[arg-type]
 
     monkeypatch.setattr(segmenter_module, "refine_detections", spy)
     on = load_segmenter(fake.make_config(torchscript_path, mask_refine={"radius": 3}))
@@ -183,7 +197,7 @@ def test_segmenter_refines_with_a_radius_scaled_to_the_frame(
     in_h, in_w = on.info.input_hw
     frames = [np.zeros((in_h, in_w, 3), np.uint8), np.zeros((2 * in_h, 2 * in_w, 3), np.uint8)]
     refined = on.segment(frames)
-    assert seen == [3, 6]
+    assert seen == [(3, 1), (3, 2)]  # the larger frame: the fast filter, shrunk twice
     plain = off.segment(frames)
     assert [len(d) for d in refined] == [len(d) for d in plain]
     np.testing.assert_array_equal(refined[0].xyxy, plain[0].xyxy)
@@ -191,6 +205,35 @@ def test_segmenter_refines_with_a_radius_scaled_to_the_frame(
         load_segmenter(fake.make_config(torchscript_path, mask_refine={}), masks=False).refine
         is None
     )
+
+
+@pytest.mark.parametrize(
+    ("gain", "expected"),
+    [
+        (1.0, (4, 1)),  # the input's size
+        (352 / 360, (4, 1)),  # 640x360 into 640x352
+        (352 / 1080, (4, 3)),  # 1920x1080: fitted on a third of the pixels each way
+        (352 / 720, (4, 2)),  # 1280x720
+        (2.0, (2, 1)),  # a frame half the input's size
+        (8.0, (1, 1)),
+    ],
+)
+def test_the_window_follows_the_frame_size(gain: float, expected: tuple[int, int]) -> None:
+    assert MaskRefine(4, 0.001).for_frame(gain) == expected
+
+
+def test_the_fast_filter_on_a_twice_larger_frame_agrees_with_the_full_one() -> None:
+    image, truth = _scene()
+    big = cv2.resize(image, (2 * W, 2 * H), interpolation=cv2.INTER_LINEAR)
+    coarse = _coarse(truth).repeat(2, 0).repeat(2, 1)
+    truth_big = truth.repeat(2, 0).repeat(2, 1)
+    mask = sv.CompactMask.from_dense(
+        coarse[None], np.array([[100.0, 60, 216, 146]]), (2 * H, 2 * W)
+    )
+    full = refine_masks(big, mask, 8, 1e-3).to_dense()[0]
+    fast = refine_masks(big, mask, 4, 1e-3, subsample=2).to_dense()[0]
+    assert _iou(fast, full) > 0.9
+    assert _iou(fast, truth_big) > _iou(coarse, truth_big) + 0.02
 
 
 def test_model_config_defaults_to_refinement() -> None:
