@@ -48,6 +48,7 @@ objects over ByteTrackTracker's.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import pickle
 import shutil
@@ -66,8 +67,10 @@ import torch
 import yaml
 from trackers import ByteTrackTracker
 
+import streamseg.synth as synth_package
 from streamseg.config import ModelConfig, TrackerConfig
 from streamseg.models import load_segmenter
+from streamseg.models.loader import resolve_weights
 from streamseg.outputs.mots import MotsWriter
 from streamseg.rle import crop_rle_counts
 from streamseg.synth import (
@@ -349,29 +352,50 @@ class Selection:
     sources: tuple[str, ...] = SOURCES
 
 
+MODEL = ModelConfig(weights="builtin", device="cpu")
+"""The model behind the ``model`` detections: the built-in weights with the runtime's defaults."""
+
+
+def _inputs_fingerprint(model: ModelConfig) -> str:
+    """A short hash of what the cached scenes and detections depend on: the synthetic
+    renderer's source, the model file, the model settings and :data:`DEGRADE`."""
+    digest = hashlib.sha256()
+    synth_dir = Path(synth_package.__file__).parent
+    for source in sorted(synth_dir.glob("*.py")):
+        digest.update(source.read_bytes())
+    digest.update(resolve_weights(model.weights).read_bytes())
+    digest.update(model.model_dump_json().encode())
+    digest.update(repr(sorted(DEGRADE.items())).encode())
+    return digest.hexdigest()[:12]
+
+
 def _render_all(selection: Selection, root: Path, cache: Path | None) -> list[Clip]:
     """Render and detect every selected scene, or load them from ``cache`` (a folder).
 
     The cache holds each scene's ground truth and detections (pickled), keyed by kind,
-    difficulty, seed and length, so tracker changes can be measured without re-running the
-    model; it must be dropped by hand when the renderer, the model or :data:`DEGRADE` change.
+    difficulty, seed, length and :func:`_inputs_fingerprint`, so tracker changes can be
+    measured without re-running the model, while a change of the renderer, the model, its
+    settings or :data:`DEGRADE` gets fresh entries instead of stale ones.
     """
     segmenter: Any = None
     sequences: list[Clip] = []
+    fingerprint = _inputs_fingerprint(MODEL) if cache is not None else ""
     for kind in selection.kinds:
         for difficulty in selection.difficulties:
             gt_root = root / "gt" / f"{kind}-{difficulty}"
             for s in range(selection.seeds):
                 seed = selection.seed_base + s
                 name = f"{kind}-{difficulty}-{seed}"
-                stored = None if cache is None else cache / f"{name}-{selection.frames}"
+                stored = (
+                    None if cache is None else cache / f"{name}-{selection.frames}-{fingerprint}"
+                )
                 if stored is not None and (stored / "clip.pkl").exists():
                     shutil.copytree(stored / "seq", gt_root / name)
                     with open(stored / "clip.pkl", "rb") as f:
                         sequences.append(pickle.load(f))
                     continue
                 if segmenter is None:
-                    segmenter = load_segmenter(ModelConfig(weights="builtin", device="cpu"))
+                    segmenter = load_segmenter(MODEL)
                 clip = render_sequence(
                     kind, difficulty, seed, selection.frames, gt_root, segmenter.segment
                 )
