@@ -7,13 +7,14 @@ where the edge is. The colour guided filter (He, Sun and Tang, "Guided Image Fil
 2010) fits, in every small window, a linear map from the frame's colours to the mask: where the
 window holds one colour the mask is smoothed, where it straddles an edge the mask takes the
 edge's shape. Thresholded at one half, the filtered mask snaps to the object's outline; it may
-reach a few pixels past the model's box, never more than ``radius + PAD_BEYOND_RADIUS``.
+reach a few pixels past the model's box (at most ``(radius + PAD_BEYOND_RADIUS) * subsample``).
 
-Measured on the second held-out synthetic set (scene seeds 5e11 + j, 100 frames per kind, the
-built-in model through the runtime), mask mAP@0.5 / mAP@[.5:.95]: yard 0.985 / 0.832 ->
-0.988 / 0.911, field 0.840 / 0.576 -> 0.856 / 0.662, pitch 0.663 / 0.425 -> 0.687 / 0.554
-(radius 4, eps 0.001; radius 1 to 8 and eps 0.0003 to 0.01 were tried, ``bench/model.py``
-prints the shipped figures with and without).
+The built-in model through the runtime, mask mAP@0.5 / mAP@[.5:.95] without -> with it
+(``bench/model.py``, 300 held-out frames per kind): yard 0.978 / 0.825 -> 0.979 / 0.900, field
+0.831 / 0.558 -> 0.848 / 0.652, pitch 0.716 / 0.463 -> 0.736 / 0.618. Radius 4 and eps 0.001
+were chosen on a second held-out set (scene seeds 5e11 + j): radius 1 to 8, eps 0.0003 to
+0.003, a radius proportional to the box and a grey guide were tried; radius 3 to 6 and those
+eps values are all within 0.006 of each other at mAP@0.5.
 
 Everything runs on the host with OpenCV box filters over each detection's crop (all the sums a
 window needs in one multi-channel filter), so the cost grows with the pixels of the crops, not
@@ -162,8 +163,8 @@ def refine_masks(
         A new ``CompactMask`` with the same number of masks, in order.
 
     Raises:
-        ValueError: ``image`` is not (H, W, 3) uint8 of the masks' frame size, or ``radius`` /
-            ``eps`` are out of range.
+        ValueError: ``image`` is not (H, W, 3) uint8 of the masks' frame size, or ``radius``,
+            ``eps`` or ``subsample`` are out of range.
     """
     h, w = (int(v) for v in mask.image_shape)
     if image.dtype != np.uint8 or image.shape != (h, w, 3):
@@ -217,8 +218,8 @@ def refine_detections(
 ) -> sv.Detections:
     """``detections`` with their masks refined (:func:`refine_masks`); a fresh object.
 
-    Detections without masks, or without rows, come back unchanged (a copy). Boxes, scores,
-    classes and data are the model's: only the masks change.
+    Detections without masks, or without rows, come back as a new object with the same fields.
+    Boxes, scores, classes and data are the model's: only the masks change.
     """
     mask = detections.mask
     if mask is not None and len(detections) > 0:
