@@ -16,11 +16,14 @@ were chosen on a second held-out set (scene seeds 5e11 + j): radius 1 to 8, eps 
 0.003, a radius proportional to the box and a grey guide were tried; radius 3 to 6 and those
 eps values are all within 0.006 of each other at mAP@0.5.
 
-Everything runs on the host with OpenCV box filters over each detection's crop (all the sums a
-window needs in one multi-channel filter), so the cost grows with the pixels of the crops, not
-the frame: 1.5-5 ms for 9-21 objects on a 640x360 frame on 2 CPU cores. Frames at least twice
-the model's input size use the fast guided filter (the fit on a shrunk crop), which keeps a
-1920x1080 frame at about 10 ms for 22 objects instead of 37.
+It runs on the host. The runtime fits the coefficients at about half the model's input
+resolution (the fast guided filter of He and Sun, 2015; see ``MaskRefine.for_frame``) and
+applies them at the frame's, and all the crops of a frame are filtered together on one canvas
+(:class:`_Canvas`): a few operations on one array per frame rather than some sixty small ones
+per mask. Per-mask operations held Python's interpreter lock long enough on crowded frames to
+slow the pipeline's other threads (``bench/throughput.py``: pipeline / bare loop 0.82-0.87
+against 0.93 this way). On 640x360 frames on 2 CPU cores it costs about 2.5 ms with 9 objects
+and 3.9 ms with 21.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ FloatArray = npt.NDArray[np.float32]
 PAD_BEYOND_RADIUS = 2
 """A crop is widened by ``radius + PAD_BEYOND_RADIUS`` pixels on each side before filtering, so
 the mask can grow past the model's box and the filter's windows see both sides of its edge."""
+
+CANVAS_MIN_WIDTH = 640
+"""Width of the canvas the crops of one frame are packed onto (wider for a wider crop)."""
 
 MASK_LEVEL = 0.5
 """The filtered mask (the input mask is 0 / 1) is set where it is strictly above this."""
@@ -138,6 +144,37 @@ def _coefficients(guide: FloatArray, source: FloatArray, radius: int, eps: float
     return coeffs
 
 
+class _Canvas:
+    """Shelf packing of rectangles onto one canvas: left to right in rows, a new row when the
+    next one does not fit in :data:`CANVAS_MIN_WIDTH` (or the widest rectangle).
+
+    Sizes are rounded up to multiples of ``align``, so every corner lies on the grid a
+    ``subsample`` times shrunk canvas samples: a crop is shrunk the same way wherever it lands,
+    and its refined mask does not depend on the other detections of the frame.
+
+    Attributes:
+        origins: (N, 2) int64, ``x, y`` of each rectangle's top-left corner.
+        width, height: the canvas size.
+    """
+
+    def __init__(
+        self, heights: npt.NDArray[np.int64], widths: npt.NDArray[np.int64], align: int = 1
+    ) -> None:
+        heights = -(-heights // align) * align
+        widths = -(-widths // align) * align
+        self.width = -(-max(int(widths.max()), CANVAS_MIN_WIDTH) // align) * align
+        self.origins = np.zeros((len(widths), 2), dtype=np.int64)
+        x = y = row = 0
+        for k in np.argsort(-heights, kind="stable").tolist():  # tallest first: fuller rows
+            hk, wk = int(heights[k]), int(widths[k])
+            if x + wk > self.width:
+                x, y, row = 0, y + row, 0
+            self.origins[k] = (x, y)
+            x += wk
+            row = max(row, hk)
+        self.height = y + row
+
+
 def refine_masks(
     image: npt.NDArray[np.uint8],
     mask: sv.CompactMask,
@@ -183,22 +220,48 @@ def refine_masks(
         return mask
     pad = (radius + PAD_BEYOND_RADIUS) * subsample
     offsets = np.asarray(mask.offsets, dtype=np.int64).reshape(-1, 2)
-    crops: list[npt.NDArray[np.bool_]] = []
-    origins = np.empty((n, 2), dtype=np.int64)
-    for k in range(n):
-        crop = np.asarray(mask.crop(k), dtype=bool)
+    originals = [np.asarray(mask.crop(k), dtype=bool) for k in range(n)]
+    # Each mask's crop, widened by ``pad`` and clipped to the frame: (left, top, right, bottom).
+    regions = np.empty((n, 4), dtype=np.int64)
+    for k, crop in enumerate(originals):
         x0, y0 = (int(v) for v in offsets[k])
         ch, cw = crop.shape
-        left, top = max(x0 - pad, 0), max(y0 - pad, 0)
-        right, bottom = min(x0 + cw + pad, w), min(y0 + ch + pad, h)
-        source = np.zeros((bottom - top, right - left), dtype=np.float32)
-        source[y0 - top : y0 - top + ch, x0 - left : x0 - left + cw] = crop
-        guide = image[top:bottom, left:right].astype(np.float32) * np.float32(1 / 255)
-        refined = guided_filter(guide, source, radius, eps, subsample) > MASK_LEVEL
+        regions[k] = (
+            max(x0 - pad, 0),
+            max(y0 - pad, 0),
+            min(x0 + cw + pad, w),
+            min(y0 + ch + pad, h),
+        )
+    # All crops are filtered at once, side by side on one canvas, apart by a blank gap wider
+    # than any window's reach: a handful of operations on one array per frame instead of some
+    # sixty small ones per mask, which kept the interpreter busy (and the pipeline's other
+    # threads waiting) on crowded frames.
+    gap = -(-(2 * radius * subsample + 1) // subsample) * subsample
+    heights = regions[:, 3] - regions[:, 1] + gap
+    widths = regions[:, 2] - regions[:, 0] + gap
+    canvas = _Canvas(heights, widths, align=subsample)
+    guide = np.zeros((canvas.height, canvas.width, 3), dtype=np.uint8)
+    source = np.zeros((canvas.height, canvas.width), dtype=np.float32)
+    for k, crop in enumerate(originals):
+        left, top, right, bottom = (int(v) for v in regions[k])
+        x0, y0 = (int(v) for v in offsets[k])
+        cx, cy = (int(v) + gap for v in canvas.origins[k])
+        guide[cy : cy + bottom - top, cx : cx + right - left] = image[top:bottom, left:right]
+        cy, cx = cy + y0 - top, cx + x0 - left
+        source[cy : cy + crop.shape[0], cx : cx + crop.shape[1]] = crop
+    filtered = guided_filter(
+        guide.astype(np.float32) * np.float32(1 / 255), source, radius, eps, subsample
+    )
+    crops: list[npt.NDArray[np.bool_]] = []
+    origins = np.empty((n, 2), dtype=np.int64)
+    for k, crop in enumerate(originals):
+        left, top, right, bottom = (int(v) for v in regions[k])
+        cx, cy = (int(v) + gap for v in canvas.origins[k])
+        refined = filtered[cy : cy + bottom - top, cx : cx + right - left] > MASK_LEVEL
         rows = np.flatnonzero(refined.any(axis=1))
         if len(rows) == 0:
             crops.append(crop)
-            origins[k] = (x0, y0)
+            origins[k] = offsets[k]
             continue
         cols = np.flatnonzero(refined.any(axis=0))
         crops.append(refined[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])

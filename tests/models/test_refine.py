@@ -106,6 +106,34 @@ def test_refinement_keeps_a_mask_it_would_empty() -> None:
     np.testing.assert_array_equal(out.to_dense(), speck)
 
 
+def test_masks_refined_together_equal_masks_refined_one_at_a_time() -> None:
+    """The crops share one canvas; none may leak into another, however close they lie and
+    whatever their sizes."""
+    image, truth = _scene()
+    boxes = [
+        (54, 33, 106, 70),
+        (110, 30, 139, 59),
+        (5, 5, 18, 26),
+        (20, 60, 41, 71),
+        (140, 70, 153, 93),
+    ]
+    masks = np.zeros((len(boxes), H, W), dtype=bool)
+    masks[0] = _coarse(truth)
+    for k, (x1, y1, x2, y2) in enumerate(boxes[1:], start=1):
+        image[y1 + 2 : y2 - 1, x1 + 1 : x2 - 2] = (20 + 40 * k, 20, 200 - 30 * k)
+        masks[k, y1:y2, x1 : x2 - 1] = True  # coarse: a little wider than the painted patch
+    xyxy = np.array(boxes, dtype=np.float64)
+    for subsample in (1, 2, 3):
+        together = refine_masks(image, _compact(masks, xyxy), 2, 1e-3, subsample).to_dense()
+        for k in range(len(boxes)):
+            alone = refine_masks(
+                image, _compact(masks[k : k + 1], xyxy[k : k + 1]), 2, 1e-3, subsample
+            )
+            np.testing.assert_array_equal(
+                together[k], alone.to_dense()[0], err_msg=f"{subsample} {k}"
+            )
+
+
 def test_refine_detections_changes_only_the_masks_and_returns_a_fresh_object() -> None:
     image, truth = _scene()
     xyxy = np.array([[54.0, 33, 106, 70], [5.0, 5, 20, 20]])
@@ -197,7 +225,8 @@ def test_segmenter_refines_with_a_radius_scaled_to_the_frame(
     in_h, in_w = on.info.input_hw
     frames = [np.zeros((in_h, in_w, 3), np.uint8), np.zeros((2 * in_h, 2 * in_w, 3), np.uint8)]
     refined = on.segment(frames)
-    assert seen == [(3, 1), (3, 2)]  # the larger frame: the fast filter, shrunk twice
+    # Fitted at half the input's resolution: shrunk 2 and 4 times, a window of 1.5 fit pixels.
+    assert seen == [(2, 2), (2, 4)]
     plain = off.segment(frames)
     assert [len(d) for d in refined] == [len(d) for d in plain]
     np.testing.assert_array_equal(refined[0].xyxy, plain[0].xyxy)
@@ -210,11 +239,11 @@ def test_segmenter_refines_with_a_radius_scaled_to_the_frame(
 @pytest.mark.parametrize(
     ("gain", "expected"),
     [
-        (1.0, (4, 1)),  # the input's size
-        (352 / 360, (4, 1)),  # 640x360 into 640x352
-        (352 / 1080, (4, 3)),  # 1920x1080: fitted on a third of the pixels each way
-        (352 / 720, (4, 2)),  # 1280x720
-        (2.0, (2, 1)),  # a frame half the input's size
+        (1.0, (2, 2)),  # the input's size: fitted at half of it, with half the window
+        (352 / 360, (2, 2)),  # 640x360 into 640x352
+        (352 / 1080, (2, 6)),  # 1920x1080: fitted on a sixth of the pixels each way
+        (352 / 720, (2, 4)),  # 1280x720
+        (2.0, (2, 1)),  # a frame half the input's size: fitted at its own resolution
         (8.0, (1, 1)),
     ],
 )
