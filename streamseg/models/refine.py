@@ -42,8 +42,9 @@ logger = logging.getLogger(__name__)
 FloatArray = npt.NDArray[np.float32]
 
 PAD_BEYOND_RADIUS = 2
-"""A crop is widened by ``radius + PAD_BEYOND_RADIUS`` pixels on each side before filtering, so
-the mask can grow past the model's box and the filter's windows see both sides of its edge."""
+"""A crop is widened by ``(radius + PAD_BEYOND_RADIUS) * subsample`` pixels on each side before
+filtering, so the mask can grow past the model's box and the windows see both sides of its
+edge."""
 
 CANVAS_MIN_WIDTH = 640
 """Width of the canvas the crops of one frame are packed onto (wider for a wider crop)."""
@@ -66,7 +67,8 @@ def guided_filter(
     With ``subsample`` s > 1 it is the *fast* guided filter (He and Sun, 2015): the linear
     coefficients are fitted on both images shrunk s times (windows of ``radius`` shrunk pixels),
     enlarged back bilinearly and applied to the full-resolution guide, so edges stay sharp while
-    the cost falls about s² times. The runtime uses it for frames larger than the model's input.
+    the cost falls about s² times. The runtime fits at about half the model's input resolution
+    (``streamseg.models.segmenter.MaskRefine.for_frame``).
 
     Args:
         guide: (h, w, 3) float32, the image (any channel order), values in [0, 1].
