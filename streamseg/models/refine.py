@@ -84,17 +84,33 @@ def guided_filter(
     """
     h, w = source.shape
     if subsample > 1 and min(h, w) >= 2 * subsample:
-        small = (max(1, w // subsample), max(1, h // subsample))
-        small_guide = np.asarray(cv2.resize(guide, small, interpolation=cv2.INTER_AREA), np.float32)
-        small_source = np.asarray(
-            cv2.resize(source, small, interpolation=cv2.INTER_AREA), np.float32
-        )
-        fitted = _coefficients(small_guide, small_source, radius, eps)
-        coeffs = np.asarray(cv2.resize(fitted, (w, h), interpolation=cv2.INTER_LINEAR))
+        fitted = _fit_shrunk(guide, source, radius, eps, subsample)
+        coeffs = np.asarray(cv2.resize(fitted, (w, h), interpolation=cv2.INTER_LINEAR), np.float32)
     else:
         coeffs = _coefficients(guide, source, radius, eps)
-    r, g, b = guide[..., 0], guide[..., 1], guide[..., 2]
-    out: FloatArray = coeffs[..., 0] * r + coeffs[..., 1] * g + coeffs[..., 2] * b + coeffs[..., 3]
+    return _apply(coeffs, guide)
+
+
+def _fit_shrunk(
+    guide: FloatArray, source: FloatArray, radius: int, eps: float, subsample: int
+) -> FloatArray:
+    """:func:`_coefficients` of ``guide`` and ``source`` shrunk ``subsample`` times (area
+    averaging), on the shrunk grid."""
+    h, w = source.shape
+    small = (max(1, w // subsample), max(1, h // subsample))
+    small_guide = np.asarray(cv2.resize(guide, small, interpolation=cv2.INTER_AREA), np.float32)
+    small_source = np.asarray(cv2.resize(source, small, interpolation=cv2.INTER_AREA), np.float32)
+    return _coefficients(small_guide, small_source, radius, eps)
+
+
+def _apply(coeffs: FloatArray, guide: FloatArray) -> FloatArray:
+    """The filtered signal ``a . guide + b`` from (h, w, 4) coefficients ``(a_r, a_g, a_b, b)``."""
+    out: FloatArray = (
+        coeffs[..., 0] * guide[..., 0]
+        + coeffs[..., 1] * guide[..., 1]
+        + coeffs[..., 2] * guide[..., 2]
+        + coeffs[..., 3]
+    )
     return out
 
 
@@ -246,17 +262,11 @@ def refine_masks(
     pad = (radius + PAD_BEYOND_RADIUS) * subsample
     offsets = np.asarray(mask.offsets, dtype=np.int64).reshape(-1, 2)
     originals = [np.asarray(mask.crop(k), dtype=bool) for k in range(n)]
+    sizes_wh = np.array([c.shape[::-1] for c in originals], dtype=np.int64).reshape(-1, 2)
     # Each mask's crop, widened by ``pad`` and clipped to the frame: (left, top, right, bottom).
-    regions = np.empty((n, 4), dtype=np.int64)
-    for k, crop in enumerate(originals):
-        x0, y0 = (int(v) for v in offsets[k])
-        ch, cw = crop.shape
-        regions[k] = (
-            max(x0 - pad, 0),
-            max(y0 - pad, 0),
-            min(x0 + cw + pad, w),
-            min(y0 + ch + pad, h),
-        )
+    regions = np.concatenate(
+        (np.maximum(offsets - pad, 0), np.minimum(offsets + sizes_wh + pad, (w, h))), axis=1
+    )
     # All crops are filtered at once, side by side on one canvas, apart by a blank gap wider
     # than any window's reach: a handful of operations on one array per frame instead of some
     # sixty small ones per mask, which kept the interpreter busy (and the pipeline's other
@@ -279,13 +289,9 @@ def refine_masks(
     if by_crop:
         # Fit on the shrunk canvas, then enlarge and apply the coefficients crop by crop: the
         # full-resolution work covers the crops, not the canvas's gaps and empty corners.
-        small = (canvas.width // subsample, canvas.height // subsample)
-        fitted = _coefficients(
-            np.asarray(cv2.resize(scaled, small, interpolation=cv2.INTER_AREA), np.float32),
-            np.asarray(cv2.resize(source, small, interpolation=cv2.INTER_AREA), np.float32),
-            radius,
-            eps,
-        )
+        fitted = _fit_shrunk(scaled, source, radius, eps, subsample)
+    else:
+        whole = guided_filter(scaled, source, radius, eps, subsample)
     crops: list[npt.NDArray[np.bool_]] = []
     origins = np.empty((n, 2), dtype=np.int64)
     for k, crop in enumerate(originals):
@@ -294,16 +300,8 @@ def refine_masks(
         ch, cw = bottom - top, right - left
         if by_crop:
             coeffs = _enlarged(fitted, cx, cy, cw, ch, subsample)
-            here = scaled[cy : cy + ch, cx : cx + cw]
-            filtered = (
-                coeffs[..., 0] * here[..., 0]
-                + coeffs[..., 1] * here[..., 1]
-                + coeffs[..., 2] * here[..., 2]
-                + coeffs[..., 3]
-            )
+            filtered = _apply(coeffs, scaled[cy : cy + ch, cx : cx + cw])
         else:
-            if k == 0:
-                whole = guided_filter(scaled, source, radius, eps, subsample)
             filtered = whole[cy : cy + ch, cx : cx + cw]
         refined = filtered > MASK_LEVEL
         rows = np.flatnonzero(refined.any(axis=1))

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 FIT_SHRINK = 2
 """The mask refinement fits its coefficients at 1 / FIT_SHRINK of the model's input resolution
 (the fast guided filter). Against a fit at the input's resolution, on 100 held-out frames per
-kind: mask mAP@0.5 yard 0.988 -> 0.985, field 0.856 -> 0.856, pitch 0.687 -> 0.690, and about
+kind: mask mAP@0.5 yard 0.988 -> 0.984, field 0.856 -> 0.857, pitch 0.687 -> 0.686, and about
 half the time (640x360: 2.5 instead of 6 ms with 9 objects, 3.9 instead of 8.6 with 21)."""
 
 
