@@ -4,7 +4,7 @@ This is a regression floor, not the accuracy target: ``bench/model.py`` measures
 (mask mAP@0.5 >= 0.85 per scene kind) on 300 frames per kind. Here 8 held-out frames per kind
 (scene seeds no training sample uses) are scored through the runtime exactly as ``streamseg run``
 decodes, and each kind must keep at least the floor below. The floors sit a margin under what
-the committed weights score on this set (yard 0.93, field 0.74, pitch 0.47), so a broken export,
+the committed weights score on this set (yard 0.98, field 0.88, pitch 0.67), so a broken export,
 decoder or letterbox fails here while a retrained model does not flap.
 """
 
@@ -19,9 +19,10 @@ from streamseg.models import builtin_weights_path, load_segmenter
 from streamseg.synth import CLASS_NAMES
 from streamseg.train.evaluate import evaluate_runtime, synth_eval_set
 
-FLOOR_MAP50 = {"yard": 0.85, "field": 0.70, "pitch": 0.40}
-"""Mask mAP@0.5 each scene kind must keep on the 8-frame held-out set (the shipped weights:
-yard 0.95, field 0.82, pitch 0.50; the floors leave about 0.1 for float differences across CPUs)."""
+FLOOR_MAP50 = {"yard": 0.88, "field": 0.78, "pitch": 0.55}
+"""Mask mAP@0.5 each scene kind must keep on the 8-frame held-out set (the shipped weights,
+exported at 704x384, with the default mask refinement: yard 0.98, field 0.88, pitch 0.67; the
+floors leave room for float differences across CPUs and for a retrained model)."""
 
 MAX_WEIGHTS_BYTES = 10 * 1024 * 1024
 BUILTIN_MASK_THRESHOLD = 0.4

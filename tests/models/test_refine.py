@@ -241,6 +241,8 @@ def test_segmenter_refines_with_a_radius_scaled_to_the_frame(
     [
         (1.0, (2, 2)),  # the input's size: fitted at half of it, with half the window
         (352 / 360, (2, 2)),  # 640x360 into 640x352
+        (384 / 360, (2, 2)),  # 640x360 into 704x384: still shrunk twice (1.875, rounded)
+        (416 / 360, (2, 2)),  # 640x360 into 736x416 (1.73)
         (352 / 1080, (2, 6)),  # 1920x1080: fitted on a sixth of the pixels each way
         (352 / 720, (2, 4)),  # 1280x720
         (2.0, (2, 1)),  # a frame half the input's size: fitted at its own resolution
