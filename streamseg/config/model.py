@@ -47,9 +47,9 @@ class MaskRefineConfig(ConfigModel):
 
     The model's masks come from prototypes at a quarter of its input resolution; a colour
     guided filter (:mod:`streamseg.models.refine`) snaps each one to the object's outline in
-    the frame. On by default: it raised the built-in model's held-out mask mAP@0.5 where masks
-    were coarse (``bench/model.py``: field 0.831 -> 0.848, pitch 0.716 -> 0.738; yard 0.978 ->
-    0.975) and mAP@[.5:.95] on every kind by 0.07-0.16, for 2.5-4 ms per 640x360 frame on a
+    the frame. On by default: it raises the built-in model's held-out mask mAP@0.5 where masks
+    are coarse (``bench/model.py``: field 0.839 -> 0.856, pitch 0.740 -> 0.764; yard 0.979 ->
+    0.982) and mAP@[.5:.95] on every kind by 0.07-0.15, for 2.5-4 ms per 640x360 frame on a
     2-core CPU. Turn it off to save that time when masks only need to be rough.
 
     Example::

@@ -10,8 +10,9 @@ edge's shape. Thresholded at one half, the filtered mask snaps to the object's o
 reach a few pixels past the model's box (at most ``(radius + PAD_BEYOND_RADIUS) * subsample``).
 
 The built-in model through the runtime, mask mAP@0.5 / mAP@[.5:.95] without -> with it
-(``bench/model.py``, 300 held-out frames per kind): yard 0.978 / 0.825 -> 0.975 / 0.899, field
-0.831 / 0.558 -> 0.848 / 0.656, pitch 0.716 / 0.463 -> 0.738 / 0.620. Radius 4 and eps 0.001
+(``bench/model.py``, 300 held-out frames per kind, the 704x384 export): yard 0.979 / 0.833 ->
+0.982 / 0.903, field 0.839 / 0.575 -> 0.856 / 0.666, pitch 0.740 / 0.490 -> 0.764 / 0.643
+(the 640x352 export before it gained about as much). Radius 4 and eps 0.001
 were chosen on a second held-out set (scene seeds 5e11 + j): radius 1 to 8, eps 0.0003 to
 0.003, a radius proportional to the box and a grey guide were tried; radius 3 to 6 and those
 eps values are all within 0.006 of each other at mAP@0.5.
@@ -29,6 +30,7 @@ objects and 3.9 ms with 21; on 1920x1080 frames about 10 ms with 22.
 from __future__ import annotations
 
 import logging
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -40,6 +42,7 @@ from streamseg.rle import encode_runs
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
+IntT = TypeVar("IntT", int, npt.NDArray[np.int64])
 
 PAD_BEYOND_RADIUS = 2
 """A crop is widened by ``(radius + PAD_BEYOND_RADIUS) * subsample`` pixels on each side before
@@ -168,6 +171,11 @@ def _coefficients(guide: FloatArray, source: FloatArray, radius: int, eps: float
     return coeffs
 
 
+def _round_up(value: IntT, step: int) -> IntT:
+    """``value`` (an int or an int array) rounded up to a multiple of ``step``."""
+    return -(-value // step) * step
+
+
 class _Canvas:
     """Shelf packing of rectangles onto one canvas: left to right in rows, a new row when the
     next one does not fit in :data:`CANVAS_MIN_WIDTH` (or the widest rectangle).
@@ -184,9 +192,9 @@ class _Canvas:
     def __init__(
         self, heights: npt.NDArray[np.int64], widths: npt.NDArray[np.int64], align: int = 1
     ) -> None:
-        heights = -(-heights // align) * align
-        widths = -(-widths // align) * align
-        self.width = -(-max(int(widths.max()), CANVAS_MIN_WIDTH) // align) * align
+        heights = _round_up(heights, align)
+        widths = _round_up(widths, align)
+        self.width = _round_up(max(int(widths.max()), CANVAS_MIN_WIDTH), align)
         self.origins = np.zeros((len(widths), 2), dtype=np.int64)
         x = y = row = 0
         for k in np.argsort(-heights, kind="stable").tolist():  # tallest first: fuller rows
@@ -271,7 +279,7 @@ def refine_masks(
     # than any window's reach: a handful of operations on one array per frame instead of some
     # sixty small ones per mask, which kept the interpreter busy (and the pipeline's other
     # threads waiting) on crowded frames.
-    gap = -(-(2 * radius * subsample + 1) // subsample) * subsample
+    gap = _round_up(2 * radius * subsample + 1, subsample)
     heights = regions[:, 3] - regions[:, 1] + gap
     widths = regions[:, 2] - regions[:, 0] + gap
     canvas = _Canvas(heights, widths, align=subsample)
