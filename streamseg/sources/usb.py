@@ -1,16 +1,42 @@
-"""USB / V4L2 cameras, read with PyAV's ``v4l2`` input device (Linux)."""
+"""USB / V4L2 cameras, read with PyAV's ``v4l2`` input device (Linux).
+
+FFmpeg's V4L2 reads do not consult its interrupt callback: opened the usual way, a camera that
+stays connected but stops delivering (a firmware hang, a stalled USB hub) blocks the read
+forever, and the stall watchdog can mark the source ``stalled`` but never get the reader back
+to reconnect. So the device is opened non-blocking (the format flag ``AVFMT_FLAG_NONBLOCK``,
+given as ``fflags=+4``: FFmpeg 8 no longer knows the name ``nonblock``; FFmpeg's v4l2 device
+then opens it with ``O_NONBLOCK``), a read with no frame ready raises ``BlockingIOError`` at
+once, and :meth:`UsbSource._pump` waits :data:`NO_FRAME_POLL_S` and reads again, checking
+between reads whether the source is stopping or stalled.
+"""
 
 from __future__ import annotations
 
 import logging
 import random
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+import av
+from av.container import Flags
 
 from streamseg.sources.live import LiveSource, OpenArgs, ReconnectSettings
+from streamseg.types import Frame
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
+    from av.video.stream import VideoStream
 
 __all__ = ["UsbSource", "UsbSourceSettings", "usb_device_path", "usb_open_args"]
 
 logger = logging.getLogger(__name__)
+
+NO_FRAME_POLL_S = 0.004
+"""How long the reader waits after a non-blocking read found no frame ready (at most this much
+latency on top of the camera's; a 30 fps camera leaves 33 ms between frames)."""
+
+NONBLOCK_FFLAGS = f"+{Flags.non_block.value}"
+"""``fflags`` value that adds ``AVFMT_FLAG_NONBLOCK`` to FFmpeg's defaults (module docstring)."""
 
 
 class UsbSourceSettings(Protocol):
@@ -53,9 +79,9 @@ def usb_open_args(cfg: UsbSourceSettings) -> OpenArgs:
 
     Options are set only when configured, so the camera keeps its defaults otherwise:
     ``video_size`` = ``WIDTHxHEIGHT``, ``input_format`` (``mjpeg``, ``yuyv422``, ...) and
-    ``framerate`` (from ``fps``, which also caps delivery). The timeout only bounds the open:
-    V4L2 reads do not consult FFmpeg's interrupt callback (an unplugged camera makes the read
-    fail instead).
+    ``framerate`` (from ``fps``, which also caps delivery); always ``fflags`` with the
+    non-blocking flag (:data:`NONBLOCK_FFLAGS`), so a read never blocks (module docstring). The
+    timeout only bounds the open: V4L2 reads do not consult FFmpeg's interrupt callback.
 
     Raises:
         ValueError: if only one of width / height is set, or a size or rate is not positive.
@@ -65,7 +91,7 @@ def usb_open_args(cfg: UsbSourceSettings) -> OpenArgs:
             f"source {cfg.id!r}: width and height go together, got width={cfg.width!r}, "
             f"height={cfg.height!r}"
         )
-    options: dict[str, str] = {}
+    options: dict[str, str] = {"fflags": NONBLOCK_FFLAGS}
     if cfg.width is not None and cfg.height is not None:
         if cfg.width <= 0 or cfg.height <= 0:
             raise ValueError(
@@ -114,3 +140,24 @@ class UsbSource(LiveSource):
     def target(self) -> str:
         """The device path."""
         return self.device
+
+    def _pump(
+        self,
+        container: InputContainer,
+        stream: VideoStream,
+        deliver: Callable[[Frame], bool],
+        interrupted: Callable[[], bool],
+    ) -> bool:
+        """Read the camera like :meth:`Source._pump`, through its non-blocking reads.
+
+        A read with no frame ready ends the demux loop with ``BlockingIOError``; the reader then
+        waits :data:`NO_FRAME_POLL_S` (or until the source stops) and demuxes again, until the
+        stream ends, ``deliver`` stops it, or ``interrupted`` says the source is stopping or
+        stalled (the watchdog's flag: the camera has been silent for ``stall_timeout_s``).
+        """
+        while True:
+            try:
+                return super()._pump(container, stream, deliver, interrupted)
+            except av.error.BlockingIOError:
+                if interrupted() or self._stop_event.wait(NO_FRAME_POLL_S) or interrupted():
+                    return False

@@ -5,47 +5,15 @@ from __future__ import annotations
 import itertools
 import logging
 import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers.source_states import TransitionLog
 
 from streamseg.sources import RtspSource, Source, build_source, rtsp_open_args
 from streamseg.types import Frame, SourceState
-
-
-class TransitionLog:
-    """Records ``(monotonic time, old, new)`` for every state change of a source."""
-
-    def __init__(self, source: Source) -> None:
-        self.events: list[tuple[float, SourceState, SourceState]] = []
-        self._cond = threading.Condition()
-        source.add_state_listener(self._on_change)
-
-    def _on_change(self, _sid: str, old: SourceState, new: SourceState) -> None:
-        with self._cond:
-            self.events.append((time.monotonic(), old, new))
-            self._cond.notify_all()
-
-    def wait_for(self, new: SourceState, timeout: float, after: int = 0) -> float:
-        """Wait for a transition into ``new`` at position >= ``after``; returns its time."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for when, _old, state in self.events[after:]:
-                    if state is new:
-                        return when
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    seen = [(o.value, n.value) for _t, o, n in self.events]
-                    pytest.fail(f"no transition to {new.value} within {timeout} s; saw {seen}")
-                self._cond.wait(remaining)
-
-    @property
-    def states(self) -> list[SourceState]:
-        return [new for _t, _old, new in self.events]
 
 
 def take_for(source: Source, seconds: float) -> list[tuple[float, Frame]]:
