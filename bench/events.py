@@ -32,7 +32,9 @@ their intervals overlap (or their starts are within ``--tolerance`` seconds; ent
 occurrences are instants) and, for per-track rules, the predicted track maps to the GT object
 (the GT object the predicted track overlaps most often, mask IoU >= 0.5, from 0.5 s before the
 occurrence to its end: identities may swap within a track's life).
-Greedy one-to-one, closest starts first. Precision, recall and F1 per scene kind and overall.
+Greedy one-to-one, closest starts first. Precision, recall and F1 per scene kind and overall,
+and the end-to-end misses by cause (:func:`miss_cause`: lost to detection, tracked but not
+raised, or raised on a track that was another object then).
 
 Timing: :meth:`RuleEngine.evaluate` per frame over a crowded yard (about 30 objects a frame,
 640x360, ground-truth detections), p50 and p95, for 10 rules of every kind (``near`` in metres
@@ -279,10 +281,12 @@ def match(
     truth: Sequence[Occurrence],
     identities: IdVotes | None,
     tolerance_s: float,
+    missed: list[int] | None = None,
 ) -> tuple[int, int, int]:
     """(true positives, false positives, false negatives) of a greedy one-to-one matching.
 
-    ``identities`` maps predicted tracks to GT objects (``None``: the ids are GT ids).
+    ``identities`` maps predicted tracks to GT objects (``None``: the ids are GT ids). The
+    indices of the unmatched ``truth`` occurrences are appended to ``missed`` when given.
     """
     pairs: list[tuple[float, int, int]] = []
     for i, p in enumerate(predicted):
@@ -302,8 +306,58 @@ def match(
         if i not in used_p and j not in used_g:
             used_p.add(i)
             used_g.add(j)
+    if missed is not None:
+        missed.extend(j for j in range(len(truth)) if j not in used_g)
     tp = len(used_p)
     return tp, len(predicted) - tp, len(truth) - tp
+
+
+MISS_CAUSES = (
+    "zone-level",
+    "no track on the object",
+    "tracked, not raised",
+    "raised, other object",
+)
+"""Why an end-to-end run missed a GT occurrence (:func:`miss_cause`)."""
+
+
+def miss_cause(
+    missed: Occurrence,
+    predicted: Sequence[Occurrence],
+    identities: IdVotes,
+    tolerance_s: float,
+) -> str:
+    """Why ``missed`` (a GT occurrence no predicted one matched) was missed.
+
+    - ``zone-level``: a count occurrence (no object to follow);
+    - ``no track on the object``: no confirmed track overlapped the GT object (mask IoU >= 0.5)
+      from :data:`IDENTITY_MARGIN_S` before the occurrence to that long after it: lost to
+      detection (or to tracks still tentative);
+    - ``raised, other object``: a track that overlapped the object then raised an occurrence of
+      the same rule within ``tolerance_s``, but its identity over that occurrence is another GT
+      object (two objects merged into one detection, or the track switched between them);
+    - ``tracked, not raised``: a track followed the object but raised nothing there (its
+      detections' anchor or mask did not meet the rule, e.g. a debounce cut short by a missed
+      frame).
+    """
+    if missed.track is None:
+        return MISS_CAUSES[0]
+    start, end = missed.start - IDENTITY_MARGIN_S, missed.end + IDENTITY_MARGIN_S
+    covering = {
+        track
+        for track, seen in identities.seen.items()
+        if any(g == missed.track and start <= t <= end for t, g in seen)
+    }
+    if not covering:
+        return MISS_CAUSES[1]
+    if any(
+        p.rule_id == missed.rule_id
+        and p.track in covering
+        and abs(p.start - missed.start) <= tolerance_s
+        for p in predicted
+    ):
+        return MISS_CAUSES[3]
+    return MISS_CAUSES[2]
 
 
 def _mask_iou(
@@ -554,6 +608,7 @@ def main() -> None:
     print(f"scenes {RESOLUTION[0]}x{RESOLUTION[1]} at {FPS:g} fps, {frames} frames each")
 
     totals: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
+    causes: dict[str, Counter[str]] = defaultdict(Counter)  # end-to-end misses per kind
     started = time.perf_counter()
     for kind, seeds in SCENES.items():
         for seed, difficulty in seeds[:1] if args.quick else seeds:
@@ -571,7 +626,12 @@ def main() -> None:
                 if name.endswith(("bottom_center", "inside")):  # the inside rules only
                     truth = [o for o in result.truth if o.kind == "inside"]
                 identities = result.identities.get(name.removesuffix(" inside"))
-                tp, fp, fn = match(predicted, truth, identities, args.tolerance)
+                missed: list[int] = []
+                tp, fp, fn = match(predicted, truth, identities, args.tolerance, missed)
+                if name == "end-to-end" and identities is not None:
+                    for j in missed:
+                        cause = miss_cause(truth[j], predicted, identities, args.tolerance)
+                        causes[kind][cause] += 1
                 for key in (kind, "all"):
                     counts = totals[name][key]
                     counts[0] += tp
@@ -588,6 +648,12 @@ def main() -> None:
             p, r, f1 = _prf(tp, fp, fn)
             f1s[(name, key)] = f1
             print(f"{name:<26} {key:<6} {p:6.3f} {r:6.3f} {f1:6.3f} {tp:4d} {fp:4d} {fn:4d}")
+
+    if causes:
+        print("\nend-to-end misses by cause (see miss_cause):")
+        print(f"  {'scene':<6} " + " ".join(f"{c:>22}" for c in MISS_CAUSES))
+        for kind, by_cause in causes.items():
+            print(f"  {kind:<6} " + " ".join(f"{by_cause[c]:>22d}" for c in MISS_CAUSES))
 
     f1_gt = f1s.get(("gt", "all"), 0.0)
     f1_gt_tracker = f1s.get(("gt+tracker", "all"), 0.0)
