@@ -77,9 +77,9 @@ def usb_device_path(device: str | int) -> str:
 def usb_open_args(cfg: UsbSourceSettings) -> OpenArgs:
     """Build the ``av.open`` arguments for a V4L2 camera.
 
-    Options are set only when configured, so the camera keeps its defaults otherwise:
+    Camera options are set only when configured, so the camera keeps its defaults otherwise:
     ``video_size`` = ``WIDTHxHEIGHT``, ``input_format`` (``mjpeg``, ``yuyv422``, ...) and
-    ``framerate`` (from ``fps``, which also caps delivery); always ``fflags`` with the
+    ``framerate`` (from ``fps``, which also caps delivery). ``fflags`` always adds the
     non-blocking flag (:data:`NONBLOCK_FFLAGS`), so a read never blocks (module docstring). The
     timeout only bounds the open: V4L2 reads do not consult FFmpeg's interrupt callback.
 
