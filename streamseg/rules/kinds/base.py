@@ -115,7 +115,10 @@ class TrackState:
     """What a per-track rule remembers about one track.
 
     Attributes:
-        last_seen: the last frame the track was seen on.
+        last_seen: the last frame the track was seen on (during :meth:`TrackRule.observe`: the
+            frame being observed).
+        seen_before: the frame the track was seen on before ``last_seen`` (``None`` on its
+            first frame).
         debounce: the debounced condition.
         last_true: the last frame the (raw) condition held, or ``None``.
         value: a kind-specific figure from the last frame (overlap, distance, ...).
@@ -126,6 +129,7 @@ class TrackState:
 
     last_seen: Stamp
     debounce: Debounce
+    seen_before: Stamp | None = None
     last_true: Stamp | None = None
     value: float | None = None
     other: tuple[int, str] | None = None
@@ -170,6 +174,8 @@ class TrackRule(Rule):
             if state is None:
                 state = TrackState(now, Debounce(self.initial_state))
                 tracks[track_id] = state
+            else:
+                state.seen_before = state.last_seen
             state.last_seen = now
             self.observe(ctx, k, track_id, state, events)
         if len(tracks) > len(indices):

@@ -81,11 +81,9 @@ class CrossRule(TrackRule):
     ) -> None:
         now = ctx.stamp
         right = self.side(ctx, k)
-        previous = state.extra.get("observed_pts")
-        state.extra["observed_pts"] = now.pts
         if right is None:
             return
-        gap = now.pts - previous if previous is not None else 0.0
+        gap = now.pts - state.seen_before.pts if state.seen_before is not None else 0.0
         credit = min(gap / 2.0, self.min_duration_s / 2.0)
         if state.debounce.state is None:
             # Where the track starts raises nothing, so it needs no wait (module docstring).
