@@ -34,8 +34,9 @@ def _setup_logging(level: str, console: Console) -> None:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from streamseg.config.validate import validate_files
+    from streamseg.models.names import model_class_names
 
-    return validate_files(args.files)
+    return validate_files(args.files, class_names_of=model_class_names)
 
 
 def _cmd_info(args: argparse.Namespace, console: Console) -> int:
@@ -143,6 +144,7 @@ def _idle_empty_shard(config: PipelineConfig, shard: Shard) -> int:
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from streamseg.config import ConfigError, load_pipeline
     from streamseg.models import ModelLoadError
+    from streamseg.models.names import model_class_names
     from streamseg.runtime.pipeline import Pipeline
     from streamseg.runtime.progress import file_progress
     from streamseg.runtime.report import print_summary
@@ -153,7 +155,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
 
         setup_json_logging(args.log_level)
     try:
-        config = load_pipeline(args.file)
+        config = load_pipeline(args.file, class_names_of=model_class_names)
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return 1

@@ -117,6 +117,59 @@ def test_run_bad_pipeline_exits_1(tmp_path: Path) -> None:
     assert "p.yaml" in result.stderr and "Traceback" not in result.stderr
 
 
+def _rule_on(tmp_path: Path, model: str, video: Path, classes: str) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        f"""sources:
+  - {{id: cam, type: file, path: '{video}'}}
+model: {{weights: '{model}', device: cpu}}
+zones:
+  - {{id: z, type: polygon, points: [[0, 0], [50, 0], [50, 50], [0, 50]]}}
+rules:
+  - {{id: r, type: inside, zone: z, classes: {classes}}}
+"""
+    )
+    return path
+
+
+def test_a_class_the_model_lacks_is_an_error_before_the_run(
+    h264_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    clip = h264_file("c.mp4", frames=5, fps=5)
+    # The built-in model's names are read from its file: validate and run both point at the line.
+    path = _rule_on(tmp_path, "builtin", clip.path, "[persn]")
+    for verb in ("validate", "run"):
+        result = streamseg(verb, str(path))
+        assert result.returncode == 1, result.stdout + result.stderr
+        out = " ".join((result.stdout + result.stderr).split())  # rich may wrap long lines
+        assert f"{path}:7:" in out and "rules[0].classes[0]" in out, out
+        assert "did you mean 'person'?" in out, out
+        assert "Traceback" not in out
+
+
+def test_a_class_only_loading_tells_is_checked_when_the_model_loads(
+    h264_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    # A file that records no names: only the loaded model knows them (class_0 ...), so validate
+    # passes and run stops at start_model, naming the rule and the model's classes.
+    model = save_torchscript(
+        tmp_path / "nameless.torchscript",
+        FakeYoloSeg(*build_outputs()),
+        ultralytics_metadata(names=None),
+    )
+    clip = h264_file("c.mp4", frames=5, fps=5)
+    path = _rule_on(tmp_path, str(model), clip.path, "[person]")
+    assert streamseg("validate", str(path)).returncode == 0
+    result = streamseg("run", str(path), "--no-progress")
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = " ".join((result.stdout + result.stderr).split())
+    assert "rules[0].classes[0]: rule 'r' names class 'person'" in out, out
+    assert "its classes: class_0, class_1" in out, out
+    assert "Traceback" not in out
+    fixed = _rule_on(tmp_path, str(model), clip.path, "[class_0]")
+    assert streamseg("run", str(fixed), "--no-progress").returncode == 0
+
+
 def test_synth_writes_video_and_ground_truth(tmp_path: Path) -> None:
     result = streamseg(
         "synth",

@@ -8,7 +8,9 @@ The steps, in order:
    ``${VAR}``). The tree itself is not changed, so errors show what the operator wrote and a
    substituted secret never reaches a message.
 3. Construct Python objects from the tree with the substituted strings.
-4. Validate with pydantic and map each error's ``loc`` back to a node for its line.
+4. Validate with pydantic and map each error's ``loc`` back to a node for its line; with
+   ``class_names_of``, validate again with the model's class names once the model section is
+   valid, so a rule watching a class the model lacks is an error at its line.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, get_args, get_origin
 
@@ -30,7 +32,8 @@ from pydantic_core import ErrorDetails
 
 from streamseg.config._base import ID_PATTERN
 from streamseg.config.errors import MISSING, ConfigError, ConfigIssue
-from streamseg.config.pipeline import CROSS_CHECK, PipelineConfig, format_loc
+from streamseg.config.model import ModelConfig
+from streamseg.config.pipeline import CLASS_NAMES_CONTEXT, CROSS_CHECK, PipelineConfig, format_loc
 from streamseg.config.tracker import NOT_IMPLEMENTED
 
 logger = logging.getLogger(__name__)
@@ -43,14 +46,24 @@ _VARIABLE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _REPR_LIMIT = 80
 
 
+ClassNamesOf = Callable[[ModelConfig], Sequence[str] | None]
+"""The class names of the model a ``model`` section names, or None when they cannot be known
+without loading it (``streamseg.models.model_class_names``)."""
+
+
 def load_pipeline(
-    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    class_names_of: ClassNamesOf | None = None,
 ) -> PipelineConfig:
     """Read and validate one pipeline file.
 
     Args:
         path: the YAML file.
         env: variables for ``${VAR}`` substitution; ``None`` uses ``os.environ``.
+        class_names_of: when given and it knows the model's class names, every class the file
+            filters on (rules' ``classes`` and ``other_classes``, ``model.classes``) must be
+            one of them (:func:`~streamseg.config.pipeline.check_class_names`).
 
     Returns:
         The validated pipeline.
@@ -72,11 +85,14 @@ def load_pipeline(
         ) from None
     except OSError as exc:
         raise _file_error(filename, f"cannot read the file: {exc.strerror or exc}") from None
-    return load_pipeline_text(text, filename=filename, env=env)
+    return load_pipeline_text(text, filename=filename, env=env, class_names_of=class_names_of)
 
 
 def load_pipeline_text(
-    text: str, filename: str = "<string>", env: Mapping[str, str] | None = None
+    text: str,
+    filename: str = "<string>",
+    env: Mapping[str, str] | None = None,
+    class_names_of: ClassNamesOf | None = None,
 ) -> PipelineConfig:
     """Validate a pipeline given as YAML text.
 
@@ -84,6 +100,7 @@ def load_pipeline_text(
         text: the YAML document.
         filename: the name errors show.
         env: variables for ``${VAR}`` substitution; ``None`` uses ``os.environ``.
+        class_names_of: as for :func:`load_pipeline`.
 
     Returns:
         The validated pipeline.
@@ -109,6 +126,11 @@ def load_pipeline_text(
     issues = walk.issues
     try:
         config = PipelineConfig.model_validate(data)
+        # The model section is valid now: with its class names known, check again with them.
+        names = class_names_of(config.model) if class_names_of is not None else None
+        if names is not None:
+            context = {CLASS_NAMES_CONTEXT: list(names)}
+            config = PipelineConfig.model_validate(data, context=context)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             issues.extend(_issues_from_error(error, root, filename, walk))

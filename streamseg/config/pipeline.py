@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from typing_extensions import Self
 
@@ -235,6 +236,48 @@ def check_rules_have_tracks(rules: Sequence[RuleConfig], tracker: TrackerConfig)
         )
 
 
+def check_class_names(config: PipelineConfig, known: Sequence[str]) -> list[CrossCheckError]:
+    """Every class name the file filters on is one the model outputs.
+
+    A rule watching a class the model does not have never fires, and ``model.classes`` with such
+    a name drops every detection of it: both are silent at run time, so they are errors here.
+    ``model.classes`` is left to :class:`ModelConfig` when ``model.class_names`` renames the
+    classes (it checks against those).
+
+    Args:
+        config: the validated pipeline.
+        known: the model's class names (``model.class_names``, else the file's).
+
+    Returns:
+        One error per unknown name, at the list item, with the closest known name if any.
+    """
+    names = set(known)
+    listing = ", ".join(known)
+    failures: list[CrossCheckError] = []
+
+    def check(loc: Loc, values: Sequence[str] | None, who: str) -> None:
+        for position, value in enumerate(values or ()):
+            if value in names:
+                continue
+            close = difflib.get_close_matches(value, list(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            failures.append(
+                CrossCheckError(
+                    (*loc, position),
+                    f"{who} names class {value!r}, which model {config.model.weights!r} does not "
+                    f"output; {hint}its classes: {listing} (model.class_names can rename them)",
+                )
+            )
+
+    if config.model.class_names is None:
+        check(("model", "classes"), config.model.classes, "model.classes")
+    for index, rule in enumerate(config.rules):
+        check(("rules", index, "classes"), rule.classes, f"rule {rule.id!r}")
+        if isinstance(rule, NearRuleConfig):
+            check(("rules", index, "other_classes"), rule.other_classes, f"rule {rule.id!r}")
+    return failures
+
+
 CROSS_CHECKS: tuple[Callable[[PipelineConfig], None], ...] = (
     lambda config: check_unique_source_ids(config.sources),
     lambda config: check_video_path_template(config.outputs, config.sources),
@@ -247,6 +290,11 @@ CROSS_CHECKS: tuple[Callable[[PipelineConfig], None], ...] = (
     lambda config: check_rules_have_tracks(config.rules, config.tracker),
 )
 """Every cross-section check, run in order by :class:`PipelineConfig`."""
+
+CLASS_NAMES_CONTEXT = "class_names"
+"""Key of the validation context holding the model's class names: with it,
+:class:`PipelineConfig` also runs :func:`check_class_names` (see ``load_pipeline``'s
+``class_names_of``)."""
 
 
 class PipelineConfig(ConfigModel):
@@ -278,13 +326,16 @@ class PipelineConfig(ConfigModel):
     _lists_none = field_validator("zones", "rules", mode="before")(none_as_empty_list)
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> Self:
+    def _cross_checks(self, info: ValidationInfo) -> Self:
         failures: list[CrossCheckError] = []
         for check in CROSS_CHECKS:
             try:
                 check(self)
             except CrossCheckError as exc:
                 failures.append(exc)
+        known = (info.context or {}).get(CLASS_NAMES_CONTEXT)
+        if known is not None:
+            failures.extend(check_class_names(self, known))
         if failures:
             raise PydanticCustomError(
                 CROSS_CHECK,

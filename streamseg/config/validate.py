@@ -7,12 +7,12 @@ import sys
 from collections.abc import Sequence
 
 from streamseg.config.errors import ConfigError
-from streamseg.config.loader import load_pipeline
+from streamseg.config.loader import ClassNamesOf, load_pipeline
 
 logger = logging.getLogger(__name__)
 
 
-def validate_files(paths: Sequence[str]) -> int:
+def validate_files(paths: Sequence[str], class_names_of: ClassNamesOf | None = None) -> int:
     """Validate each file; print ``OK <path>`` to stdout or its errors to stderr.
 
     A bad file never raises: every problem is printed as ``file:line:column: key.path: message``.
@@ -21,6 +21,9 @@ def validate_files(paths: Sequence[str]) -> int:
 
     Args:
         paths: pipeline YAML files.
+        class_names_of: the model's class names from its ``model`` section, when they can be
+            read without running it (``streamseg.models.names.model_class_names``): rules and
+            ``model.classes`` naming other classes are then errors.
 
     Returns:
         The exit code: 0 when every file is valid, 1 when any is not (or no file was given).
@@ -31,7 +34,7 @@ def validate_files(paths: Sequence[str]) -> int:
     failed = 0
     for path in paths:
         try:
-            config = load_pipeline(path)
+            config = load_pipeline(path, class_names_of=class_names_of)
         except ConfigError as exc:
             failed += 1
             print(str(exc), file=sys.stderr)

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from streamseg.config import ConfigError, FileSourceConfig, load_pipeline
 from streamseg.models import ModelLoadError
+from streamseg.models.names import model_class_names
 from streamseg.runtime.pipeline import Pipeline
 from streamseg.runtime.progress import file_progress
 from streamseg.runtime.report import print_summary
@@ -47,7 +48,7 @@ def demo_main(
         )
         return 1
     try:
-        config = load_pipeline(path)
+        config = load_pipeline(path, class_names_of=model_class_names)
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]", highlight=False)
         return 1

@@ -22,6 +22,7 @@ import supervision as sv
 import torch
 
 from streamseg.config import PipelineConfig
+from streamseg.config.pipeline import check_class_names, format_loc
 from streamseg.models import Segmenter, load_segmenter
 from streamseg.models.device import default_inference_workers
 from streamseg.outputs.annotate import FrameAnnotator
@@ -155,10 +156,21 @@ class Pipeline:
             raise
 
     def start_model(self) -> None:
-        """Load the segmentation model unless one was given."""
+        """Load the segmentation model unless one was given, and check the classes named.
+
+        Raises:
+            ValueError: a rule or ``model.classes`` names a class the model does not output
+                (the same check ``load_pipeline`` makes with ``class_names_of``, here for
+                models whose names only loading tells, such as a file without metadata).
+        """
         if self.segmenter is None:
             self.segmenter = load_segmenter(self.config.model)
         info = self.segmenter.info
+        unknown = check_class_names(self.config, info.class_names)
+        if unknown:
+            raise ValueError(
+                "; ".join(f"{format_loc(failure.loc)}: {failure.message}" for failure in unknown)
+            )
         logger.info(
             "model %s (%s) input %dx%d, %d classes on %s/%s, mask threshold %g",
             info.path,
