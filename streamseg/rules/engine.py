@@ -81,7 +81,11 @@ class RuleEngine:
         self.listeners = list(listeners)
         by_id = {zone.id: zone for zone in zones if zone.applies_to(stream_id)}
         self.zones: dict[str, PolygonZone | LineZone] = {
-            zone_id: LineZone(zone) if isinstance(zone, LineZoneConfig) else PolygonZone(zone)
+            zone_id: (
+                LineZone(zone, stream_id)
+                if isinstance(zone, LineZoneConfig)
+                else PolygonZone(zone, stream_id)
+            )
             for zone_id, zone in by_id.items()
         }
         ground = GroundPlane(calibration) if calibration is not None else None

@@ -24,6 +24,24 @@ logger = logging.getLogger(__name__)
 _SUBPIXEL_BITS = 4
 """cv2.fillPoly fixed-point bits: vertices are placed to 1/16 pixel."""
 
+MOSTLY_OUTSIDE = 0.5
+"""A polygon zone with less than this fraction of its area inside the frame is logged as a
+warning: pixel points written for another resolution (a 1920x1080 layout on a 640x360
+substream) leave rules that never fire, silently. A zone drawn a little past the frame's edge
+is common and fine."""
+
+
+def _warn_outside(what: str, where: str, frame_wh: tuple[int, int], share: str) -> None:
+    logger.warning(
+        "%s: %s lies outside the %dx%d frame%s, so its rules cannot see objects there; were the "
+        "pixel points written for another resolution? (units: normalized keeps zones right at "
+        "any size)",
+        what,
+        share,
+        *frame_wh,
+        where,
+    )
+
 
 def to_frame_px(
     points: Sequence[tuple[float, float]], units: str, frame_wh: tuple[int, int]
@@ -103,19 +121,27 @@ class PolygonZone:
         config: the zone's config.
     """
 
-    def __init__(self, config: PolygonZoneConfig) -> None:
+    def __init__(self, config: PolygonZoneConfig, stream_id: str | None = None) -> None:
         self.id = config.id
         self.config = config
+        self.stream_id = stream_id
         self._rasters: dict[tuple[int, int], PolygonRaster] = {}
 
     def raster(self, frame_wh: tuple[int, int]) -> PolygonRaster:
-        """The zone rasterized at ``frame_wh`` (built on first use per size)."""
+        """The zone rasterized at ``frame_wh`` (built on first use per size, when a zone mostly
+        outside the frame is logged, see :data:`MOSTLY_OUTSIDE`)."""
         raster = self._rasters.get(frame_wh)
         if raster is None:
             points = to_frame_px(self.config.points, self.config.units, frame_wh)
             raster = PolygonRaster(points, frame_wh)
             self._rasters[frame_wh] = raster
             logger.debug("zone %r rasterized at %dx%d", self.id, *frame_wh)
+            area = abs(cv2.contourArea(points.astype(np.float32)))
+            inside = int(raster.integral[-1, -1])
+            if area >= 1.0 and inside < MOSTLY_OUTSIDE * area:
+                share = "all of it" if inside == 0 else f"{1 - inside / area:.0%} of its area"
+                where = f" of stream {self.stream_id!r}" if self.stream_id else ""
+                _warn_outside(f"zone {self.id!r}", where, frame_wh, share)
         return raster
 
 
@@ -160,18 +186,26 @@ class LineZone:
         config: the zone's config.
     """
 
-    def __init__(self, config: LineZoneConfig) -> None:
+    def __init__(self, config: LineZoneConfig, stream_id: str | None = None) -> None:
         self.id = config.id
         self.config = config
+        self.stream_id = stream_id
         self._segments: dict[tuple[int, int], Segment] = {}
 
     def segment(self, frame_wh: tuple[int, int]) -> Segment:
-        """The segment in frame pixels at ``frame_wh``."""
+        """The segment in frame pixels at ``frame_wh`` (a segment that misses the frame
+        entirely is logged as a warning on first use per size)."""
         segment = self._segments.get(frame_wh)
         if segment is None:
             (ax, ay), (bx, by) = to_frame_px(self.config.points, self.config.units, frame_wh)
             segment = Segment(float(ax), float(ay), float(bx), float(by))
             self._segments[frame_wh] = segment
+            visible, _, _ = cv2.clipLine(
+                (0, 0, *frame_wh), (round(ax), round(ay)), (round(bx), round(by))
+            )
+            if not visible:
+                where = f" of stream {self.stream_id!r}" if self.stream_id else ""
+                _warn_outside(f"line {self.id!r}", where, frame_wh, "all of it")
         return segment
 
 

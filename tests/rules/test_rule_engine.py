@@ -212,3 +212,37 @@ def test_a_stream_restarting_its_timestamps_does_not_freeze_the_rules(kit: Kit) 
     assert [(e.type, e.frame_index) for e in events] == [("start", 0), ("end", 15)]
     assert events[1].details["reason"] == "lost"
     assert events[1].frame_pts > events[0].frame_pts
+
+
+def test_zones_mostly_outside_the_frame_are_logged_once(
+    kit: Kit, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pixel points written for a larger frame (the frame here is 120x80) leave rules that
+    never fire: the first frame logs which zone, how much and on which stream; a zone drawn a
+    little past the edge is not logged."""
+    engine, _ = kit.engine(
+        """\
+        zones:
+          - {id: big, type: polygon, points: [[300, 200], [900, 200], [900, 500]]}
+          - {id: spill, type: polygon, points: [[60, 40], [400, 40], [400, 300], [60, 300]]}
+          - {id: edge, type: polygon, points: [[-5, -5], [125, -5], [125, 85], [-5, 85]]}
+          - {id: far, type: line, points: [[960, 0], [960, 1079]]}
+          - {id: long, type: line, points: [[60, -100], [60, 1079]]}
+        rules:
+          - {id: a, type: inside, zone: big}
+          - {id: b, type: count, zone: spill, above: 3}
+          - {id: c, type: inside, zone: edge}
+          - {id: d, type: cross, zone: far}
+          - {id: e, type: cross, zone: long}
+        """
+    )
+    walker = [(1, 10, 10, 30, 40)]
+    with caplog.at_level("WARNING", logger="streamseg.rules.geometry"):
+        for index in range(3):
+            engine.evaluate(kit.frame(index, index / 10), kit.detections(walker))
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 3, warned
+    assert warned[0].startswith("zone 'big': all of it lies outside the 120x80 frame of stream")
+    assert "zone 'spill': 97% of its area lies outside" in warned[1]
+    assert "line 'far': all of it lies outside" in warned[2]
+    assert all("units: normalized" in message for message in warned)
