@@ -145,6 +145,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from streamseg.config import ConfigError, load_pipeline
     from streamseg.models import ModelLoadError
     from streamseg.models.names import model_class_names
+    from streamseg.outputs.mqtt.outbox import OutboxError
     from streamseg.runtime.pipeline import Pipeline
     from streamseg.runtime.progress import file_progress
     from streamseg.runtime.report import print_summary
@@ -175,7 +176,9 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
                 summary = pipeline.run()
         else:
             summary = pipeline.run()
-    except (ModelLoadError, ValueError, OSError) as exc:
+    except (ModelLoadError, ValueError, OSError, OutboxError) as exc:
+        # OutboxError: the MQTT outbox file is in use, damaged, not writable or not an outbox;
+        # the message names the file and what to do.
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 1
     print_summary(summary, Console())

@@ -30,6 +30,11 @@ DEFAULT_PORTS = {("tcp", False): 1883, ("tcp", True): 8883, ("websockets", False
 
 TOPIC_WILDCARDS = "+#"
 
+MAX_MQTT_PAYLOAD_BYTES = 268_435_455 - 2 - 65_535 - 2
+"""The largest payload an MQTT 3.1.1 PUBLISH can carry with the longest topic: the remaining
+length is at most 268,435,455 bytes and also holds the topic (2 + up to 65,535 bytes) and the
+packet id (2)."""
+
 
 class MqttTlsConfig(ConfigModel):
     """TLS towards the broker (server certificate check, optional client certificate)."""
@@ -152,7 +157,14 @@ class MqttHomeAssistantConfig(ConfigModel):
 
 
 class MqttOutputConfig(ConfigModel):
-    """Alerts over MQTT: events at QoS 1 through a durable outbox, retained state topics."""
+    """Alerts over MQTT: events at QoS 1 through a durable outbox, retained state topics.
+
+    ``max_payload_bytes`` and ``max_snapshot_bytes`` keep every message under the broker's
+    maximum packet size (mosquitto ``max_packet_size``, EMQX 1 MB by default, AWS IoT 128 KB):
+    a broker disconnects a client that sends a larger one, and a message sent again after every
+    reconnect would then stop all delivery. Events are small JSON (a few KB), so their 256 KiB
+    default leaves room; a snapshot is a JPEG of a whole frame, so its default is 1 MB.
+    """
 
     host: NonEmptyStr = Field(default="localhost", description="broker host name or address")
     port: Int | None = Field(
@@ -194,7 +206,19 @@ class MqttOutputConfig(ConfigModel):
     )
     snapshots: bool = Field(
         default=False,
-        description="publish the event's JPEG to <prefix>/<stream>/<rule>/snapshot when it has one",
+        description="publish outputs.record's event snapshots on <prefix>/<stream>/<rule>/snapshot",
+    )
+    max_payload_bytes: Int = Field(
+        default=256 * 1024,
+        ge=1,
+        le=MAX_MQTT_PAYLOAD_BYTES,
+        description="largest event message; a larger event is refused (logged, counted)",
+    )
+    max_snapshot_bytes: Int = Field(
+        default=1_000_000,
+        ge=1,
+        le=MAX_MQTT_PAYLOAD_BYTES,
+        description="largest snapshot JPEG published; a larger one is skipped with a warning",
     )
     max_inflight: Int = Field(
         default=100, ge=1, le=65535, description="messages sent and not yet acknowledged, at most"

@@ -212,12 +212,18 @@ class Pipeline:
         if outputs.events is not None:
             self._event_log = EventLog(outputs.events.path)
             self.output_paths.append(str(self._event_log.path))
-        self.recorder = build_recorder(self.config, nominal_fps=self._nominal_fps)
-        if self.recorder is not None:
-            self.sinks.append(self.recorder)
+        # The publisher first: the recorder reports each snapshot to it once the file exists
+        # (at the start event's on_event the file cannot exist yet).
         self.publisher = build_mqtt_publisher(
             self.config, registry=self.metrics.registry, shard=self.shard
         )
+        self.recorder = build_recorder(
+            self.config,
+            nominal_fps=self._nominal_fps,
+            on_snapshot=self.publisher.on_snapshot if self.publisher is not None else None,
+        )
+        if self.recorder is not None:
+            self.sinks.append(self.recorder)
         if self.publisher is not None:
             self.publisher.start()
 

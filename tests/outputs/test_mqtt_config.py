@@ -41,6 +41,7 @@ def test_defaults() -> None:
     assert (mqtt.qos, mqtt.state_qos, mqtt.retain, mqtt.snapshots) == (1, 1, True, False)
     assert mqtt.client_id is None and mqtt.topic_prefix is None and mqtt.outbox.path is None
     assert (mqtt.outbox.max_events, mqtt.outbox.synchronous) == (100_000, "full")
+    assert (mqtt.max_payload_bytes, mqtt.max_snapshot_bytes) == (262_144, 1_000_000)
     assert not mqtt.tls.enabled
     assert load_pipeline_text(_pipeline("jsonl: {}")).outputs.mqtt is None
 
@@ -85,6 +86,11 @@ def test_default_port_follows_transport_and_tls(mqtt_yaml: str, port: int) -> No
         ),
         ("mqtt: {hots: broker}", "unknown key 'hots' (did you mean 'host'?)"),
         ("mqtt: {retain: 2}", "outputs.mqtt.retain"),
+        ("mqtt: {max_payload_bytes: 0}", "outputs.mqtt.max_payload_bytes: got 0"),
+        (
+            "mqtt: {max_snapshot_bytes: 300000000}",
+            "outputs.mqtt.max_snapshot_bytes: got 300000000, expected a number <= 268369916",
+        ),
     ],
 )
 def test_errors_point_into_the_file(mqtt_yaml: str, expected: str) -> None:

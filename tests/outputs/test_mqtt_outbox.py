@@ -1,14 +1,22 @@
-"""The durable outbox alone: order, acknowledgement, persistence, bound, threads, locking."""
+"""The durable outbox alone: order, acknowledgement, persistence, bound, threads, locking, files
+it refuses, quarantine."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from streamseg.outputs.mqtt import Outbox, OutboxFullError, OutboxInUseError
+from streamseg.outputs.mqtt import Outbox, OutboxError, OutboxFullError, OutboxInUseError
 
 
 def _fill(outbox: Outbox, n: int, topic: str = "t") -> list[int]:
@@ -108,26 +116,133 @@ def test_database_runs_in_wal_mode(tmp_path: Path) -> None:
         db.close()
 
 
+def _app_database(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE users (name TEXT); INSERT INTO users VALUES ('ada');")
+    db.close()
+
+
 @pytest.mark.parametrize(
-    ("setup", "error"),
+    ("setup", "message"),
     [
-        (lambda p: p.write_bytes(b"not a database at all" * 100), sqlite3.DatabaseError),
+        (
+            lambda p: p.write_bytes(b"not a database at all" * 100),
+            "sqlite cannot use it (file is not a database); if the file is damaged, move it aside",
+        ),
         (
             lambda p: sqlite3.connect(p).executescript(
                 "CREATE TABLE outbox (id INTEGER PRIMARY KEY); PRAGMA user_version = 7;"
             ),
-            sqlite3.DatabaseError,
+            "schema version 7, expected 1",
         ),
+        (
+            _app_database,
+            "not a streamseg outbox (tables users, user_version 0; expected a table 'outbox')",
+        ),
+        (lambda p: p.with_name(p.name + "-wal").mkdir(), "sqlite cannot use it"),
     ],
-    ids=["not-sqlite", "other-schema-version"],
+    ids=["not-sqlite", "other-schema-version", "another-application", "unopenable-wal"],
 )
-def test_foreign_files_are_refused(tmp_path: Path, setup: object, error: type[Exception]) -> None:
+def test_foreign_files_are_refused(
+    tmp_path: Path, setup: Callable[[Path], object], message: str
+) -> None:
+    """Regression: sqlite's own error (no path, a traceback in ``streamseg run``), and another
+    application's database silently got the outbox tables."""
     path = tmp_path / "o.sqlite3"
-    setup(path)  # type: ignore[operator]
-    with pytest.raises(error):
+    setup(path)
+    with pytest.raises(OutboxError) as info:
         Outbox(path)
-    path.unlink()
+    assert str(info.value).startswith(f"outbox {path}: ")
+    assert message in str(info.value)
+    if path.is_file():
+        shutil.move(path, tmp_path / "moved-aside.sqlite3")
+    shutil.rmtree(path.with_name(path.name + "-wal"), ignore_errors=True)
     Outbox(path).close()  # the failed open released its lock
+
+
+def test_another_applications_database_is_left_as_it_was(tmp_path: Path) -> None:
+    """Regression: the outbox tables were added to any SQLite file at outbox.path (and the
+    file switched to WAL mode)."""
+    path = tmp_path / "app.sqlite3"
+    _app_database(path)
+    with pytest.raises(
+        OutboxError, match=re.escape("point outputs.mqtt.outbox.path at a file of its own")
+    ):
+        Outbox(path)
+    db = sqlite3.connect(path)
+    tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    assert tables == ["users"]
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    db.close()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write a read-only file")
+def test_read_only_outbox_fails_at_open(tmp_path: Path) -> None:
+    """Regression: sqlite opens a file it may not write read-only, and the first event (then
+    lost) was the first to find out."""
+    path = tmp_path / "o.sqlite3"
+    Outbox(path).close()
+    path.chmod(0o444)
+    with pytest.raises(OutboxError, match="needs write access to"):
+        Outbox(path)
+
+
+def test_unwritable_folder_names_the_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where the outbox's folder should be
+    with pytest.raises(OutboxError, match=re.escape(f"cannot create {blocker}")):
+        Outbox(blocker / "o.sqlite3")
+
+
+def test_quarantine_moves_a_row_to_the_side_file(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.sqlite3") as outbox:
+        ids = _fill(outbox, 3)
+        head = outbox.pending(limit=1)[0]
+        assert outbox.quarantine(head, "the broker will not take it")
+        assert outbox.quarantine(head, "again") is False  # already gone
+        assert outbox.depth == 2
+        assert [r.row_id for r in outbox.pending()] == ids[1:]
+        assert outbox.quarantine_path == tmp_path / "o.sqlite3.quarantine.jsonl"
+        [line] = outbox.quarantine_path.read_text().splitlines()
+        kept = json.loads(line)
+        assert (kept["topic"], kept["qos"], kept["payload"]) == ("t", 1, "m0")
+        assert kept["reason"] == "the broker will not take it"
+        assert kept["created_at"] == head.created_at
+    with Outbox(tmp_path / "o.sqlite3") as outbox:
+        assert outbox.depth == 2  # durable
+
+
+@pytest.mark.parametrize("problem", ["damaged", "in-use"])
+def test_run_reports_an_unusable_outbox_without_a_traceback(tmp_path: Path, problem: str) -> None:
+    """Regression: ``streamseg run`` caught neither sqlite's errors nor OutboxInUseError (a
+    RuntimeError): a traceback, without the path for sqlite's."""
+    outbox = tmp_path / "o.sqlite3"
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        "name: yard\nsources: [{id: gate, type: file, path: x.mp4}]\n"
+        "model: {weights: builtin, device: cpu}\n"
+        f"outputs: {{mqtt: {{host: 127.0.0.1, port: 1, outbox: {{path: '{outbox}'}}}}}}\n"
+    )
+    held = None
+    if problem == "damaged":
+        outbox.write_bytes(b"not a database at all" * 100)
+    else:
+        held = Outbox(outbox)  # this process holds it
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "streamseg", "run", str(pipeline), "--no-progress"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        if held is not None:
+            held.close()
+    out = " ".join((result.stdout + result.stderr).split())  # rich wraps long lines
+    assert result.returncode == 1, out
+    assert f"error: outbox {outbox}" in out, out
+    assert "Traceback" not in out
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""The MQTT publisher against a real mosquitto: payloads, retained topics, outages, the bound."""
+"""The MQTT publisher against a real mosquitto: payloads, retained topics, outages, the bound,
+message sizes, snapshots from the recorder, closing."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import supervision as sv
 from helpers.mosquitto import Mosquitto, Subscriber, client_keys
 from jsonschema import Draft202012Validator, FormatChecker
 
 from streamseg.config import PipelineConfig, load_pipeline_text
 from streamseg.outputs.mqtt import MqttPublisher, Outbox
+from streamseg.outputs.mqtt.publisher import QUARANTINE_AFTER
 from streamseg.rules import Event, event_schema, new_event_id
-from streamseg.types import SourceState
+from streamseg.runtime.pipeline import Pipeline
+from streamseg.types import Frame, SourceState
 
 pytestmark = pytest.mark.integration
 
@@ -262,17 +267,22 @@ def test_snapshots_are_published_when_enabled(
     publisher.start()
     jpeg = tmp_path / "snap.jpg"
     jpeg.write_bytes(b"\xff\xd8\xff\xe0fake jpeg\xff\xd9")
-    first = make_event(0)
+    first = make_event(0, snapshot=str(jpeg))
     with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
-        publisher.on_event(first)  # no snapshot yet
-        publisher.on_event(
-            make_event(1, event_id=first.event_id, type="update", seq=1, snapshot=str(jpeg))
-        )
-        publisher.on_event(make_event(2, rule_id="r2", snapshot=str(tmp_path / "gone.jpg")))
-        sub.wait_for(lambda s: len(s.on(f"{PREFIX}/events")) == 3)
+        # The event's snapshot path alone publishes nothing: the recorder reports the file.
+        publisher.on_event(first)
+        publisher.on_snapshot(first, jpeg)
+        gone = make_event(2, rule_id="r2")
+        publisher.on_event(gone)
+        publisher.on_snapshot(gone, tmp_path / "gone.jpg")  # deleted by retention meanwhile
+        sub.wait_for(lambda s: len(s.on(f"{PREFIX}/events")) == 2)
         sub.wait_for(lambda s: s.on(f"{PREFIX}/gate/r1/snapshot") == [jpeg.read_bytes()])
         sub.wait_for(lambda s: "gone.jpg not published" in caplog.text)
     assert sub.on(f"{PREFIX}/gate/r2/snapshot") == []
+    skipped = publisher.metrics.registry.get_sample_value(
+        "streamseg_mqtt_snapshots_skipped_total", {"reason": "unreadable"}
+    )
+    assert skipped == 1
     sub.close()
 
 
@@ -312,3 +322,272 @@ def test_close_with_the_broker_down_keeps_the_events(
     assert "4 events not acknowledged stay in" in caplog.text
     with Outbox(tmp_path / "outbox.sqlite3") as outbox:
         assert outbox.depth == 4
+
+
+# ---------------------------------------------------------------------- message sizes
+
+
+def _oversize_kicks(broker: Mosquitto) -> int:
+    """How often the broker has disconnected a client for an oversized packet so far."""
+    return broker.log_tail(10**7).count("disconnected due to oversize packet")
+
+
+def test_event_over_max_payload_bytes_is_refused_loudly(
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: nothing bounded an event's size, and one over the broker's packet limit
+    was stored and then sent first after every reconnect, forever."""
+    broker = mosquitto()
+    sub = Subscriber(broker.port, f"{PREFIX}/#")
+    publisher = publisher_for(broker.port, max_payload_bytes=4096)
+    publisher.start()
+    big = make_event(0, details={"blob": "x" * 5000})
+    rest = [make_event(i) for i in range(1, 4)]
+    with caplog.at_level(logging.ERROR, logger="streamseg.outputs.mqtt"):
+        for event in [big, *rest]:
+            publisher.on_event(event)
+    sub.wait_for(lambda s: keys_of(event_payloads(s)) == _keys(rest))
+    [refusal] = [r for r in caplog.records if big.event_id in r.getMessage()]
+    assert refusal.levelno == logging.ERROR
+    assert "bytes, over outputs.mqtt.max_payload_bytes (4096)" in refusal.getMessage()
+    registry = publisher.metrics.registry
+    refused = registry.get_sample_value(
+        "streamseg_mqtt_events_refused_total", {"reason": "too_large"}
+    )
+    assert refused == 1
+    sub.wait_for(lambda s: b'"refused": 1' in b"".join(s.on(f"{PREFIX}/outbox")))
+    sub.close()
+
+
+def test_event_the_broker_will_not_take_is_quarantined(
+    tmp_path: Path,
+    small_packet_mosquitto: Mosquitto,
+    publisher_for: Callable[..., MqttPublisher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: an event under ``max_payload_bytes`` but over the broker's packet limit got
+    the publisher disconnected each time it was sent; as the oldest row it was sent first after
+    every reconnect and no later event was ever delivered, across restarts too. Now it moves to
+    the quarantine file after QUARANTINE_AFTER such connections and the others go out."""
+    broker = small_packet_mosquitto
+    sub = Subscriber(broker.port, f"{PREFIX}/events")
+    poison = make_event(0, details={"blob": "x" * 150_000})  # 150 kB: the broker takes 100 kB
+    rest = [make_event(i) for i in range(1, 6)]
+    publisher = publisher_for(broker.port)
+    publisher.start()
+    with caplog.at_level(logging.ERROR, logger="streamseg.outputs.mqtt"):
+        for event in [poison, *rest]:
+            publisher.on_event(event)
+        sub.wait_for(lambda s: keys_of(event_payloads(s)) == _keys(rest), timeout=15)
+    sub.wait_for(lambda s: publisher.outbox.depth == 0)
+    assert _oversize_kicks(broker) == QUARANTINE_AFTER  # then never sent again
+    [line] = publisher.outbox.quarantine_path.read_text().splitlines()
+    kept = json.loads(line)
+    assert kept["topic"] == f"{PREFIX}/events"
+    assert json.loads(kept["payload"])["event_id"] == poison.event_id
+    assert "dropped the connection" in kept["reason"]
+    [report] = [r for r in caplog.records if "moved from the outbox" in r.getMessage()]
+    assert poison.event_id in report.getMessage()
+    assert str(publisher.outbox.quarantine_path) in report.getMessage()
+    registry = publisher.metrics.registry
+    moved = registry.get_sample_value(
+        "streamseg_mqtt_events_quarantined_total", {"reason": "disconnects"}
+    )
+    assert moved == 1
+    sub.close()
+
+
+def test_stored_event_over_the_limit_is_quarantined_not_sent(
+    tmp_path: Path,
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+) -> None:
+    """An event stored by a run with a higher ``max_payload_bytes`` (or an older streamseg)
+    is set aside at send time instead of blocking the outbox."""
+    broker = mosquitto()
+    sub = Subscriber(broker.port, f"{PREFIX}/events")
+    big = make_event(0, details={"blob": "x" * 5000})
+    small = make_event(1)
+    with Outbox(tmp_path / "outbox.sqlite3") as outbox:  # the path publisher_for uses
+        for event in (big, small):
+            outbox.add(f"{PREFIX}/events", event.to_json().encode(), 1)
+    publisher = publisher_for(broker.port, max_payload_bytes=4096)
+    publisher.start()
+    sub.wait_for(lambda s: keys_of(event_payloads(s)) == _keys([small]))
+    sub.wait_for(lambda s: publisher.outbox.depth == 0)
+    [line] = publisher.outbox.quarantine_path.read_text().splitlines()
+    assert json.loads(json.loads(line)["payload"])["event_id"] == big.event_id
+    assert "over outputs.mqtt.max_payload_bytes (4096)" in json.loads(line)["reason"]
+    sub.close()
+
+
+def test_snapshot_over_max_snapshot_bytes_is_skipped(
+    tmp_path: Path,
+    small_packet_mosquitto: Mosquitto,
+    publisher_for: Callable[..., MqttPublisher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: a snapshot over the broker's packet limit was kept and published again
+    first on every reconnect: an endless connect/disconnect loop, no event ever delivered."""
+    broker = small_packet_mosquitto
+    sub = Subscriber(broker.port, f"{PREFIX}/#")
+    publisher = publisher_for(broker.port, snapshots=True, max_snapshot_bytes=90_000)
+    publisher.start()
+    sub.wait_for(lambda s: publisher.connected)
+    jpeg = tmp_path / "big.jpg"
+    jpeg.write_bytes(b"\xff" * 120_000)
+    first = make_event(0)
+    with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
+        publisher.on_event(first)
+        publisher.on_snapshot(first, jpeg)
+        rest = [make_event(i) for i in range(1, 4)]
+        for event in rest:
+            publisher.on_event(event)
+        sub.wait_for(lambda s: keys_of(event_payloads(s)) == _keys([first, *rest]))
+        sub.wait_for(lambda s: "over outputs.mqtt.max_snapshot_bytes (90000)" in caplog.text)
+    assert "big.jpg not published: 120000 bytes" in caplog.text
+    assert sub.on(f"{PREFIX}/gate/r1/snapshot") == []
+    assert _oversize_kicks(broker) == 0
+    skipped = publisher.metrics.registry.get_sample_value(
+        "streamseg_mqtt_snapshots_skipped_total", {"reason": "too_large"}
+    )
+    assert skipped == 1
+    sub.close()
+
+
+def test_snapshot_the_broker_will_not_take_costs_one_reconnect(
+    tmp_path: Path,
+    small_packet_mosquitto: Mosquitto,
+    publisher_for: Callable[..., MqttPublisher],
+) -> None:
+    """A snapshot under ``max_snapshot_bytes`` but over the broker's limit (a limit set too
+    high) gets the publisher disconnected once: it is not kept for reconnects, so it is not
+    sent again and the events still go out."""
+    broker = small_packet_mosquitto
+    sub = Subscriber(broker.port, f"{PREFIX}/#")
+    publisher = publisher_for(broker.port, snapshots=True)  # default limit: 1 MB
+    publisher.start()
+    sub.wait_for(lambda s: publisher.connected)
+    jpeg = tmp_path / "big.jpg"
+    jpeg.write_bytes(b"\xff" * 150_000)
+    first = make_event(0)
+    publisher.on_event(first)
+    publisher.on_snapshot(first, jpeg)
+    sub.wait_for(lambda s: _oversize_kicks(broker) == 1)
+    rest = [make_event(i) for i in range(1, 4)]
+    for event in rest:
+        publisher.on_event(event)
+    sub.wait_for(lambda s: keys_of(event_payloads(s)) >= _keys([first, *rest]))
+    sub.wait_for(lambda s: publisher.connected and publisher.outbox.depth == 0)
+    time.sleep(0.5)  # several reconnect delays (0.05 to 0.2 s): a loop would show by now
+    assert _oversize_kicks(broker) == 1 and publisher.connected
+    sub.close()
+
+
+# ---------------------------------------------------------------------- robustness
+
+
+def test_a_failing_snapshot_leaves_the_sender_running(
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: an exception in snapshot handling (outside the ``try`` that guarded
+    sending) ended the sender thread silently, and no event was sent after it. A path the OS
+    refuses (a NUL byte: ValueError, not OSError) stands for any such failure."""
+    broker = mosquitto()
+    sub = Subscriber(broker.port, f"{PREFIX}/events")
+    publisher = publisher_for(broker.port, snapshots=True)
+    publisher.start()
+    first = make_event(0)
+    with caplog.at_level(logging.ERROR, logger="streamseg.outputs.mqtt"):
+        publisher.on_event(first)
+        publisher.on_snapshot(first, Path("bad\x00name.jpg"))
+        rest = [make_event(i) for i in range(1, 4)]
+        for event in rest:
+            publisher.on_event(event)
+        sub.wait_for(lambda s: keys_of(event_payloads(s)) == _keys([first, *rest]))
+    [failure] = [r for r in caplog.records if "the sender failed" in r.getMessage()]
+    assert failure.exc_info is not None  # logged with its traceback
+    sub.close()
+
+
+def test_a_reconnect_while_closing_still_leaves_offline(
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+    blip_proxy: Callable[[int], Any],
+) -> None:
+    """Regression: when the connection blipped while close() waited for its 'offline',
+    the reconnect dropped that 'offline' and published 'online', and close()'s clean
+    disconnect (no will) left 'online' retained for a process that had exited."""
+    broker = mosquitto()
+    proxy = blip_proxy(broker.port)
+    publisher = publisher_for(proxy.port, keepalive_s=30)
+    publisher.start()
+    watch = Subscriber(broker.port, f"{PREFIX}/available")
+    watch.wait_for(lambda s: s.on(f"{PREFIX}/available")[-1:] == [b"online"])
+    proxy.blackhole = True  # the broker stops hearing the publisher
+    closer = threading.Thread(target=publisher.close, kwargs={"timeout": 3.0})
+    closer.start()
+    time.sleep(0.3)  # close() has published 'offline' into the blackhole and waits
+    proxy.blackhole = False
+    proxy.cut()  # the connection breaks; paho reconnects while close() waits
+    closer.join(timeout=10)
+    assert not closer.is_alive()
+    watch.wait_for(lambda s: s.on(f"{PREFIX}/available")[-1:] == [b"offline"])
+    late = Subscriber(broker.port, f"{PREFIX}/available")  # what a newcomer reads: retained
+    late.wait_for(lambda s: bool(s.on(f"{PREFIX}/available")))
+    time.sleep(0.2)
+    assert late.on(f"{PREFIX}/available") == [b"offline"]
+    assert b"online" not in watch.on(f"{PREFIX}/available")[1:]
+    late.close()
+    watch.close()
+
+
+# ---------------------------------------------------------------------- with the recorder
+
+
+def test_pipeline_publishes_the_recorders_snapshot_once_the_file_exists(
+    tmp_path: Path,
+    mosquitto: Callable[..., Mosquitto],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: the recorder writes a start event's snapshot after that frame's write(),
+    and the publisher read the file at on_event time, when it could not exist yet: with the
+    real pipeline no snapshot was ever published. The pipeline's own wiring is used here
+    (Pipeline.start_outputs, event_listeners: the recorder first, then the publisher)."""
+    broker = mosquitto()
+    sub = Subscriber(broker.port, f"{PREFIX}/#")
+    mqtt = {**client_keys(broker.port, tmp_path / "outbox.sqlite3", "streamseg-test")}
+    mqtt["snapshots"] = True
+    record = {"snapshots": {"dir": str(tmp_path / "snaps")}}
+    text = (
+        "name: yard\nsources: [{id: gate, type: file, path: x.mp4}]\n"
+        f"outputs: {{mqtt: {json.dumps(mqtt)}, record: {json.dumps(record)}}}\n"
+    )
+    pipeline = Pipeline(load_pipeline_text(text))
+    with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
+        pipeline.start_outputs()
+        try:
+            assert pipeline.recorder is not None
+            [listeners] = pipeline.event_listeners()
+            start = make_event(5)
+            snapshot = pipeline.recorder.snapshot_path(start)
+            assert snapshot is not None
+            image = np.zeros((96, 160, 3), np.uint8)
+            for index in range(10):  # the pipeline's order: the frame's events, then write
+                if index == start.frame_index:
+                    listeners.on_event(start)
+                frame = Frame("gate", index, index / 20, 1_763_000_000.0 + index / 20, image)
+                pipeline.recorder.write(frame, sv.Detections.empty())
+            topic = f"{PREFIX}/gate/r1/snapshot"
+            sub.wait_for(lambda s: len(s.on(topic)) == 1)
+            assert sub.on(topic) == [snapshot.read_bytes()]
+            assert sub.on(topic)[0].startswith(b"\xff\xd8")  # a JPEG
+            sub.wait_for(lambda s: len(s.on(f"{PREFIX}/events")) == 1)
+        finally:
+            pipeline.stop()
+    assert "not published" not in caplog.text
+    sub.close()

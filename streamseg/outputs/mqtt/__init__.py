@@ -25,7 +25,13 @@ from streamseg.outputs.mqtt.discovery import (
     HomeAssistantDiscovery,
     discovery_for_pipeline,
 )
-from streamseg.outputs.mqtt.outbox import Outbox, OutboxFullError, OutboxInUseError, OutboxRow
+from streamseg.outputs.mqtt.outbox import (
+    Outbox,
+    OutboxError,
+    OutboxFullError,
+    OutboxInUseError,
+    OutboxRow,
+)
 from streamseg.outputs.mqtt.publisher import MqttPublisher
 from streamseg.outputs.mqtt.topics import Topics, topic_level
 
@@ -34,6 +40,7 @@ __all__ = [
     "HomeAssistantDiscovery",
     "MqttPublisher",
     "Outbox",
+    "OutboxError",
     "OutboxFullError",
     "OutboxInUseError",
     "OutboxRow",

@@ -65,6 +65,8 @@ def build_mqtt_publisher(
 
     Raises:
         OutboxInUseError: another process uses the same outbox file.
+        OutboxError: the outbox file cannot be opened, or is not an outbox (the message says
+            what to do).
         ValueError: the TLS files cannot be loaded.
     """
     mqtt_config = config.outputs.mqtt

@@ -28,9 +28,14 @@ class MqttMetrics:
         outbox_depth: events waiting in the outbox (gauge, read from ``depth``).
         outbox_full: 1 while the outbox is full (from the first refused event until it drains
             below its low-water mark), else 0.
-        events_refused: events not stored, by ``reason``: ``full`` (bound reached) or
-            ``error`` (the database failed).
+        events_refused: events not stored, by ``reason``: ``full`` (bound reached),
+            ``too_large`` (over ``max_payload_bytes``) or ``error`` (the database failed).
         events_acked: events the broker acknowledged (removed from the outbox).
+        events_quarantined: events moved out of the outbox into its quarantine file, by
+            ``reason``: ``too_large`` (stored by a run with a higher ``max_payload_bytes``) or
+            ``disconnects`` (the broker dropped the connection every time it was sent).
+        snapshots_skipped: snapshots not published, by ``reason``: ``too_large`` (over
+            ``max_snapshot_bytes``), ``unreadable`` (the file) or ``error`` (a bug; logged).
         connected: 1 while connected to the broker.
     """
 
@@ -52,6 +57,18 @@ class MqttMetrics:
         )
         self.events_acked = Counter(
             "streamseg_mqtt_events_acked", "Events the MQTT broker acknowledged", registry=r
+        )
+        self.events_quarantined = Counter(
+            "streamseg_mqtt_events_quarantined",
+            "Events moved out of the MQTT outbox into its quarantine file",
+            ["reason"],
+            registry=r,
+        )
+        self.snapshots_skipped = Counter(
+            "streamseg_mqtt_snapshots_skipped",
+            "Snapshots not published over MQTT",
+            ["reason"],
+            registry=r,
         )
         self.connected = Gauge(
             "streamseg_mqtt_connected", "1 while connected to the MQTT broker", registry=r

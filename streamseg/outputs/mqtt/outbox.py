@@ -14,12 +14,21 @@ fsyncs. Alerts are rare next to frames, so the default pays for the fsync.
 One process at a time: the outbox holds an exclusive ``flock`` on ``<path>.lock`` while open, so a
 second streamseg pointed at the same file fails at once instead of sending every event twice.
 The kernel drops the lock when the process dies, even by SIGKILL.
+
+Only an outbox is opened: the schema is created in an empty database alone, so a path that
+points at another application's SQLite file fails instead of adding tables to it. Every failure to
+open raises :class:`OutboxError` with the file and what to do about it.
+
+A message the broker will never take (one it disconnects for) can be set aside with
+:meth:`Outbox.quarantine`: it leaves the outbox for ``<path>.quarantine.jsonl``, so the messages
+behind it go out and it stays on disk for an operator to look at.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import sqlite3
@@ -37,7 +46,7 @@ SCHEMA_VERSION = 1
 """``PRAGMA user_version`` of the outbox file; a file with another version is refused."""
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
+CREATE TABLE outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
@@ -64,7 +73,11 @@ class OutboxFullError(Exception):
         self.bound = bound
 
 
-class OutboxInUseError(RuntimeError):
+class OutboxError(RuntimeError):
+    """The outbox file cannot be used; the message names the file and what to do."""
+
+
+class OutboxInUseError(OutboxError):
     """Another process (or another :class:`Outbox` in this one) has the file open."""
 
 
@@ -97,7 +110,8 @@ class Outbox:
 
     Raises:
         OutboxInUseError: another process has the outbox open.
-        sqlite3.DatabaseError: the file is not an outbox (or not a database).
+        OutboxError: the file cannot be opened (damaged, not a database, not writable) or is
+            a database other than an outbox.
     """
 
     def __init__(
@@ -112,15 +126,21 @@ class Outbox:
             raise ValueError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
         self.path = Path(path)
         self.bound = max_events
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = _lock_exclusive(self.path.with_name(self.path.name + ".lock"))
         try:
-            self._db = _open_database(self.path, synchronous)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = _lock_exclusive(self.path.with_name(self.path.name + ".lock"))
+        except OSError as exc:
+            failed = Path(exc.filename) if exc.filename else self.path
+            raise OutboxError(
+                f"outbox {self.path}: cannot create {failed} ({exc.strerror or exc}); the user "
+                f"running streamseg needs write access to {failed.parent}"
+            ) from exc
+        try:
+            self._db, self._depth = _open_database(self.path, synchronous)
         except BaseException:
             self._lock_file.close()
             raise
         self._lock = threading.Lock()
-        self._depth = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         self._closed = False
         if self._depth:
             logger.info("outbox %s: %d events from an earlier run wait", self.path, self._depth)
@@ -129,6 +149,11 @@ class Outbox:
     def depth(self) -> int:
         """Messages stored and not yet acknowledged."""
         return self._depth
+
+    @property
+    def quarantine_path(self) -> Path:
+        """``<path>.quarantine.jsonl``: where :meth:`quarantine` puts messages set aside."""
+        return self.path.with_name(self.path.name + ".quarantine.jsonl")
 
     def add(self, topic: str, payload: bytes, qos: int) -> int:
         """Store one message; it is durable (committed) when this returns.
@@ -195,6 +220,50 @@ class Outbox:
             self._depth -= deleted
         return deleted
 
+    def quarantine(self, row: OutboxRow, reason: str) -> bool:
+        """Move one message out of the outbox into :attr:`quarantine_path`.
+
+        For a message the broker will not take: left at the head of the outbox it would be sent
+        first after every reconnect and hold back every message behind it, forever. The line
+        (JSON: ``topic``, ``qos``, ``created_at``, ``quarantined_at``, ``reason`` and
+        ``payload``, the message as UTF-8 text) is synced to disk before the row is deleted,
+        so a crash in between leaves the message in both places, never in neither.
+
+        Args:
+            row: a row from :meth:`pending`.
+            reason: why, for the operator reading the file.
+
+        Returns:
+            True when the row was moved; False when it was already gone (acknowledged).
+
+        Raises:
+            OSError: the quarantine file cannot be written; the row stays in the outbox.
+        """
+        line = json.dumps(
+            {
+                "topic": row.topic,
+                "qos": row.qos,
+                "created_at": row.created_at,
+                "quarantined_at": time.time(),
+                "reason": reason,
+                "payload": row.payload.decode("utf-8", errors="replace"),
+            },
+            sort_keys=True,
+        )
+        with self._lock:
+            self._check_open()
+            if self._db.execute("SELECT 1 FROM outbox WHERE id = ?", (row.row_id,)).fetchone():
+                with self.quarantine_path.open("a", encoding="utf-8") as handle:
+                    handle.write(line + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                before = self._db.total_changes
+                self._db.execute("DELETE FROM outbox WHERE id = ?", (row.row_id,))
+                deleted = self._db.total_changes - before
+                self._depth -= deleted
+                return deleted > 0
+        return False
+
     def close(self) -> None:
         """Close the database and release the file lock (idempotent)."""
         with self._lock:
@@ -235,31 +304,101 @@ def _lock_exclusive(lock_path: Path) -> IO[str]:
     return handle
 
 
-def _open_database(path: Path, synchronous: str) -> sqlite3.Connection:
-    # Autocommit (isolation_level=None): each INSERT is its own committed transaction;
-    # batches use an explicit BEGIN (see _transaction).
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+def _open_database(path: Path, synchronous: str) -> tuple[sqlite3.Connection, int]:
+    """Open (or create, when empty) the outbox database; returns it and its row count.
+
+    The file is checked before anything is written to it: the schema goes into an empty
+    database only, and WAL mode (which changes the file) is set once it is known to be ours.
+
+    Raises:
+        OutboxError: sqlite cannot open or read the file, or it is not an outbox.
+    """
+    try:
+        # Autocommit (isolation_level=None): each INSERT is its own committed transaction;
+        # batches use an explicit BEGIN (see _transaction).
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise _open_error(path, exc) from exc
     try:
         db.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        _check_schema(db, path)
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             logger.warning("outbox %s: journal mode %s, expected wal", path, mode)
         db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-        version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        has_table = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"
-        ).fetchone()
-        if has_table and version != SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"{path}: outbox schema version {version}, expected {SCHEMA_VERSION}"
-            )
-        with _transaction(db):
-            db.execute(_SCHEMA)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        depth = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        _check_writable(db)
+    except sqlite3.Error as exc:
+        db.close()
+        raise _open_error(path, exc) from exc
     except BaseException:
         db.close()
         raise
-    return db
+    return db, depth
+
+
+def _check_schema(db: sqlite3.Connection, path: Path) -> None:
+    """Create the schema in an empty database; otherwise require an outbox of this version.
+
+    Raises:
+        OutboxError: the database holds something else (another application's tables), or an
+            outbox of another schema version.
+    """
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    tables = [
+        str(name)
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name"
+        )
+    ]
+    if not tables and version == 0:
+        with _transaction(db):
+            db.execute(_SCHEMA)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return
+    if "outbox" not in tables:
+        raise OutboxError(
+            f"outbox {path}: not a streamseg outbox (tables {', '.join(tables) or 'none'}, "
+            f"user_version {version}; expected a table 'outbox'); it looks like another "
+            "application's database: point outputs.mqtt.outbox.path at a file of its own"
+        )
+    if version != SCHEMA_VERSION:
+        raise OutboxError(
+            f"outbox {path}: schema version {version}, expected {SCHEMA_VERSION} (written by "
+            "another streamseg version?); run that version to drain it, or move the file aside "
+            "to start with an empty outbox"
+        )
+
+
+def _check_writable(db: sqlite3.Connection) -> None:
+    """Write the header once, rolled back: sqlite opens a file it may not write read-only,
+    without a word, and the first event (then lost) would be the first to find out.
+
+    Raises:
+        sqlite3.OperationalError: "attempt to write a readonly database".
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    finally:
+        db.execute("ROLLBACK")
+
+
+def _open_error(path: Path, exc: sqlite3.Error) -> OutboxError:
+    """An :class:`OutboxError` for a sqlite failure at open, with what to do about it."""
+    text = str(exc)
+    if "readonly" in text or "unable to open" in text:
+        hint = (
+            f"the user running streamseg needs write access to {path} and to its folder "
+            f"{path.parent} (sqlite writes -wal and -shm files beside it)"
+        )
+    else:
+        hint = (
+            f"if the file is damaged, move it aside (mv {path} {path}.bad) and start again: "
+            "a new, empty outbox is created (the events waiting in the old file are not sent)"
+        )
+    return OutboxError(f"outbox {path}: sqlite cannot use it ({text}); {hint}")
 
 
 @contextlib.contextmanager

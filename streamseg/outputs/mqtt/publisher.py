@@ -16,11 +16,24 @@ Threads:
   its PUBACK (PUBCOMP at QoS 2) arrives. On every (re)connect it forgets the map and sends every
   row left in the outbox again, from the oldest: an event is delivered at least once, possibly
   twice around a reconnect, never zero times. Consumers deduplicate on
-  ``(event_id, type, seq)``.
+  ``(event_id, type, seq)``. Each message of the sender is handled under its own ``try``: a
+  failure is logged and the thread goes on (it is the only one that sends events).
 
-Retained topics (availability, rule state, zone counts, source status, outbox status,
-snapshots) do not go through the outbox: the latest value of each topic is kept in memory,
-published at once while connected and published again after every (re)connect.
+Retained topics (availability, rule state, zone counts, source status, outbox status) do not go
+through the outbox: the latest value of each topic is kept in memory, published at once while
+connected and published again after every (re)connect. Snapshots (retained too) come from the
+recorder once their file exists (:meth:`MqttPublisher.on_snapshot`) and are sent once: while the
+connection is down the newest per topic waits for the next connect, but one already sent is not
+sent again after a reconnect. They are the only large messages, and one the broker refuses (over
+its maximum packet size: it disconnects the client) must not be sent first on every reconnect.
+
+Message sizes: an event over ``max_payload_bytes`` is refused at :meth:`MqttPublisher.on_event`
+(logged, counted as ``too_large``); a snapshot over ``max_snapshot_bytes`` is skipped with a
+warning. Both limits should stay under the broker's maximum packet size. For a broker with a
+lower limit than configured, the sender sets aside what it cannot deliver: when
+:data:`QUARANTINE_AFTER` connections in a row end with the same oldest event sent and not
+acknowledged, that event moves to the outbox's quarantine file (``<outbox>.quarantine.jsonl``,
+logged at ERROR, counted) and the events behind it go out.
 
 With Home Assistant discovery (``home_assistant.enabled``), the retained discovery config of
 each rule state and zone count topic is published the same way, just before the topic's first
@@ -38,10 +51,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import ssl
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -54,7 +69,7 @@ from prometheus_client import CollectorRegistry
 from streamseg.config.mqtt import MqttOutputConfig
 from streamseg.outputs.mqtt.discovery import DISCOVERY_QOS, DiscoveryMessage, HomeAssistantDiscovery
 from streamseg.outputs.mqtt.metrics import MqttMetrics
-from streamseg.outputs.mqtt.outbox import Outbox, OutboxFullError
+from streamseg.outputs.mqtt.outbox import Outbox, OutboxFullError, OutboxRow
 from streamseg.outputs.mqtt.topics import OFFLINE, ONLINE, Topics
 from streamseg.types import SourceState
 
@@ -69,6 +84,17 @@ LOW_WATER_FRACTION = 0.9
 """After the outbox was full, it counts as having room again at this fraction of its bound (so
 a full outbox that drains one event at a time does not flap between full and not full)."""
 
+QUARANTINE_AFTER = 3
+"""Connections in a row that end with the same oldest event sent and not acknowledged before the
+sender moves that event to the outbox's quarantine file. A broker disconnects a client that sends
+a message it will not take (over its maximum packet size); left at the head of the outbox, that
+message would be sent first after every reconnect and hold back every event behind it. After the
+first such connection the suspect is sent alone, so an event sent with it is never blamed."""
+
+OFFLINE_WAIT_S = 0.5
+""":meth:`MqttPublisher.close` waits at least this long for the broker to acknowledge
+``offline``, even when its flush timeout is spent."""
+
 
 # Messages to the sender thread.
 _ACK: Final = "ack"
@@ -77,6 +103,26 @@ _DISCONNECTED: Final = "disconnected"
 _WORK: Final = "work"
 _SNAPSHOT: Final = "snapshot"
 _STOP: Final = "stop"
+
+
+@dataclass
+class _SenderState:
+    """What the sender thread knows; only that thread reads or writes it.
+
+    Attributes:
+        inflight: paho mid -> outbox row id, sent on this connection and not acknowledged.
+        cursor: highest row id handed to paho on this connection.
+        connected: a connection is up (as far as the sender has heard).
+        suspect: row id that was the oldest sent and unacknowledged when the last
+            ``strikes`` connections ended (0: none); sent alone until acknowledged.
+        strikes: connections in a row that ended with ``suspect`` unacknowledged.
+    """
+
+    inflight: dict[int, int] = field(default_factory=dict)
+    cursor: int = 0
+    connected: bool = False
+    suspect: int = 0
+    strikes: int = 0
 
 
 class MqttPublisher:
@@ -129,6 +175,10 @@ class MqttPublisher:
         # threads setting one topic reach the broker in the order they set it.
         self._retained: dict[str, bytes] = {}
         self._retained_lock = threading.Lock()
+        # Snapshots that came while the connection was down, newest per topic (same lock).
+        self._snapshots: dict[str, bytes] = {}
+        # The latest 'offline' published by close() or by a reconnect during close().
+        self._offline: mqtt.MQTTMessageInfo | None = None
         # The availability topic follows from the prefix and the shard: one check covers both.
         if discovery is not None and discovery.availability_topic != self.topics.available:
             raise ValueError(
@@ -197,7 +247,9 @@ class MqttPublisher:
         """Flush and stop: wait up to ``timeout`` s for pending acks, then disconnect.
 
         While connected, ``offline`` is published on ``<prefix>/available`` before a clean
-        disconnect (the broker sends the last will only when a client vanishes). Events not
+        disconnect (the broker sends the last will only when a client vanishes). A reconnect
+        while closing publishes ``offline`` again, never ``online``, so the retained
+        availability after a clean exit is ``offline`` (or the will fires). Events not
         acknowledged by then stay in the outbox and go out on the next start. Idempotent.
 
         Call it after the analytics threads have stopped: an event raised after ``close`` cannot
@@ -218,18 +270,13 @@ class MqttPublisher:
                 lambda: self.outbox.depth == 0, timeout=max(0.0, deadline - time.monotonic())
             )
         left = self.outbox.depth
-        self._closing = True
-        if self._connected:
-            info = self._client.publish(
-                self.topics.available,
-                OFFLINE,
-                qos=self.config.state_qos,
-                retain=self.config.retain,
-            )
-            try:
-                info.wait_for_publish(timeout=max(0.5, deadline - time.monotonic()))
-            except (RuntimeError, ValueError) as exc:
-                logger.debug("MQTT: 'offline' not confirmed: %s", exc)
+        # Under the lock _on_connect holds: a reconnect either comes before (and this publishes
+        # 'offline' on it) or after (and publishes 'offline' itself).
+        with self._retained_lock:
+            self._closing = True
+            if self._connected:
+                self._offline = self._publish_offline()
+        self._wait_offline(max(deadline, time.monotonic() + OFFLINE_WAIT_S))
         self._client.disconnect()
         self._client.loop_stop()
         self._inbox.put((_STOP,))
@@ -243,16 +290,50 @@ class MqttPublisher:
             )
         logger.info("MQTT: closed (%d events refused in this run)", self._refused_total)
 
+    def _publish_offline(self) -> mqtt.MQTTMessageInfo:
+        """Publish ``offline`` (retained, like the will); its info tells when it is through."""
+        return self._client.publish(
+            self.topics.available, OFFLINE, qos=self.config.state_qos, retain=self.config.retain
+        )
+
+    def _wait_offline(self, deadline: float) -> None:
+        """Wait until the latest ``offline`` is acknowledged, or ``deadline`` (monotonic).
+
+        Re-reads ``self._offline`` while waiting: a reconnect drops the one published on the
+        connection before and publishes its own.
+        """
+        while True:
+            info = self._offline
+            if info is None or _published(info):
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                # Not confirmed: the DISCONNECT that follows goes out behind it on the same
+                # connection, or, if that connection is dead, the broker sends the will.
+                logger.debug("MQTT: 'offline' not confirmed before closing")
+                return
+            try:
+                info.wait_for_publish(timeout=min(remaining, 0.05))
+            except (RuntimeError, ValueError):  # not sent on this connection; wait for the next
+                time.sleep(min(remaining, 0.05))
+
     # ------------------------------------------------------------------ listener API
 
     def on_event(self, event: Event) -> None:
         """Store the event in the outbox (committed before this returns) for the sender.
 
-        Never raises: a refused event (outbox full, database error, a payload that is not
-        JSON) is logged and counted in ``streamseg_mqtt_events_refused_total``.
+        Never raises: a refused event (outbox full, larger than ``max_payload_bytes``, database
+        error, a payload that is not JSON) is logged and counted in
+        ``streamseg_mqtt_events_refused_total``.
+
+        The event's ``snapshot`` path is not read here: the recorder writes the file after the
+        ``start`` message and reports it to :meth:`on_snapshot`.
         """
         try:
             payload = event.to_json().encode("utf-8")
+            if len(payload) > self.config.max_payload_bytes:
+                self._refuse_too_large(event, len(payload))
+                return
             self.outbox.add(self.topics.events, payload, self.config.qos)
         except OutboxFullError as exc:
             self._refuse(event, exc)
@@ -271,9 +352,18 @@ class MqttPublisher:
             )
             return
         self._inbox.put((_WORK,))
-        if self.config.snapshots and event.snapshot is not None:
+
+    def on_snapshot(self, event: Event, path: Path) -> None:
+        """Publish an event's JPEG on ``<prefix>/<stream>/<rule>/snapshot`` (retained), when
+        ``snapshots`` is on.
+
+        The recorder's ``on_snapshot`` callback (``build_recorder(...,
+        on_snapshot=publisher.on_snapshot)``): it calls this once the file exists, on its
+        recording thread. Returns at once; the sender thread reads the file.
+        """
+        if self.config.snapshots:
             topic = self.topics.snapshot(event.stream_id, event.rule_id)
-            self._inbox.put((_SNAPSHOT, topic, event.snapshot))
+            self._inbox.put((_SNAPSHOT, topic, str(path)))
 
     def on_rule_state(self, stream_id: str, rule_id: str, active: bool) -> None:
         """Publish ``ON`` / ``OFF`` on ``<prefix>/<stream>/<rule>/state`` (retained)."""
@@ -324,6 +414,23 @@ class MqttPublisher:
             event.type,
             event.stream_id,
             self._low_water,
+        )
+        self._publish_outbox_status()
+
+    def _refuse_too_large(self, event: Event, size: int) -> None:
+        # Every one is logged: each is an event lost, and they do not come in floods.
+        self.metrics.events_refused.labels(reason="too_large").inc()
+        with self._full_lock:
+            self._refused_total += 1
+        logger.error(
+            "MQTT: event %s (%s %s on %s) refused: %d bytes, over outputs.mqtt.max_payload_bytes "
+            "(%d); it is lost. Raise the limit if the broker takes larger messages",
+            event.event_id,
+            event.rule_id,
+            event.type,
+            event.stream_id,
+            size,
+            self.config.max_payload_bytes,
         )
         self._publish_outbox_status()
 
@@ -402,10 +509,7 @@ class MqttPublisher:
     # ------------------------------------------------------------------ sender thread
 
     def _run_sender(self) -> None:
-        inflight: dict[int, int] = {}  # mid -> outbox row id, this connection only
-        cursor = 0  # highest row id handed to paho on this connection
-        connected = False
-        snapshot_paths: dict[str, str] = {}
+        state = _SenderState()
         while True:
             messages = [self._inbox.get()]
             while True:
@@ -416,52 +520,129 @@ class MqttPublisher:
             acked: list[int] = []
             stop = False
             for message in messages:
-                kind = message[0]
-                if kind == _ACK:
-                    row_id = inflight.pop(message[1], None)
-                    if row_id is not None:
-                        acked.append(row_id)
-                elif kind == _CONNECTED:
-                    inflight.clear()
-                    cursor = 0
-                    connected = True
-                elif kind == _DISCONNECTED:
-                    connected = False
-                elif kind == _SNAPSHOT:
-                    self._send_snapshot(message[1], message[2], snapshot_paths)
-                elif kind == _STOP:
+                if message[0] == _STOP:
                     stop = True
+                    continue
+                # One message's failure (a bug, a snapshot paho refuses) must not end the only
+                # thread that sends events: log it and go on with the next.
+                try:
+                    self._handle(message, state, acked)
+                except Exception:
+                    logger.exception(
+                        "MQTT: the sender failed on a %r message; it goes on", message[0]
+                    )
             if acked:
                 self._ack(acked)
             if stop:
                 return
-            if connected:
+            if state.connected:
                 try:
-                    cursor, connected = self._fill(inflight, cursor)
+                    self._fill(state)
                 except Exception:
                     # Keep the thread alive: the rows stay in the outbox for the next attempt.
                     logger.exception("MQTT: sending from the outbox failed")
 
-    def _fill(self, inflight: dict[int, int], cursor: int) -> tuple[int, bool]:
-        """Hand outbox rows after ``cursor`` to paho until ``max_inflight`` are in flight.
+    def _handle(self, message: tuple[Any, ...], state: _SenderState, acked: list[int]) -> None:
+        """Apply one inbox message to the sender's state; acknowledged row ids go to ``acked``."""
+        kind = message[0]
+        if kind == _ACK:
+            row_id = state.inflight.pop(message[1], None)
+            if row_id is not None:
+                acked.append(row_id)
+                if row_id == state.suspect:
+                    state.suspect, state.strikes = 0, 0
+        elif kind == _CONNECTED:
+            state.inflight.clear()
+            state.cursor = 0
+            state.connected = True
+        elif kind == _DISCONNECTED:
+            state.connected = False
+            self._strike(state)
+        elif kind == _SNAPSHOT:
+            self._send_snapshot(message[1], message[2])
 
-        Returns:
-            ``(cursor, still_connected)``.
+    def _strike(self, state: _SenderState) -> None:
+        """A connection ended: count it against the oldest row it left unacknowledged.
+
+        After :data:`QUARANTINE_AFTER` connections in a row that ended with the same row
+        unacknowledged, that row goes to the quarantine file (see the module docstring).
         """
-        room = self.config.max_inflight - len(inflight)
-        while room > 0:
-            rows = self.outbox.pending(after=cursor, limit=room)
+        if self._closing or not state.inflight:
+            return
+        oldest = min(state.inflight.values())
+        if oldest == state.suspect:
+            state.strikes += 1
+        else:
+            state.suspect, state.strikes = oldest, 1
+        if state.strikes < QUARANTINE_AFTER:
+            return
+        suspect, state.suspect, state.strikes = state.suspect, 0, 0
+        rows = self.outbox.pending(after=suspect - 1, limit=1)
+        if rows and rows[0].row_id == suspect:
+            self._quarantine(
+                rows[0],
+                f"the broker dropped the connection {QUARANTINE_AFTER} times in a row while it "
+                "was sent and not acknowledged (over the broker's maximum packet size?)",
+                "disconnects",
+            )
+
+    def _fill(self, state: _SenderState) -> None:
+        """Hand outbox rows after ``state.cursor`` to paho until the window is full.
+
+        The window is ``max_inflight`` rows, or one while a suspect row waits for its
+        acknowledgement. A row over ``max_payload_bytes`` (stored by a run with a higher limit)
+        is moved to the quarantine file instead of being sent.
+        """
+        limit = self.config.max_payload_bytes
+        while True:
+            window = 1 if state.suspect else self.config.max_inflight
+            room = window - len(state.inflight)
+            rows = self.outbox.pending(after=state.cursor, limit=room) if room > 0 else []
             if not rows:
-                break
+                return
             for row in rows:
+                if len(row.payload) > limit:
+                    reason = (
+                        f"{len(row.payload)} bytes, over outputs.mqtt.max_payload_bytes ({limit})"
+                    )
+                    self._quarantine(row, reason, "too_large")
+                    state.cursor = row.row_id
+                    continue
                 info = self._client.publish(row.topic, row.payload, qos=row.qos)
                 if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     # Lost the connection meanwhile: the next CONNECTED resends from the oldest.
-                    return cursor, False
-                inflight[info.mid] = row.row_id
-                cursor = row.row_id
-            room = self.config.max_inflight - len(inflight)
-        return cursor, True
+                    state.connected = False
+                    return
+                state.inflight[info.mid] = row.row_id
+                state.cursor = row.row_id
+
+    def _quarantine(self, row: OutboxRow, reason: str, label: str) -> None:
+        """Move a row the broker will not take to the outbox's quarantine file, loudly."""
+        try:
+            moved = self.outbox.quarantine(row, reason)
+        except OSError as exc:
+            logger.error(
+                "MQTT: cannot set aside %s in %s (%s); it stays at the head of the outbox: %s",
+                _describe(row.payload),
+                self.outbox.quarantine_path,
+                exc,
+                reason,
+            )
+            return
+        if not moved:  # acknowledged meanwhile
+            return
+        self.metrics.events_quarantined.labels(reason=label).inc()
+        logger.error(
+            "MQTT: %s (%d bytes) moved from the outbox to %s, not sent: %s; the events behind "
+            "it go on",
+            _describe(row.payload),
+            len(row.payload),
+            self.outbox.quarantine_path,
+            reason,
+        )
+        with self._cond:  # close() waits for the outbox to empty
+            self._cond.notify_all()
+        self._check_room()
 
     def _ack(self, row_ids: list[int]) -> None:
         try:
@@ -474,16 +655,36 @@ class MqttPublisher:
             self._cond.notify_all()
         self._check_room()
 
-    def _send_snapshot(self, topic: str, path: str, sent: dict[str, str]) -> None:
-        if sent.get(topic) == path:
-            return
+    def _send_snapshot(self, topic: str, path: str) -> None:
+        """Publish a snapshot file once (now, or on the next connect), unless it is too large.
+
+        Never kept for reconnects (see the module docstring), and one over
+        ``max_snapshot_bytes`` is never read into memory.
+        """
+        limit = self.config.max_snapshot_bytes
         try:
-            data = Path(path).read_bytes()
+            size = os.stat(path).st_size
+            data = Path(path).read_bytes() if size <= limit else b""
         except OSError as exc:
+            self.metrics.snapshots_skipped.labels(reason="unreadable").inc()
             logger.warning("MQTT: snapshot %s not published: %s", path, exc.strerror or exc)
             return
-        sent[topic] = path
-        self._set_retained(topic, data)
+        size = max(size, len(data))  # the file may have grown since the stat
+        if size > limit:
+            self.metrics.snapshots_skipped.labels(reason="too_large").inc()
+            logger.warning(
+                "MQTT: snapshot %s not published: %d bytes, over outputs.mqtt.max_snapshot_bytes "
+                "(%d); raise it if the broker takes larger messages",
+                path,
+                size,
+                limit,
+            )
+            return
+        with self._retained_lock:
+            if self._connected:
+                self._publish_state(topic, data)
+            else:
+                self._snapshots[topic] = data
 
     # ------------------------------------------------------------------ paho
 
@@ -515,7 +716,10 @@ class MqttPublisher:
             min_delay=cast(int, config.reconnect.min_delay_s),
             max_delay=cast(int, config.reconnect.max_delay_s),
         )
-        client.max_inflight_messages_set(config.max_inflight)
+        # No window in paho: the sender keeps max_inflight events in flight itself, and a paho
+        # window full of events would hold back the retained values behind them, among them
+        # close()'s 'offline' (a clean disconnect then leaves 'online' retained).
+        client.max_inflight_messages_set(0)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -548,12 +752,23 @@ class MqttPublisher:
         # Latest values first, then "connected" for the setters, under the lock that orders
         # retained publishes: each value goes out once, and none is overtaken by an older one.
         with self._retained_lock:
+            if self._closing:
+                # close() is under way and its 'offline' went with the old connection (dropped
+                # above): say it again here, and nothing else. 'online' now would stay retained
+                # after close()'s clean disconnect.
+                self._offline = self._publish_offline()
+                logger.debug("MQTT: reconnected while closing; 'offline' published again")
+                return
             self._publish_state(self.topics.available, ONLINE)
             for message in self._configs.values():
                 self._publish_config(message)
             self._retained[self.topics.outbox] = self._outbox_status()
             for topic, payload in self._retained.items():
                 self._publish_state(topic, payload)
+            # Last: the large ones, each once (see the module docstring).
+            for topic, payload in self._snapshots.items():
+                self._publish_state(topic, payload)
+            self._snapshots.clear()
             with self._cond:
                 self._connected = True
                 self._cond.notify_all()
@@ -612,6 +827,27 @@ class MqttPublisher:
     ) -> None:
         # Runs under paho's message lock: post and return, take no lock of ours.
         self._inbox.put((_ACK, mid))
+
+
+def _published(info: mqtt.MQTTMessageInfo) -> bool:
+    """Whether paho reports the message acknowledged (written, at QoS 0); False for one that
+    was not sent (paho raises for those)."""
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return False
+
+
+def _describe(payload: bytes) -> str:
+    """``event <id> (<rule> <type> on <stream>)`` from an event payload, for log lines."""
+    try:
+        fields = json.loads(payload)
+        return (
+            f"event {fields['event_id']} ({fields['rule_id']} {fields['type']} on "
+            f"{fields['stream_id']})"
+        )
+    except (ValueError, TypeError, KeyError):
+        return "a message that is not an event"
 
 
 _PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")
