@@ -18,9 +18,10 @@ clean) come out of one encoder per stream, clips being remuxed from its packets.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from streamseg.config._base import ConfigModel, Float, Int, NonEmptyStr, none_as_empty
 
@@ -168,6 +169,24 @@ class RecordConfig(ConfigModel):
     _sections_none = field_validator(
         "encoder", "annotation", "continuous", "clips", "snapshots", mode="before"
     )(none_as_empty)
+
+    @field_validator("clips")
+    @classmethod
+    def _clips_apart_from_segments(
+        cls, value: ClipsConfig | None, info: ValidationInfo
+    ) -> ClipsConfig | None:
+        # Each folder's retention deletes the oldest <stream>/*.mp4 it finds and spares only
+        # the files its own recorder is writing: sharing one folder, segment retention deleted
+        # clips, the open one included.
+        continuous = info.data.get("continuous")
+        if value is None or continuous is None:
+            return value
+        if os.path.abspath(value.dir) == os.path.abspath(continuous.dir):
+            raise ValueError(
+                f"clips.dir and continuous.dir are the same folder ({value.dir!r}); expected "
+                "separate folders: each one's retention would delete the other's files"
+            )
+        return value
 
     @property
     def continuous_on(self) -> bool:

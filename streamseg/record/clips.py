@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 CLIP_SUFFIX = ".mp4"
 _EPS_S = 1e-6
 
+START_LEAD_SLACK_S = 1.0
+"""History the pre-event ring keeps beyond ``pre_s`` and the rules' start lead: the frame
+interval by which a debounced start can exceed ``min_duration_s`` (a frame a second at least)."""
+
 
 def clip_file_name(event: Event, suffix: str = CLIP_SUFFIX) -> str:
     """``<stream>_<UTC start>_<rule>_<event id><suffix>``: one name for every message of it."""
@@ -58,6 +62,11 @@ class ClipRecorder:
         max_s: longest clip in seconds.
         ring_max_bytes: memory cap of the pre-event ring.
         retention: applied after each finished clip.
+        start_lead_s: how long before its ``start`` message an event's ``started_pts`` can be
+            (:func:`streamseg.rules.lifecycle.max_start_lead_s`): the ring keeps ``pre_s`` plus
+            this plus :data:`START_LEAD_SLACK_S`, so the pre-roll is whole when the message
+            comes. With only ``pre_s``, an ``inside`` rule with ``min_duration_s: 3`` got clips
+            starting 2 s late.
     """
 
     def __init__(
@@ -67,11 +76,13 @@ class ClipRecorder:
         max_s: float,
         ring_max_bytes: int,
         retention: RetentionKeeper | None = None,
+        start_lead_s: float = 0.0,
     ) -> None:
         self.pre_s = pre_s
         self.post_s = post_s
         self.max_s = max_s
-        self.ring = PacketRing(keep_s=pre_s, max_bytes=ring_max_bytes)
+        keep_s = pre_s + start_lead_s + START_LEAD_SLACK_S
+        self.ring = PacketRing(keep_s=keep_s, max_bytes=ring_max_bytes)
         self.retention = retention
         self.finished: list[Path] = []
         self._open: dict[str, _Clip] = {}

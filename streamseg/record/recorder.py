@@ -60,6 +60,7 @@ from streamseg.record.zones import (
     rule_zone_ids,
 )
 from streamseg.rules.events import Event
+from streamseg.rules.lifecycle import max_start_lead_s
 from streamseg.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -108,6 +109,9 @@ class Recorder:
         on_snapshot: called with ``(event, path)`` once an event's snapshot file exists, on the
             stream's recording thread (e.g. to publish the JPEG over MQTT: at ``on_event`` time
             of the ``start`` message the file cannot exist yet). Must not block for long.
+        start_lead_s: how long before its ``start`` message an event can be dated
+            (:func:`~streamseg.rules.lifecycle.max_start_lead_s`; ``build_recorder`` takes it
+            from the rules): the clips' pre-event ring keeps that much more.
     """
 
     def __init__(
@@ -120,8 +124,10 @@ class Recorder:
         encoder_factory: EncoderFactory = VideoEncoder,
         close_timeout_s: float = 60.0,
         on_snapshot: Callable[[Event, Path], None] | None = None,
+        start_lead_s: float = 0.0,
     ) -> None:
         self.config = config
+        self.start_lead_s = start_lead_s
         self.on_snapshot = on_snapshot
         self.nominal_fps = nominal_fps
         self.zones: ZoneProvider = zones if callable(zones) else fixed_zone_provider(zones or {})
@@ -208,10 +214,10 @@ class Recorder:
         if clips is not None and clips.enabled:
             pre, post, longest = clips.pre_s, clips.post_s, clips.max_s
             ring_bytes = int(clips.ring_max_mb * 1e6)
-            clip_keeper = self._clip_retention
+            clip_keeper, lead = self._clip_retention, self.start_lead_s
             plan.clips = (
                 clips.annotated,
-                lambda: ClipRecorder(pre, post, longest, ring_bytes, clip_keeper),
+                lambda: ClipRecorder(pre, post, longest, ring_bytes, clip_keeper, lead),
             )
         annotated = (plan.segments is not None and plan.segments[0]) or (
             plan.clips is not None and plan.clips[0]
@@ -393,4 +399,5 @@ def build_recorder(
         rule_zones=rule_zone_ids(config) if rule_zones is None else rule_zones,
         lossless_streams=lossless_stream_ids(config),
         on_snapshot=on_snapshot,
+        start_lead_s=max_start_lead_s(config.rules),
     )

@@ -11,10 +11,11 @@ occurrence, ``seq`` 0 for ``start`` and counting up, cooldown after each ``end``
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from streamseg.config.rules import RuleConfig
 from streamseg.rules.events import Event, EventType, Severity, new_event_id
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,25 @@ TIME_EPS_S = 1e-6
 
 COOLDOWN_PRUNE_SIZE = 256
 """Expired cooldown entries are dropped once the table holds more keys than this."""
+
+
+def max_start_lead_s(rules: Sequence[RuleConfig]) -> float:
+    """How far an occurrence's ``started_pts`` can precede the frame of its ``start`` message.
+
+    A debounced start is dated to the first frame its condition held (or, for ``cross``, up to
+    half of ``min_duration_s`` before it) and is sent once it has held ``min_duration_s``: so at
+    most ``min_duration_s`` plus one frame interval before. ``dwell`` starts are dated to the
+    frame that sends them. Whoever must look back at ``started_pts`` when the ``start`` arrives
+    (the clips' pre-event ring) keeps this much more history.
+
+    Args:
+        rules: the pipeline's ``rules`` section.
+
+    Returns:
+        The largest ``min_duration_s`` of the rules, in seconds (0 without rules); the frame
+        interval is the caller's to add.
+    """
+    return max((rule.min_duration_s for rule in rules), default=0.0)
 
 
 @dataclass(frozen=True, slots=True)

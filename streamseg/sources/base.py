@@ -11,6 +11,11 @@ A source owns one reader thread that demuxes and decodes with PyAV and hands
 Subclasses implement :meth:`Source._run` (the body of the reader thread) and use
 :meth:`Source._pump` to decode, :meth:`Source._transition` to change state and
 :meth:`Source._record_error` to report problems.
+
+Frames come upright, as a player shows them: a display rotation in the stream (a phone's
+portrait video is stored landscape with a 90 degree display matrix) is applied to the image
+(:func:`upright`), as the ffmpeg command line does by default, so zones drawn on the picture
+an operator sees land where they meant.
 """
 
 from __future__ import annotations
@@ -35,6 +40,27 @@ from streamseg.redact import redact_url
 from streamseg.sources._buffer import FrameBuffer
 from streamseg.sources.timing import FpsCap, PtsClock, RateMeter
 from streamseg.types import Frame, SourceState
+
+ImageU8 = npt.NDArray[np.uint8]
+
+
+def upright(image: ImageU8, rotation: float) -> ImageU8:
+    """``image`` turned as the stream's display matrix says (``VideoFrame.rotation``).
+
+    Args:
+        image: (H, W, 3) the decoded picture as stored.
+        rotation: degrees counter-clockwise, as PyAV reports the display matrix (checked
+            against ``ffmpeg``'s autorotation for 90, -90 and 180).
+
+    Returns:
+        The picture turned by the nearest multiple of 90 degrees (a contiguous copy), or
+        ``image`` itself when that is 0. Other angles are not applied (see ``_make_frame``).
+    """
+    quarter_turns = round(rotation / 90) % 4
+    if quarter_turns == 0:
+        return image
+    return np.ascontiguousarray(np.rot90(image, quarter_turns))
+
 
 __all__ = ["Notifier", "Source", "SourceStats", "StateListener"]
 
@@ -154,6 +180,7 @@ class Source(abc.ABC):
         self._fps_cap = FpsCap(fps_cap)
         self._next_index = 0
         self._session_problem_logged = False
+        self._rotation_logged: float | None = None
 
     # ------------------------------------------------------------------ public API
 
@@ -405,17 +432,24 @@ class Source(abc.ABC):
         pts_s = self._pts_clock.stamp(raw_pts_s, rate, now_mono)
         self._frame_arrived(now_mono)
         admitted = self._fps_cap.admit(pts_s)
+        rotation = float(av_frame.rotation or 0)
+        if rotation != self._rotation_logged:
+            self._log_rotation(rotation)
+        turned = round(rotation / 90) % 2 == 1 and rotation % 90 == 0
+        size_wh = (av_frame.height, av_frame.width) if turned else (av_frame.width, av_frame.height)
         with self._stats_lock:
             self._frames_decoded += 1
             self._rate_meter.add(now_mono)
-            self._resolution_wh = (av_frame.width, av_frame.height)
+            self._resolution_wh = size_wh
             if not admitted:
                 self._frames_skipped_fps += 1
                 if self.live:
                     self._frames_dropped += 1
         if not admitted:
             return None
-        image: npt.NDArray[np.uint8] = av_frame.to_ndarray(format="bgr24")  # type: ignore[assignment]
+        image: ImageU8 = av_frame.to_ndarray(format="bgr24")  # type: ignore[assignment]
+        if rotation % 90 == 0:
+            image = upright(image, rotation)
         frame = Frame(
             stream_id=self.stream_id,
             index=self._next_index,
@@ -425,6 +459,24 @@ class Source(abc.ABC):
         )
         self._next_index += 1
         return frame
+
+    def _log_rotation(self, rotation: float) -> None:
+        """Say once per change what is done with the stream's display rotation."""
+        self._rotation_logged = rotation
+        if rotation % 90 != 0:
+            logger.warning(
+                "source %s: the stream asks for a %.1f degree display rotation; only multiples "
+                "of 90 are applied, so frames come as stored",
+                self.stream_id,
+                rotation,
+            )
+        elif rotation != 0:
+            logger.info(
+                "source %s: frames turned %.0f degrees counter-clockwise, as the stream's display "
+                "matrix says (as players show them)",
+                self.stream_id,
+                rotation,
+            )
 
     def _publish(self, frame: Frame) -> bool:
         """Put a frame in the buffer (blocking for files) and notify; False once stopping."""

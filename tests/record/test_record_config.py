@@ -56,3 +56,16 @@ def test_errors_point_at_the_key(section: str, expected: str) -> None:
         load_pipeline_text(HEAD + f"  record:\n    {section}\n", filename="p.yaml")
     text = str(info.value)
     assert expected in text and "p.yaml:5:" in text
+
+
+def test_clips_and_segments_need_separate_folders() -> None:
+    """Regression: with one folder, segment retention deleted clips (the open one too)."""
+    same = "    continuous: {dir: out/rec}\n    clips: {dir: ./out/rec/}\n"
+    with pytest.raises(ConfigError) as info:
+        load_pipeline_text(HEAD + "  record:\n" + same, filename="p.yaml")
+    text = str(info.value)
+    assert "p.yaml:6:" in text and "outputs.record.clips" in text
+    assert "clips.dir and continuous.dir are the same folder" in text
+    apart = "    continuous: {dir: out/rec}\n    clips: {dir: out/rec/clips}\n"
+    record = load_pipeline_text(HEAD + "  record:\n" + apart).outputs.record
+    assert record is not None and record.clips_on and record.continuous_on

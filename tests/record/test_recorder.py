@@ -193,7 +193,48 @@ def test_build_recorder_from_the_pipeline_file(tmp_path: Path) -> None:
     assert isinstance(recorder, Recorder)
     assert recorder.lossless_streams == {"a"}  # files read frame by frame; not b, not c
     assert recorder.config.clips is not None and recorder.config.clips.pre_s == 5.0
+    assert recorder.start_lead_s == 0.0  # no rules
     recorder.close()
+    zones = "zones:\n  - {id: z, type: polygon, points: [[0, 0], [9, 0], [9, 9]]}\nrules:\n"
+    rules = (
+        "  - {id: r1, type: inside, zone: z, min_duration_s: 3}\n"
+        "  - {id: r2, type: count, zone: z, above: 2, min_duration_s: 1.5}\n"
+    )
+    recorder = build_recorder(
+        load_pipeline_text(
+            "sources:\n  - {id: a, type: file, path: a.mp4}\n"
+            + zones
+            + rules
+            + f"outputs:\n  record:\n    clips: {{dir: '{tmp_path}'}}\n"
+        )
+    )
+    assert recorder is not None and recorder.start_lead_s == 3.0
+    recorder.close()
+
+
+def test_clip_pre_roll_covers_a_start_dated_back_by_the_debounce(kit: type, tmp_path: Path) -> None:
+    """Regression: the ring kept only pre_s before the newest frame, but a rule's start message
+    comes min_duration_s after the start it is dated to: with min_duration_s 3 the clip began
+    2 s late. The recorder is told how far starts are dated back (start_lead_s)."""
+    config = record_config(tmp_path, clips={"pre_s": 1.0, "post_s": 0.5, "annotated": False})
+    recorder = Recorder(config, lossless_streams={"cam"}, start_lead_s=3.0)
+    start = kit.event("start", 100, started_index=40)  # dated 2.0 s, sent at 5.0 s
+    end = kit.event("end", 110, started_index=40)
+    detections = kit.box_detections([TRACK_1_BOX], track_ids=[1])
+    for i in range(140):
+        for message in (start, end):
+            if message.frame_index == i:
+                recorder.on_event(recorder.with_paths(message))
+        recorder.write(kit.frame(i, FPS), detections)
+    recorder.close_stream("cam")
+    recorder.close()
+    clip_path = recorder.clip_path(start)
+    assert clip_path is not None
+    clip = kit.decode(clip_path)
+    assert clip.error is None
+    # Asked from 2.0 - 1.0 = 1.0 s: the keyframe at or before it, not the ring's oldest.
+    assert clip.indices[0] / FPS == 1.0
+    assert clip.indices[-1] / FPS == pytest.approx(110 / FPS + 0.5)
 
 
 def test_encoder_settings_follow_config_and_source_rate(tmp_path: Path) -> None:

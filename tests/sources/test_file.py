@@ -284,3 +284,61 @@ def test_stop_mid_file_ends_the_reader_promptly(
     assert source._thread is not None and not source._thread.is_alive()
     with pytest.raises(RuntimeError, match="already started"):
         source.start()
+
+
+def _corner_marked(width: int, height: int) -> np.ndarray:
+    """A stored picture with a red block top-left and a green block top-right (BGR)."""
+    image = np.zeros((height, width, 3), np.uint8)
+    image[: height // 4, : width // 4] = (0, 0, 255)
+    image[: height // 4, -width // 4 :] = (0, 255, 0)
+    return image
+
+
+@pytest.mark.parametrize(
+    ("rotation", "upright_wh", "top_left"),
+    [
+        # ffmpeg shows a stream with display rotation 90 (counter-clockwise) turned a quarter
+        # counter-clockwise: the stored top-right corner (green) comes to the top-left.
+        (90, (60, 80), "green"),
+        (-90, (60, 80), "black"),  # a quarter clockwise: the stored top-left goes top-right
+        (180, (80, 60), "black"),
+        (0, (80, 60), "red"),
+    ],
+)
+def test_display_rotation_is_applied_like_a_player(
+    tmp_path: Path,
+    file_cfg: Callable[..., Any],
+    rotation: int,
+    upright_wh: tuple[int, int],
+    top_left: str,
+) -> None:
+    """A phone video is stored landscape with a display matrix: frames come upright (as the
+    ffmpeg command line shows them; the mapping was checked against its autorotation)."""
+    import av
+
+    stored = _corner_marked(80, 60)
+    path = tmp_path / f"rot{rotation}.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 80, 60, "yuv444p"
+        stream.options = {"qp": "0"}
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(stored, format="bgr24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    source = build_source(file_cfg(path))
+    source.start()
+    frames = drain(source)
+    source.stop()
+    assert len(frames) == 3
+    image = frames[0].image
+    assert (image.shape[1], image.shape[0]) == upright_wh
+    assert image.flags.c_contiguous
+    assert source.stats().resolution_wh == upright_wh
+    colour = {"red": (0, 0, 255), "green": (0, 255, 0), "black": (0, 0, 0)}[top_left]
+    assert np.abs(image[2, 2].astype(int) - colour).max() < 40, image[2, 2]
