@@ -236,6 +236,24 @@ def check_rules_have_tracks(rules: Sequence[RuleConfig], tracker: TrackerConfig)
         )
 
 
+def check_mqtt_snapshots(outputs: OutputsConfig) -> None:
+    """``outputs.mqtt.snapshots`` publishes the JPEGs ``outputs.record.snapshots`` writes.
+
+    Raises:
+        CrossCheckError: at ``outputs.mqtt.snapshots`` when nothing would write them (it would
+            publish nothing, silently).
+    """
+    mqtt, record = outputs.mqtt, outputs.record
+    if mqtt is None or not mqtt.snapshots or (record is not None and record.snapshots_on):
+        return
+    raise CrossCheckError(
+        ("outputs", "mqtt", "snapshots"),
+        "publishes the event snapshots outputs.record.snapshots writes, but that is not "
+        "enabled; expected outputs.record.snapshots (e.g. `record: {snapshots: {}}`) or "
+        "snapshots: false",
+    )
+
+
 def check_class_names(config: PipelineConfig, known: Sequence[str]) -> list[CrossCheckError]:
     """Every class name the file filters on is one the model outputs.
 
@@ -288,6 +306,7 @@ CROSS_CHECKS: tuple[Callable[[PipelineConfig], None], ...] = (
     lambda config: check_rule_zones(config.rules, config.zones),
     lambda config: check_metre_calibration(config.rules, config.sources),
     lambda config: check_rules_have_tracks(config.rules, config.tracker),
+    lambda config: check_mqtt_snapshots(config.outputs),
 )
 """Every cross-section check, run in order by :class:`PipelineConfig`."""
 

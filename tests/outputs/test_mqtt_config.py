@@ -269,3 +269,19 @@ def test_readme_example_validates() -> None:
     mqtt = config.outputs.mqtt
     assert mqtt is not None and mqtt.tls.enabled and mqtt.snapshots
     assert mqtt.outbox.path == "/var/lib/s/yard-north.outbox.sqlite3"
+
+
+def test_snapshots_need_the_recorder_to_write_them() -> None:
+    """The publisher sends the JPEGs outputs.record.snapshots writes: without it, nothing."""
+    with pytest.raises(ConfigError) as info:
+        _load("mqtt:\n  host: broker\n  snapshots: true\n")
+    issue = info.value.issues[0]
+    assert (issue.line, issue.key_path) == (6, "outputs.mqtt.snapshots")
+    assert "outputs.record.snapshots" in issue.message
+    mqtt = _load(
+        "mqtt:\n  host: broker\n  snapshots: true\nrecord:\n  snapshots: {dir: /tmp/snaps}\n"
+    )
+    assert mqtt.snapshots
+    disabled = "record:\n  snapshots: {dir: /tmp/snaps, enabled: false}\n"
+    with pytest.raises(ConfigError):
+        _load("mqtt:\n  host: broker\n  snapshots: true\n" + disabled)
