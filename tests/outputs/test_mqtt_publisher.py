@@ -64,9 +64,14 @@ def publisher_for(
                 mqtt[key] = {**mqtt.get(key, {}), **value}
             else:
                 mqtt[key] = value
+        # mqtt.snapshots publishes what outputs.record.snapshots writes (a config check).
+        record = (
+            {"snapshots": {"dir": str(tmp_path / "snapshots")}} if mqtt.get("snapshots") else {}
+        )
+        outputs = {"mqtt": mqtt, **({"record": record} if record else {})}
         text = (
             "name: yard\nsources: [{id: gate, type: file, path: x.mp4}]\n"
-            f"outputs: {{mqtt: {json.dumps(mqtt)}}}\n"
+            f"outputs: {json.dumps(outputs)}\n"
         )
         return built_publisher(load_pipeline_text(text))
 
