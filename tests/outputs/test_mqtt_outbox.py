@@ -10,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -177,15 +178,54 @@ def test_another_applications_database_is_left_as_it_was(tmp_path: Path) -> None
     db.close()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write a read-only file")
 def test_read_only_outbox_fails_at_open(tmp_path: Path) -> None:
     """Regression: sqlite opens a file it may not write read-only, and the first event (then
-    lost) was the first to find out."""
-    path = tmp_path / "o.sqlite3"
-    Outbox(path).close()
-    path.chmod(0o444)
-    with pytest.raises(OutboxError, match="needs write access to"):
-        Outbox(path)
+    lost) was the first to find out. Root may write any file, so as root (CI) the open runs in a
+    child process with root's rights dropped (setpriv, util-linux) as an unprivileged user."""
+    if os.geteuid() != 0:
+        path = tmp_path / "o.sqlite3"
+        Outbox(path).close()
+        path.chmod(0o444)
+        with pytest.raises(OutboxError, match="needs write access to"):
+            Outbox(path)
+        return
+    setpriv = shutil.which("setpriv")
+    assert setpriv is not None, "setpriv (util-linux) is needed to drop root's rights"
+    folder = Path(tempfile.mkdtemp(prefix="outbox-ro-", dir="/tmp"))
+    try:
+        folder.chmod(0o777)  # the unprivileged user may create the lock file, not write o.sqlite3
+        path = folder / "o.sqlite3"
+        Outbox(path).close()
+        path.chmod(0o444)
+        code = (
+            "from streamseg.outputs.mqtt.outbox import Outbox, OutboxError\n"
+            "try:\n"
+            f"    Outbox({str(path)!r})\n"
+            "except OutboxError as exc:\n"
+            "    print('refused:', exc)\n"
+            "else:\n"
+            "    print('opened')\n"
+        )
+        result = subprocess.run(
+            [
+                setpriv,
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                sys.executable,
+                "-c",
+                code,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("refused:"), result.stdout + result.stderr
+        assert "needs write access to" in result.stdout
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_unwritable_folder_names_the_folder(tmp_path: Path) -> None:
