@@ -34,6 +34,18 @@ def record_config(tmp_path: Path, **sections: Any) -> RecordConfig:
     return RecordConfig.model_validate(base)
 
 
+def play(kit: Any, recorder: Recorder, frames: int, detections: Any, *messages: Any) -> None:
+    """Feed ``frames`` frames of stream 'cam', each event message before the frame it is on
+    (as the rules stage does), then close the recorder."""
+    for i in range(frames):
+        for message in messages:
+            if message.frame_index == i:
+                recorder.on_event(recorder.with_paths(message))
+        recorder.write(kit.frame(i, FPS), detections)
+    recorder.close_stream("cam")
+    recorder.close()
+
+
 def test_segments_clip_and_snapshot(kit: type, tmp_path: Path) -> None:
     config = record_config(
         tmp_path,
@@ -50,13 +62,7 @@ def test_segments_clip_and_snapshot(kit: type, tmp_path: Path) -> None:
     start = kit.event("start", 43)  # stream time 2.15 s
     end = kit.event("end", 61, started_index=43)  # 3.05 s
     detections = kit.box_detections([TRACK_1_BOX, TRACK_2_BOX], track_ids=[1, 2])
-    for i in range(100):
-        for message in (start, end):
-            if message.frame_index == i:
-                recorder.on_event(recorder.with_paths(message))
-        recorder.write(kit.frame(i, FPS), detections)
-    recorder.close_stream("cam")
-    recorder.close()
+    play(kit, recorder, 100, detections, start, end)
 
     stats = recorder.stats()["cam"]
     assert stats.frames_received == 100 and stats.frames_dropped == 0
@@ -221,13 +227,7 @@ def test_clip_pre_roll_covers_a_start_dated_back_by_the_debounce(kit: type, tmp_
     start = kit.event("start", 100, started_index=40)  # dated 2.0 s, sent at 5.0 s
     end = kit.event("end", 110, started_index=40)
     detections = kit.box_detections([TRACK_1_BOX], track_ids=[1])
-    for i in range(140):
-        for message in (start, end):
-            if message.frame_index == i:
-                recorder.on_event(recorder.with_paths(message))
-        recorder.write(kit.frame(i, FPS), detections)
-    recorder.close_stream("cam")
-    recorder.close()
+    play(kit, recorder, 140, detections, start, end)
     clip_path = recorder.clip_path(start)
     assert clip_path is not None
     clip = kit.decode(clip_path)
