@@ -124,6 +124,7 @@ class NonblockingCamera:
         self.reads = 0
         self.sent = 0
         self.eagains = 0
+        self.ended = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
@@ -138,6 +139,7 @@ class NonblockingCamera:
             try:
                 packet = next(self._packets)
             except StopIteration:
+                self.ended = True
                 return
             self.sent += 1
             yield packet
@@ -184,13 +186,17 @@ def test_reads_through_no_frame_ready_without_reconnecting(
             frames.append(frame)
     source.stop(timeout=2)
 
-    # Every frame of the one session arrived, in order, although a third of the reads found
-    # nothing ready: "no frame yet" is neither a lost connection nor a dropped frame.
-    assert len(opened) == 1
+    # Every frame of the first session arrived, in order, although a third of the reads found
+    # nothing ready: "no frame yet" is neither a lost connection nor a dropped frame. The clip's
+    # end is a lost camera, though: the reader may reopen it before stop() (timing), but only
+    # once the first session had served every packet.
+    assert opened[0].sent == clip.frames
     assert opened[0].eagains >= clip.frames // 3
     assert [clip.index_of(f.image) for f in frames] == list(range(clip.frames))
     assert log.states[:1] == [SourceState.STREAMING]
-    assert source.stats().reconnects == 0
+    reconnects = source.stats().reconnects
+    assert reconnects <= 1 and len(opened) <= 2
+    assert (reconnects == 0 and len(opened) == 1) or opened[0].ended
 
 
 def test_a_silent_camera_stalls_and_reconnects_instead_of_hanging(
