@@ -6,7 +6,8 @@ import logging
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from typing_extensions import Self
 
 from streamseg.config._base import ConfigModel, Float, Identifier, Int, NonEmptyStr, none_as_empty
 from streamseg.config.zones import CalibrationConfig
@@ -123,6 +124,14 @@ class UsbSourceConfig(_LiveSourceBase):
     input_format: NonEmptyStr | None = Field(
         default=None, description="requested pixel format, e.g. mjpeg or yuyv422"
     )
+
+    @model_validator(mode="after")
+    def _width_with_height(self) -> Self:
+        # FFmpeg's V4L2 input takes one video_size: caught here, not when the camera opens
+        # (where it stopped the whole pipeline's start).
+        if (self.width is None) != (self.height is None):
+            raise ValueError("width and height go together: give both or neither")
+        return self
 
     @field_validator("device", mode="before")
     @classmethod

@@ -48,6 +48,9 @@ from streamseg.types import Frame, SourceState
 
 logger = logging.getLogger(__name__)
 
+SINK_FAILURE_LOG_EVERY = 100
+"""A sink that keeps failing is logged again every this many frames, not on every one."""
+
 _Item = tuple[Frame, sv.Detections] | None
 """What a stream's analytics queue carries; ``None`` says the stream delivers no more frames."""
 
@@ -118,6 +121,8 @@ class Pipeline:
         self.progress: dict[str, StreamProgress] = {s.id: StreamProgress() for s in config.sources}
         self.output_paths: list[str] = []
         self._queues: dict[str, queue.Queue[_Item]] = {}
+        self._sink_failures: dict[str, int] = {}
+        """Sink class name -> frames it failed on (the other sinks still got them)."""
         self._threads: list[threading.Thread] = []
         self._inference_threads: list[threading.Thread] = []
         self._take_lock = threading.Lock()
@@ -332,6 +337,11 @@ class Pipeline:
             source.stop()
         for thread in self._inference_threads:
             thread.join(timeout)
+        if not self._inference_threads:
+            # start() failed before the inference workers, whose last one ends each stream's
+            # analytics: end them here, or each would be joined for `timeout` and left blocked.
+            for stream_id in self._queues:
+                self._put(stream_id, None, force=True)
         for thread in self._threads:
             thread.join(timeout)
             if thread.is_alive():
@@ -473,8 +483,24 @@ class Pipeline:
             sinks = list(self.sinks)
         for sink in sinks:
             start = time.perf_counter()
-            sink.write(frame, detections)
+            try:
+                sink.write(frame, detections)
+            except Exception:
+                self._sink_failed(sink, frame)
+                continue
             self._record_stage(f"sink.{type(sink).__name__}", time.perf_counter() - start)
+
+    def _sink_failed(self, sink: Sink, frame: Frame) -> None:
+        """One sink's failure on a frame: logged (with the traceback the first time, then every
+        :data:`SINK_FAILURE_LOG_EVERY`-th), and the other sinks still get the frame."""
+        name = type(sink).__name__
+        with self._lock:
+            count = self._sink_failures.get(name, 0) + 1
+            self._sink_failures[name] = count
+        if count == 1:
+            logger.exception("%s failed on frame %d of %s", name, frame.index, frame.stream_id)
+        elif count % SINK_FAILURE_LOG_EVERY == 0:
+            logger.error("%s has failed on %d frames (latest %s)", name, count, frame.stream_id)
 
     def _on_stream_done(self) -> None:
         with self._lock:

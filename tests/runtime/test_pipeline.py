@@ -335,3 +335,56 @@ def test_turnstile_lets_numbers_through_in_order() -> None:
     assert delivered == [0, 1, 2, 3, 4]
     with pytest.raises(RuntimeError, match="out of turn"):
         gate.done(7)
+
+
+def test_a_failing_sink_does_not_starve_the_others(
+    fake_model: Path,
+    h264_file: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: the first sink to raise on a frame kept it from every sink after it (the
+    JSONL writer, first in the list, failing left the video empty)."""
+    from streamseg.outputs.jsonl import JsonlWriter
+
+    def broken(self: Any, frame: Frame, detections: sv.Detections) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(JsonlWriter, "write", broken)
+    clip = h264_file("in.mp4", frames=12, fps=15, width=240, height=120)
+    config = load_pipeline_text(pipeline_yaml(fake_model, [("cam", clip.path)], tmp_path / "out"))
+    with caplog.at_level("ERROR", logger="streamseg.runtime.pipeline"):
+        summary = Pipeline(config).run()
+    assert summary.frames == {"cam": 12}
+    with av.open(str(tmp_path / "out" / "cam.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 12
+    failures = [
+        r for r in caplog.records if "JsonlWriter failed on frame 0 of cam" in r.getMessage()
+    ]
+    assert len(failures) == 1  # logged once with its traceback, not on every frame
+    assert failures[0].exc_info is not None
+
+
+def test_a_start_failure_before_inference_ends_the_streams_at_once(
+    fake_model: Path,
+    h264_file: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: start() failing after the analytics threads started but before the
+    inference workers left each of them blocked (joined 10 s each, then leaked)."""
+
+    def fail(self: Pipeline) -> None:
+        raise RuntimeError("no inference today")
+
+    monkeypatch.setattr(Pipeline, "start_inference", fail)
+    clips = [h264_file(f"{name}.mp4", frames=5) for name in ("a", "b")]
+    config = load_pipeline_text(
+        pipeline_yaml(fake_model, [("a", clips[0].path), ("b", clips[1].path)], tmp_path / "out")
+    )
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="no inference today"):
+        Pipeline(config).run()
+    assert time.monotonic() - started < 5.0
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("analytics-")]
