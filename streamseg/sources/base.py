@@ -14,7 +14,7 @@ Subclasses implement :meth:`Source._run` (the body of the reader thread) and use
 
 Frames come upright, as a player shows them: a display rotation in the stream (a phone's
 portrait video is stored landscape with a 90 degree display matrix) is applied to the image
-(:func:`upright`), as the ffmpeg command line does by default, so zones drawn on the picture
+(:func:`quarter_turns`), as the ffmpeg command line does by default, so zones drawn on the picture
 an operator sees land where they meant.
 """
 
@@ -44,22 +44,21 @@ from streamseg.types import Frame, SourceState
 ImageU8 = npt.NDArray[np.uint8]
 
 
-def upright(image: ImageU8, rotation: float) -> ImageU8:
-    """``image`` turned as the stream's display matrix says (``VideoFrame.rotation``).
+def quarter_turns(rotation: float) -> int:
+    """Counter-clockwise quarter turns that make a frame upright (0 to 3).
 
     Args:
-        image: (H, W, 3) the decoded picture as stored.
-        rotation: degrees counter-clockwise, as PyAV reports the display matrix (checked
-            against ``ffmpeg``'s autorotation for 90, -90 and 180).
+        rotation: ``VideoFrame.rotation``, the stream's display matrix in degrees
+            counter-clockwise (``np.rot90(image, quarter_turns(r))`` was checked against
+            ``ffmpeg``'s autorotation for 90, -90 and 180).
 
     Returns:
-        The picture turned by the nearest multiple of 90 degrees (a contiguous copy), or
-        ``image`` itself when that is 0. Other angles are not applied (see ``_make_frame``).
+        ``rotation / 90`` modulo 4; 0 for an angle that is not a multiple of 90 (not applied,
+        see ``Source._log_rotation``).
     """
-    quarter_turns = round(rotation / 90) % 4
-    if quarter_turns == 0:
-        return image
-    return np.ascontiguousarray(np.rot90(image, quarter_turns))
+    if rotation % 90 != 0:
+        return 0
+    return round(rotation / 90) % 4
 
 
 __all__ = ["Notifier", "Source", "SourceStats", "StateListener"]
@@ -435,8 +434,10 @@ class Source(abc.ABC):
         rotation = float(av_frame.rotation or 0)
         if rotation != self._rotation_logged:
             self._log_rotation(rotation)
-        turned = round(rotation / 90) % 2 == 1 and rotation % 90 == 0
-        size_wh = (av_frame.height, av_frame.width) if turned else (av_frame.width, av_frame.height)
+        turns = quarter_turns(rotation)
+        size_wh = (
+            (av_frame.height, av_frame.width) if turns % 2 else (av_frame.width, av_frame.height)
+        )
         with self._stats_lock:
             self._frames_decoded += 1
             self._rate_meter.add(now_mono)
@@ -448,8 +449,8 @@ class Source(abc.ABC):
         if not admitted:
             return None
         image: ImageU8 = av_frame.to_ndarray(format="bgr24")  # type: ignore[assignment]
-        if rotation % 90 == 0:
-            image = upright(image, rotation)
+        if turns:
+            image = np.ascontiguousarray(np.rot90(image, turns))
         frame = Frame(
             stream_id=self.stream_id,
             index=self._next_index,
