@@ -6,8 +6,9 @@ the port of the ``metrics:`` section:
 
 - ``/metrics``: the registry in the Prometheus text format.
 - ``/healthz``: ``200`` while the process can answer (liveness).
-- ``/readyz``: ``200`` when the readiness check passes (the pipeline: model loaded and sources
-  started), else ``503``; both with a JSON body ``{"ready": bool, "reason": str}``.
+- ``/readyz``: ``200`` when the readiness check passes (the pipeline: model loaded, sources
+  started and not all of them down, :meth:`Pipeline.readiness`), else ``503``; both with a JSON
+  body ``{"ready": bool, "reason": str}``.
 """
 
 from __future__ import annotations

@@ -51,6 +51,9 @@ logger = logging.getLogger(__name__)
 SINK_FAILURE_LOG_EVERY = 100
 """A sink that keeps failing is logged again every this many frames, not on every one."""
 
+_DOWN = frozenset({SourceState.FAILED, SourceState.STALLED, SourceState.RECONNECTING})
+"""States of a source that delivers no frames and has not ended (:meth:`Pipeline.readiness`)."""
+
 _Item = tuple[Frame, sv.Detections] | None
 """What a stream's analytics queue carries; ``None`` says the stream delivers no more frames."""
 
@@ -250,15 +253,29 @@ class Pipeline:
             self.ops_server = self.metrics.serve(cfg.host, cfg.port, self.readiness)
 
     def readiness(self) -> Readiness:
-        """What ``/readyz`` answers: ready once the model is loaded and the sources started,
-        until :meth:`stop`."""
+        """What ``/readyz`` answers: ready once the model is loaded and the sources started, until
+        :meth:`stop`, except while every source that has not ended is down.
+
+        A source is down while it is ``failed``, ``stalled`` or ``reconnecting``. With some down
+        and others delivering, the pipeline is still ready and the reason names the ones down
+        (``"degraded: cam2 reconnecting"``); with all of them down it is not (``"no source
+        delivering frames: cam1 failed, cam2 stalled"``), so an orchestrator sees a pipeline
+        that analyses nothing.
+        """
         if self.stop_event.is_set():
             return Readiness(False, "stopping")
         if self.segmenter is None:
             return Readiness(False, "model not loaded")
         if not self._sources_started:
             return Readiness(False, "sources not started")
-        return Readiness(True, "ok")
+        states = [(source.stream_id, source.state) for source in self.sources]
+        down = [f"{stream} {state.value}" for stream, state in states if state in _DOWN]
+        if not down:
+            return Readiness(True, "ok")
+        live = [stream for stream, state in states if state not in _DOWN and not state.terminal]
+        if live:
+            return Readiness(True, "degraded: " + ", ".join(down))
+        return Readiness(False, "no source delivering frames: " + ", ".join(down))
 
     def start_analytics(self) -> None:
         """One thread per stream runs its stages and sinks, in frame order.

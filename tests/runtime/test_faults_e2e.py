@@ -250,6 +250,18 @@ class Metrics:
         key = ("streamseg_frames_processed_total", frozenset({("stream", stream)}))
         return int(samples.get(key, 0))
 
+    def readiness(self) -> tuple[int, str] | None:
+        """``/readyz``'s status and reason; None while the endpoint does not answer."""
+        url = f"http://127.0.0.1:{self.port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                status, body = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, body = error.code, error.read()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+        return status, json.loads(body)["reason"]
+
     def state(self, stream: str) -> str | None:
         """The source state of ``stream`` (``streaming``, ``reconnecting``, ...)."""
         for (name, labels), value in (self.scrape() or {}).items():
@@ -585,6 +597,12 @@ def test_one_run_survives_every_fault_at_once_and_loses_no_event(
         wait_until(
             "cam_a reconnecting",
             cam_b.sampling(lambda: metrics.state("cam_a") == "reconnecting"),
+            timeout=10,
+            run=run,
+        )
+        wait_until(
+            "/readyz still ready, naming cam_a as down",
+            cam_b.sampling(lambda: metrics.readiness() == (200, "degraded: cam_a reconnecting")),
             timeout=10,
             run=run,
         )

@@ -7,6 +7,7 @@ engine and a real mosquitto broker; the test scrapes the pipeline's own HTTP end
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -14,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.mosquitto import Mosquitto
+from helpers.mosquitto import Mosquitto, free_port
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamseg.config import PipelineConfig, load_pipeline_text
 from streamseg.runtime.health import Readiness
 from streamseg.runtime.pipeline import Pipeline
+from streamseg.types import SourceState
 
 FRAMES = 20
 
@@ -146,3 +148,32 @@ metrics: {{enabled: true}}
     assert pipeline.readiness() == Readiness(False, "stopping")
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url + "/healthz", timeout=2)  # the port is released at stop
+
+
+def test_readyz_is_503_while_every_source_is_down(fake_model: Path) -> None:
+    """A camera nobody answers for: the process is alive, but it analyses nothing."""
+    text = f"""
+sources: [{{id: cam, type: rtsp, url: 'rtsp://127.0.0.1:{free_port()}/live', open_timeout_s: 1}}]
+model: {{weights: '{fake_model}', device: cpu}}
+metrics: {{enabled: true}}
+"""
+    config = load_pipeline_text(text)
+    config = config.model_copy(update={"metrics": config.metrics.model_copy(update={"port": 0})})
+    pipeline = Pipeline(config)
+    pipeline.start_model()
+    pipeline.start_metrics()
+    try:
+        assert pipeline.ops_server is not None
+        pipeline.start_analytics()
+        pipeline.start_sources()
+        pipeline.start_inference()
+        deadline = time.monotonic() + 10
+        while pipeline.sources[0].state is not SourceState.RECONNECTING:
+            assert time.monotonic() < deadline, pipeline.sources[0].state
+            time.sleep(0.05)
+        status, _, body = _get(pipeline.ops_server.url + "/readyz")
+        assert status == 503
+        assert json.loads(body)["reason"] == "no source delivering frames: cam reconnecting"
+        assert _get(pipeline.ops_server.url + "/healthz")[0] == 200
+    finally:
+        pipeline.stop()
