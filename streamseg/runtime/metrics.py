@@ -8,8 +8,11 @@ adds its own (``streamseg_mqtt_*``) on the same registry (see ``streamseg.output
 from __future__ import annotations
 
 import logging
+import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from streamseg.rules.events import Event
 from streamseg.runtime.health import OpsServer, ReadinessCheck
@@ -18,6 +21,41 @@ from streamseg.types import SourceState
 logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+
+class SourceStateGauge(Collector):
+    """``streamseg_source_state{stream, state}``: 1 for each stream's current state, else 0.
+
+    A custom collector rather than a labelled :class:`Gauge`, whose per-label ``set`` calls a
+    scrape could fall between, showing a stream in two states or in none; here a scrape reads
+    one consistent snapshot.
+    """
+
+    NAME = "streamseg_source_state"
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._lock = threading.Lock()
+        self._states: dict[str, SourceState] = {}
+        registry.register(self)
+
+    def set(self, stream_id: str, state: SourceState) -> None:
+        """Make ``state`` the stream's current one."""
+        with self._lock:
+            self._states[stream_id] = state
+
+    def describe(self) -> list[Metric]:
+        return [GaugeMetricFamily(self.NAME, "1 for the source's current state")]
+
+    def collect(self) -> list[Metric]:
+        with self._lock:
+            states = dict(self._states)
+        family = GaugeMetricFamily(
+            self.NAME, "1 for the source's current state", labels=["stream", "state"]
+        )
+        for stream_id, current in states.items():
+            for state in SourceState:
+                family.add_metric([stream_id, state.value], 1.0 if state is current else 0.0)
+        return [family]
 
 
 class PipelineMetrics:
@@ -35,12 +73,7 @@ class PipelineMetrics:
         self.source_fps = Gauge(
             "streamseg_source_fps", "Measured source fps", ["stream"], registry=r
         )
-        self.source_state = Gauge(
-            "streamseg_source_state",
-            "1 for the source's current state",
-            ["stream", "state"],
-            registry=r,
-        )
+        self.source_state = SourceStateGauge(r)
         self.detections = Counter(
             "streamseg_detections", "Detections produced", ["stream"], registry=r
         )
@@ -69,11 +102,20 @@ class PipelineMetrics:
             ["stream", "rule", "type"],
             registry=r,
         )
+        self.failures = Counter(
+            "streamseg_analytics_failures",
+            "Frames on which a stage (tracker, rules) or a sink (sink.VideoWriter) raised",
+            ["stream", "step"],
+            registry=r,
+        )
+
+    def count_failure(self, stream_id: str, step: str) -> None:
+        """One frame of ``stream_id`` on which ``step`` raised."""
+        self.failures.labels(stream=stream_id, step=step).inc()
 
     def set_state(self, stream_id: str, state: SourceState) -> None:
         """Mark ``state`` as the stream's current one."""
-        for s in SourceState:
-            self.source_state.labels(stream=stream_id, state=s.value).set(1 if s is state else 0)
+        self.source_state.set(stream_id, state)
 
     def serve(self, host: str, port: int, readiness: ReadinessCheck) -> OpsServer:
         """Serve ``/metrics``, ``/healthz`` and ``/readyz`` from a daemon thread.

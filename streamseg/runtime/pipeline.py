@@ -35,7 +35,7 @@ from streamseg.outputs.video import AnnotatedVideoSink
 from streamseg.record import Recorder, RecordingListeners, build_recorder, lossless_stream_ids
 from streamseg.rules import build_rules_stage_factory
 from streamseg.rules.events import EventListener
-from streamseg.runtime.analytics import AnalyticsChain, StageFactory
+from streamseg.runtime.analytics import AnalyticsChain, FailureLog, StageFactory
 from streamseg.runtime.batcher import FrameBatcher, Turnstile
 from streamseg.runtime.health import OpsServer, Readiness
 from streamseg.runtime.metrics import EventCounter, PipelineMetrics
@@ -48,8 +48,6 @@ from streamseg.types import Frame, SourceState
 
 logger = logging.getLogger(__name__)
 
-SINK_FAILURE_LOG_EVERY = 100
-"""A sink that keeps failing is logged again every this many frames, not on every one."""
 
 _DOWN = frozenset({SourceState.FAILED, SourceState.STALLED, SourceState.RECONNECTING})
 """States of a source that delivers no frames and has not ended (:meth:`Pipeline.readiness`)."""
@@ -124,8 +122,8 @@ class Pipeline:
         self.progress: dict[str, StreamProgress] = {s.id: StreamProgress() for s in config.sources}
         self.output_paths: list[str] = []
         self._queues: dict[str, queue.Queue[_Item]] = {}
-        self._sink_failures: dict[str, int] = {}
-        """Sink class name -> frames it failed on (the other sinks still got them)."""
+        self._failures = FailureLog(logger, self.metrics.count_failure)
+        """Stages and sinks that raised on a frame: logged without flooding, counted."""
         self._threads: list[threading.Thread] = []
         self._inference_threads: list[threading.Thread] = []
         self._take_lock = threading.Lock()
@@ -294,6 +292,7 @@ class Pipeline:
                 stream_id,
                 [factory(stream_id) for factory in factories],
                 record=self._record_stage,
+                failures=self._failures,
             )
             q: queue.Queue[_Item] = queue.Queue(maxsize=self.stream_queue_size)
             self._queues[stream_id] = q
@@ -495,29 +494,20 @@ class Pipeline:
         self._on_stream_done()
 
     def _analyse(self, chain: AnalyticsChain, frame: Frame, detections: sv.Detections) -> None:
+        """The stream's stages, then every sink; a failing sink does not keep the frame from
+        the sinks after it (it goes to :attr:`_failures`)."""
         detections = chain.process(frame, detections)
         with self._lock:
             sinks = list(self.sinks)
         for sink in sinks:
+            step = f"sink.{type(sink).__name__}"
             start = time.perf_counter()
             try:
                 sink.write(frame, detections)
             except Exception:
-                self._sink_failed(sink, frame)
+                self._failures.failed(step, frame)
                 continue
-            self._record_stage(f"sink.{type(sink).__name__}", time.perf_counter() - start)
-
-    def _sink_failed(self, sink: Sink, frame: Frame) -> None:
-        """One sink's failure on a frame: logged (with the traceback the first time, then every
-        :data:`SINK_FAILURE_LOG_EVERY`-th), and the other sinks still get the frame."""
-        name = type(sink).__name__
-        with self._lock:
-            count = self._sink_failures.get(name, 0) + 1
-            self._sink_failures[name] = count
-        if count == 1:
-            logger.exception("%s failed on frame %d of %s", name, frame.index, frame.stream_id)
-        elif count % SINK_FAILURE_LOG_EVERY == 0:
-            logger.error("%s has failed on %d frames (latest %s)", name, count, frame.stream_id)
+            self._record_stage(step, time.perf_counter() - start)
 
     def _on_stream_done(self) -> None:
         with self._lock:

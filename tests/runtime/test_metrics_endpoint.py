@@ -7,6 +7,7 @@ engine and a real mosquitto broker; the test scrapes the pipeline's own HTTP end
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,10 +17,12 @@ from typing import Any
 
 import pytest
 from helpers.mosquitto import Mosquitto, free_port
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamseg.config import PipelineConfig, load_pipeline_text
 from streamseg.runtime.health import Readiness
+from streamseg.runtime.metrics import PipelineMetrics
 from streamseg.runtime.pipeline import Pipeline
 from streamseg.types import SourceState
 
@@ -177,3 +180,34 @@ metrics: {{enabled: true}}
         assert _get(pipeline.ops_server.url + "/healthz")[0] == 200
     finally:
         pipeline.stop()
+
+
+def test_a_scrape_sees_each_source_in_exactly_one_state() -> None:
+    """Regression: the state gauge was set label by label, so a scrape during a change could
+    show a source in two states or in none."""
+    metrics = PipelineMetrics()
+    metrics.set_state("cam", SourceState.CONNECTING)
+    done = threading.Event()
+
+    def flip() -> None:
+        states = [SourceState.STREAMING, SourceState.STALLED, SourceState.RECONNECTING]
+        i = 0
+        while not done.is_set():
+            metrics.set_state("cam", states[i % 3])
+            i += 1
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        for _ in range(300):
+            samples = _samples(generate_latest(metrics.registry).decode())
+            current = [
+                dict(labels)["state"]
+                for (name, labels), value in samples.items()
+                if name == "streamseg_source_state" and value == 1
+            ]
+            assert len(current) == 1, current
+    finally:
+        done.set()
+        flipper.join()
+    assert len([k for k in samples if k[0] == "streamseg_source_state"]) == len(SourceState)

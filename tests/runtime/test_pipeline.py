@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -10,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import pytest
 import supervision as sv
 
 from streamseg.config import load_pipeline_text
-from streamseg.runtime.analytics import AnalyticsStage
+from streamseg.runtime.analytics import AnalyticsStage, FailureLog
 from streamseg.runtime.batcher import FrameBatcher
 from streamseg.runtime.pipeline import Pipeline
 from streamseg.sources.base import Source
@@ -388,3 +390,69 @@ def test_a_start_failure_before_inference_ends_the_streams_at_once(
         Pipeline(config).run()
     assert time.monotonic() - started < 5.0
     assert not [t.name for t in threading.enumerate() if t.name.startswith("analytics-")]
+
+
+class _BrokenOnFrames:
+    """A stage that raises on some frames, like a tracker hitting a bug."""
+
+    name = "broken"
+
+    def __init__(self, bad: set[int]) -> None:
+        self.bad = bad
+
+    def process(self, frame: Frame, detections: sv.Detections) -> sv.Detections:
+        if frame.index in self.bad:
+            raise ValueError(f"cannot handle frame {frame.index}")
+        return detections[:]
+
+
+def test_a_failing_stage_skips_the_stages_after_it_but_not_the_sinks(
+    fake_model: Path,
+    h264_file: Callable[..., Any],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: a stage raising on a frame kept that frame from every sink (a hole in the
+    recording) and logged a traceback on every such frame."""
+    clip = h264_file("in.mp4", frames=12, fps=15, width=240, height=120)
+    config = load_pipeline_text(pipeline_yaml(fake_model, [("cam", clip.path)], tmp_path / "out"))
+    seen: dict[str, list[int]] = {}
+    factories = [lambda _: _BrokenOnFrames({3, 4, 5}), lambda s: _CountingStage(s, seen)]
+    pipeline = Pipeline(config, stage_factories=factories)
+    with caplog.at_level("ERROR", logger="streamseg.runtime.pipeline"):
+        summary = pipeline.run()
+    assert summary.frames == {"cam": 12}
+    assert seen["cam"] == [0, 1, 2, 6, 7, 8, 9, 10, 11]  # the stage after it skipped 3-5
+    lines = read_jsonl(tmp_path / "out" / "det.jsonl")
+    assert [line["index"] for line in lines] == list(range(12))  # the sinks got every frame
+    ids = {line["index"]: [d["tracker_id"] for d in line["detections"]] for line in lines}
+    # Frame 4 went out as the tracker left it (the counting stage would have made 40-43).
+    assert ids[4] != [40, 41, 42, 43] and ids[6] == [60, 61, 62, 63]
+    with av.open(str(tmp_path / "out" / "cam.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 12
+    failures = [r for r in caplog.records if "broken failed on frame" in r.getMessage()]
+    assert [r.getMessage() for r in failures] == ["broken failed on frame 3 of cam"]
+    assert failures[0].exc_info is not None
+    failed = pipeline.metrics.failures.labels(stream="cam", step="broken")._value.get()
+    assert failed == 3
+
+
+def test_analytics_failures_log_once_then_every_hundredth(caplog: pytest.LogCaptureFixture) -> None:
+    counted: list[tuple[str, str]] = []
+    failures = FailureLog(
+        logging.getLogger("t.failures"), lambda s, step: counted.append((s, step))
+    )
+    image = np.zeros((2, 2, 3), np.uint8)
+    with caplog.at_level("ERROR", logger="t.failures"):
+        for i in range(250):
+            try:
+                raise OSError("disk full")
+            except OSError:
+                failures.failed("sink.VideoWriter", Frame("cam", i, i / 10, 0.0, image))
+    assert [r.getMessage() for r in caplog.records] == [
+        "sink.VideoWriter failed on frame 0 of cam",
+        "sink.VideoWriter has failed on 100 frames (latest cam)",
+        "sink.VideoWriter has failed on 200 frames (latest cam)",
+    ]
+    assert caplog.records[0].exc_info is not None and caplog.records[1].exc_info is None
+    assert counted == [("cam", "sink.VideoWriter")] * 250
