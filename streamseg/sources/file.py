@@ -65,8 +65,9 @@ class FileSource(Source):
       ``live`` is True.
 
     States: ``connecting`` (opening) -> ``streaming`` -> ``ended`` at the end of the file.
-    Only a file that cannot be opened (missing, not a video, no video stream) ends ``failed``;
-    corrupt packets inside are counted and skipped.
+    Only a file that cannot be opened (missing, not a video, no video stream) or from which
+    not one frame decodes (truncated after its header) ends ``failed``; corrupt packets inside
+    are counted and skipped.
 
     Args:
         cfg: a ``FileSourceConfig`` (or anything with its fields).
@@ -110,6 +111,12 @@ class FileSource(Source):
                 f"{stream.codec_context.width}x{stream.codec_context.height})",
             )
             reason = self._read_all(container, stream)
+            if reason != "stopped" and self.stats().frames_decoded == 0:
+                # Opened, but nothing in it decodes (truncated after its header, all damaged):
+                # an input problem to report, not a short file.
+                self._record_error(f"no frame could be decoded from {self.path} ({reason})")
+                self._transition(SourceState.FAILED, f"no frame decoded from {self.path}")
+                return
             self._transition(SourceState.ENDED, reason)
         finally:
             container.close()

@@ -342,3 +342,20 @@ def test_display_rotation_is_applied_like_a_player(
     assert source.stats().resolution_wh == upright_wh
     colour = {"red": (0, 0, 255), "green": (0, 255, 0), "black": (0, 0, 0)}[top_left]
     assert np.abs(image[2, 2].astype(int) - colour).max() < 40, image[2, 2]
+
+
+def test_a_file_with_no_decodable_frame_fails(
+    tmp_path: Path, h264_file: Callable[..., Any], file_cfg: Callable[..., Any]
+) -> None:
+    """Regression: an MPEG-TS cut after its header (it opens, with a video stream) ended
+    ``ended`` with no error and the run exited 0, as if the file were a short clip."""
+    whole = h264_file("whole.ts", frames=10).path
+    cut = _write(tmp_path / "cut.ts", whole.read_bytes()[: 188 * 3])  # PAT, PMT, no picture
+    source = FileSource(file_cfg(cut))
+    source.start()
+    wait_for_state(source, {SourceState.FAILED, SourceState.ENDED}, timeout=5)
+    assert source.state is SourceState.FAILED
+    assert drain(source) == []
+    error = source.stats().last_error
+    assert error is not None and f"no frame could be decoded from {cut}" in error
+    source.stop()
