@@ -20,25 +20,36 @@ from rich.progress import (
 
 from streamseg.config import FileSourceConfig
 from streamseg.runtime.pipeline import Pipeline
+from streamseg.sources.timing import FpsCap
 
 logger = logging.getLogger(__name__)
 
 
-def estimate_total_frames(path: str) -> int | None:
-    """Frames in a video file: the container's count, else duration x rate; None if unknown."""
+def estimate_total_frames(path: str, fps_cap: float | None = None) -> int | None:
+    """Frames of a video file the pipeline will analyse; None if unknown.
+
+    The file's frames are the container's count, else duration x rate. With ``fps_cap`` (the
+    source's ``fps``), the count is of the frames the cap admits, the cap being run over the
+    file's nominal timestamps, so a file read at 5 of its 15 fps shows a bar that fills.
+    """
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
-            if stream.frames:
-                return int(stream.frames)
             rate = stream.average_rate or stream.guessed_rate
-            if stream.duration is not None and stream.time_base is not None and rate:
-                return round(float(stream.duration * stream.time_base) * float(rate))
-            if container.duration is not None and rate:
-                return round(container.duration / 1_000_000 * float(rate))
+            frames: int | None = None
+            if stream.frames:
+                frames = int(stream.frames)
+            elif stream.duration is not None and stream.time_base is not None and rate:
+                frames = round(float(stream.duration * stream.time_base) * float(rate))
+            elif container.duration is not None and rate:
+                frames = round(container.duration / 1_000_000 * float(rate))
     except (av.error.FFmpegError, IndexError, OSError) as exc:
         logger.debug("cannot estimate frames of %s: %s", path, exc)
-    return None
+        return None
+    if frames is None or fps_cap is None or not rate:
+        return frames
+    cap, interval = FpsCap(fps_cap), 1.0 / float(rate)
+    return sum(cap.admit(i * interval) for i in range(frames))
 
 
 class _FpsColumn(TextColumn):
@@ -67,7 +78,8 @@ def file_progress(pipeline: Pipeline, console: Console, refresh_s: float = 0.25)
         transient=False,
     )
     tasks = {
-        s.id: progress.add_task(s.id, total=estimate_total_frames(s.path), fps="") for s in files
+        s.id: progress.add_task(s.id, total=estimate_total_frames(s.path, s.fps), fps="")
+        for s in files
     }
     done = threading.Event()
 

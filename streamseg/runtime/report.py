@@ -38,6 +38,14 @@ def print_summary(summary: RunSummary, console: Console) -> None:
             (stats.last_error or "") if stats else "",
         )
     console.print(streams)
+    for stream_id, stats in summary.sources.items():
+        if stats.frames_skipped_fps:
+            # Left out by design: a file's are in no other column, a live source's are in
+            # "dropped" among the frames it had no time for.
+            console.print(
+                f"{stream_id}: {stats.frames_skipped_fps} of {stats.frames_decoded} decoded "
+                "frames skipped by the source's fps cap"
+            )
     if summary.timings:
         stages = Table(title="stage timings (ms)")
         for column in ("stage", "count", "mean", "p50", "p95", "max"):

@@ -1,0 +1,39 @@
+"""The progress bars' totals and the end-of-run summary of a run over a file with an fps cap."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from streamseg.config import load_pipeline_text
+from streamseg.runtime.pipeline import Pipeline
+from streamseg.runtime.progress import estimate_total_frames
+from streamseg.runtime.report import print_summary
+
+
+@pytest.mark.parametrize("cap", [None, 5.0, 10.0, 7.5, 30.0])
+def test_the_bar_total_is_the_frames_the_run_analyses(
+    cap: float | None, fake_model: Path, h264_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Regression: with a source ``fps`` cap the total was the file's frames, so the bar of a
+    15 fps file read at 5 fps stopped at a third."""
+    clip = h264_file("in.mp4", frames=45, fps=15)
+    fps = "" if cap is None else f", fps: {cap}"
+    config = load_pipeline_text(
+        f"sources: [{{id: cam, type: file, path: '{clip.path}'{fps}}}]\n"
+        f"model: {{weights: '{fake_model}', device: cpu}}\n"
+    )
+    summary = Pipeline(config).run()
+    assert estimate_total_frames(str(clip.path), cap) == summary.frames["cam"]
+    assert summary.frames["cam"] == {None: 45, 5.0: 15, 10.0: 23, 7.5: 23, 30.0: 45}[cap]
+
+    console = Console(record=True, width=200)
+    print_summary(summary, console)
+    text = console.export_text()
+    skipped = 45 - summary.frames["cam"]
+    line = f"cam: {skipped} of 45 decoded frames skipped by the source's fps cap"
+    assert (line in text) == (skipped > 0), text
