@@ -131,6 +131,9 @@ class Pipeline:
         self._turnstile = Turnstile()
         self._workers_running = 0
         self._started_at: float | None = None
+        self._analysed_at: float | None = None
+        """When the last stream's analytics ended: the run's figures stop there, not after
+        the flushing of outputs in :meth:`stop` (up to 5 s more waiting for the broker)."""
         self._finished = threading.Event()
         self._error: BaseException | None = None
         self._lock = threading.Lock()
@@ -364,6 +367,8 @@ class Pipeline:
                 logger.error("thread %s did not stop within %.0f s", thread.name, timeout)
         with self._lock:
             sinks, self.sinks = self.sinks, []
+            if self._analysed_at is None:
+                self._analysed_at = time.monotonic()
         for sink in sinks:
             try:
                 sink.close()
@@ -395,10 +400,12 @@ class Pipeline:
         return self.summary()
 
     def summary(self) -> RunSummary:
-        """Figures of the run so far."""
-        started = self._started_at if self._started_at is not None else time.monotonic()
+        """Figures of the run so far (its wall time ends when the analytics did)."""
+        with self._lock:
+            ended = self._analysed_at if self._analysed_at is not None else time.monotonic()
+        started = self._started_at if self._started_at is not None else ended
         return RunSummary(
-            wall_s=time.monotonic() - started,
+            wall_s=max(0.0, ended - started),
             frames={k: v.frames for k, v in self.progress.items()},
             detections={k: v.detections for k, v in self.progress.items()},
             sources={s.stream_id: s.stats() for s in self.sources},
@@ -513,6 +520,8 @@ class Pipeline:
         with self._lock:
             self._streams_open -= 1
             done = self._streams_open == 0
+            if done:
+                self._analysed_at = time.monotonic()
         if done:
             self._refresh_source_gauges()  # a short run ends before the monitor's first tick
             self._finished.set()

@@ -456,3 +456,34 @@ def test_analytics_failures_log_once_then_every_hundredth(caplog: pytest.LogCapt
     ]
     assert caplog.records[0].exc_info is not None and caplog.records[1].exc_info is None
     assert counted == [("cam", "sink.VideoWriter")] * 250
+
+
+class _SlowToClose:
+    """A sink whose close() takes a while, like an MQTT publisher waiting for its broker."""
+
+    def write(self, frame: Frame, detections: sv.Detections) -> None:
+        pass
+
+    def close_stream(self, stream_id: str) -> None:
+        pass
+
+    def close(self) -> None:
+        time.sleep(1.5)
+
+
+def test_the_run_time_ends_with_the_analytics_not_the_flushing(
+    fake_model: Path, h264_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Regression: the summary's wall time (and so its fps) included stop()'s flushing."""
+    clip = h264_file("in.mp4", frames=6, fps=15)
+    config = load_pipeline_text(
+        pipeline_yaml(fake_model, [("cam", clip.path)], tmp_path / "o", video=False)
+    )
+    pipeline = Pipeline(config, extra_sinks=[_SlowToClose()])
+    started = time.monotonic()
+    summary = pipeline.run()
+    elapsed = time.monotonic() - started
+    assert summary.frames == {"cam": 6}
+    assert elapsed >= 1.5
+    assert summary.wall_s < elapsed - 1.4
+    assert pipeline.summary().wall_s == summary.wall_s  # fixed once the run is over
