@@ -70,6 +70,12 @@ class PipelineMetrics:
         self.frames_dropped = Gauge(
             "streamseg_source_frames_dropped", "Frames a source dropped", ["stream"], registry=r
         )
+        self.frames_missing = Gauge(
+            "streamseg_source_frames_missing",
+            "Frames a source's timestamps skip (lost or damaged data)",
+            ["stream"],
+            registry=r,
+        )
         self.source_fps = Gauge(
             "streamseg_source_fps", "Measured source fps", ["stream"], registry=r
         )

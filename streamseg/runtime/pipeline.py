@@ -535,6 +535,7 @@ class Pipeline:
         for source in self.sources:
             stats = source.stats()
             self.metrics.frames_dropped.labels(stream=source.stream_id).set(stats.frames_dropped)
+            self.metrics.frames_missing.labels(stream=source.stream_id).set(stats.frames_missing)
             self.metrics.source_fps.labels(stream=source.stream_id).set(stats.fps)
 
     def _nominal_fps(self, stream_id: str) -> float | None:

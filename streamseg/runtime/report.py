@@ -39,6 +39,11 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         )
     console.print(streams)
     for stream_id, stats in summary.sources.items():
+        if stats.frames_missing:
+            console.print(
+                f"{stream_id}: {stats.frames_missing} frames missing by the timestamps "
+                "(lost in transit or damaged; a variable frame rate counts too)"
+            )
         if stats.frames_skipped_fps:
             # Left out by design: a file's are in no other column, a live source's are in
             # "dropped" among the frames it had no time for.

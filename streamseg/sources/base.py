@@ -82,6 +82,9 @@ class SourceStats:
         frames_dropped: live sources only: frames overwritten in the mailbox before the consumer
             took them, plus frames removed by the fps cap. Always 0 for non-realtime files.
         frames_skipped_fps: frames removed by the fps cap (live and files).
+        frames_missing: frames the stream's timestamps skip (a gap of ``k`` frame intervals
+            counts ``k - 1``): lost in transit or damaged data the demuxer resynchronised over
+            without an error. A variable-rate stream's slow stretches count too.
         corrupt_packets: packets the demuxer or decoder rejected as invalid data (skipped).
         decode_errors: other decoder errors on a single packet (skipped).
         reconnects: reconnect attempts made after a connection was lost or failed (live only).
@@ -96,6 +99,7 @@ class SourceStats:
     frames_delivered: int
     frames_dropped: int
     frames_skipped_fps: int
+    frames_missing: int
     corrupt_packets: int
     decode_errors: int
     reconnects: int
@@ -166,6 +170,7 @@ class Source(abc.ABC):
         self._frames_delivered = 0
         self._frames_dropped = 0
         self._frames_skipped_fps = 0
+        self._frames_missing = 0
         self._corrupt_packets = 0
         self._decode_errors = 0
         self._reconnects = 0
@@ -179,6 +184,7 @@ class Source(abc.ABC):
         self._fps_cap = FpsCap(fps_cap)
         self._next_index = 0
         self._session_problem_logged = False
+        self._session_gap_logged = False
         self._rotation_logged: float | None = None
 
     # ------------------------------------------------------------------ public API
@@ -244,6 +250,7 @@ class Source(abc.ABC):
                 frames_delivered=self._frames_delivered,
                 frames_dropped=self._frames_dropped,
                 frames_skipped_fps=self._frames_skipped_fps,
+                frames_missing=self._frames_missing,
                 corrupt_packets=self._corrupt_packets,
                 decode_errors=self._decode_errors,
                 reconnects=self._reconnects,
@@ -416,6 +423,24 @@ class Source(abc.ABC):
         else:
             logger.debug("source %s: %s", self.stream_id, message)
 
+    def _frames_went_missing(self, count: int, pts_s: float) -> None:
+        with self._stats_lock:
+            self._frames_missing += count
+        # Like packet problems: one warning per session, the counter carries the rest.
+        if not self._session_gap_logged:
+            self._session_gap_logged = True
+            logger.warning(
+                "source %s: %d frame(s) missing before %.3f s, by the timestamps (lost or "
+                "damaged data; further gaps counted in frames_missing, logged at DEBUG)",
+                self.stream_id,
+                count,
+                pts_s,
+            )
+        else:
+            logger.debug(
+                "source %s: %d frame(s) missing before %.3f s", self.stream_id, count, pts_s
+            )
+
     def _make_frame(
         self, av_frame: VideoFrame, rate: float | None, fallback_time_base: Fraction | None
     ) -> Frame | None:
@@ -429,6 +454,8 @@ class Source(abc.ABC):
             else None
         )
         pts_s = self._pts_clock.stamp(raw_pts_s, rate, now_mono)
+        if self._pts_clock.last_gap_frames:
+            self._frames_went_missing(self._pts_clock.last_gap_frames, pts_s)
         self._frame_arrived(now_mono)
         admitted = self._fps_cap.admit(pts_s)
         rotation = float(av_frame.rotation or 0)

@@ -234,6 +234,7 @@ class LiveSource(Source):
         ended)."""
         self._stall_flag.clear()
         self._session_problem_logged = False
+        self._session_gap_logged = False
         self._pts_clock.new_segment()
         streamed = False
         connected = False

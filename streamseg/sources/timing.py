@@ -27,6 +27,10 @@ class PtsClock:
       reconnects, and durations measured in ``pts_s`` stay roughly aligned with real time.
     * If timestamps go backwards inside a segment (a broken muxer, a wrapped clock), the clock
       re-anchors the same way, one interval after the last frame; ``discontinuities`` counts it.
+    * A frame whose timestamp is ``k`` intervals (rounded, ``k >= 2``) after the previous one's
+      in the same segment keeps it, and ``last_gap_frames`` says ``k - 1`` frames are missing
+      there: data lost in transit or damaged beyond the demuxer's notice (a damaged MPEG-TS
+      loses whole frames without an error). A variable-rate stream's slow stretches count too.
 
     Args:
         default_rate: frame rate in Hz assumed when the stream declares none.
@@ -42,6 +46,8 @@ class PtsClock:
         self._anchored = False
         self._segment_fresh = True
         self.discontinuities = 0
+        self.last_gap_frames = 0
+        """Frames missing just before the last stamped one, by its timestamp (0 for none)."""
 
     def new_segment(self) -> None:
         """Mark a new connection: the next timestamps may restart from anywhere."""
@@ -67,9 +73,11 @@ class PtsClock:
         else:
             expected = self._last + interval
 
+        self.last_gap_frames = 0
         if raw_pts_s is None:
             value = expected
         else:
+            continuing = self._anchored and not self._segment_fresh
             if not self._anchored:
                 # The very first frame keeps the stream's clock; later segments are shifted.
                 first_ever = self._last is None
@@ -83,6 +91,8 @@ class PtsClock:
                 )
                 self._offset = self._last + interval - raw_pts_s
                 value = self._last + interval
+            elif continuing and self._last is not None:
+                self.last_gap_frames = max(0, round((value - self._last) / interval) - 1)
 
         self._last = value
         self._last_wall = now

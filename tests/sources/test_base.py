@@ -134,6 +134,22 @@ def test_pts_clock_reanchors_when_pts_jump_back_inside_a_segment() -> None:
     assert clock.discontinuities == 1
 
 
+def test_pts_clock_counts_the_frames_a_timestamp_gap_skips() -> None:
+    clock = PtsClock()
+    gaps = []
+    for pts in (0.0, 0.1, 0.2, 0.5, 0.6, 0.72, 0.88, 0.98):
+        clock.stamp(pts, 10.0, now=0.0)
+        gaps.append(clock.last_gap_frames)
+    # 0.2 -> 0.5 skips two frames; 0.6 -> 0.72 (jitter: 1.2 intervals) none; 0.72 -> 0.88
+    # (1.6 intervals, rounded to 2) one.
+    assert gaps == [0, 0, 0, 2, 0, 0, 1, 0]
+    clock.new_segment()  # a reconnect's jump is no gap
+    clock.stamp(7.0, 10.0, now=5.0)
+    assert clock.last_gap_frames == 0
+    clock.stamp(1.0, 10.0, now=5.1)  # nor is a re-anchoring jump back
+    assert (clock.last_gap_frames, clock.discontinuities) == (0, 1)
+
+
 @pytest.mark.parametrize(
     ("fps", "pts", "admitted"),
     [

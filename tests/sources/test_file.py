@@ -359,3 +359,40 @@ def test_a_file_with_no_decodable_frame_fails(
     error = source.stats().last_error
     assert error is not None and f"no frame could be decoded from {cut}" in error
     source.stop()
+
+
+def test_frames_a_damaged_mpeg_ts_loses_are_counted(
+    tmp_path: Path,
+    h264_file: Callable[..., Any],
+    file_cfg: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: the MPEG-TS demuxer resynchronises over damaged packets without an error,
+    so the frames they held vanished uncounted (corrupt 0, no warning)."""
+    path = h264_file("clip.ts", frames=60, fps=15, gop=15).path
+    data = bytearray(path.read_bytes())
+    packets = len(data) // 188
+    rng = np.random.default_rng(3)
+    for k in range(packets // 3, packets // 3 + 10):  # payloads only: sync bytes stay
+        data[k * 188 + 4 : (k + 1) * 188] = rng.integers(0, 256, 184, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    source = FileSource(file_cfg(path))
+    with caplog.at_level("WARNING", logger="streamseg.sources.base"):
+        source.start()
+        frames = drain(source)
+        source.stop()
+    lost = 60 - len(frames)
+    assert lost > 0  # the damage did cost frames
+    assert source.stats().frames_missing == lost
+    warnings = [r.getMessage() for r in caplog.records if "missing before" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("source clip: ")
+
+
+def test_an_intact_file_has_no_missing_frames(
+    h264_file: Callable[..., Any], file_cfg: Callable[..., Any]
+) -> None:
+    source = FileSource(file_cfg(h264_file("clip.mp4", frames=30, fps=15).path))
+    source.start()
+    assert len(drain(source)) == 30
+    source.stop()
+    assert source.stats().frames_missing == 0
