@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 from pathlib import Path
 from typing import IO, Any
@@ -38,7 +39,7 @@ def detections_to_records(detections: sv.Detections, masks: bool) -> list[dict[s
         record: dict[str, Any] = {
             "xyxy": [round(float(v), 2) for v in detections.xyxy[i]],
             "confidence": (
-                None if detections.confidence is None else round(float(detections.confidence[i]), 4)
+                None if detections.confidence is None else _finite(detections.confidence[i], 4)
             ),
             "class_id": None if detections.class_id is None else int(detections.class_id[i]),
             "class_name": None if names is None else str(names[i]),
@@ -49,6 +50,13 @@ def detections_to_records(detections: sv.Detections, masks: bool) -> list[dict[s
             record["mask"] = _mask_record(detections.mask, i)
         records.append(record)
     return records
+
+
+def _finite(value: Any, digits: int) -> float | None:
+    """``value`` rounded, or None (JSON ``null``) when it is NaN or infinite: strict JSON
+    readers (jq, JavaScript, Go) reject the bare ``NaN`` Python would write."""
+    number = float(value)
+    return round(number, digits) if math.isfinite(number) else None
 
 
 def _mask_record(mask: Any, i: int) -> dict[str, Any]:
@@ -100,6 +108,7 @@ class JsonlWriter:
                 "detections": detections_to_records(detections, self.masks),
             },
             separators=(",", ":"),
+            allow_nan=False,  # anything non-finite left is an error here, not a bad line
         )
         with self._lock:
             if self._file is None:

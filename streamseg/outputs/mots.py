@@ -61,8 +61,11 @@ def _paint(label: npt.NDArray[np.int32], mask: Any, xyxy: npt.NDArray[Any], i: i
     height, width = label.shape
     if mask is None:
         x1, y1 = (max(0, math.floor(v)) for v in xyxy[i, :2])
-        # xyxy max coordinates are inclusive (the supervision convention).
-        x2, y2 = min(width, math.floor(xyxy[i, 2]) + 1), min(height, math.floor(xyxy[i, 3]) + 1)
+        # xyxy max coordinates are inclusive (the supervision convention). Clamped at 0 too: a
+        # box wholly left of or above the frame would give a negative end, which a slice
+        # counts from the far edge.
+        x2 = max(0, min(width, math.floor(xyxy[i, 2]) + 1))
+        y2 = max(0, min(height, math.floor(xyxy[i, 3]) + 1))
         region = label[y1:y2, x1:x2]
         region[region < 0] = k
         return

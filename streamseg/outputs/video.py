@@ -17,10 +17,12 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import supervision as sv
 
+from streamseg.models.preprocess import letterbox_geometry
 from streamseg.outputs.annotate import FrameAnnotator
 from streamseg.record.encoder import (
     CODEC_ENCODERS,
@@ -51,7 +53,8 @@ DEFAULT_QUEUE_FRAMES = 32
 class VideoFileWriter:
     """Encodes the images of one stream into one fragmented MP4 at ``path`` (synchronous).
 
-    The file is created on the first image, with that image's size.
+    The file is created on the first image, with that image's size; a later image of another
+    size (the stream changed resolution) is letterboxed into it, with a warning once per size.
 
     Args:
         path: output file (MP4); parent folders are created.
@@ -86,6 +89,7 @@ class VideoFileWriter:
         self.nominal_fps = nominal_fps
         self._writer: FragmentedMp4Writer | None = None
         self._closed = False
+        self._sizes_warned: set[tuple[int, int]] = set()
 
     @property
     def frames_written(self) -> int:
@@ -105,8 +109,37 @@ class VideoFileWriter:
         """
         if self._closed:
             raise RuntimeError(f"VideoFileWriter({self.path}) is closed")
+        fmt = self._encoder.format
+        if fmt is not None and (image.shape[1] & ~1, image.shape[0] & ~1) != (
+            fmt.width,
+            fmt.height,
+        ):
+            image = self._fit(image, fmt.width, fmt.height)
         for packet in self._encoder.encode(image, pts_s):
             self._mux(packet)
+
+    def _fit(self, image: npt.NDArray[np.uint8], width: int, height: int) -> npt.NDArray[np.uint8]:
+        """Letterbox an image of a new size into the file's (a file has one size; the stream
+        changed resolution, e.g. a camera reconfigured), saying so once per size."""
+        h, w = image.shape[:2]
+        if (w, h) not in self._sizes_warned:
+            self._sizes_warned.add((w, h))
+            logger.warning(
+                "%s: frame size changed from %dx%d to %dx%d; such frames are letterboxed into "
+                "the file's size",
+                self.path,
+                width,
+                height,
+                w,
+                h,
+            )
+        box = letterbox_geometry((h, w), (height, width))
+        new_h, new_w = box.new_hw
+        canvas = np.zeros((height, width, 3), dtype=np.uint8)
+        canvas[box.top : box.top + new_h, box.left : box.left + new_w] = cv2.resize(
+            image, (new_w, new_h), interpolation=cv2.INTER_AREA
+        )
+        return canvas
 
     def _mux(self, packet: EncodedPacket) -> None:
         if self._writer is None:

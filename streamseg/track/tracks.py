@@ -207,7 +207,10 @@ class TrackTable:
         if len(rows) == 0:
             return
         for r, d in zip(rows.tolist(), det_rows.tolist(), strict=True):
-            self.mask_crops[r] = masks.crops[d]
+            crop = masks.crops[d]
+            # A crop may be a view into the frame's whole (N, H, W) mask array: a kept view
+            # would keep that array alive for as long as the track is remembered.
+            self.mask_crops[r] = crop if crop.base is None else crop.copy()
         self.mask_origin[rows] = masks.origin[det_rows]
         self.mask_area[rows] = masks.area[det_rows]
         self.mask_hw[rows] = masks.size_hw[det_rows]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import supervision as sv
 
 from streamseg.outputs.jsonl import JsonlWriter
@@ -70,3 +71,17 @@ def test_masks_off_and_tracker_ids(tmp_path: Path) -> None:
     record = json.loads(path.read_text())["detections"][0]
     assert "mask" not in record
     assert record["tracker_id"] == 7
+
+
+def test_a_non_finite_confidence_is_written_as_null(tmp_path: Path) -> None:
+    """Regression: Python's json wrote a bare NaN, which strict readers (jq, JavaScript, Go)
+    reject; a custom stage can hand such a confidence to the sinks."""
+    path = tmp_path / "det.jsonl"
+    writer = JsonlWriter(path)
+    detections = _detections()
+    detections.confidence = np.array([np.nan, np.inf], np.float32)
+    writer.write(_frame(0), detections)
+    writer.close()
+    line = path.read_text().strip()
+    record = json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in {line}"))
+    assert [d["confidence"] for d in record["detections"]] == [None, None]

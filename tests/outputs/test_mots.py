@@ -176,3 +176,18 @@ def test_pipeline_writes_mots_that_trackeval_reads(
     scores = evaluate_tracking(tmp_path / "gt", tmp_path / "mots")
     assert scores.combined[ALL_CLASSES].hota == pytest.approx(1.0)
     assert scores.combined[ALL_CLASSES].gt_dets == 24
+
+
+def test_a_box_wholly_off_the_frame_paints_nothing() -> None:
+    """Regression: a mask-less box wholly left of and above the frame got negative slice ends
+    (counted from the far edge) and painted most of the frame, so the object behind it lost
+    every pixel and was left out of the file."""
+    detections = sv.Detections(
+        xyxy=np.array([[-30.0, -20.0, -5.0, -3.0], [10.0, 10.0, 19.0, 19.0]], dtype=np.float32),
+        confidence=np.array([0.9, 0.5], dtype=np.float32),
+        class_id=np.array([0, 0]),
+        tracker_id=np.array([1, 2]),
+    )
+    rows = {r[0]: decode(H, W, r[2]) for r in mots_rows(detections, (W, H))}
+    assert 1 not in rows  # no pixel of its box is inside the frame
+    assert rows[2].sum() == 100 and rows[2][10:20, 10:20].all()

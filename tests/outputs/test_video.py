@@ -113,3 +113,30 @@ def test_sink_draws_off_the_analytics_thread(tmp_path: Path, lossless: bool) -> 
     dropped = sink.frames_dropped["cam"]
     assert frames + dropped == 20
     assert dropped == 0 if lossless else dropped >= 10
+
+
+def test_a_frame_size_change_is_letterboxed_into_the_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: a larger frame was cropped to the file's top-left corner and a smaller one
+    raised on every frame (a traceback each, nothing recorded)."""
+    sink = AnnotatedVideoSink(str(tmp_path / "{stream}.mp4"), FrameAnnotator(), fps=10)
+    index = 0
+    with caplog.at_level("WARNING", logger="streamseg.outputs.video"):
+        for (h, w), n in [((120, 160), 10), ((240, 320), 10), ((60, 80), 10)]:
+            for _ in range(n):
+                image = np.zeros((h, w, 3), np.uint8)
+                image[h // 2 :, w // 2 :] = 255  # the bottom-right quadrant is white
+                sink.write(Frame("cam", index, index / 10, 0.0, image), sv.Detections.empty())
+                index += 1
+        sink.close()
+    with av.open(str(tmp_path / "cam.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (160, 120)
+        frames = [f.to_ndarray(format="gray") for f in container.decode(stream)]
+    assert len(frames) == 30
+    for frame in (frames[5], frames[15], frames[25]):  # the whole picture, at the file's size
+        assert frame[90, 120] > 200 and frame[30, 40] < 50 and frame[30, 120] < 50
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and all("letterboxed" in m for m in warnings)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

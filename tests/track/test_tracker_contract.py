@@ -4,7 +4,9 @@ rates, bad input; ids, classes, confirmation and isolation. Scenes come from ``c
 from __future__ import annotations
 
 import copy
+import gc
 import logging
+import weakref
 from types import SimpleNamespace
 
 import numpy as np
@@ -462,3 +464,28 @@ def test_frame_size_change_keeps_tracking() -> None:
 def test_rejects_what_is_not_detections() -> None:
     with pytest.raises(TypeError, match=r"expected supervision\.Detections, got ndarray"):
         _tracker().update(np.zeros((1, 4)), timestamp=0.0)  # type: ignore[arg-type]
+
+
+def test_remembered_masks_do_not_keep_the_frames_mask_array_alive() -> None:
+    """Regression: a track's stored mask crop was a view into the frame's whole (N, H, W)
+    mask array, so every remembered track kept a full frame of masks in memory."""
+    tracker = MaskTracker(TrackerConfig(min_confirm_s=0.0, appearance_weight=0.0))
+    boxes = np.array([[10.0, 10.0, 60.0, 90.0], [100.0, 20.0, 150.0, 100.0]])
+    masks = np.zeros((2, 240, 320), dtype=bool)
+    for j, (x1, y1, x2, y2) in enumerate(boxes.astype(int)):
+        masks[j, y1:y2, x1:x2] = True
+    frame_masks = weakref.ref(masks)
+    detections = sv.Detections(xyxy=boxes, mask=masks, confidence=np.array([0.9, 0.8]))
+    tracked = tracker.update(detections, timestamp=0.0)
+    assert tracker.num_tracks == 2 and len(tracked) == 2
+    del masks, detections, tracked
+    gc.collect()
+    assert frame_masks() is None
+    # The tracks still match on their masks the next frame.
+    again = np.zeros((2, 240, 320), dtype=bool)
+    for j, (x1, y1, x2, y2) in enumerate(boxes.astype(int)):
+        again[j, y1:y2, x1:x2] = True
+    ids = tracker.update(
+        sv.Detections(xyxy=boxes, mask=again, confidence=np.array([0.9, 0.8])), timestamp=0.1
+    ).tracker_id
+    assert ids is not None and sorted(ids.tolist()) == [1, 2]
