@@ -67,6 +67,8 @@ class RuleEngine:
         rules: every rule of the pipeline (those not on this stream are ignored).
         calibration: the stream's ground calibration, for ``near`` in metres.
         listeners: told about events, rule states and zone counts (module docstring).
+        confirm_s: the tracker's ``min_confirm_s``: for this long after the stream's first
+            frame, objects in view may have no id yet, so ``count`` rules with ``below`` wait.
     """
 
     def __init__(
@@ -76,8 +78,10 @@ class RuleEngine:
         rules: Sequence[RuleConfig],
         calibration: CalibrationConfig | None = None,
         listeners: Sequence[EventListener] = (),
+        confirm_s: float = 0.0,
     ) -> None:
         self.stream_id = stream_id
+        self.confirm_s = confirm_s
         self.listeners = list(listeners)
         by_id = {zone.id: zone for zone in zones if zone.applies_to(stream_id)}
         self.zones: dict[str, PolygonZone | LineZone] = {
@@ -117,7 +121,8 @@ class RuleEngine:
     ) -> RuleEngine:
         """The engine of ``stream_id`` in a validated pipeline."""
         calibration = config.source(stream_id).calibration
-        return cls(stream_id, config.zones, config.rules, calibration, listeners)
+        confirm_s = config.tracker.min_confirm_s if config.tracker.enabled else 0.0
+        return cls(stream_id, config.zones, config.rules, calibration, listeners, confirm_s)
 
     @property
     def rule_ids(self) -> list[str]:
@@ -145,7 +150,8 @@ class RuleEngine:
         first_frame = self._last is None
         self._last = now
         hidden = frozenset(int(i) for i in detections.metadata.get(HIDDEN_TRACK_IDS, ()))
-        ctx = FrameContext(now, FrameObjects(detections, frame.resolution_wh), hidden)
+        warming_up = now.pts - self._base_pts < self.confirm_s - TIME_EPS_S
+        ctx = FrameContext(now, FrameObjects(detections, frame.resolution_wh), hidden, warming_up)
         events: list[Event] = []
         for rule in self.rules:
             rule_events = rule.evaluate(ctx)
@@ -168,6 +174,13 @@ class RuleEngine:
             events.extend(rule_events)
             self._tell(rule, rule_events, False, None)
         self._held_until.clear()
+        # The stream shows nothing any more: its zone counts go to 0, or retained count topics
+        # would keep the last value until a later run saw that class there again.
+        for zone_id, previous in self._counts.items():
+            for name, count in previous.items():
+                if count:
+                    self._call("on_zone_count", self.stream_id, zone_id, name, 0)
+            self._counts[zone_id] = {name: 0 for name in previous}
         return events
 
     # ------------------------------------------------------------------ listeners

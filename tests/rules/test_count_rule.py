@@ -69,6 +69,24 @@ def test_below_fires_when_animals_are_missing(kit: Kit) -> None:
     assert events[0].started_pts == pytest.approx(0.5)
 
 
+def test_below_waits_for_the_tracker_to_confirm_what_is_in_view(kit: Kit) -> None:
+    """Regression: with ``tracker.min_confirm_s`` 0.5, "fewer than 3" started and ended on
+    every stream start, with the 3 animals there all along (no ids yet, so none counted)."""
+    engine, recorder = kit.engine(
+        "tracker: {min_confirm_s: 0.5}\n"
+        + PEN
+        + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
+        "min_duration_s: 0.3, lost_timeout_s: 0.2}\n"
+    )
+    unconfirmed = [(-1, *cow[1:]) for cow in cows(3)]
+    assert kit.run(engine, [unconfirmed] * 5 + [cows(3)] * 10) == []
+    assert not [s for s in recorder.states if s[2]]
+    # After the warm-up an absence counts again: cow 3, last seen at 1.4 s, is gone from 1.7 s
+    # (lost_timeout_s), and the occurrence starts 0.3 s later.
+    events = kit.run(engine, [cows(2)] * 10, start=15)
+    assert [(e.type, e.frame_index) for e in events] == [("start", 20)]
+
+
 def test_a_briefly_hidden_animal_still_counts(kit: Kit) -> None:
     """Regression: an occlusion of a few frames made a "head count below" rule fire."""
     engine, _ = kit.engine(

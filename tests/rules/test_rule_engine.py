@@ -156,6 +156,24 @@ def test_close_ends_open_occurrences(kit: Kit) -> None:
     assert engine.close() == []
 
 
+def test_close_puts_the_zone_counts_to_zero(kit: Kit) -> None:
+    """Regression: a stream's last counts stayed (retained MQTT count topics at their last
+    value after the run)."""
+    engine, recorder = kit.engine(
+        "zones:\n"
+        "  - {id: pen, type: polygon, points: [[40, 0], [119, 0], [119, 79], [40, 79]]}\n"
+        "rules:\n"
+        "  - {id: crowd, type: count, zone: pen, classes: [cow], above: 5}\n"
+    )
+    cows = [(1, 50, 5, 55, 10, "cow"), (2, 60, 5, 65, 10, "cow"), (3, 70, 5, 75, 10, "sheep")]
+    kit.run(engine, [cows] * 3)
+    recorder.counts.clear()
+    engine.close()
+    assert sorted(recorder.counts) == [("cam", "pen", "cow", 0), ("cam", "pen", "sheep", 0)]
+    engine.close()
+    assert len(recorder.counts) == 2  # said once
+
+
 def test_rules_follow_their_zones_streams() -> None:
     config = load_pipeline_text(
         """

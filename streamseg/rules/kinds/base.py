@@ -35,11 +35,14 @@ class FrameContext:
         objects: its confirmed tracks and their measures.
         hidden: ids of confirmed tracks unseen on this frame that the tracker keeps as hidden
             behind an object of another class (``HIDDEN_TRACK_IDS`` of its output).
+        warming_up: the stream started less than the tracker's ``min_confirm_s`` ago, so
+            objects in view may not have ids yet: an absence proves nothing.
     """
 
     stamp: Stamp
     objects: FrameObjects
     hidden: frozenset[int] = frozenset()
+    warming_up: bool = False
 
     @property
     def frame_wh(self) -> tuple[int, int]:

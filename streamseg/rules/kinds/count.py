@@ -78,7 +78,9 @@ class CountRule(Rule):
         for track_id in stale:
             del inside[track_id]
         self.count = len(inside)
-        holds = self._condition(self.count)
+        # "Fewer than N" is not judged before the tracker can have confirmed what is in view:
+        # otherwise it would start on every stream start, with the animals all there.
+        holds = self._condition(self.count) and not (self.below is not None and ctx.warming_up)
         if holds:
             self.last_true = now
         changed = self.debounce.update(holds, now, self.min_duration_s)
