@@ -35,7 +35,13 @@ from streamseg.config._base import ConfigModel, Float, Identifier
 
 logger = logging.getLogger(__name__)
 
-Point = tuple[Float, Float]
+MAX_COORDINATE = 1e6
+"""Largest magnitude of a point's coordinate: far beyond any frame (or ground, in metres), and
+small enough for the fixed-point polygon fill (1/16 px in int32)."""
+
+Coordinate = Annotated[Float, Field(ge=-MAX_COORDINATE, le=MAX_COORDINATE)]
+
+Point = tuple[Coordinate, Coordinate]
 """``[x, y]``: frame pixels or normalized fractions, depending on ``units``."""
 
 Units = Literal["px", "normalized"]
@@ -241,15 +247,16 @@ class CalibrationConfig(ConfigModel):
           ground_points: [[0, 0], [12, 0], [12, 20], [0, 20]]
     """
 
+    # units first: the image_points validator reads it (an error then points at the point).
+    units: Units = Field(
+        default="px",
+        description="units of image_points: px (frame pixels) or normalized (fractions)",
+    )
     image_points: list[Point] = Field(
         description="four points on the ground in the image [[x, y], ...] (see units)"
     )
     ground_points: list[Point] = Field(
         description="the same four points on the ground plane, metres [[x, y], ...]"
-    )
-    units: Units = Field(
-        default="px",
-        description="units of image_points: px (frame pixels) or normalized (fractions)",
     )
 
     @field_validator("image_points", "ground_points")
@@ -276,14 +283,14 @@ class CalibrationConfig(ConfigModel):
             )
         return self
 
-    @field_validator("units")
+    @field_validator("image_points")
     @classmethod
-    def _normalized_in_range(cls, value: str, info: ValidationInfo) -> str:
-        if value == "normalized":
-            for index, (x, y) in enumerate(info.data.get("image_points", ())):
+    def _normalized_in_range(cls, points: list[Point], info: ValidationInfo) -> list[Point]:
+        if info.data.get("units") == "normalized":
+            for index, (x, y) in enumerate(points):
                 if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
                     raise ValueError(
                         f"image_points[{index}] = [{x:g}, {y:g}] is outside [0, 1]; expected "
                         "fractions of the frame with units: normalized"
                     )
-        return value
+        return points

@@ -141,6 +141,13 @@ BAD: list[tuple[str, str, int, str, str]] = [
         "zone 'n': points[1] = [1.5, 0] is outside [0, 1]",
     ),
     (
+        "a coordinate beyond any frame (it would wrap around in the polygon fill)",
+        "zones:\n  - {id: far, type: polygon,\n    points: [[0, 0], [200000000.0, 0], [5, 5]]}\n",
+        6,
+        "zones[0].points[1][0]",
+        "expected a number <= 1000000",
+    ),
+    (
         "unknown zone type",
         "zones:\n  - {id: c, type: circle, points: [[0, 0]]}\n",
         5,
@@ -308,6 +315,25 @@ def test_calibration_error_points_into_the_source() -> None:
     (issue,) = info.value.issues
     assert (issue.line, issue.key_path) == (7, "sources[0].calibration.ground_points")
     assert "are on one line" in issue.message
+
+
+def test_a_normalized_calibration_point_out_of_range_is_reported_at_its_line() -> None:
+    """Regression: the error pointed at the ``units:`` line, after the points."""
+    text = (
+        "sources:\n"
+        "  - id: gate\n"
+        "    type: file\n"
+        "    path: a.mp4\n"
+        "    calibration:\n"
+        "      image_points: [[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], [1.3, 0.4]]\n"
+        "      ground_points: [[0, 0], [10, 0], [10, 20], [0, 20]]\n"
+        "      units: normalized\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_pipeline_text(text, filename="p.yaml")
+    (issue,) = info.value.issues
+    assert (issue.line, issue.key_path) == (6, "sources[0].calibration.image_points")
+    assert "image_points[3] = [1.3, 0.4] is outside [0, 1]" in issue.message
 
 
 @pytest.mark.parametrize(
