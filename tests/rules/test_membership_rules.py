@@ -187,6 +187,19 @@ def test_a_track_first_seen_inside_has_not_entered(kit: Kit) -> None:
     assert [(e.type, e.frame_index) for e in events] == [("start", 8), ("end", 8)]
 
 
+@pytest.mark.parametrize(("kind", "first", "then"), [("enter", OUT, IN), ("exit", IN, OUT)])
+def test_a_track_seen_on_its_first_side_for_less_than_min_duration_still_transitions(
+    kit: Kit, kind: str, first: tuple[int, int, int, int], then: tuple[int, int, int, int]
+) -> None:
+    """Regression: the first side also had to hold for min_duration_s, so a person seen
+    outside for 0.3 s who then walked in and stayed never "entered" (the first debounced state
+    was inside)."""
+    engine, _ = kit.engine(ZONE + f"  - {{id: r, type: {kind}, zone: yard, min_duration_s: 0.5}}\n")
+    events = kit.run(engine, timeline((4, first), (20, then)))
+    assert [(e.type, e.frame_index) for e in events] == [("start", 9), ("end", 9)]
+    assert events[0].started_pts == pytest.approx(0.4)
+
+
 def test_exit_is_not_raised_for_a_track_lost_inside(kit: Kit) -> None:
     engine, _ = kit.engine(
         ZONE + "  - {id: r, type: exit, zone: yard, min_duration_s: 0, lost_timeout_s: 0.2}\n"

@@ -9,8 +9,8 @@ then debounced with ``min_duration_s`` on the way in and on the way out.
 - ``enter`` / ``exit``: instantaneous. A track whose debounced state goes outside -> inside
   (``enter``) or inside -> outside (``exit``) raises a ``start`` and an ``end`` together on the
   frame that confirms it, both dated to the first frame of the new state. A track's first
-  debounced state (where it is first seen) is not a transition, and a track lost inside never
-  "exits" (it may be hidden, not gone).
+  state is where it is first seen, taken at once (it is no transition, so it needs no
+  ``min_duration_s``), and a track lost inside never "exits" (it may be hidden, not gone).
 - ``dwell``: starts once a track has been inside (debounced) for ``dwell_s``, ends when it
   leaves (debounced) or is lost; one occurrence per visit.
 """
@@ -112,12 +112,16 @@ class _TransitionRule(_MembershipRule):
         self, ctx: FrameContext, k: int, track_id: int, state: TrackState, events: list[Event]
     ) -> None:
         now = ctx.stamp
-        before = state.debounce.state
         inside = self.test(ctx, k, state)
+        if state.debounce.state is None:
+            # Where a track is first seen raises nothing, so it needs no wait (as for cross):
+            # a track seen outside for less than min_duration_s that then walks in enters.
+            state.debounce.update(inside, now, 0.0)
+            return
         if not state.debounce.update(inside, now, self.min_duration_s):
             return
-        if before is None or state.debounce.state is not self.target:
-            return  # the first state of a new track, or the other transition
+        if state.debounce.state is not self.target:
+            return  # the other transition
         if not self.book.can_start(track_id, now.pts):
             return  # cooling down: this transition raises nothing
         first = state.debounce.since or now
