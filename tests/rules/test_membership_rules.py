@@ -102,6 +102,19 @@ def test_track_lost_inside_ends_after_lost_timeout(kit: Kit) -> None:
     assert recorder.states == [("cam", "in", True), ("cam", "in", False)]
 
 
+def test_a_track_lost_just_after_leaving_ends_when_it_was_last_inside(kit: Kit) -> None:
+    """Regression: a person who walked out and out of view faster than min_duration_s ended
+    "inside" at their last sighting, outside the zone."""
+    engine, _ = kit.engine(
+        ZONE + "  - {id: in, type: inside, zone: yard, min_duration_s: 0.5, lost_timeout_s: 2}\n"
+    )
+    events = kit.run(engine, timeline((10, IN), (3, OUT), (25, None)))
+    assert [(e.type, e.frame_index) for e in events] == [("start", 5), ("end", 33)]
+    end = events[1]
+    assert end.details == {"reason": "lost", "last_seen_pts": pytest.approx(1.2)}
+    assert end.ended_at == pytest.approx(1000.9)  # the last frame inside, not 1001.2
+
+
 def test_track_back_within_lost_timeout_keeps_its_occurrence(kit: Kit) -> None:
     engine, _ = kit.engine(
         ZONE + "  - {id: in, type: inside, zone: yard, min_duration_s: 0, lost_timeout_s: 0.5}\n"

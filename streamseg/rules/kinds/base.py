@@ -203,13 +203,21 @@ class TrackRule(Rule):
         """Track ``track_id`` (object ``k`` of the frame) was seen; append any events."""
 
     def lost(self, track_id: int, state: TrackState, now: Stamp, events: list[Event]) -> None:
-        """Track ``track_id`` has not been seen for ``lost_timeout_s``: end its occurrence."""
+        """Track ``track_id`` has not been seen for ``lost_timeout_s``: end its occurrence.
+
+        It ends at the last frame its condition held: a track last seen after it had left
+        (too briefly for ``min_duration_s`` to confirm) was no longer inside when it vanished.
+        """
         if track_id in self.book.open:
+            occurrence = self.book.open[track_id]
+            last = state.last_true
+            if last is None or last.pts < occurrence.started.pts:
+                last = state.last_seen
             events.append(
                 self.book.end(
                     track_id,
                     now,
-                    state.last_seen,
+                    last,
                     {"reason": "lost", "last_seen_pts": state.last_seen.pts},
                 )
             )
