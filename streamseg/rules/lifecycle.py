@@ -32,8 +32,10 @@ def max_start_lead_s(rules: Sequence[RuleConfig]) -> float:
 
     A debounced start is dated to the first frame its condition held (or, for ``cross``, up to
     half of ``min_duration_s`` before it) and is sent once it has held ``min_duration_s``: so at
-    most ``min_duration_s`` plus one frame interval before. ``dwell`` starts are dated to the
-    frame that sends them. Whoever must look back at ``started_pts`` when the ``start`` arrives
+    most ``min_duration_s`` plus one frame interval before, while the track is seen on every
+    frame. (Frames where it is unseen don't break the wait, so a track unseen for a while
+    during it starts with a longer lead, up to its ``lost_timeout_s`` more; that rare case is
+    not covered.) ``dwell`` starts are dated to the frame that sends them. Whoever must look back at ``started_pts`` when the ``start`` arrives
     (the clips' pre-event ring) keeps this much more history.
 
     Args:
