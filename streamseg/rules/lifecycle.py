@@ -35,8 +35,9 @@ def max_start_lead_s(rules: Sequence[RuleConfig]) -> float:
     most ``min_duration_s`` plus one frame interval before, while the track is seen on every
     frame. (Frames where it is unseen don't break the wait, so a track unseen for a while
     during it starts with a longer lead, up to its ``lost_timeout_s`` more; that rare case is
-    not covered.) ``dwell`` starts are dated to the frame that sends them. Whoever must look back at ``started_pts`` when the ``start`` arrives
-    (the clips' pre-event ring) keeps this much more history.
+    not covered.) ``dwell`` starts are dated to the frame that sends them. Whoever must look
+    back at ``started_pts`` when the ``start`` arrives (the clips' pre-event ring) keeps this
+    much more history.
 
     Args:
         rules: the pipeline's ``rules`` section.
