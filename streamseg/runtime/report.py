@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from rich.console import Console
 from rich.table import Table
 
@@ -66,4 +68,7 @@ def print_summary(summary: RunSummary, console: Console) -> None:
             )
         console.print(stages)
     for path in summary.outputs:
-        console.print(f"[bold green]wrote[/bold green] {path}")
+        if os.path.exists(path):
+            console.print(f"[bold green]wrote[/bold green] {path}")
+        else:  # e.g. the video of a stream that delivered no frame
+            console.print(f"[yellow]not written[/yellow] {path} (nothing reached it)")

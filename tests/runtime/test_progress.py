@@ -1,4 +1,4 @@
-"""The progress bars' totals and the end-of-run summary of a run over a file with an fps cap."""
+"""The progress bars' totals and the end-of-run summary printed after a run."""
 
 from __future__ import annotations
 
@@ -37,3 +37,20 @@ def test_the_bar_total_is_the_frames_the_run_analyses(
     skipped = 45 - summary.frames["cam"]
     line = f"cam: {skipped} of 45 decoded frames skipped by the source's fps cap"
     assert (line in text) == (skipped > 0), text
+
+
+def test_the_summary_does_not_claim_a_file_that_was_never_written(
+    fake_model: Path, tmp_path: Path
+) -> None:
+    """Regression: a source that failed to open still got "wrote out/cam.mp4"."""
+    config = load_pipeline_text(
+        f"sources: [{{id: cam, type: file, path: '{tmp_path / 'missing.mp4'}'}}]\n"
+        f"model: {{weights: '{fake_model}', device: cpu}}\n"
+        f"outputs: {{video: {{path: '{tmp_path / '{stream}.mp4'}'}}}}\n"
+    )
+    summary = Pipeline(config).run()
+    console = Console(record=True, width=200)
+    print_summary(summary, console)
+    text = console.export_text()
+    assert f"not written {tmp_path / 'cam.mp4'}" in text
+    assert "wrote" not in text
