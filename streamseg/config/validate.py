@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from streamseg.config.errors import ConfigError
 from streamseg.config.loader import ClassNamesOf, load_pipeline
+from streamseg.config.model import BUILTIN_WEIGHTS
+from streamseg.config.pipeline import PipelineConfig
+from streamseg.config.sources import FileSourceConfig
 
 logger = logging.getLogger(__name__)
 
@@ -52,4 +56,27 @@ def validate_files(paths: Sequence[str], class_names_of: ClassNamesOf | None = N
             continue
         logger.debug("%s: %d sources", path, len(config.sources))
         print(f"OK {path}")
+        for warning in missing_files(config):
+            print(f"warning: {path}: {warning}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def missing_files(config: PipelineConfig) -> list[str]:
+    """The local files a valid pipeline names that do not exist here: file sources and model
+    weights. Warnings, not errors: the file may be put there (or mounted) before the run.
+    Relative paths are taken from the current folder, as a run from here would."""
+    found: list[str] = []
+    for index, source in enumerate(config.sources):
+        local = isinstance(source, FileSourceConfig) and "://" not in source.path
+        if local and not os.path.exists(source.path):
+            found.append(
+                f"sources[{index}].path: {source.path!r} does not exist here; a run from "
+                "this folder could not open it"
+            )
+    weights = config.model.weights
+    if weights != BUILTIN_WEIGHTS and not os.path.exists(weights):
+        found.append(
+            f"model.weights: {weights!r} does not exist here; a run from this folder "
+            "could not load it"
+        )
+    return found

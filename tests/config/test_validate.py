@@ -11,7 +11,11 @@ from streamseg.config.validate import validate_files
 GOOD = "sources:\n  - id: gate\n    type: file\n    path: a.mp4\n"
 
 
-def test_all_valid_returns_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_all_valid_returns_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.mp4").write_bytes(b"")  # the video the files name is there
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text(GOOD)
     b.write_text(GOOD.replace("gate", "crane"))
@@ -46,3 +50,28 @@ def test_any_invalid_returns_one_and_reports_each_file(
 def test_no_files_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert validate_files([]) == 1
     assert "no pipeline file" in capsys.readouterr().err
+
+
+def test_files_a_valid_pipeline_names_but_that_are_missing_are_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A video or model file that is not there passed in silence, then failed the run."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "here.mp4").write_bytes(b"")
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "sources:\n"
+        "  - {id: a, type: file, path: here.mp4}\n"
+        "  - {id: b, type: file, path: videos/gone.mp4}\n"
+        "  - {id: c, type: file, path: 'rtmp://host/live'}\n"
+        "model: {weights: models/yolo11n-seg.onnx}\n"
+    )
+    assert validate_files([str(path)]) == 0  # still valid: the files may come before the run
+    out, err = capsys.readouterr()
+    assert out == f"OK {path}\n"
+    assert err.splitlines() == [
+        f"warning: {path}: sources[1].path: 'videos/gone.mp4' does not exist here; a run from "
+        "this folder could not open it",
+        f"warning: {path}: model.weights: 'models/yolo11n-seg.onnx' does not exist here; a run "
+        "from this folder could not load it",
+    ]
