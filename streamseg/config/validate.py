@@ -67,8 +67,9 @@ def missing_files(config: PipelineConfig) -> list[str]:
     Relative paths are taken from the current folder, as a run from here would."""
     found: list[str] = []
     for index, source in enumerate(config.sources):
-        local = isinstance(source, FileSourceConfig) and "://" not in source.path
-        if local and not os.path.exists(source.path):
+        if not isinstance(source, FileSourceConfig) or "://" in source.path:
+            continue  # a camera, or a URL PyAV opens
+        if not os.path.exists(source.path):
             found.append(
                 f"sources[{index}].path: {source.path!r} does not exist here; a run from "
                 "this folder could not open it"
