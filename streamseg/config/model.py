@@ -90,7 +90,9 @@ class ModelConfig(ConfigModel):
     precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
         default="auto", description="inference precision; auto = fp16 on CUDA, fp32 on CPU"
     )
-    confidence: Float = Field(default=0.25, ge=0, le=1, description="minimum detection score")
+    confidence: Float = Field(
+        default=0.25, ge=0, lt=1, description="minimum detection score (kept: above it)"
+    )
     iou: Float = Field(default=0.45, gt=0, le=1, description="IoU above which NMS suppresses a box")
     max_detections: Int = Field(default=100, ge=1, description="most detections kept per frame")
     mask_threshold: Float | None = Field(

@@ -8,7 +8,7 @@ prototypes, where r is 4 for every ultralytics export.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,6 +52,33 @@ class Backend(Protocol):
             ``(output0, output1)`` on :attr:`device`.
         """
         ...
+
+
+def run_in_chunks(
+    run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    images: torch.Tensor,
+    step: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run a network whose batch size is fixed at ``step`` on a batch of any size.
+
+    The batch goes through in chunks of ``step`` frames, the last one padded with copies of its
+    first frame (whose outputs are dropped). ``step`` None: the batch dimension is free, one run.
+    """
+    n = int(images.shape[0])
+    if step is None or n == step:
+        return run(images)
+    parts0: list[torch.Tensor] = []
+    parts1: list[torch.Tensor] = []
+    for start in range(0, n, step):
+        chunk = images[start : start + step]
+        real = int(chunk.shape[0])
+        if real < step:
+            pad = chunk[:1].expand(step - real, -1, -1, -1)
+            chunk = torch.cat([chunk, pad])
+        out0, out1 = run(chunk)
+        parts0.append(out0[:real])
+        parts1.append(out1[:real])
+    return torch.cat(parts0), torch.cat(parts1)
 
 
 def _describe(value: object) -> str:

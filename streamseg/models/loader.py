@@ -216,8 +216,10 @@ def _short_error(exc: BaseException) -> str:
     return lines[-1][:300] if lines else type(exc).__name__
 
 
-def _probe(backend: Backend, source: str) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
-    """One forward of batch 1 on a padding-grey image; returns the outputs and the input size."""
+def _probe(
+    backend: Backend, source: str, batch: int = 1
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """One forward of ``batch`` padding-grey images; returns the outputs and the input size."""
     if backend.input_hw is None:
         raise ModelLoadError(
             f"{source}: the file does not say its input size (no 'imgsz' in its metadata and no "
@@ -225,7 +227,7 @@ def _probe(backend: Backend, source: str) -> tuple[torch.Tensor, torch.Tensor, t
         )
     h, w = backend.input_hw
     dummy = torch.full(
-        (1, 3, h, w), PAD_VALUE / 255.0, dtype=backend.input_dtype, device=backend.device
+        (batch, 3, h, w), PAD_VALUE / 255.0, dtype=backend.input_dtype, device=backend.device
     )
     if backend.channels_last:
         dummy = dummy.contiguous(memory_format=torch.channels_last)
@@ -283,7 +285,18 @@ def open_model(
             _short_error(exc),
         )
         backend = _open_backend(path, fmt, device, "fp32", threads, require_device)
-        output0, output1, input_hw = _probe(backend, source)
+        try:
+            output0, output1, input_hw = _probe(backend, source)
+        except ModelLoadError:
+            raise
+        except Exception as fp32_exc:
+            raise ModelLoadError(
+                f"{source}: a test forward of batch 1 at its input size {backend.input_hw} "
+                f"failed in {resolved} ({_short_error(exc)}) and in fp32 "
+                f"({_short_error(fp32_exc)})"
+            ) from fp32_exc
+    if isinstance(backend, TorchScriptBackend):
+        _find_fixed_batch(backend, source)
     if precision != "auto" and backend.precision != resolved:
         logger.warning(
             "%s: precision %s requested, but the %s model runs in %s",
@@ -321,6 +334,30 @@ def open_model(
         info.precision,
     )
     return LoadedModel(backend=backend, info=info)
+
+
+def _find_fixed_batch(backend: TorchScriptBackend, source: str) -> None:
+    """Try a forward of batch 2: a traced export often keeps the batch size it was traced with
+    (1), failing on, or answering one frame for, a larger batch. Such a module then gets its
+    frames one at a time (:attr:`TorchScriptBackend.fixed_batch`)."""
+    try:
+        output0, output1, _ = _probe(backend, source, batch=2)
+        problem = (
+            None
+            if output0.shape[0] == 2 and output1.shape[0] == 2
+            else f"it answered batch {output0.shape[0]}"
+        )
+    except Exception as exc:
+        problem = _short_error(exc)
+    if problem is not None:
+        backend.fixed_batch = 1
+        logger.warning(
+            "%s: a test forward of batch 2 failed (%s): the module runs at batch 1 only (a traced "
+            "export keeps the batch it was traced with), so frames go through one at a time; "
+            "export with dynamic=True to batch them",
+            source,
+            problem,
+        )
 
 
 def load_segmenter(cfg: ModelSettings, *, masks: bool = True) -> Segmenter:

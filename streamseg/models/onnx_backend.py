@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from streamseg.models.backend import as_output_pair
+from streamseg.models.backend import as_output_pair, run_in_chunks
 from streamseg.models.errors import ModelLoadError
 from streamseg.models.metadata import FileMetadata, parse_metadata
 
@@ -190,19 +190,6 @@ class OnnxBackend:
         Returns:
             ``(output0, output1)`` on :attr:`device`.
         """
-        n = int(images.shape[0])
-        step = self.fixed_batch
-        if step is None or n == step:
-            return as_output_pair(self._run(images), self._source)
-        parts0: list[torch.Tensor] = []
-        parts1: list[torch.Tensor] = []
-        for start in range(0, n, step):
-            chunk = images[start : start + step]
-            real = int(chunk.shape[0])
-            if real < step:
-                pad = chunk[:1].expand(step - real, -1, -1, -1)
-                chunk = torch.cat([chunk, pad])
-            out0, out1 = as_output_pair(self._run(chunk), self._source)
-            parts0.append(out0[:real])
-            parts1.append(out1[:real])
-        return torch.cat(parts0), torch.cat(parts1)
+        return run_in_chunks(
+            lambda chunk: as_output_pair(self._run(chunk), self._source), images, self.fixed_batch
+        )

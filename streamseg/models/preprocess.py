@@ -72,7 +72,8 @@ def letterbox_geometry(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> Lett
     h, w = src_hw
     dh_in, dw_in = dst_hw
     gain = min(dh_in / h, dw_in / w)
-    new_w, new_h = round(w * gain), round(h * gain)
+    # At least one pixel: a 1x200 frame in a 384x704 input would round to no rows at all.
+    new_w, new_h = max(1, round(w * gain)), max(1, round(h * gain))
     dw, dh = (dw_in - new_w) / 2, (dh_in - new_h) / 2
     top, left = round(dh - 0.1), round(dw - 0.1)
     return Letterbox(

@@ -205,6 +205,11 @@ class Segmenter:
                 channels_last=backend.channels_last,
             )
             output0, output1 = backend(batch)
+            if output0.shape[0] != len(images) or output1.shape[0] != len(images):
+                raise RuntimeError(
+                    f"{self.info.path}: the model answered a batch of {len(images)} frames with "
+                    f"outputs of batch {output0.shape[0]} and {output1.shape[0]}"
+                )
             decoded = decode_batch(
                 output0.float(),
                 output1.float(),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from streamseg.models.backend import as_output_pair
+from streamseg.models.backend import as_output_pair, run_in_chunks
 from streamseg.models.errors import ModelLoadError
 from streamseg.models.metadata import FileMetadata, parse_metadata
 
@@ -72,8 +72,14 @@ class TorchScriptBackend:
             module.half()
             self.input_dtype = torch.float16
         else:
+            # An export made with half=True holds fp16 weights: at fp32 (on CPU, say) they must
+            # match the fp32 input (bf16 runs under autocast from fp32 weights too).
+            module.float()
             self.input_dtype = torch.float32
         self._module = module
+        self.fixed_batch: int | None = None
+        """Batch size the module only runs at (a traced export keeps the one it was traced
+        with); None: any. Set by the loader's test forwards; larger batches run in chunks."""
 
     @classmethod
     def load(cls, path: Path, *, device: torch.device, precision: str) -> TorchScriptBackend:
@@ -133,6 +139,9 @@ class TorchScriptBackend:
         Returns:
             ``(output0, output1)`` on :attr:`device`, in the module's dtype.
         """
+        return run_in_chunks(self._forward, images, self.fixed_batch)
+
+    def _forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         autocast: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
         if self.precision == "bf16":
             autocast = torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
