@@ -349,6 +349,11 @@ def train(
     ckpt_path = out / "last.pt"
     class_names = list(source.class_names)
     ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    if ckpt is None and (out / "best.pt").is_file():
+        # A fresh run in an old folder: the earlier run's best.pt would outlive it and be what
+        # --export picks (with that run's classes) if this run never evaluates.
+        (out / "best.pt").unlink()
+        logger.info("%s: removed the best.pt of an earlier run (this run starts afresh)", out)
     net_cfg = (
         NetConfig.from_dict(ckpt["net_config"])
         if ckpt is not None
@@ -358,6 +363,11 @@ def train(
         raise ValueError(
             f"{ckpt_path}: the checkpoint's network has {net_cfg.num_classes} classes, the data "
             f"has {len(class_names)} ({class_names})"
+        )
+    if ckpt is not None and list(ckpt["class_names"]) != class_names:
+        raise ValueError(
+            f"{ckpt_path}: the checkpoint was trained on classes {list(ckpt['class_names'])}, the "
+            f"data has {class_names}; resume with the same data, or train afresh in another --out"
         )
     torch.manual_seed(cfg.seed)
     net = SegLite(net_cfg)
@@ -377,10 +387,16 @@ def train(
         ema.updates = int(ckpt["ema_updates"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-        # A longer --steps on resume extends the cosine.
+        # The schedule follows this run's arguments: a longer --steps extends the cosine, and
+        # a new --lr or --warmup applies from here on (the state dict holds the old ones).
         lam = sched.lr_lambdas[0]
         assert isinstance(lam, WarmupCosine)
         lam.total = cfg.steps
+        lam.warmup = cfg.warmup_steps
+        sched.base_lrs = [cfg.lr for _ in sched.base_lrs]
+        for group in opt.param_groups:
+            group["initial_lr"] = cfg.lr
+            group["lr"] = cfg.lr * lam(sched.last_epoch)
         torch.set_rng_state(ckpt["torch_rng"])
         step = int(ckpt["step"])
         best = float(ckpt.get("best_map50", -1.0))

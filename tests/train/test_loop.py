@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -132,6 +133,51 @@ def test_resume_rejects_other_classes(shapes_source: object, tmp_path: Path) -> 
 
     with pytest.raises(ValueError, match="3 classes"):
         train(_cfg(tmp_path / "a", 2), TwoClasses(), resume=True)  # type: ignore[arg-type]
+
+
+def test_resume_rejects_the_same_classes_in_another_order(
+    shapes_source: object, tmp_path: Path
+) -> None:
+    """Regression: only the count was compared, so swapped classes resumed in silence."""
+    train(_cfg(tmp_path / "a", 1), shapes_source)  # type: ignore[arg-type]
+    names = tuple(reversed(shapes_source.class_names))  # type: ignore[attr-defined]
+
+    class Reordered:
+        class_names = names
+
+        def get(self, index: int, rng: object) -> object:
+            return shapes_source.get(index, rng)  # type: ignore[attr-defined]
+
+    with pytest.raises(ValueError, match="was trained on classes"):
+        train(_cfg(tmp_path / "a", 2), Reordered(), resume=True)  # type: ignore[arg-type]
+
+
+def test_resume_applies_a_new_learning_rate_and_warmup(
+    shapes_source: object, tmp_path: Path
+) -> None:
+    """Regression: the checkpoint's schedule went on with the old base lr while the new
+    checkpoint recorded the new one."""
+    train(_cfg(tmp_path / "a", 2), shapes_source)  # type: ignore[arg-type]
+    cfg = dataclasses.replace(_cfg(tmp_path / "a", 3), lr=1e-5, warmup_steps=0)
+    train(cfg, shapes_source, resume=True)  # type: ignore[arg-type]
+    ckpt = load_checkpoint(tmp_path / "a" / "last.pt")
+    assert ckpt["train_config"]["lr"] == 1e-5
+    assert ckpt["scheduler"]["base_lrs"] == [1e-5] * len(ckpt["scheduler"]["base_lrs"])
+    for group in ckpt["optimizer"]["param_groups"]:
+        assert group["initial_lr"] == 1e-5 and group["lr"] <= 1e-5
+
+
+def test_a_fresh_run_removes_an_earlier_runs_best(shapes_source: object, tmp_path: Path) -> None:
+    """Regression: --export picked the best.pt an earlier run left in the folder (its weights
+    and classes) when the new run never evaluated."""
+    (tmp_path / "a").mkdir()
+    stale = tmp_path / "a" / "best.pt"
+    stale.write_bytes(b"an earlier run")
+    train(_cfg(tmp_path / "a", 1), shapes_source)  # type: ignore[arg-type]
+    assert not stale.exists()
+    (tmp_path / "a" / "best.pt").write_bytes(b"this run's")
+    train(_cfg(tmp_path / "a", 2), shapes_source, resume=True)  # type: ignore[arg-type]
+    assert stale.read_bytes() == b"this run's"  # a resumed run keeps its own best
 
 
 @pytest.fixture
