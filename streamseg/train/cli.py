@@ -202,8 +202,34 @@ def _sources(args: argparse.Namespace, imgsz: tuple[int, int]) -> tuple[SampleSo
     coco = CocoSource(args.data, args.images)
     if args.val:
         val = CocoSource(args.val, args.val_images or args.images)
+        _use_training_classes(coco, val, args.val)
         return coco, source_eval_set(val, min(len(val), 200))
     return coco, {}
+
+
+def _use_training_classes(train: CocoSource, val: CocoSource, val_path: str) -> None:
+    """Give the validation file's categories the training file's class ids.
+
+    Each file numbers its own categories; a val split listing only some of them would have
+    its classes shifted onto other training classes. Categories are matched by id, and the
+    names must agree.
+    """
+
+    def name(source: CocoSource, cat: int) -> str:
+        return source.class_names[source.cat_to_class[cat]]
+
+    for cat in val.cat_to_class:
+        if cat not in train.cat_to_class:
+            raise SystemExit(
+                f"streamseg train: --val {val_path}: category {cat} ({name(val, cat)!r}) is not "
+                f"a category of the training data (its categories: {train.class_names})"
+            )
+        if name(val, cat) != name(train, cat):
+            raise SystemExit(
+                f"streamseg train: --val {val_path}: category {cat} is {name(val, cat)!r}, but "
+                f"{name(train, cat)!r} in the training data"
+            )
+    val.cat_to_class = {cat: train.cat_to_class[cat] for cat in val.cat_to_class}
 
 
 def _class_names(args: argparse.Namespace) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -12,11 +13,13 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from streamseg.models.loader import open_model
-from streamseg.train.cli import train_main
+from streamseg.train.cli import _sources, build_parser, train_main
 from streamseg.train.evaluate import source_eval_set
 from streamseg.train.loop import (
     CHECKPOINT_FORMAT,
@@ -292,3 +295,59 @@ def test_device_argument(coco: tuple[Path, Path], tmp_path: Path) -> None:
             train_main([*_small_args(ann, img_dir, out, 2), "--device", "cuda"])
     with pytest.raises(SystemExit, match="--device 'gpu0'"):
         train_main([*_small_args(ann, img_dir, out, 2), "--device", "gpu0"])
+
+
+def _coco_file(folder: Path, categories: list[tuple[int, str]], objects: list[int]) -> Path:
+    """A one-image COCO file in ``folder``: one square object per category id of ``objects``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(folder / "1.png"), np.full((64, 96, 3), 40, np.uint8))
+    anns = []
+    for k, cat in enumerate(objects):
+        x = 5 + 30 * k
+        square = [x, 5, x + 20, 5, x + 20, 25, x, 25]
+        anns.append(
+            {"id": k + 1, "image_id": 1, "category_id": cat, "iscrowd": 0, "segmentation": [square]}
+        )
+    data = {
+        "images": [{"id": 1, "file_name": "1.png", "width": 96, "height": 64}],
+        "annotations": anns,
+        "categories": [{"id": c, "name": n} for c, n in categories],
+    }
+    path = folder / "annotations.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _coco_args(train_ann: Path, val_ann: Path) -> argparse.Namespace:
+    args = build_parser().parse_args(
+        ["--data", str(train_ann), "--images", str(train_ann.parent), "--val", str(val_ann),
+         "--val-images", str(val_ann.parent), "--out", "unused"]
+    )  # fmt: skip
+    return args
+
+
+def test_a_val_file_listing_fewer_categories_keeps_the_training_class_ids(tmp_path: Path) -> None:
+    """Regression: each file numbered its own categories, so a val split with only 'truck'
+    (category 3) scored it as class 0, the training 'person'."""
+    train_ann = _coco_file(tmp_path / "train", [(1, "person"), (3, "truck")], [1, 3])
+    val_ann = _coco_file(tmp_path / "val", [(3, "truck")], [3])
+    source, held_out = _sources(_coco_args(train_ann, val_ann), (64, 96))
+    assert source.class_names == ("person", "truck")
+    (sample,) = held_out["val"]
+    assert sample.class_ids.tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    ("val_categories", "message"),
+    [
+        ([(7, "dog")], r"category 7 \('dog'\) is not a category of the training data"),
+        ([(3, "lorry")], r"category 3 is 'lorry', but 'truck' in the training data"),
+    ],
+)
+def test_a_val_category_the_training_data_lacks_is_refused(
+    val_categories: list[tuple[int, str]], message: str, tmp_path: Path
+) -> None:
+    train_ann = _coco_file(tmp_path / "train", [(1, "person"), (3, "truck")], [1, 3])
+    val_ann = _coco_file(tmp_path / "val", val_categories, [val_categories[0][0]])
+    with pytest.raises(SystemExit, match=message):
+        _sources(_coco_args(train_ann, val_ann), (64, 96))
