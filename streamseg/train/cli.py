@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 
 from streamseg.train.augment import AugmentConfig
+from streamseg.train.coco import CocoSource
 from streamseg.train.evaluate import (
     EvalSet,
     evaluate,
@@ -36,7 +37,7 @@ from streamseg.train.evaluate import (
 from streamseg.train.export import export_onnx, export_torchscript
 from streamseg.train.loop import TrainConfig, load_checkpoint, train
 from streamseg.train.net import NetConfig, RuntimeHead, SegLite
-from streamseg.train.sources import CocoSource, SampleSource, SynthSource
+from streamseg.train.sources import SampleSource, SynthSource
 
 logger = logging.getLogger(__name__)
 
@@ -199,12 +200,21 @@ def _sources(args: argparse.Namespace, imgsz: tuple[int, int]) -> tuple[SampleSo
         return source, eval_set
     if args.images is None:
         raise SystemExit("streamseg train: --data is a COCO JSON, so --images DIR is required")
-    coco = CocoSource(args.data, args.images)
+    coco = _coco_source(args.data, args.images)
     if args.val:
-        val = CocoSource(args.val, args.val_images or args.images)
+        val = _coco_source(args.val, args.val_images or args.images)
         _use_training_classes(coco, val, args.val)
         return coco, source_eval_set(val, min(len(val), 200))
     return coco, {}
+
+
+def _coco_source(annotations: str, images: str) -> CocoSource:
+    """The COCO file as a source; a problem with it ends the command with its message (which
+    names the annotations and images), not a traceback."""
+    try:
+        return CocoSource(annotations, images)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"streamseg train: {exc}") from None
 
 
 def _use_training_classes(train: CocoSource, val: CocoSource, val_path: str) -> None:
@@ -232,12 +242,12 @@ def _use_training_classes(train: CocoSource, val: CocoSource, val_path: str) -> 
     val.cat_to_class = {cat: train.cat_to_class[cat] for cat in val.cat_to_class}
 
 
-def _class_names(args: argparse.Namespace) -> list[str]:
+def _class_names(args: argparse.Namespace, source: SampleSource) -> list[str]:
     if args.data == "synth":
         from streamseg.synth import CLASS_NAMES
 
         return list(CLASS_NAMES)
-    return list(CocoSource(args.data, args.images).class_names)
+    return list(source.class_names)
 
 
 def _export(
@@ -303,11 +313,11 @@ def train_main(argv: list[str]) -> int:
         return 2
     imgsz = (int(args.imgsz[0]), int(args.imgsz[1]))
     if args.eval_weights:
-        _, held_out = _sources(args, imgsz)
+        source, held_out = _sources(args, imgsz)
         if not held_out:
             logger.error("--eval-weights needs a held-out set: --data synth, or --val with COCO")
             return 2
-        names = _class_names(args)
+        names = _class_names(args, source)
         res = evaluate_runtime(
             args.eval_weights, held_out, names, mask_threshold=args.mask_threshold
         )

@@ -5,7 +5,8 @@ A *sample source* (:class:`SampleSource`) turns ``(index, rng)`` into one :class
 
 * :class:`SynthSource` renders a fresh synthetic frame with ``streamseg.synth`` for every index
   (data on the fly, never a fixed small set);
-* :class:`CocoSource` reads a COCO instance-segmentation dataset (polygon or RLE masks).
+* :class:`streamseg.train.coco.CocoSource` reads a COCO instance-segmentation dataset
+  (polygon or RLE masks).
 
 :mod:`streamseg.train.augment` turns a sample into a training example and
 :mod:`streamseg.train.data` batches them.
@@ -13,14 +14,10 @@ A *sample source* (:class:`SampleSource`) turns ``(index, rng)`` into one :class
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -157,71 +154,3 @@ def synth_frame_to_sample(frame: Any) -> Sample:
         masks = np.zeros((0, h, w), dtype=bool)
         cls = np.zeros((0,), dtype=np.int64)
     return Sample(img, masks, cls)
-
-
-class CocoSource:
-    """A COCO-format instance-segmentation dataset (polygon or RLE segmentations).
-
-    Category ids are mapped to contiguous class ids in increasing category-id order. Crowd
-    annotations are skipped. Images without annotations are kept (they teach background).
-
-    Args:
-        annotations: path of the COCO JSON file.
-        images_dir: folder the ``file_name`` of each image is relative to.
-    """
-
-    def __init__(self, annotations: str | Path, images_dir: str | Path) -> None:
-        from pycocotools.coco import COCO
-
-        ann_path = Path(annotations)
-        if not ann_path.is_file():
-            raise FileNotFoundError(f"COCO annotations: expected a JSON file, got {ann_path}")
-        self.images_dir = Path(images_dir)
-        if not self.images_dir.is_dir():
-            raise FileNotFoundError(f"COCO images: expected a folder, got {self.images_dir}")
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            self.coco = COCO(str(ann_path))
-        cat_ids = sorted(self.coco.getCatIds())
-        if not cat_ids:
-            raise ValueError(f"COCO annotations {ann_path}: expected categories, found none")
-        self.cat_to_class = {c: i for i, c in enumerate(cat_ids)}
-        self._names = tuple(str(self.coco.loadCats(c)[0]["name"]) for c in cat_ids)
-        self.image_ids = sorted(self.coco.getImgIds())
-        if not self.image_ids:
-            raise ValueError(f"COCO annotations {ann_path}: expected images, found none")
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        """Category names in class-id order."""
-        return self._names
-
-    def __len__(self) -> int:
-        return len(self.image_ids)
-
-    def get(self, index: int, rng: np.random.Generator) -> Sample:
-        """Image ``index % len(self)`` with its decoded masks."""
-        img_id = self.image_ids[index % len(self.image_ids)]
-        info = self.coco.loadImgs(img_id)[0]
-        path = self.images_dir / str(info["file_name"])
-        raw = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if raw is None:
-            raise FileNotFoundError(f"COCO image {img_id}: cannot read {path}")
-        image = np.asarray(raw, dtype=np.uint8)
-        h, w = image.shape[:2]
-        if (int(info.get("height", h)), int(info.get("width", w))) != (h, w):
-            raise ValueError(
-                f"COCO image {img_id}: annotation says {info.get('width')}x{info.get('height')}, "
-                f"file {path} is {w}x{h}"
-            )
-        anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=img_id, iscrowd=False))
-        masks, cls = [], []
-        for ann in anns:
-            if not ann.get("segmentation"):
-                continue
-            m = self.coco.annToMask(ann).astype(bool)
-            if m.any():
-                masks.append(m)
-                cls.append(self.cat_to_class[int(ann["category_id"])])
-        if masks:
-            return Sample(image, np.stack(masks), np.array(cls, dtype=np.int64))
-        return Sample(image, np.zeros((0, h, w), bool), np.zeros((0,), np.int64))
