@@ -300,40 +300,35 @@ def test_calibration_needs_four_points_in_general_position(
         CalibrationConfig(image_points=image_points, ground_points=[[0, 0], [1, 0], [1, 1], [0, 1]])
 
 
-def test_calibration_error_points_into_the_source() -> None:
-    text = (
-        "sources:\n"
-        "  - id: gate\n"
-        "    type: file\n"
-        "    path: a.mp4\n"
-        "    calibration:\n"
-        "      image_points: [[0, 0], [10, 0], [10, 10], [0, 10]]\n"
-        "      ground_points: [[0, 0], [1, 1], [2, 2], [0, 5]]\n"
-    )
+@pytest.mark.parametrize(
+    ("calibration", "line", "key", "message"),
+    [
+        (
+            "      image_points: [[0, 0], [10, 0], [10, 10], [0, 10]]\n"
+            "      ground_points: [[0, 0], [1, 1], [2, 2], [0, 5]]\n",
+            7,
+            "ground_points",
+            "are on one line",
+        ),
+        (  # regression: this error pointed at the units line, after the points
+            "      image_points: [[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], [1.3, 0.4]]\n"
+            "      ground_points: [[0, 0], [10, 0], [10, 20], [0, 20]]\n"
+            "      units: normalized\n",
+            6,
+            "image_points",
+            "image_points[3] = [1.3, 0.4] is outside [0, 1]",
+        ),
+    ],
+)
+def test_calibration_errors_point_at_the_line_in_the_source(
+    calibration: str, line: int, key: str, message: str
+) -> None:
+    text = "sources:\n  - id: gate\n    type: file\n    path: a.mp4\n    calibration:\n"
     with pytest.raises(ConfigError) as info:
-        load_pipeline_text(text, filename="p.yaml")
+        load_pipeline_text(text + calibration, filename="p.yaml")
     (issue,) = info.value.issues
-    assert (issue.line, issue.key_path) == (7, "sources[0].calibration.ground_points")
-    assert "are on one line" in issue.message
-
-
-def test_a_normalized_calibration_point_out_of_range_is_reported_at_its_line() -> None:
-    """Regression: the error pointed at the ``units:`` line, after the points."""
-    text = (
-        "sources:\n"
-        "  - id: gate\n"
-        "    type: file\n"
-        "    path: a.mp4\n"
-        "    calibration:\n"
-        "      image_points: [[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], [1.3, 0.4]]\n"
-        "      ground_points: [[0, 0], [10, 0], [10, 20], [0, 20]]\n"
-        "      units: normalized\n"
-    )
-    with pytest.raises(ConfigError) as info:
-        load_pipeline_text(text, filename="p.yaml")
-    (issue,) = info.value.issues
-    assert (issue.line, issue.key_path) == (6, "sources[0].calibration.image_points")
-    assert "image_points[3] = [1.3, 0.4] is outside [0, 1]" in issue.message
+    assert (issue.line, issue.key_path) == (line, f"sources[0].calibration.{key}")
+    assert message in issue.message
 
 
 @pytest.mark.parametrize(
