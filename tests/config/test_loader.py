@@ -101,10 +101,17 @@ BAD: list[tuple[str, str, int | None, str, str]] = [
     ),
     (
         "out-of-bounds number (upper)",
-        GOOD + "model:\n  confidence: 1.5\n",
+        GOOD + "model:\n  iou: 1.5\n",
+        7,
+        "model.iou",
+        "got 1.5, expected a number <= 1",
+    ),
+    (
+        "out-of-bounds number (strict upper: nothing scores above 1)",
+        GOOD + "model:\n  confidence: 1.0\n",
         7,
         "model.confidence",
-        "got 1.5, expected a number <= 1",
+        "got 1.0, expected a number < 1",
     ),
     (
         "out-of-bounds number (gt=0)",
