@@ -138,7 +138,7 @@ def test_short_polygon_next_to_a_valid_one_is_dropped_with_a_warning(
 ) -> None:
     """A 2-point polygon before a valid one was read as a box by pycocotools (TypeError)."""
     ann, img_dir = _write_coco(tmp_path, [_image(1)], [_ann(1, seg=[[1, 1, 3, 3], *SQUARE])])
-    with caplog.at_level("WARNING", logger="streamseg.train.sources"):
+    with caplog.at_level("WARNING", logger="streamseg.train.coco"):
         src = CocoSource(ann, img_dir)
     assert "dropped 1 polygon with fewer than 6 numbers" in caplog.text
     sample = src.get(0, np.random.default_rng(0))
@@ -240,7 +240,7 @@ def test_unused_annotations_are_counted_in_one_warning(
     crowd = _ann(3, seg={"size": [64, 96], "counts": [100, 200, 5844]}, iscrowd=1)
     anns = [_ann(1), _ann(2, seg=[]), crowd, _ann(4, img_id=9)]
     ann, img_dir = _write_coco(tmp_path, [_image(1)], anns)
-    with caplog.at_level("WARNING", logger="streamseg.train.sources"):
+    with caplog.at_level("WARNING", logger="streamseg.train.coco"):
         src = CocoSource(ann, img_dir)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == [
