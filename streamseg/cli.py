@@ -68,6 +68,14 @@ def _install_stop_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _ignore_stop_signals() -> None:
+    """Once the run has returned, SIGINT/SIGTERM change nothing: ignore them. Python's exit
+    puts the default handlers back, under which a second signal (a supervisor forwarding it
+    twice) would kill the process with 143/130 after a clean stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _shard_arg(text: str) -> Shard:
     """argparse ``type`` of ``--shard``: ``i/n``."""
     from streamseg.runtime.shard import parse_shard
@@ -181,6 +189,8 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         # the message names the file and what to do.
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 1
+    finally:
+        _ignore_stop_signals()
     print_summary(summary, Console())
     states = [s.state for s in summary.sources.values()]
     if states and all(s.value == "failed" for s in states):

@@ -109,6 +109,31 @@ def test_run_sigterm_leaves_finished_files(
     assert decoded == len(lines)
 
 
+def test_run_survives_sigterm_repeated_until_it_exits(
+    fake_model: Path, h264_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Regression: after a clean stop, a further SIGTERM during Python's exit (default handlers
+    back) killed the process with 143, as a supervisor forwarding signals twice would."""
+    clip = h264_file("long.mp4", frames=250, fps=25)
+    pipeline = _pipeline(tmp_path, fake_model, clip.path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamseg", "run", str(pipeline), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    jsonl = tmp_path / "det.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not jsonl.exists() or jsonl.stat().st_size < 2000):
+        time.sleep(0.1)
+    while proc.poll() is None and time.monotonic() < deadline:  # every 20 ms until it is gone
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.02)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "still stopping" in stderr
+
+
 def test_run_bad_pipeline_exits_1(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text("sources: []\n")

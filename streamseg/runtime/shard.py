@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from streamseg.config import PipelineConfig
 
@@ -112,6 +113,11 @@ def shard_config(config: PipelineConfig, shard: Shard) -> PipelineConfig:
 
     Zones and rules stay as they are: those of other shards' streams simply never see a frame
     here. The copy is not validated again (a pipeline has at least one source; a shard may not).
+
+    With several shards, the outputs that hold every stream in one file (``outputs.jsonl``,
+    ``outputs.events``) get the shard in their name (``out/detections.shard1.jsonl``): two
+    shards on one machine would otherwise write over each other's file. Per-stream outputs
+    are named by stream, which only one shard runs.
     """
     owned = set(select_sources((s.id for s in config.sources), shard))
     sources = [s for s in config.sources if s.id in owned]
@@ -122,4 +128,18 @@ def shard_config(config: PipelineConfig, shard: Shard) -> PipelineConfig:
         len(config.sources),
         ", ".join(s.id for s in sources) or "none",
     )
-    return config.model_copy(update={"sources": sources})
+    outputs = config.outputs
+    if shard.count > 1:
+        shared = {
+            key: section.model_copy(update={"path": shard_path(section.path, shard)})
+            for key in ("jsonl", "events")
+            if (section := getattr(outputs, key)) is not None
+        }
+        outputs = outputs.model_copy(update=shared)
+    return config.model_copy(update={"sources": sources, "outputs": outputs})
+
+
+def shard_path(path: str, shard: Shard) -> str:
+    """``path`` with ``.shard<i>`` before its suffix: ``out/d.jsonl`` -> ``out/d.shard1.jsonl``."""
+    pure = PurePath(path)
+    return str(pure.with_name(f"{pure.stem}.shard{shard.index}{pure.suffix}"))

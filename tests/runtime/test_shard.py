@@ -165,3 +165,31 @@ def test_cli_refuses_bad_shard_values_with_one_line(
     assert exc.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and message in errors[0], errors
+
+
+def test_several_shards_write_their_own_all_stream_files() -> None:
+    """Regression: two shards on one machine truncated and wrote the same JSONL file (frames
+    lost, a line corrupted, both exiting 0)."""
+    text = (
+        "sources:\n"
+        "  - {id: a, type: file, path: /v/a.mp4}\n"
+        "  - {id: b, type: file, path: /v/b.mp4}\n"
+        "outputs:\n"
+        "  jsonl: {path: out/det.jsonl}\n"
+        "  events: {path: /var/log/streamseg/events}\n"
+        "  video: {path: 'out/{stream}.mp4'}\n"
+    )
+    config = load_pipeline_text(text)
+    outputs = [shard_config(config, Shard(i, 2)).outputs for i in range(2)]
+    assert [o.jsonl.path for o in outputs if o.jsonl] == [
+        "out/det.shard0.jsonl",
+        "out/det.shard1.jsonl",
+    ]
+    assert [o.events.path for o in outputs if o.events] == [
+        "/var/log/streamseg/events.shard0",
+        "/var/log/streamseg/events.shard1",
+    ]
+    assert [o.video.path for o in outputs if o.video] == ["out/{stream}.mp4"] * 2  # per stream
+    alone = shard_config(config, Shard(0, 1)).outputs
+    assert alone.jsonl is not None and alone.jsonl.path == "out/det.jsonl"
+    assert config.outputs.jsonl is not None and config.outputs.jsonl.path == "out/det.jsonl"
