@@ -108,7 +108,13 @@ class OpsServer:
         self, registry: CollectorRegistry, readiness: ReadinessCheck, host: str, port: int
     ) -> None:
         self.host = host
-        self._server = _OpsHTTPServer((host, port), registry, readiness)
+        try:
+            self._server = _OpsHTTPServer((host, port), registry, readiness)
+        except OSError as exc:  # "[Errno 98] Address already in use" alone names no port
+            raise OSError(
+                exc.errno,
+                f"metrics endpoint (metrics.host, metrics.port) {host}:{port}: {exc.strerror}",
+            ) from exc
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.2},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import signal
 import threading
@@ -79,8 +80,11 @@ def test_a_failing_readiness_check_answers_503(registry: CollectorRegistry) -> N
 def test_a_port_in_use_is_a_clear_oserror(registry: CollectorRegistry) -> None:
     server = OpsServer(registry, lambda: Readiness(True, "ok"), "127.0.0.1", 0)
     try:
-        with pytest.raises(OSError):
+        # The message names the setting and the address (it used to be the bare errno text).
+        expected = f"metrics.port\\) 127.0.0.1:{server.port}: Address already in use"
+        with pytest.raises(OSError, match=expected) as info:
             OpsServer(registry, lambda: Readiness(True, "ok"), "127.0.0.1", server.port)
+        assert info.value.errno == errno.EADDRINUSE
     finally:
         server.stop()
 
