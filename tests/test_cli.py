@@ -83,37 +83,10 @@ outputs:
     return path
 
 
-def test_run_sigterm_leaves_finished_files(
+def _run_until_analysing(
     fake_model: Path, h264_file: Callable[..., Any], tmp_path: Path
-) -> None:
-    """SIGTERM mid-run: exit 0, the MP4 is finalized and the JSONL holds every analysed frame."""
-    clip = h264_file("long.mp4", frames=250, fps=25)  # 10 s played in real time
-    pipeline = _pipeline(tmp_path, fake_model, clip.path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamseg", "run", str(pipeline), "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    jsonl = tmp_path / "det.jsonl"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not jsonl.exists() or jsonl.stat().st_size < 2000):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 0, stderr
-    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert 0 < len(lines) < 250
-    with av.open(str(tmp_path / "cam.mp4")) as container:
-        decoded = sum(1 for _ in container.decode(video=0))
-    assert decoded == len(lines)
-
-
-def test_run_survives_sigterm_repeated_until_it_exits(
-    fake_model: Path, h264_file: Callable[..., Any], tmp_path: Path
-) -> None:
-    """Regression: after a clean stop, a further SIGTERM during Python's exit (default handlers
-    back) killed the process with 143, as a supervisor forwarding signals twice would."""
+) -> subprocess.Popen[str]:
+    """``streamseg run`` on a 10 s clip played in real time, once frames are being written."""
     clip = h264_file("long.mp4", frames=250, fps=25)
     pipeline = _pipeline(tmp_path, fake_model, clip.path)
     proc = subprocess.Popen(
@@ -127,6 +100,31 @@ def test_run_survives_sigterm_repeated_until_it_exits(
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not jsonl.exists() or jsonl.stat().st_size < 2000):
         time.sleep(0.1)
+    return proc
+
+
+def test_run_sigterm_leaves_finished_files(
+    fake_model: Path, h264_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    """SIGTERM mid-run: exit 0, the MP4 is finalized and the JSONL holds every analysed frame."""
+    proc = _run_until_analysing(fake_model, h264_file, tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    lines = [json.loads(line) for line in (tmp_path / "det.jsonl").read_text().splitlines()]
+    assert 0 < len(lines) < 250
+    with av.open(str(tmp_path / "cam.mp4")) as container:
+        decoded = sum(1 for _ in container.decode(video=0))
+    assert decoded == len(lines)
+
+
+def test_run_survives_sigterm_repeated_until_it_exits(
+    fake_model: Path, h264_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Regression: after a clean stop, a further SIGTERM during Python's exit (default handlers
+    back) killed the process with 143, as a supervisor forwarding signals twice would."""
+    proc = _run_until_analysing(fake_model, h264_file, tmp_path)
+    deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:  # every 20 ms until it is gone
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.02)
