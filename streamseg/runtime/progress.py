@@ -46,10 +46,14 @@ def estimate_total_frames(path: str, fps_cap: float | None = None) -> int | None
     except (av.error.FFmpegError, IndexError, OSError) as exc:
         logger.debug("cannot estimate frames of %s: %s", path, exc)
         return None
-    if frames is None or fps_cap is None or not rate:
+    if not frames or fps_cap is None or not rate:
         return frames
+    # Nominal timestamps are evenly spaced, so the cap admits every stride-th frame: find the
+    # stride with the cap itself (not frame by frame over a long file).
     cap, interval = FpsCap(fps_cap), 1.0 / float(rate)
-    return sum(cap.admit(i * interval) for i in range(frames))
+    cap.admit(0.0)
+    stride = next((i for i in range(1, frames) if cap.admit(i * interval)), frames)
+    return -(-frames // stride)
 
 
 class _FpsColumn(TextColumn):
