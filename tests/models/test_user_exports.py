@@ -13,6 +13,7 @@ import numpy as np
 import pydantic
 import pytest
 import torch
+from helpers.fake_yolo_seg import FakeYoloSeg
 from torch import nn
 
 from streamseg.config.model import ModelConfig
@@ -23,13 +24,8 @@ def frame(hw: tuple[int, int], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (*hw, 3), dtype=np.uint8)
 
 
-class _FirstImageOnly(nn.Module):
+class _FirstImageOnly(FakeYoloSeg):
     """Answers with batch 1 whatever it is given: the batch baked in at trace time."""
-
-    def __init__(self, out0: torch.Tensor, out1: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("out0", out0)
-        self.register_buffer("out1", out1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = x[:1].mean() * 0.0
@@ -86,14 +82,12 @@ def test_a_batch_capable_export_is_not_slowed_to_batch_1(
     assert getattr(seg.backend, "fixed_batch", "missing") is None
 
 
-class _WithConv(nn.Module):
+class _WithConv(FakeYoloSeg):
     """The fake network's outputs behind a real convolution, so its weights have a dtype."""
 
     def __init__(self, out0: torch.Tensor, out1: torch.Tensor) -> None:
-        super().__init__()
+        super().__init__(out0, out1)
         self.conv = nn.Conv2d(3, 1, 3)
-        self.register_buffer("out0", out0)
-        self.register_buffer("out1", out1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.conv(x)[0, 0, 0, 0] * 0.0
