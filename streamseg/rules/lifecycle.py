@@ -108,6 +108,9 @@ class Debounce:
         Returns:
             True when the state changed on this frame.
         """
+        # A numpy bool (a condition computed in numpy) is not `True` to the `is` tests here
+        # and in the rules (`state is not target`): every state is a Python bool or None.
+        value = bool(value)
         if value == self.state:
             self._pending = None
             return False

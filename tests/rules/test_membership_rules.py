@@ -315,3 +315,53 @@ def test_a_rule_held_on_when_the_stream_ends_reports_off(kit: Kit) -> None:
     assert recorder.states == [("cam", "r", False), ("cam", "r", True)]
     engine.close()
     assert recorder.states[-1] == ("cam", "r", False)
+
+
+PARTLY_IN = (35, 30, 44, 49)  # 5 of its 10 columns in the zone: overlap 0.5
+MOSTLY_IN = (38, 30, 47, 49)  # 8 of 10: overlap 0.8
+
+
+def _dense(detections: Any) -> Any:
+    """The same detections with a dense (N, H, W) mask instead of the CompactMask."""
+    if len(detections) and detections.mask is not None:
+        detections.mask = detections.mask.to_dense()
+    return detections
+
+
+@pytest.mark.parametrize("masks", ["compact", "dense"])
+@pytest.mark.parametrize(
+    ("kind", "first", "then"), [("enter", OUT, MOSTLY_IN), ("exit", MOSTLY_IN, PARTLY_IN)]
+)
+def test_transitions_measured_on_part_of_a_mask_are_raised(
+    kit: Kit,
+    monkeypatch: pytest.MonkeyPatch,
+    masks: str,
+    kind: str,
+    first: tuple[int, int, int, int],
+    then: tuple[int, int, int, int],
+) -> None:
+    """Regression: a partial overlap was a numpy float, so the debounced state became a numpy
+    bool, and ``state is not target`` dropped every enter / exit confirmed on a frame where the
+    object straddled the zone's edge (a person walking in or out, seen partly inside)."""
+    if masks == "dense":
+        detections = kit.detections
+        monkeypatch.setattr(kit, "detections", staticmethod(lambda s: _dense(detections(s))))
+    engine, _ = kit.engine(
+        ZONE + f"  - {{id: r, type: {kind}, zone: yard, min_overlap: 0.6, min_duration_s: 0.2}}\n"
+    )
+    events = kit.run(engine, timeline((4, first), (6, then)))
+    assert [(e.type, e.frame_index) for e in events] == [("start", 6), ("end", 6)]
+    assert events[0].started_pts == pytest.approx(0.4)
+    assert events[0].details["overlap"] == pytest.approx(0.8 if kind == "enter" else 0.5)
+
+
+def test_a_run_mixing_whole_and_partial_overlaps_is_not_restarted(kit: Kit) -> None:
+    """Regression: a frame wholly inside (a Python bool) and one partly inside (a numpy bool)
+    were different values to the debounce's ``is`` test, which restarted its wait on each."""
+    engine, _ = kit.engine(
+        ZONE + "  - {id: r, type: inside, zone: yard, min_overlap: 0.6, min_duration_s: 0.3}\n"
+    )
+    frames = timeline((3, OUT), *[(1, IN if k % 2 else MOSTLY_IN) for k in range(6)])
+    events = kit.run(engine, frames)
+    assert [(e.type, e.frame_index) for e in events] == [("start", 6)]
+    assert events[0].started_pts == pytest.approx(0.3)
