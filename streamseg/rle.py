@@ -227,58 +227,6 @@ def run_column_bottoms(runs: CompactRuns) -> ColumnBottoms:
     return ColumnBottoms(rows, runs.widths)
 
 
-@dataclass(frozen=True)
-class ColumnSpans:
-    """The set pixels of N crops as vertical spans, one per column a set run touches.
-
-    A run of set pixels that continues from the bottom of one column to the top of the next
-    (runs are column-major) is split at the column boundary, so each span lies in one column.
-
-    Attributes:
-        owner: (S,) int64, the crop each span belongs to (spans in crop order).
-        column: (S,) int64, crop-relative column of the span.
-        row_lo: (S,) int64, crop-relative first row of the span.
-        row_hi: (S,) int64, crop-relative row just past the span's last (``row_lo < row_hi``).
-    """
-
-    owner: npt.NDArray[np.int64]
-    column: npt.NDArray[np.int64]
-    row_lo: npt.NDArray[np.int64]
-    row_hi: npt.NDArray[np.int64]
-
-
-def run_column_spans(runs: CompactRuns) -> ColumnSpans:
-    """Every crop's set pixels as per-column vertical spans, straight from the runs.
-
-    With a per-column cumulative sum of another raster (a zone), a span's pixels inside it are
-    one subtraction, so counting a mask's pixels in a zone needs no decoded crop
-    (:meth:`streamseg.rules.geometry.PolygonRaster.span_sums`).
-    """
-    n = runs.heights.size
-    starts = runs.run_end[0::2]
-    ends = runs.run_end[1::2]
-    owner = np.repeat(np.arange(n, dtype=np.int64), np.diff(runs.first_pair))
-    nonempty = ends > starts
-    if not nonempty.all():
-        starts, ends, owner = starts[nonempty], ends[nonempty], owner[nonempty]
-    sizes = runs.heights * runs.widths
-    base = (np.cumsum(sizes) - sizes)[owner]
-    height = runs.heights[owner]
-    first = starts - base
-    last = ends - 1 - base
-    col0, col1 = first // height, last // height
-    pieces = col1 - col0 + 1
-    if pieces.size and int(pieces.max()) == 1:
-        return ColumnSpans(owner, col0, first - col0 * height, last - col0 * height + 1)
-    run = np.repeat(np.arange(pieces.size), pieces)
-    step = np.arange(run.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-    column = col0[run] + step
-    h = height[run]
-    row_lo = np.where(step == 0, (first - col0 * height)[run], 0)
-    row_hi = np.where(column == col1[run], (last - col1 * height)[run] + 1, h)
-    return ColumnSpans(owner[run], column, row_lo, row_hi)
-
-
 def compact_column_bottoms_flat(mask: sv.CompactMask) -> ColumnBottoms | None:
     """:func:`run_column_bottoms` of a CompactMask's crops; None when its internals are not as
     expected (:func:`compact_runs`)."""

@@ -16,7 +16,6 @@ from streamseg.rle import (
     decode_compact_crops,
     decode_crop_rle,
     decode_run_crop,
-    run_column_spans,
     run_crop_areas,
 )
 
@@ -199,26 +198,3 @@ def test_column_bottoms_match_a_brute_force_scan(seed: int) -> None:
             [max(np.flatnonzero(col), default=-1) for col in crop.T], dtype=np.int64
         ).reshape(-1)
         np.testing.assert_array_equal(got, expected)
-
-
-@pytest.mark.parametrize("seed", range(25))
-def test_column_spans_rebuild_every_crop(seed: int) -> None:
-    """Each set pixel is in exactly one span, each span in one column (runs that continue from
-    a column's bottom into the next are split there)."""
-    crops = _crop_kinds(np.random.default_rng(200 + seed))
-    runs = compact_runs(_compact_of(crops))
-    assert runs is not None
-    spans = run_column_spans(runs)
-    assert (spans.row_lo < spans.row_hi).all()
-    rebuilt = [np.zeros(crop.shape, dtype=np.int64) for crop in crops]
-    for owner, column, lo, hi in zip(
-        spans.owner.tolist(),
-        spans.column.tolist(),
-        spans.row_lo.tolist(),
-        spans.row_hi.tolist(),
-        strict=True,
-    ):
-        assert 0 <= column < crops[owner].shape[1] and lo >= 0 and hi <= crops[owner].shape[0]
-        rebuilt[owner][lo:hi, column] += 1
-    for got, crop in zip(rebuilt, crops, strict=True):
-        np.testing.assert_array_equal(got, crop.astype(np.int64))

@@ -18,7 +18,6 @@ import numpy as np
 import numpy.typing as npt
 
 from streamseg.config.zones import CalibrationConfig, LineZoneConfig, PolygonZoneConfig
-from streamseg.rle import ColumnSpans
 
 logger = logging.getLogger(__name__)
 
@@ -89,45 +88,6 @@ class PolygonRaster:
         self.bbox: tuple[int, int, int, int] | None = (
             (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])) if rows.size else None
         )
-        self._column_sums: npt.NDArray[np.int32] | None = None
-
-    def column_sums(self) -> npt.NDArray[np.int32]:
-        """((W * (H + 1),) int32: entry ``x * (H + 1) + y`` is the number of zone pixels in
-        column ``x`` above row ``y`` (built on first use)."""
-        if self._column_sums is None:
-            sums = np.zeros((self.width, self.height + 1), dtype=np.int32)
-            np.cumsum(self.mask.T, axis=1, dtype=np.int32, out=sums[:, 1:])
-            self._column_sums = sums.ravel()
-        return self._column_sums
-
-    def span_sums(
-        self, spans: ColumnSpans, origins: npt.NDArray[np.integer], count: int
-    ) -> npt.NDArray[np.int64] | None:
-        """Zone pixels under the set pixels of ``count`` mask crops, from their column spans.
-
-        Args:
-            spans: the crops' set pixels (:func:`streamseg.rle.run_column_spans`).
-            origins: (count, 2) int frame pixel ``(x, y)`` of each crop's first column and row.
-            count: number of crops.
-
-        Returns:
-            (count,) int64, or None when a span lies outside the frame (use the crops).
-        """
-        origin = np.asarray(origins, dtype=np.int64).reshape(-1, 2)[spans.owner]
-        x = origin[:, 0] + spans.column
-        y_lo = origin[:, 1] + spans.row_lo
-        y_hi = origin[:, 1] + spans.row_hi
-        if x.size and (
-            int(x.min()) < 0
-            or int(x.max()) >= self.width
-            or int(y_lo.min()) < 0
-            or int(y_hi.max()) > self.height
-        ):
-            return None
-        sums = self.column_sums()
-        x *= self.height + 1
-        inside = sums[x + y_hi].astype(np.int64) - sums[x + y_lo]
-        return np.bincount(spans.owner, weights=inside, minlength=count).astype(np.int64)
 
     def box_sums(self, boxes: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
         """Number of zone pixels in each box of ``boxes`` ((N, 4) inclusive ``x1, y1, x2, y2``,

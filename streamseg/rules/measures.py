@@ -37,12 +37,10 @@ import numpy.typing as npt
 import supervision as sv
 
 from streamseg.rle import (
-    ColumnSpans,
     CompactRuns,
     compact_runs,
     decode_run_crop,
     run_column_bottoms,
-    run_column_spans,
     run_crop_areas,
 )
 from streamseg.rules.footprints import (
@@ -54,7 +52,7 @@ from streamseg.rules.footprints import (
     nearest_points,
     to_ground,
 )
-from streamseg.rules.geometry import PolygonRaster, PolygonZone
+from streamseg.rules.geometry import PolygonZone
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +137,6 @@ class FrameObjects:
         self._row_areas: list[int] | None = None
         self._overlaps: dict[tuple[int, str], float] = {}
         self._box_sums: dict[str, list[int]] = {}
-        self._zone_counts: dict[str, list[int] | None] = {}
-        self._spans: ColumnSpans | None = None
         self._footprints: Footprints | None = None
         self._ground_feet: tuple[npt.NDArray[np.float64], GroundFootprints] | None = None
         self._by_classes: dict[frozenset[str], list[int]] = {}
@@ -216,12 +212,6 @@ class FrameObjects:
         if found is not None:
             return found
         raster = zone.raster(self.frame_wh)
-        counts = self._zone_pixels(zone.id, raster)
-        if counts is not None:
-            area = self.area(k)
-            value = counts[k] / area if area else 0.0
-            self._overlaps[key] = value
-            return value
         x1, y1, x2, y2 = self.boxes[k]
         sums = self._box_sums.get(zone.id)
         if sums is None:  # every object's zone pixels in its box, in one pass per zone
@@ -241,22 +231,6 @@ class FrameObjects:
             )
         self._overlaps[key] = value
         return value
-
-    def _zone_pixels(self, zone_id: str, raster: PolygonRaster) -> list[int] | None:
-        """Every object's mask pixels inside a zone, counted from the masks' run lengths in one
-        pass per zone (no crop decoded); None without run lengths (the crop path then)."""
-        if zone_id in self._zone_counts:
-            return self._zone_counts[zone_id]
-        counts: list[int] | None = None
-        runs = self._compact_runs()
-        if runs is not None and self._compact is not None:
-            if self._spans is None:
-                self._spans = run_column_spans(runs)
-            sums = raster.span_sums(self._spans, self._compact.offsets, len(runs.heights))
-            if sums is not None:
-                counts = sums[self._rows].tolist() if self._rows else []
-        self._zone_counts[zone_id] = counts
-        return counts
 
     def any_pixel_in(self, k: int, zone: PolygonZone) -> bool:
         """Whether any mask pixel of object ``k`` is inside ``zone``."""

@@ -12,7 +12,6 @@ import pytest
 import supervision as sv
 
 from streamseg.config.zones import CalibrationConfig, LineZoneConfig, PolygonZoneConfig
-from streamseg.rle import crop_rle_counts
 from streamseg.rules.footprints import FOOTPRINT_POINTS
 from streamseg.rules.geometry import GroundPlane, LineZone, PolygonZone, to_frame_px
 from streamseg.rules.measures import FrameObjects
@@ -104,50 +103,6 @@ def test_overlap_matches_the_dense_computation(kit: Kit) -> None:
         expected = (mask & raster.mask).sum() / mask.sum()
         assert objects.overlap(k, polygon) == pytest.approx(expected)
         assert objects.any_pixel_in(k, polygon) == bool((mask & raster.mask).any())
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_zone_fractions_from_runs_equal_the_crop_path(kit: Kit, seed: int) -> None:
-    """Every object's zone pixels are counted from the runs in one pass per zone: exactly the
-    crop-and-raster fraction (a Python float), unconfirmed rows skipped."""
-    rng = np.random.default_rng(seed)
-    masks = blobs(rng, 25)
-    ids = [i + 1 if rng.random() < 0.8 else -1 for i in range(len(masks))]
-    polygon = zone([[10, 5], [110, 15], [90, 78], [5, 60], [60, 40]])
-    raster = polygon.raster((W, H))
-    detections = kit.detections([kit.Obj(t, "x", m) for t, m in zip(ids, masks, strict=True)])
-    runs = FrameObjects(detections, (W, H))
-    crops = FrameObjects(detections, (W, H))
-    crops._zone_counts[polygon.id] = None  # the crop path
-    confirmed = [m for t, m in zip(ids, masks, strict=True) if t >= 1]
-    assert len(runs) == len(confirmed)
-    for k, mask in enumerate(confirmed):
-        expected = int((mask & raster.mask).sum()) / int(mask.sum())
-        value = runs.overlap(k, polygon)
-        assert type(value) is float and value == expected == crops.overlap(k, polygon)
-    assert runs._zone_counts[polygon.id] is not None  # it did take the runs path
-
-
-def test_zone_fractions_of_crops_past_the_frame_fall_back(kit: Kit) -> None:
-    """A CompactMask built by hand may hold a crop reaching past the frame: its spans are not
-    read against the zone raster (they would index another column); the crops are."""
-    polygon = zone([[0, 0], [59, 0], [59, 79], [0, 79]])
-    crop = np.ones((10, 20), dtype=bool)
-    mask = sv.CompactMask(
-        [crop_rle_counts(crop)],
-        np.array([[10, 20]], np.int32),
-        np.array([[110, 5]], np.int32),
-        (H, W),
-    )
-    detections = sv.Detections(
-        xyxy=np.array([[110, 5, 119, 14]], np.float32),
-        mask=mask,
-        tracker_id=np.array([1]),
-        class_id=np.array([0]),
-    )
-    objects = FrameObjects(detections, (W, H))
-    assert objects.overlap(0, polygon) == 0.0
-    assert objects._zone_counts[polygon.id] is None
 
 
 def test_dense_masks_and_no_masks_are_accepted(kit: Kit) -> None:
