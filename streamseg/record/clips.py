@@ -114,8 +114,12 @@ class ClipRecorder:
         if self.retention is not None:
             self.retention.opened(path)
         if self._format is not None:
-            for packet in self.ring.since(clip.wanted_start_s):
-                self._write_one(clip, packet, self._format)
+            try:
+                for packet in self.ring.since(clip.wanted_start_s):
+                    self._write_one(clip, packet, self._format)
+            except Exception:
+                self._give_up(clip)
+                raise
         logger.info("clip %s started (event %s)", path, event.event_id)
 
     def end(self, event: Event) -> None:
@@ -127,20 +131,50 @@ class ClipRecorder:
         clip.stop_s = event.frame_pts + self.post_s
 
     def write(self, packet: EncodedPacket, stream_format: StreamFormat) -> None:
-        """A live packet: into every open clip, then into the ring."""
+        """A live packet: into every open clip, then into the ring.
+
+        A clip whose file cannot be written is given up (what it wrote stays); the other clips
+        and the ring still get the packet, and the first such error is raised afterwards for
+        the caller to report.
+        """
         self._format = stream_format
-        for clip in list(self._open.values()):
-            if clip.stop_s is not None and packet.pts_s > clip.stop_s + _EPS_S:
-                self._finish(clip)
-                continue
-            self._write_one(clip, packet, stream_format)
-            writer = clip.writer
-            if clip.stop_s is not None and packet.pts_s >= clip.stop_s - _EPS_S:
-                self._finish(clip)
-            elif writer is not None and writer.duration_s >= self.max_s:
-                logger.warning("clip %s reached max_s=%.0f s: cut", clip.path, self.max_s)
-                self._finish(clip)
-        self.ring.append(packet)
+        failed: Exception | None = None
+        try:
+            for clip in list(self._open.values()):
+                try:
+                    self._write_live(clip, packet, stream_format)
+                except Exception as exc:
+                    self._give_up(clip)
+                    failed = failed or exc
+        finally:
+            self.ring.append(packet)
+        if failed is not None:
+            raise failed
+
+    def _write_live(self, clip: _Clip, packet: EncodedPacket, stream_format: StreamFormat) -> None:
+        if clip.stop_s is not None and packet.pts_s > clip.stop_s + _EPS_S:
+            self._finish(clip)
+            return
+        self._write_one(clip, packet, stream_format)
+        writer = clip.writer
+        if clip.stop_s is not None and packet.pts_s >= clip.stop_s - _EPS_S:
+            self._finish(clip)
+        elif writer is not None and writer.duration_s >= self.max_s:
+            logger.warning("clip %s reached max_s=%.0f s: cut", clip.path, self.max_s)
+            self._finish(clip)
+
+    def _give_up(self, clip: _Clip) -> None:
+        """Stop writing a clip whose file failed, keeping what it holds."""
+        logger.warning(
+            "clip %s (event %s): its file could not be written; the clip ends here",
+            clip.path,
+            clip.event_id,
+        )
+        try:
+            self._finish(clip)
+        except Exception as exc:
+            logger.debug("clip %s: finishing after the failure: %s", clip.path, exc)
+            self._open.pop(clip.event_id, None)
 
     def _write_one(self, clip: _Clip, packet: EncodedPacket, stream_format: StreamFormat) -> None:
         if clip.writer is None:

@@ -69,7 +69,7 @@ class FragmentedMp4Writer:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` ran."""
+        """True once :meth:`close` ran, or once a write failed (the file is given up)."""
         return self._container is None
 
     def write(self, packet: EncodedPacket) -> None:
@@ -77,7 +77,9 @@ class FragmentedMp4Writer:
 
         Raises:
             ValueError: the file's first packet is not a keyframe, or timestamps go backwards.
-            RuntimeError: the writer is closed.
+            RuntimeError: the writer is closed (by :meth:`close`, or by an earlier write that
+                failed: the writer then gives the file up, see :attr:`closed`).
+            OSError: the file could not be written (disk full...); the writer is closed.
         """
         if self._container is None:
             raise RuntimeError(f"FragmentedMp4Writer({self.path}) is closed")
@@ -99,7 +101,13 @@ class FragmentedMp4Writer:
         out.duration = self.stream_format.frame_duration
         out.is_keyframe = packet.is_keyframe
         out.stream = self._stream
-        self._container.mux(out)
+        try:
+            self._container.mux(out)
+        except Exception:
+            # A file whose header (or a fragment) could not be written is done for: muxing into
+            # it again crashes libavformat (a segfault, after a failed header on a full disk).
+            self._abandon()
+            raise
         self.frames += 1
         self.bytes_written += packet.size
         self.last_pts_s = packet.pts_s
@@ -111,6 +119,19 @@ class FragmentedMp4Writer:
             return 0.0
         frame_s = float(self.stream_format.frame_duration * TIME_BASE)
         return self.last_pts_s - self.first_pts_s + frame_s
+
+    def _abandon(self) -> None:
+        """Give the file up after a write failed: release the container without writing more
+        (what was written before stays, playable up to its last whole fragment)."""
+        container, self._container = self._container, None
+        if container is None:
+            return
+        try:
+            container.close()
+        except Exception as exc:  # the disk that failed the write fails the trailer too
+            logger.debug("%s: closing after a failed write: %s", self.path, exc)
+        if self.frames == 0:
+            self.path.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Write the last fragment and the trailer (safe to call twice).

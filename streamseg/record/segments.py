@@ -82,9 +82,19 @@ class SegmentRecorder:
     def write(self, packet: EncodedPacket, stream_format: StreamFormat) -> None:
         """Append a packet, starting a new segment at a keyframe when the current one is full.
 
-        Packets before the first keyframe (nothing could decode them) are skipped.
+        Packets before the first keyframe (nothing could decode them) are skipped, and so are
+        those after a failed write up to the next keyframe, which opens a new segment.
+
+        Raises:
+            OSError: the segment could not be opened or written (the error is the caller's to
+                report; the recorder stays usable).
         """
         writer = self._writer
+        if writer is not None and writer.closed:
+            # A write failed (disk full): that file is given up, and the next keyframe starts
+            # a new one (if the disk has room again).
+            self._finish()
+            writer = None
         if writer is not None and packet.is_keyframe:
             assert writer.first_pts_s is not None
             if packet.pts_s - writer.first_pts_s >= self.segment_s - 1e-3:

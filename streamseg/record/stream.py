@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,25 +152,42 @@ class _Track:
             self.close()
             self.encoded_before += self.encoder.frames_encoded
             self.encoder = self.make_encoder()
-        for packet in self.encoder.encode(image, pts_s, wall_time):
-            self._route(packet)
+        self._route(self.encoder.encode(image, pts_s, wall_time))
 
-    def _route(self, packet: EncodedPacket) -> None:
-        fmt = self.encoder.format
-        assert fmt is not None  # set by the encode that made this packet
-        if self.segments is not None:
-            self.segments.write(packet, fmt)
-        if self.clips is not None:
-            self.clips.write(packet, fmt)
+    def _route(self, packets: Iterable[EncodedPacket]) -> None:
+        """Hand packets to every consumer: one that fails (its folder unwritable, say) must
+        not keep them from the others; the first failure is raised after, to be reported."""
+        failed: Exception | None = None
+        for packet in packets:
+            fmt = self.encoder.format
+            assert fmt is not None  # set by the encode that made this packet
+            for consumer in (self.segments, self.clips):
+                if consumer is None:
+                    continue
+                try:
+                    consumer.write(packet, fmt)
+                except Exception as exc:
+                    failed = failed or exc
+        if failed is not None:
+            raise failed
 
     def close(self) -> None:
-        """Drain the encoder and finish every file (the track can go on after, with new files)."""
-        for packet in self.encoder.flush():
-            self._route(packet)
-        if self.segments is not None:
-            self.segments.close()
-        if self.clips is not None:
-            self.clips.close()
+        """Drain the encoder and finish every file (the track can go on after, with new files);
+        a failure is raised once everything that could be finished is."""
+        failed: Exception | None = None
+        try:
+            self._route(self.encoder.flush())
+        except Exception as exc:
+            failed = exc
+        for consumer in (self.segments, self.clips):
+            if consumer is None:
+                continue
+            try:
+                consumer.close()
+            except Exception as exc:
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
 
 @dataclass(frozen=True)
