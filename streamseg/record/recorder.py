@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ from streamseg.record.stream import (
     ClipEnd,
     ClipStart,
     EncoderFactory,
+    RetentionJob,
     SnapshotJob,
     StreamPlan,
     StreamRecorder,
@@ -68,7 +70,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_FPS = 25.0
 """Rate declared in files when neither the config nor the source gives one."""
 SNAPSHOT_RETENTION_EVERY = 20
-"""Snapshot retention runs after this many snapshots (they are small and many)."""
+"""Snapshot retention runs after this many snapshots (they are small and many), ..."""
+SNAPSHOT_RETENTION_WAIT_S = 60.0
+"""... or on the first snapshot this long after the last pass (and on the first snapshot of a
+run, and at close), so a site with few events still ages its snapshots out. It runs on the
+stream's worker, never on the analytics thread."""
 
 
 def _keeper(
@@ -144,6 +150,7 @@ class Recorder:
         self._clip_retention = _keeper(config.clips, CLIP_SUFFIX)
         self._snapshot_retention = _keeper(config.snapshots, SNAPSHOT_SUFFIX)
         self._snapshots_since_retention = 0
+        self._snapshot_retention_at: float | None = None
 
     # ------------------------------------------------------------------ paths
     def clip_path(self, event: Event) -> Path | None:
@@ -268,13 +275,20 @@ class Recorder:
                 )
             )
         if due and self._snapshot_retention is not None:
+            now = time.monotonic()
             with self._lock:
                 self._snapshots_since_retention += len(due)
-                run = self._snapshots_since_retention >= SNAPSHOT_RETENTION_EVERY
+                last = self._snapshot_retention_at
+                run = (
+                    last is None
+                    or self._snapshots_since_retention >= SNAPSHOT_RETENTION_EVERY
+                    or now - last >= SNAPSHOT_RETENTION_WAIT_S
+                )
                 if run:
                     self._snapshots_since_retention = 0
+                    self._snapshot_retention_at = now
             if run:
-                self._snapshot_retention.enforce()
+                stream.submit_control(RetentionJob(self._snapshot_retention))
         stream.submit_frame(frame.image, detections, frame.pts_s, frame.wall_time)
 
     def close_stream(self, stream_id: str) -> None:
@@ -294,6 +308,8 @@ class Recorder:
             streams = list(self._streams.values())
         for stream in streams:
             stream.close(self.close_timeout_s)
+        if self._snapshot_retention is not None and streams:
+            self._snapshot_retention.enforce()
         for stream_id, stats in self.stats().items():
             logger.info(
                 "recorder %s: %d frames, %d dropped, %d segment(s), %d clip(s), %d snapshot(s)",

@@ -23,6 +23,7 @@ import supervision as sv
 from streamseg.outputs.annotate import FrameAnnotator, OverlayState
 from streamseg.record.clips import ClipRecorder
 from streamseg.record.encoder import EncodedPacket, EncoderSettings, VideoEncoder
+from streamseg.record.retention import RetentionKeeper
 from streamseg.record.segments import SegmentRecorder
 from streamseg.record.snapshots import write_snapshot
 from streamseg.record.worker import BackgroundWorker, WorkerStats
@@ -89,7 +90,15 @@ class SnapshotJob:
     on_written: Callable[[Event, Path], None] | None = None
 
 
-WorkItem = FrameJob | ClipStart | ClipEnd | SnapshotJob
+@dataclass(frozen=True)
+class RetentionJob:
+    """Apply a folder's retention (queued after snapshots: globbing and statting a folder of
+    many thousand files takes a while, which the analytics thread must not wait for)."""
+
+    keeper: RetentionKeeper
+
+
+WorkItem = FrameJob | ClipStart | ClipEnd | SnapshotJob | RetentionJob
 
 
 @dataclass
@@ -283,8 +292,9 @@ class StreamRecorder:
         job = FrameJob(image, detections, pts_s, wall, overlay)
         return self.worker.put(job, wait=self.plan.lossless)
 
-    def submit_control(self, item: ClipStart | ClipEnd | SnapshotJob) -> None:
-        """Queue a clip start/end or a snapshot (never dropped; ignored after close)."""
+    def submit_control(self, item: ClipStart | ClipEnd | SnapshotJob | RetentionJob) -> None:
+        """Queue a clip start/end, a snapshot or a retention pass (never dropped; ignored after
+        close)."""
         try:
             self.worker.put_control(item)
         except RuntimeError:
@@ -325,6 +335,8 @@ class StreamRecorder:
             clips = self._clips()
             if clips is not None:
                 clips.end(item.event)
+        elif isinstance(item, RetentionJob):
+            item.keeper.enforce()
         else:
             write_snapshot(
                 item.path, item.image, item.detections, item.event.track_ids, item.jpeg_quality
