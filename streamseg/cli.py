@@ -285,14 +285,34 @@ def _cmd_eval_tracking(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``streamseg`` command."""
-    parser = argparse.ArgumentParser(
-        prog="streamseg", description="Video-stream analytics on object pixels."
-    )
+OWN_ARGUMENTS = ("train", "synth")
+"""Commands that parse their own arguments (``streamseg train --help`` lists them)."""
+
+
+def _own_subcommand(argv: Sequence[str]) -> tuple[list[str], str, list[str]] | None:
+    """``(global options, command, its arguments)`` when ``argv`` runs one of
+    :data:`OWN_ARGUMENTS`, else None. Global options (``--log-level X`` or ``--log-level=X``)
+    come before the command."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 1 if "=" in argv[i] or argv[i] in ("-h", "--help") else 2
+    if i < len(argv) and argv[i] in OWN_ARGUMENTS:
+        return list(argv[:i]), argv[i], list(argv[i + 1 :])
+    return None
+
+
+def _global_parser(**kwargs: object) -> argparse.ArgumentParser:
+    """The ``streamseg`` parser with only its global options."""
+    parser = argparse.ArgumentParser(prog="streamseg", **kwargs)  # type: ignore[arg-type]
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``streamseg`` command."""
+    parser = _global_parser(description="Video-stream analytics on object pixels.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a pipeline file")
@@ -397,15 +417,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``streamseg`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # train and synth own their arguments.
-    if argv and argv[0] == "train":
-        from streamseg.train.cli import train_main
+    # train and synth own their arguments (after the global options, like every command).
+    own = _own_subcommand(argv)
+    if own is not None:
+        global_options, command, rest = own
+        if global_options:
+            options = _global_parser().parse_args(global_options)
+            _setup_logging(options.log_level, Console(stderr=True))
+        if command == "train":
+            from streamseg.train.cli import train_main
 
-        return train_main(argv[1:])
-    if argv and argv[0] == "synth":
+            return train_main(rest)
         from streamseg.synth.cli import synth_main
 
-        return synth_main(argv[1:])
+        return synth_main(rest)
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
     _setup_logging(args.log_level, console)

@@ -212,3 +212,29 @@ def test_synth_writes_video_and_ground_truth(tmp_path: Path) -> None:
     assert (tmp_path / "s" / "gt" / "gt.txt").read_text().strip()
     bad = streamseg("synth", "moon", "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_synth_errors_are_messages_and_global_options_come_first(tmp_path: Path) -> None:
+    """Regression: --out naming a file gave a FileExistsError traceback, and the global
+    --log-level before 'synth' was refused ('unrecognized arguments')."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    bad = streamseg("synth", "pitch", "--out", str(a_file), "--frames", "2")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert f"--out {a_file}:" in bad.stderr
+    ok = streamseg(
+        "--log-level",
+        "debug",
+        "synth",
+        "pitch",
+        "--out",
+        str(tmp_path / "s"),
+        "--frames",
+        "2",
+        "--no-images",
+        "--resolution",
+        "160x96",
+    )
+    assert ok.returncode == 0, ok.stderr
+    logged = " ".join(ok.stderr.split())  # rich wraps long lines
+    assert "DEBUG" in logged and "rendered pitch seed 0" in logged

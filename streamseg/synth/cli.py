@@ -49,6 +49,8 @@ def synth_main(argv: Sequence[str]) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
+    except OSError as exc:  # --out is a file, under a file, or not writable
+        parser.error(f"--out {args.out}: {exc}")
     for name, path in paths.items():
         print(f"{name:8} {path}")
     return 0

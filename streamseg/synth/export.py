@@ -60,11 +60,25 @@ MOTS_ID_STRIDE = 1000
 
 _CODECS = {"h264": "libx264", "hevc": "libx265", "h265": "libx265"}
 
+IMAGE_NAME_PATTERN = "[0-9][0-9][0-9][0-9][0-9][0-9].jpg"
+"""The frame images the COCO exporter writes (``000001.jpg`` ...)."""
+
+
+FPS_TOLERANCE = 1e-4
+"""Largest relative difference allowed between an fps and the video rate that stands for it (a
+fraction with a denominator up to 1001: 30000/1001 for 29.97)."""
+
 
 def _fps_fraction(fps: float) -> Fraction:
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps!r}")
-    return Fraction(fps).limit_denominator(1001)
+    rate = Fraction(fps).limit_denominator(1001)
+    if rate == 0 or abs(float(rate) - fps) > FPS_TOLERANCE * fps:
+        raise ValueError(
+            f"fps {fps:g} has no video rate close enough (a fraction with a denominator up to "
+            "1001): the video's timestamps would drift from the ground truth's"
+        )
+    return rate
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -323,7 +337,7 @@ def write_seqinfo(
     )
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="ascii")
+    out.write_text(text, encoding="utf-8")
 
 
 def render_scene_video(
@@ -364,6 +378,14 @@ def render_scene_video(
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    # Checked before anything is written: a rejected size used to leave an empty gt.txt beside
+    # the previous render's video and COCO file.
+    width, height = resolution_wh
+    if width % 2 or height % 2:
+        raise ValueError(
+            f"the video (yuv420p) needs an even width and height, got {width}x{height}"
+        )
+    _fps_fraction(fps)
     renderer = SceneRenderer(
         kind, seed, resolution_wh, fps=fps, difficulty=difficulty, num_objects=num_objects
     )
@@ -377,6 +399,13 @@ def render_scene_video(
     }
     if write_images:
         paths["images"] = root / "images"
+    # A previous render's frames would stay beside this one's (its COCO file names the same
+    # 000001.jpg ...): remove them, with or without new images.
+    stale = sorted((root / "images").glob(IMAGE_NAME_PATTERN))
+    for path in stale:
+        path.unlink()
+    if stale:
+        logger.info("removed %d frame image(s) of a previous render in %s", len(stale), root)
     coco = _CocoBuilder(paths.get("images"), ".jpg")
     paths["mots"].parent.mkdir(parents=True, exist_ok=True)
     with (

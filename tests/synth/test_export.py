@@ -189,3 +189,42 @@ def test_render_scene_video_writes_everything(tmp_path: Path) -> None:
     # Same arguments, same ground truth.
     again = render_scene_video("yard", 4, tmp_path / "again", 5, (160, 96), 10.0, "occlusion")
     assert again["mots"].read_text() == paths["mots"].read_text()
+
+
+def test_a_rejected_render_leaves_the_previous_one_whole(tmp_path: Path) -> None:
+    """Regression: an odd size (or an fps with no video rate) was found at the first frame,
+    after gt.txt had been truncated: the previous render's video then came with an empty
+    ground truth, which TrackEval scores without a word."""
+    out = tmp_path / "seq"
+    paths = render_scene_video("pitch", 1, out, 4, RES, 10.0)
+    before = {name: path.read_bytes() for name, path in paths.items() if path.is_file()}
+    with pytest.raises(ValueError, match="even width and height, got 193x112"):
+        render_scene_video("pitch", 2, out, 4, (193, 112), 10.0)
+    with pytest.raises(ValueError, match="no video rate close enough"):
+        render_scene_video("pitch", 2, out, 4, RES, 0.0004)
+    assert {name: path.read_bytes() for name, path in paths.items() if path.is_file()} == before
+
+
+def test_a_new_render_removes_the_frames_of_the_last(tmp_path: Path) -> None:
+    """Regression: 20 old JPEGs stayed beside 10 new ones, and annotations.json's 000001.jpg
+    was the old scene's frame (a fine-tune would pair masks with the wrong pictures)."""
+    out = tmp_path / "seq"
+    render_scene_video("pitch", 1, out, 6, RES, 10.0)
+    (out / "images" / "notes.txt").write_text("not ours")
+    paths = render_scene_video("pitch", 2, out, 3, RES, 10.0)
+    names = sorted(p.name for p in (out / "images").iterdir())
+    assert names == ["000001.jpg", "000002.jpg", "000003.jpg", "notes.txt"]
+    first = cv2.imread(str(out / "images" / "000001.jpg"))
+    expected = next(SceneRenderer("pitch", 2, RES, fps=10.0).frames(1)).image
+    assert float(np.abs(first.astype(float) - expected).mean()) < 5.0  # JPEG noise only
+    assert len(json.loads(paths["coco"].read_text())["images"]) == 3
+    render_scene_video("pitch", 3, out, 2, RES, 10.0, write_images=False)
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["notes.txt"]
+
+
+def test_a_folder_name_outside_ascii_is_written_to_seqinfo(tmp_path: Path) -> None:
+    """Regression: seqinfo.ini was written as ASCII, so 'café' failed after the whole render
+    and left it empty (TrackEval reads the sequence length from it)."""
+    paths = render_scene_video("pitch", 1, tmp_path / "café", 2, RES, 10.0)
+    assert "name=café" in paths["seqinfo"].read_text(encoding="utf-8")
+    assert "seqLength=2" in paths["seqinfo"].read_text(encoding="utf-8")
