@@ -125,9 +125,9 @@ def test_run_survives_sigterm_repeated_until_it_exits(
     back) killed the process with 143, as a supervisor forwarding signals twice would."""
     proc = _run_until_analysing(fake_model, h264_file, tmp_path)
     deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:  # every 20 ms until it is gone
+    while proc.poll() is None and time.monotonic() < deadline:  # every 5 ms until it is gone
         proc.send_signal(signal.SIGTERM)
-        time.sleep(0.02)
+        time.sleep(0.005)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "still stopping" in " ".join(stderr.split())  # signals did land while stopping
