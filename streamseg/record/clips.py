@@ -14,6 +14,8 @@ carry the path before the file is finished.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 CLIP_SUFFIX = ".mp4"
 _EPS_S = 1e-6
+
+STALL_GRACE_S = 5.0
+"""A clip whose post-roll should have ended this long ago in wall time, with no packet since,
+is finished with what it has (:meth:`ClipRecorder.finish_stalled`)."""
 
 START_LEAD_SLACK_S = 1.0
 """History the pre-event ring keeps beyond ``pre_s`` and the rules' start lead: the frame
@@ -67,6 +73,7 @@ class ClipRecorder:
             this plus :data:`START_LEAD_SLACK_S`, so the pre-roll is whole when the message
             comes. With only ``pre_s``, an ``inside`` rule with ``min_duration_s: 3`` got clips
             starting 2 s late.
+        clock: monotonic seconds (tests), to tell a stalled source (:meth:`finish_stalled`).
     """
 
     def __init__(
@@ -77,6 +84,7 @@ class ClipRecorder:
         ring_max_bytes: int,
         retention: RetentionKeeper | None = None,
         start_lead_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pre_s = pre_s
         self.post_s = post_s
@@ -87,6 +95,9 @@ class ClipRecorder:
         self.finished: list[Path] = []
         self._open: dict[str, _Clip] = {}
         self._format: StreamFormat | None = None
+        self._clock = clock
+        self._last_pts_s = 0.0
+        self._last_at: float | None = None
 
     @property
     def open_clips(self) -> list[Path]:
@@ -138,6 +149,7 @@ class ClipRecorder:
         the caller to report.
         """
         self._format = stream_format
+        self._last_pts_s, self._last_at = packet.pts_s, self._clock()
         failed: Exception | None = None
         try:
             for clip in list(self._open.values()):
@@ -150,6 +162,32 @@ class ClipRecorder:
             self.ring.append(packet)
         if failed is not None:
             raise failed
+
+    def finish_stalled(self) -> None:
+        """Finish the clips whose post-roll has run out in wall time while no packet came.
+
+        A clip ends on the first packet past its post-roll; a camera that stalls (or goes
+        offline) sends none, and the clip would stay open, its last group of pictures unwritten,
+        until the stream closed. The stream is taken to advance in real time from its last
+        packet: a clip whose end is :data:`STALL_GRACE_S` past that is finished as it is.
+        """
+        if self._last_at is None:
+            return
+        now = self._clock()
+        for clip in list(self._open.values()):
+            if clip.stop_s is None:
+                continue
+            due = self._last_at + max(0.0, clip.stop_s - self._last_pts_s) + STALL_GRACE_S
+            if now >= due:
+                logger.warning(
+                    "clip %s: no frame for %.1f s (source stalled?); finished at stream %.2f s, "
+                    "%.2f s short of its post-roll",
+                    clip.path,
+                    now - self._last_at,
+                    self._last_pts_s,
+                    max(0.0, clip.stop_s - self._last_pts_s),
+                )
+                self._finish(clip)
 
     def _write_live(self, clip: _Clip, packet: EncodedPacket, stream_format: StreamFormat) -> None:
         if clip.stop_s is not None and packet.pts_s > clip.stop_s + _EPS_S:

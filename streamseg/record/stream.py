@@ -266,7 +266,11 @@ class StreamRecorder:
         self._annotator: FrameAnnotator | None = None
         self._annotator_wh = (0, 0)
         self.worker: BackgroundWorker[WorkItem] = BackgroundWorker(
-            f"record-{stream_id}", self._handle, plan.queue_frames, on_close=self._close_tracks
+            f"record-{stream_id}",
+            self._handle,
+            plan.queue_frames,
+            on_close=self._close_tracks,
+            on_idle=self._finish_stalled_clips if plan.clips is not None else None,
         )
 
     def _track(self, annotated: bool, encoder_factory: EncoderFactory) -> _Track:
@@ -344,6 +348,12 @@ class StreamRecorder:
             self.snapshots_written += 1
             if item.on_written is not None:
                 item.on_written(item.event, item.path)
+
+    def _finish_stalled_clips(self) -> None:
+        """The worker had nothing to do for a while: finish clips a stalled source left open."""
+        clips = self._clips()
+        if clips is not None:
+            clips.finish_stalled()
 
     def _clips(self) -> ClipRecorder | None:
         if self.plan.clips is None:

@@ -50,6 +50,9 @@ class BackgroundWorker(Generic[T]):
             and the worker goes on with the next item.
         max_pending: droppable items allowed to wait; ``put`` drops beyond it.
         on_close: called once on the worker thread after the last item (flush files here).
+        on_idle: called on the worker thread every ``idle_s`` seconds while no item comes
+            (finish what a stalled source leaves waiting); exceptions are logged.
+        idle_s: see ``on_idle``.
     """
 
     def __init__(
@@ -58,6 +61,8 @@ class BackgroundWorker(Generic[T]):
         handle: Callable[[T], None],
         max_pending: int,
         on_close: Callable[[], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
+        idle_s: float = 1.0,
     ) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
@@ -65,6 +70,8 @@ class BackgroundWorker(Generic[T]):
         self.max_pending = max_pending
         self._handle = handle
         self._on_close = on_close
+        self._on_idle = on_idle
+        self._idle_s = idle_s
         self._items: deque[tuple[T, bool]] = deque()
         self._droppable_waiting = 0
         self._cond = threading.Condition()
@@ -169,15 +176,30 @@ class BackgroundWorker(Generic[T]):
 
     def _run(self) -> None:
         while True:
+            idle = False
             with self._cond:
                 while not self._items and not self._closing:
-                    self._cond.wait()
-                if not self._items:
+                    if self._on_idle is None:
+                        self._cond.wait()
+                    elif not self._cond.wait(self._idle_s):
+                        idle = True
+                        break
+                if idle:
+                    pass
+                elif not self._items:
                     break
-                item, droppable = self._items.popleft()
-                if droppable:
-                    self._droppable_waiting -= 1
-                    self._cond.notify_all()  # a waiting put may go on
+                else:
+                    item, droppable = self._items.popleft()
+                    if droppable:
+                        self._droppable_waiting -= 1
+                        self._cond.notify_all()  # a waiting put may go on
+            if idle:
+                assert self._on_idle is not None
+                try:
+                    self._on_idle()
+                except Exception:
+                    logger.exception("%s: idle work failed", self.name)
+                continue
             try:
                 self._handle(item)
             except OSError as exc:

@@ -13,14 +13,17 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
 from streamseg.config.record import RecordConfig
 from streamseg.record import Recorder
+from streamseg.record.clips import STALL_GRACE_S, ClipRecorder
 from streamseg.record.encoder import EncoderSettings, VideoEncoder
 from streamseg.record.mp4 import FragmentedMp4Writer
 from streamseg.record.segments import SegmentRecorder
+from streamseg.record.worker import BackgroundWorker
 
 FPS = 20.0
 RECORD_TESTS = Path(__file__).resolve().parent
@@ -150,3 +153,45 @@ def test_a_clip_that_cannot_be_written_does_not_break_the_others(kit: Any, tmp_p
     assert blocked.is_dir() and not os.listdir(blocked)
     assert kit.decode(recorder.clip_path(messages[1])).indices == list(range(10, 73))
     assert kit.decode(recorder.clip_path(messages[4])).indices == list(range(80, 121))
+
+
+def test_a_clip_left_open_by_a_stalled_camera_is_finished(kit: Any, tmp_path: Path) -> None:
+    """Regression: a clip ended only on a packet past its post-roll, so a camera that went
+    offline after the event left it open (its last frames unwritten) until the stream closed,
+    while the MQTT payload already named the file."""
+    now = [100.0]
+    clips = ClipRecorder(
+        pre_s=1.0, post_s=0.5, max_s=60.0, ring_max_bytes=10**7, clock=lambda: now[0]
+    )
+    encoder = VideoEncoder(EncoderSettings(keyframe_interval_s=0.5, nominal_fps=FPS))
+    start, end = kit.event("start", 43), kit.event("end", 61, started_index=43)
+    path = tmp_path / "clip.mp4"
+    for i in range(66):  # the camera stops after frame 65; the post-roll runs to frame 71
+        if i == start.frame_index:
+            clips.start(start, path)
+        if i == end.frame_index:
+            clips.end(end)
+        for packet in encoder.encode(kit.index_image(i), i / FPS):
+            assert encoder.format is not None
+            clips.write(packet, encoder.format)
+        now[0] += 1 / FPS
+    # The post-roll (0.3 s left of it) plus the grace has not passed yet: still open.
+    now[0] += 0.3 + STALL_GRACE_S - 0.2
+    clips.finish_stalled()
+    assert clips.open_clips == [path] and not clips.finished
+    now[0] += 0.3
+    clips.finish_stalled()
+    assert clips.open_clips == [] and clips.finished == [path]
+    assert kit.decode(path).indices == list(range(20, 66))
+
+
+def test_the_worker_calls_its_idle_work_while_nothing_comes() -> None:
+    calls: list[float] = []
+    handled: list[int] = []
+    worker = BackgroundWorker(
+        "idle-test", handled.append, 4, on_idle=lambda: calls.append(time.monotonic()), idle_s=0.02
+    )
+    time.sleep(0.2)
+    worker.put(1)
+    worker.close(5.0)
+    assert handled == [1] and len(calls) >= 3
