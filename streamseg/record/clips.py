@@ -23,7 +23,7 @@ from streamseg.record.encoder import EncodedPacket, StreamFormat
 from streamseg.record.mp4 import FragmentedMp4Writer
 from streamseg.record.retention import RetentionKeeper
 from streamseg.record.ring import PacketRing
-from streamseg.record.segments import iso_utc, utc_stamp
+from streamseg.record.segments import iso_utc, unique_path, utc_stamp
 from streamseg.rules.events import Event
 
 logger = logging.getLogger(__name__)
@@ -224,17 +224,43 @@ class ClipRecorder:
     def _finish(self, clip: _Clip) -> None:
         self._open.pop(clip.event_id, None)
         if clip.writer is not None:
-            clip.writer.close()
-            if clip.writer.frames:
-                self.finished.append(clip.path)
-                logger.info(
-                    "clip %s finished: %.1f s from stream %.2f s",
-                    clip.path,
-                    clip.writer.duration_s,
-                    clip.writer.first_pts_s or 0.0,
-                )
-        if self.retention is not None:
+            self._finish_file(clip.path, clip.writer)
+        elif self.retention is not None:
             self.retention.closed(clip.path)
+            self.retention.enforce()
+
+    def new_files(self) -> None:
+        """The frame size changed (a file cannot): each open clip goes on in a new file,
+        ``<name>_1.mp4`` (then ``_2`` ...), from the next keyframe; the ring's packets of the
+        old size are dropped. The event's payload names the first file; the log names the
+        next."""
+        for clip in self._open.values():
+            writer, clip.writer = clip.writer, None
+            if writer is None:
+                continue
+            self._finish_file(clip.path, writer)
+            clip.path = unique_path(clip.path)
+            if self.retention is not None:
+                self.retention.opened(clip.path)
+            logger.warning(
+                "clip of event %s: the frame size changed; it goes on in %s",
+                clip.event_id,
+                clip.path,
+            )
+        self.ring.clear()
+
+    def _finish_file(self, path: Path, writer: FragmentedMp4Writer) -> None:
+        writer.close()
+        if writer.frames:
+            self.finished.append(path)
+            logger.info(
+                "clip %s finished: %.1f s from stream %.2f s",
+                path,
+                writer.duration_s,
+                writer.first_pts_s or 0.0,
+            )
+        if self.retention is not None:
+            self.retention.closed(path)
             self.retention.enforce()
 
     def close(self) -> None:

@@ -150,7 +150,8 @@ class _Track:
             fmt.height,
         ):
             # The camera changed resolution (e.g. reconfigured, then reconnected): a file
-            # cannot, so finish the current ones and start afresh at the new size.
+            # cannot, so finish the current ones and start afresh at the new size; the clips
+            # of events still open go on in new files.
             logger.warning(
                 "frame size changed from %dx%d to %dx%d: starting new files",
                 fmt.width,
@@ -158,7 +159,7 @@ class _Track:
                 image.shape[1],
                 image.shape[0],
             )
-            self.close()
+            self.close(keep_clips=True)
             self.encoded_before += self.encoder.frames_encoded
             self.encoder = self.make_encoder()
         self._route(self.encoder.encode(image, pts_s, wall_time))
@@ -180,9 +181,10 @@ class _Track:
         if failed is not None:
             raise failed
 
-    def close(self) -> None:
+    def close(self, keep_clips: bool = False) -> None:
         """Drain the encoder and finish every file (the track can go on after, with new files);
-        a failure is raised once everything that could be finished is."""
+        with ``keep_clips`` the open clips go on in new files (:meth:`ClipRecorder.new_files`).
+        A failure is raised once everything that could be finished is."""
         failed: Exception | None = None
         try:
             self._route(self.encoder.flush())
@@ -192,7 +194,10 @@ class _Track:
             if consumer is None:
                 continue
             try:
-                consumer.close()
+                if keep_clips and isinstance(consumer, ClipRecorder):
+                    consumer.new_files()
+                else:
+                    consumer.close()
             except Exception as exc:
                 failed = failed or exc
         if failed is not None:

@@ -348,6 +348,31 @@ def test_a_new_frame_size_starts_new_files(kit: type, tmp_path: Path) -> None:
     assert recorder.stats()["cam"].frames_encoded == {"clean": 20}
 
 
+def test_a_clip_goes_on_in_a_new_file_after_a_frame_size_change(kit: type, tmp_path: Path) -> None:
+    """Regression: the size change finished every open clip, so an event from frame 20 to 80
+    with the change at 50 had a clip of 10..49 and nothing after."""
+    config = record_config(tmp_path, clips={"pre_s": 0.5, "post_s": 0.5, "annotated": False})
+    recorder = Recorder(config, lossless_streams={"cam"})
+    start = kit.event("start", 20)
+    end = kit.event("end", 80, started_index=20)
+    empty = kit.box_detections([])
+    for i in range(120):
+        for message in (start, end):
+            if message.frame_index == i:
+                recorder.on_event(recorder.with_paths(message))
+        size = (kit.WIDTH, kit.HEIGHT) if i < 50 else (kit.WIDTH + 32, kit.HEIGHT + 16)
+        image = kit.index_image(i, *size)
+        recorder.write(Frame("cam", i, i / FPS, 1_763_800_000.0 + i / FPS, image), empty)
+    recorder.close()
+    first = recorder.clip_path(start)
+    assert first is not None
+    following = first.with_name(f"{first.stem}_1{first.suffix}")
+    assert sorted((tmp_path / "clips" / "cam").glob("*.mp4")) == sorted([first, following])
+    assert kit.decode(first).indices == list(range(10, 50))
+    assert kit.decode(following).indices == list(range(50, 91))
+    assert recorder.stats()["cam"].clips == 2
+
+
 def test_recorder_applies_retention_as_segments_finish(kit: type, tmp_path: Path) -> None:
     """A cap smaller than two segments: each finished segment pushes the oldest out."""
     config = record_config(
