@@ -250,7 +250,11 @@ class ClipRecorder:
         self.ring.clear()
 
     def _finish_file(self, path: Path, writer: FragmentedMp4Writer) -> None:
-        writer.close()
+        try:
+            writer.close()
+        finally:  # a file whose close failed must not stay "in use" (kept from retention)
+            if self.retention is not None:
+                self.retention.closed(path)
         if writer.frames:
             self.finished.append(path)
             logger.info(
@@ -260,7 +264,6 @@ class ClipRecorder:
                 writer.first_pts_s or 0.0,
             )
         if self.retention is not None:
-            self.retention.closed(path)
             self.retention.enforce()
 
     def close(self) -> None:

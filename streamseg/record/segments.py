@@ -126,11 +126,14 @@ class SegmentRecorder:
         writer, self._writer = self._writer, None
         if writer is None:
             return
-        writer.close()
+        try:
+            writer.close()
+        finally:  # a file whose close failed must not stay "in use" (kept from retention)
+            if self.retention is not None:
+                self.retention.closed(writer.path)
         if writer.frames:
             self.finished.append(writer.path)
         if self.retention is not None:
-            self.retention.closed(writer.path)
             self.retention.enforce()
 
     def close(self) -> None:

@@ -17,11 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from streamseg.config.record import RecordConfig
 from streamseg.record import Recorder
 from streamseg.record.clips import STALL_GRACE_S, ClipRecorder
 from streamseg.record.encoder import EncoderSettings, VideoEncoder
 from streamseg.record.mp4 import FragmentedMp4Writer
+from streamseg.record.retention import RetentionKeeper, RetentionPolicy
 from streamseg.record.segments import SegmentRecorder
 from streamseg.record.worker import BackgroundWorker
 
@@ -195,3 +198,26 @@ def test_the_worker_calls_its_idle_work_while_nothing_comes() -> None:
     worker.put(1)
     worker.close(5.0)
     assert handled == [1] and len(calls) >= 3
+
+
+def test_a_segment_whose_close_fails_is_not_kept_from_retention(
+    kit: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: a close that raised skipped ``retention.closed``, so the file stayed "in use"
+    and retention never deleted it."""
+    keeper = RetentionKeeper(tmp_path, RetentionPolicy(max_total_bytes=1), ".mp4")
+    encoder = VideoEncoder(EncoderSettings(keyframe_interval_s=0.5, nominal_fps=FPS))
+    segments = SegmentRecorder(tmp_path, "cam", segment_s=60.0, retention=keeper)
+    for i in range(5):
+        for packet in encoder.encode(kit.index_image(i), i / FPS):
+            assert encoder.format is not None
+            segments.write(packet, encoder.format)
+    assert keeper._in_use
+
+    def fail(self: FragmentedMp4Writer) -> None:
+        raise OSError(errno.EIO, "Input/output error", str(self.path))
+
+    monkeypatch.setattr(FragmentedMp4Writer, "close", fail)
+    with pytest.raises(OSError):
+        segments.close()
+    assert not keeper._in_use
