@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.recording import FPS, play, record_config
 
-from streamseg.config.record import RecordConfig
 from streamseg.record import Recorder
 from streamseg.record.clips import STALL_GRACE_S, ClipRecorder
 from streamseg.record.encoder import EncoderSettings, VideoEncoder
@@ -28,29 +28,7 @@ from streamseg.record.retention import RetentionKeeper, RetentionPolicy
 from streamseg.record.segments import SegmentRecorder
 from streamseg.record.worker import BackgroundWorker
 
-FPS = 20.0
 RECORD_TESTS = Path(__file__).resolve().parent
-
-
-def record_config(tmp_path: Path, **sections: Any) -> RecordConfig:
-    base: dict[str, Any] = {
-        "encoder": {"keyframe_interval_s": 0.5, "fps": FPS, "crf": 18, "queue_frames": 8},
-        "annotation": {"traces": False},
-    }
-    for name, value in sections.items():
-        base[name] = {"dir": str(tmp_path / name), **value}
-    return RecordConfig.model_validate(base)
-
-
-def play(kit: Any, recorder: Recorder, frames: int, *messages: Any) -> None:
-    detections = kit.box_detections([])
-    for i in range(frames):
-        for message in messages:
-            if message.frame_index == i:
-                recorder.on_event(recorder.with_paths(message))
-        recorder.write(kit.frame(i, FPS), detections)
-    recorder.close_stream("cam")
-    recorder.close()
 
 
 def test_a_full_disk_fails_the_write_and_does_not_crash_the_process(tmp_path: Path) -> None:
@@ -128,7 +106,7 @@ def test_an_unwritable_segment_folder_does_not_starve_the_clips(kit: Any, tmp_pa
     recorder = Recorder(config, lossless_streams={"cam"})
     start = kit.event("start", 43)
     end = kit.event("end", 61, started_index=43)
-    play(kit, recorder, 100, start, end)
+    play(kit, recorder, 100, kit.box_detections([]), start, end)
     stats = recorder.stats()["cam"]
     assert stats.errors > 0 and stats.clips == 1 and stats.segments == 0
     # Pre-roll from the keyframe at or before 43 - 20 frames, post-roll 10 frames past the end.
@@ -151,7 +129,7 @@ def test_a_clip_that_cannot_be_written_does_not_break_the_others(kit: Any, tmp_p
     ]
     blocked = recorder.clip_path(messages[0])
     blocked.mkdir(parents=True)  # a folder where clip A's file should go
-    play(kit, recorder, 140, *messages)
+    play(kit, recorder, 140, kit.box_detections([]), *messages)
     assert recorder.stats()["cam"].errors >= 1
     assert blocked.is_dir() and not os.listdir(blocked)
     assert kit.decode(recorder.clip_path(messages[1])).indices == list(range(10, 73))

@@ -9,6 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from helpers.recording import FPS, KEYFRAME_S, play, record_config
 
 from streamseg.config import load_pipeline_text
 from streamseg.config.record import RecordConfig
@@ -18,32 +19,8 @@ from streamseg.record.encoder import EncoderSettings, VideoEncoder
 from streamseg.record.zones import rule_zone_ids, zone_drawings
 from streamseg.types import Frame
 
-FPS = 20.0
-KEYFRAME_S = 0.5
 TRACK_1_BOX = (20, 40, 59, 79)
 TRACK_2_BOX = (100, 40, 139, 79)
-
-
-def record_config(tmp_path: Path, **sections: Any) -> RecordConfig:
-    base: dict[str, Any] = {
-        "encoder": {"keyframe_interval_s": KEYFRAME_S, "fps": FPS, "crf": 18, "queue_frames": 8},
-        "annotation": {"traces": False},
-    }
-    for name, value in sections.items():
-        base[name] = {"dir": str(tmp_path / name), **value}
-    return RecordConfig.model_validate(base)
-
-
-def play(kit: Any, recorder: Recorder, frames: int, detections: Any, *messages: Any) -> None:
-    """Feed ``frames`` frames of stream 'cam', each event message before the frame it is on
-    (as the rules stage does), then close the recorder."""
-    for i in range(frames):
-        for message in messages:
-            if message.frame_index == i:
-                recorder.on_event(recorder.with_paths(message))
-        recorder.write(kit.frame(i, FPS), detections)
-    recorder.close_stream("cam")
-    recorder.close()
 
 
 def test_segments_clip_and_snapshot(kit: type, tmp_path: Path) -> None:
