@@ -24,7 +24,13 @@ PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
             90,
             {"worker-in-swing-near", "worker-feet-in-swing-near", "worker-near-machine"},
         ),
-        ("livestock", "field", 2, 150, {"animal-left-paddock", "headcount-low"}),
+        (
+            "livestock",
+            "field",
+            2,
+            150,
+            {"animal-left-paddock", "animal-entered-paddock", "headcount-low"},
+        ),
         ("sports", "pitch", 3, 90, {"halfway-crossed", "box-crowded", "ball-in-box"}),
     ],
 )
