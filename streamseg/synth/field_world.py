@@ -98,7 +98,7 @@ class FieldWorld(World):
                         ),
                     )
                 )
-                agent.attributes.update({"herd": str(herd), "coat": coat})
+                agent.attributes.update({"herd": str(herd), "coat": coat, "state": agent.state})
                 if not grazing:
                     agent.speed = agent.max_speed * 0.8
 

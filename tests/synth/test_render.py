@@ -281,3 +281,14 @@ def _share_behind_machines(difficulty: str) -> float:
 
 def test_occlusion_difficulty_sends_workers_behind_machines() -> None:
     assert _share_behind_machines("occlusion") > 2.0 * _share_behind_machines("easy")
+
+
+@pytest.mark.parametrize("kind", SCENE_KINDS)
+def test_attributes_are_the_same_keys_from_the_first_frame(kind: str) -> None:
+    """Regression: field animals had no ``state`` on frame 0, so the COCO ``attributes`` of the
+    first image lacked a key every later one had."""
+    frames = list(SceneRenderer(kind, 2, (320, 180), difficulty="occlusion").frames(3))
+    keys = [{obj.track_id: set(obj.attributes) for obj in frame.objects} for frame in frames]
+    for track_id, first in keys[0].items():
+        later = [k[track_id] for k in keys[1:] if track_id in k]
+        assert all(first == other for other in later), (kind, track_id, first, later)
