@@ -100,6 +100,9 @@ class RetentionJob:
 
 WorkItem = FrameJob | ClipStart | ClipEnd | SnapshotJob | RetentionJob
 
+MAX_SNAPSHOTS_WAITING = 32
+"""Snapshot jobs (a frame each) allowed to wait for a stream's worker; more are dropped."""
+
 
 @dataclass
 class StreamPlan:
@@ -216,6 +219,7 @@ class StreamStats:
         clips: finished clip files.
         snapshots: snapshot files written.
         errors: work items that failed (logged).
+        snapshots_dropped: snapshots not taken because too many waited for the worker.
     """
 
     frames_received: int
@@ -225,6 +229,7 @@ class StreamStats:
     clips: int
     snapshots: int
     errors: int
+    snapshots_dropped: int = 0
 
 
 @dataclass
@@ -257,6 +262,9 @@ class StreamRecorder:
         self._zone_of_rule = zone_of_rule
         self.frames_received = 0
         self.snapshots_written = 0
+        self.snapshots_dropped = 0
+        self._snapshots_waiting = 0
+        self._snapshot_lock = threading.Lock()
         self._tracks: dict[bool, _Track] = {}
         if plan.segments is not None:
             annotated, make_segments = plan.segments
@@ -302,12 +310,42 @@ class StreamRecorder:
         return self.worker.put(job, wait=self.plan.lossless)
 
     def submit_control(self, item: ClipStart | ClipEnd | SnapshotJob | RetentionJob) -> None:
-        """Queue a clip start/end, a snapshot or a retention pass (never dropped; ignored after
-        close)."""
+        """Queue a clip start/end, a snapshot or a retention pass (ignored after close).
+
+        Clip starts and ends are never dropped. A snapshot is dropped (counted, logged) when
+        :data:`MAX_SNAPSHOTS_WAITING` are waiting already: each holds a whole frame, and a
+        worker stuck on a hung disk would otherwise gather them until the process ran out of
+        memory, taking the alerts with it.
+        """
+        if isinstance(item, SnapshotJob):
+            with self._snapshot_lock:
+                if self._snapshots_waiting >= MAX_SNAPSHOTS_WAITING:
+                    self.snapshots_dropped += 1
+                    dropped = self.snapshots_dropped
+                else:
+                    self._snapshots_waiting += 1
+                    dropped = 0
+            if dropped:
+                if dropped == 1 or dropped % 100 == 0:
+                    logger.warning(
+                        "%s: %d snapshots wait for the recording thread (is its disk stuck?); "
+                        "snapshot %s dropped (%d so far)",
+                        self.stream_id,
+                        MAX_SNAPSHOTS_WAITING,
+                        item.path,
+                        dropped,
+                    )
+                return
         try:
             self.worker.put_control(item)
         except RuntimeError:
+            if isinstance(item, SnapshotJob):
+                self._snapshot_done()
             logger.warning("%s: recorder closed, %s ignored", self.stream_id, type(item).__name__)
+
+    def _snapshot_done(self) -> None:
+        with self._snapshot_lock:
+            self._snapshots_waiting -= 1
 
     def set_rule_state(self, rule_id: str, active: bool) -> None:
         """A rule turned (in)active on this stream."""
@@ -347,9 +385,12 @@ class StreamRecorder:
         elif isinstance(item, RetentionJob):
             item.keeper.enforce()
         else:
-            write_snapshot(
-                item.path, item.image, item.detections, item.event.track_ids, item.jpeg_quality
-            )
+            try:
+                write_snapshot(
+                    item.path, item.image, item.detections, item.event.track_ids, item.jpeg_quality
+                )
+            finally:
+                self._snapshot_done()
             self.snapshots_written += 1
             if item.on_written is not None:
                 item.on_written(item.event, item.path)
@@ -408,4 +449,5 @@ class StreamRecorder:
             clips=clips,
             snapshots=self.snapshots_written,
             errors=worker.errors,
+            snapshots_dropped=self.snapshots_dropped,
         )

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -199,3 +200,35 @@ def test_a_segment_whose_close_fails_is_not_kept_from_retention(
     with pytest.raises(OSError):
         segments.close()
     assert not keeper._in_use
+
+
+def test_snapshots_waiting_for_a_stuck_worker_are_bounded(
+    kit: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: snapshot jobs (a frame each) queued without bound behind a worker stuck on a
+    hung disk, until the process ran out of memory and took the alerts with it."""
+    from streamseg.record import stream as stream_module
+
+    release = threading.Event()
+    written: list[Path] = []
+
+    def stuck_write(path: Path, *args: Any) -> None:
+        release.wait(30)
+        written.append(path)
+
+    monkeypatch.setattr(stream_module, "write_snapshot", stuck_write)
+    recorder = stream_module.StreamRecorder("cam", stream_module.StreamPlan(EncoderSettings()))
+    image = kit.index_image(0)
+    detections = kit.box_detections([])
+    total = stream_module.MAX_SNAPSHOTS_WAITING + 10
+    for i in range(total):
+        job = stream_module.SnapshotJob(
+            kit.event("start", i), tmp_path / f"{i}.jpg", image, detections, 90
+        )
+        recorder.submit_control(job)
+    release.set()
+    recorder.close(30)
+    stats = recorder.stats()
+    assert stats.snapshots_dropped == total - stream_module.MAX_SNAPSHOTS_WAITING
+    assert stats.snapshots == len(written) == stream_module.MAX_SNAPSHOTS_WAITING
+    assert written == [tmp_path / f"{i}.jpg" for i in range(stream_module.MAX_SNAPSHOTS_WAITING)]
