@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -401,6 +403,40 @@ def test_event_the_broker_will_not_take_is_quarantined(
         "streamseg_mqtt_events_quarantined_total", {"reason": "disconnects"}
     )
     assert moved == 1
+    sub.close()
+
+
+def test_refused_reconnects_do_not_quarantine_the_event_in_flight(
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+) -> None:
+    """Regression: an event sent just before the broker died was blamed for every reconnect
+    attempt that failed after (paho reports a refused CONNACK as a disconnect too), so three
+    refused logins, as while a broker's auth backend starts, moved a healthy alert to the
+    quarantine file: it was never delivered."""
+    broker = mosquitto(persistence=False)
+    publisher = publisher_for(broker.port)
+    publisher.start()
+    sub = Subscriber(broker.port, f"{PREFIX}/events")
+    sub.wait_for(lambda s: publisher.connected, timeout=10)
+    assert broker.proc is not None
+    os.kill(broker.proc.pid, signal.SIGSTOP)  # hung: the event goes out, no PUBACK comes back
+    event = make_event(0)
+    publisher.on_event(event)
+    time.sleep(0.3)
+    broker.kill()
+    sub.close()
+    stand_in = mosquitto(persistence=False, port=broker.port, users={"u": "p"})
+    sub.wait_for(
+        lambda s: stand_in.log_tail(100_000).count("not authorised") > QUARANTINE_AFTER,
+        timeout=15,
+    )
+    stand_in.stop()
+    broker.start()
+    sub = Subscriber(broker.port, f"{PREFIX}/events")
+    sub.wait_for(lambda s: event.event_id in {p["event_id"] for p in event_payloads(s)}, timeout=15)
+    assert publisher.outbox.depth == 0
+    assert not publisher.outbox.quarantine_path.exists()
     sub.close()
 
 

@@ -556,8 +556,13 @@ class MqttPublisher:
             state.cursor = 0
             state.connected = True
         elif kind == _DISCONNECTED:
+            # paho also reports a connection that never got its CONNACK (a refused login, a load
+            # balancer with no broker behind it closing at once): only one that was established
+            # can have dropped the rows in flight, so only that one counts against them.
+            if state.connected:
+                self._strike(state)
             state.connected = False
-            self._strike(state)
+            state.inflight.clear()  # they belonged to the connection that ended
         elif kind == _SNAPSHOT:
             self._send_snapshot(message[1], message[2])
 
