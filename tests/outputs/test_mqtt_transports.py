@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,43 @@ def test_websockets(tmp_path: Path, mosquitto: Callable[..., Mosquitto]) -> None
     mqtt = {"port": broker.websockets_port, "transport": "websockets", "ws_path": "/mqtt"}
     send_one_event(build(tmp_path, mqtt), sub)
     sub.close()
+
+
+def test_a_certificate_the_client_cannot_verify_is_named(
+    tmp_path: Path, mosquitto: Callable[..., Mosquitto], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: a TLS verification failure (or a DNS typo) was logged as "cannot reach the
+    broker" with no reason, even at DEBUG, like a network outage."""
+    tls = BrokerTls(TLS_DIR / "ca.crt", TLS_DIR / "server.crt", TLS_DIR / "server.key")
+    broker = mosquitto(tls=tls)
+    publisher = build(tmp_path, {"port": broker.port, "tls": {"enabled": True}})  # system CAs
+    with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
+        publisher.start()
+        deadline = time.monotonic() + 10
+        while "cannot reach" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.02)
+        publisher.close(timeout=0)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "CERTIFICATE_VERIFY_FAILED" in errors[0], caplog.text
+
+
+def test_a_refused_login_is_said_after_the_broker_was_unreachable(
+    tmp_path: Path, mosquitto: Callable[..., Mosquitto], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: "Not authorized" was logged only for the first failed attempt, so when the
+    broker came up after streamseg (compose, Kubernetes) only "cannot reach" was ever said."""
+    port = free_port()
+    publisher = build(tmp_path, {"port": port, "username": "alice", "password": "wrong"})
+    with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
+        publisher.start()
+        deadline = time.monotonic() + 10
+        while "cannot reach" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.02)
+        mosquitto(users={"alice": PASSWORD}, port=port)
+        while "Not authorized" not in caplog.text and time.monotonic() < deadline + 10:
+            time.sleep(0.02)
+        publisher.close(timeout=0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("cannot reach" in w and "Connection refused" in w for w in warnings)
+    assert len(errors) == 1 and "Not authorized" in errors[0]

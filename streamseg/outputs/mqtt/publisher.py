@@ -53,7 +53,9 @@ import json
 import logging
 import os
 import queue
+import socket
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -197,7 +199,9 @@ class MqttPublisher:
         self._full = False
         self._refused_in_episode = 0
         self._refused_total = 0
-        self._connect_failures = 0
+        self._connect_failure: str | None = None
+        """The reason of the last failed connection attempt since the last connection: each new
+        reason is logged once (a refused login after an outage must not hide behind it)."""
         self._closing = False
         self._closed = False
         self._sender: threading.Thread | None = None
@@ -740,10 +744,8 @@ class MqttPublisher:
         properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
-            self._connect_failures += 1
-            level = logging.ERROR if self._connect_failures == 1 else logging.DEBUG
             logger.log(
-                level,
+                self._failure_level(f"refused: {reason_code}", logging.ERROR),
                 "MQTT: broker %s:%d refused the connection of %r: %s (retrying with back-off)",
                 self.host,
                 self.port,
@@ -778,7 +780,7 @@ class MqttPublisher:
                 self._connected = True
                 self._cond.notify_all()
         self.metrics.connected.set(1)
-        self._connect_failures = 0
+        self._connect_failure = None
         self._inbox.put((_CONNECTED,))
         logger.info(
             "MQTT: connected to %s:%d; %d events to send from the outbox",
@@ -787,15 +789,29 @@ class MqttPublisher:
             self.outbox.depth,
         )
 
+    def _failure_level(self, reason: str, level: int) -> int:
+        """``level`` the first time ``reason`` follows another (or a connection), else DEBUG."""
+        if reason == self._connect_failure:
+            return logging.DEBUG
+        self._connect_failure = reason
+        return level
+
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self._connect_failures += 1
-        level = logging.WARNING if self._connect_failures == 1 else logging.DEBUG
+        # paho calls this inside its `except OSError` and passes no exception: read it there,
+        # or a bad CA, a wrong host name and a DNS typo all read as a network outage.
+        error = sys.exc_info()[1]
+        config_error = isinstance(error, (ssl.SSLError, socket.gaierror))
+        why = f": {error}" if error is not None else ""
         logger.log(
-            level,
-            "MQTT: cannot reach the broker at %s:%d; retrying with back-off up to %g s "
+            self._failure_level(
+                f"unreachable: {type(error).__name__}: {error}",
+                logging.ERROR if config_error else logging.WARNING,
+            ),
+            "MQTT: cannot reach the broker at %s:%d%s; retrying with back-off up to %g s "
             "(events wait in the outbox)",
             self.host,
             self.port,
+            why,
             self.config.reconnect.max_delay_s,
         )
 
