@@ -560,13 +560,12 @@ class MqttPublisher:
             state.cursor = 0
             state.connected = True
         elif kind == _DISCONNECTED:
+            state.connected = False
             # paho also reports a connection that never got its CONNACK (a refused login, a load
             # balancer with no broker behind it closing at once): only one that was established
             # can have dropped the rows in flight, so only that one counts against them.
-            if state.connected:
+            if message[1]:
                 self._strike(state)
-            state.connected = False
-            state.inflight.clear()  # they belonged to the connection that ended
         elif kind == _SNAPSHOT:
             self._send_snapshot(message[1], message[2])
 
@@ -828,7 +827,7 @@ class MqttPublisher:
             self._connected = False
             self._cond.notify_all()
         self.metrics.connected.set(0)
-        self._inbox.put((_DISCONNECTED,))
+        self._inbox.put((_DISCONNECTED, was_connected))
         if was_connected and not self._closing:
             logger.warning(
                 "MQTT: lost the connection to %s:%d (%s); reconnecting, %d events wait",
