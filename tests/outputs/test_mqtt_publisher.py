@@ -440,6 +440,37 @@ def test_refused_reconnects_do_not_quarantine_the_event_in_flight(
     sub.close()
 
 
+def test_the_retained_outbox_status_follows_the_backlog_as_it_drains(
+    tmp_path: Path,
+    publisher_for: Callable[..., MqttPublisher],
+) -> None:
+    """Regression: ``<prefix>/outbox`` was rebuilt only on connect and on full/room changes,
+    so after a backlog of 50 drained it still said ``"depth": 50`` for the whole connection."""
+    broker = Mosquitto(tmp_path / "late-broker", persistence=False)  # not started yet
+    publisher = publisher_for(broker.port)
+    publisher.start()
+    for i in range(50):
+        publisher.on_event(make_event(i))
+    broker.start()
+    try:
+        sub = Subscriber(broker.port, f"{PREFIX}/outbox")
+        sub.wait_for(lambda s: publisher.outbox.depth == 0, timeout=15)
+        sub.wait_for(lambda s: json.loads(s.on(f"{PREFIX}/outbox")[-1])["depth"] == 0, timeout=5)
+        sub.close()
+        later = Subscriber(broker.port, f"{PREFIX}/outbox")  # what a new dashboard reads
+        later.wait_for(lambda s: bool(s.on(f"{PREFIX}/outbox")))
+        assert json.loads(later.on(f"{PREFIX}/outbox")[-1]) == {
+            "bound": publisher.outbox.bound,
+            "depth": 0,
+            "full": False,
+            "refused": 0,
+        }
+        later.close()
+    finally:
+        publisher.close(timeout=1)
+        broker.kill()
+
+
 def test_stored_event_over_the_limit_is_quarantined_not_sent(
     tmp_path: Path,
     mosquitto: Callable[..., Mosquitto],

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import socket
@@ -102,6 +103,9 @@ OFFLINE_WAIT_S = 0.5
 _ACK: Final = "ack"
 _CONNECTED: Final = "connected"
 _DISCONNECTED: Final = "disconnected"
+
+OUTBOX_STATUS_MIN_S = 1.0
+"""Least time between two publishes of the retained outbox status as events come and go."""
 _WORK: Final = "work"
 _SNAPSHOT: Final = "snapshot"
 _STOP: Final = "stop"
@@ -199,6 +203,8 @@ class MqttPublisher:
         self._full = False
         self._refused_in_episode = 0
         self._refused_total = 0
+        self._status_at = -math.inf
+        self._status_lock = threading.Lock()
         self._connect_failure: str | None = None
         """The reason of the last failed connection attempt since the last connection: each new
         reason is logged once (a refused login after an outage must not hide behind it)."""
@@ -341,6 +347,7 @@ class MqttPublisher:
             self.outbox.add(self.topics.events, payload, self.config.qos)
         except OutboxFullError as exc:
             self._refuse(event, exc)
+            self._refresh_outbox_status()
             return
         except Exception:
             self.metrics.events_refused.labels(reason="error").inc()
@@ -356,6 +363,7 @@ class MqttPublisher:
             )
             return
         self._inbox.put((_WORK,))
+        self._refresh_outbox_status()
 
     def on_snapshot(self, event: Event, path: Path) -> None:
         """Publish an event's JPEG on ``<prefix>/<stream>/<rule>/snapshot`` (retained), when
@@ -452,6 +460,18 @@ class MqttPublisher:
             refused,
         )
         self._publish_outbox_status()
+
+    def _refresh_outbox_status(self, force: bool = False) -> None:
+        """Publish the outbox status if it changed, at most every :data:`OUTBOX_STATUS_MIN_S`
+        (``force``: now, e.g. once it has drained), so its retained depth follows the events
+        accepted and acknowledged instead of the last connect or full/room transition."""
+        now = time.monotonic()
+        with self._status_lock:
+            if not force and now - self._status_at < OUTBOX_STATUS_MIN_S:
+                return
+            self._status_at = now
+        if self._outbox_status() != self._retained.get(self.topics.outbox):
+            self._publish_outbox_status()
 
     def _publish_outbox_status(self) -> None:
         # Built under the lock that orders publishes, so a stale status never lands last.
@@ -662,6 +682,7 @@ class MqttPublisher:
         with self._cond:
             self._cond.notify_all()
         self._check_room()
+        self._refresh_outbox_status(force=self.outbox.depth == 0)
 
     def _send_snapshot(self, topic: str, path: str) -> None:
         """Publish a snapshot file once (now, or on the next connect), unless it is too large.

@@ -8,7 +8,7 @@ Under a prefix (default ``streamseg/<pipeline name>``):
 * ``<prefix>/<stream>/<zone>/<class>/count``: the current count, retained.
 * ``<prefix>/<stream>/status``: the source state (``streaming``, ``reconnecting`` ...), retained.
 * ``<prefix>/<stream>/<rule>/snapshot``: JPEG of the latest event frame, retained (optional).
-* ``<prefix>/outbox``: ``{"depth": n, "bound": m, "full": bool, "rejected": k}``, retained,
+* ``<prefix>/outbox``: ``{"depth": n, "bound": m, "full": bool, "refused": k}``, retained,
   published when the outbox becomes full or has room again, and on every (re)connect.
 
 The two topics of the process itself, ``available`` (with the last will) and ``outbox``, belong to
