@@ -58,6 +58,10 @@ FALLBACK_FRAME_S = 1 / 30
 """Step of the rules' clock for a bad timestamp before any valid frame interval was seen."""
 
 
+UNREPORTED = -1
+"""A zone count not yet published in this run (see ``RuleEngine.__init__``)."""
+
+
 class RuleEngine:
     """Zones and rules of one stream.
 
@@ -107,7 +111,17 @@ class RuleEngine:
         self._active: dict[str, bool] = {}
         self._held_until: dict[str, float] = {}
         """Rule id -> rules' clock time until which an instantaneous occurrence holds it on."""
+        # The classes the rules on a zone name are reported on the first frame, 0 included: a
+        # retained count topic may hold the value of a run that crashed (kill -9, power loss)
+        # before its close() could put it to 0. A rule that names no class leaves the others as
+        # they were (every class of an 80-class model would be 80 topics and Home Assistant
+        # sensors per zone).
         self._counts: dict[str, dict[str, int]] = {zone.id: {} for zone in self.count_zones}
+        for rule in self.rules:
+            zone = getattr(rule, "zone", None)
+            if isinstance(zone, PolygonZone) and zone.id in self._counts:
+                for name in rule.classes:
+                    self._counts[zone.id][name] = UNREPORTED
         self._last: Stamp | None = None
         self._clock = TrackClock(FALLBACK_FRAME_S, name=f"rules of stream {stream_id!r}")
         self._base_pts: float | None = None

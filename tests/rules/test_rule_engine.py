@@ -174,6 +174,24 @@ def test_close_puts_the_zone_counts_to_zero(kit: Kit) -> None:
     assert len(recorder.counts) == 2  # said once
 
 
+def test_the_rules_classes_are_counted_from_the_first_frame_zero_included(kit: Kit) -> None:
+    """Regression: a count was reported only when it changed from what this run had seen, so a
+    retained count topic kept the value of a run that crashed (kill -9: no close() to put it to
+    0) until that class was seen in that zone again."""
+    engine, recorder = kit.engine(
+        "zones:\n"
+        "  - {id: pen, type: polygon, points: [[40, 0], [119, 0], [119, 79], [40, 79]]}\n"
+        "rules:\n"
+        "  - {id: crowd, type: count, zone: pen, classes: [cow, sheep], above: 5}\n"
+    )
+    kit.run(engine, [[], [], [(1, 50, 5, 55, 10, "cow")]])
+    assert recorder.counts == [
+        ("cam", "pen", "cow", 0),
+        ("cam", "pen", "sheep", 0),
+        ("cam", "pen", "cow", 1),
+    ]
+
+
 def test_rules_follow_their_zones_streams() -> None:
     config = load_pipeline_text(
         """
