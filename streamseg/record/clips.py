@@ -177,15 +177,15 @@ class ClipRecorder:
         for clip in list(self._open.values()):
             if clip.stop_s is None:
                 continue
-            due = self._last_at + max(0.0, clip.stop_s - self._last_pts_s) + STALL_GRACE_S
-            if now >= due:
+            short_s = max(0.0, clip.stop_s - self._last_pts_s)  # post-roll not yet received
+            if now >= self._last_at + short_s + STALL_GRACE_S:
                 logger.warning(
                     "clip %s: no frame for %.1f s (source stalled?); finished at stream %.2f s, "
                     "%.2f s short of its post-roll",
                     clip.path,
                     now - self._last_at,
                     self._last_pts_s,
-                    max(0.0, clip.stop_s - self._last_pts_s),
+                    short_s,
                 )
                 self._finish(clip)
 

@@ -188,19 +188,15 @@ class _Track:
         """Drain the encoder and finish every file (the track can go on after, with new files);
         with ``keep_clips`` the open clips go on in new files (:meth:`ClipRecorder.new_files`).
         A failure is raised once everything that could be finished is."""
+        steps: list[Callable[[], None]] = [lambda: self._route(self.encoder.flush())]
+        if self.segments is not None:
+            steps.append(self.segments.close)
+        if self.clips is not None:
+            steps.append(self.clips.new_files if keep_clips else self.clips.close)
         failed: Exception | None = None
-        try:
-            self._route(self.encoder.flush())
-        except Exception as exc:
-            failed = exc
-        for consumer in (self.segments, self.clips):
-            if consumer is None:
-                continue
+        for step in steps:
             try:
-                if keep_clips and isinstance(consumer, ClipRecorder):
-                    consumer.new_files()
-                else:
-                    consumer.close()
+                step()
             except Exception as exc:
                 failed = failed or exc
         if failed is not None:

@@ -176,19 +176,16 @@ class BackgroundWorker(Generic[T]):
 
     def _run(self) -> None:
         while True:
-            idle = False
             with self._cond:
                 while not self._items and not self._closing:
                     if self._on_idle is None:
                         self._cond.wait()
                     elif not self._cond.wait(self._idle_s):
-                        idle = True
-                        break
-                if idle:
-                    pass
-                elif not self._items:
+                        break  # nothing came for idle_s
+                if not self._items and self._closing:
                     break
-                else:
+                idle = not self._items
+                if not idle:
                     item, droppable = self._items.popleft()
                     if droppable:
                         self._droppable_waiting -= 1

@@ -347,8 +347,6 @@ class MqttPublisher:
             self.outbox.add(self.topics.events, payload, self.config.qos)
         except OutboxFullError as exc:
             self._refuse(event, exc)
-            self._refresh_outbox_status()
-            return
         except Exception:
             self.metrics.events_refused.labels(reason="error").inc()
             with self._full_lock:
@@ -361,8 +359,8 @@ class MqttPublisher:
                 event.stream_id,
                 self.outbox.path,
             )
-            return
-        self._inbox.put((_WORK,))
+        else:
+            self._inbox.put((_WORK,))
         self._refresh_outbox_status()
 
     def on_snapshot(self, event: Event, path: Path) -> None:
