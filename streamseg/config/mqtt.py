@@ -208,6 +208,13 @@ class MqttOutputConfig(ConfigModel):
         default=False,
         description="publish outputs.record's event snapshots on <prefix>/<stream>/<rule>/snapshot",
     )
+    clear_stale_retained: bool = Field(
+        default=True,
+        description="at the first connection, clear the retained topics under the prefix (and "
+        "the Home Assistant configs of this pipeline) that no stream, rule or zone of the "
+        "pipeline publishes any more; false when another program keeps retained topics of "
+        "streamseg's layout under the same prefix",
+    )
     max_payload_bytes: Int = Field(
         default=256 * 1024,
         ge=1,

@@ -13,6 +13,8 @@ from streamseg.config.pipeline import PipelineConfig
 from streamseg.outputs.mqtt.discovery import discovery_for_pipeline
 from streamseg.outputs.mqtt.outbox import Outbox
 from streamseg.outputs.mqtt.publisher import MqttPublisher
+from streamseg.outputs.mqtt.stale import owned_topics
+from streamseg.outputs.mqtt.topics import Topics
 from streamseg.runtime.shard import Shard
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,9 @@ def build_mqtt_publisher(
     discovery = discovery_for_pipeline(
         config, prefix, sw_version=getattr(streamseg, "__version__", None), shard=index
     )
+    owned = None
+    if mqtt_config.clear_stale_retained:
+        owned = owned_topics(config, Topics(prefix, index), shard)
     outbox = Outbox(
         mqtt_config.outbox.path or default_outbox_path(config.name, index),
         max_events=mqtt_config.outbox.max_events,
@@ -92,6 +97,7 @@ def build_mqtt_publisher(
             registry=registry,
             discovery=discovery,
             shard=index,
+            owned=owned,
         )
     except BaseException:
         outbox.close()

@@ -73,6 +73,7 @@ from streamseg.config.mqtt import MqttOutputConfig
 from streamseg.outputs.mqtt.discovery import DISCOVERY_QOS, DiscoveryMessage, HomeAssistantDiscovery
 from streamseg.outputs.mqtt.metrics import MqttMetrics
 from streamseg.outputs.mqtt.outbox import Outbox, OutboxFullError, OutboxRow
+from streamseg.outputs.mqtt.stale import OwnedTopics, StaleCleaner
 from streamseg.outputs.mqtt.topics import OFFLINE, ONLINE, Topics
 from streamseg.types import SourceState
 
@@ -150,6 +151,9 @@ class MqttPublisher:
         discovery: Home Assistant discovery settings; ``None`` = no discovery configs.
         shard: the shard index when this process runs one shard of several (its availability
             and outbox topics are its own, see :class:`Topics`); ``None`` otherwise.
+        owned: the retained topics the pipeline publishes: at the first connection, the
+            retained topics under the prefix an earlier configuration left are cleared (see
+            :mod:`streamseg.outputs.mqtt.stale`); ``None`` clears nothing.
 
     Raises:
         ValueError: the TLS files cannot be loaded (the message names the key), or
@@ -166,6 +170,7 @@ class MqttPublisher:
         registry: CollectorRegistry | None = None,
         discovery: HomeAssistantDiscovery | None = None,
         shard: int | None = None,
+        owned: OwnedTopics | None = None,
     ) -> None:
         self.config = config
         self.client_id = client_id
@@ -211,6 +216,15 @@ class MqttPublisher:
         self._closing = False
         self._closed = False
         self._sender: threading.Thread | None = None
+        if owned is not None and owned.topics != self.topics:
+            raise ValueError(
+                f"owned topics: built for {owned.topics!r}, "
+                f"expected the publisher's {self.topics!r}"
+            )
+        self.stale: StaleCleaner | None = (
+            StaleCleaner(owned, max(config.state_qos, 1)) if owned is not None else None
+        )
+        """Clears the retained topics earlier configurations left (``None``: off)."""
         self._client = self._make_client()
         if discovery is not None:  # the rule states known up front go out on the first connect
             for stream_id, rule_id in discovery.rules:
@@ -282,6 +296,8 @@ class MqttPublisher:
         left = self.outbox.depth
         # Under the lock _on_connect holds: a reconnect either comes before (and this publishes
         # 'offline' on it) or after (and publishes 'offline' itself).
+        if self.stale is not None:
+            self.stale.cancel()
         with self._retained_lock:
             self._closing = True
             if self._connected:
@@ -751,6 +767,9 @@ class MqttPublisher:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        if self.stale is not None:
+            client.on_subscribe = self._on_subscribe
+            client.on_message = self._on_message
         return client
 
     def _on_connect(
@@ -797,6 +816,8 @@ class MqttPublisher:
             with self._cond:
                 self._connected = True
                 self._cond.notify_all()
+            if self.stale is not None:
+                self.stale.on_connect(client)
         self.metrics.connected.set(1)
         self._connect_failure = None
         self._inbox.put((_CONNECTED,))
@@ -846,6 +867,8 @@ class MqttPublisher:
             self._connected = False
             self._cond.notify_all()
         self.metrics.connected.set(0)
+        if self.stale is not None:
+            self.stale.on_disconnect()
         self._inbox.put((_DISCONNECTED, was_connected))
         if was_connected and not self._closing:
             logger.warning(
@@ -866,6 +889,21 @@ class MqttPublisher:
     ) -> None:
         # Runs under paho's message lock: post and return, take no lock of ours.
         self._inbox.put((_ACK, mid))
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if self.stale is not None:
+            self.stale.on_subscribe(client, mid, reason_codes)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self.stale is not None:
+            self.stale.on_message(message.topic, bytes(message.payload), bool(message.retain))
 
 
 def _published(info: mqtt.MQTTMessageInfo) -> bool:
