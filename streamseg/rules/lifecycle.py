@@ -268,16 +268,30 @@ class OccurrenceBook:
         occurrence.last_message_pts = now.pts
         return self._event(occurrence, "update", now, details)
 
-    def end(self, key: Hashable, now: Stamp, last: Stamp, details: dict[str, Any]) -> Event:
+    def end(
+        self,
+        key: Hashable,
+        now: Stamp,
+        last: Stamp,
+        details: dict[str, Any],
+        track_ids: Iterable[int] | None = None,
+        class_names: Iterable[str] | None = None,
+    ) -> Event:
         """Close the occurrence of ``key``; returns its ``end`` message.
 
         Args:
             key: the occurrence's key.
             now: the frame producing the message.
-            last: the occurrence's last frame (its condition's last frame), for ``ended_at``.
+            last: the occurrence's last frame (its condition's last frame), for ``ended_at``;
+                never earlier than its first (an occurrence ends no earlier than it started).
             details: rule-specific figures (``reason`` at least).
+            track_ids, class_names: the tracks the message names, when they changed.
         """
         occurrence = self.open.pop(key)
+        if last.pts < occurrence.started.pts:
+            last = occurrence.started
+        if track_ids is not None and class_names is not None:
+            occurrence.track_ids, occurrence.class_names = sorted_tracks(track_ids, class_names)
         occurrence.seq += 1
         occurrence.last_message_pts = now.pts
         if self.cooldown_s > 0:

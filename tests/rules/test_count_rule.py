@@ -124,3 +124,19 @@ def test_other_classes_and_unconfirmed_tracks_are_not_counted(kit: Kit) -> None:
     )
     frame = [(1, 50, 10, 55, 15, "cow"), (2, 60, 10, 65, 15, "sheep"), (-1, 70, 10, 75, 15, "cow")]
     assert kit.run(engine, [frame] * 3) == []
+
+
+def test_a_start_held_back_by_cooldown_does_not_come_once_the_count_is_back(kit: Kit) -> None:
+    """Regression (differential audit): a start the cooldown held back came on a frame where
+    the count no longer held (the debounced state still did, waiting min_duration_s), and its
+    end was dated before it."""
+    engine, _ = kit.engine(
+        PEN + "  - {id: crowd, type: count, zone: pen, classes: [cow], above: 2, "
+        "min_duration_s: 0.5, cooldown_s: 1}\n"
+    )
+    # Three inside 0-0.9 (start at 0.5), two 1.0-1.5 (end at 1.5, cooldown until 2.5), three
+    # 1.6-2.1, two from 2.2: the cooldown ends while the count is back at two.
+    frames = [cows(3)] * 10 + [cows(2, 1)] * 6 + [cows(3)] * 6 + [cows(2, 1)] * 10
+    events = kit.run(engine, frames)
+    assert [(e.type, e.frame_index) for e in events] == [("start", 5), ("end", 15)]
+    assert all(e.ended_at is None or e.ended_at >= e.started_at for e in events)

@@ -365,3 +365,64 @@ def test_a_run_mixing_whole_and_partial_overlaps_is_not_restarted(kit: Kit) -> N
     events = kit.run(engine, frames)
     assert [(e.type, e.frame_index) for e in events] == [("start", 6)]
     assert events[0].started_pts == pytest.approx(0.3)
+
+
+def test_a_track_back_after_a_stream_stall_longer_than_lost_timeout_starts_afresh(kit: Kit) -> None:
+    """Regression (differential audit): with no frame between a track's last sighting and its
+    return (the stream stalled 9.8 s), nothing noticed the loss, so the track kept its
+    occurrence across the stall, and a track outside before it raised 'enter' on its first
+    frame after it."""
+    engine, _ = kit.engine(
+        ZONE + "  - {id: in, type: inside, zone: yard, min_duration_s: 0, lost_timeout_s: 2}\n"
+        "  - {id: entered, type: enter, zone: yard, min_duration_s: 0, lost_timeout_s: 2}\n"
+    )
+    events = kit.run(engine, [person(IN), person(IN), person(OUT, 2), person(OUT, 2)])
+    # The stall: the next frames come 9.8 s later, both tracks seen again, both inside.
+    events += kit.run(engine, [person(IN) + person(IN, 2)] * 2, start=100)
+    ins = [(e.type, e.track_ids, e.frame_index) for e in events if e.rule_id == "in"]
+    assert ins == [
+        ("start", (1,), 0),
+        ("end", (1,), 100),  # lost: longer than lost_timeout_s unseen
+        ("start", (1,), 100),  # afresh
+        ("start", (2,), 100),
+    ]
+    lost = events[[e.rule_id for e in events].index("in", 1)]
+    assert lost.details == {"reason": "lost", "last_seen_pts": pytest.approx(0.1)}
+    # Where a track is first seen after a loss is no transition.
+    assert [e for e in events if e.rule_id == "entered"] == []
+
+
+def test_a_start_held_back_by_cooldown_does_not_come_while_the_track_is_outside(
+    kit: Kit,
+) -> None:
+    """Regression (differential audit): the debounced state is still 'inside' during the
+    min_duration_s wait on the way out; a start the cooldown had held back came then, dated to
+    that frame, and its end was dated earlier (to the last frame inside): duration < 0."""
+    engine, _ = kit.engine(
+        ZONE + "  - {id: in, type: inside, zone: yard, min_duration_s: 0.5, cooldown_s: 1}\n"
+    )
+    # In 0-0.9 (start at 0.5), out 1.0-1.5 (end at 1.5, cooldown until 2.5), in 1.6-2.1, out
+    # from 2.2: the cooldown ends at 2.5 while the track is outside, waiting to be out.
+    frames = timeline((10, IN), (6, OUT), (6, IN), (10, OUT))
+    events = kit.run(engine, frames)
+    assert [(e.type, e.frame_index) for e in events] == [("start", 5), ("end", 15)]
+    assert all(e.ended_at is None or e.ended_at >= e.started_at for e in events)
+
+
+def test_dwell_is_not_raised_for_a_visit_that_is_already_over(kit: Kit) -> None:
+    """Regression (differential audit): dwell_s was reached during the min_duration_s wait on
+    the way out, so a visit of 0.8 s raised a dwell of 1 s, ended before it started."""
+    engine, _ = kit.engine(
+        ZONE + "  - {id: stay, type: dwell, zone: yard, dwell_s: 1, min_duration_s: 0.5}\n"
+    )
+    events = kit.run(engine, timeline((9, IN), (11, OUT)))
+    assert events == []
+    # Back inside before the wait is over: the visit goes on, and the dwell comes then.
+    engine, _ = kit.engine(
+        ZONE + "  - {id: stay, type: dwell, zone: yard, dwell_s: 1, min_duration_s: 0.5}\n"
+    )
+    events = kit.run(engine, timeline((9, IN), (3, OUT), (5, IN), (10, OUT)))
+    assert [(e.type, e.frame_index) for e in events] == [("start", 12), ("end", 22)]
+    start, end = events
+    assert start.details["dwell_s"] == pytest.approx(1.2)
+    assert end.ended_at >= start.started_at

@@ -113,3 +113,31 @@ def test_calibration_with_points_out_of_order_is_a_clear_error() -> None:
             image_points=[[102, 710], [1180, 705], [890, 402], [370, 405]],
             ground_points=[[0, 0], [12, 0], [0, 20], [12, 20]],
         )
+
+
+def test_updates_and_end_name_the_nearest_machine_of_the_moment(kit: Kit) -> None:
+    """Regression (differential audit): the docstring says track_ids are A and the nearest B
+    when the message was made; updates and the end kept the start's B."""
+    engine, _ = kit.engine(
+        "rules:\n"
+        "  - {id: close, type: near, classes: [person], other_classes: [excavator, truck], "
+        "max_distance: 10, min_duration_s: 0, update_interval_s: 0.5}\n"
+    )
+    worker = (1, 40, 20, 49, 59, "person")
+    digger = (7, 55, 10, 99, 59, "excavator")
+    truck = (8, 0, 20, 35, 59, "truck")
+    frames = [[worker, digger]] * 5 + [[worker, truck]] * 6 + [[(1, 40, 20, 49, 59, "person")]] * 2
+    events = kit.run(engine, frames)
+    assert [(e.type, e.frame_index) for e in events] == [
+        ("start", 0),
+        ("update", 5),
+        ("update", 10),
+        ("end", 11),
+    ]
+    assert [(e.track_ids, e.class_names) for e in events] == [
+        ((1, 7), ("person", "excavator")),
+        ((1, 8), ("person", "truck")),
+        ((1, 8), ("person", "truck")),
+        ((1, 8), ("person", "truck")),
+    ]
+    assert [e.details.get("other_track_id") for e in events[:3]] == [7, 8, 8]

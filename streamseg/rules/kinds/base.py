@@ -97,12 +97,19 @@ class Rule(ABC):
         """Details of a periodic ``update`` of the occurrence of ``key``."""
         return {}
 
+    def current_tracks(self, key: Hashable) -> tuple[list[int], list[str]] | None:
+        """The tracks (ids, classes) a message about ``key`` names now, when they can change
+        during an occurrence (``near``: A and its nearest B); ``None``: as at the start."""
+        return None
+
     def periodic_updates(self, now: Stamp) -> list[Event]:
         """The ``update`` messages due on this frame (every ``update_interval_s``)."""
-        return [
-            self.book.update(key, now, self.update_details(key))
-            for key in self.book.due_updates(now.pts)
-        ]
+        events = []
+        for key in self.book.due_updates(now.pts):
+            tracks = self.current_tracks(key)
+            ids, names = tracks if tracks is not None else (None, None)
+            events.append(self.book.update(key, now, self.update_details(key), ids, names))
+        return events
 
     def close(self, now: Stamp) -> list[Event]:
         """End every open occurrence (the stream ended); ``details["reason"]`` is
@@ -127,6 +134,8 @@ class TrackState:
         value: a kind-specific figure from the last frame (overlap, distance, ...).
         other: a kind-specific companion (the nearest other track of ``near``).
         fired: kind-specific flag (``dwell``: the current visit already raised).
+        held: unseen for longer than ``lost_timeout_s`` but kept, hidden behind another object
+            with its occurrence open (:class:`TrackRule`).
         extra: other kind-specific figures (``dwell``: ``entered_pts``).
     """
 
@@ -137,6 +146,7 @@ class TrackState:
     value: float | None = None
     other: tuple[int, str] | None = None
     fired: bool = False
+    held: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -171,25 +181,38 @@ class TrackRule(Rule):
         objects = ctx.objects
         tracks = self.tracks
         indices = objects.of_classes(self.classes)
+        timeout = self.lost_timeout_s
+        held = ctx.hidden
         for k in indices:
             track_id = objects.track_ids[k]
             state = tracks.get(track_id)
+            if (
+                state is not None
+                and not state.held
+                and now.pts - state.last_seen.pts > timeout + TIME_EPS_S
+            ):
+                # Back after longer than lost_timeout_s, with no frame in between to notice (a
+                # stalled stream) or on the first frame past it: lost all the same, and it
+                # starts afresh.
+                self.lost(track_id, tracks.pop(track_id), now, events)
+                state = None
             if state is None:
                 state = TrackState(now, Debounce(self.initial_state))
                 tracks[track_id] = state
             else:
                 state.seen_before = state.last_seen
+                state.held = False
             state.last_seen = now
             self.observe(ctx, k, track_id, state, events)
         if len(tracks) > len(indices):
-            timeout = self.lost_timeout_s
-            held = ctx.hidden
-            gone = [
-                track_id
-                for track_id, state in tracks.items()
-                if now.pts - state.last_seen.pts > timeout + TIME_EPS_S
-                and not (track_id in held and track_id in self.book.open)
-            ]
+            gone = []
+            for track_id, state in tracks.items():
+                if state.last_seen is now or now.pts - state.last_seen.pts <= timeout + TIME_EPS_S:
+                    continue
+                if track_id in held and track_id in self.book.open:
+                    state.held = True
+                else:
+                    gone.append(track_id)
             for track_id in gone:
                 self.lost(track_id, tracks.pop(track_id), now, events)
         if self.book.open:

@@ -88,7 +88,8 @@ class CountRule(Rule):
         book = self.book
         ids, names = list(inside), [cls for cls, _ in inside.values()]
         if self.debounce.state:
-            if book.can_start(None, now.pts):
+            # Only on a frame where the condition holds (see InsideRule).
+            if holds and book.can_start(None, now.pts):
                 first = self.debounce.since if changed and self.debounce.since else now
                 details = {"count": self.count, **self._threshold()}
                 events.append(book.start(None, first, now, ids, names, details))

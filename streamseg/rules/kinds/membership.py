@@ -76,7 +76,9 @@ class InsideRule(_MembershipRule):
         changed = state.debounce.update(inside, now, self.min_duration_s)
         book = self.book
         if state.debounce.state:
-            if book.can_start(track_id, now.pts):
+            # Only on a frame where it is inside: a start held back by cooldown_s must not come
+            # while the track is on its way out (its end would precede it).
+            if inside and book.can_start(track_id, now.pts):
                 first = state.debounce.since if changed and state.debounce.since else now
                 events.append(
                     book.start(
@@ -169,6 +171,7 @@ class DwellRule(_MembershipRule):
             dwell = now.pts - entered.pts
             if (
                 not state.fired
+                and inside  # not while on its way out: that visit may already be over
                 and dwell >= self.dwell_s - TIME_EPS_S
                 and book.can_start(track_id, now.pts)
             ):

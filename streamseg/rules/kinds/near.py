@@ -119,7 +119,8 @@ class NearRule(TrackRule):
         changed = state.debounce.update(near, now, self.min_duration_s)
         book = self.book
         if state.debounce.state:
-            if book.can_start(track_id, now.pts) and state.other is not None:
+            # Only on a frame where A is near (see InsideRule): not while it moves apart.
+            if near and book.can_start(track_id, now.pts) and state.other is not None:
                 first = state.debounce.since if changed and state.debounce.since else now
                 events.append(
                     book.start(
@@ -134,9 +135,21 @@ class NearRule(TrackRule):
         elif track_id in book.open:
             details = self._details(track_id, state)
             details["reason"] = "apart"
-            events.append(book.end(track_id, now, state.last_true or now, details))
+            ids, names = self.current_tracks(track_id) or (None, None)
+            events.append(book.end(track_id, now, state.last_true or now, details, ids, names))
 
     def update_details(self, key: object) -> dict[str, Any]:
         if not isinstance(key, int) or key not in self.tracks:
             return {}
         return self._details(key, self.tracks[key])
+
+    def current_tracks(self, key: object) -> tuple[list[int], list[str]] | None:
+        """A and the B last near it (the module docstring: the nearest B of each message)."""
+        if not isinstance(key, int):
+            return None
+        state = self.tracks.get(key)
+        occurrence = self.book.open.get(key)
+        if state is None or state.other is None or occurrence is None:
+            return None
+        cls = occurrence.class_names[occurrence.track_ids.index(key)]
+        return [key, state.other[0]], [cls, state.other[1]]
