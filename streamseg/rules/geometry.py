@@ -21,8 +21,8 @@ from streamseg.config.zones import CalibrationConfig, LineZoneConfig, PolygonZon
 
 logger = logging.getLogger(__name__)
 
-_SUBPIXEL_BITS = 4
-"""cv2.fillPoly fixed-point bits: vertices are placed to 1/16 pixel."""
+ON_EDGE_EPS = 1e-9
+"""A pixel centre this close (in pixels) to a zone's outline is on it, so in the zone."""
 
 MOSTLY_OUTSIDE = 0.5
 """A polygon zone with less than this fraction of its area inside the frame is logged as a
@@ -63,6 +63,83 @@ def to_frame_px(
     return array
 
 
+def rasterize_polygon(
+    points_px: npt.NDArray[np.float64], frame_wh: tuple[int, int]
+) -> npt.NDArray[np.bool_]:
+    """The pixels of a ``frame_wh`` grid whose centres lie inside a polygon or on its outline.
+
+    Exact for any (sub-pixel) vertices, unlike ``cv2.fillPoly``, which also fills the pixels
+    its outline is drawn through: half a pixel more on the right and bottom edges. The interior
+    is filled row by row between the crossings of each row's centre line with the edges (each
+    edge spanning ``y0 <= y < y1``, so a vertex is crossed once), by the even-odd rule (zones
+    are simple polygons: the config refuses self-intersecting ones); then the centres lying on
+    an edge are added (the rows of horizontal edges and bottom vertices that the half-open
+    spans leave out).
+
+    Args:
+        points_px: (K, 2) vertices, frame pixels (the centre of pixel ``(row, col)`` is
+            ``(col, row)``); parts outside the frame are cut off.
+        frame_wh: (width, height) of the grid.
+
+    Returns:
+        (height, width) bool.
+    """
+    width, height = frame_wh
+    mask = np.zeros((height, width), dtype=bool)
+    pts = np.asarray(points_px, dtype=np.float64).reshape(-1, 2)
+    if len(pts) < 3 or width < 1 or height < 1:
+        return mask
+    x0, y0 = pts[:, 0], pts[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    eps = ON_EDGE_EPS
+    # Interior: per row, the x of each crossing, sorted, filled pair by pair.
+    rows_list, xs_list = [], []
+    for ax, ay, bx, by in zip(x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist(), strict=True):
+        if ay == by:
+            continue
+        low, high = min(ay, by), max(ay, by)
+        rows = np.arange(max(math.ceil(low), 0), min(math.ceil(high) - 1, height - 1) + 1)
+        rows = rows[(rows >= low) & (rows < high)]
+        if rows.size:
+            rows_list.append(rows)
+            xs_list.append(ax + (rows - ay) * ((bx - ax) / (by - ay)))
+    if rows_list:
+        rows = np.concatenate(rows_list)
+        xs = np.concatenate(xs_list)
+        order = np.lexsort((xs, rows))
+        rows, xs = rows[order], xs[order]
+        # Crossings come in pairs per row (even-odd): left ends at even places, right at odd.
+        left = np.ceil(xs[0::2] - eps).astype(np.int64)
+        right = np.floor(xs[1::2] + eps).astype(np.int64)
+        row = rows[0::2]
+        left, right = np.maximum(left, 0), np.minimum(right, width - 1)
+        keep = left <= right
+        diff = np.zeros((height, width + 1), dtype=np.int32)
+        np.add.at(diff, (row[keep], left[keep]), 1)
+        np.add.at(diff, (row[keep], right[keep] + 1), -1)
+        mask |= np.cumsum(diff[:, :width], axis=1) > 0
+    # The outline: centres on an edge (horizontal edges whole, others where x is whole).
+    for ax, ay, bx, by in zip(x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist(), strict=True):
+        top, bottom = (
+            max(math.ceil(min(ay, by) - eps), 0),
+            min(math.floor(max(ay, by) + eps), height - 1),
+        )
+        if top > bottom:
+            continue
+        if abs(by - ay) <= eps:
+            first = max(math.ceil(min(ax, bx) - eps), 0)
+            last = min(math.floor(max(ax, bx) + eps), width - 1)
+            if first <= last:
+                mask[top : bottom + 1, first : last + 1] = True
+            continue
+        on = np.arange(top, bottom + 1)
+        x = ax + (on - ay) * ((bx - ax) / (by - ay))
+        cols = np.round(x)
+        hit = (np.abs(x - cols) <= eps) & (cols >= 0) & (cols <= width - 1)
+        mask[on[hit], cols[hit].astype(np.int64)] = True
+    return mask
+
+
 class PolygonRaster:
     """A polygon rasterized at one frame size, with a summed-area table for O(1) box sums.
 
@@ -75,10 +152,8 @@ class PolygonRaster:
     def __init__(self, points_px: npt.NDArray[np.float64], frame_wh: tuple[int, int]) -> None:
         """Rasterize ``points_px`` ((K, 2) frame pixels) into a ``frame_wh`` grid."""
         width, height = frame_wh
-        canvas = np.zeros((height, width), dtype=np.uint8)
-        fixed = np.round(points_px * (1 << _SUBPIXEL_BITS)).astype(np.int32)
-        cv2.fillPoly(canvas, [fixed], 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
-        self.mask: npt.NDArray[np.bool_] = canvas.astype(bool)
+        self.mask: npt.NDArray[np.bool_] = rasterize_polygon(points_px, frame_wh)
+        canvas = self.mask.view(np.uint8)
         self.integral: npt.NDArray[np.int32] = np.asarray(
             cv2.integral(canvas, sdepth=cv2.CV_32S), dtype=np.int32
         )
