@@ -50,6 +50,11 @@ class MqttTlsConfig(ConfigModel):
     keyfile: NonEmptyStr | None = Field(
         default=None, description="private key of certfile (PEM); null when certfile holds it"
     )
+    keyfile_password: SecretStr | None = Field(
+        default=None,
+        description="password of an encrypted private key (use ${VAR}; never logged); an "
+        "encrypted key without it is a clear error at start, never a prompt",
+    )
     insecure: bool = Field(
         default=False,
         description="skip the broker hostname check (testing only: allows a man in the middle)",
@@ -59,10 +64,15 @@ class MqttTlsConfig(ConfigModel):
     def _consistent(self) -> Self:
         if self.keyfile is not None and self.certfile is None:
             raise ValueError("keyfile is set without certfile; expected both, or certfile alone")
+        if self.keyfile_password is not None and self.certfile is None:
+            raise ValueError(
+                "keyfile_password is set without certfile; expected the client certificate "
+                "(certfile, and keyfile unless certfile holds the key) it unlocks"
+            )
         if not self.enabled:
             set_keys = [
                 key
-                for key in ("ca_certs", "certfile", "keyfile", "insecure")
+                for key in ("ca_certs", "certfile", "keyfile", "keyfile_password", "insecure")
                 if getattr(self, key) not in (None, False)
             ]
             if set_keys:

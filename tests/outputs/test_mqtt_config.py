@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streamseg.config import ConfigError, load_pipeline_text
+from streamseg.config import ConfigError, PipelineConfig, load_pipeline_text
 from streamseg.config.mqtt import MqttOutputConfig, check_topic_prefix
 from streamseg.outputs.mqtt import (
     MqttPublisher,
@@ -204,6 +204,45 @@ def test_builder_reports_unreadable_tls_files(tmp_path: Path) -> None:
     publisher = build_mqtt_publisher(load_pipeline_text(ok))
     assert publisher is not None
     publisher.close()
+
+
+def test_an_encrypted_client_key_needs_its_password_and_never_prompts(tmp_path: Path) -> None:
+    """Without keyfile_password, OpenSSL used to ask for the key's password on the terminal: a
+    service has none (an obscure failure), a container with a terminal hangs at start."""
+    client = (
+        f"certfile: {TLS_DIR}/client.crt, keyfile: {TLS_DIR}/client-encrypted.key, "
+        f"ca_certs: {TLS_DIR}/ca.crt"
+    )
+
+    def pipeline(password: str = "") -> PipelineConfig:
+        return load_pipeline_text(
+            _pipeline(
+                f"mqtt: {{tls: {{enabled: true, {client}{password}}}, "
+                f"outbox: {{path: {tmp_path}/o.sqlite3}}}}"
+            ),
+            env={"KEY_PASSWORD": "streamseg-test", "WRONG": "nope"},
+        )
+
+    with pytest.raises(ValueError, match=r"encrypted: set outputs\.mqtt\.tls\.keyfile_password"):
+        build_mqtt_publisher(pipeline())
+    with pytest.raises(ValueError, match=r"cannot load .*client-encrypted\.key.*keyfile_password"):
+        build_mqtt_publisher(pipeline(", keyfile_password: \"${WRONG}\""))
+    publisher = build_mqtt_publisher(pipeline(", keyfile_password: \"${KEY_PASSWORD}\""))
+    assert publisher is not None
+    assert "streamseg-test" not in repr(publisher.config)  # a secret, never printed
+    publisher.close()
+
+
+@pytest.mark.parametrize(
+    ("tls", "message"),
+    [
+        ("{enabled: true, keyfile_password: x}", "keyfile_password is set without certfile"),
+        ("{enabled: false, certfile: c.pem, keyfile_password: x}", "keyfile_password set while"),
+    ],
+)
+def test_keyfile_password_needs_a_client_certificate_and_tls(tls: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_pipeline_text(_pipeline(f"mqtt: {{tls: {tls}}}"))
 
 
 def _event(**overrides: object) -> Event:

@@ -942,11 +942,31 @@ def _log_paho(client: mqtt.Client, userdata: Any, level: int, text: str) -> None
         _PAHO_LOGGER.debug("paho: %s", text)
 
 
+def _no_key_password() -> str:
+    """The password callback when none is configured: OpenSSL would otherwise prompt for one on
+    the terminal (a service has none: it would fail obscurely, or hang in a container)."""
+    raise ValueError(
+        "the private key is encrypted: set outputs.mqtt.tls.keyfile_password "
+        "(e.g. keyfile_password: ${MQTT_KEY_PASSWORD})"
+    )
+
+
 def _configure_tls(client: mqtt.Client, config: MqttOutputConfig) -> None:
     tls = config.tls
+    password = tls.keyfile_password
     try:
-        client.tls_set(ca_certs=tls.ca_certs, certfile=tls.certfile, keyfile=tls.keyfile)
-    except (OSError, ssl.SSLError) as exc:
+        client.tls_set(
+            ca_certs=tls.ca_certs,
+            certfile=tls.certfile,
+            keyfile=tls.keyfile,
+            # ssl's load_cert_chain takes a callable too (paho passes it through).
+            keyfile_password=cast(
+                str, password.get_secret_value() if password is not None else _no_key_password
+            ),
+        )
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        if password is not None and isinstance(exc, ssl.SSLError):
+            exc = ssl.SSLError(f"{exc} (is keyfile_password the key's password?)")
         files = ", ".join(
             f"{key}={value}"
             for key, value in (
