@@ -663,3 +663,48 @@ def test_pipeline_publishes_the_recorders_snapshot_once_the_file_exists(
             pipeline.stop()
     assert "not published" not in caplog.text
     sub.close()
+
+
+def test_an_event_the_full_disk_keeps_out_of_the_outbox_still_goes_out_while_connected(
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The outbox's database refuses to grow (SQLite's own full-disk error, SQLITE_FULL, through
+    max_page_count: the disk itself cannot be filled here). While connected the event is
+    published anyway, without the durable guarantee, and said so; while not, it is lost, and
+    said so. Events stored before go out as usual."""
+    broker = mosquitto()
+    sub = Subscriber(broker.port, f"{PREFIX}/events")
+    publisher = publisher_for(broker.port)
+    publisher.start()
+    stored = make_event(0)
+    publisher.on_event(stored)
+    sub.wait_for(lambda s: len(s.on(f"{PREFIX}/events")) == 1)
+    db = publisher.outbox._db  # the real database: let it fill up
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count = {pages}")
+    big = "x" * 20_000  # a row larger than a page: the database must grow for it
+    unstored = make_event(1, details={"overlap": 0.5, "note": big})
+    with caplog.at_level(logging.ERROR, logger="streamseg.outputs.mqtt.publisher"):
+        publisher.on_event(unstored)
+    assert "database or disk is full" in caplog.text
+    assert "published without it" in caplog.text
+    sub.wait_for(lambda s: len(s.on(f"{PREFIX}/events")) == 2)
+    assert [p["event_id"] for p in event_payloads(sub)] == [stored.event_id, unstored.event_id]
+    registry = publisher.metrics.registry
+    assert registry.get_sample_value("streamseg_mqtt_events_sent_unstored_total") == 1
+    assert (
+        registry.get_sample_value("streamseg_mqtt_events_refused_total", {"reason": "error"}) == 1
+    )
+    assert publisher.outbox.depth == 0  # its acknowledgement is none of the outbox's business
+
+    broker.stop()
+    deadline = time.monotonic() + 10
+    while publisher.connected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="streamseg.outputs.mqtt.publisher"):
+        publisher.on_event(make_event(2, details={"note": big}))
+    assert "it is lost (not connected)" in caplog.text
+    assert registry.get_sample_value("streamseg_mqtt_events_sent_unstored_total") == 1

@@ -31,6 +31,8 @@ class MqttMetrics:
         events_refused: events not stored, by ``reason``: ``full`` (bound reached),
             ``too_large`` (over ``max_payload_bytes``) or ``error`` (the database failed).
         events_acked: events the broker acknowledged (removed from the outbox).
+        events_sent_unstored: events refused with ``error`` that were published anyway
+            (connected at the time), without the outbox's guarantee.
         events_quarantined: events moved out of the outbox into its quarantine file, by
             ``reason``: ``too_large`` (stored by a run with a higher ``max_payload_bytes``) or
             ``disconnects`` (the broker dropped the connection every time it was sent).
@@ -57,6 +59,12 @@ class MqttMetrics:
         )
         self.events_acked = Counter(
             "streamseg_mqtt_events_acked", "Events the MQTT broker acknowledged", registry=r
+        )
+        self.events_sent_unstored = Counter(
+            "streamseg_mqtt_events_sent_unstored",
+            "Events the outbox could not store (a disk error) published directly, without its "
+            "guarantee",
+            registry=r,
         )
         self.events_quarantined = Counter(
             "streamseg_mqtt_events_quarantined",

@@ -355,6 +355,7 @@ class MqttPublisher:
         The event's ``snapshot`` path is not read here: the recorder writes the file after the
         ``start`` message and reports it to :meth:`on_snapshot`.
         """
+        payload: bytes | None = None
         try:
             payload = event.to_json().encode("utf-8")
             if len(payload) > self.config.max_payload_bytes:
@@ -367,17 +368,37 @@ class MqttPublisher:
             self.metrics.events_refused.labels(reason="error").inc()
             with self._full_lock:
                 self._refused_total += 1
+            # Its disk full or failing, the outbox cannot keep the event; while connected it
+            # still goes out, without the guarantee (paho holds it until the broker acks).
+            sent = payload is not None and self._send_unstored(payload)
             logger.exception(
-                "MQTT: could not store event %s (%s %s on %s) in the outbox %s; it is lost",
+                "MQTT: could not store event %s (%s %s on %s) in the outbox %s; %s",
                 event.event_id,
                 event.rule_id,
                 event.type,
                 event.stream_id,
                 self.outbox.path,
+                "published without it (lost if the connection drops before the broker "
+                "acknowledges it)"
+                if sent
+                else "it is lost (not connected)",
             )
         else:
             self._inbox.put((_WORK,))
         self._refresh_outbox_status()
+
+    def _send_unstored(self, payload: bytes) -> bool:
+        """Publish an event the outbox could not store, if connected: whether it went out.
+
+        The sender ignores its acknowledgement (its message id is none of the outbox's).
+        """
+        if not self._connected or self._closing:
+            return False
+        info = self._client.publish(self.topics.events, payload, qos=self.config.qos)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return False
+        self.metrics.events_sent_unstored.inc()
+        return True
 
     def on_snapshot(self, event: Event, path: Path) -> None:
         """Publish an event's JPEG on ``<prefix>/<stream>/<rule>/snapshot`` (retained), when
