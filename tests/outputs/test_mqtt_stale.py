@@ -16,7 +16,7 @@ import pytest
 from helpers.mosquitto import Mosquitto, Subscriber, client_keys
 
 from streamseg.config import PipelineConfig, load_pipeline_text
-from streamseg.outputs.mqtt import MqttPublisher, Topics
+from streamseg.outputs.mqtt import MqttPublisher, Topics, build_mqtt_publisher
 from streamseg.outputs.mqtt.stale import OwnedTopics, owned_topics
 from streamseg.runtime.shard import Shard, shard_config, shard_of
 
@@ -51,7 +51,9 @@ def owned(shard: Shard | None = None, **mqtt: Any) -> OwnedTopics:
     index = shard.index if shard is not None and shard.count > 1 else None
     if shard is not None:
         config = shard_config(config, shard)
-    return owned_topics(config, Topics(PREFIX, index), shard)
+    found = owned_topics(config, Topics(PREFIX, index), shard)
+    assert found is not None
+    return found
 
 
 def ha_config(state_topic: str, component: str = "binary_sensor") -> tuple[str, bytes]:
@@ -122,8 +124,6 @@ def test_discovery_configs_are_judged_by_their_state_topic() -> None:
     assert not topics.is_stale(*ha_config("elsewhere/gate/old-rule/state"))
     assert not topics.is_stale(ha_config(f"{PREFIX}/gate/old-rule/state")[0], b"\xff{not json")
     assert not topics.is_stale(ha_config(f"{PREFIX}/gate/old-rule/state")[0], b"[1, 2]")
-    # The configs are subscribed to only when discovery is on.
-    assert not any(f.startswith(f"{HA}/") for f in owned().filters())
     assert f"{HA}/sensor/{NODE}/+/config" in topics.filters()
 
 
@@ -148,6 +148,48 @@ def test_a_shard_decides_for_its_own_streams_and_shard_0_for_the_process_topics(
         assert not topics.is_stale(f"{PREFIX}/shards/x/available", b"online")
 
 
+def test_discovery_turned_off_clears_the_entities_of_this_process_streams() -> None:
+    topics = owned()  # discovery off: the configs an earlier run published are still sought
+    assert f"{HA}/binary_sensor/{NODE}/+/config" in topics.filters()
+    assert topics.is_stale(*ha_config(f"{PREFIX}/gate/in-pen/state"))
+    assert topics.is_stale(*ha_config(f"{PREFIX}/crane/pen/cow/count", "sensor"))
+    assert not topics.is_stale(*ha_config("elsewhere/gate/in-pen/state"))
+    sharded = owned(Shard(1, 2))  # only the streams shard 1 decides for
+    for stream in ("gate", "dock", "crane"):
+        mine = shard_of(stream, 2) == 1
+        assert sharded.is_stale(*ha_config(f"{PREFIX}/{stream}/in-pen/state")) is mine
+
+
+def test_without_retain_every_retained_value_of_this_process_is_left_over() -> None:
+    topics = owned(retain=False)
+    assert topics.is_stale(f"{PREFIX}/gate/in-pen/state", b"ON")
+    assert topics.is_stale(f"{PREFIX}/gate/pen/cow/count", b"3")
+    assert topics.is_stale(f"{PREFIX}/available", b"online")
+    assert not topics.is_stale(f"{PREFIX}/custom/notes", b"x")
+    sharded = owned(Shard(1, 2), retain=False)
+    assert sharded.is_stale(f"{PREFIX}/shards/1/available", b"online")
+    assert not sharded.is_stale(f"{PREFIX}/shards/0/available", b"online")
+
+
+def test_an_unnamed_pipeline_clears_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """Every pipeline without a name has the prefix streamseg/streamseg: another one's live
+    topics would look like left-overs."""
+    text = PIPELINE.replace("name: yard\n", "").format(mqtt="{}")
+    config = load_pipeline_text(text, env={})
+    assert owned_topics(config, Topics("streamseg/streamseg")) is None
+    named = load_pipeline_text(text.replace("mqtt: {}", "mqtt: {topic_prefix: site/a}"), env={})
+    assert owned_topics(named, Topics("site/a")) is not None
+    with caplog.at_level(logging.INFO, logger="streamseg.outputs.mqtt.build"):
+        config = load_pipeline_text(
+            text.replace("mqtt: {}", "mqtt: {outbox: {path: /tmp/unnamed-stale.sqlite3}}"),
+            env={},
+        )
+        publisher = build_mqtt_publisher(config)
+    assert publisher is not None and publisher.stale is None
+    publisher.close()
+    assert "the pipeline has no name" in caplog.text
+
+
 # ---------------------------------------------------------------------------- real broker
 
 
@@ -164,11 +206,16 @@ def _publish_retained(port: int, messages: dict[str, bytes]) -> None:
         client.loop_stop()
 
 
-def _retained_now(port: int, topic_filter: str, settle_s: float = 0.5) -> dict[str, bytes]:
-    """What a subscriber arriving now reads: ``{topic: payload}`` of the retained messages."""
+def _retained_now(
+    port: int, topic_filter: str, expect: set[str], settle_s: float = 0.3
+) -> dict[str, bytes]:
+    """What a subscriber arriving now reads: ``{topic: payload}`` of the retained messages,
+    once the ``expect`` topics have come (a slow machine may take a while) and ``settle_s``
+    more (the broker sends them in one burst)."""
     fresh = Subscriber(port, topic_filter)
     try:
-        time.sleep(settle_s)  # the broker sends the retained messages right after its SUBACK
+        fresh.wait_for(lambda s: {m.topic for m in s.messages if m.retain} >= expect)
+        time.sleep(settle_s)
         return {m.topic: m.payload for m in fresh.messages if m.retain}
     finally:
         fresh.close()
@@ -222,7 +269,8 @@ def test_the_first_connection_clears_what_an_earlier_configuration_left(
     assert publisher.stale.done.wait(timeout=10)
     publisher.on_rule_state("gate", "in-pen", True)
 
-    now = _retained_now(broker.port, "#")
+    own = {f"{PREFIX}/available", f"{PREFIX}/gate/in-pen/state", live_config}
+    now = _retained_now(broker.port, "#", set(KEPT) | own)
     assert not set(EARLIER) & set(now), "stale retained topics survived"
     assert old_config not in now
     for topic, payload in KEPT.items():
@@ -241,7 +289,33 @@ def test_the_first_connection_clears_what_an_earlier_configuration_left(
     while not publisher.connected and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(publisher.stale.window_s + 0.5)
-    assert f"{PREFIX}/gate/later-rule/state" in _retained_now(broker.port, f"{PREFIX}/#")
+    later = f"{PREFIX}/gate/later-rule/state"
+    assert later in _retained_now(broker.port, f"{PREFIX}/#", {later})
+
+
+@pytest.mark.integration
+def test_what_the_publisher_announces_while_collecting_is_not_cleared(
+    mosquitto: Callable[..., Mosquitto],
+    built_publisher: Callable[[PipelineConfig], MqttPublisher],
+    tmp_path: Path,
+) -> None:
+    """Regression (audit): an old config whose object id the new pipeline reuses (zone
+    'pen_big', class 'cow' then; zone 'pen', class 'big_cow' now: both gate_pen_big_cow_count)
+    was cleared after the publisher had announced the new one on its first count."""
+    broker = mosquitto(persistence=False)
+    topic = f"{HA}/sensor/{NODE}/gate_pen_big_cow_count/config"
+    old = json.dumps({"state_topic": f"{PREFIX}/gate/pen_big/cow/count"}).encode()
+    _publish_retained(broker.port, {topic: old})
+    publisher = _start(built_publisher, broker.port, tmp_path, home_assistant={"enabled": True})
+    assert publisher.stale is not None
+    deadline = time.monotonic() + 10
+    while not publisher.connected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    publisher.on_zone_count("gate", "pen", "big_cow", 2)  # the first frame's count
+    assert publisher.stale.done.wait(timeout=10)
+    config = json.loads(_retained_now(broker.port, f"{HA}/#", {topic})[topic])
+    assert config["state_topic"] == f"{PREFIX}/gate/pen/big_cow/count"
+    assert topic not in publisher.stale.cleared
 
 
 @pytest.mark.integration
@@ -258,5 +332,5 @@ def test_clear_stale_retained_false_leaves_everything(
     while not publisher.connected and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(1.5)  # longer than a clearing would take
-    now = _retained_now(broker.port, f"{PREFIX}/#")
+    now = _retained_now(broker.port, f"{PREFIX}/#", set(EARLIER))
     assert {topic: now.get(topic) for topic in EARLIER} == EARLIER

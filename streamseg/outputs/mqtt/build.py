@@ -83,6 +83,13 @@ def build_mqtt_publisher(
     owned = None
     if mqtt_config.clear_stale_retained:
         owned = owned_topics(config, Topics(prefix, index), shard)
+        if owned is None:
+            logger.info(
+                "MQTT: retained topics that earlier configurations left under %s/ are not "
+                "cleared: the pipeline has no name, and every unnamed pipeline shares this "
+                "prefix (set name, or outputs.mqtt.topic_prefix)",
+                prefix,
+            )
     outbox = Outbox(
         mqtt_config.outbox.path or default_outbox_path(config.name, index),
         max_events=mqtt_config.outbox.max_events,

@@ -222,7 +222,9 @@ class MqttPublisher:
                 f"expected the publisher's {self.topics!r}"
             )
         self.stale: StaleCleaner | None = (
-            StaleCleaner(owned, max(config.state_qos, 1)) if owned is not None else None
+            StaleCleaner(owned, max(config.state_qos, 1), self._publishes)
+            if owned is not None
+            else None
         )
         """Clears the retained topics earlier configurations left (``None``: off)."""
         self._client = self._make_client()
@@ -555,6 +557,11 @@ class MqttPublisher:
             self._configs[message.topic] = message
             if self._connected:
                 self._publish_config(message)
+
+    def _publishes(self, topic: str) -> bool:
+        """Whether this run has published ``topic`` as a retained value or discovery config
+        (membership tests of dicts are atomic: no lock)."""
+        return topic in self._retained or topic in self._configs
 
     def _publish_config(self, message: DiscoveryMessage) -> None:
         # Always retained: Home Assistant reads the configs when it (re)starts.

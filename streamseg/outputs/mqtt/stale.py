@@ -16,7 +16,10 @@ running pipeline would never publish again:
 - the process topics of another layout: ``<prefix>/shards/<i>/...`` of a run that is not
   sharded (or of a shard index past the count), ``<prefix>/available`` and ``<prefix>/outbox``
   of a sharded run;
-- a discovery config under this pipeline's ``node_id`` whose ``state_topic`` is stale.
+- a discovery config under this pipeline's ``node_id`` whose ``state_topic`` is stale, and
+  every one of them for a stream of this process once discovery is turned off;
+- with ``retain: false``, every retained value of a topic of this process (it is published,
+  never retained, so a retained one is left from an earlier configuration).
 
 What is left alone: anything outside that layout, the counts of any class in a zone that is
 still counted (which classes a zone saw is not known up front), and, for one shard of several,
@@ -24,7 +27,12 @@ the streams of the other shards. A shard decides for the streams it would run (t
 hash of :mod:`streamseg.runtime.shard`, so a stream missing from the pipeline is still somebody's
 to clear), and shard 0 for the process topics. A prefix therefore belongs to one pipeline: two
 different pipelines under one prefix would clear each other's topics (they would already share
-one availability topic); ``clear_stale_retained: false`` turns this off.
+one availability topic); ``clear_stale_retained: false`` turns this off. A pipeline with neither
+a ``name`` nor a ``topic_prefix`` clears nothing: every unnamed pipeline has the same prefix.
+
+Brokers do not always say no: mosquitto grants a subscription its ACL forbids to read (and then
+delivers nothing), and acknowledges a publish its ACL forbids to write. Under such an ACL
+nothing is cleared, silently.
 """
 
 from __future__ import annotations
@@ -34,7 +42,8 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +65,9 @@ logger = logging.getLogger(__name__)
 LOGGED_TOPICS = 20
 """Most cleared topics named in the log line."""
 
+MAX_COLLECT_S = 30.0
+"""Longest collection of the retained messages (while they keep coming)."""
+
 CLEAR_ACK_TIMEOUT_S = 10.0
 """How long the clearing waits for the broker to acknowledge each empty retained message."""
 
@@ -63,6 +75,9 @@ _ID = re.compile(r"^[A-Za-z0-9_-]+$")
 """A stream id (ID_PATTERN of the config): only such levels can be a stream's topics."""
 
 _DISCOVERY_COMPONENTS = ("binary_sensor", "sensor")
+
+_STREAM_TOPICS = frozenset({(2, "status"), (3, "state"), (3, "snapshot"), (4, "count")})
+"""(levels under the prefix, last level) of a stream's topics."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +104,12 @@ class OwnedTopics:
         streams: the streams this process runs, by topic level.
         snapshots: whether the pipeline publishes snapshots.
         shard: the shard of a sharded run (count > 1), else ``None``.
-        discovery: ``(discovery prefix, node_id)`` of the Home Assistant configs, or ``None``.
+        discovery: ``(discovery prefix, node_id)`` of this pipeline's Home Assistant configs
+            (those of an earlier configuration too, when discovery is off now), or ``None``.
+        announces: whether the pipeline publishes discovery configs (when off, every config
+            of its node for a stream this process decides for is stale).
+        retain: whether the pipeline retains its topics (when off, every retained value of a
+            topic this process decides for is left over).
     """
 
     topics: Topics
@@ -97,6 +117,8 @@ class OwnedTopics:
     snapshots: bool = False
     shard: Shard | None = None
     discovery: tuple[str, str] | None = None
+    announces: bool = False
+    retain: bool = True
 
     def filters(self) -> list[str]:
         """The subscriptions that receive every retained topic :meth:`is_stale` may clear."""
@@ -145,7 +167,25 @@ class OwnedTopics:
         except (UnicodeDecodeError, json.JSONDecodeError):
             return False
         state_topic = config.get("state_topic") if isinstance(config, dict) else None
-        return isinstance(state_topic, str) and self._stale_topic(state_topic)
+        if not isinstance(state_topic, str):
+            return False
+        if not self.announces:  # discovery was turned off: every entity of ours goes
+            levels = self._stream_levels(state_topic)
+            return levels is not None and (
+                levels[0] in self.streams or self._absent_stream_is_mine(levels[0])
+            )
+        return self._stale_topic(state_topic)
+
+    def _stream_levels(self, topic: str) -> list[str] | None:
+        """The levels under the prefix of a stream's topic (``<stream>/status``,
+        ``<stream>/<rule>/state`` ...), else ``None``."""
+        head = f"{self.topics.prefix}/"
+        if not topic.startswith(head):
+            return None
+        levels = topic[len(head) :].split("/")
+        if (len(levels), levels[-1]) not in _STREAM_TOPICS:
+            return None
+        return levels
 
     def _stale_topic(self, topic: str) -> bool:
         head = f"{self.topics.prefix}/"
@@ -154,18 +194,26 @@ class OwnedTopics:
         levels = topic[len(head) :].split("/")
         shard = self.shard
         if len(levels) == 1 and levels[0] in ("available", "outbox"):
-            return shard is not None and shard.index == 0
+            if shard is not None:  # an unsharded run's: shard 0 decides
+                return shard.index == 0
+            return not self.retain  # ours, left from when it was retained
         if len(levels) == 3 and levels[0] == "shards" and levels[2] in ("available", "outbox"):
             if shard is None:
                 return True
             index = levels[1]
-            return shard.index == 0 and index.isdigit() and int(index) >= shard.count
-        kind = levels[-1]
-        if (len(levels), kind) not in ((2, "status"), (3, "state"), (3, "snapshot"), (4, "count")):
+            if not index.isdigit():
+                return False
+            if int(index) == shard.index:
+                return not self.retain
+            return shard.index == 0 and int(index) >= shard.count
+        if self._stream_levels(topic) is None:
             return False
+        kind = levels[-1]
         stream = self.streams.get(levels[0])
         if stream is None:
             return self._absent_stream_is_mine(levels[0])
+        if not self.retain:  # published, never retained: a retained value is left over
+            return True
         if kind == "state":
             return levels[1] not in stream.rules
         if kind == "snapshot":
@@ -183,8 +231,14 @@ class OwnedTopics:
         return shard is None or shard_of(level, shard.count) == shard.index
 
 
-def owned_topics(config: PipelineConfig, topics: Topics, shard: Shard | None = None) -> OwnedTopics:
+def owned_topics(
+    config: PipelineConfig, topics: Topics, shard: Shard | None = None
+) -> OwnedTopics | None:
     """The retained topics ``config`` publishes under ``topics``.
+
+    ``None`` for a pipeline without a ``name`` and without a ``topic_prefix``: its prefix,
+    ``streamseg/streamseg``, is every unnamed pipeline's, and clearing would take another
+    pipeline's live topics for left-overs.
 
     Args:
         config: the validated pipeline (a shard's copy lists only its own sources).
@@ -192,6 +246,8 @@ def owned_topics(config: PipelineConfig, topics: Topics, shard: Shard | None = N
         shard: the shard this process runs when the pipeline runs as several (count > 1).
     """
     mqtt = config.outputs.mqtt
+    if "name" not in config.model_fields_set and (mqtt is None or mqtt.topic_prefix is None):
+        return None
     zones = {zone.id: zone for zone in config.zones}
     streams: dict[str, StreamTopics] = {}
     for source in config.sources:
@@ -207,16 +263,17 @@ def owned_topics(config: PipelineConfig, topics: Topics, shard: Shard | None = N
             frozenset(topic_level(zone) for zone in counted),
         )
     discovery = None
-    if mqtt is not None and mqtt.home_assistant.enabled:
+    if mqtt is not None:  # off now, the configs an earlier run published are still found
         settings = mqtt.home_assistant
-        node_id = settings.node_id or default_node_id(config.name)
-        discovery = (settings.discovery_prefix, node_id)
+        discovery = (settings.discovery_prefix, settings.node_id or default_node_id(config.name))
     return OwnedTopics(
         topics,
         streams,
         snapshots=mqtt is not None and mqtt.snapshots,
         shard=shard if shard is not None and shard.count > 1 else None,
         discovery=discovery,
+        announces=mqtt is not None and mqtt.home_assistant.enabled,
+        retain=mqtt is None or mqtt.retain,
     )
 
 
@@ -231,16 +288,33 @@ class StaleCleaner:
     connected client, :attr:`done` is set and nothing more happens. A broker that refuses the
     subscriptions (an ACL) gets a warning and is left as it is.
 
+    A retained topic published while the messages are collected (this process announcing a
+    count's entity on the first frame) is not cleared: its live copy takes it off the list,
+    and so does ``publishes_now``. Collection goes on while retained messages keep coming (a
+    broker with very many), up to ``max_collect_s``.
+
     Args:
         owned: what the pipeline publishes.
         qos: QoS of the clearing messages.
-        window_s: how long to collect after the SUBACK.
+        publishes_now: whether the publisher has published a retained value or config on a
+            topic in this run (never cleared).
+        window_s: how long to collect after the SUBACK, and after the last retained message.
+        max_collect_s: the longest collection.
     """
 
-    def __init__(self, owned: OwnedTopics, qos: int, window_s: float = CLEAR_WINDOW_S) -> None:
+    def __init__(
+        self,
+        owned: OwnedTopics,
+        qos: int,
+        publishes_now: Callable[[str], bool] = lambda topic: False,
+        window_s: float = CLEAR_WINDOW_S,
+        max_collect_s: float = MAX_COLLECT_S,
+    ) -> None:
         self.owned = owned
         self.qos = qos
+        self.publishes_now = publishes_now
         self.window_s = window_s
+        self.max_collect_s = max_collect_s
         self.done = threading.Event()
         """Set once the stale topics were cleared (or the broker refused the subscriptions)."""
         self.cleared: list[str] = []
@@ -253,6 +327,8 @@ class StaleCleaner:
         self._found: set[str] = set()
         self._collecting = False
         self._timer: threading.Timer | None = None
+        self._started = 0.0
+        self._last_retained = 0.0
 
     def on_connect(self, client: mqtt.Client) -> None:
         """A connection is up: subscribe, unless the work is done."""
@@ -290,17 +366,30 @@ class StaleCleaner:
                 self._collecting = False
                 self.done.set()
                 return
-            timer = threading.Timer(self.window_s, self._clear, (client, self._connection))
-            timer.daemon = True
-            self._timer = timer
-            timer.start()
+            self._started = self._last_retained = time.monotonic()
+            self._schedule(client, self.window_s)
+
+    def _schedule(self, client: mqtt.Client, delay: float) -> None:
+        """Run :meth:`_clear` in ``delay`` seconds (called under the lock)."""
+        timer = threading.Timer(delay, self._clear, (client, self._connection))
+        timer.daemon = True
+        self._timer = timer
+        timer.start()
 
     def on_message(self, topic: str, payload: bytes, retained: bool) -> None:
         """A message of the subscriptions: kept when it is a stale retained one."""
-        if not retained or not payload:
-            return  # a live message (ours included), or a topic already cleared
+        if not payload:
+            return  # a topic being cleared
         with self._lock:
-            if self._collecting and self.owned.is_stale(topic, payload):
+            if not self._collecting:
+                return
+            if not retained:
+                # Published just now: with retain on, this value is the retained one now.
+                if self.owned.retain:
+                    self._found.discard(topic)
+                return
+            self._last_retained = time.monotonic()
+            if self.owned.is_stale(topic, payload):
                 self._found.add(topic)
 
     def cancel(self) -> None:
@@ -311,10 +400,19 @@ class StaleCleaner:
         with self._lock:
             if connection != self._connection or self.done.is_set():
                 return
+            now = time.monotonic()
+            quiet = now - self._last_retained
+            if quiet < self.window_s and now - self._started < self.max_collect_s:
+                self._schedule(client, self.window_s - quiet)  # they are still coming
+                return
             self._collecting = False
             self._timer = None
             client.unsubscribe(self._filters)
-            topics = sorted(self._found)
+            topics = sorted(
+                topic
+                for topic in self._found
+                if not (self.owned.retain and self.publishes_now(topic))
+            )
             sent = [client.publish(topic, b"", qos=self.qos, retain=True) for topic in topics]
         # Acknowledged, or the connection dropped (the next one starts again). Not under the
         # lock: paho's thread takes it to report a disconnection.
@@ -324,7 +422,7 @@ class StaleCleaner:
         with self._lock:
             if connection != self._connection or not all(info.is_published() for info in sent):
                 return
-            self.cleared = topics
+            self.cleared = sorted({*self.cleared, *topics})
             self.done.set()
         if topics:
             named = ", ".join(topics[:LOGGED_TOPICS])
