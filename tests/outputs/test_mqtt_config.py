@@ -226,8 +226,8 @@ def test_an_encrypted_client_key_needs_its_password_and_never_prompts(tmp_path: 
     with pytest.raises(ValueError, match=r"encrypted: set outputs\.mqtt\.tls\.keyfile_password"):
         build_mqtt_publisher(pipeline())
     with pytest.raises(ValueError, match=r"cannot load .*client-encrypted\.key.*keyfile_password"):
-        build_mqtt_publisher(pipeline(", keyfile_password: \"${WRONG}\""))
-    publisher = build_mqtt_publisher(pipeline(", keyfile_password: \"${KEY_PASSWORD}\""))
+        build_mqtt_publisher(pipeline(', keyfile_password: "${WRONG}"'))
+    publisher = build_mqtt_publisher(pipeline(', keyfile_password: "${KEY_PASSWORD}"'))
     assert publisher is not None
     assert "streamseg-test" not in repr(publisher.config)  # a secret, never printed
     publisher.close()
