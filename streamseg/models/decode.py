@@ -151,8 +151,9 @@ def _mask_crops(
     """
     nm, ph, pw = (int(s) for s in protos.shape)
     in_h, in_w = lb.dst_hw
-    # frame pixel p -> prototype continuous coordinate ((p + 0.5) * gain + pad) * proto / input
-    sx, sy = lb.gain * pw / in_w, lb.gain * ph / in_h
+    # frame pixel p -> prototype continuous coordinate ((p + 0.5) * scale + pad) * proto / input
+    gx, gy = lb.scale_xy
+    sx, sy = gx * pw / in_w, gy * ph / in_h
     ox, oy = lb.left * pw / in_w, lb.top * ph / in_h
     device = protos.device
     bits: list[torch.Tensor] = []
@@ -192,6 +193,13 @@ def _decode_one(
     keep = nms(boxes_in, scores, classes, settings.iou)[: settings.max_detections]
     index, scores, classes = index[keep], scores[keep], classes[keep]
     xyxy = lb.to_frame(boxes_in[keep])
+    # A box wholly in the letterbox padding clips to no area: nothing of the frame is in it
+    # (its mask would be a strip outside its own box). Ultralytics drops such detections too.
+    inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    if not bool(inside.all()):
+        index, scores, classes, xyxy = index[inside], scores[inside], classes[inside], xyxy[inside]
+        if index.numel() == 0:
+            return empty_detections(lb.src_hw, settings.masks)
     host = torch.cat([xyxy, scores[:, None], classes[:, None].float()], dim=1).cpu().numpy()
     xyxy_np = host[:, :4].astype(np.float32)
     class_id = host[:, 5].astype(int)

@@ -43,6 +43,19 @@ class Letterbox:
     top: int
     left: int
 
+    @property
+    def scale_xy(self) -> tuple[float, float]:
+        """The scale the resize actually applied along x and along y (``new / src``).
+
+        Both are ``gain`` up to the rounding of the resized size, which makes them differ by up
+        to half an input pixel over the frame (641x359 into 704x384: x 1.0983, y 1.0696 against
+        a gain of 1.0696 for both). Mapping back must use these, as ultralytics' ``scale_boxes``
+        does, or boxes and masks drift by up to half an input pixel towards the frame's far
+        edges.
+        """
+        (h, w), (new_h, new_w) = self.src_hw, self.new_hw
+        return new_w / w, new_h / h
+
     def to_frame(self, xyxy: torch.Tensor) -> torch.Tensor:
         """Map boxes from input pixels back to frame pixels, clipped to the frame.
 
@@ -53,9 +66,10 @@ class Letterbox:
             (N, 4) float, frame pixels, x in [0, w], y in [0, h].
         """
         h, w = self.src_hw
+        sx, sy = self.scale_xy
         out = xyxy.clone()
-        out[:, [0, 2]] = ((out[:, [0, 2]] - self.left) / self.gain).clamp_(0.0, float(w))
-        out[:, [1, 3]] = ((out[:, [1, 3]] - self.top) / self.gain).clamp_(0.0, float(h))
+        out[:, [0, 2]] = ((out[:, [0, 2]] - self.left) / sx).clamp_(0.0, float(w))
+        out[:, [1, 3]] = ((out[:, [1, 3]] - self.top) / sy).clamp_(0.0, float(h))
         return out
 
 

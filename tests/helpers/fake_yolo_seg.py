@@ -187,8 +187,9 @@ def frame_box(obj_key: str, frame_hw: tuple[int, int]) -> np.ndarray:
     lb = letterbox_geometry(frame_hw, INPUT_HW)
     x1, y1, x2, y2 = BY_KEY[obj_key].xyxy
     h, w = frame_hw
-    xs = np.clip((np.array([x1, x2]) - lb.left) / lb.gain, 0, w)
-    ys = np.clip((np.array([y1, y2]) - lb.top) / lb.gain, 0, h)
+    sx, sy = lb.new_hw[1] / w, lb.new_hw[0] / h  # per axis, as the resize scaled
+    xs = np.clip((np.array([x1, x2]) - lb.left) / sx, 0, w)
+    ys = np.clip((np.array([y1, y2]) - lb.top) / sy, 0, h)
     return np.array([xs[0], ys[0], xs[1], ys[1]], dtype=np.float32)
 
 
@@ -203,8 +204,9 @@ def reference_mask(obj_key: str, frame_hw: tuple[int, int]) -> np.ndarray:
     lb = letterbox_geometry(frame_hw, INPUT_HW)
     h, w = frame_hw
     ratio = INPUT_HW[0] // PROTO_HW[0]
-    px = (((np.arange(w) + 0.5) * lb.gain + lb.left) / ratio).astype(int)
-    py = (((np.arange(h) + 0.5) * lb.gain + lb.top) / ratio).astype(int)
+    sx, sy = lb.new_hw[1] / w, lb.new_hw[0] / h
+    px = (((np.arange(w) + 0.5) * sx + lb.left) / ratio).astype(int)
+    py = (((np.arange(h) + 0.5) * sy + lb.top) / ratio).astype(int)
     px = np.clip(px, 0, PROTO_HW[1] - 1)
     py = np.clip(py, 0, PROTO_HW[0] - 1)
     dense = logits[py[:, None], px[None, :]] > 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import supervision as sv
@@ -83,3 +85,29 @@ def test_rle_rejects_inconsistent_lengths() -> None:
     with pytest.raises(ValueError, match="min 0"):
         encode_runs(np.zeros(4, dtype=bool), np.array([4, 0]))
     assert encode_runs(np.zeros(0, dtype=bool), np.array([], dtype=int)) == []
+
+
+def test_a_box_wholly_in_the_letterbox_padding_is_dropped() -> None:
+    """Regression (differential audit against ultralytics): a box in the padding clipped to
+    zero height and still came out, with a 1-pixel mask strip outside its own box."""
+    from streamseg.models.decode import DecodeSettings, decode_batch
+    from streamseg.models.preprocess import letterbox_geometry
+
+    lb = letterbox_geometry((100, 400), (64, 64))  # content rows 24..39 of the input
+    assert (lb.top, lb.new_hw) == (24, (16, 64))
+    nm = 2
+    # (cx, cy, w, h), one class score, two mask coefficients; anchors along the last axis.
+    rows = [
+        [32.0, 10.0, 40.0, 8.0, 0.9, 1.0, 0.0],  # rows 6..14: all padding
+        [32.0, 32.0, 40.0, 8.0, 0.8, 1.0, 0.0],  # in the content
+    ]
+    output0 = torch.tensor(rows, dtype=torch.float32).T[None]
+    output1 = torch.ones((1, nm, 16, 16), dtype=torch.float32)
+    (found,) = decode_batch(output0, output1, [lb], ["thing"], DecodeSettings())
+    assert len(found) == 1 and found.confidence.tolist() == pytest.approx([0.8])
+    x1, y1, x2, y2 = found.xyxy[0].tolist()
+    assert y2 > y1 and x2 > x1
+    assert isinstance(found.mask, sv.CompactMask)
+    dense = found.mask.to_dense()[0]
+    rows_set = np.flatnonzero(dense.any(axis=1))
+    assert rows_set.min() >= int(y1) and rows_set.max() < math.ceil(y2)

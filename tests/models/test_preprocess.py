@@ -86,6 +86,21 @@ def test_mixed_sizes_in_one_batch_channels_last() -> None:
     assert not torch.equal(batch[0], batch[2])
 
 
+@pytest.mark.parametrize("src_hw", [(101, 37), (359, 641), (333, 777), (97, 480), (7, 300)])
+def test_the_resized_content_maps_back_onto_the_whole_frame(src_hw: tuple[int, int]) -> None:
+    """Regression (differential audit against ultralytics 8.4's scale_boxes): boxes were mapped
+    back with the one gain, but the resize scales each axis by new / src, which rounding makes
+    differ: the content's far edge came back up to half an input pixel short of the frame's."""
+    lb = letterbox_geometry(src_hw, INPUT_HW)
+    (h, w), (new_h, new_w) = src_hw, lb.new_hw
+    content = torch.tensor(
+        [[lb.left, lb.top, lb.left + new_w, lb.top + new_h]], dtype=torch.float64
+    )
+    np.testing.assert_allclose(lb.to_frame(content).numpy(), [[0, 0, w, h]], atol=1e-9)
+    middle = torch.tensor([[lb.left + new_w / 2, lb.top + new_h / 2] * 2], dtype=torch.float64)
+    np.testing.assert_allclose(lb.to_frame(middle).numpy(), [[w / 2, h / 2] * 2], atol=1e-9)
+
+
 def test_boxes_back_to_frame_pixels_and_clipped() -> None:
     lb = Letterbox(src_hw=(120, 240), dst_hw=INPUT_HW, gain=0.4, new_hw=(48, 96), top=8, left=0)
     xyxy = torch.tensor([[8.0, 12.0, 48.0, 32.0], [-4.0, 0.0, 100.0, 70.0]])
