@@ -169,8 +169,9 @@ class MaskTracker:
         dt = self._clock.advance(timestamp)
         now = self._clock.now_s
 
-        tracks.motion.predict(dt, tracks.lost, cfg.lost_velocity_decay_s)
+        # Expired first: after a stalled stream nothing is left to move over the whole gap.
         dormant = self._expire(now)
+        tracks.motion.predict(dt, tracks.lost, cfg.lost_velocity_decay_s)
 
         frame = self._frame(detections, image)
         n = len(frame.xyxy)
@@ -454,16 +455,22 @@ class MaskTracker:
         return out
 
     def _expire(self, now: float) -> npt.NDArray[np.bool_]:
-        """Drop the lost tracks past their buffer (``lost_buffer_s``, ``hidden_buffer_s`` for
-        hidden ones); return (T,) bool, the dormant tracks among those kept: hidden and lost
-        for longer than ``lost_buffer_s``, which only stage four may resume."""
+        """Drop the tracks unseen for longer than their buffer (``lost_buffer_s``,
+        ``hidden_buffer_s`` for hidden ones); return (T,) bool, the dormant tracks among those
+        kept: hidden and lost for longer than ``lost_buffer_s``, which only stage four may
+        resume.
+
+        Every track's unseen time counts, not only the lost ones': after a stalled stream (no
+        frame at all for a while) a track matched on the last frame before it is as gone as
+        one lost on an empty frame, and must not hand its id to whatever shows up near it.
+        """
         cfg = self.config
         tracks = self._tracks
-        if not tracks.lost.any():
-            return np.zeros(len(tracks), dtype=bool)
+        if len(tracks) == 0:
+            return np.zeros(0, dtype=bool)
         lost_s = now - tracks.last_seen_s
         buffer_s = np.where(tracks.hidden, cfg.effective_hidden_buffer_s, cfg.lost_buffer_s)
-        expired = tracks.lost & (lost_s > buffer_s + TIME_EPS_S)
+        expired = lost_s > buffer_s + TIME_EPS_S
         if expired.any():
             tracks.keep(~expired)
             lost_s = lost_s[~expired]

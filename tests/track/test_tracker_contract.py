@@ -244,6 +244,32 @@ def test_empty_frames_before_between_and_after() -> None:
     assert tracker.update(_one_box(22), timestamp=0.4).tracker_id.tolist() == [1]
 
 
+@pytest.mark.parametrize("stall_s", [3.0, 100.0])
+@pytest.mark.parametrize("other_object", [False, True])
+def test_a_stalled_stream_hands_no_id_over(stall_s: float, other_object: bool) -> None:
+    """Regression (tracker contract audit): a track matched on the last frame before a stall
+    (no frame at all for longer than lost_buffer_s) was never marked lost, so it survived the
+    gap: the same object kept its id, and another person two box sizes away took it over (an
+    alert keyed by the id went on under someone else). With one empty frame before the stall
+    both got new ids, as documented."""
+    tracker = _tracker()  # lost_buffer_s 2 s
+    for i in range(6):
+        assert tracker.update(_one_box(20), timestamp=i / 30).tracker_id.tolist() == [
+            1 if i >= 3 else -1
+        ]
+    after = tracker.update(_one_box(80 if other_object else 20), timestamp=5 / 30 + stall_s)
+    assert after.tracker_id.tolist() == [-1]  # a new, tentative track
+    later = tracker.update(_one_box(80 if other_object else 20), timestamp=5 / 30 + stall_s + 0.2)
+    assert later.tracker_id.tolist() == [2]
+
+
+def test_an_absurd_timestamp_jump_is_not_fatal() -> None:
+    """Regression (audit): a step of 1e200 s overflowed the Kalman prediction (dt ** 3)."""
+    tracker = _tracker(min_confirm_s=0)
+    assert tracker.update(_one_box(), timestamp=0.0).tracker_id.tolist() == [1]
+    assert tracker.update(_one_box(), timestamp=1e200).tracker_id.tolist() == [2]
+
+
 @pytest.mark.parametrize(
     ("bad", "kind"),
     [
