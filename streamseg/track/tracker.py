@@ -89,6 +89,11 @@ class _Frame:
     areas: FloatArray  # (N,) visible area, pixels: the mask's, else the box's
 
 
+RELABEL_IOU = 0.7
+"""A detection of another class whose box overlaps a just-lost track's predicted box this much
+(IoU) is the same object relabelled, not an occluder: the track is not reported hidden."""
+
+
 class MaskTracker:
     """Multi-object tracker for one stream; associates on boxes and masks.
 
@@ -492,7 +497,12 @@ class MaskTracker:
         # sliver that may stop short of the other's box.
         extent = tracks.motion.pos[rows]
         extent[:, 2:] = np.maximum(extent[:, 2:], tracks.size_peak[rows, None])
-        touching = box_iou(cxcywh_to_xyxy(extent), frame.xyxy[usable]) > 0
+        boxes = frame.xyxy[usable]
+        touching = box_iou(cxcywh_to_xyxy(extent), boxes) > 0
+        # A detection of another class in (nearly) the track's own box is the object itself,
+        # relabelled by the model (class flicker), not something in front of it.
+        itself = box_iou(cxcywh_to_xyxy(tracks.motion.pos[rows]), boxes) >= RELABEL_IOU
+        touching &= ~itself
         other = tracks.class_id[rows][:, None] != frame.class_id[usable][None, :]
         tracks.hidden[rows] = (touching & other).any(axis=1)
 

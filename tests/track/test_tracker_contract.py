@@ -97,6 +97,22 @@ def test_the_tracker_reports_a_worker_behind_a_machine_as_hidden(
     assert not any(run.hidden[k] for k in seen)
 
 
+def test_a_relabelled_object_is_not_hidden_behind_itself() -> None:
+    """Regression (tracker contract audit): a person the model calls an excavator for a few
+    frames was reported hidden behind that 'excavator', i.e. behind itself: the rules kept its
+    occurrences open and counted it in both classes for hidden_buffer_s."""
+    from streamseg.types import HIDDEN_TRACK_IDS
+
+    tracker = _tracker()
+    classes = [0] * 6 + [1] * 6 + [0] * 6
+    for i, cls in enumerate(classes):
+        person = _one_box(20)
+        person.class_id = np.array([cls])
+        out = tracker.update(person, timestamp=i / 30)
+        assert out.metadata.get(HIDDEN_TRACK_IDS, ()) == (), f"frame {i}"
+    assert out.tracker_id.tolist() == [1]  # back under its own id
+
+
 def test_an_object_lost_in_the_open_gets_only_the_lost_buffer(scene_kit: SimpleNamespace) -> None:
     """Missed for 3.5 s with nothing of another class near it, a track is not hidden: it ends
     after ``lost_buffer_s`` and the object comes back with a new id."""
