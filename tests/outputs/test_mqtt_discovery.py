@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from helpers.mosquitto import Mosquitto, Subscriber, client_keys
+from helpers.mqtt_pipelines import RULE_PAIRS, TWO_STREAMS, two_streams
 
 from streamseg.config import ConfigError, PipelineConfig, load_pipeline_text
 from streamseg.outputs.mqtt import (
@@ -37,28 +38,8 @@ PREFIX = "streamseg/yard"
 HA = "homeassistant"
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
 
-# Two streams; zones and rules that run on one of them or on both.
-PIPELINE = """\
-name: yard
-sources:
-  - {{id: gate, type: file, path: x.mp4}}
-  - {{id: dock, type: file, path: y.mp4}}
-zones:
-  - {{id: pen, type: polygon, stream: gate, points: [[0, 0], [10, 0], [10, 10]]}}
-  - {{id: halfway, type: line, points: [[0, 0], [0, 10]]}}
-rules:
-  - {{id: in-pen, type: inside, zone: pen}}
-  - {{id: crossing, type: cross, zone: halfway}}
-  - {{id: close, type: near, classes: [person], other_classes: [truck], max_distance: 5,
-      stream: dock}}
-outputs:
-  mqtt: {mqtt}
-"""
-RULE_PAIRS = [("gate", "in-pen"), ("gate", "crossing"), ("dock", "crossing"), ("dock", "close")]
 
-
-def pipeline(**mqtt: Any) -> PipelineConfig:
-    return load_pipeline_text(PIPELINE.format(mqtt=json.dumps(mqtt)), filename="p.yaml", env={})
+pipeline = two_streams
 
 
 def make_discovery(sw_version: str | None = "1.2.3") -> HomeAssistantDiscovery:
@@ -269,7 +250,7 @@ def test_disabled_by_default() -> None:
         None,
     )
     # An empty key takes the defaults.
-    mqtt = load_pipeline_text(PIPELINE.format(mqtt="{home_assistant: }")).outputs.mqtt
+    mqtt = load_pipeline_text(TWO_STREAMS.format(mqtt="{home_assistant: }")).outputs.mqtt
     assert mqtt is not None and mqtt.home_assistant.enabled is False
 
 
@@ -316,7 +297,7 @@ def _mqtt_keys(port: int, tmp_path: Path) -> dict[str, Any]:
 def discovering_publisher(
     tmp_path: Path, built_publisher: Callable[[PipelineConfig], MqttPublisher]
 ) -> Callable[[int], MqttPublisher]:
-    """Factory: a publisher of :data:`PIPELINE` with discovery on; closed at teardown."""
+    """Factory: a publisher of :data:`TWO_STREAMS` with discovery on; closed at teardown."""
     return lambda port: built_publisher(pipeline(**_mqtt_keys(port, tmp_path)))
 
 
@@ -332,7 +313,7 @@ def retained(port: int, topic_filter: str, topics: set[str]) -> dict[str, Any]:
 
 
 def expected_configs() -> dict[str, str]:
-    """Config topic -> state topic, for every rule of :data:`PIPELINE` and the counts the test
+    """Config topic -> state topic, for every rule of :data:`TWO_STREAMS` and the counts the test
     publishes."""
     discovery = make_discovery()
     topics = Topics(PREFIX)
@@ -424,7 +405,7 @@ def test_entities_turn_unavailable_when_the_process_dies(
     topic that every discovery config names."""
     broker = mosquitto()
     config = tmp_path / "p.yaml"
-    config.write_text(PIPELINE.format(mqtt=json.dumps(_mqtt_keys(broker.port, tmp_path))))
+    config.write_text(TWO_STREAMS.format(mqtt=json.dumps(_mqtt_keys(broker.port, tmp_path))))
     count_config = f"{HA}/sensor/streamseg_yard/gate_pen_cow_count/config"
     sub = Subscriber(broker.port, f"{HA}/#")
     stderr = (tmp_path / "child.stderr").open("w+")
@@ -484,7 +465,7 @@ def test_one_shard_dying_leaves_the_other_shards_entities_available(
     keys = _mqtt_keys(broker.port, tmp_path)
     del keys["client_id"], keys["outbox"]  # the defaults, which must differ per shard
     config = tmp_path / "p.yaml"
-    config.write_text(PIPELINE.format(mqtt=json.dumps(keys)))
+    config.write_text(TWO_STREAMS.format(mqtt=json.dumps(keys)))
     owner = {stream: shard_of(stream, 3) for stream in ("gate", "dock")}
     assert owner["gate"] != owner["dock"]  # one stream per shard
     sub = Subscriber(broker.port, f"{HA}/#")
@@ -527,7 +508,7 @@ def test_one_shard_dying_leaves_the_other_shards_entities_available(
 
 
 def expected_rule_configs() -> dict[str, str]:
-    """Config topic -> state topic of every (stream, rule) of :data:`PIPELINE`."""
+    """Config topic -> state topic of every (stream, rule) of :data:`TWO_STREAMS`."""
     discovery = make_discovery()
     topics = Topics(PREFIX)
     messages = [discovery.rule_state(s, r, topics.rule_state(s, r)) for s, r in RULE_PAIRS]

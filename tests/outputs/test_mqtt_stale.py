@@ -14,6 +14,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 from helpers.mosquitto import Mosquitto, Subscriber, client_keys
+from helpers.mqtt_pipelines import TWO_STREAMS, two_streams
 
 from streamseg.config import PipelineConfig, load_pipeline_text
 from streamseg.outputs.mqtt import MqttPublisher, Topics, build_mqtt_publisher
@@ -24,26 +25,8 @@ PREFIX = "streamseg/yard"
 HA = "homeassistant"
 NODE = "streamseg_yard"
 
-PIPELINE = """\
-name: yard
-sources:
-  - {{id: gate, type: file, path: x.mp4}}
-  - {{id: dock, type: file, path: y.mp4}}
-zones:
-  - {{id: pen, type: polygon, stream: gate, points: [[0, 0], [10, 0], [10, 10]]}}
-  - {{id: halfway, type: line, points: [[0, 0], [0, 10]]}}
-rules:
-  - {{id: in-pen, type: inside, zone: pen}}
-  - {{id: crossing, type: cross, zone: halfway}}
-  - {{id: close, type: near, classes: [person], other_classes: [truck], max_distance: 5,
-      stream: dock}}
-outputs:
-  mqtt: {mqtt}
-"""
 
-
-def pipeline(**mqtt: Any) -> PipelineConfig:
-    return load_pipeline_text(PIPELINE.format(mqtt=json.dumps(mqtt)), filename="p.yaml", env={})
+pipeline = two_streams
 
 
 def owned(shard: Shard | None = None, **mqtt: Any) -> OwnedTopics:
@@ -174,7 +157,7 @@ def test_without_retain_every_retained_value_of_this_process_is_left_over() -> N
 def test_an_unnamed_pipeline_clears_nothing(caplog: pytest.LogCaptureFixture) -> None:
     """Every pipeline without a name has the prefix streamseg/streamseg: another one's live
     topics would look like left-overs."""
-    text = PIPELINE.replace("name: yard\n", "").format(mqtt="{}")
+    text = TWO_STREAMS.replace("name: yard\n", "").format(mqtt="{}")
     config = load_pipeline_text(text, env={})
     assert owned_topics(config, Topics("streamseg/streamseg")) is None
     named = load_pipeline_text(text.replace("mqtt: {}", "mqtt: {topic_prefix: site/a}"), env={})
