@@ -236,7 +236,9 @@ class MaskTracker:
         matched = np.zeros(len(tracks), dtype=bool)
         matched[rows] = True
         tentative_missed = ~matched & ~tracks.confirmed
-        self._lose(np.flatnonzero(~matched & tracks.confirmed & ~tracks.lost), frame, usable)
+        # Occluders are detections the tracker uses at all (>= low_threshold), not noise.
+        occluders = usable & (confidence >= cfg.low_threshold)
+        self._lose(np.flatnonzero(~matched & tracks.confirmed & ~tracks.lost), frame, occluders)
         if tentative_missed.any():
             tracks.keep(~tentative_missed)
 
@@ -484,9 +486,9 @@ class MaskTracker:
     def _lose(self, rows: IntArray, frame: _Frame, usable: npt.NDArray[np.bool_]) -> None:
         """Mark the confirmed tracks ``rows`` lost, and hidden where their predicted box (at
         least ``size_peak`` wide and high) overlaps the box of one of the frame's ``usable``
-        detections of another class: gone while touching a machine, a worker is behind it.
-        Objects of its own class do not hide it: they could be mistaken for it when it comes
-        back."""
+        detections (those at or above ``low_threshold``) of another class: gone while touching
+        a machine, a worker is behind it. Objects of its own class do not hide it: they could
+        be mistaken for it when it comes back."""
         if len(rows) == 0:
             return
         tracks = self._tracks

@@ -113,6 +113,27 @@ def test_a_relabelled_object_is_not_hidden_behind_itself() -> None:
     assert out.tracker_id.tolist() == [1]  # back under its own id
 
 
+def test_detections_the_tracker_ignores_hide_nothing() -> None:
+    """Regression (tracker contract audit): a detection below low_threshold (noise the tracker
+    otherwise ignores) next to where a person vanished made the person 'hidden behind' it, so
+    the person's alerts stayed open for hidden_buffer_s instead of lost_buffer_s."""
+    from streamseg.types import HIDDEN_TRACK_IDS
+
+    tracker = _tracker(min_confirm_s=0)
+    assert tracker.update(_one_box(20), timestamp=0.0).tracker_id.tolist() == [1]
+    noise = sv.Detections(
+        xyxy=np.array([[30.0, 10.0, 90.0, 70.0]]),
+        confidence=np.array([0.05]),  # below low_threshold (0.1)
+        class_id=np.array([1]),
+    )
+    out = tracker.update(noise, timestamp=0.1)
+    assert out.metadata.get(HIDDEN_TRACK_IDS, ()) == ()
+    noise.confidence = np.array([0.5])  # one the tracker uses: an occluder
+    tracker = _tracker(min_confirm_s=0)
+    tracker.update(_one_box(20), timestamp=0.0)
+    assert tracker.update(noise, timestamp=0.1).metadata.get(HIDDEN_TRACK_IDS, ()) == (1,)
+
+
 def test_an_object_lost_in_the_open_gets_only_the_lost_buffer(scene_kit: SimpleNamespace) -> None:
     """Missed for 3.5 s with nothing of another class near it, a track is not hidden: it ends
     after ``lost_buffer_s`` and the object comes back with a new id."""
