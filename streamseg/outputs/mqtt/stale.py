@@ -69,7 +69,7 @@ MAX_COLLECT_S = 30.0
 """Longest collection of the retained messages (while they keep coming)."""
 
 CLEAR_ACK_TIMEOUT_S = 10.0
-"""How long the clearing waits for the broker to acknowledge each empty retained message."""
+"""How long the clearing waits for the broker to acknowledge its empty retained messages."""
 
 _ID = re.compile(r"^[A-Za-z0-9_-]+$")
 """A stream id (ID_PATTERN of the config): only such levels can be a stream's topics."""
@@ -415,10 +415,15 @@ class StaleCleaner:
             )
             sent = [client.publish(topic, b"", qos=self.qos, retain=True) for topic in topics]
         # Acknowledged, or the connection dropped (the next one starts again). Not under the
-        # lock: paho's thread takes it to report a disconnection.
+        # lock: paho's thread takes it to report a disconnection. One deadline for them all:
+        # the messages of a dropped connection are never acknowledged.
+        deadline = time.monotonic() + CLEAR_ACK_TIMEOUT_S
         for info in sent:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or connection != self._connection:
+                break
             with contextlib.suppress(RuntimeError, ValueError):
-                info.wait_for_publish(timeout=CLEAR_ACK_TIMEOUT_S)
+                info.wait_for_publish(timeout=remaining)
         with self._lock:
             if connection != self._connection or not all(info.is_published() for info in sent):
                 return
