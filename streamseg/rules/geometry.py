@@ -98,8 +98,8 @@ def rasterize_polygon(
         if ay == by:
             continue
         low, high = min(ay, by), max(ay, by)
+        # ceil(low) .. ceil(high) - 1: the whole rows with low <= row < high.
         rows = np.arange(max(math.ceil(low), 0), min(math.ceil(high) - 1, height - 1) + 1)
-        rows = rows[(rows >= low) & (rows < high)]
         if rows.size:
             rows_list.append(rows)
             xs_list.append(ax + (rows - ay) * ((bx - ax) / (by - ay)))

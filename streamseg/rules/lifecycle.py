@@ -156,6 +156,16 @@ def sorted_tracks(
     return tuple(int(t) for t, _ in pairs), tuple(c for _, c in pairs)
 
 
+def _retrack(
+    occurrence: Occurrence,
+    track_ids: Iterable[int] | None,
+    class_names: Iterable[str] | None,
+) -> None:
+    """Give ``occurrence`` the tracks its next message names, when they are given."""
+    if track_ids is not None and class_names is not None:
+        occurrence.track_ids, occurrence.class_names = sorted_tracks(track_ids, class_names)
+
+
 class OccurrenceBook:
     """The open occurrences of one rule on one stream, and the events they produce.
 
@@ -262,8 +272,7 @@ class OccurrenceBook:
     ) -> Event:
         """An ``update`` message of the open occurrence of ``key`` (new tracks when given)."""
         occurrence = self.open[key]
-        if track_ids is not None and class_names is not None:
-            occurrence.track_ids, occurrence.class_names = sorted_tracks(track_ids, class_names)
+        _retrack(occurrence, track_ids, class_names)
         occurrence.seq += 1
         occurrence.last_message_pts = now.pts
         return self._event(occurrence, "update", now, details)
@@ -290,8 +299,7 @@ class OccurrenceBook:
         occurrence = self.open.pop(key)
         if last.pts < occurrence.started.pts:
             last = occurrence.started
-        if track_ids is not None and class_names is not None:
-            occurrence.track_ids, occurrence.class_names = sorted_tracks(track_ids, class_names)
+        _retrack(occurrence, track_ids, class_names)
         occurrence.seq += 1
         occurrence.last_message_pts = now.pts
         if self.cooldown_s > 0:

@@ -204,6 +204,13 @@ def _retained_now(
         fresh.close()
 
 
+def _wait_connected(publisher: MqttPublisher, timeout: float = 10.0) -> None:
+    """Wait (up to ``timeout`` s) until the publisher is connected."""
+    deadline = time.monotonic() + timeout
+    while not publisher.connected and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 EARLIER = {
     f"{PREFIX}/gate/old-rule/state": b"ON",
     f"{PREFIX}/gate/old-rule/snapshot": b"\xff\xd8jpeg",
@@ -268,9 +275,7 @@ def test_the_first_connection_clears_what_an_earlier_configuration_left(
     # Once per process: a reconnect does not subscribe again.
     _publish_retained(broker.port, {f"{PREFIX}/gate/later-rule/state": b"ON"})
     broker.restart()
-    deadline = time.monotonic() + 10
-    while not publisher.connected and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_connected(publisher)
     time.sleep(publisher.stale.window_s + 0.5)
     later = f"{PREFIX}/gate/later-rule/state"
     assert later in _retained_now(broker.port, f"{PREFIX}/#", {later})
@@ -291,9 +296,7 @@ def test_what_the_publisher_announces_while_collecting_is_not_cleared(
     _publish_retained(broker.port, {topic: old})
     publisher = _start(built_publisher, broker.port, tmp_path, home_assistant={"enabled": True})
     assert publisher.stale is not None
-    deadline = time.monotonic() + 10
-    while not publisher.connected and time.monotonic() < deadline:
-        time.sleep(0.01)
+    _wait_connected(publisher)
     publisher.on_zone_count("gate", "pen", "big_cow", 2)  # the first frame's count
     assert publisher.stale.done.wait(timeout=10)
     config = json.loads(_retained_now(broker.port, f"{HA}/#", {topic})[topic])
@@ -311,9 +314,7 @@ def test_clear_stale_retained_false_leaves_everything(
     _publish_retained(broker.port, EARLIER)
     publisher = _start(built_publisher, broker.port, tmp_path, clear_stale_retained=False)
     assert publisher.stale is None
-    deadline = time.monotonic() + 10
-    while not publisher.connected and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_connected(publisher)
     time.sleep(1.5)  # longer than a clearing would take
     now = _retained_now(broker.port, f"{PREFIX}/#", set(EARLIER))
     assert {topic: now.get(topic) for topic in EARLIER} == EARLIER

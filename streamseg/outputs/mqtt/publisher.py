@@ -296,10 +296,10 @@ class MqttPublisher:
                 lambda: self.outbox.depth == 0, timeout=max(0.0, deadline - time.monotonic())
             )
         left = self.outbox.depth
-        # Under the lock _on_connect holds: a reconnect either comes before (and this publishes
-        # 'offline' on it) or after (and publishes 'offline' itself).
         if self.stale is not None:
             self.stale.cancel()
+        # Under the lock _on_connect holds: a reconnect either comes before (and this publishes
+        # 'offline' on it) or after (and publishes 'offline' itself).
         with self._retained_lock:
             self._closing = True
             if self._connected:

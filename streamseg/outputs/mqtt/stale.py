@@ -206,9 +206,9 @@ class OwnedTopics:
             if int(index) == shard.index:
                 return not self.retain
             return shard.index == 0 and int(index) >= shard.count
-        if self._stream_levels(topic) is None:
-            return False
         kind = levels[-1]
+        if (len(levels), kind) not in _STREAM_TOPICS:
+            return False
         stream = self.streams.get(levels[0])
         if stream is None:
             return self._absent_stream_is_mine(levels[0])

@@ -181,16 +181,10 @@ class TrackRule(Rule):
         objects = ctx.objects
         tracks = self.tracks
         indices = objects.of_classes(self.classes)
-        timeout = self.lost_timeout_s
-        held = ctx.hidden
         for k in indices:
             track_id = objects.track_ids[k]
             state = tracks.get(track_id)
-            if (
-                state is not None
-                and not state.held
-                and now.pts - state.last_seen.pts > timeout + TIME_EPS_S
-            ):
+            if state is not None and not state.held and self._unseen_too_long(state, now):
                 # Back after longer than lost_timeout_s, with no frame in between to notice (a
                 # stalled stream) or on the first frame past it: lost all the same, and it
                 # starts afresh.
@@ -207,9 +201,9 @@ class TrackRule(Rule):
         if len(tracks) > len(indices):
             gone = []
             for track_id, state in tracks.items():
-                if state.last_seen is now or now.pts - state.last_seen.pts <= timeout + TIME_EPS_S:
+                if state.last_seen is now or not self._unseen_too_long(state, now):
                     continue
-                if track_id in held and track_id in self.book.open:
+                if track_id in ctx.hidden and track_id in self.book.open:
                     state.held = True
                 else:
                     gone.append(track_id)
@@ -218,6 +212,10 @@ class TrackRule(Rule):
         if self.book.open:
             events.extend(self.periodic_updates(now))
         return events
+
+    def _unseen_too_long(self, state: TrackState, now: Stamp) -> bool:
+        """Whether the track of ``state`` has been unseen for longer than ``lost_timeout_s``."""
+        return now.pts - state.last_seen.pts > self.lost_timeout_s + TIME_EPS_S
 
     @abstractmethod
     def observe(
