@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from streamseg.config import PipelineConfig, load_pipeline_text
 from streamseg.outputs.mqtt import MqttPublisher, Outbox
-from streamseg.outputs.mqtt.publisher import QUARANTINE_AFTER
+from streamseg.outputs.mqtt.sender import QUARANTINE_AFTER
 from streamseg.rules import Event, event_schema, new_event_id
 from streamseg.runtime.pipeline import Pipeline
 from streamseg.types import Frame, SourceState

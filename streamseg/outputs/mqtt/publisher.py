@@ -11,13 +11,12 @@ Threads:
   ``on_publish`` runs under paho's internal message lock, so it takes no lock of ours;
   ``on_connect`` drops what paho still queued from the previous connection and publishes the
   retained values.
-* the sender thread owns the in-flight map ``mid -> outbox row`` (memory only). It publishes
-  outbox rows in order, at most ``max_inflight`` unacknowledged at a time, and deletes a row when
-  its PUBACK (PUBCOMP at QoS 2) arrives. On every (re)connect it forgets the map and sends every
-  row left in the outbox again, from the oldest: an event is delivered at least once, possibly
-  twice around a reconnect, never zero times. Consumers deduplicate on
-  ``(event_id, type, seq)``. Each message of the sender is handled under its own ``try``: a
-  failure is logged and the thread goes on (it is the only one that sends events).
+* the sender thread (:class:`~streamseg.outputs.mqtt.sender.OutboxSender`) publishes the
+  outbox's rows in order, at most ``max_inflight`` unacknowledged at a time, deletes a row when
+  the broker acknowledges it, and sends every row left again, from the oldest, after each
+  (re)connect: an event is delivered at least once, possibly twice around a reconnect, never
+  zero times. Consumers deduplicate on ``(event_id, type, seq)``. It also reads the snapshot
+  files.
 
 Retained topics (availability, rule state, zone counts, source status, outbox status) do not go
 through the outbox: the latest value of each topic is kept in memory, published at once while
@@ -29,11 +28,8 @@ its maximum packet size: it disconnects the client) must not be sent first on ev
 
 Message sizes: an event over ``max_payload_bytes`` is refused at :meth:`MqttPublisher.on_event`
 (logged, counted as ``too_large``); a snapshot over ``max_snapshot_bytes`` is skipped with a
-warning. Both limits should stay under the broker's maximum packet size. For a broker with a
-lower limit than configured, the sender sets aside what it cannot deliver: when
-:data:`QUARANTINE_AFTER` connections in a row end with the same oldest event sent and not
-acknowledged, that event moves to the outbox's quarantine file (``<outbox>.quarantine.jsonl``,
-logged at ERROR, counted) and the events behind it go out.
+warning. Both limits should stay under the broker's maximum packet size; an event a broker with
+a lower limit keeps refusing is set aside by the sender (:mod:`streamseg.outputs.mqtt.sender`).
 
 With Home Assistant discovery (``home_assistant.enabled``), the retained discovery config of
 each rule state and zone count topic is published the same way, just before the topic's first
@@ -53,26 +49,26 @@ import json
 import logging
 import math
 import os
-import queue
 import socket
 import ssl
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import CollectorRegistry
 
 from streamseg.config.mqtt import MqttOutputConfig
+from streamseg.outputs.mqtt.client import make_client
 from streamseg.outputs.mqtt.discovery import DISCOVERY_QOS, DiscoveryMessage, HomeAssistantDiscovery
 from streamseg.outputs.mqtt.metrics import MqttMetrics
-from streamseg.outputs.mqtt.outbox import Outbox, OutboxFullError, OutboxRow
+from streamseg.outputs.mqtt.outbox import Outbox, OutboxFullError
+from streamseg.outputs.mqtt.sender import OutboxSender
 from streamseg.outputs.mqtt.stale import OwnedTopics, StaleCleaner
 from streamseg.outputs.mqtt.topics import OFFLINE, ONLINE, Topics
 from streamseg.types import SourceState
@@ -88,48 +84,12 @@ LOW_WATER_FRACTION = 0.9
 """After the outbox was full, it counts as having room again at this fraction of its bound (so
 a full outbox that drains one event at a time does not flap between full and not full)."""
 
-QUARANTINE_AFTER = 3
-"""Connections in a row that end with the same oldest event sent and not acknowledged before the
-sender moves that event to the outbox's quarantine file. A broker disconnects a client that sends
-a message it will not take (over its maximum packet size); left at the head of the outbox, that
-message would be sent first after every reconnect and hold back every event behind it. After the
-first such connection the suspect is sent alone, so an event sent with it is never blamed."""
-
 OFFLINE_WAIT_S = 0.5
 """:meth:`MqttPublisher.close` waits at least this long for the broker to acknowledge
 ``offline``, even when its flush timeout is spent."""
 
-
-# Messages to the sender thread.
-_ACK: Final = "ack"
-_CONNECTED: Final = "connected"
-_DISCONNECTED: Final = "disconnected"
-
 OUTBOX_STATUS_MIN_S = 1.0
 """Least time between two publishes of the retained outbox status as events come and go."""
-_WORK: Final = "work"
-_SNAPSHOT: Final = "snapshot"
-_STOP: Final = "stop"
-
-
-@dataclass
-class _SenderState:
-    """What the sender thread knows; only that thread reads or writes it.
-
-    Attributes:
-        inflight: paho mid -> outbox row id, sent on this connection and not acknowledged.
-        cursor: highest row id handed to paho on this connection.
-        connected: a connection is up (as far as the sender has heard).
-        suspect: row id that was the oldest sent and unacknowledged when the last
-            ``strikes`` connections ended (0: none); sent alone until acknowledged.
-        strikes: connections in a row that ended with ``suspect`` unacknowledged.
-    """
-
-    inflight: dict[int, int] = field(default_factory=dict)
-    cursor: int = 0
-    connected: bool = False
-    suspect: int = 0
-    strikes: int = 0
 
 
 class MqttPublisher:
@@ -181,7 +141,6 @@ class MqttPublisher:
         self.metrics = MqttMetrics(lambda: float(outbox.depth), registry)
         self._low_water = int(outbox.bound * LOW_WATER_FRACTION)
 
-        self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         # Latest payload per retained topic; publishing happens under the lock so that two
         # threads setting one topic reach the broker in the order they set it.
         self._retained: dict[str, bytes] = {}
@@ -215,7 +174,7 @@ class MqttPublisher:
         reason is logged once (a refused login after an outage must not hide behind it)."""
         self._closing = False
         self._closed = False
-        self._sender: threading.Thread | None = None
+        self._started = False
         if owned is not None and owned.topics != self.topics:
             raise ValueError(
                 f"owned topics: built for {owned.topics!r}, "
@@ -228,6 +187,14 @@ class MqttPublisher:
         )
         """Clears the retained topics earlier configurations left (``None``: off)."""
         self._client = self._make_client()
+        self._sender = OutboxSender(
+            self._client,
+            outbox,
+            config,
+            self.metrics,
+            shrunk=self._outbox_shrunk,
+            closing=lambda: self._closing,
+        )
         if discovery is not None:  # the rule states known up front go out on the first connect
             for stream_id, rule_id in discovery.rules:
                 topic = self.topics.rule_state(stream_id, rule_id)
@@ -249,9 +216,9 @@ class MqttPublisher:
         Raises:
             RuntimeError: the publisher was already started or closed.
         """
-        if self._sender is not None or self._closed:
+        if self._started or self._closed:
             raise RuntimeError("the MQTT publisher was already started (or closed)")
-        self._sender = threading.Thread(target=self._run_sender, name="mqtt-sender", daemon=True)
+        self._started = True
         self._sender.start()
         logger.info(
             "MQTT: connecting to %s:%d (%s%s) as %r; topics under %s/; %d events wait in %s",
@@ -267,7 +234,7 @@ class MqttPublisher:
         self._client.connect_async(self.host, self.port, keepalive=self.config.keepalive_s)
         self._client.loop_start()
         if self.outbox.depth:
-            self._inbox.put((_WORK,))
+            self._sender.work()
 
     def close(self, timeout: float = 5.0) -> None:
         """Flush and stop: wait up to ``timeout`` s for pending acks, then disconnect.
@@ -287,7 +254,7 @@ class MqttPublisher:
         if self._closed:
             return
         self._closed = True
-        if self._sender is None:  # never started
+        if not self._started:
             self.outbox.close()
             return
         deadline = time.monotonic() + timeout
@@ -307,8 +274,7 @@ class MqttPublisher:
         self._wait_offline(max(deadline, time.monotonic() + OFFLINE_WAIT_S))
         self._client.disconnect()
         self._client.loop_stop()
-        self._inbox.put((_STOP,))
-        self._sender.join(timeout=5.0)
+        self._sender.stop(timeout=5.0)
         self.outbox.close()
         if left:
             logger.warning(
@@ -386,7 +352,7 @@ class MqttPublisher:
                 else "it is lost (not connected)",
             )
         else:
-            self._inbox.put((_WORK,))
+            self._sender.work()
         self._refresh_outbox_status()
 
     def _send_unstored(self, payload: bytes) -> bool:
@@ -412,7 +378,7 @@ class MqttPublisher:
         """
         if self.config.snapshots:
             topic = self.topics.snapshot(event.stream_id, event.rule_id)
-            self._inbox.put((_SNAPSHOT, topic, str(path)))
+            self._sender.call(self._send_snapshot, topic, str(path))
 
     def on_rule_state(self, stream_id: str, rule_id: str, active: bool) -> None:
         """Publish ``ON`` / ``OFF`` on ``<prefix>/<stream>/<rule>/state`` (retained)."""
@@ -498,6 +464,14 @@ class MqttPublisher:
         )
         self._publish_outbox_status()
 
+    def _outbox_shrunk(self) -> None:
+        """Events left the outbox (the sender's thread): wake :meth:`close`, say when a full
+        outbox has room again, and refresh the retained status (at once when it is empty)."""
+        with self._cond:
+            self._cond.notify_all()
+        self._check_room()
+        self._refresh_outbox_status(force=self.outbox.depth == 0)
+
     def _refresh_outbox_status(self, force: bool = False) -> None:
         """Publish the outbox status if it changed, at most every :data:`OUTBOX_STATUS_MIN_S`
         (``force``: now, e.g. once it has drained), so its retained depth follows the events
@@ -572,159 +546,7 @@ class MqttPublisher:
         # paho queues the message; the next on_connect drops it and publishes the latest value.
         self._client.publish(topic, payload, qos=self.config.state_qos, retain=self.config.retain)
 
-    # ------------------------------------------------------------------ sender thread
-
-    def _run_sender(self) -> None:
-        state = _SenderState()
-        while True:
-            messages = [self._inbox.get()]
-            while True:
-                try:
-                    messages.append(self._inbox.get_nowait())
-                except queue.Empty:
-                    break
-            acked: list[int] = []
-            stop = False
-            for message in messages:
-                if message[0] == _STOP:
-                    stop = True
-                    continue
-                # One message's failure (a bug, a snapshot paho refuses) must not end the only
-                # thread that sends events: log it and go on with the next.
-                try:
-                    self._handle(message, state, acked)
-                except Exception:
-                    logger.exception(
-                        "MQTT: the sender failed on a %r message; it goes on", message[0]
-                    )
-            if acked:
-                self._ack(acked)
-            if stop:
-                return
-            if state.connected:
-                try:
-                    self._fill(state)
-                except Exception:
-                    # Keep the thread alive: the rows stay in the outbox for the next attempt.
-                    logger.exception("MQTT: sending from the outbox failed")
-
-    def _handle(self, message: tuple[Any, ...], state: _SenderState, acked: list[int]) -> None:
-        """Apply one inbox message to the sender's state; acknowledged row ids go to ``acked``."""
-        kind = message[0]
-        if kind == _ACK:
-            row_id = state.inflight.pop(message[1], None)
-            if row_id is not None:
-                acked.append(row_id)
-                if row_id == state.suspect:
-                    state.suspect, state.strikes = 0, 0
-        elif kind == _CONNECTED:
-            state.inflight.clear()
-            state.cursor = 0
-            state.connected = True
-        elif kind == _DISCONNECTED:
-            state.connected = False
-            # paho also reports a connection that never got its CONNACK (a refused login, a load
-            # balancer with no broker behind it closing at once): only one that was established
-            # can have dropped the rows in flight, so only that one counts against them.
-            if message[1]:
-                self._strike(state)
-        elif kind == _SNAPSHOT:
-            self._send_snapshot(message[1], message[2])
-
-    def _strike(self, state: _SenderState) -> None:
-        """A connection ended: count it against the oldest row it left unacknowledged.
-
-        After :data:`QUARANTINE_AFTER` connections in a row that ended with the same row
-        unacknowledged, that row goes to the quarantine file (see the module docstring).
-        """
-        if self._closing or not state.inflight:
-            return
-        oldest = min(state.inflight.values())
-        if oldest == state.suspect:
-            state.strikes += 1
-        else:
-            state.suspect, state.strikes = oldest, 1
-        if state.strikes < QUARANTINE_AFTER:
-            return
-        suspect, state.suspect, state.strikes = state.suspect, 0, 0
-        rows = self.outbox.pending(after=suspect - 1, limit=1)
-        if rows and rows[0].row_id == suspect:
-            self._quarantine(
-                rows[0],
-                f"the broker dropped the connection {QUARANTINE_AFTER} times in a row while it "
-                "was sent and not acknowledged (over the broker's maximum packet size?)",
-                "disconnects",
-            )
-
-    def _fill(self, state: _SenderState) -> None:
-        """Hand outbox rows after ``state.cursor`` to paho until the window is full.
-
-        The window is ``max_inflight`` rows, or one while a suspect row waits for its
-        acknowledgement. A row over ``max_payload_bytes`` (stored by a run with a higher limit)
-        is moved to the quarantine file instead of being sent.
-        """
-        limit = self.config.max_payload_bytes
-        while True:
-            window = 1 if state.suspect else self.config.max_inflight
-            room = window - len(state.inflight)
-            rows = self.outbox.pending(after=state.cursor, limit=room) if room > 0 else []
-            if not rows:
-                return
-            for row in rows:
-                if len(row.payload) > limit:
-                    reason = (
-                        f"{len(row.payload)} bytes, over outputs.mqtt.max_payload_bytes ({limit})"
-                    )
-                    self._quarantine(row, reason, "too_large")
-                    state.cursor = row.row_id
-                    continue
-                info = self._client.publish(row.topic, row.payload, qos=row.qos)
-                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    # Lost the connection meanwhile: the next CONNECTED resends from the oldest.
-                    state.connected = False
-                    return
-                state.inflight[info.mid] = row.row_id
-                state.cursor = row.row_id
-
-    def _quarantine(self, row: OutboxRow, reason: str, label: str) -> None:
-        """Move a row the broker will not take to the outbox's quarantine file, loudly."""
-        try:
-            moved = self.outbox.quarantine(row, reason)
-        except OSError as exc:
-            logger.error(
-                "MQTT: cannot set aside %s in %s (%s); it stays at the head of the outbox: %s",
-                _describe(row.payload),
-                self.outbox.quarantine_path,
-                exc,
-                reason,
-            )
-            return
-        if not moved:  # acknowledged meanwhile
-            return
-        self.metrics.events_quarantined.labels(reason=label).inc()
-        logger.error(
-            "MQTT: %s (%d bytes) moved from the outbox to %s, not sent: %s; the events behind "
-            "it go on",
-            _describe(row.payload),
-            len(row.payload),
-            self.outbox.quarantine_path,
-            reason,
-        )
-        with self._cond:  # close() waits for the outbox to empty
-            self._cond.notify_all()
-        self._check_room()
-
-    def _ack(self, row_ids: list[int]) -> None:
-        try:
-            deleted = self.outbox.ack(row_ids)
-        except Exception:
-            logger.exception("MQTT: could not delete acknowledged events from the outbox")
-            return
-        self.metrics.events_acked.inc(deleted)
-        with self._cond:
-            self._cond.notify_all()
-        self._check_room()
-        self._refresh_outbox_status(force=self.outbox.depth == 0)
+    # ------------------------------------------------------------------ snapshots
 
     def _send_snapshot(self, topic: str, path: str) -> None:
         """Publish a snapshot file once (now, or on the next connect), unless it is too large.
@@ -760,37 +582,7 @@ class MqttPublisher:
     # ------------------------------------------------------------------ paho
 
     def _make_client(self) -> mqtt.Client:
-        config = self.config
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            # The outbox is the durable state and the publisher subscribes to nothing, so a
-            # broker-side session would hold nothing of use.
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
-            transport=config.transport,
-            reconnect_on_failure=True,
-        )
-        # A bug in a callback must not end paho's network thread (and with it reconnecting).
-        client.suppress_exceptions = True
-        client.on_log = _log_paho
-        if config.transport == "websockets":
-            client.ws_set_options(path=config.ws_path)
-        if config.username is not None:
-            password = config.password.get_secret_value() if config.password else None
-            client.username_pw_set(config.username, password)
-        if config.tls.enabled:
-            _configure_tls(client, config)
-        client.will_set(self.topics.available, OFFLINE, qos=config.state_qos, retain=config.retain)
-        # paho types the delays as int; it computes with them as seconds, floats included.
-        client.reconnect_delay_set(
-            min_delay=cast(int, config.reconnect.min_delay_s),
-            max_delay=cast(int, config.reconnect.max_delay_s),
-        )
-        # No window in paho: the sender keeps max_inflight events in flight itself, and a paho
-        # window full of events would hold back the retained values behind them, among them
-        # close()'s 'offline' (a clean disconnect then leaves 'online' retained).
-        client.max_inflight_messages_set(0)
+        client = make_client(self.config, self.client_id, self.topics.available)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -848,7 +640,7 @@ class MqttPublisher:
                 self.stale.on_connect(client)
         self.metrics.connected.set(1)
         self._connect_failure = None
-        self._inbox.put((_CONNECTED,))
+        self._sender.connected()
         logger.info(
             "MQTT: connected to %s:%d; %d events to send from the outbox",
             self.host,
@@ -897,7 +689,7 @@ class MqttPublisher:
         self.metrics.connected.set(0)
         if self.stale is not None:
             self.stale.on_disconnect()
-        self._inbox.put((_DISCONNECTED, was_connected))
+        self._sender.disconnected(was_connected)
         if was_connected and not self._closing:
             logger.warning(
                 "MQTT: lost the connection to %s:%d (%s); reconnecting, %d events wait",
@@ -916,7 +708,7 @@ class MqttPublisher:
         properties: Properties | None,
     ) -> None:
         # Runs under paho's message lock: post and return, take no lock of ours.
-        self._inbox.put((_ACK, mid))
+        self._sender.acked(mid)
 
     def _on_subscribe(
         self,
@@ -941,74 +733,6 @@ def _published(info: mqtt.MQTTMessageInfo) -> bool:
         return info.is_published()
     except (RuntimeError, ValueError):
         return False
-
-
-def _describe(payload: bytes) -> str:
-    """``event <id> (<rule> <type> on <stream>)`` from an event payload, for log lines."""
-    try:
-        fields = json.loads(payload)
-        return (
-            f"event {fields['event_id']} ({fields['rule_id']} {fields['type']} on "
-            f"{fields['stream_id']})"
-        )
-    except (ValueError, TypeError, KeyError):
-        return "a message that is not an event"
-
-
-_PAHO_LOGGER = logging.getLogger(f"{__name__}.paho")
-# paho reports these at error level on every lost connection and failed retry; the publisher
-# already logs outages once, with what it means for the events.
-_PAHO_ROUTINE_ERRORS = ("failed to receive on socket", "Client is not connected")
-
-
-def _log_paho(client: mqtt.Client, userdata: Any, level: int, text: str) -> None:
-    if level == mqtt.MQTT_LOG_ERR and not text.startswith(_PAHO_ROUTINE_ERRORS):
-        _PAHO_LOGGER.error("paho: %s", text)
-    elif level == mqtt.MQTT_LOG_WARNING:
-        _PAHO_LOGGER.warning("paho: %s", text)
-    else:
-        _PAHO_LOGGER.debug("paho: %s", text)
-
-
-def _no_key_password() -> str:
-    """The password callback when none is configured: OpenSSL would otherwise prompt for one on
-    the terminal (a service has none: it would fail obscurely, or hang in a container)."""
-    raise ValueError(
-        "the private key is encrypted: set outputs.mqtt.tls.keyfile_password "
-        "(e.g. keyfile_password: ${MQTT_KEY_PASSWORD})"
-    )
-
-
-def _configure_tls(client: mqtt.Client, config: MqttOutputConfig) -> None:
-    tls = config.tls
-    password = tls.keyfile_password
-    try:
-        client.tls_set(
-            ca_certs=tls.ca_certs,
-            certfile=tls.certfile,
-            keyfile=tls.keyfile,
-            # ssl's load_cert_chain takes a callable too (paho passes it through).
-            keyfile_password=cast(
-                str, password.get_secret_value() if password is not None else _no_key_password
-            ),
-        )
-    except (OSError, ssl.SSLError, ValueError) as exc:
-        if password is not None and isinstance(exc, ssl.SSLError):
-            exc = ssl.SSLError(f"{exc} (is keyfile_password the key's password?)")
-        files = ", ".join(
-            f"{key}={value}"
-            for key, value in (
-                ("ca_certs", tls.ca_certs),
-                ("certfile", tls.certfile),
-                ("keyfile", tls.keyfile),
-            )
-            if value is not None
-        )
-        raise ValueError(
-            f"outputs.mqtt.tls: cannot load {files or 'the system CA certificates'}: {exc}"
-        ) from exc
-    if tls.insecure:
-        client.tls_insecure_set(True)
 
 
 if TYPE_CHECKING:
