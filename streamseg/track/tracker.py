@@ -12,7 +12,7 @@ Per :meth:`MaskTracker.update`:
    resume it.
 3. Stage one pairs the confident detections with all tracks but the dormant ones: confidence
    >= ``high_threshold``, or >= ``isolated_threshold`` for a detection whose box overlaps no
-   other such detection.
+   other such detection by more than ``isolated_max_iou`` (IoU).
    Stage two pairs the other detections at or above ``low_threshold`` with the confirmed tracks
    left over. The similarity of a pair is ``(1 - w) * IoU(predicted box, box) + w *
    IoU(moved last mask, mask)`` (``w = mask_weight``, 0 for ``type: box`` or without masks),
@@ -304,10 +304,11 @@ class MaskTracker:
         """(N,) bool: the detections of the first stage, which may also start tracks.
 
         Those at or above ``high_threshold``, and those at or above ``isolated_threshold`` whose
-        box overlaps no other detection at or above ``isolated_threshold``. In a crowd the
-        model gives merged and partial masks middling scores; first-stage matches and new tracks
-        from them pulled tracks onto neighbours. Alone, such a detection has nothing to be
-        confused with.
+        box overlaps no other detection at or above ``isolated_threshold`` by more than
+        ``isolated_max_iou``. In a crowd the model gives merged and partial masks middling
+        scores; first-stage matches and new tracks from them pulled tracks onto neighbours.
+        Alone, such a detection has nothing to be confused with, and one whose box only grazes
+        its neighbours' (an animal in a herd) is not a merged or partial mask of them.
         """
         cfg = self.config
         confident = usable & (confidence >= cfg.high_threshold)
@@ -318,7 +319,7 @@ class MaskTracker:
         if len(candidates) == 0:
             return confident
         others = np.flatnonzero(fair)
-        overlap = box_iou(xyxy[candidates], xyxy[others]) > 0
+        overlap = box_iou(xyxy[candidates], xyxy[others]) > cfg.isolated_max_iou
         overlap &= others[None, :] != candidates[:, None]
         confident[candidates[~overlap.any(axis=1)]] = True
         return confident

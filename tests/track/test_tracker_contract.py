@@ -513,6 +513,25 @@ def test_middling_detection_in_a_crowd_starts_no_track(scene_kit: SimpleNamespac
     assert run.distinct_ids(2) == []
 
 
+@pytest.mark.parametrize(("isolated_max_iou", "tracked"), [(0.0, False), (0.1, True)])
+def test_middling_detection_barely_touching_a_neighbour_counts_as_isolated(
+    scene_kit: SimpleNamespace, isolated_max_iou: float, tracked: bool
+) -> None:
+    """A 0.5-0.6 detection whose box only grazes a confident neighbour's (corner to corner: an
+    animal in a herd, where every box touches another) starts a track of its own once
+    isolated_max_iou allows that much overlap."""
+    solid = scene_kit.SceneObject(1, "box", (20, 40), scene_kit.linear(40, 90, 0), confidence=0.9)
+    middling = scene_kit.SceneObject(
+        2, "box", (20, 40), scene_kit.linear(57, 128, 0), confidence=0.55
+    )
+    tracker = _tracker(
+        high_threshold=0.6, isolated_threshold=0.5, isolated_max_iou=isolated_max_iou
+    )
+    run = scene_kit.run(tracker, [solid, middling], scene_kit.times(1, 15))
+    assert run.distinct_ids(1) == [1]
+    assert len(run.distinct_ids(2)) == (1 if tracked else 0)
+
+
 def test_frame_size_change_keeps_tracking() -> None:
     """Masks on another grid (the frame size changed) replace the stored ones without harm."""
     tracker = _tracker(min_confirm_s=0, mask_resolution=100)
