@@ -61,7 +61,9 @@ def small_packet_mosquitto(tmp_path: Path) -> Iterator[SmallPacketMosquitto]:
 class BlipProxy:
     """A TCP proxy from a loopback port to a broker, to make network blips the broker does not
     cause: :attr:`blackhole` drops what clients send (the broker hears nothing, the client
-    notices nothing), :meth:`cut` breaks every open connection (new ones are still accepted).
+    notices nothing), :attr:`mute_after_connack` does the same on each connection once the broker
+    has answered (connections come up, then go silent: a dead link), :meth:`cut` breaks every open
+    connection (new ones are still accepted).
 
     Args:
         target_port: the broker's port on 127.0.0.1.
@@ -70,6 +72,7 @@ class BlipProxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.blackhole = False
+        self.mute_after_connack = False
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -103,15 +106,25 @@ class BlipProxy:
                 continue
             with self._lock:
                 self._sockets += [client, upstream]
+            answered = threading.Event()  # the broker has sent something (the CONNACK)
             for source, sink, from_client in ((client, upstream, True), (upstream, client, False)):
                 threading.Thread(
-                    target=self._pump, args=(source, sink, from_client), daemon=True
+                    target=self._pump, args=(source, sink, from_client, answered), daemon=True
                 ).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+    def _pump(
+        self,
+        source: socket.socket,
+        sink: socket.socket,
+        from_client: bool,
+        answered: threading.Event,
+    ) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
-                if not (from_client and self.blackhole):
+                if not from_client:
+                    sink.sendall(data)
+                    answered.set()
+                elif not (self.blackhole or (self.mute_after_connack and answered.is_set())):
                     sink.sendall(data)
         for sock in (source, sink):
             with contextlib.suppress(OSError):

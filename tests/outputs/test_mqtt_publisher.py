@@ -440,6 +440,41 @@ def test_refused_reconnects_do_not_quarantine_the_event_in_flight(
     sub.close()
 
 
+def test_connections_that_go_silent_do_not_quarantine_the_event_in_flight(
+    mosquitto: Callable[..., Mosquitto],
+    blip_proxy: Callable[[int], Any],
+    publisher_for: Callable[..., MqttPublisher],
+) -> None:
+    """Regression (found in a soak): three connections in a row that came up and then went
+    silent (a dead link, a broker hung between CONNACKs) each ended with a normal-sized event
+    unacknowledged, on the client's keepalive or closed by the broker's (it heard nothing for
+    1.5 x keepalive), and that event was moved to the quarantine file as if the broker had
+    refused it: never delivered. Neither blames the event now."""
+    broker = mosquitto(persistence=False)
+    proxy = blip_proxy(broker.port)
+    publisher = publisher_for(
+        proxy.port, keepalive_s=1, reconnect={"min_delay_s": 0.05, "max_delay_s": 0.2}
+    )
+    publisher.start()
+    sub = Subscriber(broker.port, f"{PREFIX}/events")
+    sub.wait_for(lambda s: publisher.connected, timeout=10)
+    proxy.mute_after_connack = True
+    event = make_event(0)
+    publisher.on_event(event)
+    # Each muted connection ends on the keepalive (1 s) and paho reconnects at once.
+    sub.wait_for(
+        lambda s: broker.log_tail(100_000).count("New client connected") > QUARANTINE_AFTER + 1,
+        timeout=20,
+    )
+    assert not publisher.outbox.quarantine_path.exists()
+    proxy.mute_after_connack = False
+    proxy.cut()  # the link back: a fresh connection (this one already lost the event)
+    sub.wait_for(lambda s: event.event_id in {p["event_id"] for p in event_payloads(s)}, timeout=15)
+    sub.wait_for(lambda s: publisher.outbox.depth == 0)  # delivered from the outbox
+    assert not publisher.outbox.quarantine_path.exists()
+    sub.close()
+
+
 def test_the_retained_outbox_status_follows_the_backlog_as_it_drains(
     tmp_path: Path,
     publisher_for: Callable[..., MqttPublisher],

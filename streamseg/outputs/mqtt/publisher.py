@@ -689,7 +689,8 @@ class MqttPublisher:
         self.metrics.connected.set(0)
         if self.stale is not None:
             self.stale.on_disconnect()
-        self._sender.disconnected(was_connected)
+        # paho's reason when its own keepalive check gave the connection up (a silent peer).
+        self._sender.disconnected(was_connected, timed_out=reason_code == "Keep alive timeout")
         if was_connected and not self._closing:
             logger.warning(
                 "MQTT: lost the connection to %s:%d (%s); reconnecting, %d events wait",

@@ -13,17 +13,25 @@ failure is logged and the thread goes on (it is the only one that sends events).
 
 Undeliverable events: a row over ``max_payload_bytes`` (stored by a run with a higher limit) is
 never sent. For a broker with a lower limit than configured, the sender sets aside what it
-cannot deliver: when :data:`QUARANTINE_AFTER` connections in a row end with the same oldest
-event sent and not acknowledged, that event moves to the outbox's quarantine file
+cannot deliver: when :data:`QUARANTINE_AFTER` connections in a row are closed with the same
+oldest event sent and not acknowledged, that event moves to the outbox's quarantine file
 (``<outbox>.quarantine.jsonl``, logged at ERROR, counted) and the events behind it go out.
+
+A broker closes the connection over such a packet as soon as it reads it. A connection that
+went silent says nothing about the events in flight and counts against none: one the client gave
+up on its keepalive (a hung broker, a dead link), and one the broker closed ``keepalive_s`` or
+more after the event went out (a broker closes a client it has not heard from for 1.5 x
+keepalive: the link lost what the client sent).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -59,6 +67,7 @@ class _SenderState:
 
     Attributes:
         inflight: paho mid -> outbox row id, sent on this connection and not acknowledged.
+        sent_at: outbox row id -> when it was handed to paho (monotonic), for those in flight.
         cursor: highest row id handed to paho on this connection.
         connected: a connection is up (as far as the sender has heard).
         suspect: row id that was the oldest sent and unacknowledged when the last
@@ -67,6 +76,7 @@ class _SenderState:
     """
 
     inflight: dict[int, int] = field(default_factory=dict)
+    sent_at: dict[int, float] = field(default_factory=dict)
     cursor: int = 0
     connected: bool = False
     suspect: int = 0
@@ -125,9 +135,15 @@ class OutboxSender:
         """A connection is up: every row left in the outbox is sent again, from the oldest."""
         self._inbox.put((_CONNECTED,))
 
-    def disconnected(self, established: bool) -> None:
-        """The connection ended; ``established``: it had been up (not a refused attempt)."""
-        self._inbox.put((_DISCONNECTED, established))
+    def disconnected(self, established: bool, timed_out: bool = False) -> None:
+        """The connection ended.
+
+        Args:
+            established: it had been up (not a refused attempt).
+            timed_out: the client gave it up after its keepalive went unanswered (the broker or
+                the link went silent) rather than seeing it closed.
+        """
+        self._inbox.put((_DISCONNECTED, established, timed_out))
 
     def call(self, function: Callable[..., None], *args: Any) -> None:
         """Run ``function(*args)`` on the sender's thread (file reads kept off the callers)."""
@@ -182,19 +198,23 @@ class OutboxSender:
         if kind == _ACK:
             row_id = state.inflight.pop(message[1], None)
             if row_id is not None:
+                state.sent_at.pop(row_id, None)
                 acked.append(row_id)
                 if row_id == state.suspect:
                     state.suspect, state.strikes = 0, 0
         elif kind == _CONNECTED:
             state.inflight.clear()
+            state.sent_at.clear()
             state.cursor = 0
             state.connected = True
         elif kind == _DISCONNECTED:
             state.connected = False
             # paho also reports a connection that never got its CONNACK (a refused login, a load
             # balancer with no broker behind it closing at once): only one that was established
-            # can have dropped the rows in flight, so only that one counts against them.
-            if message[1]:
+            # can have dropped the rows in flight, so only that one counts against them. A broker
+            # refusing a packet closes the connection; one that went silent until the keepalive
+            # ran out (hung, or a dead link) refused nothing.
+            if message[1] and not message[2]:
                 self._strike(state)
         elif kind == _CALL:
             message[1](*message[2])
@@ -202,12 +222,14 @@ class OutboxSender:
     def _strike(self, state: _SenderState) -> None:
         """A connection ended: count it against the oldest row it left unacknowledged.
 
-        After :data:`QUARANTINE_AFTER` connections in a row that ended with the same row
+        After :data:`QUARANTINE_AFTER` connections in a row that were closed with the same row
         unacknowledged, that row goes to the quarantine file (see the module docstring).
         """
         if self._closing() or not state.inflight:
             return
         oldest = min(state.inflight.values())
+        if time.monotonic() - state.sent_at.get(oldest, -math.inf) >= self._config.keepalive_s:
+            return  # closed long after it went out: the broker did not hear it (module docstring)
         if oldest == state.suspect:
             state.strikes += 1
         else:
@@ -252,6 +274,7 @@ class OutboxSender:
                     state.connected = False
                     return
                 state.inflight[info.mid] = row.row_id
+                state.sent_at[row.row_id] = time.monotonic()
                 state.cursor = row.row_id
 
     def _quarantine(self, row: OutboxRow, reason: str, label: str) -> None:
