@@ -61,7 +61,8 @@ class TrackerConfig(ConfigModel):
     # 0.4 and 0.1, not 0.5 and 0: in a herd every animal's box touches another's, so a sheep the
     # model scores 0.4-0.6 from the moment it came out of the crowd never got a track (held-out
     # bench/events.py scenes, field seeds 7-12, yard 7-9, pitch 5-7: end-to-end F1 0.768 ->
-    # 0.808, field recall 0.60 -> 0.65; isolated_max_iou 0.2 alone: 0.805).
+    # 0.808, field recall 0.60 -> 0.65; isolated_max_iou 0.2 alone: 0.805; a second set, field
+    # 13-18, yard 10-12, pitch 8-10: 0.741 -> 0.762; the bench's own scenes: 0.807 -> 0.805).
     # bench/tracking.py --seed-base 100, model detections, occlusion: HOTA yard 85.3 -> 85.8,
     # field 53.2 -> 54.5, pitch 57.5 -> 57.8; IDSW 8 -> 15, 64 -> 86, 232 -> 243 (0.2 alone: 288).
     isolated_threshold: Float | None = Field(
@@ -190,6 +191,14 @@ class TrackerConfig(ConfigModel):
         le=100,
         description="a detection that matches no track may resume a lost track of its class whose "
         "predicted centre is within this many box sizes (0 turns this recovery off)",
+    )
+    recovery_threshold: Float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="weaker detections (below the confident ones) that no track claimed may also "
+        "resume a recently lost track by distance from this confidence up (null: only confident "
+        "ones)",
     )
     recovery_growth: Float = Field(
         default=2.0,

@@ -25,6 +25,8 @@ Per :meth:`MaskTracker.update`:
    tracks still unmatched, by centre distance: within ``recovery_radius`` track sizes plus
    ``recovery_growth`` sizes per second lost (up to ``lost_buffer_s``), closest first. It
    catches an object that comes out of an occlusion where the coasting box did not expect it.
+   With ``recovery_threshold`` set, the weaker detections left over from stage two from that
+   confidence up take part too (they never start tracks).
    Stage four does the same for the dormant tracks with the detections still left, so a
    long-lost track never takes a detection that a recent one could have had.
 
@@ -204,9 +206,14 @@ class MaskTracker:
         # by distance (recovery after an occlusion that the box gates could not bridge).
         new = high[first.unmatched_cols]
         left = left[second.unmatched_rows]
-        third = self._recover(left, new, frame, now)
-        rows3, dets3 = left[third.matches[:, 0]], new[third.matches[:, 1]]
-        new = new[third.unmatched_cols]
+        candidates = new
+        if cfg.recovery_threshold is not None:
+            spare = low[second.unmatched_cols]
+            candidates = np.concatenate((new, spare[confidence[spare] >= cfg.recovery_threshold]))
+        third = self._recover(left, candidates, frame, now)
+        rows3, dets3 = left[third.matches[:, 0]], candidates[third.matches[:, 1]]
+        unclaimed = third.unmatched_cols
+        new = new[unclaimed[unclaimed < len(new)]]
         # Stage 4: the same for the dormant tracks, with what is left (after the others: a
         # longer-lost track's wider radius makes every detection look closer to it).
         rows4 = dets4 = np.zeros(0, dtype=np.intp)

@@ -532,6 +532,25 @@ def test_middling_detection_barely_touching_a_neighbour_counts_as_isolated(
     assert len(run.distinct_ids(2)) == (1 if tracked else 0)
 
 
+@pytest.mark.parametrize(("recovery_threshold", "resumed"), [(None, False), (0.4, True)])
+def test_weaker_detection_resumes_a_lost_track_by_distance(
+    scene_kit: SimpleNamespace, recovery_threshold: float | None, resumed: bool
+) -> None:
+    """An animal that comes out of the herd a box width from where it vanished, scored only
+    0.45 (the crowd still touches it), is out of the box gate and too weak to start a track:
+    with recovery_threshold it resumes its lost track by distance, as a confident one would."""
+    before = scene_kit.SceneObject(
+        1, "box", (20, 40), scene_kit.linear(100, 90, 0), hidden=((0.5, 9.0),), confidence=0.9
+    )
+    after = scene_kit.SceneObject(
+        1, "box", (20, 40), scene_kit.linear(135, 90, 0), hidden=((0.0, 0.8),), confidence=0.45
+    )
+    tracker = _tracker(isolated_threshold=None, recovery_threshold=recovery_threshold)
+    run = scene_kit.run(tracker, [before, after], scene_kit.times(1.5, 15))
+    assert run.distinct_ids(1) == [1]
+    assert (run.ids[-1].tolist() == [1]) is resumed  # else -1: no track after it came back
+
+
 def test_frame_size_change_keeps_tracking() -> None:
     """Masks on another grid (the frame size changed) replace the stored ones without harm."""
     tracker = _tracker(min_confirm_s=0, mask_resolution=100)
