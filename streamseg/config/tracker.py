@@ -58,23 +58,22 @@ class TrackerConfig(ConfigModel):
         le=1,
         description="detections at or above this confidence are matched first and start tracks",
     )
-    # 0.4 and 0.1, not 0.5 and 0: in a herd every animal's box touches another's, so a sheep the
-    # model scores 0.4-0.6 from the moment it came out of the crowd never got a track (held-out
-    # bench/events.py scenes, field seeds 7-12, yard 7-9, pitch 5-7: end-to-end F1 0.768 ->
-    # 0.808, field recall 0.60 -> 0.65; isolated_max_iou 0.2 alone: 0.805; a second set, field
-    # 13-18, yard 10-12, pitch 8-10: 0.741 -> 0.762; the bench's own scenes: 0.807 -> 0.805).
-    # bench/tracking.py --seed-base 100, model detections, occlusion: HOTA yard 85.3 -> 85.8,
-    # field 53.2 -> 54.5, pitch 57.5 -> 57.8; IDSW 8 -> 15, 64 -> 86, 232 -> 243 (0.2 alone: 288).
     isolated_threshold: Float | None = Field(
-        default=0.4,
+        default=0.5,
         ge=0,
         le=1,
         description="a detection below high_threshold but at or above this confidence is treated "
         "as confident when its box overlaps no other detection at or above this confidence "
         "(null: never; values at or above high_threshold change nothing)",
     )
+    # 0, not 0.1: in a herd every animal's box touches another's, so a sheep the model scores
+    # 0.4-0.6 after it came out of the crowd gets no track, and 0.1 with isolated_threshold 0.4
+    # gave it one (held-out bench/events.py scenes: end-to-end F1 0.768 -> 0.808 and 0.741 ->
+    # 0.762 on two sets; the bench's own scenes 0.807 -> 0.805). But it doubled the identity
+    # switches on the yard: bench/tracking.py's own seeds, model detections, occlusion, IDSW
+    # 13 -> 28 against ByteTrack's 23 (0.1 alone: 20), failing the tracker's target.
     isolated_max_iou: Float = Field(
-        default=0.1,
+        default=0.0,
         ge=0,
         lt=1,
         description="a detection still counts as isolated (isolated_threshold) while its box "
