@@ -191,6 +191,13 @@ class TrackerConfig(ConfigModel):
         description="a detection that matches no track may resume a lost track of its class whose "
         "predicted centre is within this many box sizes (0 turns this recovery off)",
     )
+    recovery_growth: Float = Field(
+        default=2.0,
+        ge=0,
+        le=100,
+        description="the recovery radius grows by this many box sizes per second lost, up to "
+        "lost_buffer_s",
+    )
     recovery_threshold: Float | None = Field(
         default=None,
         ge=0,
@@ -198,13 +205,6 @@ class TrackerConfig(ConfigModel):
         description="weaker detections (below the confident ones) that no track claimed may also "
         "resume a recently lost track by distance from this confidence up (null: only confident "
         "ones)",
-    )
-    recovery_growth: Float = Field(
-        default=2.0,
-        ge=0,
-        le=100,
-        description="the recovery radius grows by this many box sizes per second lost, up to "
-        "lost_buffer_s",
     )
     measurement_std: Float = Field(
         default=0.05,

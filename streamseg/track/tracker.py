@@ -491,29 +491,29 @@ class MaskTracker:
             lost_s = lost_s[~expired]
         return tracks.lost & (lost_s > cfg.lost_buffer_s + TIME_EPS_S)
 
-    def _lose(self, rows: IntArray, frame: _Frame, usable: npt.NDArray[np.bool_]) -> None:
+    def _lose(self, rows: IntArray, frame: _Frame, occluders: npt.NDArray[np.bool_]) -> None:
         """Mark the confirmed tracks ``rows`` lost, and hidden where their predicted box (at
-        least ``size_peak`` wide and high) overlaps the box of one of the frame's ``usable``
-        detections (those at or above ``low_threshold``) of another class: gone while touching
+        least ``size_peak`` wide and high) overlaps the box of one of the frame's ``occluders``
+        (the detections at or above ``low_threshold``) of another class: gone while touching
         a machine, a worker is behind it. Objects of its own class do not hide it: they could
         be mistaken for it when it comes back."""
         if len(rows) == 0:
             return
         tracks = self._tracks
         tracks.lost[rows] = True
-        if not usable.any():
+        if not occluders.any():
             return
         # At its remembered size: the last box of an object slipping behind another is a
         # sliver that may stop short of the other's box.
         extent = tracks.motion.pos[rows]
         extent[:, 2:] = np.maximum(extent[:, 2:], tracks.size_peak[rows, None])
-        boxes = frame.xyxy[usable]
+        boxes = frame.xyxy[occluders]
         touching = box_iou(cxcywh_to_xyxy(extent), boxes) > 0
         # A detection of another class in (nearly) the track's own box is the object itself,
         # relabelled by the model (class flicker), not something in front of it.
         itself = box_iou(cxcywh_to_xyxy(tracks.motion.pos[rows]), boxes) >= RELABEL_IOU
         touching &= ~itself
-        other = tracks.class_id[rows][:, None] != frame.class_id[usable][None, :]
+        other = tracks.class_id[rows][:, None] != frame.class_id[occluders][None, :]
         tracks.hidden[rows] = (touching & other).any(axis=1)
 
     def _confirm(self, rows: IntArray, now: float) -> None:

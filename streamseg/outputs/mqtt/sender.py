@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import queue
 import threading
 import time
@@ -66,8 +65,8 @@ class _SenderState:
     """What the sender thread knows; only that thread reads or writes it.
 
     Attributes:
-        inflight: paho mid -> outbox row id, sent on this connection and not acknowledged.
-        sent_at: outbox row id -> when it was handed to paho (monotonic), for those in flight.
+        inflight: paho mid -> (outbox row id, when it was handed to paho (monotonic)), sent on
+            this connection and not acknowledged.
         cursor: highest row id handed to paho on this connection.
         connected: a connection is up (as far as the sender has heard).
         suspect: row id that was the oldest sent and unacknowledged when the last
@@ -75,8 +74,7 @@ class _SenderState:
         strikes: connections in a row that ended with ``suspect`` unacknowledged.
     """
 
-    inflight: dict[int, int] = field(default_factory=dict)
-    sent_at: dict[int, float] = field(default_factory=dict)
+    inflight: dict[int, tuple[int, float]] = field(default_factory=dict)
     cursor: int = 0
     connected: bool = False
     suspect: int = 0
@@ -196,15 +194,14 @@ class OutboxSender:
         """Apply one inbox message to the sender's state; acknowledged row ids go to ``acked``."""
         kind = message[0]
         if kind == _ACK:
-            row_id = state.inflight.pop(message[1], None)
-            if row_id is not None:
-                state.sent_at.pop(row_id, None)
+            sent = state.inflight.pop(message[1], None)
+            if sent is not None:
+                row_id = sent[0]
                 acked.append(row_id)
                 if row_id == state.suspect:
                     state.suspect, state.strikes = 0, 0
         elif kind == _CONNECTED:
             state.inflight.clear()
-            state.sent_at.clear()
             state.cursor = 0
             state.connected = True
         elif kind == _DISCONNECTED:
@@ -227,8 +224,8 @@ class OutboxSender:
         """
         if self._closing() or not state.inflight:
             return
-        oldest = min(state.inflight.values())
-        if time.monotonic() - state.sent_at.get(oldest, -math.inf) >= self._config.keepalive_s:
+        oldest, sent_at = min(state.inflight.values())
+        if time.monotonic() - sent_at >= self._config.keepalive_s:
             return  # closed long after it went out: the broker did not hear it (module docstring)
         if oldest == state.suspect:
             state.strikes += 1
@@ -273,8 +270,7 @@ class OutboxSender:
                     # Lost the connection meanwhile: the next CONNECTED resends from the oldest.
                     state.connected = False
                     return
-                state.inflight[info.mid] = row.row_id
-                state.sent_at[row.row_id] = time.monotonic()
+                state.inflight[info.mid] = (row.row_id, time.monotonic())
                 state.cursor = row.row_id
 
     def _quarantine(self, row: OutboxRow, reason: str, label: str) -> None:
