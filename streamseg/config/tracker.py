@@ -206,6 +206,30 @@ class TrackerConfig(ConfigModel):
         "resume a recently lost track by distance from this confidence up (null: only confident "
         "ones)",
     )
+    persist_threshold: Float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="a weaker detection (below the confident ones) from this confidence up that "
+        "no track claimed, and that overlaps no claimed or confident detection by more than "
+        "persist_max_iou, starts a track (or resumes a lost one nearby) once it has been seen in "
+        "the same place on every frame for persist_s (null: never)",
+    )
+    persist_s: Float = Field(
+        default=0.3,
+        ge=0,
+        le=60,
+        description="seconds a weak detection must stay put before it starts a track "
+        "(persist_threshold)",
+    )
+    persist_max_iou: Float = Field(
+        default=0.3,
+        ge=0,
+        le=1,
+        description="a weak detection whose box overlaps a claimed or confident detection by more "
+        "than this IoU is a fragment or a merged mask of it and starts nothing "
+        "(persist_threshold)",
+    )
     measurement_std: Float = Field(
         default=0.05,
         gt=0,

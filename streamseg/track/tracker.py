@@ -66,6 +66,7 @@ from streamseg.track.association import Assignment, assign, box_iou, similarity_
 from streamseg.track.clock import TrackClock
 from streamseg.track.kalman import KalmanParams, cxcywh_to_xyxy
 from streamseg.track.masks import GridMasks, grid_masks, grid_stride, moved_origins, pair_mask_iou
+from streamseg.track.pending import PendingStarts
 from streamseg.track.tracks import NO_ID, TrackTable
 from streamseg.types import HIDDEN_TRACK_IDS
 
@@ -96,6 +97,11 @@ RELABEL_IOU = 0.7
 (IoU) is the same object relabelled, not an occluder: the track is not reported hidden."""
 
 
+PERSIST_IOU = 0.5
+"""Box IoU at or above which a weak detection is the same as the previous frame's
+(``persist_threshold``)."""
+
+
 class MaskTracker:
     """Multi-object tracker for one stream; associates on boxes and masks.
 
@@ -123,6 +129,7 @@ class MaskTracker:
             KalmanParams(cfg.measurement_std, cfg.acceleration_std, cfg.initial_velocity_std)
         )
         self._next_id = 1
+        self._pending = PendingStarts(PERSIST_IOU)
 
     @property
     def timestamp_problems(self) -> dict[str, int]:
@@ -206,14 +213,21 @@ class MaskTracker:
         # by distance (recovery after an occlusion that the box gates could not bridge).
         new = high[first.unmatched_cols]
         left = left[second.unmatched_rows]
-        candidates = new
+        spare = low[second.unmatched_cols]
+        weak = np.zeros(0, dtype=np.intp)
         if cfg.recovery_threshold is not None:
-            spare = low[second.unmatched_cols]
-            candidates = np.concatenate((new, spare[confidence[spare] >= cfg.recovery_threshold]))
+            weak = spare[confidence[spare] >= cfg.recovery_threshold]
+        born = np.full(n, now)
+        persisted, since = self._persisted(
+            spare, confidence, frame, np.concatenate((high, dets2)), now
+        )
+        born[persisted] = since
+        weak = np.union1d(weak, persisted).astype(np.intp)
+        candidates = np.concatenate((new, weak))
         third = self._recover(left, candidates, frame, now)
         rows3, dets3 = left[third.matches[:, 0]], candidates[third.matches[:, 1]]
-        unclaimed = third.unmatched_cols
-        new = new[unclaimed[unclaimed < len(new)]]
+        unclaimed = candidates[third.unmatched_cols]
+        new = unclaimed[np.isin(unclaimed, new) | np.isin(unclaimed, persisted)]
         # Stage 4: the same for the dormant tracks, with what is left (after the others: a
         # longer-lost track's wider radius makes every detection look closer to it).
         rows4 = dets4 = np.zeros(0, dtype=np.intp)
@@ -259,6 +273,8 @@ class MaskTracker:
                 frame.areas[new],
             )
             new_rows = np.arange(start, start + len(new))
+            # A track started by a weak detection that stayed put was seen since it appeared.
+            tracks.born_s[new_rows] = born[new]
             if frame.colours is not None:
                 tracks.store_appearance(new_rows, frame.colours[new], frame.has_colours[new])
             self._confirm(new_rows, now)
@@ -330,6 +346,36 @@ class MaskTracker:
         overlap &= others[None, :] != candidates[:, None]
         confident[candidates[~overlap.any(axis=1)]] = True
         return confident
+
+    def _persisted(
+        self,
+        spare: IntArray,
+        confidence: FloatArray,
+        frame: _Frame,
+        taken: IntArray,
+        now: float,
+    ) -> tuple[IntArray, FloatArray]:
+        """The weak detections that may start (or resume) a track because they stayed put.
+
+        ``spare`` are the detections below the confident ones that no track claimed in the
+        first two stages. Those at or above ``persist_threshold`` whose box overlaps none of
+        ``taken`` (the confident detections and those tracks claimed) by more than
+        ``persist_max_iou`` are followed from frame to frame (:class:`PendingStarts`); the
+        ones seen without a gap for ``persist_s`` are returned, with when each was first seen.
+        """
+        cfg = self.config
+        if cfg.persist_threshold is None:
+            return np.zeros(0, dtype=np.intp), np.zeros(0)
+        weak = spare[confidence[spare] >= cfg.persist_threshold]
+        if len(weak) and len(taken):
+            # A fragment or a merged mask of an object that already has a detection.
+            overlap = box_iou(frame.xyxy[weak], frame.xyxy[taken]) > cfg.persist_max_iou
+            weak = weak[~overlap.any(axis=1)]
+        since = self._pending.update(frame.xyxy[weak], frame.class_id[weak], now)
+        ripe = np.flatnonzero(since <= now - cfg.persist_s + TIME_EPS_S)
+        # Whatever they become, they must earn it again if they are left over once more.
+        self._pending.forget(ripe)
+        return weak[ripe], since[ripe]
 
     def _match(
         self, rows: IntArray, dets: IntArray, frame: _Frame, threshold: float, now: float

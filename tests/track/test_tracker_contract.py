@@ -551,6 +551,79 @@ def test_weaker_detection_resumes_a_lost_track_by_distance(
     assert (run.ids[-1].tolist() == [1]) is resumed  # else -1: no track after it came back
 
 
+def _herd_pair(
+    scene_kit: SimpleNamespace, hidden: tuple[tuple[float, float], ...] = ()
+) -> list[SimpleNamespace]:
+    """A confident animal and a 0.45 neighbour whose box grazes it (IoU about 0.03: in a herd
+    every box touches another), both standing still."""
+    return [
+        scene_kit.SceneObject(1, "box", (20, 40), scene_kit.linear(40, 90, 0), confidence=0.9),
+        scene_kit.SceneObject(
+            2, "box", (20, 40), scene_kit.linear(57, 128, 0), hidden=hidden, confidence=0.45
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("persist_threshold", "tracked"), [(None, False), (0.4, True)])
+def test_a_weak_detection_that_stays_put_starts_a_track(
+    scene_kit: SimpleNamespace, persist_threshold: float | None, tracked: bool
+) -> None:
+    """A sheep the model scores 0.45 on every frame, touching its neighbour, is not isolated
+    and never confident; with persist_threshold it gets a track once it has stayed for
+    persist_s, and its id is shown at once (it was seen for longer than min_confirm_s)."""
+    tracker = _tracker(persist_threshold=persist_threshold, persist_s=0.5, min_confirm_s=0.1)
+    run = scene_kit.run(tracker, _herd_pair(scene_kit), scene_kit.times(1.5, 20))
+    assert run.distinct_ids(1) == [1]
+    if not tracked:
+        assert run.distinct_ids(2) == []
+        return
+    assert len(run.distinct_ids(2)) == 1
+    first = next(i for i, ids in enumerate(run.ids) if (ids >= 0).sum() == 2)
+    assert run.frames[first].t == pytest.approx(0.5)
+    # The second stage keeps it: a track on every later frame.
+    assert all(len(ids) == 2 and (ids >= 0).all() for ids in run.ids[first:])
+
+
+def test_a_flickering_weak_detection_starts_no_track(scene_kit: SimpleNamespace) -> None:
+    """The evidence must be unbroken: a weak detection missing from one frame in every few
+    (noise, or a mask the model only sometimes finds) never adds up to persist_s."""
+    gaps = tuple((t, t + 0.05) for t in np.arange(0.3, 3.0, 0.4).tolist())
+    tracker = _tracker(persist_threshold=0.4, persist_s=0.5)
+    run = scene_kit.run(tracker, _herd_pair(scene_kit, gaps), scene_kit.times(3.0, 20))
+    assert run.distinct_ids(2) == []
+
+
+def test_a_weak_fragment_of_a_detected_object_starts_no_track(
+    scene_kit: SimpleNamespace,
+) -> None:
+    """A weak detection overlapping a confident one by more than persist_max_iou (a fragment
+    or a merged mask of it) starts nothing, however long it stays."""
+    solid = scene_kit.SceneObject(1, "box", (20, 40), scene_kit.linear(40, 90, 0), confidence=0.9)
+    part = scene_kit.SceneObject(2, "box", (20, 24), scene_kit.linear(42, 98, 0), confidence=0.45)
+    tracker = _tracker(persist_threshold=0.4, persist_s=0.3, persist_max_iou=0.3)
+    run = scene_kit.run(tracker, [solid, part], scene_kit.times(2.0, 20))
+    assert run.distinct_ids(1) == [1]
+    assert run.distinct_ids(2) == []
+
+
+def test_a_weak_detection_that_stays_put_resumes_the_lost_track_near_it(
+    scene_kit: SimpleNamespace,
+) -> None:
+    """What stayed put goes through recovery before it may start anything: an animal lost in
+    the herd that stands a box width from where it vanished, scored 0.45, gets its own id
+    back, not a new one."""
+    before = scene_kit.SceneObject(
+        1, "box", (20, 40), scene_kit.linear(100, 90, 0), hidden=((0.5, 9.0),), confidence=0.9
+    )
+    after = scene_kit.SceneObject(
+        1, "box", (20, 40), scene_kit.linear(135, 90, 0), hidden=((0.0, 0.8),), confidence=0.45
+    )
+    tracker = _tracker(isolated_threshold=None, persist_threshold=0.4, persist_s=0.3)
+    run = scene_kit.run(tracker, [before, after], scene_kit.times(2.0, 15))
+    assert run.distinct_ids(1) == [1]
+    assert run.ids[-1].tolist() == [1]
+
+
 def test_frame_size_change_keeps_tracking() -> None:
     """Masks on another grid (the frame size changed) replace the stored ones without harm."""
     tracker = _tracker(min_confirm_s=0, mask_resolution=100)
