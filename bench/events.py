@@ -68,6 +68,7 @@ from streamseg.rules import Event, RuleEngine
 from streamseg.synth import SceneRenderer, SynthFrame
 from streamseg.synth.camera import GroundCamera
 from streamseg.track import MaskTracker
+from streamseg.track.stage import model_for_tracking
 from streamseg.types import Frame
 
 RESOLUTION = (640, 360)
@@ -607,8 +608,13 @@ def main() -> None:
         return
     segmenter = None
     if not args.no_model:
-        segmenter = load_segmenter(ModelConfig(weights="builtin", device="cpu"))
-        print(f"model builtin, torch threads {torch.get_num_threads()}")
+        # As a pipeline with a tracker builds it: keeping the weak detections the tracker uses.
+        model = model_for_tracking(ModelConfig(weights="builtin", device="cpu"), TrackerConfig())
+        segmenter = load_segmenter(model)
+        print(
+            f"model builtin (confidence >= {model.confidence:g} for the tracker), "
+            f"torch threads {torch.get_num_threads()}"
+        )
     print(f"scenes {RESOLUTION[0]}x{RESOLUTION[1]} at {FPS:g} fps, {frames} frames each")
 
     totals: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))

@@ -85,6 +85,7 @@ from streamseg.synth import (
 )
 from streamseg.track import MaskTracker
 from streamseg.track.evaluate import MotsScores, evaluate_tracking
+from streamseg.track.stage import model_for_tracking
 from streamseg.types import Frame
 
 RESOLUTION_WH = (640, 360)
@@ -352,8 +353,9 @@ class Selection:
     sources: tuple[str, ...] = SOURCES
 
 
-MODEL = ModelConfig(weights="builtin", device="cpu")
-"""The model behind the ``model`` detections: the built-in weights with the runtime's defaults."""
+MODEL = model_for_tracking(ModelConfig(weights="builtin", device="cpu"), TrackerConfig())
+"""The model behind the ``model`` detections: the built-in weights with the runtime's defaults,
+as a pipeline with a tracker builds it (keeping the weak detections the tracker uses)."""
 
 
 def _inputs_fingerprint(model: ModelConfig) -> str:

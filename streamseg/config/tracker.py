@@ -80,18 +80,20 @@ class TrackerConfig(ConfigModel):
         "IoU with every other such detection is at most this (0: the boxes must not overlap)",
     )
     low_threshold: Float = Field(
-        default=0.1,
+        default=0.15,
         ge=0,
         le=1,
         description="detections below high_threshold but at or above this one only extend "
-        "confirmed tracks (second stage); lower ones are ignored",
+        "confirmed tracks (second stage), unless they stay put (persist_threshold); lower ones "
+        "are ignored",
     )
     new_track_threshold: Float | None = Field(
         default=None,
         ge=0,
         le=1,
-        description="an unmatched confident detection starts a new track only at or above this "
-        "confidence (null: every confident one, see high_threshold and isolated_threshold)",
+        description="an unmatched detection starts a new track only at or above this confidence "
+        "(null: every confident one, see high_threshold and isolated_threshold, and every weak "
+        "one that stayed put, see persist_threshold)",
     )
     match_threshold: Float = Field(
         default=0.1, gt=0, le=1, description="minimum fused similarity of a first-stage match"
@@ -207,7 +209,7 @@ class TrackerConfig(ConfigModel):
         "ones)",
     )
     persist_threshold: Float | None = Field(
-        default=None,
+        default=0.2,
         ge=0,
         le=1,
         description="a weaker detection (below the confident ones) from this confidence up that "

@@ -43,7 +43,7 @@ from streamseg.runtime.shard import Shard
 from streamseg.runtime.timing import StageSummary, StageTimings
 from streamseg.sources import build_source
 from streamseg.sources.base import Source, SourceStats
-from streamseg.track.stage import tracker_stage_factory
+from streamseg.track.stage import model_for_tracking, tracker_stage_factory
 from streamseg.types import Frame, SourceState
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,10 @@ class Pipeline:
                 models whose names only loading tells, such as a file without metadata).
         """
         if self.segmenter is None:
-            self.segmenter = load_segmenter(self.config.model)
+            # With a tracker, the weak detections it needs too (TrackerStage hides the rest).
+            self.segmenter = load_segmenter(
+                model_for_tracking(self.config.model, self.config.tracker)
+            )
         info = self.segmenter.info
         unknown = check_class_names(self.config, info.class_names)
         if unknown:
@@ -285,7 +288,7 @@ class Pipeline:
         (timed by ``frame.pts_s``), its rules stage when the pipeline has rules (events go to
         :meth:`event_listeners`), then the stages given to the constructor.
         """
-        tracker_factory = tracker_stage_factory(self.config.tracker)
+        tracker_factory = tracker_stage_factory(self.config.tracker, self.config.model.confidence)
         rules_factory = build_rules_stage_factory(self.config, self.event_listeners())
         factories = [f for f in (tracker_factory, rules_factory) if f is not None]
         factories += self.stage_factories

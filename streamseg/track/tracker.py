@@ -26,7 +26,11 @@ Per :meth:`MaskTracker.update`:
    ``recovery_growth`` sizes per second lost (up to ``lost_buffer_s``), closest first. It
    catches an object that comes out of an occlusion where the coasting box did not expect it.
    With ``recovery_threshold`` set, the weaker detections left over from stage two from that
-   confidence up take part too (they never start tracks).
+   confidence up take part too (they never start tracks). With ``persist_threshold`` set, so do
+   the weaker ones that stayed put: from that confidence up, overlapping no claimed or
+   confident detection by more than ``persist_max_iou``, and seen in the same place on every
+   frame for ``persist_s`` (:class:`~streamseg.track.pending.PendingStarts`); those left
+   unclaimed start tracks, shown at once when they stayed for ``min_confirm_s``.
    Stage four does the same for the dormant tracks with the detections still left, so a
    long-lost track never takes a detection that a recent one could have had.
 

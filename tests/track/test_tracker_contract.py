@@ -454,15 +454,17 @@ def test_ids_are_never_reused(scene_kit: SimpleNamespace) -> None:
 def test_low_confidence_detections_only_extend_confirmed_tracks(
     scene_kit: SimpleNamespace,
 ) -> None:
-    """ByteTrack's second stage: a faint detection keeps a confirmed track going but never
-    starts one; below low_threshold a detection is ignored."""
+    """ByteTrack's second stage (persist_threshold off): a faint detection keeps a confirmed
+    track going but never starts one; below low_threshold a detection is ignored."""
     solid = scene_kit.SceneObject(1, "box", (20, 40), scene_kit.linear(40, 90, 40), confidence=0.9)
-    tracker = _tracker(high_threshold=0.5, low_threshold=0.2)
+    tracker = _tracker(high_threshold=0.5, low_threshold=0.2, persist_threshold=None)
     run = scene_kit.run(tracker, [solid], scene_kit.times(1, 15))
     faint = scene_kit.SceneObject(1, "box", (20, 40), scene_kit.linear(40, 90, 40), confidence=0.3)
     later = [1 + t for t in scene_kit.times(1, 15)]
     assert scene_kit.run(tracker, [faint], later).distinct_ids(1) == run.distinct_ids(1) == [1]
-    fresh = scene_kit.run(_tracker(high_threshold=0.5, low_threshold=0.2), [faint], later)
+    fresh = scene_kit.run(
+        _tracker(high_threshold=0.5, low_threshold=0.2, persist_threshold=None), [faint], later
+    )
     assert fresh.all_ids() == set()
     ignored = scene_kit.SceneObject(
         1, "box", (20, 40), scene_kit.linear(40, 90, 40), confidence=0.1
@@ -494,7 +496,9 @@ def test_isolated_middling_detection_starts_a_track(
     walker = scene_kit.SceneObject(
         1, "box", (20, 40), scene_kit.linear(40, 90, 40), confidence=0.55
     )
-    tracker = _tracker(high_threshold=0.6, isolated_threshold=isolated_threshold)
+    tracker = _tracker(
+        high_threshold=0.6, isolated_threshold=isolated_threshold, persist_threshold=None
+    )
     run = scene_kit.run(tracker, [walker], scene_kit.times(1, 15))
     assert (run.distinct_ids(1) == [1]) is tracked
 
@@ -507,7 +511,7 @@ def test_middling_detection_in_a_crowd_starts_no_track(scene_kit: SimpleNamespac
     middling = scene_kit.SceneObject(
         2, "box", (20, 40), scene_kit.linear(52, 100, 0), confidence=0.55
     )
-    tracker = _tracker(high_threshold=0.6, isolated_threshold=0.5)
+    tracker = _tracker(high_threshold=0.6, isolated_threshold=0.5, persist_threshold=None)
     run = scene_kit.run(tracker, [solid, middling], scene_kit.times(1, 15))
     assert run.distinct_ids(1) == [1]
     assert run.distinct_ids(2) == []
@@ -525,7 +529,10 @@ def test_middling_detection_barely_touching_a_neighbour_counts_as_isolated(
         2, "box", (20, 40), scene_kit.linear(57, 128, 0), confidence=0.55
     )
     tracker = _tracker(
-        high_threshold=0.6, isolated_threshold=0.5, isolated_max_iou=isolated_max_iou
+        high_threshold=0.6,
+        isolated_threshold=0.5,
+        isolated_max_iou=isolated_max_iou,
+        persist_threshold=None,
     )
     run = scene_kit.run(tracker, [solid, middling], scene_kit.times(1, 15))
     assert run.distinct_ids(1) == [1]
@@ -545,7 +552,9 @@ def test_weaker_detection_resumes_a_lost_track_by_distance(
     after = scene_kit.SceneObject(
         1, "box", (20, 40), scene_kit.linear(135, 90, 0), hidden=((0.0, 0.8),), confidence=0.45
     )
-    tracker = _tracker(isolated_threshold=None, recovery_threshold=recovery_threshold)
+    tracker = _tracker(
+        isolated_threshold=None, recovery_threshold=recovery_threshold, persist_threshold=None
+    )
     run = scene_kit.run(tracker, [before, after], scene_kit.times(1.5, 15))
     assert run.distinct_ids(1) == [1]
     assert (run.ids[-1].tolist() == [1]) is resumed  # else -1: no track after it came back
