@@ -91,7 +91,12 @@ class ModelConfig(ConfigModel):
         default="auto", description="inference precision; auto = fp16 on CUDA, fp32 on CPU"
     )
     confidence: Float = Field(
-        default=0.25, ge=0, lt=1, description="minimum detection score (kept: above it)"
+        default=0.25,
+        ge=0,
+        lt=1,
+        description="minimum detection score (kept: above it); with a tracker the model keeps "
+        "detections down to tracker.low_threshold for it, and the weaker ones are shown only "
+        "while a confirmed track holds them",
     )
     iou: Float = Field(default=0.45, gt=0, le=1, description="IoU above which NMS suppresses a box")
     max_detections: Int = Field(default=100, ge=1, description="most detections kept per frame")
