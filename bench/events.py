@@ -36,6 +36,12 @@ Greedy one-to-one, closest starts first. Precision, recall and F1 per scene kind
 and the end-to-end misses by cause (:func:`miss_cause`: lost to detection, tracked but not
 raised, or raised on a track that was another object then).
 
+Tracker settings: each scene kind's example pipeline's ``tracker`` section (yard
+``pipelines/machinery_zone.yaml``, field ``pipelines/livestock.yaml`` with its herd settings,
+pitch ``pipelines/sports.yaml``), as an operator of that site would run it; the model keeps the
+weak detections each one asks for (``low_threshold``). ``--default-tracker`` uses the defaults
+everywhere.
+
 Timing: :meth:`RuleEngine.evaluate` per frame over a crowded yard (about 30 objects a frame,
 640x360, ground-truth detections), p50 and p95, for 10 rules of every kind (``near`` in metres
 among them) and for 10 zone rules without ``near``. Pause other CPU work while timing
@@ -54,6 +60,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -61,7 +68,7 @@ import numpy.typing as npt
 import supervision as sv
 import torch
 
-from streamseg.config import TrackerConfig, load_pipeline_text
+from streamseg.config import TrackerConfig, load_pipeline, load_pipeline_text
 from streamseg.config.model import ModelConfig
 from streamseg.models import Segmenter, load_segmenter
 from streamseg.rules import Event, RuleEngine
@@ -438,10 +445,37 @@ def _strip_ids(detections: sv.Detections) -> sv.Detections:
     )
 
 
+EXAMPLE_PIPELINES = {
+    "yard": "machinery_zone.yaml",
+    "field": "livestock.yaml",
+    "pitch": "sports.yaml",
+}
+"""The example pipeline (in ``pipelines/``) whose tracker settings each scene kind runs with."""
+
+
+def kind_trackers(defaults: bool) -> dict[str, TrackerConfig]:
+    """The tracker settings per scene kind: its example pipeline's, or the defaults."""
+    root = Path(__file__).resolve().parent.parent / "pipelines"
+    return {
+        kind: TrackerConfig() if defaults else load_pipeline(root / name).tracker
+        for kind, name in EXAMPLE_PIPELINES.items()
+    }
+
+
 def run_scene(
-    kind: str, seed: int, difficulty: str, frames: int, segmenter: Segmenter | None
+    kind: str,
+    seed: int,
+    difficulty: str,
+    frames: int,
+    segmenter: Segmenter | None,
+    tracker: TrackerConfig,
 ) -> SceneResult:
-    """Render a scene and run every variant over it."""
+    """Render a scene and run every variant over it, ``tracker`` for both tracked variants.
+
+    ``segmenter`` keeps detections down to the lowest ``low_threshold`` of any kind; those
+    below ``model_for_tracking`` of this kind's ``tracker`` are dropped here.
+    """
+    floor = model_for_tracking(ModelConfig(), tracker).confidence
     renderer = SceneRenderer(kind, seed, RESOLUTION, fps=FPS, difficulty=difficulty)
     rendered = list(renderer.frames(frames))
     calibration: str | None
@@ -467,8 +501,8 @@ def run_scene(
         if segmenter is not None:
             engines["end-to-end bottom_center"] = _engine(bc_text, calibration)
     events: dict[str, list[Event]] = {name: [] for name in engines}
-    gt_tracker = MaskTracker(TrackerConfig())
-    e2e_tracker = MaskTracker(TrackerConfig())
+    gt_tracker = MaskTracker(tracker)
+    e2e_tracker = MaskTracker(tracker)
     votes = {"gt+tracker": IdVotes(), "end-to-end": IdVotes()}
     for synth in rendered:
         frame = Frame("s", synth.index, synth.pts_s, synth.pts_s, synth.image)
@@ -483,6 +517,11 @@ def run_scene(
         }
         if segmenter is not None:
             predicted = segmenter.segment([synth.image])[0]
+            weak = np.asarray(predicted.confidence) < floor
+            if weak.any():
+                kept = predicted[~weak]
+                assert isinstance(kept, sv.Detections)  # a boolean index selects rows
+                predicted = kept
             tracked = e2e_tracker.update(predicted, timestamp=synth.pts_s, image=synth.image)
             votes["end-to-end"].add(tracked, synth)
             inputs["end-to-end"] = tracked
@@ -587,6 +626,11 @@ def main() -> None:
     parser.add_argument("--no-model", action="store_true", help="skip the end-to-end runs")
     parser.add_argument("--timing-frames", type=int, default=None)
     parser.add_argument("--timing-only", action="store_true", help="only time the rules")
+    parser.add_argument(
+        "--default-tracker",
+        action="store_true",
+        help="the tracker's defaults for every kind, not each example pipeline's settings",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     # The swing zones come from the world's geometry, and a machine near the edge of the view
@@ -606,15 +650,20 @@ def main() -> None:
             f"eval_zone_rules_p95_ms={z95:.3f} eval_rules=10 eval_objects={objects:.1f}"
         )
         return
+    trackers = kind_trackers(args.default_tracker)
     segmenter = None
     if not args.no_model:
         # As a pipeline with a tracker builds it: keeping the weak detections the tracker uses.
-        model = model_for_tracking(ModelConfig(weights="builtin", device="cpu"), TrackerConfig())
+        lowest = min(trackers.values(), key=lambda t: t.low_threshold)
+        model = model_for_tracking(ModelConfig(weights="builtin", device="cpu"), lowest)
         segmenter = load_segmenter(model)
         print(
-            f"model builtin (confidence >= {model.confidence:g} for the tracker), "
+            f"model builtin (confidence >= {model.confidence:g} for the trackers), "
             f"torch threads {torch.get_num_threads()}"
         )
+    for kind, tracker in trackers.items():
+        changed = tracker.model_dump(exclude_defaults=True)
+        print(f"tracker for {kind}: {changed or 'defaults'}")
     print(f"scenes {RESOLUTION[0]}x{RESOLUTION[1]} at {FPS:g} fps, {frames} frames each")
 
     totals: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
@@ -622,7 +671,7 @@ def main() -> None:
     started = time.perf_counter()
     for kind, seeds in SCENES.items():
         for seed, difficulty in seeds[:1] if args.quick else seeds:
-            result = run_scene(kind, seed, difficulty, frames, segmenter)
+            result = run_scene(kind, seed, difficulty, frames, segmenter, trackers[kind])
             by_kind = Counter(o.kind for o in result.truth)
             gt_counts = ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items()))
             line = [f"{kind} seed {seed} ({difficulty}): GT {len(result.truth)} ({gt_counts})"]

@@ -34,12 +34,13 @@ import numpy.typing as npt
 import supervision as sv
 import torch
 
-from streamseg.config import load_pipeline_text
+from streamseg.config import TrackerConfig, load_pipeline_text
 from streamseg.config.model import ModelConfig
 from streamseg.models import Segmenter, load_segmenter
 from streamseg.models.device import default_inference_workers
 from streamseg.runtime.pipeline import Pipeline
 from streamseg.synth import render_scene_video
+from streamseg.track.stage import model_for_tracking
 
 CACHE = Path(tempfile.gettempdir()) / "streamseg-bench"
 
@@ -120,7 +121,11 @@ def main() -> None:
     videos = [
         input_video("yard", 100 + i, args.frames, (width, height)) for i in range(args.streams)
     ]
-    segmenter = load_segmenter(ModelConfig(weights=args.weights, device="cpu", batch_size=1))
+    # As the pipeline builds it with its default tracker (the weak detections kept for it).
+    model = model_for_tracking(
+        ModelConfig(weights=args.weights, device="cpu", batch_size=1), TrackerConfig()
+    )
+    segmenter = load_segmenter(model)
     info = segmenter.info
     print(
         f"model {info.path} input {info.input_hw[1]}x{info.input_hw[0]}, "
@@ -155,7 +160,7 @@ def main() -> None:
     print(f"{label:<44} {pipe:7.1f} fps  runs {[round(r, 1) for r in pipe_fps]}")
     print(f"{'ratio pipeline / best bare loop':<44} {pipe / bare:7.3f}")
 
-    multi = load_segmenter(ModelConfig(weights=args.weights, device="cpu", batch_size=4))
+    multi = load_segmenter(model.model_copy(update={"batch_size": 4}))
     frames, seconds = pipeline_run(multi, videos, args.weights, 4, out)
     total = sum(frames.values()) / seconds
     per_stream = {k: v / seconds for k, v in frames.items()}
