@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from streamseg.config import TrackerConfig, load_pipeline_text
+from streamseg.config import ModelConfig, TrackerConfig, load_pipeline_text
 from streamseg.runtime.analytics import AnalyticsStage
 from streamseg.runtime.pipeline import Pipeline
 from streamseg.track import TrackerStage, tracker_stage_factory
+from streamseg.track.stage import model_for_tracking
 from streamseg.types import Frame
 
 
@@ -122,3 +123,14 @@ def test_stage_uses_the_frame_timestamp_and_one_tracker_per_stream() -> None:
         a.process(Frame("a", i, 0.3 * i, 0.0, image), dets).tracker_id.tolist() for i in range(3)
     ]
     assert ids == [[-1], [-1], [1]]
+
+
+def test_the_model_keeps_the_weak_band_only_for_a_tracker_that_uses_it() -> None:
+    model = ModelConfig(weights="builtin", confidence=0.3)
+    lowered = model_for_tracking(model, TrackerConfig(low_threshold=0.15))
+    assert lowered.confidence == 0.15 and lowered.weights == "builtin"
+    assert model.confidence == 0.3  # not modified
+    assert model_for_tracking(model, TrackerConfig(low_threshold=0.3)) is model
+    assert model_for_tracking(model, TrackerConfig(low_threshold=0.4)) is model
+    off = TrackerConfig(enabled=False, low_threshold=0.15)
+    assert model_for_tracking(model, off) is model
