@@ -75,7 +75,3 @@ class PendingStarts:
         self._xyxy = self._xyxy[keep]
         self._class_id = self._class_id[keep]
         self._since_s = self._since_s[keep]
-
-    def clear(self) -> None:
-        """Forget every pending detection."""
-        self.update(np.zeros((0, 4)), np.zeros(0, dtype=np.int64), 0.0)

@@ -44,7 +44,7 @@ Per :meth:`MaskTracker.update`:
 5. Matched tracks are corrected and keep the detection's mask; a tentative track that matched
    for ``min_confirm_s`` gets the next id; the detection's colour histogram is folded into the
    track's; unmatched tentative tracks are dropped, unmatched confirmed ones become lost; the
-   confident detections left start tentative tracks.
+   confident detections left (and the weak ones that stayed put) start tentative tracks.
 
 Ids start at 1 and are never reused; all state lives in the instance.
 """
