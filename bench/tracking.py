@@ -37,7 +37,9 @@ missed the -30 % target by that one switch there, met it on the three tuning set
 To tune without fitting the bench's own scenes, run subsets on other seeds, e.g. ``--seeds 3
 --seed-base 100 --kinds pitch --difficulties occlusion --detections model --no-speed --cache
 /tmp/bench-cache`` (``--cache`` keeps rendered scenes and detections between runs;
-``--tracker-option KEY=VALUE`` tries a MaskTracker option).
+``--tracker-option KEY=VALUE`` tries a MaskTracker option; a ``low_threshold`` below
+``model.confidence`` also makes the model keep detections down to it, for every tracker, as a
+pipeline does).
 Ends with one ``key=value`` summary line:
 ``occl_hota_gain`` and ``easy_hota_min_delta`` are the smallest HOTA gains over ByteTrackTracker
 (points) among occlusion and easy cases, ``occl_idsw_reduction`` pools the IDSW of every
@@ -353,9 +355,12 @@ class Selection:
     sources: tuple[str, ...] = SOURCES
 
 
-MODEL = model_for_tracking(ModelConfig(weights="builtin", device="cpu"), TrackerConfig())
-"""The model behind the ``model`` detections: the built-in weights with the runtime's defaults,
-as a pipeline with a tracker builds it (keeping the weak detections the tracker uses)."""
+def model_config() -> ModelConfig:
+    """The model behind the ``model`` detections: the built-in weights with the runtime's
+    defaults, as a pipeline with the measured tracker settings (:data:`TRACKER_OPTIONS`) builds
+    it: keeping the weak detections down to their ``low_threshold``."""
+    tracker = TrackerConfig.model_validate(TRACKER_OPTIONS)
+    return model_for_tracking(ModelConfig(weights="builtin", device="cpu"), tracker)
 
 
 def _inputs_fingerprint(model: ModelConfig) -> str:
@@ -381,7 +386,7 @@ def _render_all(selection: Selection, root: Path, cache: Path | None) -> list[Cl
     """
     segmenter: Any = None
     sequences: list[Clip] = []
-    fingerprint = _inputs_fingerprint(MODEL) if cache is not None else ""
+    fingerprint = _inputs_fingerprint(model_config()) if cache is not None else ""
     for kind in selection.kinds:
         for difficulty in selection.difficulties:
             gt_root = root / "gt" / f"{kind}-{difficulty}"
@@ -397,7 +402,7 @@ def _render_all(selection: Selection, root: Path, cache: Path | None) -> list[Cl
                         sequences.append(pickle.load(f))
                     continue
                 if segmenter is None:
-                    segmenter = load_segmenter(MODEL)
+                    segmenter = load_segmenter(model_config())
                 clip = render_sequence(
                     kind, difficulty, seed, selection.frames, gt_root, segmenter.segment
                 )
