@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from streamseg.track.association import box_iou
+from streamseg.track.association import assign, box_iou
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -23,7 +23,7 @@ class PendingStarts:
 
     Args:
         min_iou: box IoU at or above which a detection continues a pending one of its class
-            (the best such, each pending one continued at most once).
+            (one to one, the pairing of most total overlap: :func:`assign`).
     """
 
     def __init__(self, min_iou: float = 0.5) -> None:
@@ -49,20 +49,9 @@ class PendingStarts:
         """
         since = np.full(len(xyxy), now_s)
         if len(xyxy) and len(self._xyxy):
-            iou = box_iou(xyxy, self._xyxy)
-            iou[class_id[:, None] != self._class_id[None, :]] = 0.0
-            # Greedy by overlap, best first: few candidates, and they rarely compete.
-            order = np.argsort(-iou, axis=None)
-            taken_det = np.zeros(len(xyxy), dtype=bool)
-            taken_old = np.zeros(len(self._xyxy), dtype=bool)
-            for flat in order.tolist():
-                det, old = divmod(flat, len(self._xyxy))
-                if iou[det, old] < self.min_iou:
-                    break
-                if taken_det[det] or taken_old[old]:
-                    continue
-                taken_det[det] = taken_old[old] = True
-                since[det] = self._since_s[old]
+            same_class = class_id[:, None] == self._class_id[None, :]
+            pairs = assign(box_iou(xyxy, self._xyxy), self.min_iou, same_class).matches
+            since[pairs[:, 0]] = self._since_s[pairs[:, 1]]
         self._xyxy = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4).copy()
         self._class_id = np.asarray(class_id, dtype=np.int64).copy()
         self._since_s = since.copy()
