@@ -197,7 +197,11 @@ def _retained_now(
     more (the broker sends them in one burst)."""
     fresh = Subscriber(port, topic_filter)
     try:
-        fresh.wait_for(lambda s: {m.topic for m in s.messages if m.retain} >= expect)
+        try:
+            fresh.wait_for(lambda s: {m.topic for m in s.messages if m.retain} >= expect)
+        except TimeoutError:
+            got = {m.topic for m in fresh.messages if m.retain}
+            raise AssertionError(f"retained topics missing: {sorted(expect - got)}") from None
         time.sleep(settle_s)
         return {m.topic: m.payload for m in fresh.messages if m.retain}
     finally:
@@ -257,9 +261,17 @@ def test_the_first_connection_clears_what_an_earlier_configuration_left(
     publisher = _start(built_publisher, broker.port, tmp_path, home_assistant={"enabled": True})
     assert publisher.stale is not None
     assert publisher.stale.done.wait(timeout=10)
-    publisher.on_rule_state("gate", "in-pen", True)
+    # The publish is asynchronous: wait until the broker has the state before a fresh
+    # subscriber reads the retained values (else it gets the state live, without the flag).
+    state = f"{PREFIX}/gate/in-pen/state"
+    watch = Subscriber(broker.port, state)
+    try:
+        publisher.on_rule_state("gate", "in-pen", True)
+        watch.wait_for(lambda s: bool(s.on(state)))
+    finally:
+        watch.close()
 
-    own = {f"{PREFIX}/available", f"{PREFIX}/gate/in-pen/state", live_config}
+    own = {f"{PREFIX}/available", state, live_config}
     now = _retained_now(broker.port, "#", set(KEPT) | own)
     assert not set(EARLIER) & set(now), "stale retained topics survived"
     assert old_config not in now
@@ -267,7 +279,7 @@ def test_the_first_connection_clears_what_an_earlier_configuration_left(
         assert now.get(topic) == payload
     # The pipeline's own topics: its current values, its live rule's entity.
     assert now[f"{PREFIX}/available"] == b"online"
-    assert now[f"{PREFIX}/gate/in-pen/state"] == b"ON"
+    assert now[state] == b"ON"
     assert live_config in now
     assert publisher.stale.cleared == sorted([*EARLIER, old_config])
     assert f"cleared {len(EARLIER) + 1} retained topic(s)" in caplog.text
