@@ -160,6 +160,55 @@ def run_crop_areas(runs: CompactRuns) -> npt.NDArray[np.int64]:
     return np.add.reduceat(runs.counts[1::2], runs.first_pair[:-1])
 
 
+def run_window_sums(
+    runs: CompactRuns,
+    origins: npt.NDArray[np.integer],
+    column_counts: npt.NDArray[np.integer],
+) -> npt.NDArray[np.int64]:
+    """For every crop of :func:`compact_runs`, how many of its set pixels a frame mask holds.
+
+    All crops at once, straight from the runs (no crop is decoded): a set run covers pixel
+    positions ``[start, end)`` of the crops flattened column-major one after another, and the
+    mask pixels before a position are those of the earlier columns (a running sum over every
+    crop's columns) plus those of its own column above it (``column_counts``).
+
+    Args:
+        runs: the crops' runs.
+        origins: (N, 2) int ``(x, y)`` frame pixel of each crop's first column and row; every
+            crop lies inside the frame.
+        column_counts: (H + 1, W) int, ``[y, x]``: mask pixels of frame column ``x`` above row
+            ``y`` (a cumulative sum down the columns, from a row of zeros).
+
+    Returns:
+        (N,) int64 set pixels of each crop on which the mask is set.
+    """
+    n = runs.heights.size
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    widths = runs.widths
+    origin = np.asarray(origins, dtype=np.int64).reshape(n, 2)
+    # Every column of every crop, one after another: its frame x, first row and height.
+    column_h = np.repeat(runs.heights, widths)
+    column_first = np.cumsum(widths) - widths
+    column_x = np.arange(column_h.size) - np.repeat(column_first - origin[:, 0], widths)
+    column_y = np.repeat(origin[:, 1], widths)
+    flat = column_counts.reshape(-1)
+    stride = column_counts.shape[1]
+    top = column_y * stride + column_x
+    above = flat[top].astype(np.int64)
+    in_column = flat[top + column_h * stride] - above
+    before = np.cumsum(in_column) - in_column
+    column_start = np.cumsum(column_h) - column_h
+    # Mask pixels before each run boundary; a boundary at a column's end reads the next
+    # column's start (the same count), the last one its own column's end.
+    ends = runs.run_end
+    column = np.searchsorted(column_start, ends, side="right") - 1
+    at = flat[top[column] + (ends - column_start[column]) * stride]
+    prefix = before[column] + at - above[column]
+    # Run 2t ends where set run 2t + 1 starts.
+    return np.asarray(np.add.reduceat(prefix[1::2] - prefix[0::2], runs.first_pair[:-1]))
+
+
 def decode_compact_crops(
     mask: sv.CompactMask,
 ) -> tuple[list[npt.NDArray[np.bool_]], npt.NDArray[np.int64] | None]:

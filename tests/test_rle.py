@@ -17,6 +17,7 @@ from streamseg.rle import (
     decode_crop_rle,
     decode_run_crop,
     run_crop_areas,
+    run_window_sums,
 )
 
 
@@ -198,3 +199,46 @@ def test_column_bottoms_match_a_brute_force_scan(seed: int) -> None:
             [max(np.flatnonzero(col), default=-1) for col in crop.T], dtype=np.int64
         ).reshape(-1)
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_window_sums_count_the_set_pixels_a_frame_mask_holds(seed: int) -> None:
+    """Runs that cross columns, 1-pixel and empty crops, crops at the frame's bottom and right
+    edges: each crop's count equals the decoded pixels ANDed with the frame mask."""
+    rng = np.random.default_rng(300 + seed)
+    crops = _crop_kinds(rng)
+    mask = _compact_of(crops)
+    runs = compact_runs(mask)
+    assert runs is not None
+    height, width = mask.image_shape
+    frame = rng.random((height, width)) < rng.random()
+    frame[:, -1] = rng.random(height) < 0.5  # the last column and row hold crops' pixels too
+    column_counts = np.zeros((height + 1, width), dtype=np.int32)
+    np.cumsum(frame, axis=0, out=column_counts[1:])
+    origins = mask.bbox_xyxy[:, :2]
+    got = run_window_sums(runs, origins, column_counts)
+    expected = [
+        int((crop & frame[y : y + crop.shape[0], x : x + crop.shape[1]]).sum())
+        for crop, (x, y) in zip(crops, origins.tolist(), strict=True)
+    ]
+    assert got.tolist() == expected
+    # A crop placed against the bottom-right corner (its last boundary reads the last row).
+    corner = np.ones((3, 2), dtype=bool)
+    edge = sv.CompactMask(
+        [crop_rle_counts(corner)],
+        np.array([corner.shape], dtype=np.int32),
+        np.array([[width - 2, height - 3]], dtype=np.int32),
+        (height, width),
+    )
+    edge_runs = compact_runs(edge)
+    assert edge_runs is not None
+    assert run_window_sums(edge_runs, edge.bbox_xyxy[:, :2], column_counts).tolist() == [
+        int(frame[-3:, -2:].sum())
+    ]
+
+
+def test_window_sums_of_no_crops() -> None:
+    mask = sv.CompactMask([], np.zeros((0, 2), np.int32), np.zeros((0, 2), np.int32), (4, 4))
+    runs = compact_runs(mask)
+    assert runs is not None
+    assert run_window_sums(runs, np.zeros((0, 2)), np.zeros((5, 4), np.int32)).size == 0

@@ -163,6 +163,17 @@ class PolygonRaster:
         self.bbox: tuple[int, int, int, int] | None = (
             (int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])) if rows.size else None
         )
+        self._column_counts: npt.NDArray[np.int32] | None = None
+
+    @property
+    def column_counts(self) -> npt.NDArray[np.int32]:
+        """(H + 1, W) int32, ``[y, x]``: zone pixels of column ``x`` above row ``y`` (built on
+        first use; :func:`streamseg.rle.run_window_sums` reads it)."""
+        if self._column_counts is None:
+            counts = np.zeros((self.height + 1, self.width), dtype=np.int32)
+            np.cumsum(self.mask, axis=0, dtype=np.int32, out=counts[1:])
+            self._column_counts = counts
+        return self._column_counts
 
     def box_sums(self, boxes: npt.NDArray[np.integer]) -> npt.NDArray[np.int64]:
         """Number of zone pixels in each box of ``boxes`` ((N, 4) inclusive ``x1, y1, x2, y2``,

@@ -1,10 +1,10 @@
 """What rules measure on the objects of one frame: zone membership and mask-to-mask distance.
 
 :class:`FrameObjects` holds the confirmed tracks of one frame (``tracker_id >= 1``) and computes
-each measure on demand, once per frame: a mask crop is decoded only when a test needs its
-pixels, and most zone tests never decode (a box entirely outside or inside a zone is settled by
-the zone's summed-area table; mask areas and ground-contact profiles are read from a
-CompactMask's run lengths).
+each measure on demand, once per frame, and zone tests never decode a mask: with a CompactMask,
+every object's pixels inside a zone are counted from its run lengths in one pass per zone (as are
+mask areas and ground-contact profiles); with dense masks or boxes, a box entirely outside or
+inside a zone is settled by the zone's summed-area table.
 
 Distances in metres are computed for all objects of the frame at once: every footprint is found
 and mapped to the ground in one vectorized pass, pairs whose footprints' bounds are too far
@@ -42,6 +42,7 @@ from streamseg.rle import (
     decode_run_crop,
     run_column_bottoms,
     run_crop_areas,
+    run_window_sums,
 )
 from streamseg.rules.footprints import (
     Footprints,
@@ -137,6 +138,7 @@ class FrameObjects:
         self._row_areas: list[int] | None = None
         self._overlaps: dict[tuple[int, str], float] = {}
         self._box_sums: dict[str, list[int]] = {}
+        self._in_zone: dict[str, list[int]] = {}
         self._footprints: Footprints | None = None
         self._ground_feet: tuple[npt.NDArray[np.float64], GroundFootprints] | None = None
         self._by_classes: dict[frozenset[str], list[int]] = {}
@@ -211,6 +213,12 @@ class FrameObjects:
         found = self._overlaps.get(key)
         if found is not None:
             return found
+        inside = self._zone_pixels(zone)
+        if inside is not None:
+            area = self.area(k)
+            value = inside[k] / area if area else 0.0
+            self._overlaps[key] = value
+            return value
         raster = zone.raster(self.frame_wh)
         x1, y1, x2, y2 = self.boxes[k]
         sums = self._box_sums.get(zone.id)
@@ -231,6 +239,20 @@ class FrameObjects:
             )
         self._overlaps[key] = value
         return value
+
+    def _zone_pixels(self, zone: PolygonZone) -> list[int] | None:
+        """Every object's mask pixels inside ``zone``, counted from the CompactMask's runs in
+        one pass per zone (cached); None without runs."""
+        found = self._in_zone.get(zone.id)
+        if found is None:
+            runs = self._compact_runs()
+            if runs is None or self._compact is None:
+                return None
+            raster = zone.raster(self.frame_wh)
+            counts = run_window_sums(runs, self._compact.bbox_xyxy[:, :2], raster.column_counts)
+            found = counts[self._rows].tolist() if len(self._rows) else []
+            self._in_zone[zone.id] = found
+        return found
 
     def any_pixel_in(self, k: int, zone: PolygonZone) -> bool:
         """Whether any mask pixel of object ``k`` is inside ``zone``."""

@@ -146,6 +146,24 @@ def test_overlap_matches_the_dense_computation(kit: Kit) -> None:
         assert objects.any_pixel_in(k, polygon) == bool((mask & raster.mask).any())
 
 
+def test_overlap_skips_unconfirmed_rows(kit: Kit) -> None:
+    """Objects are the confirmed rows only: each one's overlap is its own mask's, counted from
+    the runs of every row."""
+    rng = np.random.default_rng(11)
+    masks = blobs(rng, 12)
+    polygon = zone([[10, 10], [110, 15], [90, 70], [5, 60]])
+    raster = polygon.raster((W, H))
+    ids = [i + 1 if i % 3 else -1 for i in range(len(masks))]  # every third unconfirmed
+    objects = FrameObjects(
+        kit.detections([kit.Obj(t, "x", m) for t, m in zip(ids, masks, strict=True)]), (W, H)
+    )
+    confirmed = [m for t, m in zip(ids, masks, strict=True) if t >= 1]
+    assert len(objects) == len(confirmed)
+    for k, mask in enumerate(confirmed):
+        expected = (mask & raster.mask).sum() / mask.sum()
+        assert objects.overlap(k, polygon) == pytest.approx(expected)
+
+
 def test_dense_masks_and_no_masks_are_accepted(kit: Kit) -> None:
     polygon = zone([[0, 0], [59, 0], [59, 79], [0, 79]])
     mask = kit.rect(50, 10, 69, 29)  # half of its 20 columns in the zone
