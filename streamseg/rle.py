@@ -256,10 +256,29 @@ class ColumnBottoms:
 
 
 def run_column_bottoms(runs: CompactRuns) -> ColumnBottoms:
-    """Row of the lowest set pixel in each column of every crop, straight from the runs.
+    """Row of the lowest set pixel in each column of every crop, straight from the runs
+    (:func:`run_bottoms_at` of every column)."""
+    widths = runs.widths
+    crop = np.repeat(np.arange(widths.size), widths)
+    column = np.arange(crop.size) - np.repeat(np.cumsum(widths) - widths, widths)
+    return ColumnBottoms(run_bottoms_at(runs, crop, column), widths)
 
-    Where an object stands is the lowest pixel of each of its columns; computing it for every
-    object of a frame in one vectorized pass over the runs avoids decoding the crops.
+
+def run_bottoms_at(
+    runs: CompactRuns, crop: npt.NDArray[np.int64], column: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Row of the lowest set pixel of some columns of the crops, straight from the runs.
+
+    Where an object stands is the lowest pixel of each of its columns; reading it from the
+    runs for every object of a frame in one vectorized pass avoids decoding the crops.
+
+    Args:
+        runs: the crops' runs.
+        crop, column: (M,) int64, which columns: crop ``crop[j]``'s column ``column[j]``
+            (in ``[0, width)``), in any order.
+
+    Returns:
+        (M,) int64 crop-relative row of each column's lowest set pixel, -1 for an empty column.
     """
     set_start, set_end = runs.run_end[0::2], runs.run_end[1::2]
     nonempty = set_end > set_start
@@ -267,13 +286,15 @@ def run_column_bottoms(runs: CompactRuns) -> ColumnBottoms:
         set_start, set_end = set_start[nonempty], set_end[nonempty]
     # A column's lowest set pixel is the last set pixel at or before the column's last pixel:
     # in the last set run that starts by then (runs and columns are both in pixel order).
-    column_h = np.repeat(runs.heights, runs.widths)
-    column_last = np.cumsum(column_h) - 1
+    area = runs.heights * runs.widths
+    column_h = runs.heights[crop]
+    column_first = (np.cumsum(area) - area)[crop] + column * column_h
+    column_last = column_first + column_h - 1
     run = np.searchsorted(set_start, column_last, side="right") - 1
     set_end = np.append(set_end, -1)  # run -1 (no set run yet) reads this: no pixel
-    rows = np.minimum(set_end[run] - 1, column_last) - (column_last - column_h + 1)
+    rows = np.minimum(set_end[run] - 1, column_last) - column_first
     np.maximum(rows, -1, out=rows)  # the last set pixel is in an earlier column: empty column
-    return ColumnBottoms(rows, runs.widths)
+    return rows
 
 
 def compact_column_bottoms_flat(mask: sv.CompactMask) -> ColumnBottoms | None:

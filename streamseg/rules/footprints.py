@@ -114,44 +114,54 @@ def squared_distances(
     return d2
 
 
-def footprint_points(
-    bottoms: npt.NDArray[np.int64],
-    widths: npt.NDArray[np.int64],
-    boxes: npt.NDArray[np.integer],
-    max_points: int = FOOTPRINT_POINTS,
-) -> Footprints:
-    """The ground-contact profiles of N objects: the lowest mask pixel of each column.
+def sample_columns(
+    widths: npt.NDArray[np.int64], max_points: int = FOOTPRINT_POINTS
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The columns a footprint reads: every ``ceil(width / max_points)``-th column of each
+    object's box, from the first (so at most ``max_points``).
 
     Args:
-        bottoms: (sum(widths),) int64, crop-relative row of the lowest mask pixel of each
-            column (-1: empty column), object after object.
-        widths: (N,) int64, columns of each object's crop.
-        boxes: (N, 4) int ``(x1, y1, x2, y2)`` inclusive pixel boxes: a crop's first column
-            and row are its box's x1 and y1.
-        max_points: most columns kept of an object: every ``ceil(count / max_points)``-th of
-            its non-empty columns, from the first.
+        widths: (N,) int64 columns of each object's box.
 
     Returns:
-        The (x, y) frame pixels of the kept columns' lowest pixels.
+        ``(owner, column)``: (S,) int64 the object, and the column in its box, object after
+        object.
     """
-    n = len(widths)
-    filled = np.flatnonzero(bottoms >= 0)
-    counts = np.bincount(np.repeat(np.arange(n), widths)[filled], minlength=n)
-    # Object i keeps its filled columns first_i + step_i * t, t < kept_i.
-    step = np.maximum(-(-counts // max_points), 1)
-    kept = -(-counts // step)
-    first = np.cumsum(counts) - counts
+    step = np.maximum(-(-widths // max_points), 1)
+    kept = -(-widths // step)
+    owner = np.repeat(np.arange(widths.size), kept)
+    first = np.cumsum(kept) - kept
+    column = (np.arange(owner.size) - first[owner]) * step[owner]
+    return owner, column
+
+
+def footprint_points(
+    bottoms: npt.NDArray[np.int64],
+    owner: npt.NDArray[np.int64],
+    column: npt.NDArray[np.int64],
+    boxes: npt.NDArray[np.integer],
+) -> Footprints:
+    """The ground-contact profiles of N objects from the lowest mask pixel of the columns of
+    :func:`sample_columns`: each column with a mask pixel gives a point, the others none.
+
+    Args:
+        bottoms: (S,) int64, box-relative row of the lowest mask pixel of each sampled column
+            (-1: empty column).
+        owner, column: (S,) int64, the sampled columns (:func:`sample_columns`).
+        boxes: (N, 4) int ``(x1, y1, x2, y2)`` inclusive pixel boxes.
+
+    Returns:
+        The (x, y) frame pixels of the columns' lowest pixels.
+    """
+    n = len(boxes)
+    filled = bottoms >= 0
+    if not filled.all():
+        bottoms, owner, column = bottoms[filled], owner[filled], column[filled]
     offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(kept, out=offsets[1:])
-    owner = np.repeat(np.arange(n), kept)
-    if kept.sum() < filled.size:
-        t = np.arange(owner.size) - offsets[:-1][owner]
-        filled = filled[first[owner] + step[owner] * t]
-    # x is the column's index in the concatenation, less its object's first, plus the box's x1.
-    shift_x = boxes[:, 0] - (np.cumsum(widths) - widths)
-    points = np.empty((filled.size, 2), dtype=np.float64)
-    points[:, 0] = filled + shift_x[owner]
-    points[:, 1] = bottoms[filled] + boxes[:, 1][owner]
+    np.cumsum(np.bincount(owner, minlength=n), out=offsets[1:])
+    points = np.empty((owner.size, 2), dtype=np.float64)
+    points[:, 0] = column + boxes[:, 0][owner]
+    points[:, 1] = bottoms + boxes[:, 1][owner]
     return Footprints(points, offsets)
 
 

@@ -40,7 +40,7 @@ from streamseg.rle import (
     CompactRuns,
     compact_runs,
     decode_run_crop,
-    run_column_bottoms,
+    run_bottoms_at,
     run_crop_areas,
     run_window_sums,
 )
@@ -51,6 +51,7 @@ from streamseg.rules.footprints import (
     first_minima,
     footprint_points,
     nearest_points,
+    sample_columns,
     to_ground,
 )
 from streamseg.rules.geometry import PolygonZone
@@ -315,36 +316,37 @@ class FrameObjects:
         """:meth:`footprint` of every object, computed for all of them in one pass (cached)."""
         found = self._footprints
         if found is None:
-            bottoms, widths = self._column_bottoms()
-            found = footprint_points(bottoms, widths, self._boxes_array())
+            boxes = self._boxes_array()
+            owner, column = sample_columns(self._crop_widths())
+            found = footprint_points(self._bottoms_at(owner, column), owner, column, boxes)
             self._footprints = found
         return found
 
-    def _column_bottoms(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """Crop-relative row of the lowest mask pixel of every column (-1: empty column), the
-        objects' columns one after another: ((W,) int64, widths (N,) int64)."""
-        n = len(self._rows)
-        runs = self._compact_runs() if n else None
-        found = None if runs is None else run_column_bottoms(runs)
-        if found is not None:
-            if n == len(found.widths):  # every detection is a confirmed track
-                return found.rows, found.widths
-            rows = np.asarray(self._rows, dtype=np.int64)
-            widths = found.widths[rows]
-            first = (np.cumsum(found.widths) - found.widths)[rows]
-            index = np.repeat(first - (np.cumsum(widths) - widths), widths)
-            index += np.arange(index.size)
-            return found.rows[index], widths
-        columns = []
-        for k in range(n):
+    def _crop_widths(self) -> npt.NDArray[np.int64]:
+        """(N,) int64 columns of each object's crop."""
+        runs = self._compact_runs() if self._rows else None
+        if runs is not None:
+            return runs.widths[np.asarray(self._rows, dtype=np.int64)]
+        boxes = self._boxes_array()
+        return np.maximum(boxes[:, 2] - boxes[:, 0] + 1, 0).astype(np.int64)
+
+    def _bottoms_at(
+        self, owner: npt.NDArray[np.int64], column: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        """Crop-relative row of the lowest mask pixel of object ``owner[j]``'s column
+        ``column[j]`` (-1: empty column), from the runs when there are some."""
+        runs = self._compact_runs() if self._rows else None
+        if runs is not None:
+            return run_bottoms_at(runs, np.asarray(self._rows, dtype=np.int64)[owner], column)
+        bottoms = np.full(owner.size, -1, dtype=np.int64)
+        for k in np.unique(owner).tolist():
             crop = self.crop(k)
-            columns.append(
-                np.where(crop.any(axis=0), (crop.shape[0] - 1) - np.argmax(crop[::-1], axis=0), -1)
+            at = np.flatnonzero(owner == k)
+            picked = crop[:, column[at]]
+            bottoms[at] = np.where(
+                picked.any(axis=0), (crop.shape[0] - 1) - np.argmax(picked[::-1], axis=0), -1
             )
-        widths = np.array([len(c) for c in columns], dtype=np.int64)
-        if not columns:
-            return np.zeros(0, dtype=np.int64), widths
-        return np.concatenate(columns).astype(np.int64, copy=False), widths
+        return bottoms
 
     def mask_distance_px(self, a: int, b: int, limit: float = math.inf) -> float:
         """Smallest distance in pixels between a pixel of mask ``a`` and one of mask ``b``.

@@ -23,6 +23,7 @@ from streamseg.rules.footprints import (
     FOOTPRINT_POINTS,
     first_minima,
     footprint_points,
+    sample_columns,
     squared_distances,
 )
 from streamseg.rules.geometry import GroundPlane
@@ -64,14 +65,15 @@ def blobs(rng: np.random.Generator, count: int, wide: bool = False) -> list[npt.
 
 
 def reference_footprint(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
-    """The footprint as defined per object: lowest pixel of each non-empty column of the
-    mask's box, every ceil(n / FOOTPRINT_POINTS)-th column when there are more."""
+    """The footprint as defined per object: the lowest pixel of every ceil(w /
+    FOOTPRINT_POINTS)-th column of the mask's box (w columns), from the first; empty columns
+    give none."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     x1, y1 = cols[0], rows[0]
     crop = mask[y1 : rows[-1] + 1, x1 : cols[-1] + 1]
-    filled = np.flatnonzero(crop.any(axis=0))
-    if filled.size > FOOTPRINT_POINTS:
-        filled = filled[:: -(-filled.size // FOOTPRINT_POINTS)]
+    width = crop.shape[1]
+    sampled = np.arange(0, width, -(-width // FOOTPRINT_POINTS))
+    filled = [c for c in sampled.tolist() if crop[:, c].any()]
     bottoms = [np.flatnonzero(crop[:, c])[-1] for c in filled]
     return np.array([[c + x1, b + y1] for c, b in zip(filled, bottoms, strict=True)], float)
 
@@ -127,20 +129,26 @@ def test_unconfirmed_tracks_are_skipped_in_the_concatenated_columns(kit: Kit) ->
         np.testing.assert_array_equal(objects.footprint(k), reference_footprint(masks[row]))
 
 
-def test_footprint_points_subsample_each_object_alone() -> None:
-    widths = np.array([3, 100, 1, 49, 60], dtype=np.int64)
-    rng = np.random.default_rng(3)
-    bottoms = np.where(rng.random(widths.sum()) < 0.8, rng.integers(0, 9, widths.sum()), -1)
-    boxes = np.array([[i * 7, i, 0, 0] for i in range(len(widths))], dtype=np.int64)
-    feet = footprint_points(bottoms, widths, boxes)
-    start = 0
+def test_sampled_columns_spread_over_each_object_alone() -> None:
+    widths = np.array([3, 100, 1, 0, 49, 48, 60], dtype=np.int64)
+    owner, column = sample_columns(widths)
     for k, width in enumerate(widths.tolist()):
-        column = bottoms[start : start + width]
-        start += width
-        cols = np.flatnonzero(column >= 0)
-        if cols.size > FOOTPRINT_POINTS:
-            cols = cols[:: -(-cols.size // FOOTPRINT_POINTS)]
-        expected = np.stack([cols + boxes[k, 0], column[cols] + boxes[k, 1]], axis=1)
+        expected = np.arange(0, width, max(-(-width // FOOTPRINT_POINTS), 1))
+        np.testing.assert_array_equal(column[owner == k], expected)
+        assert len(expected) <= FOOTPRINT_POINTS
+    assert (np.diff(owner) >= 0).all()  # object after object
+
+
+def test_footprint_points_leave_empty_columns_out() -> None:
+    widths = np.array([3, 100, 1, 49, 60], dtype=np.int64)
+    owner, column = sample_columns(widths)
+    rng = np.random.default_rng(3)
+    bottoms = np.where(rng.random(owner.size) < 0.8, rng.integers(0, 9, owner.size), -1)
+    boxes = np.array([[i * 7, i, 0, 0] for i in range(len(widths))], dtype=np.int64)
+    feet = footprint_points(bottoms, owner, column, boxes)
+    for k in range(len(widths)):
+        mine = (owner == k) & (bottoms >= 0)
+        expected = np.stack([column[mine] + boxes[k, 0], bottoms[mine] + boxes[k, 1]], axis=1)
         np.testing.assert_array_equal(feet.of(k), expected.astype(float).reshape(-1, 2))
 
 
