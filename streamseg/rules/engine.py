@@ -227,9 +227,8 @@ class RuleEngine:
         objects = ctx.objects
         for zone in self.count_zones:
             counts: dict[str, int] = {}
-            for k in range(len(objects)):
-                if objects.overlap(k, zone) >= COUNT_MIN_OVERLAP:
-                    name = objects.class_names[k]
+            for name, value in zip(objects.class_names, objects.overlaps(zone), strict=True):
+                if value >= COUNT_MIN_OVERLAP:
                     counts[name] = counts.get(name, 0) + 1
             previous = self._counts[zone.id]
             for name in sorted(set(previous) | set(counts)):

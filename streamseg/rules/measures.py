@@ -140,6 +140,8 @@ class FrameObjects:
         self._overlaps: dict[tuple[int, str], float] = {}
         self._box_sums: dict[str, list[int]] = {}
         self._in_zone: dict[str, list[int]] = {}
+        self._zone_overlaps: dict[str, list[float]] = {}
+        self._members: dict[tuple[str, str, float], tuple[list[bool], list[float | None]]] = {}
         self._footprints: Footprints | None = None
         self._ground_feet: tuple[npt.NDArray[np.float64], GroundFootprints] | None = None
         self._by_classes: dict[frozenset[str], list[int]] = {}
@@ -253,6 +255,44 @@ class FrameObjects:
             counts = run_window_sums(runs, self._compact.bbox_xyxy[:, :2], raster.column_counts)
             found = counts[self._rows].tolist() if len(self._rows) else []
             self._in_zone[zone.id] = found
+        return found
+
+    def overlaps(self, zone: PolygonZone) -> list[float]:
+        """:meth:`overlap` of every object, in object order (cached per zone)."""
+        found = self._zone_overlaps.get(zone.id)
+        if found is None:
+            inside = self._zone_pixels(zone)
+            if inside is not None:
+                areas = [self.area(k) for k in range(len(inside))]
+                found = [i / a if a else 0.0 for i, a in zip(inside, areas, strict=True)]
+            else:
+                found = [self.overlap(k, zone) for k in range(len(self._rows))]
+            self._zone_overlaps[zone.id] = found
+        return found
+
+    def members(
+        self, zone: PolygonZone, basis: str, min_overlap: float
+    ) -> tuple[list[bool], list[float | None]]:
+        """:meth:`member` of every object at once, in object order (cached): ``(inside,
+        overlap)`` lists, as rules read them in their per-track loops."""
+        key = (zone.id, basis, min_overlap)
+        found = self._members.get(key)
+        if found is None:
+            if basis in ("mask", "any_pixel"):
+                values = self.overlaps(zone)
+                inside = (
+                    [value >= min_overlap for value in values]
+                    if basis == "mask"
+                    else [value > 0.0 for value in values]
+                )
+                found = (inside, list(values))
+            else:
+                n = len(self._rows)
+                found = (
+                    [self.member(k, zone, basis, min_overlap)[0] for k in range(n)],
+                    [None] * n,
+                )
+            self._members[key] = found
         return found
 
     def any_pixel_in(self, k: int, zone: PolygonZone) -> bool:

@@ -62,10 +62,10 @@ class CountRule(Rule):
         now = ctx.stamp
         objects = ctx.objects
         inside = self.inside
+        members = objects.members(self.zone, self.basis, self.min_overlap)[0]
         for k in objects.of_classes(self.classes):
-            is_in, _ = objects.member(k, self.zone, self.basis, self.min_overlap)
             track_id = objects.track_ids[k]
-            if is_in:
+            if members[k]:
                 inside[track_id] = (objects.class_names[k], now.pts)
             else:
                 inside.pop(track_id, None)

@@ -51,11 +51,18 @@ class _MembershipRule(TrackRule):
         self.zone = zone
         self.basis = config.basis
         self.min_overlap = config.min_overlap
+        self._inside: list[bool] = []
+        self._overlap: list[float | None] = []
+
+    def evaluate(self, ctx: FrameContext) -> list[Event]:
+        """Every object's membership at once, then the per-track loop."""
+        self._inside, self._overlap = ctx.objects.members(self.zone, self.basis, self.min_overlap)
+        return super().evaluate(ctx)
 
     def test(self, ctx: FrameContext, k: int, state: TrackState) -> bool:
         """This frame's raw membership of object ``k``; records it in ``state``."""
-        inside, overlap = ctx.objects.member(k, self.zone, self.basis, self.min_overlap)
-        state.value = overlap
+        inside = self._inside[k]
+        state.value = self._overlap[k]
         if inside:
             state.last_true = ctx.stamp
         return inside
