@@ -198,12 +198,18 @@ def run_window_sums(
     above = flat[top].astype(np.int64)
     in_column = flat[top + column_h * stride] - above
     before = np.cumsum(in_column) - in_column
-    column_start = np.cumsum(column_h) - column_h
-    # Mask pixels before each run boundary; a boundary at a column's end reads the next
-    # column's start (the same count), the last one its own column's end.
+    # Mask pixels before each run boundary: in its crop, the boundary at position p is row
+    # p - c * h of column c = (p - 1) // h (a boundary at a column's end reads that column to
+    # its end: the same count as the next column's start).
     ends = runs.run_end
-    column = np.searchsorted(column_start, ends, side="right") - 1
-    at = flat[top[column] + (ends - column_start[column]) * stride]
+    pairs = runs.first_pair
+    owner = np.repeat(np.arange(n), 2 * (pairs[1:] - pairs[:-1]))
+    area = runs.heights * widths
+    local = ends - (np.cumsum(area) - area)[owner]
+    h = np.maximum(runs.heights, 1)[owner]
+    col = np.maximum(local - 1, 0) // h
+    column = column_first[owner] + col
+    at = flat[top[column] + (local - col * h) * stride]
     prefix = before[column] + at - above[column]
     # Run 2t ends where set run 2t + 1 starts.
     return np.asarray(np.add.reduceat(prefix[1::2] - prefix[0::2], runs.first_pair[:-1]))
