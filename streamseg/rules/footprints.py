@@ -198,10 +198,10 @@ def nearest_points(
     """For P pairs of objects (a, b), the smallest squared distance from each point of a's
     footprint to b's footprint, for every pair at once.
 
-    Only the points that can be nearer than ``reach2`` to the other footprint take part: each
-    point of a within reach of the bounds of b's footprint, against the points of b within
-    reach of the bounds of a's (:func:`box_gaps2`). So every squared distance below
-    ``reach2`` is found.
+    Only the points of b within reach of the bounds of a's footprint (:func:`box_gaps2`) take
+    part, against every point of a (pruning a's points as well saved about 3 % of the
+    comparisons on a crowded yard, less than it costs); a pair left with no point of b gives
+    no entry. So every squared distance below ``reach2`` is found.
 
     Args:
         feet: the frame's footprints on the ground.
