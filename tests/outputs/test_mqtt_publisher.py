@@ -638,7 +638,12 @@ def test_a_reconnect_while_closing_still_leaves_offline(
     proxy.blackhole = True  # the broker stops hearing the publisher
     closer = threading.Thread(target=publisher.close, kwargs={"timeout": 3.0})
     closer.start()
-    time.sleep(0.3)  # close() has published 'offline' into the blackhole and waits
+    # close() has published 'offline' into the blackhole and waits (a private attribute: no
+    # public sign of that moment).
+    deadline = time.monotonic() + 5
+    while publisher._offline is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert publisher._offline is not None, "close() published no 'offline'"
     proxy.blackhole = False
     proxy.cut()  # the connection breaks; paho reconnects while close() waits
     closer.join(timeout=10)

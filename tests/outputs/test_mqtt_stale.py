@@ -286,8 +286,14 @@ def test_the_first_connection_clears_what_an_earlier_configuration_left(
 
     # Once per process: a reconnect does not subscribe again.
     _publish_retained(broker.port, {f"{PREFIX}/gate/later-rule/state": b"ON"})
-    broker.restart()
+    broker.stop()
+    deadline = time.monotonic() + 10
+    while publisher.connected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not publisher.connected, "the publisher did not notice the broker stop"
+    broker.start()
     _wait_connected(publisher)
+    assert publisher.connected  # a reconnect, not the old connection
     time.sleep(publisher.stale.window_s + 0.5)
     later = f"{PREFIX}/gate/later-rule/state"
     assert later in _retained_now(broker.port, f"{PREFIX}/#", {later})
