@@ -78,9 +78,15 @@ def to_ground(feet: Footprints, homography: npt.NDArray[np.float64]) -> GroundFo
     pts, offsets = feet.points, feet.offsets
     n = len(offsets) - 1
     # The ground points come out one row per axis: the distance passes gather from them.
-    w = pts @ homography[2, :2] + homography[2, 2]
+    (h00, h01, h02), (h10, h11, h12), (h20, h21, h22) = homography.tolist()
+    px, py = pts[:, 0], pts[:, 1]
+    w = h20 * px + h21 * py + h22
     ahead = w > _MIN_W
-    xy = (homography[:2, :2] @ pts.T + homography[:2, 2:]) / np.where(ahead, w, 1.0)
+    if not ahead.all():
+        w[~ahead] = 1.0
+    xy = np.empty((2, len(pts)), dtype=np.float64)
+    np.divide(h00 * px + h01 * py + h02, w, out=xy[0])
+    np.divide(h10 * px + h11 * py + h12, w, out=xy[1])
     sizes = offsets[1:] - offsets[:-1]
     if not ahead.all():
         sizes = np.bincount(np.repeat(np.arange(n), sizes)[ahead], minlength=n)
@@ -227,7 +233,7 @@ def nearest_points(
     ib = np.repeat(offsets[pair_b] - (np.cumsum(nb) - nb), nb)
     ib += np.arange(ib.size)
     if math.isfinite(reach2):
-        box = feet.bounds[:, pair_a[col_pair]]
+        box = np.repeat(feet.bounds[:, pair_a], nb, axis=1)
         px, py = x[ib], y[ib]
         dx = np.maximum(box[0] - px, px - box[2])
         dy = np.maximum(box[1] - py, py - box[3])

@@ -550,7 +550,7 @@ class FrameObjects:
         a = np.asarray(ks, dtype=np.int64)
         b = np.asarray(others, dtype=np.int64)
         # Unmapped footprints have NaN bounds: their gaps are NaN, neither near nor counted.
-        gaps2 = box_gaps2(feet.bounds[:, a, None], feet.bounds[:, None, b])
+        gaps2 = box_gaps2(feet.bounds[:, a][:, :, None], feet.bounds[:, b][:, None, :])
         gaps2[a[:, None] == b] = np.nan
         # sqrt(d2) < limit (sqrt rounds correctly) implies d2 < reach2.
         reach2 = float(np.nextafter(limit * limit, np.inf))
