@@ -187,30 +187,36 @@ def run_window_sums(
         return np.zeros(0, dtype=np.int64)
     widths = runs.widths
     origin = np.asarray(origins, dtype=np.int64).reshape(n, 2)
-    # Every column of every crop, one after another: its frame x, first row and height.
-    column_h = np.repeat(runs.heights, widths)
-    column_first = np.cumsum(widths) - widths
-    column_x = np.arange(column_h.size) - np.repeat(column_first - origin[:, 0], widths)
-    column_y = np.repeat(origin[:, 1], widths)
+    # Every column of every crop, one after another: where its first and last rows end in
+    # the flattened column_counts.
     flat = column_counts.reshape(-1)
     stride = column_counts.shape[1]
-    top = column_y * stride + column_x
+    column_first = np.cumsum(widths) - widths
+    top = np.arange(int(widths.sum())) + np.repeat(
+        origin[:, 1] * stride + origin[:, 0] - column_first, widths
+    )
+    if not top.size:
+        return np.zeros(n, dtype=np.int64)  # no columns: no pixels
     above = flat[top].astype(np.int64)
-    in_column = flat[top + column_h * stride] - above
+    in_column = flat[top + np.repeat(runs.heights * stride, widths)] - above
     before = np.cumsum(in_column) - in_column
     # Mask pixels before each run boundary: in its crop, the boundary at position p is row
     # p - c * h of column c = (p - 1) // h (a boundary at a column's end reads that column to
     # its end: the same count as the next column's start).
     ends = runs.run_end
     pairs = runs.first_pair
-    owner = np.repeat(np.arange(n), 2 * (pairs[1:] - pairs[:-1]))
+    per_crop = 2 * (pairs[1:] - pairs[:-1])  # boundaries of each crop
     area = runs.heights * widths
-    local = ends - (np.cumsum(area) - area)[owner]
-    h = np.maximum(runs.heights, 1)[owner]
+    local = ends - np.repeat(np.cumsum(area) - area, per_crop)
+    h = np.repeat(np.maximum(runs.heights, 1), per_crop)
     col = np.maximum(local - 1, 0) // h
-    column = column_first[owner] + col
+    column = np.repeat(column_first, per_crop) + col
+    if not widths[-1]:
+        # A crop without columns reads the next crop's first (the same count at both its
+        # boundaries); the last one reads the column before it instead.
+        np.minimum(column, top.size - 1, out=column)
     at = flat[top[column] + (local - col * h) * stride]
-    prefix = before[column] + at - above[column]
+    prefix = (before - above)[column] + at
     # Run 2t ends where set run 2t + 1 starts.
     return np.asarray(np.add.reduceat(prefix[1::2] - prefix[0::2], runs.first_pair[:-1]))
 
