@@ -180,11 +180,14 @@ class TrackRule(Rule):
         now = ctx.stamp
         objects = ctx.objects
         tracks = self.tracks
+        track_ids = objects.track_ids
         indices = objects.of_classes(self.classes)
+        # A track last seen before `oldest` has been unseen for longer than lost_timeout_s.
+        oldest = now.pts - (self.lost_timeout_s + TIME_EPS_S)
         for k in indices:
-            track_id = objects.track_ids[k]
+            track_id = track_ids[k]
             state = tracks.get(track_id)
-            if state is not None and not state.held and self._unseen_too_long(state, now):
+            if state is not None and not state.held and state.last_seen.pts < oldest:
                 # Back after longer than lost_timeout_s, with no frame in between to notice (a
                 # stalled stream) or on the first frame past it: lost all the same, and it
                 # starts afresh.
@@ -201,7 +204,7 @@ class TrackRule(Rule):
         if len(tracks) > len(indices):
             gone = []
             for track_id, state in tracks.items():
-                if state.last_seen is now or not self._unseen_too_long(state, now):
+                if state.last_seen is now or state.last_seen.pts >= oldest:
                     continue
                 if track_id in ctx.hidden and track_id in self.book.open:
                     state.held = True
@@ -212,10 +215,6 @@ class TrackRule(Rule):
         if self.book.open:
             events.extend(self.periodic_updates(now))
         return events
-
-    def _unseen_too_long(self, state: TrackState, now: Stamp) -> bool:
-        """Whether the track of ``state`` has been unseen for longer than ``lost_timeout_s``."""
-        return now.pts - state.last_seen.pts > self.lost_timeout_s + TIME_EPS_S
 
     @abstractmethod
     def observe(
