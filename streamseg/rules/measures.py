@@ -341,8 +341,9 @@ class FrameObjects:
     def footprint(self, k: int) -> npt.NDArray[np.float64]:
         """Where object ``k`` meets the ground: the lowest mask pixel of each column.
 
-        At most :data:`~streamseg.rules.footprints.FOOTPRINT_POINTS` columns are kept, evenly
-        spread. Returns (M, 2) float64 ``(x, y)`` frame pixels.
+        At most :data:`~streamseg.rules.footprints.FOOTPRINT_POINTS` columns are kept, spread
+        evenly over the box, its first and last included. Returns (M, 2) float64 ``(x, y)``
+        frame pixels.
         """
         return self.footprints().of(k)
 

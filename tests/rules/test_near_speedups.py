@@ -65,15 +65,15 @@ def blobs(rng: np.random.Generator, count: int, wide: bool = False) -> list[npt.
 
 
 def reference_footprint(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
-    """The footprint as defined per object: the lowest pixel of every ceil(w /
-    FOOTPRINT_POINTS)-th column of the mask's box (w columns), from the first; empty columns
-    give none."""
+    """The footprint as defined per object: the lowest pixel of each column of the mask's box
+    (w columns), or of FOOTPRINT_POINTS columns spread evenly over a wider one, its first and
+    last included; empty columns give none."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     x1, y1 = cols[0], rows[0]
     crop = mask[y1 : rows[-1] + 1, x1 : cols[-1] + 1]
     width = crop.shape[1]
-    sampled = np.arange(0, width, -(-width // FOOTPRINT_POINTS))
-    filled = [c for c in sampled.tolist() if crop[:, c].any()]
+    sampled = np.unique(np.round(np.linspace(0, width - 1, min(width, FOOTPRINT_POINTS)), 6))
+    filled = [int(c) for c in np.floor(sampled).tolist() if crop[:, int(c)].any()]
     bottoms = [np.flatnonzero(crop[:, c])[-1] for c in filled]
     return np.array([[c + x1, b + y1] for c, b in zip(filled, bottoms, strict=True)], float)
 
@@ -130,12 +130,17 @@ def test_unconfirmed_tracks_are_skipped_in_the_concatenated_columns(kit: Kit) ->
 
 
 def test_sampled_columns_spread_over_each_object_alone() -> None:
-    widths = np.array([3, 100, 1, 0, 49, 48, 60], dtype=np.int64)
+    widths = np.array([3, 100, 1, 0, 49, 48, 60, 1000], dtype=np.int64)
     owner, column = sample_columns(widths)
     for k, width in enumerate(widths.tolist()):
-        expected = np.arange(0, width, max(-(-width // FOOTPRINT_POINTS), 1))
-        np.testing.assert_array_equal(column[owner == k], expected)
-        assert len(expected) <= FOOTPRINT_POINTS
+        mine = column[owner == k]
+        if width <= FOOTPRINT_POINTS:
+            np.testing.assert_array_equal(mine, np.arange(width))  # every column
+            continue
+        assert len(mine) == FOOTPRINT_POINTS and len(set(mine.tolist())) == FOOTPRINT_POINTS
+        assert mine[0] == 0 and mine[-1] == width - 1  # both edges of the box
+        gaps = np.diff(mine)
+        assert gaps.max() - gaps.min() <= 1  # evenly spread
     assert (np.diff(owner) >= 0).all()  # object after object
 
 

@@ -16,8 +16,9 @@ Distances:
   pairs that cannot be near.
 - ``units: m``: on the ground plane of the stream's calibration. Each mask's ground-contact
   profile (the lowest mask pixel of each column: where the object stands; at most
-  :data:`~streamseg.rules.footprints.FOOTPRINT_POINTS` columns, evenly spread) is mapped to the
-  ground with the homography, and the distance is the smallest between the two profiles.
+  :data:`~streamseg.rules.footprints.FOOTPRINT_POINTS` columns spread evenly over the box, its
+  first and last included) is mapped to the ground with the homography, and the distance is
+  the smallest between the two profiles.
   Mapping other mask pixels would be wrong: a pixel above the ground (a head, a boom) maps to
   a point far behind the object. A profile cut by an occluder sits too high and maps too far.
 """
