@@ -216,12 +216,8 @@ class FrameObjects:
         found = self._overlaps.get(key)
         if found is not None:
             return found
-        inside = self._zone_pixels(zone)
-        if inside is not None:
-            area = self.area(k)
-            value = inside[k] / area if area else 0.0
-            self._overlaps[key] = value
-            return value
+        if self._zone_pixels(zone) is not None:
+            return self.overlaps(zone)[k]  # every object's, from the runs
         raster = zone.raster(self.frame_wh)
         x1, y1, x2, y2 = self.boxes[k]
         sums = self._box_sums.get(zone.id)
