@@ -13,6 +13,8 @@ import numpy as np
 import numpy.typing as npt
 import supervision as sv
 
+from streamseg import accel
+
 logger = logging.getLogger(__name__)
 
 
@@ -185,8 +187,13 @@ def run_window_sums(
     n = runs.heights.size
     if not n:
         return np.zeros(0, dtype=np.int64)
+    origin = np.ascontiguousarray(origins, dtype=np.int64).reshape(n, 2)
+    compiled = accel.kernels()
+    if compiled is not None:
+        return compiled.window_sums(
+            runs.run_end, runs.first_pair, runs.heights, origin, column_counts
+        )
     widths = runs.widths
-    origin = np.asarray(origins, dtype=np.int64).reshape(n, 2)
     # Every column of every crop, one after another: where its first and last rows end in
     # the flattened column_counts.
     flat = column_counts.reshape(-1)
@@ -292,6 +299,16 @@ def run_bottoms_at(
     Returns:
         (M,) int64 crop-relative row of each column's lowest set pixel, -1 for an empty column.
     """
+    compiled = accel.kernels()
+    if compiled is not None:
+        return compiled.bottoms_at(
+            runs.run_end,
+            runs.first_pair,
+            runs.heights,
+            runs.widths,
+            np.ascontiguousarray(crop, dtype=np.int64),
+            np.ascontiguousarray(column, dtype=np.int64),
+        )
     set_start, set_end = runs.run_end[0::2], runs.run_end[1::2]
     nonempty = set_end > set_start
     if not nonempty.all():

@@ -46,6 +46,22 @@ MARKER_W = 12
 MARKER_ROWS = (52, 68)
 
 
+# ---------------------------------------------------------------------------- rule measures
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def measure_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test twice: with the compiled kernels (numba, a dev dependency) and on the numpy
+    paths they replace (``streamseg.accel``). Both must give what the test expects."""
+    from streamseg import accel
+
+    if request.param == "numpy":
+        monkeypatch.setattr(accel, "kernels", lambda: None)
+    else:
+        assert accel.kernels() is not None, "numba is a dev dependency: the kernels must load"
+    return str(request.param)
+
+
 # ---------------------------------------------------------------------------- video files
 
 

@@ -20,6 +20,9 @@ from streamseg.rle import (
     run_window_sums,
 )
 
+# Every measure on both paths: the compiled kernels and the numpy code they replace.
+pytestmark = pytest.mark.usefixtures("measure_path")
+
 
 @pytest.mark.parametrize("seed", range(5))
 def test_round_trip_random_crops(seed: int) -> None:

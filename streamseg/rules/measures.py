@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 import supervision as sv
 
+from streamseg import accel
 from streamseg.rle import (
     CompactRuns,
     compact_runs,
@@ -546,11 +547,20 @@ class FrameObjects:
         feet = self.ground_footprints(homography)
         a = np.asarray(ks, dtype=np.int64)
         b = np.asarray(others, dtype=np.int64)
+        # sqrt(d2) < limit (sqrt rounds correctly) implies d2 < reach2.
+        reach2 = float(np.nextafter(limit * limit, np.inf))
+        compiled = accel.kernels()
+        if compiled is not None:
+            distance, other = compiled.nearest_each(
+                feet.xy, feet.offsets, feet.bounds, a, b, limit, reach2
+            )
+            return [
+                (d, None if j < 0 else j)
+                for d, j in zip(distance.tolist(), other.tolist(), strict=True)
+            ]
         # Unmapped footprints have NaN bounds: their gaps are NaN, neither near nor counted.
         gaps2 = box_gaps2(feet.bounds[:, a][:, :, None], feet.bounds[:, b][:, None, :])
         gaps2[a[:, None] == b] = np.nan
-        # sqrt(d2) < limit (sqrt rounds correctly) implies d2 < reach2.
-        reach2 = float(np.nextafter(limit * limit, np.inf))
         near = gaps2 < reach2
         has_near = near.any(axis=1)
         # A row without a pair within reach gets its smallest gap (>= limit); one with a pair,

@@ -6,6 +6,9 @@ from typing import Any
 
 import pytest
 
+# Every measure on both paths: the compiled kernels and the numpy code they replace.
+pytestmark = pytest.mark.usefixtures("measure_path")
+
 Kit = Any  # the `kit` fixture (tests/rules/conftest.py)
 
 # 0.1 m per pixel across, 0.1 m per row down the frame (an overhead view).

@@ -29,6 +29,9 @@ from streamseg.rules.footprints import (
 from streamseg.rules.geometry import GroundPlane
 from streamseg.rules.measures import FrameObjects
 
+# Every measure on both paths: the compiled kernels and the numpy code they replace.
+pytestmark = pytest.mark.usefixtures("measure_path")
+
 Kit = Any  # the `kit` fixture (tests/rules/conftest.py)
 W, H = 120, 80
 

@@ -1,0 +1,231 @@
+"""Compiled (numba) versions of the rules' hot loops, loaded by :func:`streamseg.accel.kernels`.
+
+Each kernel computes exactly what its numpy counterpart does (named in its docstring), in the
+same floating-point operations, so the two paths agree bit for bit; ``tests/test_accel.py``
+checks that on random inputs. Inputs are contiguous int64 / float64 arrays, as the callers
+build them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _jit(function: _F) -> _F:
+    """``numba.njit``, cached on disk where numba finds a writable place for it (compiled
+    afresh in each process where it does not: a read-only package without
+    ``NUMBA_CACHE_DIR``)."""
+    try:
+        return cast(_F, numba.njit(cache=True, nogil=True)(function))
+    except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"
+        logger.debug("%s compiles in every process: %s", function.__name__, exc)
+        return cast(_F, numba.njit(nogil=True)(function))
+
+
+@_jit
+def _window_sums(
+    run_end: npt.NDArray[np.int64],
+    first_pair: npt.NDArray[np.int64],
+    heights: npt.NDArray[np.int64],
+    origins: npt.NDArray[np.int64],
+    column_counts: npt.NDArray[np.integer],
+    out: npt.NDArray[np.int64],
+) -> None:
+    base = 0
+    for i in range(heights.size):
+        h = heights[i]
+        ox = origins[i, 0]
+        oy = origins[i, 1]
+        total = 0
+        for t in range(first_pair[i], first_pair[i + 1]):
+            # Set run t covers crop positions [start, end), column-major: column by column.
+            position = run_end[2 * t] - base
+            end = run_end[2 * t + 1] - base
+            while position < end:
+                column = position // h
+                row = position - column * h
+                stop = min(end - column * h, h)
+                total += (
+                    column_counts[oy + stop, ox + column] - column_counts[oy + row, ox + column]
+                )
+                position = column * h + stop
+        out[i] = total
+        if first_pair[i + 1] > first_pair[i]:
+            base = run_end[2 * first_pair[i + 1] - 1]
+
+
+def window_sums(
+    run_end: npt.NDArray[np.int64],
+    first_pair: npt.NDArray[np.int64],
+    heights: npt.NDArray[np.int64],
+    origins: npt.NDArray[np.int64],
+    column_counts: npt.NDArray[np.integer],
+) -> npt.NDArray[np.int64]:
+    """:func:`streamseg.rle.run_window_sums`: (N,) int64 set pixels of each crop on which the
+    mask of ``column_counts`` is set.
+
+    Args:
+        run_end, first_pair, heights: the crops' runs (:class:`streamseg.rle.CompactRuns`).
+        origins: (N, 2) int64 ``(x, y)`` frame pixel of each crop's first column and row.
+        column_counts: (H + 1, W) int32 cumulative mask pixels down each frame column.
+    """
+    out = np.empty(heights.size, dtype=np.int64)
+    _window_sums(run_end, first_pair, heights, origins, column_counts, out)
+    return out
+
+
+@_jit
+def _bottoms_at(
+    run_end: npt.NDArray[np.int64],
+    first_pair: npt.NDArray[np.int64],
+    heights: npt.NDArray[np.int64],
+    widths: npt.NDArray[np.int64],
+    crop: npt.NDArray[np.int64],
+    column: npt.NDArray[np.int64],
+    out: npt.NDArray[np.int64],
+) -> None:
+    n = heights.size
+    area_start = np.empty(n, dtype=np.int64)
+    done = 0
+    for i in range(n):
+        area_start[i] = done
+        done += heights[i] * widths[i]
+    for j in range(crop.size):
+        i = crop[j]
+        h = heights[i]
+        first = area_start[i] + column[j] * h
+        last = first + h - 1
+        # The last set run of the crop that starts at or before the column's last pixel.
+        lo = first_pair[i]
+        hi = first_pair[i + 1]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if run_end[2 * mid] <= last:
+                lo = mid + 1
+            else:
+                hi = mid
+        row = -1
+        t = lo - 1
+        while t >= first_pair[i]:
+            if run_end[2 * t + 1] > run_end[2 * t]:  # an empty set run holds no pixel
+                row = max(min(run_end[2 * t + 1] - 1, last) - first, -1)
+                break
+            t -= 1
+        out[j] = row
+
+
+def bottoms_at(
+    run_end: npt.NDArray[np.int64],
+    first_pair: npt.NDArray[np.int64],
+    heights: npt.NDArray[np.int64],
+    widths: npt.NDArray[np.int64],
+    crop: npt.NDArray[np.int64],
+    column: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """:func:`streamseg.rle.run_bottoms_at`: (M,) int64 crop-relative row of the lowest set
+    pixel of crop ``crop[j]``'s column ``column[j]``, -1 for an empty column."""
+    out = np.empty(crop.size, dtype=np.int64)
+    _bottoms_at(run_end, first_pair, heights, widths, crop, column, out)
+    return out
+
+
+@_jit
+def _nearest_each(
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    offsets: npt.NDArray[np.int64],
+    bounds: npt.NDArray[np.float64],
+    ks: npt.NDArray[np.int64],
+    others: npt.NDArray[np.int64],
+    limit: float,
+    reach2: float,
+    out_distance: npt.NDArray[np.float64],
+    out_other: npt.NDArray[np.int64],
+) -> None:
+    for r in range(ks.size):
+        k = ks[r]
+        out_other[r] = -1
+        ax1 = bounds[0, k]
+        ay1 = bounds[1, k]
+        ax2 = bounds[2, k]
+        ay2 = bounds[3, k]
+        lowest = math.inf  # the smallest gap between bounds, when no pair is within reach
+        within = False
+        if not math.isnan(ax1):
+            for c in range(others.size):
+                j = others[c]
+                if j == k or math.isnan(bounds[0, j]):
+                    continue
+                # box_gaps2: max(max(.., ..), 0), squared per axis, then summed.
+                dx = max(max(bounds[0, j] - ax2, ax1 - bounds[2, j]), 0.0)
+                dy = max(max(bounds[1, j] - ay2, ay1 - bounds[3, j]), 0.0)
+                gap2 = dx * dx + dy * dy
+                if gap2 < reach2:
+                    within = True
+                elif gap2 < lowest:
+                    lowest = gap2
+        if not within:
+            out_distance[r] = math.sqrt(lowest)
+            continue
+        # Every point of k against every point of each other within reach: the first smallest
+        # squared distance, by k's point, then the other's order in `others`.
+        best = math.inf
+        best_c = -1
+        for p in range(offsets[k], offsets[k + 1]):
+            px = x[p]
+            py = y[p]
+            for c in range(others.size):
+                j = others[c]
+                if j == k or math.isnan(bounds[0, j]):
+                    continue
+                dx = max(max(bounds[0, j] - ax2, ax1 - bounds[2, j]), 0.0)
+                dy = max(max(bounds[1, j] - ay2, ay1 - bounds[3, j]), 0.0)
+                if not dx * dx + dy * dy < reach2:
+                    continue
+                for q in range(offsets[j], offsets[j + 1]):
+                    ex = px - x[q]
+                    ey = py - y[q]
+                    d2 = ex * ex + ey * ey
+                    if d2 < best:
+                        best = d2
+                        best_c = c
+        distance = math.sqrt(best)
+        if best_c >= 0 and distance < limit:
+            out_distance[r] = distance
+            out_other[r] = others[best_c]
+        else:
+            out_distance[r] = limit
+
+
+def nearest_each(
+    xy: npt.NDArray[np.float64],
+    offsets: npt.NDArray[np.int64],
+    bounds: npt.NDArray[np.float64],
+    ks: npt.NDArray[np.int64],
+    others: npt.NDArray[np.int64],
+    limit: float,
+    reach2: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """:meth:`streamseg.rules.measures.FrameObjects.nearest_ground_each` on the footprints
+    (:class:`streamseg.rules.footprints.GroundFootprints`).
+
+    Returns:
+        (len(ks),) float64 distances and (len(ks),) int64 the nearest of ``others`` (-1: none
+        nearer than ``limit``, the distance then being the smallest gap between footprint
+        bounds, ``limit`` or ``inf`` as the numpy path gives it).
+    """
+    distance = np.empty(ks.size, dtype=np.float64)
+    other = np.empty(ks.size, dtype=np.int64)
+    _nearest_each(xy[0], xy[1], offsets, bounds, ks, others, limit, reach2, distance, other)
+    return distance, other

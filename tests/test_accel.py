@@ -1,0 +1,154 @@
+"""The optional compiled kernels: when they load, when they do not, and the same results.
+
+The measures' own tests (``tests/test_rle.py``, ``tests/rules/test_near_speedups.py``,
+``test_rule_measures.py``, ``test_near_rule.py``) run on both paths (the ``measure_path``
+fixture). Here: the switch, the fallbacks, and the two paths side by side on larger random
+frames than those tests use.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import supervision as sv
+
+import streamseg
+from streamseg import accel, rle
+from streamseg.config.zones import CalibrationConfig
+from streamseg.rules.geometry import GroundPlane
+from streamseg.rules.measures import FrameObjects
+
+
+@pytest.fixture(autouse=True)
+def fresh_kernels() -> Iterator[None]:
+    """Each test decides afresh whether the kernels load, and leaves them as it found them."""
+    accel.kernels.cache_clear()
+    yield
+    accel.kernels.cache_clear()
+
+
+def test_a_dev_install_has_the_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(accel.ENV_SWITCH, raising=False)
+    compiled = accel.kernels()
+    assert compiled is not None
+    assert {"window_sums", "bottoms_at", "nearest_each"} <= set(dir(compiled))
+
+
+@pytest.mark.parametrize("value", ["0", " 0 "])
+def test_the_environment_turns_them_off(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(accel.ENV_SWITCH, value)
+    assert accel.kernels() is None
+
+
+def test_without_numba_the_numpy_paths_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An install without the ``fast`` extra: importing the kernels fails, nothing else."""
+    monkeypatch.delenv(accel.ENV_SWITCH, raising=False)
+    monkeypatch.delitem(sys.modules, "streamseg._kernels", raising=False)
+    monkeypatch.delattr(streamseg, "_kernels", raising=False)
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
+    assert accel.kernels() is None
+
+
+def test_a_kernel_with_nowhere_to_cache_compiles_uncached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """numba refuses ``cache=True`` (RuntimeError: no locator) for a package it cannot write
+    next to when ``NUMBA_CACHE_DIR`` is not set: the kernel then compiles in each process
+    instead of failing the import. Simulated: this test runs as a user who can write here."""
+    import numba
+
+    from streamseg import _kernels
+
+    real = numba.njit
+    calls: list[dict[str, Any]] = []
+
+    def njit(*args: Any, **options: Any) -> Any:
+        if args:  # numba's own modules, imported while compiling, decorate with it too
+            return real(*args, **options)
+        calls.append(options)
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x'")
+        return real(**options)
+
+    monkeypatch.setattr(numba, "njit", njit)
+
+    def add_one(x: int) -> int:
+        return x + 1
+
+    compiled = _kernels._jit(add_one)
+    assert compiled(41) == 42
+    assert [c.get("cache", False) for c in calls] == [True, False]
+
+
+def _crowded(seed: int) -> tuple[FrameObjects, list[np.ndarray]]:
+    """A 320 x 200 frame of 30 tracked blob masks (overlapping, wide, holed), as a tracker
+    hands them over: CompactMask crops."""
+    rng = np.random.default_rng(seed)
+    width, height = 320, 200
+    masks, boxes = [], []
+    for _ in range(30):
+        mask = np.zeros((height, width), dtype=bool)
+        for _ in range(int(rng.integers(1, 4))):
+            x, y = int(rng.integers(0, width - 20)), int(rng.integers(0, height - 20))
+            mask[y : y + int(rng.integers(2, 60)), x : x + int(rng.integers(2, 90))] = True
+        mask &= ~(rng.random((height, width)) < 0.05)
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        masks.append(mask)
+        boxes.append([cols[0], rows[0], cols[-1], rows[-1]])
+    xyxy = np.array(boxes, dtype=np.float32)
+    names = np.array(["person", "excavator", "truck"] * 10)
+    detections = sv.Detections(
+        xyxy=xyxy,
+        mask=sv.CompactMask.from_dense(np.stack(masks), xyxy, image_shape=(height, width)),
+        confidence=np.ones(30, dtype=np.float32),
+        class_id=np.arange(30) % 3,
+        tracker_id=np.arange(1, 31),
+        data={"class_name": names},
+    )
+    return FrameObjects(detections, (width, height)), masks
+
+
+def _both(monkeypatch: pytest.MonkeyPatch, measure: Any) -> tuple[Any, Any]:
+    compiled = measure()
+    with monkeypatch.context() as patch:
+        patch.setattr(accel, "kernels", lambda: None)
+        plain = measure()
+    return compiled, plain
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_two_paths_agree_on_a_crowded_frame(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    """Zone pixels, footprints and nearest footprints on the ground: identical, bit for bit."""
+    assert accel.kernels() is not None
+    objects, masks = _crowded(seed)
+    runs = objects._compact_runs()
+    assert runs is not None
+    rng = np.random.default_rng(seed)
+    zone = rng.random((201, 320)) < 0.5
+    column_counts = np.zeros((201, 320), dtype=np.int32)
+    np.cumsum(zone[:200], axis=0, out=column_counts[1:])
+    origins = objects._compact.bbox_xyxy[:, :2]
+    sums, plain_sums = _both(monkeypatch, lambda: rle.run_window_sums(runs, origins, column_counts))
+    assert sums.tolist() == plain_sums.tolist()
+    crop = np.repeat(np.arange(len(masks)), runs.widths)
+    column = np.concatenate([np.arange(w) for w in runs.widths.tolist()])
+    bottoms, plain_bottoms = _both(monkeypatch, lambda: rle.run_bottoms_at(runs, crop, column))
+    assert bottoms.tolist() == plain_bottoms.tolist()
+    calibration = CalibrationConfig(
+        image_points=[[20, 190], [300, 190], [250, 40], [70, 40]],
+        ground_points=[[0, 0], [20, 0], [20, 40], [0, 40]],
+    )
+    matrix = GroundPlane(calibration).matrix((320, 200))
+    people = objects.of_classes(frozenset({"person"}))
+    machines = objects.of_classes(frozenset({"excavator", "truck", "person"}))
+    for limit in (0.5, 2.0, 8.0, math.inf):
+        near, plain_near = _both(
+            monkeypatch,
+            lambda limit=limit: objects.nearest_ground_each(people, machines, matrix, limit),
+        )
+        assert near == plain_near
+        if limit == 8.0:
+            assert any(j is not None for _, j in near)  # the frame has near pairs to find
