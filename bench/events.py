@@ -45,7 +45,9 @@ everywhere.
 Timing: :meth:`RuleEngine.evaluate` per frame over a crowded yard (about 30 objects a frame,
 640x360, ground-truth detections), p50 and p95, for 10 rules of every kind (``near`` in metres
 among them) and for 10 zone rules without ``near``; the median of 5 interleaved rounds
-(``TIMING_ROUNDS``). Pause other CPU work while timing (``--timing-only`` runs just this part).
+(``TIMING_ROUNDS``). With numba installed (the ``fast`` extra) the measures run as compiled
+kernels (:mod:`streamseg.accel`), timed beside the numpy paths they replace. Pause other CPU
+work while timing (``--timing-only`` runs just this part).
 
 Run: ``.venv/bin/python bench/events.py`` (``--quick`` for a smoke run). Ends with one
 ``key=value`` summary line.
@@ -54,6 +56,7 @@ Run: ``.venv/bin/python bench/events.py`` (``--quick`` for a smoke run). Ends wi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import time
@@ -61,6 +64,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -68,6 +72,7 @@ import numpy.typing as npt
 import supervision as sv
 import torch
 
+from streamseg import accel
 from streamseg.config import TrackerConfig, load_pipeline, load_pipeline_text
 from streamseg.config.model import ModelConfig
 from streamseg.models import Segmenter, load_segmenter
@@ -581,9 +586,10 @@ interleaved, and the median of the rounds' figures is reported."""
 def time_rules(frames: int, rounds: int = TIMING_ROUNDS) -> dict[str, tuple[float, float, float]]:
     """Per-frame :meth:`RuleEngine.evaluate` times on a crowded yard (about 30 objects a frame,
     640x360, ground-truth detections): ``{label: (p50 ms, p95 ms, objects per frame)}`` for
-    10 rules of every kind (``near`` in metres among them) and for 10 zone rules (no ``near``).
-    Each figure is the median over ``rounds`` rounds (a fresh engine each) of that round's
-    p50 or p95.
+    10 rules of every kind (``near`` in metres among them) and for 10 zone rules (no ``near``),
+    each with the compiled kernels (:mod:`streamseg.accel`, when numba is installed) and on
+    the numpy paths (labels ending in ``(numpy)``). Each figure is the median over ``rounds``
+    rounds (a fresh engine each, all four interleaved) of that round's p50 or p95.
     """
     renderer = SceneRenderer("yard", 4, RESOLUTION, fps=FPS, num_objects=34)
     calibration = _calibration(renderer.scene.camera, renderer.scene.region.z_min + 3.0)
@@ -593,20 +599,31 @@ def time_rules(frames: int, rounds: int = TIMING_ROUNDS) -> dict[str, tuple[floa
     ]
     objects = float(np.mean([len(d) for _, d in data]))
     sets = {"every kind": TIMED_NEAR, "zone rules": TIMED_NINTH_ZONE_RULE}
-    figures: dict[str, list[tuple[float, float]]] = {label: [] for label in sets}
+    compiled = accel.kernels()
+    paths = ["compiled", "numpy"] if compiled is not None else ["numpy"]
+    print(
+        "rule measures: "
+        + ("numba kernels, and the numpy paths beside them" if compiled else "numpy (no numba)")
+    )
+    figures: dict[str, list[tuple[float, float]]] = {}
     rules = 0
     for _ in range(rounds):
-        for label, extra in sets.items():
-            engine = _engine(TIMED_ZONES + extra, calibration)
-            rules = len(engine.rules)
-            engine.evaluate(*data[0])  # rasterizes the zones once
-            times = []
-            for frame, detections in data[1:]:
-                start = time.perf_counter()
-                engine.evaluate(frame, detections)
-                times.append(time.perf_counter() - start)
-            p50, p95 = np.percentile(times, [50, 95]) * 1e3
-            figures[label].append((float(p50), float(p95)))
+        for path in paths:
+            for label, extra in sets.items():
+                key = label if path == paths[0] else f"{label} (numpy)"
+                with contextlib.ExitStack() as stack:
+                    if path == "numpy":
+                        stack.enter_context(mock.patch.object(accel, "kernels", lambda: None))
+                    engine = _engine(TIMED_ZONES + extra, calibration)
+                    rules = len(engine.rules)
+                    engine.evaluate(*data[0])  # rasterizes the zones, compiles the kernels
+                    times = []
+                    for frame, detections in data[1:]:
+                        start = time.perf_counter()
+                        engine.evaluate(frame, detections)
+                        times.append(time.perf_counter() - start)
+                p50, p95 = np.percentile(times, [50, 95]) * 1e3
+                figures.setdefault(key, []).append((float(p50), float(p95)))
     results = {}
     for label, rows in figures.items():
         p50s = [p50 for p50, _ in rows]
@@ -662,11 +679,16 @@ def main() -> None:
     # evaluation measured 0.99 ms instead of 0.94 ms (a fuller heap, not slower rules).
     timed = time_rules(timing_frames)
     (p50, p95, objects), (z50, z95, _) = timed["every kind"], timed["zone rules"]
+    numpy_p50 = timed.get("every kind (numpy)", timed["every kind"])[0]
+    numpy_z50 = timed.get("zone rules (numpy)", timed["zone rules"])[0]
+    timing_figures = (
+        f"eval_p50_ms={p50:.3f} eval_p95_ms={p95:.3f} eval_zone_rules_p50_ms={z50:.3f} "
+        f"eval_zone_rules_p95_ms={z95:.3f} eval_numpy_p50_ms={numpy_p50:.3f} "
+        f"eval_numpy_zone_rules_p50_ms={numpy_z50:.3f} "
+        f"compiled={int(accel.kernels() is not None)} eval_rules=10 eval_objects={objects:.1f}"
+    )
     if args.timing_only:
-        print(
-            f"eval_p50_ms={p50:.3f} eval_p95_ms={p95:.3f} eval_zone_rules_p50_ms={z50:.3f} "
-            f"eval_zone_rules_p95_ms={z95:.3f} eval_rules=10 eval_objects={objects:.1f}"
-        )
+        print(timing_figures)
         return
     trackers = kind_trackers(args.default_tracker)
     segmenter = None
@@ -755,15 +777,15 @@ def main() -> None:
     )
     print(
         f"{_verdict(p50 <= 1.0)} rule evaluation, 10 rules of every kind: p50 {p50:.3f} ms "
-        f"<= 1 ms (p95 {p95:.3f} ms; 10 zone rules: p50 {z50:.3f} ms, p95 {z95:.3f} ms)"
+        f"<= 1 ms (p95 {p95:.3f} ms; 10 zone rules: p50 {z50:.3f} ms, p95 {z95:.3f} ms; "
+        f"{'numba kernels' if accel.kernels() is not None else 'numpy, no numba'}; "
+        f"numpy paths: {numpy_p50:.3f} / {numpy_z50:.3f} ms)"
     )
     print(
         f"f1_gt={f1_gt:.3f} f1_gt_tracker={f1_gt_tracker:.3f} f1_end_to_end={f1_e2e:.3f} "
         f"f1_yard_mask={mask_yard:.3f} "
         f"f1_yard_bottom_center={bc_yard:.3f} f1_yard_bottom_center_gt={bc_gt:.3f} "
-        f"eval_p50_ms={p50:.3f} eval_p95_ms={p95:.3f} eval_zone_rules_p50_ms={z50:.3f} "
-        f"eval_zone_rules_p95_ms={z95:.3f} eval_rules=10 eval_objects={objects:.1f} "
-        f"frames_per_scene={frames} scenes_s={elapsed:.0f}"
+        f"{timing_figures} frames_per_scene={frames} scenes_s={elapsed:.0f}"
     )
 
 
