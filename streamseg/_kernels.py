@@ -33,6 +33,22 @@ def _jit(function: _F) -> _F:
         return cast(_F, numba.njit(nogil=True)(function))
 
 
+def _i64(array: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """``array`` as the kernels take it (no copy when it already is): one compiled version per
+    kernel, never a second compilation in the middle of a stream."""
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def _i32(array: npt.NDArray[Any]) -> npt.NDArray[np.int32]:
+    """:func:`_i64` for int32 (a zone's column counts)."""
+    return np.ascontiguousarray(array, dtype=np.int32)
+
+
+def _f64(array: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+    """:func:`_i64` for float64."""
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
 @_jit
 def _window_sums(
     run_end: npt.NDArray[np.int64],
@@ -81,7 +97,9 @@ def window_sums(
         column_counts: (H + 1, W) int32 cumulative mask pixels down each frame column.
     """
     out = np.empty(heights.size, dtype=np.int64)
-    _window_sums(run_end, first_pair, heights, origins, column_counts, out)
+    _window_sums(
+        _i64(run_end), _i64(first_pair), _i64(heights), _i64(origins), _i32(column_counts), out
+    )
     return out
 
 
@@ -136,7 +154,9 @@ def bottoms_at(
     """:func:`streamseg.rle.run_bottoms_at`: (M,) int64 crop-relative row of the lowest set
     pixel of crop ``crop[j]``'s column ``column[j]``, -1 for an empty column."""
     out = np.empty(crop.size, dtype=np.int64)
-    _bottoms_at(run_end, first_pair, heights, widths, crop, column, out)
+    _bottoms_at(
+        _i64(run_end), _i64(first_pair), _i64(heights), _i64(widths), _i64(crop), _i64(column), out
+    )
     return out
 
 
@@ -227,5 +247,33 @@ def nearest_each(
     """
     distance = np.empty(ks.size, dtype=np.float64)
     other = np.empty(ks.size, dtype=np.int64)
-    _nearest_each(xy[0], xy[1], offsets, bounds, ks, others, limit, reach2, distance, other)
+    x, y = _f64(xy[0]), _f64(xy[1])
+    _nearest_each(
+        x,
+        y,
+        _i64(offsets),
+        _f64(bounds),
+        _i64(ks),
+        _i64(others),
+        float(limit),
+        float(reach2),
+        distance,
+        other,
+    )
     return distance, other
+
+
+def warm() -> None:
+    """Compile (or load from the cache) every kernel for the argument types the rules pass,
+    so that the first frame does not wait for it (about 1.5 s cold, 0.2 s cached)."""
+    one = np.ones(1, dtype=np.int64)
+    zero = np.zeros(1, dtype=np.int64)
+    # One 1x1 crop whose only pixel is set: runs [0, 1], ending at [0, 1].
+    run_end = np.array([0, 1], dtype=np.int64)
+    first_pair = np.array([0, 1], dtype=np.int64)
+    window_sums(run_end, first_pair, one, np.zeros((1, 2), np.int64), np.zeros((2, 1), np.int32))
+    bottoms_at(run_end, first_pair, one, one, zero, zero)
+    offsets = np.array([0, 1, 2], dtype=np.int64)
+    nearest_each(
+        np.zeros((2, 2)), offsets, np.zeros((4, 2)), zero, one, 1.0, float(np.nextafter(1.0, 2.0))
+    )

@@ -31,7 +31,8 @@ ENV_SWITCH = "STREAMSEG_NUMBA"
 @functools.cache
 def kernels() -> ModuleType | None:
     """The compiled kernels (:mod:`streamseg._kernels`), or None when numba is not installed
-    or ``STREAMSEG_NUMBA=0``. Imported once per process, on first use."""
+    or ``STREAMSEG_NUMBA=0``. Imported and compiled once per process, on first use (a
+    :class:`~streamseg.rules.RuleEngine` asks when it is built, before the first frame)."""
     if os.environ.get(ENV_SWITCH, "1").strip() == "0":
         logger.info("%s=0: rule measures run on numpy", ENV_SWITCH)
         return None
@@ -44,4 +45,5 @@ def kernels() -> ModuleType | None:
             exc,
         )
         return None
+    _kernels.warm()
     return _kernels

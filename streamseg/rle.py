@@ -144,7 +144,8 @@ def compact_runs(mask: sv.CompactMask) -> CompactRuns | None:
     pairs = np.array(first_pair, dtype=np.int64)
     if n and not (run_end[2 * pairs[1:] - 1] == np.cumsum(hw[:, 0] * hw[:, 1])).all():
         return None
-    return CompactRuns(counts, run_end, pairs, hw[:, 0], hw[:, 1])
+    # Contiguous columns: the compiled kernels take them as they are (streamseg.accel).
+    return CompactRuns(counts, run_end, pairs, hw[:, 0].copy(), hw[:, 1].copy())
 
 
 def decode_run_crop(runs: CompactRuns, i: int) -> npt.NDArray[np.bool_]:

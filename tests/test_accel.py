@@ -83,7 +83,7 @@ def test_a_kernel_with_nowhere_to_cache_compiles_uncached(monkeypatch: pytest.Mo
     assert [c.get("cache", False) for c in calls] == [True, False]
 
 
-def _crowded(seed: int) -> tuple[FrameObjects, list[np.ndarray]]:
+def _crowded_detections(seed: int) -> tuple[sv.Detections, list[np.ndarray]]:
     """A 320 x 200 frame of 30 tracked blob masks (overlapping, wide, holed), as a tracker
     hands them over: CompactMask crops."""
     rng = np.random.default_rng(seed)
@@ -108,7 +108,12 @@ def _crowded(seed: int) -> tuple[FrameObjects, list[np.ndarray]]:
         tracker_id=np.arange(1, 31),
         data={"class_name": names},
     )
-    return FrameObjects(detections, (width, height)), masks
+    return detections, masks
+
+
+def _crowded(seed: int) -> tuple[FrameObjects, list[np.ndarray]]:
+    detections, masks = _crowded_detections(seed)
+    return FrameObjects(detections, (320, 200)), masks
 
 
 def _both(monkeypatch: pytest.MonkeyPatch, measure: Any) -> tuple[Any, Any]:
@@ -152,3 +157,39 @@ def test_the_two_paths_agree_on_a_crowded_frame(monkeypatch: pytest.MonkeyPatch,
         assert near == plain_near
         if limit == 8.0:
             assert any(j is not None for _, j in near)  # the frame has near pairs to find
+
+
+def test_one_compiled_version_serves_a_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building an engine compiles every kernel; a frame of zone rules and a ``near`` in metres
+    then adds no other version (a second compilation would stall that frame for about half a
+    second: a non-contiguous array or an int where a float goes is enough)."""
+    from streamseg.config import load_pipeline_text
+    from streamseg.rules import RuleEngine
+    from streamseg.types import Frame
+
+    monkeypatch.delenv(accel.ENV_SWITCH, raising=False)
+    config = load_pipeline_text(
+        "sources:\n"
+        "  - {id: cam, type: file, path: cam.mp4, calibration: {"
+        "image_points: [[20, 190], [300, 190], [250, 40], [70, 40]], "
+        "ground_points: [[0, 0], [20, 0], [20, 40], [0, 40]]}}\n"
+        "zones:\n"
+        "  - {id: pit, type: polygon, points: [[40, 40], [250, 30], [280, 180], [30, 170]]}\n"
+        "rules:\n"
+        "  - {id: in, type: inside, zone: pit, classes: [person]}\n"
+        "  - {id: close, type: near, classes: [person], other_classes: [excavator, truck],\n"
+        "     max_distance: 3, units: m}\n"
+    )
+    engine = RuleEngine.from_config(config, "cam")
+    compiled = accel.kernels()
+    assert compiled is not None
+    kernels = (compiled._window_sums, compiled._bottoms_at, compiled._nearest_each)
+    assert [len(k.signatures) for k in kernels] == [1, 1, 1]
+    detections, _ = _crowded_detections(3)
+    image = np.zeros((200, 320, 3), dtype=np.uint8)
+    events = []
+    for index in range(30):  # 3 s: past min_duration_s
+        frame = Frame("cam", index, index / 10, 1000 + index / 10, image)
+        events += engine.evaluate(frame, detections)
+    assert events  # the frame had work for the kernels
+    assert [len(k.signatures) for k in kernels] == [1, 1, 1]

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 import supervision as sv
 
+from streamseg import accel
 from streamseg.config.pipeline import PipelineConfig
 from streamseg.config.rules import RuleConfig, rule_runs_on
 from streamseg.config.zones import CalibrationConfig, LineZoneConfig, ZoneConfig
@@ -128,6 +129,8 @@ class RuleEngine:
         logger.debug(
             "stream %r: %d rules over %d zones", stream_id, len(self.rules), len(self.zones)
         )
+        if self.rules:
+            accel.kernels()  # compiled now, not on the first frame
 
     @classmethod
     def from_config(
