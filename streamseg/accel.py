@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from types import ModuleType
 
 logger = logging.getLogger(__name__)
@@ -45,5 +46,11 @@ def kernels() -> ModuleType | None:
             exc,
         )
         return None
+    started = time.perf_counter()
     _kernels.warm()
+    logger.info(
+        "rule measures: numba %s kernels ready in %.1f s",
+        _kernels.numba.__version__,
+        time.perf_counter() - started,
+    )
     return _kernels

@@ -11,6 +11,9 @@ and mapped to the ground in one vectorized pass, pairs whose footprints' bounds 
 apart are dropped, and the point pairs left are compared exhaustively (no per-object loop; the
 machinery is in :mod:`streamseg.rules.footprints`).
 
+With numba installed, zone pixels, footprint columns and the nearest footprints run as compiled
+kernels instead (:mod:`streamseg.accel`), with the same results.
+
 Membership bases (``basis`` of a rule):
 
 - ``mask``: the fraction of the object's mask pixels inside the zone, compared to
