@@ -17,6 +17,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from streamseg.rle import CompactRuns
+
 logger = logging.getLogger(__name__)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -82,23 +84,19 @@ def _window_sums(
 
 
 def window_sums(
-    run_end: npt.NDArray[np.int64],
-    first_pair: npt.NDArray[np.int64],
-    heights: npt.NDArray[np.int64],
-    origins: npt.NDArray[np.int64],
-    column_counts: npt.NDArray[np.integer],
+    runs: CompactRuns, origins: npt.NDArray[np.int64], column_counts: npt.NDArray[np.integer]
 ) -> npt.NDArray[np.int64]:
     """:func:`streamseg.rle.run_window_sums`: (N,) int64 set pixels of each crop on which the
-    mask of ``column_counts`` is set.
-
-    Args:
-        run_end, first_pair, heights: the crops' runs (:class:`streamseg.rle.CompactRuns`).
-        origins: (N, 2) int64 ``(x, y)`` frame pixel of each crop's first column and row.
-        column_counts: (H + 1, W) int32 cumulative mask pixels down each frame column.
-    """
-    out = np.empty(heights.size, dtype=np.int64)
+    mask of ``column_counts`` ((H + 1, W) cumulative mask pixels down each frame column) is
+    set; ``origins``: (N, 2) ``(x, y)`` frame pixel of each crop's first column and row."""
+    out = np.empty(runs.heights.size, dtype=np.int64)
     _window_sums(
-        _i64(run_end), _i64(first_pair), _i64(heights), _i64(origins), _i32(column_counts), out
+        _i64(runs.run_end),
+        _i64(runs.first_pair),
+        _i64(runs.heights),
+        _i64(origins),
+        _i32(column_counts),
+        out,
     )
     return out
 
@@ -144,18 +142,19 @@ def _bottoms_at(
 
 
 def bottoms_at(
-    run_end: npt.NDArray[np.int64],
-    first_pair: npt.NDArray[np.int64],
-    heights: npt.NDArray[np.int64],
-    widths: npt.NDArray[np.int64],
-    crop: npt.NDArray[np.int64],
-    column: npt.NDArray[np.int64],
+    runs: CompactRuns, crop: npt.NDArray[np.int64], column: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.int64]:
     """:func:`streamseg.rle.run_bottoms_at`: (M,) int64 crop-relative row of the lowest set
     pixel of crop ``crop[j]``'s column ``column[j]``, -1 for an empty column."""
     out = np.empty(crop.size, dtype=np.int64)
     _bottoms_at(
-        _i64(run_end), _i64(first_pair), _i64(heights), _i64(widths), _i64(crop), _i64(column), out
+        _i64(runs.run_end),
+        _i64(runs.first_pair),
+        _i64(runs.heights),
+        _i64(runs.widths),
+        _i64(crop),
+        _i64(column),
+        out,
     )
     return out
 
@@ -173,6 +172,7 @@ def _nearest_each(
     out_distance: npt.NDArray[np.float64],
     out_other: npt.NDArray[np.int64],
 ) -> None:
+    within = np.empty(others.size, dtype=np.int64)  # the others within reach of k's bounds
     for r in range(ks.size):
         k = ks[r]
         out_other[r] = -1
@@ -181,7 +181,7 @@ def _nearest_each(
         ax2 = bounds[2, k]
         ay2 = bounds[3, k]
         lowest = math.inf  # the smallest gap between bounds, when no pair is within reach
-        within = False
+        count = 0
         if not math.isnan(ax1):
             for c in range(others.size):
                 j = others[c]
@@ -192,10 +192,11 @@ def _nearest_each(
                 dy = max(max(bounds[1, j] - ay2, ay1 - bounds[3, j]), 0.0)
                 gap2 = dx * dx + dy * dy
                 if gap2 < reach2:
-                    within = True
+                    within[count] = c
+                    count += 1
                 elif gap2 < lowest:
                     lowest = gap2
-        if not within:
+        if count == 0:
             out_distance[r] = math.sqrt(lowest)
             continue
         # Every point of k against every point of each other within reach: the first smallest
@@ -205,14 +206,9 @@ def _nearest_each(
         for p in range(offsets[k], offsets[k + 1]):
             px = x[p]
             py = y[p]
-            for c in range(others.size):
+            for w in range(count):
+                c = within[w]
                 j = others[c]
-                if j == k or math.isnan(bounds[0, j]):
-                    continue
-                dx = max(max(bounds[0, j] - ax2, ax1 - bounds[2, j]), 0.0)
-                dy = max(max(bounds[1, j] - ay2, ay1 - bounds[3, j]), 0.0)
-                if not dx * dx + dy * dy < reach2:
-                    continue
                 for q in range(offsets[j], offsets[j + 1]):
                     ex = px - x[q]
                     ey = py - y[q]
@@ -268,11 +264,10 @@ def warm() -> None:
     so that the first frame does not wait for it (about 1.5 s cold, 0.2 s cached)."""
     one = np.ones(1, dtype=np.int64)
     zero = np.zeros(1, dtype=np.int64)
-    # One 1x1 crop whose only pixel is set: runs [0, 1], ending at [0, 1].
-    run_end = np.array([0, 1], dtype=np.int64)
-    first_pair = np.array([0, 1], dtype=np.int64)
-    window_sums(run_end, first_pair, one, np.zeros((1, 2), np.int64), np.zeros((2, 1), np.int32))
-    bottoms_at(run_end, first_pair, one, one, zero, zero)
+    # One 1x1 crop whose only pixel is set: a False run of 0 and a True run of 1.
+    runs = CompactRuns(np.array([0, 1]), np.array([0, 1]), np.array([0, 1]), one, one)
+    window_sums(runs, np.zeros((1, 2), np.int64), np.zeros((2, 1), np.int32))
+    bottoms_at(runs, zero, zero)
     offsets = np.array([0, 1, 2], dtype=np.int64)
     nearest_each(
         np.zeros((2, 2)), offsets, np.zeros((4, 2)), zero, one, 1.0, float(np.nextafter(1.0, 2.0))

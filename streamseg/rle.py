@@ -188,12 +188,10 @@ def run_window_sums(
     n = runs.heights.size
     if not n:
         return np.zeros(0, dtype=np.int64)
-    origin = np.ascontiguousarray(origins, dtype=np.int64).reshape(n, 2)
+    origin = np.asarray(origins, dtype=np.int64).reshape(n, 2)
     compiled = accel.kernels()
     if compiled is not None:
-        return compiled.window_sums(
-            runs.run_end, runs.first_pair, runs.heights, origin, column_counts
-        )
+        return compiled.window_sums(runs, origin, column_counts)
     widths = runs.widths
     # Every column of every crop, one after another: where its first and last rows end in
     # the flattened column_counts.
@@ -302,14 +300,7 @@ def run_bottoms_at(
     """
     compiled = accel.kernels()
     if compiled is not None:
-        return compiled.bottoms_at(
-            runs.run_end,
-            runs.first_pair,
-            runs.heights,
-            runs.widths,
-            np.ascontiguousarray(crop, dtype=np.int64),
-            np.ascontiguousarray(column, dtype=np.int64),
-        )
+        return compiled.bottoms_at(runs, crop, column)
     set_start, set_end = runs.run_end[0::2], runs.run_end[1::2]
     nonempty = set_end > set_start
     if not nonempty.all():
