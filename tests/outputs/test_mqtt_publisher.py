@@ -3,6 +3,7 @@ message sizes, snapshots from the recorder, closing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -78,6 +79,21 @@ def publisher_for(
         return built_publisher(load_pipeline_text(text))
 
     return make
+
+
+def unread_bytes_at(port: int) -> int:
+    """Bytes received by the local TCP connections on ``port`` (a broker's side) that no one
+    has read yet: what a stopped broker was sent (``/proc/net/tcp``, Linux)."""
+    total = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(FileNotFoundError), open(table) as lines:
+            next(lines)  # the header
+            for line in lines:
+                fields = line.split()
+                local, state, queues = fields[1], fields[3], fields[4]
+                if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:  # ESTABLISHED
+                    total += int(queues.split(":")[1], 16)
+    return total
 
 
 def event_payloads(sub: Subscriber) -> list[dict[str, Any]]:
@@ -422,8 +438,12 @@ def test_refused_reconnects_do_not_quarantine_the_event_in_flight(
     assert broker.proc is not None
     os.kill(broker.proc.pid, signal.SIGSTOP)  # hung: the event goes out, no PUBACK comes back
     event = make_event(0)
+    waiting = unread_bytes_at(broker.port)
     publisher.on_event(event)
-    time.sleep(0.3)
+    # In flight: the PUBLISH lies unread in the stopped broker's socket.
+    sub.wait_for(
+        lambda s: unread_bytes_at(broker.port) - waiting >= len(event.to_json()), timeout=10
+    )
     broker.kill()
     sub.close()
     stand_in = mosquitto(persistence=False, port=broker.port, users={"u": "p"})
