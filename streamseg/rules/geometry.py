@@ -199,6 +199,17 @@ class PolygonRaster:
             return bool(self.mask[row, col])
         return False
 
+    def contains_each(
+        self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.bool_]:
+        """:meth:`contains` of N points at once: (N,) float64 frame pixels -> (N,) bool."""
+        col = np.floor(x + 0.5)
+        row = np.floor(y + 0.5)
+        within = (col >= 0) & (col < self.width) & (row >= 0) & (row < self.height)
+        inside = np.zeros(col.shape, dtype=bool)
+        inside[within] = self.mask[row[within].astype(np.int64), col[within].astype(np.int64)]
+        return inside
+
 
 class PolygonZone:
     """A polygon zone of the config, resolved per frame size.

@@ -267,3 +267,32 @@ def test_ground_distance_matches_brute_force(kit: Kit) -> None:
                 assert (limited, index) == (pytest.approx(expected), b)
             else:
                 assert limited >= 3.0 and index is None
+
+
+@pytest.mark.parametrize("basis", ["bottom_center", "center"])
+def test_anchor_members_of_every_object_match_one_at_a_time(basis: str) -> None:
+    """members() computes the box anchors of every object in one pass: the same answers as
+    member() per object, for anchors on pixel-centre half-way points (x.5 rounds up, as in
+    contains()) and outside the frame."""
+    rng = np.random.default_rng(5)
+    n = 60
+    x1 = rng.integers(-20, W, n) + rng.choice([0.0, 0.25, 0.5], n)
+    y1 = rng.integers(-20, H, n) + rng.choice([0.0, 0.5, 0.75], n)
+    xyxy = np.stack([x1, y1, x1 + rng.integers(0, 40, n), y1 + rng.integers(0, 40, n)], axis=1)
+    # Anchors half a pixel past the edges of the square zone below (pixels 10..20): x 20.5 or
+    # y 20.5 round to 21, outside; x 9.5 rounds to 10, inside.
+    edges = np.array([[20, 12, 21, 14], [9, 15, 10, 15.5], [12, 19.5, 13, 20.5], [15, 19, 16, 22]])
+    xyxy = np.concatenate([xyxy, edges])
+    n += len(edges)
+    detections = sv.Detections(
+        xyxy=xyxy.astype(np.float32), tracker_id=np.arange(1, n + 1), class_id=np.zeros(n, int)
+    )
+    for area in (
+        zone([[10.5, 5], [100, 12.5], [90.5, 70], [20, 60.5]]),
+        zone([[10, 10], [20, 10], [20, 20], [10, 20]]),
+    ):
+        objects = FrameObjects(detections, (W, H))  # members are cached by zone id
+        inside, overlaps = objects.members(area, basis, 0.5)
+        assert inside == [objects.member(k, area, basis, 0.5)[0] for k in range(n)]
+        assert overlaps == [None] * n
+        assert 0 < sum(inside) < n
