@@ -102,6 +102,40 @@ def window_sums(
 
 
 @_jit
+def _area_starts(heights: npt.NDArray[np.int64], widths: npt.NDArray[np.int64]) -> Any:
+    """(N,) int64 first pixel of each crop in the crops flattened one after another."""
+    starts = np.empty(heights.size, dtype=np.int64)
+    done = 0
+    for i in range(heights.size):
+        starts[i] = done
+        done += heights[i] * widths[i]
+    return starts
+
+
+@_jit
+def _lowest_row(
+    run_end: npt.NDArray[np.int64], first_run: int, end_run: int, first: int, last: int
+) -> int:
+    """Row (from ``first``) of the last set pixel at or before ``last``, among set runs
+    ``first_run`` .. ``end_run - 1``; -1 when it lies before ``first`` (an empty column)."""
+    # The last set run that starts at or before the column's last pixel.
+    lo = first_run
+    hi = end_run
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if run_end[2 * mid] <= last:
+            lo = mid + 1
+        else:
+            hi = mid
+    t = lo - 1
+    while t >= first_run:
+        if run_end[2 * t + 1] > run_end[2 * t]:  # an empty set run holds no pixel
+            return max(min(run_end[2 * t + 1] - 1, last) - first, -1)
+        t -= 1
+    return -1
+
+
+@_jit
 def _bottoms_at(
     run_end: npt.NDArray[np.int64],
     first_pair: npt.NDArray[np.int64],
@@ -111,34 +145,13 @@ def _bottoms_at(
     column: npt.NDArray[np.int64],
     out: npt.NDArray[np.int64],
 ) -> None:
-    n = heights.size
-    area_start = np.empty(n, dtype=np.int64)
-    done = 0
-    for i in range(n):
-        area_start[i] = done
-        done += heights[i] * widths[i]
+    area_start = _area_starts(heights, widths)
     for j in range(crop.size):
         i = crop[j]
-        h = heights[i]
-        first = area_start[i] + column[j] * h
-        last = first + h - 1
-        # The last set run of the crop that starts at or before the column's last pixel.
-        lo = first_pair[i]
-        hi = first_pair[i + 1]
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if run_end[2 * mid] <= last:
-                lo = mid + 1
-            else:
-                hi = mid
-        row = -1
-        t = lo - 1
-        while t >= first_pair[i]:
-            if run_end[2 * t + 1] > run_end[2 * t]:  # an empty set run holds no pixel
-                row = max(min(run_end[2 * t + 1] - 1, last) - first, -1)
-                break
-            t -= 1
-        out[j] = row
+        first = area_start[i] + column[j] * heights[i]
+        out[j] = _lowest_row(
+            run_end, first_pair[i], first_pair[i + 1], first, first + heights[i] - 1
+        )
 
 
 def bottoms_at(
@@ -157,6 +170,130 @@ def bottoms_at(
         out,
     )
     return out
+
+
+@_jit
+def _footprints(
+    run_end: npt.NDArray[np.int64],
+    first_pair: npt.NDArray[np.int64],
+    heights: npt.NDArray[np.int64],
+    widths: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.int64],
+    boxes: npt.NDArray[np.int64],
+    max_points: int,
+    points: npt.NDArray[np.float64],
+    offsets: npt.NDArray[np.int64],
+) -> int:
+    area_start = _area_starts(heights, widths)
+    p = 0
+    for k in range(rows.size):
+        offsets[k] = p
+        i = rows[k]
+        h = heights[i]
+        w = widths[i]
+        kept = min(w, max_points)
+        spread = max(kept - 1, 1)
+        for t in range(kept):
+            column = t * (w - 1) // spread  # sample_columns
+            first = area_start[i] + column * h
+            bottom = _lowest_row(run_end, first_pair[i], first_pair[i + 1], first, first + h - 1)
+            if bottom >= 0:
+                points[p, 0] = column + boxes[k, 0]
+                points[p, 1] = bottom + boxes[k, 1]
+                p += 1
+    offsets[rows.size] = p
+    return p
+
+
+def footprints(
+    runs: CompactRuns, rows: npt.NDArray[np.int64], boxes: npt.NDArray[np.integer], max_points: int
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """:meth:`streamseg.rules.measures.FrameObjects.footprints` from the runs
+    (:func:`~streamseg.rules.footprints.sample_columns`, :func:`streamseg.rle.run_bottoms_at`
+    and :func:`~streamseg.rules.footprints.footprint_points` in one pass).
+
+    Args:
+        runs: the crops' runs.
+        rows: (N,) the crop of each object.
+        boxes: (N, 4) each object's crop box ``x1, y1, x2, y2``, frame pixels.
+        max_points: most columns kept per object.
+
+    Returns:
+        ``(points, offsets)``: (P, 2) float64 frame pixels, (N + 1,) int64 per-object offsets.
+    """
+    rows = _i64(rows)
+    widths = _i64(runs.widths)
+    room = int(np.minimum(widths[rows], max_points).sum()) if rows.size else 0
+    points = np.empty((room, 2), dtype=np.float64)
+    offsets = np.empty(rows.size + 1, dtype=np.int64)
+    used = _footprints(
+        _i64(runs.run_end),
+        _i64(runs.first_pair),
+        _i64(runs.heights),
+        widths,
+        rows,
+        _i64(boxes),
+        int(max_points),
+        points,
+        offsets,
+    )
+    return points[:used], offsets
+
+
+@_jit
+def _to_ground(
+    points: npt.NDArray[np.float64],
+    offsets: npt.NDArray[np.int64],
+    h: npt.NDArray[np.float64],
+    min_w: float,
+    xy: npt.NDArray[np.float64],
+    ground_offsets: npt.NDArray[np.int64],
+    bounds: npt.NDArray[np.float64],
+) -> int:
+    q = 0
+    for k in range(offsets.size - 1):
+        ground_offsets[k] = q
+        for p in range(offsets[k], offsets[k + 1]):
+            px = points[p, 0]
+            py = points[p, 1]
+            w = h[2, 0] * px + h[2, 1] * py + h[2, 2]
+            if not w > min_w:
+                continue  # behind the camera
+            gx = (h[0, 0] * px + h[0, 1] * py + h[0, 2]) / w
+            gy = (h[1, 0] * px + h[1, 1] * py + h[1, 2]) / w
+            xy[0, q] = gx
+            xy[1, q] = gy
+            if q == ground_offsets[k]:
+                bounds[0, k] = gx
+                bounds[1, k] = gy
+                bounds[2, k] = gx
+                bounds[3, k] = gy
+            else:
+                bounds[0, k] = min(bounds[0, k], gx)
+                bounds[1, k] = min(bounds[1, k], gy)
+                bounds[2, k] = max(bounds[2, k], gx)
+                bounds[3, k] = max(bounds[3, k], gy)
+            q += 1
+    ground_offsets[offsets.size - 1] = q
+    return q
+
+
+def to_ground(
+    points: npt.NDArray[np.float64],
+    offsets: npt.NDArray[np.int64],
+    homography: npt.NDArray[np.float64],
+    min_w: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """:func:`streamseg.rules.footprints.to_ground`: ``(xy, offsets, bounds)`` of
+    :class:`~streamseg.rules.footprints.GroundFootprints`."""
+    n = offsets.size - 1
+    xy = np.empty((2, len(points)), dtype=np.float64)
+    ground_offsets = np.empty(n + 1, dtype=np.int64)
+    bounds = np.full((4, n), np.nan)
+    used = _to_ground(
+        _f64(points), _i64(offsets), _f64(homography), float(min_w), xy, ground_offsets, bounds
+    )
+    return np.ascontiguousarray(xy[:, :used]), ground_offsets, bounds
 
 
 @_jit
@@ -268,6 +405,8 @@ def warm() -> None:
     runs = CompactRuns(np.array([0, 1]), np.array([0, 1]), np.array([0, 1]), one, one)
     window_sums(runs, np.zeros((1, 2), np.int64), np.zeros((2, 1), np.int32))
     bottoms_at(runs, zero, zero)
+    points, feet = footprints(runs, zero, np.zeros((1, 4), np.int64), 48)
+    to_ground(points, feet, np.eye(3), 1e-12)
     offsets = np.array([0, 1, 2], dtype=np.int64)
     nearest_each(
         np.zeros((2, 2)), offsets, np.zeros((4, 2)), zero, one, 1.0, float(np.nextafter(1.0, 2.0))

@@ -23,6 +23,9 @@ from streamseg.config.zones import CalibrationConfig
 from streamseg.rules.geometry import GroundPlane
 from streamseg.rules.measures import FrameObjects
 
+KERNELS = ("_window_sums", "_bottoms_at", "_footprints", "_to_ground", "_nearest_each")
+"""The compiled functions of streamseg._kernels."""
+
 
 @pytest.fixture(autouse=True)
 def fresh_kernels() -> Iterator[None]:
@@ -36,7 +39,9 @@ def test_a_dev_install_has_the_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(accel.ENV_SWITCH, raising=False)
     compiled = accel.kernels()
     assert compiled is not None
-    assert {"window_sums", "bottoms_at", "nearest_each"} <= set(dir(compiled))
+    assert {"window_sums", "bottoms_at", "footprints", "to_ground", "nearest_each"} <= set(
+        dir(compiled)
+    )
 
 
 @pytest.mark.parametrize("value", ["0", " 0 "])
@@ -128,7 +133,8 @@ def _both(monkeypatch: pytest.MonkeyPatch, measure: Any) -> tuple[Any, Any]:
 def test_the_two_paths_agree_on_a_crowded_frame(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
     """Zone pixels, footprints and nearest footprints on the ground: identical, bit for bit."""
     assert accel.kernels() is not None
-    objects, masks = _crowded(seed)
+    detections, masks = _crowded_detections(seed)
+    objects = FrameObjects(detections, (320, 200))
     runs = objects._compact_runs()
     assert runs is not None
     rng = np.random.default_rng(seed)
@@ -147,6 +153,17 @@ def test_the_two_paths_agree_on_a_crowded_frame(monkeypatch: pytest.MonkeyPatch,
         ground_points=[[0, 0], [20, 0], [20, 40], [0, 40]],
     )
     matrix = GroundPlane(calibration).matrix((320, 200))
+
+    def ground() -> Any:
+        fresh = FrameObjects(detections, (320, 200))  # nothing cached from the other path
+        return fresh.footprints(), fresh.ground_footprints(matrix)
+
+    (feet, on_ground), (plain_feet, plain_ground) = _both(monkeypatch, ground)
+    np.testing.assert_array_equal(feet.points, plain_feet.points)
+    np.testing.assert_array_equal(feet.offsets, plain_feet.offsets)
+    np.testing.assert_array_equal(on_ground.xy, plain_ground.xy)
+    np.testing.assert_array_equal(on_ground.offsets, plain_ground.offsets)
+    np.testing.assert_array_equal(on_ground.bounds, plain_ground.bounds)
     people = objects.of_classes(frozenset({"person"}))
     machines = objects.of_classes(frozenset({"excavator", "truck", "person"}))
     for limit in (0.5, 2.0, 8.0, math.inf):
@@ -183,8 +200,8 @@ def test_one_compiled_version_serves_a_stream(monkeypatch: pytest.MonkeyPatch) -
     engine = RuleEngine.from_config(config, "cam")
     compiled = accel.kernels()
     assert compiled is not None
-    kernels = (compiled._window_sums, compiled._bottoms_at, compiled._nearest_each)
-    assert [len(k.signatures) for k in kernels] == [1, 1, 1]
+    kernels = [getattr(compiled, name) for name in KERNELS]
+    assert [len(k.signatures) for k in kernels] == [1] * len(KERNELS)
     detections, _ = _crowded_detections(3)
     image = np.zeros((200, 320, 3), dtype=np.uint8)
     events = []
@@ -192,4 +209,4 @@ def test_one_compiled_version_serves_a_stream(monkeypatch: pytest.MonkeyPatch) -
         frame = Frame("cam", index, index / 10, 1000 + index / 10, image)
         events += engine.evaluate(frame, detections)
     assert events  # the frame had work for the kernels
-    assert [len(k.signatures) for k in kernels] == [1, 1, 1]
+    assert [len(k.signatures) for k in kernels] == [1] * len(KERNELS)

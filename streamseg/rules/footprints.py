@@ -20,7 +20,7 @@ import numpy.typing as npt
 FOOTPRINT_POINTS = 48
 """Most points kept of an object's ground-contact profile for distances in metres."""
 
-_MIN_W = 1e-12
+MIN_GROUND_W = 1e-12
 """Smallest homogeneous ``w`` of a point the homography puts ahead of the camera (on the ground)."""
 
 PAIR_CHUNK = 1 << 20
@@ -81,7 +81,7 @@ def to_ground(feet: Footprints, homography: npt.NDArray[np.float64]) -> GroundFo
     (h00, h01, h02), (h10, h11, h12), (h20, h21, h22) = homography.tolist()
     px, py = pts[:, 0], pts[:, 1]
     w = h20 * px + h21 * py + h22
-    ahead = w > _MIN_W
+    ahead = w > MIN_GROUND_W
     if not ahead.all():
         w[~ahead] = 1.0
     xy = np.empty((2, len(pts)), dtype=np.float64)

@@ -49,6 +49,8 @@ from streamseg.rle import (
     run_window_sums,
 )
 from streamseg.rules.footprints import (
+    FOOTPRINT_POINTS,
+    MIN_GROUND_W,
     Footprints,
     GroundFootprints,
     box_gaps2,
@@ -365,8 +367,14 @@ class FrameObjects:
         found = self._footprints
         if found is None:
             boxes = self._boxes_array()
-            owner, column = sample_columns(self._crop_widths())
-            found = footprint_points(self._bottoms_at(owner, column), owner, column, boxes)
+            runs = self._compact_runs() if self._rows else None
+            compiled = accel.kernels()
+            if compiled is not None and runs is not None:
+                rows = np.asarray(self._rows, dtype=np.int64)
+                found = Footprints(*compiled.footprints(runs, rows, boxes, FOOTPRINT_POINTS))
+            else:
+                owner, column = sample_columns(self._crop_widths())
+                found = footprint_points(self._bottoms_at(owner, column), owner, column, boxes)
             self._footprints = found
         return found
 
@@ -494,7 +502,14 @@ class FrameObjects:
         cached = self._ground_feet
         if cached is not None and cached[0] is homography:
             return cached[1]
-        ground = to_ground(self.footprints(), homography)
+        feet = self.footprints()
+        compiled = accel.kernels()
+        if compiled is not None:
+            ground = GroundFootprints(
+                *compiled.to_ground(feet.points, feet.offsets, homography, MIN_GROUND_W)
+            )
+        else:
+            ground = to_ground(feet, homography)
         self._ground_feet = (homography, ground)
         return ground
 
