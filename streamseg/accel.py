@@ -5,8 +5,8 @@ paths (:mod:`streamseg.rle`, :mod:`streamseg.rules.footprints`) spend most of th
 the overhead of a few dozen small array calls per measure, not in the arithmetic. With numba
 installed, they run as compiled loops instead (:mod:`streamseg._kernels`): a zone's pixels of
 every crop, the lowest mask pixel of sampled columns (footprints), their mapping to the ground,
-and the nearest footprint. The results are the same, bit for bit (the tests compare both paths on random
-inputs), so numba is an accelerator, not a requirement.
+and the nearest footprint. The results are the same, bit for bit (the tests compare both paths
+on random inputs), so numba is an accelerator, not a requirement.
 
 The kernels compile on their first call in a process (about a second each) and are cached on
 disk next to the package, or under ``NUMBA_CACHE_DIR`` (numba's own setting; the container

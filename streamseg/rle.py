@@ -258,30 +258,6 @@ def decode_compact_crops(
     return out, run_crop_areas(runs)
 
 
-@dataclass(frozen=True)
-class ColumnBottoms:
-    """The lowest set pixel of every column of N crops, concatenated crop after crop.
-
-    Attributes:
-        rows: (sum(widths),) int64, crop-relative row of the lowest set pixel of each column,
-            -1 for an empty column; crop i's columns are ``rows[base_i : base_i + widths[i]]``
-            with ``base_i = sum(widths[:i])``.
-        widths: (N,) int64, columns of each crop.
-    """
-
-    rows: npt.NDArray[np.int64]
-    widths: npt.NDArray[np.int64]
-
-
-def run_column_bottoms(runs: CompactRuns) -> ColumnBottoms:
-    """Row of the lowest set pixel in each column of every crop, straight from the runs
-    (:func:`run_bottoms_at` of every column)."""
-    widths = runs.widths
-    crop = np.repeat(np.arange(widths.size), widths)
-    column = np.arange(crop.size) - np.repeat(np.cumsum(widths) - widths, widths)
-    return ColumnBottoms(run_bottoms_at(runs, crop, column), widths)
-
-
 def run_bottoms_at(
     runs: CompactRuns, crop: npt.NDArray[np.int64], column: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.int64]:
@@ -316,26 +292,3 @@ def run_bottoms_at(
     rows = np.minimum(set_end[run] - 1, column_last) - column_first
     np.maximum(rows, -1, out=rows)  # the last set pixel is in an earlier column: empty column
     return rows
-
-
-def compact_column_bottoms_flat(mask: sv.CompactMask) -> ColumnBottoms | None:
-    """:func:`run_column_bottoms` of a CompactMask's crops; None when its internals are not as
-    expected (:func:`compact_runs`)."""
-    runs = compact_runs(mask)
-    return None if runs is None else run_column_bottoms(runs)
-
-
-def compact_column_bottoms(mask: sv.CompactMask) -> list[npt.NDArray[np.int64]] | None:
-    """Row of the lowest set pixel in each column of every crop (:func:`compact_column_bottoms_flat`
-    split per crop).
-
-    Returns:
-        N int64 arrays of shape (w_i,): crop-relative row of the lowest set pixel of each
-        column, -1 for an empty column; or None when the internals are not as expected.
-    """
-    found = compact_column_bottoms_flat(mask)
-    if found is None:
-        return None
-    if not len(found.widths):
-        return []
-    return np.split(found.rows, np.cumsum(found.widths)[:-1].tolist())

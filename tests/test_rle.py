@@ -9,13 +9,12 @@ import pytest
 import supervision as sv
 
 from streamseg.rle import (
-    compact_column_bottoms,
-    compact_column_bottoms_flat,
     compact_runs,
     crop_rle_counts,
     decode_compact_crops,
     decode_crop_rle,
     decode_run_crop,
+    run_bottoms_at,
     run_crop_areas,
     run_window_sums,
 )
@@ -138,19 +137,34 @@ def _compact_of(crops: list[np.ndarray]) -> sv.CompactMask:
     )
 
 
+def _column_bottoms(mask: sv.CompactMask) -> list[np.ndarray]:
+    """run_bottoms_at() of every column of every crop, split per crop (columns in order)."""
+    runs = compact_runs(mask)
+    assert runs is not None
+    widths = runs.widths
+    crop = np.repeat(np.arange(widths.size), widths)
+    column = np.arange(crop.size) - np.repeat(np.cumsum(widths) - widths, widths)
+    rows = run_bottoms_at(runs, crop, column)
+    return np.split(rows, np.cumsum(widths)[:-1].tolist()) if widths.size else []
+
+
 @pytest.mark.parametrize("seed", range(25))
 def test_column_bottoms_match_a_dense_reference(seed: int) -> None:
     """Bottoms come from runs in column-major order (the last set run ending in a column, or
-    one running through its bottom): checked against a scan of the decoded pixels."""
-    crops = _crop_kinds(np.random.default_rng(seed))
+    one running through its bottom): checked against a scan of the decoded pixels, every
+    column asked for, and the columns asked for in a shuffled order."""
+    rng = np.random.default_rng(seed)
+    crops = _crop_kinds(rng)
     mask = _compact_of(crops)
-    split = compact_column_bottoms(mask)
-    flat = compact_column_bottoms_flat(mask)
-    assert split is not None and flat is not None
-    assert flat.widths.tolist() == [crop.shape[1] for crop in crops]
-    np.testing.assert_array_equal(flat.rows, np.concatenate([_dense_bottoms(c) for c in crops]))
-    for got, crop in zip(split, crops, strict=True):
+    for got, crop in zip(_column_bottoms(mask), crops, strict=True):
         np.testing.assert_array_equal(got, _dense_bottoms(crop))
+    runs = compact_runs(mask)
+    assert runs is not None
+    crop = np.repeat(np.arange(len(crops)), runs.widths)
+    column = np.concatenate([np.arange(c.shape[1]) for c in crops])
+    order = rng.permutation(crop.size)
+    expected = np.concatenate([_dense_bottoms(c) for c in crops])[order]
+    np.testing.assert_array_equal(run_bottoms_at(runs, crop[order], column[order]), expected)
 
 
 @pytest.mark.parametrize("seed", range(10))
@@ -180,22 +194,23 @@ def test_unexpected_internals_fall_back(spoil: Callable[[sv.CompactMask], None])
     mask = _compact_of([np.ones((3, 2), dtype=bool), np.eye(4, dtype=bool)])
     spoil(mask)
     assert compact_runs(mask) is None
-    assert compact_column_bottoms(mask) is None and compact_column_bottoms_flat(mask) is None
 
 
 def test_no_crops() -> None:
     mask = sv.CompactMask([], np.zeros((0, 2), np.int32), np.zeros((0, 2), np.int32), (4, 4))
-    assert compact_column_bottoms(mask) == []
-    found = compact_column_bottoms_flat(mask)
-    assert found is not None and found.rows.size == 0 and found.widths.size == 0
+    assert _column_bottoms(mask) == []
+    runs = compact_runs(mask)
+    assert runs is not None
+    none = np.zeros(0, dtype=np.int64)
+    assert run_bottoms_at(runs, none, none).size == 0
 
 
 @pytest.mark.parametrize("seed", range(40))
 def test_column_bottoms_match_a_brute_force_scan(seed: int) -> None:
     """The runs of a column can end in it, pass through its bottom, or both."""
     mask = _random_compact(seed)
-    bottoms = compact_column_bottoms(mask)
-    assert bottoms is not None and len(bottoms) == len(mask)
+    bottoms = _column_bottoms(mask)
+    assert len(bottoms) == len(mask)
     for i, got in enumerate(bottoms):
         crop = mask.crop(i)
         expected = np.array(
