@@ -295,10 +295,71 @@ def _own_subcommand(argv: Sequence[str]) -> tuple[list[str], str, list[str]] | N
     come before the command."""
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
-        i += 1 if "=" in argv[i] or argv[i] in ("-h", "--help") else 2
+        i += 1 if "=" in argv[i] or argv[i] in ("-h", "--help", "--version") else 2
     if i < len(argv) and argv[i] in OWN_ARGUMENTS:
         return list(argv[:i]), argv[i], list(argv[i + 1 :])
     return None
+
+
+def version_report() -> str:
+    """``streamseg --version``: this version and what it runs on, for a bug report (the
+    libraries' versions, whether torch sees a GPU, how the rules' measures run)."""
+    import platform
+    from importlib import metadata
+
+    import torch
+
+    from streamseg import __version__, accel
+
+    def installed(name: str) -> str:
+        try:
+            return f"{name} {metadata.version(name)}"
+        except metadata.PackageNotFoundError:
+            return f"{name} not installed"
+
+    if torch.cuda.is_available():
+        gpus = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        device = f"CUDA {torch.version.cuda}: {gpus}"
+    else:
+        device = "no CUDA device"
+    if accel.kernels() is not None:
+        rules = f"compiled kernels ({installed('numba')})"
+    elif os.environ.get(accel.ENV_SWITCH, "1").strip() == "0":
+        rules = f"numpy ({accel.ENV_SWITCH}=0)"
+    else:
+        rules = "numpy (numba not installed: pip install 'streamseg[fast]')"
+    libraries = ", ".join(
+        installed(name)
+        for name in (
+            "torch",
+            "numpy",
+            "opencv-python",
+            "av",
+            "supervision",
+            "paho-mqtt",
+            "onnxruntime",
+        )
+    )
+    return "\n".join(
+        [
+            f"streamseg {__version__}",
+            f"python {platform.python_version()} on {platform.platform()}",
+            libraries,
+            f"torch device: {device}",
+            f"rule measures: {rules}",
+        ]
+    )
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: prints :func:`version_report` (built only when asked: it imports torch)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(version_report())
+        parser.exit()
 
 
 def _global_parser(**kwargs: object) -> argparse.ArgumentParser:
@@ -306,6 +367,11 @@ def _global_parser(**kwargs: object) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamseg", **kwargs)  # type: ignore[arg-type]
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="print the version, the libraries and the device it runs on, and exit",
     )
     return parser
 

@@ -238,3 +238,20 @@ def test_synth_errors_are_messages_and_global_options_come_first(tmp_path: Path)
     assert ok.returncode == 0, ok.stderr
     logged = " ".join(ok.stderr.split())  # rich wraps long lines
     assert "DEBUG" in logged and "rendered pitch seed 0" in logged
+
+
+def test_version_reports_what_it_runs_on() -> None:
+    """``--version`` is what a bug report needs: the version, the libraries, the device and
+    whether the rules run the compiled kernels (numba is a dev dependency)."""
+    from streamseg import __version__
+
+    done = streamseg("--version")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"streamseg {__version__}"
+    assert any(line.startswith("torch ") and "supervision " in line for line in lines)
+    assert any(line.startswith("torch device: ") for line in lines)
+    assert lines[-1].startswith("rule measures: compiled kernels (numba ")
+    off = streamseg("--version", env={**os.environ, "STREAMSEG_NUMBA": "0"})
+    assert off.returncode == 0, off.stderr
+    assert off.stdout.splitlines()[-1] == "rule measures: numpy (STREAMSEG_NUMBA=0)"
