@@ -8,9 +8,10 @@ every crop, the lowest mask pixel of sampled columns (footprints), their mapping
 and the nearest footprint. The results are the same, bit for bit (the tests compare both paths
 on random inputs), so numba is an accelerator, not a requirement.
 
-The kernels compile on their first call in a process (about a second each) and are cached on
-disk next to the package, or under ``NUMBA_CACHE_DIR`` (numba's own setting; the container
-images point it at ``/tmp``). With no writable place for the cache they compile on every start.
+The kernels compile once per process (about 1.5 s together, when a rule engine is built) and
+are cached on disk: under ``NUMBA_CACHE_DIR`` when it is set (numba's own setting; the
+container images point it at ``/tmp``), else next to the package, else in the user's home.
+With no writable place for the cache they compile on every start.
 
 ``STREAMSEG_NUMBA=0`` in the environment turns the kernels off (the numpy paths run).
 """
