@@ -24,15 +24,20 @@ logger = logging.getLogger(__name__)
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+_OPTIONS: dict[str, Any] = {"nogil": True, "boundscheck": True}
+"""numba options of every kernel. Bounds are checked, so that an index out of range raises
+IndexError, as numpy does, instead of reading stray memory."""
+
+
 def _jit(function: _F) -> _F:
     """``numba.njit``, cached on disk where numba finds a writable place for it (compiled
     afresh in each process where it does not: a read-only package without
     ``NUMBA_CACHE_DIR``)."""
     try:
-        return cast(_F, numba.njit(cache=True, nogil=True)(function))
+        return cast(_F, numba.njit(cache=True, **_OPTIONS)(function))
     except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"
         logger.debug("%s compiles in every process: %s", function.__name__, exc)
-        return cast(_F, numba.njit(nogil=True)(function))
+        return cast(_F, numba.njit(**_OPTIONS)(function))
 
 
 def _i64(array: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
@@ -49,6 +54,22 @@ def _i32(array: npt.NDArray[Any]) -> npt.NDArray[np.int32]:
 def _f64(array: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
     """:func:`_i64` for float64."""
     return np.ascontiguousarray(array, dtype=np.float64)
+
+
+@_jit
+def _maximum(a: float, b: float) -> float:
+    """``np.maximum`` of two floats: NaN if either is (the builtin ``max`` keeps ``a``)."""
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    return a if a >= b else b
+
+
+@_jit
+def _minimum(a: float, b: float) -> float:
+    """``np.minimum`` of two floats: NaN if either is."""
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    return a if a <= b else b
 
 
 @_jit
@@ -159,14 +180,15 @@ def bottoms_at(
 ) -> npt.NDArray[np.int64]:
     """:func:`streamseg.rle.run_bottoms_at`: (M,) int64 crop-relative row of the lowest set
     pixel of crop ``crop[j]``'s column ``column[j]``, -1 for an empty column."""
+    crop, column = _i64(crop), _i64(column)
     out = np.empty(crop.size, dtype=np.int64)
     _bottoms_at(
         _i64(runs.run_end),
         _i64(runs.first_pair),
         _i64(runs.heights),
         _i64(runs.widths),
-        _i64(crop),
-        _i64(column),
+        crop,
+        column,
         out,
     )
     return out
@@ -269,10 +291,10 @@ def _to_ground(
                 bounds[2, k] = gx
                 bounds[3, k] = gy
             else:
-                bounds[0, k] = min(bounds[0, k], gx)
-                bounds[1, k] = min(bounds[1, k], gy)
-                bounds[2, k] = max(bounds[2, k], gx)
-                bounds[3, k] = max(bounds[3, k], gy)
+                bounds[0, k] = _minimum(bounds[0, k], gx)
+                bounds[1, k] = _minimum(bounds[1, k], gy)
+                bounds[2, k] = _maximum(bounds[2, k], gx)
+                bounds[3, k] = _maximum(bounds[3, k], gy)
             q += 1
     ground_offsets[offsets.size - 1] = q
     return q
@@ -324,9 +346,10 @@ def _nearest_each(
                 j = others[c]
                 if j == k or math.isnan(bounds[0, j]):
                     continue
-                # box_gaps2: max(max(.., ..), 0), squared per axis, then summed.
-                dx = max(max(bounds[0, j] - ax2, ax1 - bounds[2, j]), 0.0)
-                dy = max(max(bounds[1, j] - ay2, ay1 - bounds[3, j]), 0.0)
+                # box_gaps2: maximum(maximum(.., ..), 0), squared per axis, then summed; a NaN
+                # gap (non-finite bounds) is neither within reach nor the lowest.
+                dx = _maximum(_maximum(bounds[0, j] - ax2, ax1 - bounds[2, j]), 0.0)
+                dy = _maximum(_maximum(bounds[1, j] - ay2, ay1 - bounds[3, j]), 0.0)
                 gap2 = dx * dx + dy * dy
                 if gap2 < reach2:
                     within[count] = c
@@ -378,6 +401,7 @@ def nearest_each(
         nearer than ``limit``, the distance then being the smallest gap between footprint
         bounds, ``limit`` or ``inf`` as the numpy path gives it).
     """
+    ks, others = _i64(ks), _i64(others)
     distance = np.empty(ks.size, dtype=np.float64)
     other = np.empty(ks.size, dtype=np.int64)
     x, y = _f64(xy[0]), _f64(xy[1])
@@ -386,8 +410,8 @@ def nearest_each(
         y,
         _i64(offsets),
         _f64(bounds),
-        _i64(ks),
-        _i64(others),
+        ks,
+        others,
         float(limit),
         float(reach2),
         distance,

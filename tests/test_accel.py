@@ -210,3 +210,77 @@ def test_one_compiled_version_serves_a_stream(monkeypatch: pytest.MonkeyPatch) -
         events += engine.evaluate(frame, detections)
     assert events  # the frame had work for the kernels
     assert [len(k.signatures) for k in kernels] == [1] * len(KERNELS)
+
+
+def test_an_index_out_of_range_raises_as_numpy_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (differential audit): the kernels ran without bounds checks, so an object
+    index one past the end returned a made-up distance, and a far one crashed the process;
+    numpy raises IndexError. Bounds are checked now, on both paths alike."""
+    assert accel.kernels() is not None
+    detections, _ = _crowded_detections(0)
+    matrix = GroundPlane(
+        CalibrationConfig(
+            image_points=[[20, 190], [300, 190], [250, 40], [70, 40]],
+            ground_points=[[0, 0], [20, 0], [20, 40], [0, 40]],
+        )
+    ).matrix((320, 200))
+    for path in ("compiled", "numpy"):
+        with monkeypatch.context() as patch:
+            if path == "numpy":
+                patch.setattr(accel, "kernels", lambda: None)
+            objects = FrameObjects(detections, (320, 200))
+            with pytest.raises(IndexError):
+                objects.nearest_ground_each([0], [30], matrix, 3.0)
+            with pytest.raises(IndexError):
+                objects.nearest_ground_each([30], [0], matrix, 3.0)
+            runs = objects._compact_runs()
+            assert runs is not None
+            with pytest.raises(IndexError):
+                rle.run_bottoms_at(runs, np.array([30]), np.array([0]))
+
+
+def _frame(masks: list[np.ndarray]) -> tuple[sv.Detections, tuple[int, int]]:
+    """Tracked detections of dense masks, boxes from the masks, and the frame's (w, h)."""
+    height, width = masks[0].shape
+    boxes = []
+    for m in masks:
+        cols, rows = np.flatnonzero(m.any(0)), np.flatnonzero(m.any(1))
+        boxes.append([cols[0], rows[0], cols[-1], rows[-1]])
+    xyxy = np.array(boxes, dtype=np.float32)
+    mask = sv.CompactMask.from_dense(np.stack(masks), xyxy, image_shape=(height, width))
+    return sv.Detections(xyxy=xyxy, mask=mask, tracker_id=np.arange(1, len(masks) + 1)), (
+        width,
+        height,
+    )
+
+
+def test_a_degenerate_homography_gives_the_same_on_both_paths(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression (differential audit): numba's min and max keep their first argument where
+    numpy's propagate NaN, so a homography with an infinite entry gave footprint bounds of inf
+    instead of NaN, and a NaN gap between bounds counted as within reach. The kernels use
+    numpy's semantics now."""
+    one = np.zeros((3, 2), dtype=bool)
+    one[2, 0] = one[0, 1] = True
+    detections, size = _frame([one])
+    infinite = np.array([[1.0, math.inf, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    with np.errstate(all="ignore"):  # numpy's path warns about inf * 0 and overflow
+        bounds, plain = _both(
+            monkeypatch,
+            lambda: FrameObjects(detections, size).ground_footprints(infinite).bounds,
+        )
+    np.testing.assert_array_equal(bounds, plain)  # NaN where numpy has NaN
+    assert np.isnan(bounds).any()
+    a = np.zeros((1, 5), dtype=bool)
+    a[0, 0:4] = True
+    b = np.zeros((1, 5), dtype=bool)
+    b[0, 3:5] = True
+    detections, size = _frame([a, b])
+    huge = np.array([[1e308, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    with np.errstate(all="ignore"):
+        near, plain_near = _both(
+            monkeypatch,
+            lambda: FrameObjects(detections, size).nearest_ground_each([1], [0], huge, 3.0),
+        )
+    assert near == plain_near == [(math.inf, None)]
