@@ -110,13 +110,16 @@ class FrameObjects:
 
         mask = detections.mask
         self._compact: sv.CompactMask | None = None
+        self._crop_boxes: npt.NDArray[np.integer] = np.zeros((0, 4), dtype=np.int32)
         self._dense: npt.NDArray[np.bool_] | None = None
         self._box_array: npt.NDArray[np.integer] | None = None
         if isinstance(mask, sv.CompactMask):
             if mask.image_shape != (height, width):
                 mask = mask.resize((height, width))
             self._compact = mask
-            box_array = mask.bbox_xyxy[rows] if len(rows) else np.zeros((0, 4), dtype=np.int32)
+            # Every crop's box (supervision builds the array anew on each read).
+            self._crop_boxes = mask.bbox_xyxy
+            box_array = self._crop_boxes[rows] if len(rows) else np.zeros((0, 4), dtype=np.int32)
             self._box_array = box_array
             boxes = box_array.tolist()
         else:
@@ -214,6 +217,16 @@ class FrameObjects:
             self._areas[k] = area
         return area
 
+    def _object_areas(self) -> list[int]:
+        """:meth:`area` of every object, in object order (from the runs when there are)."""
+        runs = self._compact_runs()
+        if runs is None:
+            return [self.area(k) for k in range(len(self._rows))]
+        if self._row_areas is None:
+            self._row_areas = run_crop_areas(runs).tolist()
+        row_areas = self._row_areas
+        return [row_areas[row] for row in self._rows]
+
     # ------------------------------------------------------------------ membership
 
     def overlap(self, k: int, zone: PolygonZone) -> float:
@@ -254,7 +267,7 @@ class FrameObjects:
             if runs is None or self._compact is None:
                 return None
             raster = zone.raster(self.frame_wh)
-            counts = run_window_sums(runs, self._compact.bbox_xyxy[:, :2], raster.column_counts)
+            counts = run_window_sums(runs, self._crop_boxes[:, :2], raster.column_counts)
             found = counts[self._rows].tolist() if len(self._rows) else []
             self._in_zone[zone.id] = found
         return found
@@ -265,7 +278,7 @@ class FrameObjects:
         if found is None:
             inside = self._zone_pixels(zone)
             if inside is not None:
-                areas = [self.area(k) for k in range(len(inside))]
+                areas = self._object_areas()
                 found = [i / a if a else 0.0 for i, a in zip(inside, areas, strict=True)]
             else:
                 found = [self.overlap(k, zone) for k in range(len(self._rows))]
