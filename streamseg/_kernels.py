@@ -30,9 +30,8 @@ IndexError, as numpy does, instead of reading stray memory."""
 
 
 def _jit(function: _F) -> _F:
-    """``numba.njit``, cached on disk where numba finds a writable place for it (compiled
-    afresh in each process where it does not: a read-only package without
-    ``NUMBA_CACHE_DIR``)."""
+    """``numba.njit`` with :data:`_OPTIONS`, cached on disk where numba finds a writable place
+    for it (:mod:`streamseg.accel`), compiled afresh in each process where it finds none."""
     try:
         return cast(_F, numba.njit(cache=True, **_OPTIONS)(function))
     except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"
