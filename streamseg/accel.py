@@ -30,12 +30,17 @@ ENV_SWITCH = "STREAMSEG_NUMBA"
 """Environment variable: ``0`` runs the numpy paths even when numba is installed."""
 
 
+def disabled() -> bool:
+    """Whether ``STREAMSEG_NUMBA=0`` turns the kernels off."""
+    return os.environ.get(ENV_SWITCH, "1").strip() == "0"
+
+
 @functools.cache
 def kernels() -> ModuleType | None:
     """The compiled kernels (:mod:`streamseg._kernels`), or None when numba is not installed
     or ``STREAMSEG_NUMBA=0``. Imported and compiled once per process, on first use (a
     :class:`~streamseg.rules.RuleEngine` asks when it is built, before the first frame)."""
-    if os.environ.get(ENV_SWITCH, "1").strip() == "0":
+    if disabled():
         logger.info("%s=0: rule measures run on numpy", ENV_SWITCH)
         return None
     try:

@@ -324,7 +324,7 @@ def version_report() -> str:
         device = "no CUDA device"
     if accel.kernels() is not None:
         rules = f"compiled kernels ({installed('numba')})"
-    elif os.environ.get(accel.ENV_SWITCH, "1").strip() == "0":
+    elif accel.disabled():
         rules = f"numpy ({accel.ENV_SWITCH}=0)"
     else:
         rules = "numpy (numba not installed: pip install 'streamseg[fast]')"

@@ -88,37 +88,49 @@ def test_a_kernel_with_nowhere_to_cache_compiles_uncached(monkeypatch: pytest.Mo
     assert [c.get("cache", False) for c in calls] == [True, False]
 
 
+CALIBRATION = CalibrationConfig(
+    image_points=[[20, 190], [300, 190], [250, 40], [70, 40]],
+    ground_points=[[0, 0], [20, 0], [20, 40], [0, 40]],
+)
+"""The 320 x 200 crowded frame's ground plane."""
+
+
+def _tracked(masks: list[np.ndarray], names: list[str] | None = None) -> sv.Detections:
+    """Tracked detections of dense masks (track ids 1..N), boxes from the masks, CompactMask
+    crops as a tracker hands them over; classes from ``names`` when given."""
+    height, width = masks[0].shape
+    boxes = []
+    for m in masks:
+        cols, rows = np.flatnonzero(m.any(0)), np.flatnonzero(m.any(1))
+        boxes.append([cols[0], rows[0], cols[-1], rows[-1]])
+    xyxy = np.array(boxes, dtype=np.float32)
+    mask = sv.CompactMask.from_dense(np.stack(masks), xyxy, image_shape=(height, width))
+    n = len(masks)
+    if names is None:
+        return sv.Detections(xyxy=xyxy, mask=mask, tracker_id=np.arange(1, n + 1))
+    return sv.Detections(
+        xyxy=xyxy,
+        mask=mask,
+        confidence=np.ones(n, dtype=np.float32),
+        class_id=np.array([sorted(set(names)).index(c) for c in names]),
+        tracker_id=np.arange(1, n + 1),
+        data={"class_name": np.array(names)},
+    )
+
+
 def _crowded_detections(seed: int) -> tuple[sv.Detections, list[np.ndarray]]:
-    """A 320 x 200 frame of 30 tracked blob masks (overlapping, wide, holed), as a tracker
-    hands them over: CompactMask crops."""
+    """A 320 x 200 frame of 30 tracked blob masks (overlapping, wide, holed)."""
     rng = np.random.default_rng(seed)
     width, height = 320, 200
-    masks, boxes = [], []
+    masks = []
     for _ in range(30):
         mask = np.zeros((height, width), dtype=bool)
         for _ in range(int(rng.integers(1, 4))):
             x, y = int(rng.integers(0, width - 20)), int(rng.integers(0, height - 20))
             mask[y : y + int(rng.integers(2, 60)), x : x + int(rng.integers(2, 90))] = True
         mask &= ~(rng.random((height, width)) < 0.05)
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         masks.append(mask)
-        boxes.append([cols[0], rows[0], cols[-1], rows[-1]])
-    xyxy = np.array(boxes, dtype=np.float32)
-    names = np.array(["person", "excavator", "truck"] * 10)
-    detections = sv.Detections(
-        xyxy=xyxy,
-        mask=sv.CompactMask.from_dense(np.stack(masks), xyxy, image_shape=(height, width)),
-        confidence=np.ones(30, dtype=np.float32),
-        class_id=np.arange(30) % 3,
-        tracker_id=np.arange(1, 31),
-        data={"class_name": names},
-    )
-    return detections, masks
-
-
-def _crowded(seed: int) -> tuple[FrameObjects, list[np.ndarray]]:
-    detections, masks = _crowded_detections(seed)
-    return FrameObjects(detections, (320, 200)), masks
+    return _tracked(masks, ["person", "excavator", "truck"] * 10), masks
 
 
 def _both(monkeypatch: pytest.MonkeyPatch, measure: Any) -> tuple[Any, Any]:
@@ -148,11 +160,7 @@ def test_the_two_paths_agree_on_a_crowded_frame(monkeypatch: pytest.MonkeyPatch,
     column = np.concatenate([np.arange(w) for w in runs.widths.tolist()])
     bottoms, plain_bottoms = _both(monkeypatch, lambda: rle.run_bottoms_at(runs, crop, column))
     assert bottoms.tolist() == plain_bottoms.tolist()
-    calibration = CalibrationConfig(
-        image_points=[[20, 190], [300, 190], [250, 40], [70, 40]],
-        ground_points=[[0, 0], [20, 0], [20, 40], [0, 40]],
-    )
-    matrix = GroundPlane(calibration).matrix((320, 200))
+    matrix = GroundPlane(CALIBRATION).matrix((320, 200))
 
     def ground() -> Any:
         fresh = FrameObjects(detections, (320, 200))  # nothing cached from the other path
@@ -218,12 +226,7 @@ def test_an_index_out_of_range_raises_as_numpy_does(monkeypatch: pytest.MonkeyPa
     numpy raises IndexError. Bounds are checked now, on both paths alike."""
     assert accel.kernels() is not None
     detections, _ = _crowded_detections(0)
-    matrix = GroundPlane(
-        CalibrationConfig(
-            image_points=[[20, 190], [300, 190], [250, 40], [70, 40]],
-            ground_points=[[0, 0], [20, 0], [20, 40], [0, 40]],
-        )
-    ).matrix((320, 200))
+    matrix = GroundPlane(CALIBRATION).matrix((320, 200))
     for path in ("compiled", "numpy"):
         with monkeypatch.context() as patch:
             if path == "numpy":
@@ -239,21 +242,6 @@ def test_an_index_out_of_range_raises_as_numpy_does(monkeypatch: pytest.MonkeyPa
                 rle.run_bottoms_at(runs, np.array([30]), np.array([0]))
 
 
-def _frame(masks: list[np.ndarray]) -> tuple[sv.Detections, tuple[int, int]]:
-    """Tracked detections of dense masks, boxes from the masks, and the frame's (w, h)."""
-    height, width = masks[0].shape
-    boxes = []
-    for m in masks:
-        cols, rows = np.flatnonzero(m.any(0)), np.flatnonzero(m.any(1))
-        boxes.append([cols[0], rows[0], cols[-1], rows[-1]])
-    xyxy = np.array(boxes, dtype=np.float32)
-    mask = sv.CompactMask.from_dense(np.stack(masks), xyxy, image_shape=(height, width))
-    return sv.Detections(xyxy=xyxy, mask=mask, tracker_id=np.arange(1, len(masks) + 1)), (
-        width,
-        height,
-    )
-
-
 def test_a_degenerate_homography_gives_the_same_on_both_paths(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -263,7 +251,7 @@ def test_a_degenerate_homography_gives_the_same_on_both_paths(
     numpy's semantics now."""
     one = np.zeros((3, 2), dtype=bool)
     one[2, 0] = one[0, 1] = True
-    detections, size = _frame([one])
+    detections, size = _tracked([one]), (2, 3)
     infinite = np.array([[1.0, math.inf, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     with np.errstate(all="ignore"):  # numpy's path warns about inf * 0 and overflow
         bounds, plain = _both(
@@ -276,7 +264,7 @@ def test_a_degenerate_homography_gives_the_same_on_both_paths(
     a[0, 0:4] = True
     b = np.zeros((1, 5), dtype=bool)
     b[0, 3:5] = True
-    detections, size = _frame([a, b])
+    detections, size = _tracked([a, b]), (5, 1)
     huge = np.array([[1e308, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     with np.errstate(all="ignore"):
         near, plain_near = _both(

@@ -208,23 +208,24 @@ class FrameObjects:
         if area is None:
             runs = self._compact_runs()
             if runs is not None:
-                # Every object's area from the runs at once, without decoding a crop.
-                if self._row_areas is None:
-                    self._row_areas = run_crop_areas(runs).tolist()
-                area = self._row_areas[self._rows[k]]
+                area = self._run_areas(runs)[self._rows[k]]
             else:
                 area = int(np.count_nonzero(self.crop(k)))
             self._areas[k] = area
         return area
+
+    def _run_areas(self, runs: CompactRuns) -> list[int]:
+        """Every crop's area from the runs at once, without decoding a crop (cached)."""
+        if self._row_areas is None:
+            self._row_areas = run_crop_areas(runs).tolist()
+        return self._row_areas
 
     def _object_areas(self) -> list[int]:
         """:meth:`area` of every object, in object order (from the runs when there are)."""
         runs = self._compact_runs()
         if runs is None:
             return [self.area(k) for k in range(len(self._rows))]
-        if self._row_areas is None:
-            self._row_areas = run_crop_areas(runs).tolist()
-        row_areas = self._row_areas
+        row_areas = self._run_areas(runs)
         return [row_areas[row] for row in self._rows]
 
     # ------------------------------------------------------------------ membership
