@@ -611,9 +611,8 @@ def time_rules(frames: int, rounds: int = TIMING_ROUNDS) -> dict[str, tuple[floa
         for path in paths:
             for label, extra in sets.items():
                 key = label if path == paths[0] else f"{label} (numpy)"
-                with contextlib.ExitStack() as stack:
-                    if path == "numpy":
-                        stack.enter_context(mock.patch.object(accel, "kernels", lambda: None))
+                numpy_only = mock.patch.object(accel, "kernels", lambda: None)
+                with numpy_only if path == "numpy" else contextlib.nullcontext():
                     engine = _engine(TIMED_ZONES + extra, calibration)
                     rules = len(engine.rules)
                     engine.evaluate(*data[0])  # rasterizes the zones, compiles the kernels
