@@ -65,6 +65,10 @@ __all__ = ["Notifier", "Source", "SourceStats", "StateListener"]
 
 logger = logging.getLogger(__name__)
 
+TROUBLE_STATES = frozenset({SourceState.STALLED, SourceState.RECONNECTING, SourceState.FAILED})
+"""States whose transitions are logged at WARNING: a camera going away must show at
+``--log-level warning``, where a run otherwise prints nothing until its end table."""
+
 Notifier = Callable[[], None]
 """Called with no arguments after each new frame and each state change."""
 
@@ -317,18 +321,22 @@ class Source(abc.ABC):
         return self._stop_event.is_set()
 
     def _transition(self, new: SourceState, reason: str = "") -> bool:
-        """Move to ``new``, log it at INFO, tell listeners and the notifier.
+        """Move to ``new``, log it, tell listeners and the notifier.
 
-        A terminal state is final: later transitions are ignored. Returns True if the state
-        changed.
+        Trouble (:data:`TROUBLE_STATES`: stalled, reconnecting, failed) is logged at WARNING,
+        so that ``--log-level warning`` still shows a camera going away; the other changes at
+        INFO. A terminal state is final: later transitions are ignored. Returns True if the
+        state changed.
         """
         with self._transition_lock:
             old = self._state
             if old == new or old.terminal:
                 return False
             self._state = new
+            level = logging.WARNING if new in TROUBLE_STATES else logging.INFO
             if reason:
-                logger.info(
+                logger.log(
+                    level,
                     "source %s: %s -> %s (%s)",
                     self.stream_id,
                     old.value,
@@ -336,7 +344,7 @@ class Source(abc.ABC):
                     redact_url(reason),
                 )
             else:
-                logger.info("source %s: %s -> %s", self.stream_id, old.value, new.value)
+                logger.log(level, "source %s: %s -> %s", self.stream_id, old.value, new.value)
             if new.terminal:
                 self._buffer.close()
             for listener in list(self._listeners):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import wave
@@ -254,6 +255,35 @@ def test_unopenable_file_fails_with_a_clear_error(
     assert source.get(timeout=5.0) is None
     assert time.monotonic() - started < 0.5
     source.stop()
+
+
+def test_a_failure_is_logged_at_warning_and_a_clean_run_at_info(
+    tmp_path: Path,
+    file_cfg: Callable[..., Any],
+    h264_file: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # ``--log-level warning`` must still show a camera going away; normal starts and ends
+    # stay at INFO so that a healthy run is quiet at that level.
+    caplog.set_level(logging.INFO, logger="streamseg.sources")
+    failing = FileSource(file_cfg(tmp_path / "missing.mp4"))
+    failing.start()
+    wait_for_state(failing, {SourceState.FAILED}, timeout=5)
+    failing.stop()
+    clip = h264_file(frames=6)
+    clean = FileSource(file_cfg(clip.path))
+    clean.start()
+    while clean.get(timeout=5.0) is not None:
+        pass
+    clean.stop()
+    changes = [r for r in caplog.records if " -> " in r.getMessage()]
+    failed = [r for r in changes if "-> failed" in r.getMessage()]
+    assert [r.levelno for r in failed] == [logging.WARNING]
+    assert "missing.mp4" in failed[0].getMessage()
+    healthy = [r for r in changes if r not in failed]
+    assert any("-> streaming" in r.getMessage() for r in healthy)
+    assert any("-> ended" in r.getMessage() for r in healthy)
+    assert all(r.levelno == logging.INFO for r in healthy)
 
 
 def _write(path: Path, data: bytes) -> Path:

@@ -104,17 +104,18 @@ def test_missing_device_ends_failed_with_a_clear_error(
     assert "No such file" in stats.last_error
     assert source.exhausted
     assert all(not t.is_alive() for t in source._threads())
-    # Each transition is logged at INFO with the stream id.
+    # Each transition is logged with the stream id, at WARNING: both are trouble.
     transition_logs = [r for r in caplog.records if "->" in r.getMessage()]
     assert len(transition_logs) == 2
-    assert all("usb" in r.getMessage() and r.levelno == logging.INFO for r in transition_logs)
+    assert all("usb" in r.getMessage() and r.levelno == logging.WARNING for r in transition_logs)
 
 
 class NonblockingCamera:
     """A real input container whose demuxer says "no frame ready" (EAGAIN) before every
     ``eagain_every``-th packet, and on every read once ``silent_after`` packets have gone out
     (a camera that stays connected and goes quiet). Packets are never lost: the reads share one
-    demux iterator of the real file."""
+    demux iterator of the real file. ``sent`` counts the packets that carry a frame, not the
+    empty flush packet PyAV yields at the file's end."""
 
     def __init__(self, real: Any, eagain_every: int = 3, silent_after: int | None = None) -> None:
         self._real = real
@@ -141,7 +142,8 @@ class NonblockingCamera:
             except StopIteration:
                 self.ended = True
                 return
-            self.sent += 1
+            if packet.size:  # the demuxer's closing flush packet carries no frame
+                self.sent += 1
             yield packet
 
 
