@@ -236,6 +236,7 @@ def main() -> None:
                     time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
                 frames_now = sum(p.frames for p in pipeline.progress.values())
                 dropped_now = sum(s.stats().frames_dropped for s in pipeline.sources)
+                dropped_now += sum(pipeline.frame_drops().values())  # analytics, encoders
                 windows.append(
                     {
                         "end_s": time.monotonic() - started,

@@ -9,18 +9,43 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from streamseg.rules.events import Event
 from streamseg.runtime.health import OpsServer, ReadinessCheck
+from streamseg.sources.base import SourceStats
 from streamseg.types import SourceState
 
 logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+SourceStatsReader = Callable[[], Mapping[str, SourceStats]]
+"""Each running source's :class:`SourceStats` by stream id (read at scrape time)."""
+
+DropReader = Callable[[], Mapping[tuple[str, str], int]]
+"""Frames dropped so far by ``(stream, stage)``; the stages are in :data:`DROP_STAGES`."""
+
+DROP_STAGES = {
+    "source": "a live source had no time for them (newest frame kept) or its fps cap left them out",
+    "analytics": "a live stream's tracker, rules or sinks fell behind the model",
+    "video": "the annotated-video encoder fell behind (live streams only)",
+    "record": "the recorder's encoder fell behind (live streams only)",
+}
+"""Where ``streamseg_frames_dropped_total{stage}`` counts a frame as dropped, and why."""
+
+SOURCE_COUNTERS = {
+    "frames_missing": "Frames a source's timestamps skip (lost or damaged data)",
+    "frames_skipped_fps": "Decoded frames the source's fps cap left out",
+    "corrupt_packets": "Packets the demuxer or decoder rejected as invalid data",
+    "decode_errors": "Other decoder errors on a single packet",
+    "reconnects": "Reconnect attempts after a lost or failed connection",
+}
+"""``streamseg_source_<name>_total{stream}``: the :class:`SourceStats` counters exported."""
 
 
 class SourceStateGauge(Collector):
@@ -58,27 +83,80 @@ class SourceStateGauge(Collector):
         return [family]
 
 
-class PipelineMetrics:
-    """The pipeline's metrics in their own registry (two pipelines in a process never clash)."""
+class RunCounters(Collector):
+    """The counters the sources and outputs keep themselves, read at each scrape.
 
-    def __init__(self) -> None:
+    - ``streamseg_frames_dropped_total{stream, stage}``: every dropped frame, by where it went
+      (:data:`DROP_STAGES`); one alert on its rate catches them all.
+    - ``streamseg_source_<name>_total{stream}`` for :data:`SOURCE_COUNTERS`, and the gauge
+      ``streamseg_source_fps{stream}`` (decoded frames per second, recent).
+
+    Reading the owners' counts at scrape time, rather than copying them into metrics on a
+    timer, keeps a scrape current and the figures counters (they only grow). Every stream's
+    series exist from its source's start, zeros included, so ``rate()`` sees the first drop.
+
+    Args:
+        registry: where to register.
+        sources: :data:`SourceStatsReader`.
+        drops: :data:`DropReader` for the stages other than ``source``.
+    """
+
+    def __init__(
+        self, registry: CollectorRegistry, sources: SourceStatsReader, drops: DropReader
+    ) -> None:
+        self._sources = sources
+        self._drops = drops
+        registry.register(self)
+
+    def describe(self) -> list[Metric]:
+        dropped, fps, counters = self._families()
+        return [dropped, fps, *counters]
+
+    def collect(self) -> list[Metric]:
+        dropped, fps, counters = self._families()
+        for stream_id, stats in self._sources().items():
+            dropped.add_metric([stream_id, "source"], stats.frames_dropped)
+            fps.add_metric([stream_id], stats.fps)
+            for family, name in zip(counters, SOURCE_COUNTERS, strict=True):
+                family.add_metric([stream_id], getattr(stats, name))
+        for (stream_id, stage), count in sorted(self._drops().items()):
+            dropped.add_metric([stream_id, stage], count)
+        return [dropped, fps, *counters]
+
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, GaugeMetricFamily, list[CounterMetricFamily]]:
+        """Empty families: frames dropped, source fps, then :data:`SOURCE_COUNTERS`."""
+        why = "; ".join(f"{stage}: {reason}" for stage, reason in DROP_STAGES.items())
+        dropped = CounterMetricFamily(
+            "streamseg_frames_dropped",
+            f"Frames dropped, by stage ({why})",
+            labels=["stream", "stage"],
+        )
+        fps = GaugeMetricFamily("streamseg_source_fps", "Measured source fps", labels=["stream"])
+        counters = [
+            CounterMetricFamily(f"streamseg_source_{name}", text, labels=["stream"])
+            for name, text in SOURCE_COUNTERS.items()
+        ]
+        return dropped, fps, counters
+
+
+class PipelineMetrics:
+    """The pipeline's metrics in their own registry (two pipelines in a process never clash).
+
+    Args:
+        sources: the running sources' stats (:class:`RunCounters`); none by default.
+        drops: frames dropped after the sources (:class:`RunCounters`); none by default.
+    """
+
+    def __init__(
+        self, sources: SourceStatsReader | None = None, drops: DropReader | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.frames_processed = Counter(
             "streamseg_frames_processed", "Frames analysed", ["stream"], registry=r
         )
-        self.frames_dropped = Gauge(
-            "streamseg_source_frames_dropped", "Frames a source dropped", ["stream"], registry=r
-        )
-        self.frames_missing = Gauge(
-            "streamseg_source_frames_missing",
-            "Frames a source's timestamps skip (lost or damaged data)",
-            ["stream"],
-            registry=r,
-        )
-        self.source_fps = Gauge(
-            "streamseg_source_fps", "Measured source fps", ["stream"], registry=r
-        )
+        self.run_counters = RunCounters(r, sources or dict, drops or dict)
         self.source_state = SourceStateGauge(r)
         self.detections = Counter(
             "streamseg_detections", "Detections produced", ["stream"], registry=r

@@ -2,7 +2,9 @@
 
 Threads (DESIGN.md): one reader per source (inside the source), one inference worker, one
 analytics thread per stream. Queues between them are bounded: a file run blocks (nothing is
-dropped), a live source keeps only its newest frame (drops counted by the source).
+dropped), a live source keeps only its newest frame (drops counted by the source), and a live
+stream whose analytics fall behind loses its oldest waiting frame rather than holding up the
+model and every other stream (drops counted, ``stage="analytics"``).
 
 Lifecycle (STYLE.md): :meth:`Pipeline.start` runs the ordered ``start_*`` steps; one stop event
 ends the run; :meth:`Pipeline.stop` joins in reverse order and closes every sink so files are
@@ -11,6 +13,7 @@ finalized.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -75,6 +78,9 @@ class RunSummary:
     sources: dict[str, SourceStats]
     timings: list[StageSummary]
     outputs: list[str] = field(default_factory=list)
+    frames_dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Frames dropped after the source, per stream, by stage (``analytics``, ``video``,
+    ``record``; :data:`~streamseg.runtime.metrics.DROP_STAGES`), zeros left out."""
 
     @property
     def total_frames(self) -> int:
@@ -95,7 +101,8 @@ class Pipeline:
         segmenter: a loaded model; ``None`` loads ``config.model`` in :meth:`start`.
         stage_factories: analytics stages, in order, each built once per stream.
         extra_sinks: sinks beside the ones the config asks for (tests, embedding programs).
-        stream_queue_size: frames waiting between the inference worker and a stream's analytics.
+        stream_queue_size: frames waiting between the inference worker and a stream's analytics
+            (a live stream's oldest is dropped when it is full; a file's wait).
         shard: the shard this process runs (``streamseg run --shard i/n``; ``config`` is then
             the shard's copy); it gives the MQTT publisher its own availability topic.
     """
@@ -117,11 +124,14 @@ class Pipeline:
         self.stream_queue_size = stream_queue_size
         self.stop_event = threading.Event()
         self.timings = StageTimings()
-        self.metrics = PipelineMetrics()
+        self.metrics = PipelineMetrics(sources=self._source_stats, drops=self.frame_drops)
         self.sources: list[Source] = []
         self.progress: dict[str, StreamProgress] = {s.id: StreamProgress() for s in config.sources}
         self.output_paths: list[str] = []
         self._queues: dict[str, queue.Queue[_Item]] = {}
+        self._lossless = lossless_stream_ids(config)
+        """Streams whose frames wait for the analytics (file sources) instead of dropping."""
+        self._analytics_dropped = dict.fromkeys(self.progress, 0)
         self._failures = FailureLog(logger, self.metrics.count_failure)
         """Stages and sinks that raised on a frame: logged without flooding, counted."""
         self._threads: list[threading.Thread] = []
@@ -211,7 +221,7 @@ class Pipeline:
                 crf=video.crf,
                 fps=video.fps,
                 nominal_fps=self._nominal_fps,
-                lossless_streams=lossless_stream_ids(self.config),
+                lossless_streams=self._lossless,
             )
             self.sinks.append(self._video_sink)
             self.output_paths.extend(
@@ -324,8 +334,6 @@ class Pipeline:
         for source in self.sources:
             source.start()
         self._sources_started = True
-        monitor = threading.Thread(target=self._monitor_loop, name="monitor", daemon=True)
-        monitor.start()
 
     def start_inference(self) -> None:
         """Start the workers that batch frames through the model (``model.workers``)."""
@@ -407,13 +415,18 @@ class Pipeline:
         with self._lock:
             ended = self._analysed_at if self._analysed_at is not None else time.monotonic()
         started = self._started_at if self._started_at is not None else ended
+        dropped: dict[str, dict[str, int]] = {}
+        for (stream_id, stage), count in self.frame_drops().items():
+            if count:
+                dropped.setdefault(stream_id, {})[stage] = count
         return RunSummary(
             wall_s=max(0.0, ended - started),
             frames={k: v.frames for k, v in self.progress.items()},
             detections={k: v.detections for k, v in self.progress.items()},
-            sources={s.stream_id: s.stats() for s in self.sources},
+            sources=self._source_stats(),
             timings=self.timings.summary(),
             outputs=list(self.output_paths),
+            frames_dropped=dropped,
         )
 
     # ----------------------------------------------------------------- workers
@@ -464,8 +477,16 @@ class Pipeline:
                     self._put(stream_id, None, force=True)
 
     def _put(self, stream_id: str, item: _Item, force: bool = False) -> None:
-        """Hand an item to a stream's analytics; blocks while full (never drops a frame)."""
+        """Hand an item to a stream's analytics.
+
+        A file stream's frame, and the end of any stream, wait while the queue is full (nothing
+        is dropped; ``force`` waits on even after the stop). A live stream's frame never waits:
+        :meth:`_put_newest`.
+        """
         q = self._queues[stream_id]
+        if item is not None and stream_id not in self._lossless:
+            self._put_newest(stream_id, q, item)
+            return
         while True:
             try:
                 q.put(item, timeout=0.2)
@@ -473,6 +494,40 @@ class Pipeline:
             except queue.Full:
                 if self.stop_event.is_set() and not force:
                     return
+
+    def _put_newest(self, stream_id: str, q: queue.Queue[_Item], item: _Item) -> None:
+        """Queue a live stream's frame without waiting: when its analytics have fallen
+        ``stream_queue_size`` frames behind, the oldest waiting frame is dropped and counted.
+
+        Waiting here would hold up the model, and through it every other stream, for one slow
+        sink or stage (DESIGN.md: no stage blocks another without bound). A live stream's
+        analytics are timed by pts, so a gap reads as frames the source dropped.
+        """
+        while True:
+            try:
+                q.put_nowait(item)
+                return
+            except queue.Full:
+                pass
+            try:
+                oldest = q.get_nowait()
+            except queue.Empty:
+                continue
+            if oldest is None:  # the stream is ending: its end goes back, this frame is late
+                with contextlib.suppress(queue.Full):  # full: stop() has put an end of its own
+                    q.put_nowait(None)
+                return
+            with self._lock:
+                self._analytics_dropped[stream_id] += 1
+                dropped = self._analytics_dropped[stream_id]
+            if dropped & (dropped - 1) == 0:  # 1, 2, 4, 8, ...: loud, never a flood
+                logger.warning(
+                    "%s: analytics %d frames behind the model; dropped %d frame(s) so far "
+                    "(stage timings show which stage or sink is slow)",
+                    stream_id,
+                    q.maxsize,
+                    dropped,
+                )
 
     def _analytics_loop(self, stream_id: str, chain: AnalyticsChain, q: queue.Queue[_Item]) -> None:
         progress = self.progress[stream_id]
@@ -526,20 +581,21 @@ class Pipeline:
             if done:
                 self._analysed_at = time.monotonic()
         if done:
-            self._refresh_source_gauges()  # a short run ends before the monitor's first tick
             self._finished.set()
 
-    def _monitor_loop(self, interval_s: float = 1.0) -> None:
-        """Refresh the per-source gauges until the run ends."""
-        while not self._finished.wait(interval_s):
-            self._refresh_source_gauges()
+    def _source_stats(self) -> dict[str, SourceStats]:
+        """Each started source's stats (``/metrics`` reads them at every scrape)."""
+        return {source.stream_id: source.stats() for source in list(self.sources)}
 
-    def _refresh_source_gauges(self) -> None:
-        for source in self.sources:
-            stats = source.stats()
-            self.metrics.frames_dropped.labels(stream=source.stream_id).set(stats.frames_dropped)
-            self.metrics.frames_missing.labels(stream=source.stream_id).set(stats.frames_missing)
-            self.metrics.source_fps.labels(stream=source.stream_id).set(stats.fps)
+    def frame_drops(self) -> dict[tuple[str, str], int]:
+        """Frames dropped after the sources by ``(stream, stage)``; every stream's
+        ``analytics`` count is there from the start, zeros included."""
+        with self._lock:
+            drops = {(sid, "analytics"): n for sid, n in self._analytics_dropped.items()}
+        for stage, sink in (("video", self._video_sink), ("record", self.recorder)):
+            if sink is not None:
+                drops.update(((sid, stage), n) for sid, n in sink.frames_dropped.items())
+        return drops
 
     def _nominal_fps(self, stream_id: str) -> float | None:
         for source in self.sources:

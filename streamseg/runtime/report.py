@@ -53,6 +53,12 @@ def print_summary(summary: RunSummary, console: Console) -> None:
                 f"{stream_id}: {stats.frames_skipped_fps} of {stats.frames_decoded} decoded "
                 "frames skipped by the source's fps cap"
             )
+    for stream_id, by_stage in summary.frames_dropped.items():
+        where = ", ".join(f"{count} by {stage}" for stage, count in by_stage.items())
+        console.print(
+            f"[yellow]{stream_id}: frames dropped after the source: {where}[/yellow] "
+            "(a stage or encoder fell behind; see the stage timings)"
+        )
     if summary.timings:
         stages = Table(title="stage timings (ms)")
         for column in ("stage", "count", "mean", "p50", "p95", "max"):

@@ -95,7 +95,12 @@ def test_metrics_of_a_short_run(
         "streamseg_frames_processed_total",
         "streamseg_detections_total",
         "streamseg_source_fps",
-        "streamseg_source_frames_dropped",
+        "streamseg_frames_dropped_total",
+        "streamseg_source_frames_missing_total",
+        "streamseg_source_frames_skipped_fps_total",
+        "streamseg_source_corrupt_packets_total",
+        "streamseg_source_decode_errors_total",
+        "streamseg_source_reconnects_total",
         "streamseg_source_state",
         "streamseg_inference_seconds_bucket",
         "streamseg_batch_size_count",
@@ -107,7 +112,10 @@ def test_metrics_of_a_short_run(
     assert expected <= names, expected - names
 
     assert _value(samples, "streamseg_frames_processed_total", stream="cam") == FRAMES
-    assert _value(samples, "streamseg_source_frames_dropped", stream="cam") == 0
+    # Every drop counter is there from the start, zeros included (rate() sees the first drop).
+    for stage in ("source", "analytics"):
+        assert _value(samples, "streamseg_frames_dropped_total", stream="cam", stage=stage) == 0
+    assert _value(samples, "streamseg_source_reconnects_total", stream="cam") == 0
     assert _value(samples, "streamseg_source_fps", stream="cam") > 0
     assert _value(samples, "streamseg_source_state", stream="cam", state="ended") == 1
     assert _value(samples, "streamseg_source_state", stream="cam", state="streaming") == 0
