@@ -149,6 +149,22 @@ def _idle_empty_shard(config: PipelineConfig, shard: Shard) -> int:
     return 0
 
 
+def _fatal(console: Console, text: str, as_json: bool, label: bool = True) -> int:
+    """Say why the run cannot go on, and return the exit code (1).
+
+    Under ``--log-format json`` it is an ERROR record with ``"fatal": true``, so a log
+    collector sees it like every other line; else red text on ``console`` (``label``: after
+    "error:"; a config error already starts with its file and line).
+    """
+    if as_json:
+        logger.error("%s", text, extra={"fatal": True})
+    else:
+        console.print(
+            f"[red]error:[/red] {text}" if label else f"[red]{text}[/red]", highlight=False
+        )
+    return 1
+
+
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from streamseg.config import ConfigError, load_pipeline
     from streamseg.models import ModelLoadError
@@ -156,30 +172,30 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from streamseg.outputs.mqtt.outbox import OutboxError
     from streamseg.runtime.pipeline import Pipeline
     from streamseg.runtime.progress import file_progress
-    from streamseg.runtime.report import print_summary
+    from streamseg.runtime.report import log_summary, print_summary
     from streamseg.runtime.shard import shard_config
 
-    if args.log_format == "json":
+    as_json = args.log_format == "json"
+    if as_json:
         from streamseg.runtime.logs import setup_json_logging
 
         setup_json_logging(args.log_level)
     try:
         config = load_pipeline(args.file, class_names_of=model_class_names)
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]", highlight=False)
-        return 1
+        return _fatal(console, str(exc), as_json, label=False)
     if args.shard is not None:
         config = shard_config(config, args.shard)
         if not config.sources:
             try:
                 return _idle_empty_shard(config, args.shard)
             except OSError as exc:
-                console.print(f"[red]error:[/red] {exc}", highlight=False)
-                return 1
+                return _fatal(console, str(exc), as_json)
     pipeline = Pipeline(config, shard=args.shard)
     _install_stop_handlers(pipeline.stop_event)
     try:
-        if args.progress:
+        # JSON mode keeps stderr to JSON lines: no progress bar there.
+        if args.progress and not as_json:
             with file_progress(pipeline, console):
                 summary = pipeline.run()
         else:
@@ -187,11 +203,12 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     except (ModelLoadError, ValueError, OSError, OutboxError) as exc:
         # OutboxError: the MQTT outbox file is in use, damaged, not writable or not an outbox;
         # the message names the file and what to do.
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 1
+        return _fatal(console, str(exc), as_json)
     finally:
         _ignore_stop_signals()
     print_summary(summary, Console())
+    if as_json:
+        log_summary(summary)
     states = [s.state for s in summary.sources.values()]
     if states and all(s.value == "failed" for s in states):
         return 2

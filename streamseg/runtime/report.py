@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from rich.console import Console
 from rich.table import Table
 
 from streamseg.runtime.pipeline import RunSummary
+
+logger = logging.getLogger(__name__)
 
 
 def print_summary(summary: RunSummary, console: Console) -> None:
@@ -78,3 +81,37 @@ def print_summary(summary: RunSummary, console: Console) -> None:
             console.print(f"[bold green]wrote[/bold green] {path}")
         else:  # e.g. the video of a stream that delivered no frame
             console.print(f"[yellow]not written[/yellow] {path} (nothing reached it)")
+
+
+def log_summary(summary: RunSummary) -> None:
+    """Log the run's figures as one INFO record whose extra fields carry them
+    (``--log-format json``: a log collector gets the end table as data)."""
+    streams = {
+        stream_id: {
+            "state": stats.state.value,
+            "frames": summary.frames.get(stream_id, 0),
+            "detections": summary.detections.get(stream_id, 0),
+            "frames_dropped": {
+                "source": stats.frames_dropped,
+                **summary.frames_dropped.get(stream_id, {}),
+            },
+            "frames_missing": stats.frames_missing,
+            "corrupt": stats.corrupt_packets + stats.decode_errors,
+            "reconnects": stats.reconnects,
+            "last_error": stats.last_error,
+        }
+        for stream_id, stats in summary.sources.items()
+    }
+    logger.info(
+        "run ended: %d frames in %.1f s (%.1f fps)",
+        summary.total_frames,
+        summary.wall_s,
+        summary.fps,
+        extra={
+            "frames": summary.total_frames,
+            "wall_s": round(summary.wall_s, 3),
+            "fps": round(summary.fps, 2),
+            "streams": streams,
+            "outputs": summary.outputs,
+        },
+    )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,7 +57,55 @@ def test_run_log_format_json(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     )
     argv = ["run", str(pipeline), "--no-progress", "--log-format", "json", "--shard", "0/1"]
     assert main(argv) == 1  # the model file is missing; the shard line was logged before
-    records = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line[:1] == "{"]
+    records = _json_lines(capsys.readouterr().err)
     shard_lines = [r for r in records if r["logger"] == "streamseg.runtime.shard"]
     assert [r["message"] for r in shard_lines] == ["shard 0/1: 1 of 1 sources (cam)"]
     assert shard_lines[0]["level"] == "info"
+    # Regression: the fatal error was Rich text among the JSON lines, wrapped at 80 columns.
+    fatal = [r for r in records if r.get("fatal")]
+    assert len(fatal) == 1 and fatal[0]["level"] == "error"
+    assert "missing.torchscript" in fatal[0]["message"]
+
+
+def _json_lines(err: str) -> list[dict[str, Any]]:
+    """Every line of ``err`` as JSON; fails on the first line that is not."""
+    records = []
+    for line in err.splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pytest.fail(f"a stderr line that is not JSON: {line!r}")
+    return records
+
+
+def test_a_config_error_is_one_json_record_naming_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text("sources:\n  - {id: cam, type: file, path: a.mp4}\nmodel: [oops\n")
+    assert main(["run", str(pipeline), "--log-format", "json"]) == 1
+    records = _json_lines(capsys.readouterr().err)
+    assert len(records) == 1 and records[0]["fatal"] is True
+    assert "p.yaml:" in records[0]["message"] and "line" in records[0]["message"]
+
+
+def test_a_json_run_ends_with_its_figures_as_data(
+    fake_model: Path,
+    h264_file: Callable[..., Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clip = h264_file("in.mp4", frames=8, fps=10)
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        f"sources: [{{id: cam, type: file, path: '{clip.path}'}}]\n"
+        f"model: {{weights: '{fake_model}', device: cpu}}\n"
+    )
+    # The progress bar is on by default; JSON mode keeps it off stderr.
+    assert main(["run", str(pipeline), "--log-format", "json"]) == 0
+    records = _json_lines(capsys.readouterr().err)
+    ended = [r for r in records if r["message"].startswith("run ended")]
+    assert len(ended) == 1, [r["message"] for r in records]
+    assert ended[0]["frames"] == 8
+    cam = ended[0]["streams"]["cam"]
+    assert (cam["state"], cam["frames"], cam["frames_dropped"]) == ("ended", 8, {"source": 0})
