@@ -177,6 +177,11 @@ class LiveSource(Source):
     def target(self) -> str:
         """What this source reads, fit for logs (no passwords)."""
 
+    def explain_open_error(self, exc: Exception) -> str | None:
+        """Say in plain words why opening failed, where FFmpeg's error says too little (an
+        unknown host is ``[Errno 5] Input/output error``); None keeps FFmpeg's own message."""
+        return None
+
     # ------------------------------------------------------------------ Source
 
     def start(self) -> None:
@@ -290,7 +295,10 @@ class LiveSource(Source):
             if self._stall_flag.is_set() or (connected and self._check_stall()):
                 return streamed, self._stall_reason()
             what = "connection lost to" if connected else "cannot connect to"
-            return streamed, f"{what} {self.target}: {type(exc).__name__}: {redact_url(str(exc))}"
+            detail = None if connected else self.explain_open_error(exc)
+            if detail is None:
+                detail = f"{type(exc).__name__}: {redact_url(str(exc))}"
+            return streamed, f"{what} {self.target}: {detail}"
         except Exception as exc:
             # Never let a surprise kill the reader: log it, reconnect.
             logger.exception("source %s: unexpected error reading %s", self.stream_id, self.target)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import random
+import socket
+import urllib.parse
 from typing import Protocol
 
 from streamseg.redact import redact_url
@@ -108,3 +111,17 @@ class RtspSource(LiveSource):
     def target(self) -> str:
         """The URL with its password replaced by ``***``."""
         return redact_url(self.url)
+
+    def explain_open_error(self, exc: Exception) -> str | None:
+        """An unknown host: FFmpeg says only ``[Errno 5] Input/output error`` (PyAV 18),
+        so on that error the host is looked up here to name the cause."""
+        if getattr(exc, "errno", None) != errno.EIO:
+            return None
+        host = urllib.parse.urlsplit(self.url).hostname
+        if not host:
+            return None
+        try:
+            socket.getaddrinfo(host, None)
+        except socket.gaierror as lookup:
+            return f"cannot resolve host {host!r} ({lookup.strerror}); check the URL and DNS"
+        return None

@@ -113,6 +113,25 @@ def test_refused_connection_fails_after_max_attempts_without_leaking_the_passwor
     assert all("hunter2" not in r.getMessage() for r in caplog.records)
 
 
+def test_an_unknown_host_is_named_not_an_io_error(rtsp_cfg: Callable[..., Any]) -> None:
+    """Regression: FFmpeg's ``[Errno 5] Input/output error`` was all an operator saw for a
+    mistyped camera host. ``.invalid`` never resolves (RFC 2606)."""
+    source = build_source(
+        rtsp_cfg(
+            "rtsp://admin:pw@camera-7.invalid:8554/live",
+            reconnect={"max_attempts": 1, "initial_delay_s": 0.05},
+        )
+    )
+    log = TransitionLog(source)
+    source.start()
+    log.wait_for(SourceState.FAILED, timeout=10)
+    source.stop(timeout=2)
+    last_error = source.stats().last_error
+    assert last_error is not None
+    assert "cannot resolve host 'camera-7.invalid'" in last_error, last_error
+    assert "Errno 5" not in last_error and "admin:pw" not in last_error
+
+
 # ---------------------------------------------------------------------------- real server
 
 
