@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -14,22 +15,24 @@ logger = logging.getLogger(__name__)
 
 
 def print_summary(summary: RunSummary, console: Console) -> None:
-    """Print per-stream figures, stage timings and where the outputs went."""
+    """Print per-stream figures, stage timings and where the outputs went.
+
+    The table holds only short figures, so it fits 80 columns (a pipe or a journal gets 80);
+    each stream's last error goes on a line of its own under it, whole.
+    """
     streams = Table(
         title=f"run: {summary.total_frames} frames in {summary.wall_s:.1f} s "
-        f"({summary.fps:.1f} fps)"
+        f"({summary.fps:.1f} fps)",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
     )
-    for column in (
-        "stream",
-        "state",
-        "frames",
-        "detections",
-        "dropped",
-        "corrupt",
-        "reconnects",
-        "last error",
-    ):
-        streams.add_column(column)
+    # Headers never shrink into "detect…": a long stream id folds onto two lines instead.
+    streams.add_column("stream", overflow="fold")
+    streams.add_column("state", min_width=len("reconnecting"))
+    for column in ("frames", "detections", "dropped", "corrupt", "reconnects"):
+        streams.add_column(column, justify="right", min_width=len(column))
     for stream_id, frames in summary.frames.items():
         stats = summary.sources.get(stream_id)
         streams.add_row(
@@ -40,9 +43,13 @@ def print_summary(summary: RunSummary, console: Console) -> None:
             str(stats.frames_dropped) if stats else "-",
             str(stats.corrupt_packets + stats.decode_errors) if stats else "-",
             str(stats.reconnects) if stats else "-",
-            (stats.last_error or "") if stats else "",
         )
     console.print(streams)
+    for stream_id, stats in summary.sources.items():
+        if stats.last_error:
+            console.print(
+                f"{stream_id}: last error: {stats.last_error}", soft_wrap=True, highlight=False
+            )
     for stream_id, stats in summary.sources.items():
         if stats.frames_missing:
             console.print(

@@ -10,9 +10,11 @@ import pytest
 from rich.console import Console
 
 from streamseg.config import load_pipeline_text
-from streamseg.runtime.pipeline import Pipeline
+from streamseg.runtime.pipeline import Pipeline, RunSummary
 from streamseg.runtime.progress import estimate_total_frames
 from streamseg.runtime.report import print_summary
+from streamseg.sources.base import SourceStats
+from streamseg.types import SourceState
 
 
 @pytest.mark.parametrize("cap", [None, 5.0, 10.0, 7.5, 30.0])
@@ -54,3 +56,55 @@ def test_the_summary_does_not_claim_a_file_that_was_never_written(
     text = console.export_text()
     assert f"not written {tmp_path / 'cam.mp4'}" in text
     assert "wrote" not in text
+
+
+def test_the_end_table_fits_80_columns_and_prints_the_last_error_whole() -> None:
+    """Regression: off a terminal (a pipe, a journal: 80 columns) the table cut its headers to
+    "detect…" and folded the last error into a column of single words."""
+    error = (
+        "gave up after 3 reconnect attempt(s) in a row; last: cannot connect to "
+        "rtsp://admin:***@camera-7.invalid:8554/live: cannot resolve host 'camera-7.invalid' "
+        "(Name or service not known); check the URL and DNS"
+    )
+    stats = SourceStats(
+        frames_decoded=1234,
+        frames_delivered=1200,
+        frames_dropped=34,
+        frames_skipped_fps=0,
+        frames_missing=0,
+        corrupt_packets=5,
+        decode_errors=2,
+        reconnects=3,
+        state=SourceState.RECONNECTING,
+        last_error=error,
+        fps=10.0,
+        nominal_fps=10.0,
+        resolution_wh=(640, 360),
+    )
+    stream_id = "front-gate-camera-01"
+    summary = RunSummary(
+        wall_s=12.0,
+        frames={stream_id: 1200},
+        detections={stream_id: 56789},
+        sources={stream_id: stats},
+        timings=[],
+    )
+    console = Console(record=True, width=80)
+    print_summary(summary, console)
+    lines = console.export_text().splitlines()
+    header = next(line for line in lines if line.startswith("stream"))
+    assert header.split() == [
+        "stream",
+        "state",
+        "frames",
+        "detections",
+        "dropped",
+        "corrupt",
+        "reconnects",
+    ]
+    row = next(line for line in lines if "reconnecting" in line)
+    assert row.split()[-6:] == ["reconnecting", "1200", "56789", "34", "7", "3"]
+    table = lines[: lines.index(row) + 1]
+    assert all(len(line) <= 80 for line in table)
+    # One line, never folded: a log collector keeps it whole, a terminal wraps it.
+    assert f"{stream_id}: last error: {error}" in lines
