@@ -11,7 +11,8 @@ from streamseg.config.errors import ConfigError
 from streamseg.config.loader import ClassNamesOf, load_pipeline
 from streamseg.config.model import BUILTIN_WEIGHTS
 from streamseg.config.pipeline import PipelineConfig
-from streamseg.config.sources import FileSourceConfig
+from streamseg.config.sources import FileSourceConfig, UsbSourceConfig
+from streamseg.sources.usb import usb_device_path
 
 logger = logging.getLogger(__name__)
 
@@ -62,22 +63,40 @@ def validate_files(paths: Sequence[str], class_names_of: ClassNamesOf | None = N
 
 
 def missing_files(config: PipelineConfig) -> list[str]:
-    """The local files a valid pipeline names that do not exist here: file sources and model
-    weights. Warnings, not errors: the file may be put there (or mounted) before the run.
-    Relative paths are taken from the current folder, as a run from here would."""
+    """The local files a valid pipeline names that do not exist here: file sources, USB camera
+    devices, model weights and the MQTT TLS files. Warnings, not errors: the file may be put
+    there (or mounted, or the camera plugged in) before the run. Relative paths are taken from
+    the current folder, as a run from here would."""
     found: list[str] = []
+
+    def check(where: str, path: str, consequence: str) -> None:
+        if not os.path.exists(path):
+            found.append(f"{where}: {path!r} does not exist here; {consequence}")
+
     for index, source in enumerate(config.sources):
-        if not isinstance(source, FileSourceConfig) or "://" in source.path:
-            continue  # a camera, or a URL PyAV opens
-        if not os.path.exists(source.path):
-            found.append(
-                f"sources[{index}].path: {source.path!r} does not exist here; a run from "
-                "this folder could not open it"
+        if isinstance(source, FileSourceConfig) and "://" not in source.path:
+            check(
+                f"sources[{index}].path",
+                source.path,
+                "a run from this folder could not open it",
             )
-    weights = config.model.weights
-    if weights != BUILTIN_WEIGHTS and not os.path.exists(weights):
-        found.append(
-            f"model.weights: {weights!r} does not exist here; a run from this folder "
-            "could not load it"
-        )
+        elif isinstance(source, UsbSourceConfig):
+            check(
+                f"sources[{index}].device",
+                usb_device_path(source.device),
+                "a run on this machine would find no camera (in a container, pass the device "
+                "through)",
+            )
+    if config.model.weights != BUILTIN_WEIGHTS:
+        check("model.weights", config.model.weights, "a run from this folder could not load it")
+    mqtt = config.outputs.mqtt
+    if mqtt is not None and mqtt.tls.enabled:
+        for key in ("ca_certs", "certfile", "keyfile"):
+            path = getattr(mqtt.tls, key)
+            if path is not None:
+                check(
+                    f"outputs.mqtt.tls.{key}",
+                    path,
+                    "a run from this folder could not connect to the broker",
+                )
     return found

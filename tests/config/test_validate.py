@@ -75,3 +75,31 @@ def test_files_a_valid_pipeline_names_but_that_are_missing_are_warnings(
         f"warning: {path}: model.weights: 'models/yolo11n-seg.onnx' does not exist here; a run "
         "from this folder could not load it",
     ]
+
+
+def test_a_missing_camera_device_and_tls_files_are_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A USB camera that is not plugged in (or not passed into the container) and MQTT TLS
+    files that are not there passed validate in silence, then failed the run."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ca.pem").write_text("")
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "sources:\n"
+        "  - {id: a, type: usb, device: 97}\n"
+        "  - {id: b, type: usb, device: /dev/null}\n"
+        "outputs:\n"
+        "  mqtt:\n"
+        "    host: broker.example\n"
+        "    tls: {enabled: true, ca_certs: ca.pem, certfile: certs/client.pem}\n"
+    )
+    assert validate_files([str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"OK {path}\n"
+    assert err.splitlines() == [
+        f"warning: {path}: sources[0].device: '/dev/video97' does not exist here; a run on this "
+        "machine would find no camera (in a container, pass the device through)",
+        f"warning: {path}: outputs.mqtt.tls.certfile: 'certs/client.pem' does not exist here; "
+        "a run from this folder could not connect to the broker",
+    ]
