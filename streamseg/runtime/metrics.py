@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from streamseg.rules.events import Event
+from streamseg.rules.events import Event, EventType
 from streamseg.runtime.health import OpsServer, ReadinessCheck
 from streamseg.sources.base import SourceStats
 from streamseg.types import SourceState
@@ -224,13 +225,21 @@ class EventCounter:
 
     def __init__(self, metrics: PipelineMetrics) -> None:
         self._events = metrics.events
+        self._known: set[tuple[str, str]] = set()
 
     def on_event(self, event: Event) -> None:
         """Count one message by stream, rule and type (``start`` / ``update`` / ``end``)."""
         self._events.labels(stream=event.stream_id, rule=event.rule_id, type=event.type).inc()
 
     def on_rule_state(self, stream_id: str, rule_id: str, active: bool) -> None:
-        """Rule states are not counted here (MQTT carries them)."""
+        """Rule states are not counted here (MQTT carries them); a rule's first state (on its
+        stream's first frame) creates its event series at 0, so ``rate()`` and dashboards see
+        the rule before its first event."""
+        if (stream_id, rule_id) in self._known:
+            return
+        self._known.add((stream_id, rule_id))
+        for event_type in get_args(EventType):
+            self._events.labels(stream=stream_id, rule=rule_id, type=event_type)
 
     def on_zone_count(self, stream_id: str, zone_id: str, class_name: str, count: int) -> None:
         """Zone counts are not counted here (MQTT carries them)."""

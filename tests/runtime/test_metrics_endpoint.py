@@ -39,6 +39,7 @@ zones:
   - {{id: all, type: polygon, units: normalized, points: [[0, 0], [1, 0], [1, 1], [0, 1]]}}
 rules:
   - {{id: person-in, type: inside, zone: all, classes: [person], min_overlap: 0.1}}
+  - {{id: idle, type: dwell, zone: all, classes: [person], dwell_s: 3600}}
 outputs:
   mqtt:
     host: 127.0.0.1
@@ -125,6 +126,12 @@ def test_metrics_of_a_short_run(
     # The fake network's person is in the all-frame zone on every frame: one occurrence
     # starts; it is still open when the file ends, so its end comes at stop.
     assert _value(samples, "streamseg_events_total", stream="cam", rule="person-in", type="start")
+    # A rule's series exist from its stream's first frame, before any such event.
+    for event_type in ("start", "update", "end"):
+        assert (
+            _value(samples, "streamseg_events_total", stream="cam", rule="idle", type=event_type)
+            == 0
+        )
     assert _value(samples, "streamseg_mqtt_connected") == 1
 
 
