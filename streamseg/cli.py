@@ -463,7 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     demo = sub.add_parser("demo", help="render a synthetic yard scene and run the demo pipeline")
-    demo.add_argument("--pipeline", default="pipelines/demo.yaml", help="demo pipeline file")
+    demo.add_argument(
+        "--pipeline",
+        default=None,
+        help="demo pipeline file (default: pipelines/demo.yaml here, in the checkout, or in "
+        "the container image)",
+    )
     sub.add_parser("synth", help="render synthetic scenes with ground truth", add_help=False)
 
     evaluate = sub.add_parser("eval", help="score outputs against ground truth")

@@ -27,26 +27,49 @@ DEMO_FPS = 15.0
 the swing zones of ``pipelines/demo.yaml`` and ``pipelines/machinery_zone.yaml`` surround."""
 
 
+DEMO_PIPELINE = Path("pipelines", "demo.yaml")
+IMAGE_PIPELINES = Path("/opt/streamseg/pipelines")
+"""Where the container images (``deploy/Dockerfile.*``) put the example pipelines."""
+
+
+def demo_pipeline_candidates() -> list[Path]:
+    """Where ``streamseg demo`` looks for its pipeline, in order: ``pipelines/demo.yaml`` under
+    the current folder, in the checkout this package runs from (an editable install run from
+    anywhere), and in a container image's copy."""
+    checkout = Path(__file__).resolve().parents[2]
+    return [DEMO_PIPELINE, checkout / DEMO_PIPELINE, IMAGE_PIPELINES / DEMO_PIPELINE.name]
+
+
 def demo_main(
-    console: Console, pipeline_path: str = "pipelines/demo.yaml", report: Console | None = None
+    console: Console, pipeline_path: str | None = None, report: Console | None = None
 ) -> int:
     """Render (or reuse) the demo scene, run the demo pipeline, say where the outputs went.
 
     Args:
         console: where progress and errors go (the CLI's is standard error).
-        pipeline_path: the demo pipeline.
+        pipeline_path: the demo pipeline; None takes the first of
+            :func:`demo_pipeline_candidates` that exists. Its relative paths (the scene, the
+            outputs under ``out/demo``) are taken from the current folder.
         report: where the run's summary and the outputs' paths go (None: standard output).
 
     Returns:
         The process exit code.
     """
-    path = Path(pipeline_path)
-    if not path.exists():
-        console.print(
-            f"[red]error:[/red] {path} not found: run `streamseg demo` from the repository root "
-            "or pass --pipeline"
-        )
-        return 1
+    if pipeline_path is not None:
+        path = Path(pipeline_path)
+        if not path.exists():
+            console.print(f"[red]error:[/red] {path} not found")
+            return 1
+    else:
+        candidates = demo_pipeline_candidates()
+        found = next((p for p in candidates if p.exists()), None)
+        if found is None:
+            looked = ", ".join(str(p) for p in candidates)
+            console.print(
+                f"[red]error:[/red] no demo pipeline (looked in {looked}); pass --pipeline FILE"
+            )
+            return 1
+        path = found
     try:
         config = load_pipeline(path, class_names_of=model_class_names)
     except ConfigError as exc:

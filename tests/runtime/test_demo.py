@@ -92,3 +92,24 @@ def test_the_demo_writes_a_playable_video_whose_tracked_masks_follow_the_objects
     assert _demo(said) == 0
     assert "reusing the rendered scene" in said.getvalue()
     assert len((out / "events.jsonl").read_text().splitlines()) == len(events)
+
+
+def test_the_demo_finds_its_pipeline_outside_the_repository_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: ``streamseg demo`` run anywhere but the repository root (a container's
+    working folder, a user's) said pipelines/demo.yaml was not found."""
+    from streamseg.runtime import demo
+
+    monkeypatch.chdir(tmp_path)
+    found = [p for p in demo.demo_pipeline_candidates() if p.exists()]
+    assert found[0].resolve() == REPO / "pipelines" / "demo.yaml"
+
+    nowhere = [tmp_path / "a" / "demo.yaml", tmp_path / "b" / "demo.yaml"]
+    monkeypatch.setattr(demo, "demo_pipeline_candidates", lambda: nowhere)
+    said = io.StringIO()
+    assert demo.demo_main(Console(file=said, width=300)) == 1
+    assert (
+        f"no demo pipeline (looked in {nowhere[0]}, {nowhere[1]}); pass --pipeline"
+        in said.getvalue()
+    )
