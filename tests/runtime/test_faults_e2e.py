@@ -108,7 +108,7 @@ class StreamsegRun:
         self.other_lines: list[str] = []
         self.stdout_lines: list[str] = []
         self._lock = threading.Lock()
-        # Wide enough that no cell of the end-of-run table wraps (see summary_rows).
+        # Wide enough that no stream id in the end-of-run table folds (see summary_rows).
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "400"}
         self.proc = subprocess.Popen(
             self.command,
@@ -462,19 +462,24 @@ class Progress:
 
 
 def summary_rows(stdout_lines: list[str]) -> dict[str, dict[str, str]]:
-    """The per-stream table ``streamseg run`` prints at the end: stream -> column -> cell
-    (the process runs with ``COLUMNS`` wide enough that no cell wraps)."""
+    """The per-stream table ``streamseg run`` prints at the end: stream -> column -> cell.
+
+    Its header starts ``stream state``; every cell is one word (the process runs with
+    ``COLUMNS`` wide enough that no stream id folds); the rule under the header is skipped and
+    the table ends at the first line of another shape.
+    """
     header: list[str] = []
     rows: dict[str, dict[str, str]] = {}
     for line in stdout_lines:
-        line = line.strip()
-        if not line.startswith(("┃", "│")):
+        cells = line.split()
+        if cells[:2] == ["stream", "state"]:
+            header = cells
+        elif header and set(line.strip()) == {"─"}:
             continue
-        cells = [cell.strip() for cell in line.strip("┃│").split(line[0])]
-        if line.startswith("┃"):
-            header = cells  # a table's header row (the stage timings table has its own)
-        elif header[:1] == ["stream"] and cells[0]:
+        elif header and len(cells) == len(header):
             rows[cells[0]] = dict(zip(header, cells, strict=True))
+        elif header:
+            break
     return rows
 
 
@@ -729,13 +734,25 @@ def test_one_run_survives_every_fault_at_once_and_loses_no_event(
         pause = cam_b.longest_pause(window)
         assert pause < MAX_PAUSE_S, f"cam_b paused {pause:.1f} s while cam_a was {outage}"
 
-    # ---- the end-of-run table counts the faults per stream.
+    # ---- the run's end counts the faults per stream: as data in the JSON log, and in the
+    # table on stdout.
+    ended = run.find(lambda r: r["message"].startswith("run ended"))
+    assert len(ended) == 1, ended
+    streams = ended[0]["streams"]
+    assert set(streams) == {"cam_a", "cam_b", "bad"}, streams
+    assert streams["bad"]["corrupt"] >= 1, streams["bad"]
+    assert streams["bad"]["frames"] > 0
+    assert streams["cam_a"]["reconnects"] >= 2, streams["cam_a"]  # after the kill and the hang
+    assert (streams["cam_b"]["reconnects"], streams["cam_b"]["corrupt"]) == (0, 0)
     rows = summary_rows(run.stdout_lines)
-    assert set(rows) == {"cam_a", "cam_b", "bad"}, run.stdout_lines
-    assert int(rows["bad"]["corrupt"]) >= 1, rows["bad"]
-    assert int(rows["bad"]["frames"]) > 0
-    assert int(rows["cam_a"]["reconnects"]) >= 2, rows["cam_a"]  # after the kill and the hang
-    assert (int(rows["cam_b"]["reconnects"]), int(rows["cam_b"]["corrupt"])) == (0, 0)
+    assert set(rows) == set(streams), run.stdout_lines
+    for stream_id, row in rows.items():
+        figures = streams[stream_id]
+        assert (int(row["frames"]), int(row["corrupt"]), int(row["reconnects"])) == (
+            figures["frames"],
+            figures["corrupt"],
+            figures["reconnects"],
+        ), (row, figures)
 
     # ---- cam_a's recording folder: one clear error, without a traceback.
     record_errors = run.find(lambda r: "cannot write the recording" in r["message"])
