@@ -3,16 +3,22 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Where torch comes from. Empty: pip's own configuration (here a local CPU wheel; on PyPI the
+# Linux wheel is the multi-GB CUDA build). `make demo TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu`
+# takes the CPU build from PyTorch's index, as deploy/Dockerfile.cpu does.
+TORCH_INDEX_URL ?=
+TORCH_FROM := $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),)
 
 .PHONY: setup demo test lint typecheck unit bench clean
 
 setup: $(STAMP)
 
-# torch==2.13.0 first: a bare `torch` requirement would pull a multi-GB CUDA build.
+# torch==2.13.0 first, from TORCH_INDEX_URL when set: a bare `torch` requirement would pull a
+# multi-GB CUDA build.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet torch==2.13.0 $(TORCH_FROM)
 	$(BIN)/pip install --quiet -e '.[dev,onnx]'
 	touch $(STAMP)
 
