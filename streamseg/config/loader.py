@@ -9,8 +9,9 @@ The steps, in order:
    substituted secret never reaches a message.
 3. Construct Python objects from the tree with the substituted strings.
 4. Validate with pydantic and map each error's ``loc`` back to a node for its line; with
-   ``class_names_of``, validate again with the model's class names once the model section is
-   valid, so a rule watching a class the model lacks is an error at its line.
+   ``class_names_of`` and a valid model section, the model's class names go into the
+   validation, so a rule watching a class the model lacks is an error at its line, reported
+   with the other cross-section errors.
 """
 
 from __future__ import annotations
@@ -124,13 +125,10 @@ def load_pipeline_text(
         loader.dispose()
 
     issues = walk.issues
+    names = _class_names(data, class_names_of)
+    context = {CLASS_NAMES_CONTEXT: list(names)} if names is not None else None
     try:
-        config = PipelineConfig.model_validate(data)
-        # The model section is valid now: with its class names known, check again with them.
-        names = class_names_of(config.model) if class_names_of is not None else None
-        if names is not None:
-            context = {CLASS_NAMES_CONTEXT: list(names)}
-            config = PipelineConfig.model_validate(data, context=context)
+        config = PipelineConfig.model_validate(data, context=context)
     except ValidationError as exc:
         for error in exc.errors(include_url=False):
             issues.extend(_issues_from_error(error, root, filename, walk))
@@ -139,6 +137,21 @@ def load_pipeline_text(
         raise ConfigError(_in_file_order(issues))
     logger.debug("%s: pipeline %r with %d sources", filename, config.name, len(config.sources))
     return config
+
+
+def _class_names(data: Any, class_names_of: ClassNamesOf | None) -> Sequence[str] | None:
+    """The model's class names, from the ``model`` section alone, so that the class checks
+    run in the same round as the other cross-section checks; None when there is no
+    ``class_names_of``, the section is invalid (its errors come with the whole file's) or the
+    names cannot be read without running the model."""
+    if class_names_of is None:
+        return None
+    section = data.get("model") if isinstance(data, dict) else None
+    try:
+        model = ModelConfig.model_validate(section if section is not None else {})
+    except ValidationError:
+        return None
+    return class_names_of(model)
 
 
 def _in_file_order(issues: list[ConfigIssue]) -> list[ConfigIssue]:

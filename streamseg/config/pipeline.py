@@ -102,26 +102,36 @@ def check_video_path_template(outputs: OutputsConfig, sources: Sequence[SourceCo
     )
 
 
-def check_unique_ids(section: str, ids: Sequence[str]) -> None:
+def check_unique_ids(section: str, ids: Sequence[str]) -> list[CrossCheckError]:
     """Every id of a ``zones`` or ``rules`` list appears once.
 
     Args:
         section: ``zones`` or ``rules``.
         ids: the ids in list order.
 
-    Raises:
-        CrossCheckError: at the second use of the first repeated id.
+    Returns:
+        One error at each repeated use of an id, naming where it was first used.
     """
+    failures: list[CrossCheckError] = []
     first_index: dict[str, int] = {}
     for index, item_id in enumerate(ids):
         if item_id in first_index:
             what = section.removesuffix("s")
-            raise CrossCheckError(
-                (section, index, "id"),
-                f"duplicate {what} id {item_id!r}, already used by {section}"
-                f"[{first_index[item_id]}]; expected unique ids",
+            failures.append(
+                CrossCheckError(
+                    (section, index, "id"),
+                    f"duplicate {what} id {item_id!r}, already used by {section}"
+                    f"[{first_index[item_id]}]; expected unique ids",
+                )
             )
-        first_index[item_id] = index
+        else:
+            first_index[item_id] = index
+    return failures
+
+
+def _streams(ids: Sequence[str]) -> str:
+    """``stream 'a'`` or ``streams 'a', 'b'``."""
+    return ("stream " if len(ids) == 1 else "streams ") + ", ".join(repr(i) for i in ids)
 
 
 def _unknown_streams(
@@ -132,94 +142,125 @@ def _unknown_streams(
     return unknown, ", ".join(known)
 
 
-def check_zone_streams(zones: Sequence[ZoneConfig], sources: Sequence[SourceConfig]) -> None:
+def check_zone_streams(
+    zones: Sequence[ZoneConfig], sources: Sequence[SourceConfig]
+) -> list[CrossCheckError]:
     """Every stream a zone names is a source id.
 
-    Raises:
-        CrossCheckError: at the zone's ``stream``/``streams``, naming the zone, the unknown
-            stream and the sources there are.
+    Returns:
+        One error per zone naming unknown streams, at its ``stream``/``streams``, naming the
+        zone, the unknown streams and the sources there are.
     """
+    failures: list[CrossCheckError] = []
     for index, zone in enumerate(zones):
         unknown, known = _unknown_streams(zone.stream_ids, sources)
         if unknown:
             key = "stream" if zone.stream is not None else "streams"
-            raise CrossCheckError(
-                ("zones", index, key),
-                f"zone {zone.id!r} names stream {unknown[0]!r}, which is not a source; "
-                f"expected one of: {known}",
+            failures.append(
+                CrossCheckError(
+                    ("zones", index, key),
+                    f"zone {zone.id!r} names {_streams(unknown)}, which is not a source; "
+                    f"expected one of: {known}",
+                )
             )
+    return failures
 
 
-def check_near_streams(rules: Sequence[RuleConfig], sources: Sequence[SourceConfig]) -> None:
+def check_near_streams(
+    rules: Sequence[RuleConfig], sources: Sequence[SourceConfig]
+) -> list[CrossCheckError]:
     """Every stream a ``near`` rule names is a source id.
 
-    Raises:
-        CrossCheckError: at the rule's ``stream``/``streams``, naming the rule and the stream.
+    Returns:
+        One error per such rule, at its ``stream``/``streams``, naming the rule and the streams.
     """
+    failures: list[CrossCheckError] = []
     for index, rule in enumerate(rules):
         if not isinstance(rule, NearRuleConfig):
             continue
         unknown, known = _unknown_streams(rule.stream_ids, sources)
         if unknown:
             key = "stream" if rule.stream is not None else "streams"
-            raise CrossCheckError(
-                ("rules", index, key),
-                f"rule {rule.id!r} names stream {unknown[0]!r}, which is not a source; "
-                f"expected one of: {known}",
+            failures.append(
+                CrossCheckError(
+                    ("rules", index, key),
+                    f"rule {rule.id!r} names {_streams(unknown)}, which is not a source; "
+                    f"expected one of: {known}",
+                )
             )
+    return failures
 
 
-def check_rule_zones(rules: Sequence[RuleConfig], zones: Sequence[ZoneConfig]) -> None:
+def check_rule_zones(
+    rules: Sequence[RuleConfig], zones: Sequence[ZoneConfig]
+) -> list[CrossCheckError]:
     """Every rule names an existing zone of the right shape.
 
     ``inside``, ``enter``, ``exit``, ``dwell`` and ``count`` need a polygon; ``cross`` needs a
     line.
 
-    Raises:
-        CrossCheckError: at the rule's ``zone``, naming the rule and the zone.
+    Returns:
+        One error per rule whose zone is missing or of the wrong shape, at the rule's ``zone``,
+        naming the rule and the zone.
     """
+    failures: list[CrossCheckError] = []
     by_id = {zone.id: zone for zone in zones}
     for index, rule in enumerate(rules):
         if isinstance(rule, NearRuleConfig):
             continue
+        loc: Loc = ("rules", index, "zone")
         zone = by_id.get(rule.zone)
         if zone is None:
             known = ", ".join(by_id) if by_id else "none defined"
-            raise CrossCheckError(
-                ("rules", index, "zone"),
-                f"rule {rule.id!r} names zone {rule.zone!r}, which is not defined; zones: {known}",
+            message = (
+                f"rule {rule.id!r} names zone {rule.zone!r}, which is not defined; zones: {known}"
             )
-        if rule.type in LINE_KINDS and not isinstance(zone, LineZoneConfig):
-            raise CrossCheckError(
-                ("rules", index, "zone"),
+            failures.append(CrossCheckError(loc, message))
+        elif rule.type in LINE_KINDS and not isinstance(zone, LineZoneConfig):
+            message = (
                 f"rule {rule.id!r} ({rule.type}) needs a line zone, but zone {zone.id!r} is a "
-                f"{zone.type}",
+                f"{zone.type}"
             )
-        if rule.type in ZONE_KINDS and not isinstance(zone, PolygonZoneConfig):
-            raise CrossCheckError(
-                ("rules", index, "zone"),
+            failures.append(CrossCheckError(loc, message))
+        elif rule.type in ZONE_KINDS and not isinstance(zone, PolygonZoneConfig):
+            message = (
                 f"rule {rule.id!r} ({rule.type}) needs a polygon zone, but zone {zone.id!r} is "
-                f"a {zone.type}",
+                f"a {zone.type}"
             )
+            failures.append(CrossCheckError(loc, message))
+    return failures
 
 
-def check_metre_calibration(rules: Sequence[RuleConfig], sources: Sequence[SourceConfig]) -> None:
+def check_metre_calibration(
+    rules: Sequence[RuleConfig], sources: Sequence[SourceConfig]
+) -> list[CrossCheckError]:
     """A ``near`` rule in metres runs only on streams with a ground calibration.
 
-    Raises:
-        CrossCheckError: at the rule's ``units``, naming the rule and the uncalibrated source.
+    Returns:
+        One error per such rule with uncalibrated streams, at its ``units``, naming the rule
+        and every uncalibrated source it runs on.
     """
+    failures: list[CrossCheckError] = []
     for index, rule in enumerate(rules):
         if not isinstance(rule, NearRuleConfig) or rule.units != "m":
             continue
         streams = rule.stream_ids
-        for source in sources:
-            if (streams is None or source.id in streams) and source.calibration is None:
-                raise CrossCheckError(
+        bare = [
+            source.id
+            for source in sources
+            if (streams is None or source.id in streams) and source.calibration is None
+        ]
+        if bare:
+            what = "source" if len(bare) == 1 else "sources"
+            failures.append(
+                CrossCheckError(
                     ("rules", index, "units"),
-                    f"rule {rule.id!r} measures in metres but source {source.id!r} has no "
-                    "calibration; add sources[].calibration or use units: px",
+                    f"rule {rule.id!r} measures in metres but {what} "
+                    f"{', '.join(repr(b) for b in bare)} {'has' if len(bare) == 1 else 'have'} "
+                    "no calibration; add sources[].calibration or use units: px",
                 )
+            )
+    return failures
 
 
 def check_rules_have_tracks(rules: Sequence[RuleConfig], tracker: TrackerConfig) -> None:
@@ -296,7 +337,7 @@ def check_class_names(config: PipelineConfig, known: Sequence[str]) -> list[Cros
     return failures
 
 
-CROSS_CHECKS: tuple[Callable[[PipelineConfig], None], ...] = (
+CROSS_CHECKS: tuple[Callable[[PipelineConfig], list[CrossCheckError] | None], ...] = (
     lambda config: check_unique_source_ids(config.sources),
     lambda config: check_video_path_template(config.outputs, config.sources),
     lambda config: check_unique_ids("zones", [zone.id for zone in config.zones]),
@@ -308,7 +349,8 @@ CROSS_CHECKS: tuple[Callable[[PipelineConfig], None], ...] = (
     lambda config: check_rules_have_tracks(config.rules, config.tracker),
     lambda config: check_mqtt_snapshots(config.outputs),
 )
-"""Every cross-section check, run in order by :class:`PipelineConfig`."""
+"""Every cross-section check, run in order by :class:`PipelineConfig`: each either returns
+its failures (one per offending item) or raises its single one."""
 
 CLASS_NAMES_CONTEXT = "class_names"
 """Key of the validation context holding the model's class names: with it,
@@ -349,7 +391,7 @@ class PipelineConfig(ConfigModel):
         failures: list[CrossCheckError] = []
         for check in CROSS_CHECKS:
             try:
-                check(self)
+                failures.extend(check(self) or ())
             except CrossCheckError as exc:
                 failures.append(exc)
         known = (info.context or {}).get(CLASS_NAMES_CONTEXT)

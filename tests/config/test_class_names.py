@@ -107,3 +107,16 @@ def test_zone_rules_of_every_kind_are_checked(kind: str) -> None:
     text = text.replace("trucks", "truck")
     issues = _issues(text, NAMES)
     assert [i.key_path for i in issues] == ["rules[0].classes[0]"]
+
+
+def test_unknown_classes_come_with_the_other_cross_section_errors() -> None:
+    """Regression: the class check ran only once the rest of the file was valid, so a rule
+    naming a missing zone hid every unknown class until it was fixed."""
+    text = TEXT.replace("zone: z,", "zone: nowhere,")
+    issues = _issues(text, NAMES)
+    assert [i.key_path for i in issues] == [
+        "model.classes[2]",
+        "rules[0].zone",
+        "rules[0].classes[1]",
+        "rules[1].other_classes[1]",
+    ], "\n".join(map(str, issues))

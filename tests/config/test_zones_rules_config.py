@@ -253,7 +253,7 @@ BAD: list[tuple[str, str, int, str, str]] = [
         "rules:\n  - {id: r, type: near, other_classes: [truck], max_distance: 2, units: m}\n",
         5,
         "rules[0].units",
-        "rule 'r' measures in metres but source 'gate' has no calibration",
+        "rule 'r' measures in metres but sources 'gate', 'crane' have no calibration",
     ),
     (
         "near on an unknown stream",
@@ -284,6 +284,26 @@ def test_bad_zones_and_rules_point_at_the_line(
     matching = [issue for issue in issues if message in issue.message]
     assert matching, f"no issue contains {message!r}; got:\n" + "\n".join(map(str, issues))
     assert (matching[0].line, matching[0].key_path) == (line, key_path), str(matching[0])
+
+
+def test_every_cross_section_problem_is_reported_in_one_round() -> None:
+    """Regression: each cross-section check stopped at its first failure, so a file with two
+    rules naming missing zones took one `validate` per rule to fix."""
+    issues = _issues(
+        f"zones:\n  - {{id: z, type: polygon, points: {SQUARE}}}\n"
+        "  - {id: z, type: polygon, points: [[0, 0], [5, 0], [5, 5]]}\n"
+        "rules:\n"
+        "  - {id: a, type: inside, zone: nowhere}\n"
+        "  - {id: b, type: exit, zone: elsewhere}\n"
+        "  - {id: a, type: inside, zone: z}\n"
+    )
+    found = [(issue.line, issue.key_path) for issue in issues]
+    assert found == [
+        (6, "zones[1].id"),
+        (8, "rules[0].zone"),
+        (9, "rules[1].zone"),
+        (10, "rules[2].id"),
+    ], "\n".join(map(str, issues))
 
 
 @pytest.mark.parametrize(
