@@ -129,17 +129,31 @@ def check_unique_ids(section: str, ids: Sequence[str]) -> list[CrossCheckError]:
     return failures
 
 
-def _streams(ids: Sequence[str]) -> str:
-    """``stream 'a'`` or ``streams 'a', 'b'``."""
-    return ("stream " if len(ids) == 1 else "streams ") + ", ".join(repr(i) for i in ids)
-
-
 def _unknown_streams(
-    named: Sequence[str] | None, sources: Sequence[SourceConfig]
-) -> tuple[list[str], str]:
+    loc: Loc, owner: str, item: ZoneConfig | NearRuleConfig, sources: Sequence[SourceConfig]
+) -> list[CrossCheckError]:
+    """The error, if any, for the streams ``item`` names that are not source ids.
+
+    Args:
+        loc: the item's key path (``("zones", 2)``); the error is at its ``stream``/``streams``.
+        owner: the item as the message names it (``zone 'z'``).
+        item: a zone or a ``near`` rule.
+        sources: the ``sources`` list.
+    """
     known = [source.id for source in sources]
-    unknown = [stream for stream in named or () if stream not in known]
-    return unknown, ", ".join(known)
+    unknown = [stream for stream in item.stream_ids or () if stream not in known]
+    if not unknown:
+        return []
+    key = "stream" if item.stream is not None else "streams"
+    named = ", ".join(repr(stream) for stream in unknown)
+    what = (
+        f"stream {named}, which is not a source"
+        if len(unknown) == 1
+        else (f"streams {named}, which are not sources")
+    )
+    return [
+        CrossCheckError((*loc, key), f"{owner} names {what}; expected one of: {', '.join(known)}")
+    ]
 
 
 def check_zone_streams(
@@ -151,19 +165,11 @@ def check_zone_streams(
         One error per zone naming unknown streams, at its ``stream``/``streams``, naming the
         zone, the unknown streams and the sources there are.
     """
-    failures: list[CrossCheckError] = []
-    for index, zone in enumerate(zones):
-        unknown, known = _unknown_streams(zone.stream_ids, sources)
-        if unknown:
-            key = "stream" if zone.stream is not None else "streams"
-            failures.append(
-                CrossCheckError(
-                    ("zones", index, key),
-                    f"zone {zone.id!r} names {_streams(unknown)}, which is not a source; "
-                    f"expected one of: {known}",
-                )
-            )
-    return failures
+    return [
+        failure
+        for index, zone in enumerate(zones)
+        for failure in _unknown_streams(("zones", index), f"zone {zone.id!r}", zone, sources)
+    ]
 
 
 def check_near_streams(
@@ -174,21 +180,12 @@ def check_near_streams(
     Returns:
         One error per such rule, at its ``stream``/``streams``, naming the rule and the streams.
     """
-    failures: list[CrossCheckError] = []
-    for index, rule in enumerate(rules):
-        if not isinstance(rule, NearRuleConfig):
-            continue
-        unknown, known = _unknown_streams(rule.stream_ids, sources)
-        if unknown:
-            key = "stream" if rule.stream is not None else "streams"
-            failures.append(
-                CrossCheckError(
-                    ("rules", index, key),
-                    f"rule {rule.id!r} names {_streams(unknown)}, which is not a source; "
-                    f"expected one of: {known}",
-                )
-            )
-    return failures
+    return [
+        failure
+        for index, rule in enumerate(rules)
+        if isinstance(rule, NearRuleConfig)
+        for failure in _unknown_streams(("rules", index), f"rule {rule.id!r}", rule, sources)
+    ]
 
 
 def check_rule_zones(
