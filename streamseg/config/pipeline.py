@@ -146,11 +146,10 @@ def _unknown_streams(
         return []
     key = "stream" if item.stream is not None else "streams"
     named = ", ".join(repr(stream) for stream in unknown)
-    what = (
-        f"stream {named}, which is not a source"
-        if len(unknown) == 1
-        else (f"streams {named}, which are not sources")
-    )
+    if len(unknown) == 1:
+        what = f"stream {named}, which is not a source"
+    else:
+        what = f"streams {named}, which are not sources"
     return [
         CrossCheckError((*loc, key), f"{owner} names {what}; expected one of: {', '.join(known)}")
     ]
