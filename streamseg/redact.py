@@ -7,7 +7,10 @@ metric label goes through :func:`redact_url` first.
 
 from __future__ import annotations
 
+import logging
 import re
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["redact_url"]
 

@@ -7,10 +7,13 @@ Detections travel as ``supervision.Detections`` (see DESIGN.md); masks inside th
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
 
 HIDDEN_TRACK_IDS = "hidden_track_ids"
 """Key of the tracker's output ``Detections.metadata``: a sorted tuple of the ids of the

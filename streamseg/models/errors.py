@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+logger = logging.getLogger(__name__)
+
 
 class ModelLoadError(Exception):
     """A model could not be loaded or does not have the expected layout.

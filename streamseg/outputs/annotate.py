@@ -15,6 +15,7 @@ A :class:`FrameAnnotator` keeps the motion traces of one stream: use one per str
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ import numpy.typing as npt
 import supervision as sv
 
 from streamseg.rle import decode_compact_crops
+
+logger = logging.getLogger(__name__)
 
 ZONE_IDLE = sv.Color(r=255, g=190, b=0)
 """Colour of a zone with no active rule (amber)."""

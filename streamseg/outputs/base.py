@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Protocol
 
 import supervision as sv
 
 from streamseg.types import Frame
+
+logger = logging.getLogger(__name__)
 
 
 class Sink(Protocol):

@@ -18,6 +18,7 @@ Everything but :func:`capture_frame` is pure drawing on a given image.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ from streamseg.outputs.annotate import OverlayState, ZoneDrawing, draw_zone
 from streamseg.record.zones import zone_drawings
 from streamseg.rules.geometry import GroundPlane, to_frame_px
 from streamseg.types import Frame
+
+logger = logging.getLogger(__name__)
 
 GRID_BGR: Final = (255, 255, 0)
 """Colour of the ground grid (cyan)."""

@@ -16,11 +16,14 @@ produced this message, ``started_pts`` that of the first frame of the occurrence
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from importlib import resources
 from typing import Any, Literal, Protocol
+
+logger = logging.getLogger(__name__)
 
 EventType = Literal["start", "update", "end"]
 Severity = Literal["info", "warning", "critical"]

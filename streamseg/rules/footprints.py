@@ -11,11 +11,14 @@ over objects.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+logger = logging.getLogger(__name__)
 
 FOOTPRINT_POINTS = 48
 """Most points kept of an object's ground-contact profile for distances in metres."""

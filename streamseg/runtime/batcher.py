@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
 
 from streamseg.sources.base import Source
 from streamseg.types import Frame
+
+logger = logging.getLogger(__name__)
 
 
 class FrameBatcher:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 import time
 
 from streamseg.types import Frame
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["FrameBuffer"]
 

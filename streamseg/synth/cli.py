@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 
 from streamseg.synth.export import render_scene_video
 from streamseg.synth.frame import DIFFICULTIES, SCENE_KINDS
+
+logger = logging.getLogger(__name__)
 
 
 def _resolution(text: str) -> tuple[int, int]:

@@ -5,12 +5,15 @@ of a line and back, so they cross and bunch up.
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 
 from streamseg.synth.agents import Agent, World, wrap_angle
 from streamseg.synth.looks import cow_look, sheep_look
+
+logger = logging.getLogger(__name__)
 
 
 class FieldWorld(World):

@@ -5,10 +5,13 @@ and the formation squeezes around it.
 
 from __future__ import annotations
 
+import logging
 import math
 
 from streamseg.synth.agents import Agent, World
 from streamseg.synth.looks import TEAM_SHIRTS, ball_look, person_look
+
+logger = logging.getLogger(__name__)
 
 _BALL_TOP_ROW = 0.35  # the ball rebounds before its feet point rises above this share of rows
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from streamseg.synth.agents import Region, World
@@ -9,6 +11,8 @@ from streamseg.synth.field_world import FieldWorld
 from streamseg.synth.frame import SCENE_KINDS
 from streamseg.synth.pitch_world import PitchWorld
 from streamseg.synth.yard_world import YardWorld
+
+logger = logging.getLogger(__name__)
 
 WORLDS: dict[str, type[World]] = {"yard": YardWorld, "field": FieldWorld, "pitch": PitchWorld}
 """The world class of each scene kind."""

@@ -6,10 +6,13 @@ between waypoints and pause. With ``occlusion`` difficulty workers route behind 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 
 from streamseg.synth.agents import Agent, World, smoothstep, wrap_angle
 from streamseg.synth.looks import excavator_look, person_look, truck_look
+
+logger = logging.getLogger(__name__)
 
 # Dig cycle keyframes: (phase, share of the swing towards the dump side, boom rad, stick rad).
 _DIG_KEYS: tuple[tuple[float, float, float, float], ...] = (

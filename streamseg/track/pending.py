@@ -10,10 +10,14 @@ from frame to frame by box overlap, and says how long it has been seen without a
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import numpy.typing as npt
 
 from streamseg.track.association import assign, box_iou
+
+logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 

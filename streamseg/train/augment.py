@@ -7,6 +7,7 @@ so an example is a pure function of the run's seed and the sample index.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -17,6 +18,8 @@ import numpy.typing as npt
 import torch
 
 from streamseg.train.sources import Sample
+
+logger = logging.getLogger(__name__)
 
 #: Letterbox padding value (YOLO convention), per channel in 0..255.
 PAD_VALUE = 114

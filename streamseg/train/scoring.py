@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from streamseg.train.sources import Sample
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
