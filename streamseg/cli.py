@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -174,6 +175,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from streamseg.runtime.progress import file_progress
     from streamseg.runtime.report import log_summary, print_summary
     from streamseg.runtime.shard import shard_config
+    from streamseg.runtime.status import StatusLogger
 
     as_json = args.log_format == "json"
     if as_json:
@@ -194,11 +196,12 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     pipeline = Pipeline(config, shard=args.shard)
     _install_stop_handlers(pipeline.stop_event)
     try:
-        # JSON mode keeps stderr to JSON lines: no progress bar there.
-        if args.progress and not as_json:
-            with file_progress(pipeline, console):
-                summary = pipeline.run()
-        else:
+        with contextlib.ExitStack() as stack:
+            # JSON mode keeps stderr to JSON lines: no progress bar there.
+            if args.progress and not as_json:
+                stack.enter_context(file_progress(pipeline, console))
+            if args.status_every > 0:
+                stack.enter_context(StatusLogger(pipeline, args.status_every))
             summary = pipeline.run()
     except (ModelLoadError, ValueError, OSError, OutboxError) as exc:
         # OutboxError: the MQTT outbox file is in use, damaged, not writable or not an outbox;
@@ -379,6 +382,17 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+def _non_negative_seconds(text: str) -> float:
+    """An argparse type: a number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
 def _global_parser(**kwargs: object) -> argparse.ArgumentParser:
     """The ``streamseg`` parser with only its global options."""
     parser = argparse.ArgumentParser(prog="streamseg", **kwargs)  # type: ignore[arg-type]
@@ -406,6 +420,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="text",
         choices=["text", "json"],
         help="json: one JSON object per line (time, level, logger, message, extra fields)",
+    )
+    run.add_argument(
+        "--status-every",
+        type=_non_negative_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="log a status line (per stream: state, fps, drops, reconnects) this often; "
+        "0: never (default: 60)",
     )
     sharding = run.add_mutually_exclusive_group()
     sharding.add_argument(
