@@ -206,8 +206,16 @@ class Pipeline:
         )
 
     def start_outputs(self) -> None:
-        """Open the outputs the config asks for."""
+        """Open the outputs the config asks for.
+
+        The MQTT publisher comes first: its outbox lock is what refuses a second copy of a
+        running pipeline, and it must refuse before any file is opened (``open("w")`` of the
+        first copy's detections file would empty it under the writer).
+        """
         outputs = self.config.outputs
+        self.publisher = build_mqtt_publisher(
+            self.config, registry=self.metrics.registry, shard=self.shard
+        )
         if outputs.jsonl is not None:
             writer = JsonlWriter(outputs.jsonl.path, masks=outputs.jsonl.masks)
             self.sinks.append(writer)
@@ -234,11 +242,8 @@ class Pipeline:
         if outputs.events is not None:
             self._event_log = EventLog(outputs.events.path)
             self.output_paths.append(str(self._event_log.path))
-        # The publisher first: the recorder reports each snapshot to it once the file exists
-        # (at the start event's on_event the file cannot exist yet).
-        self.publisher = build_mqtt_publisher(
-            self.config, registry=self.metrics.registry, shard=self.shard
-        )
+        # The recorder reports each snapshot to the publisher once the file exists (at the
+        # start event's on_event the file cannot exist yet).
         self.recorder = build_recorder(
             self.config,
             nominal_fps=self._nominal_fps,

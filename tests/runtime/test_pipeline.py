@@ -563,3 +563,30 @@ def test_a_slow_file_stream_waits_and_drops_nothing(
     assert summary.frames == {"cam": 12}
     assert sink.seen["cam"] == list(range(12))
     assert summary.frames_dropped == {}
+
+
+def test_a_second_copy_of_a_running_pipeline_is_refused_before_it_touches_an_output(
+    fake_model: Path, h264_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Regression: the copy opened (and so emptied) the detections file the first copy was
+    writing, and only then found the outbox locked."""
+    from streamseg.outputs.mqtt import OutboxInUseError
+
+    clip = h264_file("in.mp4", frames=4, fps=10)
+    out = tmp_path / "out"
+    text = pipeline_yaml(fake_model, [("cam", clip.path)], out) + (
+        "  mqtt:\n"
+        "    host: 127.0.0.1\n"
+        "    port: 1\n"
+        "    outbox: {path: '" + str(tmp_path / "outbox.sqlite3") + "'}\n"
+    )
+    first = Pipeline(load_pipeline_text(text))
+    first.start_outputs()  # holds the outbox, has opened its files
+    try:
+        (out / "det.jsonl").write_text('{"written": "by the first copy"}\n')
+        second = Pipeline(load_pipeline_text(text))
+        with pytest.raises(OutboxInUseError):
+            second.start_outputs()
+        assert (out / "det.jsonl").read_text() == '{"written": "by the first copy"}\n'
+    finally:
+        first.stop()
