@@ -189,6 +189,28 @@ def test_builder_resolves_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     explicit.close()
 
 
+def test_builder_warns_about_waiting_events_for_another_topic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Events a renamed pipeline's earlier run stored go out on the old topic: said, not
+    silent."""
+    monkeypatch.chdir(tmp_path)
+    outbox = Outbox(tmp_path / "o.db")
+    outbox.add("streamseg/oldname/events", b"{}", 1)
+    outbox.add("streamseg/oldname/events", b"{}", 1)
+    outbox.add("streamseg/yard/events", b"{}", 1)
+    outbox.close()
+    caplog.set_level(logging.WARNING, logger="streamseg.outputs.mqtt")
+    publisher = build_mqtt_publisher(
+        load_pipeline_text(_pipeline(f"mqtt: {{outbox: {{path: '{tmp_path / 'o.db'}'}}}}"))
+    )
+    assert publisher is not None
+    publisher.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "other topics than streamseg/yard/events (2 on streamseg/oldname/events)" in warnings[0]
+
+
 def test_builder_reports_unreadable_tls_files(tmp_path: Path) -> None:
     yaml_text = _pipeline(
         f"mqtt: {{tls: {{enabled: true, ca_certs: {tmp_path}/missing.pem}}, "

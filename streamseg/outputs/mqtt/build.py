@@ -96,6 +96,7 @@ def build_mqtt_publisher(
         synchronous=mqtt_config.outbox.synchronous,
     )
     try:
+        _warn_foreign_topics(outbox, Topics(prefix, index).events)
         return MqttPublisher(
             mqtt_config,
             client_id=client_id,
@@ -109,3 +110,19 @@ def build_mqtt_publisher(
     except BaseException:
         outbox.close()
         raise
+
+
+def _warn_foreign_topics(outbox: Outbox, events_topic: str) -> None:
+    """Warn about waiting events an earlier run stored for another topic (a renamed pipeline,
+    another ``topic_prefix``, another shard): they go out on that topic, as stored, where
+    consumers of ``events_topic`` never see them."""
+    foreign = {t: n for t, n in outbox.waiting_by_topic().items() if t != events_topic}
+    if foreign:
+        listing = ", ".join(f"{n} on {t}" for t, n in sorted(foreign.items()))
+        logger.warning(
+            "outbox %s holds events an earlier run stored for other topics than %s (%s): they "
+            "are published on those topics as stored; give each pipeline its own outbox path",
+            outbox.path,
+            events_topic,
+            listing,
+        )

@@ -145,6 +145,13 @@ class Outbox:
         if self._depth:
             logger.info("outbox %s: %d events from an earlier run wait", self.path, self._depth)
 
+    def waiting_by_topic(self) -> dict[str, int]:
+        """Messages stored and not yet acknowledged, per topic."""
+        with self._lock:
+            self._check_open()
+            rows = self._db.execute("SELECT topic, COUNT(*) FROM outbox GROUP BY topic")
+            return {str(topic): int(count) for topic, count in rows.fetchall()}
+
     @property
     def depth(self) -> int:
         """Messages stored and not yet acknowledged."""
