@@ -203,6 +203,7 @@ class LiveSource(Source):
 
     def _run(self) -> None:
         failures = 0  # reconnect attempts in a row without a frame
+        said = ""  # the reason the log last gave for reconnecting
         while True:
             streamed, reason = self._session()
             if self._stopping:
@@ -210,6 +211,7 @@ class LiveSource(Source):
             self._record_error(reason)
             if streamed:
                 failures = 0
+                said = ""
             if self._max_attempts is not None and failures >= self._max_attempts:
                 self._transition(
                     SourceState.FAILED,
@@ -217,7 +219,13 @@ class LiveSource(Source):
                 )
                 return
             failures += 1
-            self._transition(SourceState.RECONNECTING, reason)
+            if not self._transition(SourceState.RECONNECTING, reason) and reason != said:
+                # Still reconnecting, for a new reason (the camera came back with a 404, or
+                # refuses the password): an operator reading the log must see it now.
+                logger.warning(
+                    "source %s: still reconnecting, now: %s", self.stream_id, redact_url(reason)
+                )
+            said = reason
             delay = backoff_delay(
                 failures, self._initial_delay_s, self._max_delay_s, self._jitter, self._rng
             )

@@ -132,6 +132,34 @@ def test_an_unknown_host_is_named_not_an_io_error(rtsp_cfg: Callable[..., Any]) 
     assert "Errno 5" not in last_error and "admin:pw" not in last_error
 
 
+def test_a_new_reason_while_reconnecting_is_logged_at_once(
+    rtsp_cfg: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: a camera that came back with a 404 (or refusing the password) looked, in
+    the log, like one still down: a reconnecting -> reconnecting change logged nothing. The
+    connection attempts are replaced by their outcomes (what FFmpeg would say)."""
+    source = build_source(
+        rtsp_cfg(
+            "rtsp://127.0.0.1:9/x",
+            reconnect={"initial_delay_s": 0.01, "max_delay_s": 0.01, "max_attempts": 4},
+        )
+    )
+    outcomes = iter(["refused", "refused", "404 Not Found", "404 Not Found", "404 Not Found"])
+    source._session = lambda: (False, next(outcomes))  # type: ignore[method-assign]
+    caplog.set_level(logging.INFO, logger="streamseg.sources")
+    log = TransitionLog(source)
+    source.start()
+    log.wait_for(SourceState.FAILED, timeout=5)
+    source.stop(timeout=2)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "source cam: connecting -> reconnecting (refused)",
+        "source cam: still reconnecting, now: 404 Not Found",
+        "source cam: reconnecting -> failed (gave up after 4 reconnect attempt(s) in a row; "
+        "last: 404 Not Found)",
+    ]
+
+
 # ---------------------------------------------------------------------------- real server
 
 
