@@ -52,8 +52,11 @@ from streamseg.types import Frame, SourceState
 logger = logging.getLogger(__name__)
 
 
-_DOWN = frozenset({SourceState.FAILED, SourceState.STALLED, SourceState.RECONNECTING})
-"""States of a source that delivers no frames and has not ended (:meth:`Pipeline.readiness`)."""
+_DOWN = frozenset(
+    {SourceState.CONNECTING, SourceState.FAILED, SourceState.STALLED, SourceState.RECONNECTING}
+)
+"""States of a source that delivers no frames and has not ended (:meth:`Pipeline.readiness`);
+a camera that has not answered yet is one of them."""
 
 _Item = tuple[Frame, sv.Detections] | None
 """What a stream's analytics queue carries; ``None`` says the stream delivers no more frames."""
@@ -169,6 +172,11 @@ class Pipeline:
         ]
         try:
             for step in steps:
+                if self.stop_event.is_set():
+                    # Stopped while an earlier step ran (SIGTERM during the model load): start
+                    # nothing more, least of all the cameras.
+                    logger.info("stopped while starting: %s and later steps skipped", step.__name__)
+                    break
                 step()
         except BaseException:
             self.stop()
@@ -275,7 +283,8 @@ class Pipeline:
         """What ``/readyz`` answers: ready once the model is loaded and the sources started, until
         :meth:`stop`, except while every source that has not ended is down.
 
-        A source is down while it is ``failed``, ``stalled`` or ``reconnecting``. With some down
+        A source is down while it is ``connecting`` (no frame yet), ``failed``, ``stalled`` or
+        ``reconnecting``. With some down
         and others delivering, the pipeline is still ready and the reason names the ones down
         (``"degraded: cam2 reconnecting"``); with all of them down it is not (``"no source
         delivering frames: cam1 failed, cam2 stalled"``), so an orchestrator sees a pipeline

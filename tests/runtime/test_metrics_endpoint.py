@@ -7,6 +7,7 @@ engine and a real mosquitto broker; the test scrapes the pipeline's own HTTP end
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -158,8 +159,16 @@ metrics: {{enabled: true}}
         pipeline.start_analytics()
         pipeline.start_sources()
         pipeline.start_inference()
-        status, _, body = _get(url + "/readyz")
-        assert (status, json.loads(body)) == (200, {"ready": True, "reason": "ok"})
+        # Ready once the file delivers (while it opens it is "connecting": not yet).
+        deadline = time.monotonic() + 10
+        while (answer := _get(url + "/readyz"))[0] != 200:
+            assert json.loads(answer[2]) == {
+                "ready": False,
+                "reason": "no source delivering frames: cam connecting",
+            }
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert json.loads(answer[2]) == {"ready": True, "reason": "ok"}
         assert pipeline.wait(30)
     finally:
         pipeline.stop()
@@ -195,6 +204,32 @@ metrics: {{enabled: true}}
         assert _get(pipeline.ops_server.url + "/healthz")[0] == 200
     finally:
         pipeline.stop()
+
+
+def test_readyz_is_503_while_the_only_camera_has_not_answered(fake_model: Path) -> None:
+    """Regression: a camera that accepts the connection and never answers left /readyz at
+    200 "ok" for its whole open timeout."""
+    silent = socket.create_server(("127.0.0.1", 0))  # listens, never speaks RTSP
+    port = silent.getsockname()[1]
+    text = f"""
+sources: [{{id: cam, type: rtsp, url: 'rtsp://127.0.0.1:{port}/live', open_timeout_s: 3,
+           read_timeout_s: 3, stall_timeout_s: 3}}]
+model: {{weights: '{fake_model}', device: cpu}}
+"""
+    pipeline = Pipeline(load_pipeline_text(text))
+    pipeline.start_model()
+    try:
+        pipeline.start_analytics()
+        pipeline.start_sources()
+        pipeline.start_inference()
+        time.sleep(0.5)
+        assert pipeline.sources[0].state is SourceState.CONNECTING
+        assert pipeline.readiness() == Readiness(
+            False, "no source delivering frames: cam connecting"
+        )
+    finally:
+        pipeline.stop(timeout=2)
+        silent.close()
 
 
 def test_a_scrape_sees_each_source_in_exactly_one_state() -> None:

@@ -590,3 +590,23 @@ def test_a_second_copy_of_a_running_pipeline_is_refused_before_it_touches_an_out
         assert (out / "det.jsonl").read_text() == '{"written": "by the first copy"}\n'
     finally:
         first.stop()
+
+
+def test_a_stop_while_the_model_loads_starts_nothing_more(
+    fake_model: Path, h264_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Regression: SIGTERM during the model load was noted, then the outputs, the sources and
+    the workers started anyway (a hung camera then held the shutdown)."""
+    clip = h264_file("in.mp4", frames=4, fps=10)
+    config = load_pipeline_text(pipeline_yaml(fake_model, [("cam", clip.path)], tmp_path / "o"))
+    pipeline = Pipeline(config)
+    load = pipeline.start_model
+
+    def load_then_signal() -> None:
+        load()
+        pipeline.stop_event.set()  # what the SIGTERM handler does
+
+    pipeline.start_model = load_then_signal  # type: ignore[method-assign]
+    summary = pipeline.run()
+    assert pipeline.sources == [] and summary.frames == {"cam": 0}
+    assert not (tmp_path / "o").exists()  # no output was opened
