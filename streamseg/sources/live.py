@@ -177,9 +177,14 @@ class LiveSource(Source):
     def target(self) -> str:
         """What this source reads, fit for logs (no passwords)."""
 
-    def explain_open_error(self, exc: Exception) -> str | None:
+    def explain_open_error(self, exc: Exception, elapsed_s: float) -> str | None:
         """Say in plain words why opening failed, where FFmpeg's error says too little (an
-        unknown host is ``[Errno 5] Input/output error``); None keeps FFmpeg's own message."""
+        unknown host is ``[Errno 5] Input/output error``); None keeps FFmpeg's own message.
+
+        Args:
+            exc: what ``av.open`` raised.
+            elapsed_s: how long the attempt took.
+        """
         return None
 
     # ------------------------------------------------------------------ Source
@@ -252,9 +257,9 @@ class LiveSource(Source):
         streamed = False
         connected = False
         container = None
+        started = time.monotonic()
         try:
             args = self.open_args()
-            started = time.monotonic()
             container = av.open(
                 args.file,
                 format=args.format,
@@ -303,7 +308,8 @@ class LiveSource(Source):
             if self._stall_flag.is_set() or (connected and self._check_stall()):
                 return streamed, self._stall_reason()
             what = "connection lost to" if connected else "cannot connect to"
-            detail = None if connected else self.explain_open_error(exc)
+            elapsed = time.monotonic() - started
+            detail = None if connected else self.explain_open_error(exc, elapsed)
             if detail is None:
                 detail = f"{type(exc).__name__}: {redact_url(str(exc))}"
             return streamed, f"{what} {self.target}: {detail}"

@@ -48,11 +48,11 @@ def rtsp_open_args(cfg: RtspSourceSettings) -> OpenArgs:
     """Build the ``av.open`` arguments for an RTSP source.
 
     Options: ``rtsp_transport`` (tcp/udp), ``timeout`` (socket I/O timeout in microseconds,
-    from ``read_timeout_s``) and a short ``analyzeduration``. PyAV's own
-    ``timeout=(open, read)`` bounds every blocking call through FFmpeg's interrupt callback;
-    its read part is ``min(read_timeout_s, stall_timeout_s)``, because a read blocking longer
-    than the stall timeout is a stall, and the reader can only reconnect once the read returns
-    (see :mod:`streamseg.sources.live`).
+    the longer of ``open_timeout_s`` and ``read_timeout_s``) and a short ``analyzeduration``.
+    PyAV's own ``timeout=(open, read)`` bounds every blocking call through FFmpeg's interrupt
+    callback; its read part is ``min(read_timeout_s, stall_timeout_s)``, because a read
+    blocking longer than the stall timeout is a stall, and the reader can only reconnect once
+    the read returns (see :mod:`streamseg.sources.live`).
 
     Raises:
         ValueError: on a transport other than tcp/udp, a URL that is not rtsp(s)://, or a
@@ -72,9 +72,12 @@ def rtsp_open_args(cfg: RtspSourceSettings) -> OpenArgs:
         value = getattr(cfg, name)
         if value <= 0:
             raise ValueError(f"source {cfg.id!r}: {name} must be > 0, got {value!r}")
+    # FFmpeg's socket timeout also bounds the RTSP handshake: the longer of the two, so that
+    # open_timeout_s holds; PyAV's read timeout (below) still bounds every read.
+    socket_s = max(cfg.open_timeout_s, cfg.read_timeout_s)
     options = {
         "rtsp_transport": cfg.transport,
-        "timeout": str(int(cfg.read_timeout_s * 1e6)),
+        "timeout": str(int(socket_s * 1e6)),
         "analyzeduration": str(ANALYZE_DURATION_US),
     }
     read_s = min(cfg.read_timeout_s, cfg.stall_timeout_s)
@@ -112,9 +115,19 @@ class RtspSource(LiveSource):
         """The URL with its password replaced by ``***``."""
         return redact_url(self.url)
 
-    def explain_open_error(self, exc: Exception) -> str | None:
-        """An unknown host: FFmpeg says only ``[Errno 5] Input/output error`` (PyAV 18),
-        so on that error the host is looked up here to name the cause."""
+    def explain_open_error(self, exc: Exception, elapsed_s: float) -> str | None:
+        """Two causes FFmpeg's error hides (PyAV 18):
+
+        - a host that accepts the connection and never answers in RTSP: after the timeout
+          FFmpeg says ``Invalid data found when processing input``;
+        - an unknown host: ``[Errno 5] Input/output error``; the host is looked up here.
+        """
+        open_timeout_s = self._open_args.timeout[0] if self._open_args.timeout else None
+        if open_timeout_s is not None and elapsed_s >= 0.9 * open_timeout_s:
+            return (
+                f"no RTSP answer within {elapsed_s:.1f} s (open_timeout_s {open_timeout_s:g}); "
+                "is it an RTSP server, on the right port?"
+            )
         if getattr(exc, "errno", None) != errno.EIO:
             return None
         host = urllib.parse.urlsplit(self.url).hostname

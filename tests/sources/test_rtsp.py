@@ -46,7 +46,8 @@ def free_port() -> int:
         ),
         (
             {"transport": "udp", "read_timeout_s": 2.0, "open_timeout_s": 4.0},
-            {"rtsp_transport": "udp", "timeout": "2000000", "analyzeduration": "100000"},
+            # The socket timeout is the longer of open and read: it bounds the handshake too.
+            {"rtsp_transport": "udp", "timeout": "4000000", "analyzeduration": "100000"},
             (4.0, 1.5),  # read part capped at stall_timeout_s (1.5 in rtsp_cfg)
         ),
         (
@@ -130,6 +131,34 @@ def test_an_unknown_host_is_named_not_an_io_error(rtsp_cfg: Callable[..., Any]) 
     assert last_error is not None
     assert "cannot resolve host 'camera-7.invalid'" in last_error, last_error
     assert "Errno 5" not in last_error and "admin:pw" not in last_error
+
+
+def test_a_server_that_never_answers_gets_the_open_timeout_and_is_named(
+    rtsp_cfg: Callable[..., Any],
+) -> None:
+    """Regression: FFmpeg's socket timeout was the read timeout, so a host that accepts the
+    connection and never answers was given up after read_timeout_s, not open_timeout_s, with
+    "Invalid data found when processing input"."""
+    silent = socket.create_server(("127.0.0.1", 0))  # listens, never speaks RTSP
+    try:
+        port = silent.getsockname()[1]
+        source = build_source(
+            rtsp_cfg(
+                f"rtsp://127.0.0.1:{port}/live",
+                open_timeout_s=2.5,
+                read_timeout_s=1.0,
+                stall_timeout_s=1.0,
+            )
+        )
+        started = time.monotonic()
+        streamed, reason = source._session()  # type: ignore[attr-defined]
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert not streamed
+    assert 2.3 <= elapsed <= 4.0, elapsed
+    assert "no RTSP answer within" in reason and "(open_timeout_s 2.5)" in reason, reason
+    assert "Invalid data" not in reason
 
 
 def test_a_new_reason_while_reconnecting_is_logged_at_once(
