@@ -187,6 +187,8 @@ class Source(abc.ABC):
         self._pts_clock = PtsClock()
         self._fps_cap = FpsCap(fps_cap)
         self._next_index = 0
+        self._last_raw_pts_s: float | None = None
+        """The container timestamp of the last decoded frame (a file's truncation check)."""
         self._session_problem_logged = False
         self._session_gap_logged = False
         self._rotation_logged: float | None = None
@@ -461,6 +463,8 @@ class Source(abc.ABC):
             if av_frame.pts is not None and time_base is not None
             else None
         )
+        if raw_pts_s is not None:
+            self._last_raw_pts_s = raw_pts_s
         pts_s = self._pts_clock.stamp(raw_pts_s, rate, now_mono)
         if self._pts_clock.last_gap_frames:
             self._frames_went_missing(self._pts_clock.last_gap_frames, pts_s)

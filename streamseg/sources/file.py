@@ -117,9 +117,39 @@ class FileSource(Source):
                 self._record_error(f"no frame could be decoded from {self.path} ({reason})")
                 self._transition(SourceState.FAILED, f"no frame decoded from {self.path}")
                 return
+            if reason == "end of file":
+                cut = self._cut_short(container, stream)
+                if cut is not None:
+                    # The frames read are analysed; the operator learns the rest is missing.
+                    self._record_error(cut)
+                    logger.warning("source %s: %s", self.stream_id, cut)
             self._transition(SourceState.ENDED, reason)
         finally:
             container.close()
+
+    def _cut_short(self, container: InputContainer, stream: VideoStream) -> str | None:
+        """Why a file that read to its end looks truncated: its last frame comes well before
+        the end its header declares (a copy cut off, a recording whose writer died). None when
+        it does not, or the file declares no duration (raw H.264)."""
+        last = self._last_raw_pts_s
+        if last is None:
+            return None
+        if stream.duration is not None and stream.time_base is not None:
+            start = stream.start_time * stream.time_base if stream.start_time is not None else 0
+            declared = float(start + stream.duration * stream.time_base)
+        elif container.duration is not None:
+            start_us = container.start_time if container.start_time is not None else 0
+            declared = (start_us + container.duration) / 1e6
+        else:
+            return None
+        rate = self.stats().nominal_fps or 25.0
+        # The last frame starts one interval before the end; allow two, or 2 % of a long file.
+        if last + max(2.0 / rate, 0.02 * declared) >= declared:
+            return None
+        return (
+            f"{self.path} ended at {last:.1f} s of the {declared:.1f} s its header declares: "
+            "truncated or damaged? The frames before that were analysed"
+        )
 
     def _read_all(self, container: InputContainer, stream: VideoStream) -> str:
         """Decode to the end; returns why reading ended."""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import pytest
 from helpers.corrupt_video import garble_packets
@@ -426,3 +427,52 @@ def test_an_intact_file_has_no_missing_frames(
     assert len(drain(source)) == 30
     source.stop()
     assert source.stats().frames_missing == 0
+
+
+def _faststart_mp4(path: Path, frames: int, fps: int) -> Path:
+    """An MP4 whose index comes first (``movflags=faststart``, as streaming copies are): cut
+    short, it still opens and declares its full length."""
+    rng = np.random.default_rng(0)  # noise: the pictures, not the index, fill the file
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("h264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 160, 120, "yuv420p"
+        for _ in range(frames):
+            image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["mkv", "mp4-faststart"])
+def test_a_truncated_file_is_read_then_reported(
+    kind: str,
+    tmp_path: Path,
+    h264_file: Callable[..., Any],
+    file_cfg: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: a file cut off half way (a copy interrupted, a recorder killed) read its
+    first half and ended ``end of file`` with no word: the run looked complete."""
+    if kind == "mkv":
+        whole = h264_file("whole.mkv", frames=60, fps=10).path
+    else:
+        whole = _faststart_mp4(tmp_path / "whole.mp4", frames=60, fps=10)
+    data = whole.read_bytes()
+    cut = _write(tmp_path / f"cut{whole.suffix}", data[: len(data) // 2])
+    for path, truncated in ((whole, False), (cut, True)):
+        source = FileSource(file_cfg(path))
+        with caplog.at_level("WARNING", logger="streamseg.sources.file"):
+            source.start()
+            frames = drain(source)
+            source.stop()
+        error = source.stats().last_error
+        assert source.state is SourceState.ENDED
+        if not truncated:
+            assert len(frames) == 60 and error is None, error
+            continue
+        assert 10 <= len(frames) < 60
+        assert error is not None and error.startswith(f"{cut} ended at "), error
+        assert "of the 6.0 s its header declares: truncated or damaged?" in error
+        assert any(error in r.getMessage() for r in caplog.records)
