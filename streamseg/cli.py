@@ -173,7 +173,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     from streamseg.outputs.mqtt.outbox import OutboxError
     from streamseg.runtime.pipeline import Pipeline
     from streamseg.runtime.progress import file_progress
-    from streamseg.runtime.report import log_summary, print_summary
+    from streamseg.runtime.report import analysed_nothing, log_summary, print_summary
     from streamseg.runtime.shard import shard_config
     from streamseg.runtime.status import StatusLogger
 
@@ -212,10 +212,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     print_summary(summary, Console())
     if as_json:
         log_summary(summary)
-    states = [s.state for s in summary.sources.values()]
-    if states and all(s.value == "failed" for s in states):
-        return 2
-    return 0
+    return 2 if analysed_nothing(summary) else 0
 
 
 def _cmd_preview(args: argparse.Namespace, console: Console) -> int:

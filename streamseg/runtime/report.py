@@ -10,8 +10,32 @@ from rich.console import Console
 from rich.table import Table
 
 from streamseg.runtime.pipeline import RunSummary
+from streamseg.sources.base import SourceStats
+from streamseg.types import SourceState
 
 logger = logging.getLogger(__name__)
+
+STOPPED_DOWN = frozenset({SourceState.CONNECTING, SourceState.STALLED, SourceState.RECONNECTING})
+"""States a source stopped in that the end table names: its ``ended`` hides that it was down."""
+
+
+def analysed_nothing(summary: RunSummary) -> bool:
+    """Whether every source failed, or was stopped while down without ever delivering a frame
+    (a camera that never answered, a 404): ``streamseg run`` then exits 2, not 0."""
+    sources = list(summary.sources.values())
+    return bool(sources) and all(
+        s.state is SourceState.FAILED or (s.frames_decoded == 0 and _down_at_stop(s))
+        for s in sources
+    )
+
+
+def _down_at_stop(stats: SourceStats) -> SourceState | None:
+    """The down state a source was stopped in: ``stopped_in``, or the state itself when its
+    reader was still blocked (a camera open that had not returned); else None."""
+    for state in (stats.stopped_in, stats.state):
+        if state in STOPPED_DOWN:
+            return state
+    return None
 
 
 def print_summary(summary: RunSummary, console: Console) -> None:
@@ -46,10 +70,15 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         )
     console.print(streams)
     for stream_id, stats in summary.sources.items():
+        notes = []
+        down = _down_at_stop(stats)
+        if down is not None:
+            never = ", having never delivered a frame" if stats.frames_decoded == 0 else ""
+            notes.append(f"stopped while {down.value}{never}")
         if stats.last_error:
-            console.print(
-                f"{stream_id}: last error: {stats.last_error}", soft_wrap=True, highlight=False
-            )
+            notes.append(f"last error: {stats.last_error}")
+        if notes:
+            console.print(f"{stream_id}: " + "; ".join(notes), soft_wrap=True, highlight=False)
     for stream_id, stats in summary.sources.items():
         if stats.frames_missing:
             console.print(
@@ -106,6 +135,7 @@ def log_summary(summary: RunSummary) -> None:
             "corrupt": stats.corrupt_packets + stats.decode_errors,
             "reconnects": stats.reconnects,
             "last_error": stats.last_error,
+            "stopped_in": stats.stopped_in.value if stats.stopped_in is not None else None,
         }
         for stream_id, stats in summary.sources.items()
     }

@@ -97,6 +97,9 @@ class SourceStats:
         fps: decoded frames per second over the last few seconds of wall time.
         nominal_fps: the frame rate the stream declares, None if it declares none.
         resolution_wh: (width, height) of the last decoded frame, None before the first.
+        stopped_in: the state the source was in when it was stopped (``connecting``,
+            ``streaming``, ``stalled``, ``reconnecting``); None while it runs, and when it
+            ended or failed by itself. ``state`` says ``ended`` either way.
     """
 
     frames_decoded: int
@@ -112,6 +115,7 @@ class SourceStats:
     fps: float
     nominal_fps: float | None
     resolution_wh: tuple[int, int] | None
+    stopped_in: SourceState | None = None
 
 
 def stream_rate(stream: VideoStream) -> float | None:
@@ -182,6 +186,7 @@ class Source(abc.ABC):
         self._nominal_fps: float | None = None
         self._resolution_wh: tuple[int, int] | None = None
         self._rate_meter = RateMeter()
+        self._stopped_in: SourceState | None = None
 
         # Touched by the reader thread only.
         self._pts_clock = PtsClock()
@@ -265,6 +270,7 @@ class Source(abc.ABC):
                 fps=self._rate_meter.rate(time.monotonic()),
                 nominal_fps=self._nominal_fps,
                 resolution_wh=self._resolution_wh,
+                stopped_in=self._stopped_in,
             )
 
     def request_stop(self) -> None:
@@ -539,6 +545,9 @@ class Source(abc.ABC):
             self._transition(SourceState.FAILED, f"reader crashed: {type(exc).__name__}")
         finally:
             if not self._state.terminal:
+                if self._stopping:
+                    with self._stats_lock:
+                        self._stopped_in = self._state
                 self._transition(SourceState.ENDED, "stopped" if self._stopping else "reader ended")
 
     def _notify(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from rich.console import Console
 from streamseg.config import load_pipeline_text
 from streamseg.runtime.pipeline import Pipeline, RunSummary
 from streamseg.runtime.progress import estimate_total_frames
-from streamseg.runtime.report import print_summary
+from streamseg.runtime.report import analysed_nothing, print_summary
 from streamseg.sources.base import SourceStats
 from streamseg.types import SourceState
 
@@ -107,4 +109,48 @@ def test_the_end_table_fits_80_columns_and_prints_the_last_error_whole() -> None
     table = lines[: lines.index(row) + 1]
     assert all(len(line) <= 80 for line in table)
     # One line, never folded: a log collector keeps it whole, a terminal wraps it.
-    assert f"{stream_id}: last error: {error}" in lines
+    assert f"{stream_id}: stopped while reconnecting; last error: {error}" in lines
+
+
+@pytest.mark.parametrize("with_file", [False, True])
+def test_a_camera_stopped_while_down_is_named_and_fails_the_run(
+    with_file: bool, fake_model: Path, h264_file: Callable[..., Any]
+) -> None:
+    """Regression: a camera that never answered showed ``ended`` with 0 frames after SIGTERM,
+    like one that had streamed, and the run exited 0."""
+    with socket.socket() as probe:  # a port nobody listens on: refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sources = [
+        f"  - {{id: cam, type: rtsp, url: 'rtsp://127.0.0.1:{port}/live', "
+        "reconnect: {initial_delay_s: 30}}"
+    ]
+    if with_file:
+        sources.append(f"  - {{id: clip, type: file, path: '{h264_file(frames=4).path}'}}")
+    config = load_pipeline_text(
+        "sources:\n" + "\n".join(sources) + f"\nmodel: {{weights: '{fake_model}', device: cpu}}\n"
+    )
+    pipeline = Pipeline(config)
+    pipeline.start()
+    try:
+        deadline = time.monotonic() + 10
+        while pipeline.sources[0].state is not SourceState.RECONNECTING:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        if with_file:
+            deadline = time.monotonic() + 10
+            while pipeline.progress["clip"].frames < 4:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+    finally:
+        pipeline.stop()
+    summary = pipeline.summary()
+    cam = summary.sources["cam"]
+    assert (cam.state, cam.stopped_in) == (SourceState.ENDED, SourceState.RECONNECTING)
+    console = Console(record=True, width=300)
+    print_summary(summary, console)
+    line = next(x for x in console.export_text().splitlines() if x.startswith("cam: "))
+    assert line.startswith("cam: stopped while reconnecting, having never delivered a frame; ")
+    assert "last error: cannot connect to" in line
+    # The run analysed nothing only when the camera was all it had.
+    assert analysed_nothing(summary) is not with_file
