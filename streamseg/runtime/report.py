@@ -76,7 +76,9 @@ def print_summary(summary: RunSummary, console: Console) -> None:
             never = ", having never delivered a frame" if stats.frames_decoded == 0 else ""
             notes.append(f"stopped while {down.value}{never}")
         if stats.last_error:
-            notes.append(f"last error: {stats.last_error}")
+            since = stats.frames_since_error
+            after = f" ({since} frames decoded after it)" if since else ""
+            notes.append(f"last error{after}: {stats.last_error}")
         if notes:
             console.print(f"{stream_id}: " + "; ".join(notes), soft_wrap=True, highlight=False)
     for stream_id, stats in summary.sources.items():
@@ -135,6 +137,7 @@ def log_summary(summary: RunSummary) -> None:
             "corrupt": stats.corrupt_packets + stats.decode_errors,
             "reconnects": stats.reconnects,
             "last_error": stats.last_error,
+            "frames_since_error": stats.frames_since_error,
             "stopped_in": stats.stopped_in.value if stats.stopped_in is not None else None,
         }
         for stream_id, stats in summary.sources.items()

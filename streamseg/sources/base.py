@@ -94,6 +94,8 @@ class SourceStats:
         reconnects: reconnect attempts made after a connection was lost or failed (live only).
         state: the state when the snapshot was taken.
         last_error: the most recent problem, passwords redacted; None if there was none.
+        frames_since_error: frames decoded after ``last_error`` (a camera that came back after
+            it shows > 0).
         fps: decoded frames per second over the last few seconds of wall time.
         nominal_fps: the frame rate the stream declares, None if it declares none.
         resolution_wh: (width, height) of the last decoded frame, None before the first.
@@ -116,6 +118,7 @@ class SourceStats:
     nominal_fps: float | None
     resolution_wh: tuple[int, int] | None
     stopped_in: SourceState | None = None
+    frames_since_error: int = 0
 
 
 def stream_rate(stream: VideoStream) -> float | None:
@@ -183,6 +186,7 @@ class Source(abc.ABC):
         self._decode_errors = 0
         self._reconnects = 0
         self._last_error: str | None = None
+        self._frames_since_error = 0
         self._nominal_fps: float | None = None
         self._resolution_wh: tuple[int, int] | None = None
         self._rate_meter = RateMeter()
@@ -267,6 +271,7 @@ class Source(abc.ABC):
                 reconnects=self._reconnects,
                 state=self._state,
                 last_error=self._last_error,
+                frames_since_error=self._frames_since_error,
                 fps=self._rate_meter.rate(time.monotonic()),
                 nominal_fps=self._nominal_fps,
                 resolution_wh=self._resolution_wh,
@@ -369,6 +374,7 @@ class Source(abc.ABC):
         """Set ``last_error`` (passwords redacted)."""
         with self._stats_lock:
             self._last_error = redact_url(message)
+            self._frames_since_error = 0
 
     def _count_reconnect(self) -> None:
         with self._stats_lock:
@@ -432,6 +438,7 @@ class Source(abc.ABC):
             else:
                 self._decode_errors += 1
             self._last_error = message
+            self._frames_since_error = 0
         # One warning per session is enough to notice; the counters carry the rest.
         if not self._session_problem_logged:
             self._session_problem_logged = True
@@ -485,6 +492,7 @@ class Source(abc.ABC):
         )
         with self._stats_lock:
             self._frames_decoded += 1
+            self._frames_since_error += 1
             self._rate_meter.add(now_mono)
             self._resolution_wh = size_wh
             if not admitted:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import time
 from collections.abc import Callable
@@ -110,6 +111,14 @@ def test_the_end_table_fits_80_columns_and_prints_the_last_error_whole() -> None
     assert all(len(line) <= 80 for line in table)
     # One line, never folded: a log collector keeps it whole, a terminal wraps it.
     assert f"{stream_id}: stopped while reconnecting; last error: {error}" in lines
+    # A camera that came back after its error says so.
+    stats = dataclasses.replace(stats, frames_since_error=250)
+    console = Console(record=True, width=80)
+    print_summary(dataclasses.replace(summary, sources={stream_id: stats}), console)
+    assert (
+        f"{stream_id}: stopped while reconnecting; last error (250 frames decoded after it): "
+        f"{error}"
+    ) in console.export_text().splitlines()
 
 
 @pytest.mark.parametrize("with_file", [False, True])
@@ -151,6 +160,6 @@ def test_a_camera_stopped_while_down_is_named_and_fails_the_run(
     print_summary(summary, console)
     line = next(x for x in console.export_text().splitlines() if x.startswith("cam: "))
     assert line.startswith("cam: stopped while reconnecting, having never delivered a frame; ")
-    assert "last error: cannot connect to" in line
+    assert "last error: cannot connect to" in line  # nothing decoded after it
     # The run analysed nothing only when the camera was all it had.
     assert analysed_nothing(summary) is not with_file
