@@ -52,6 +52,10 @@ from streamseg.types import Frame, SourceState
 logger = logging.getLogger(__name__)
 
 
+SOURCE_STOP_S = 5.0
+"""How long :meth:`Pipeline.stop` waits for the sources' readers, all of them together (a
+reader blocked in a hung camera's open is a daemon and ends when its timeout fires)."""
+
 _DOWN = frozenset(
     {SourceState.CONNECTING, SourceState.FAILED, SourceState.STALLED, SourceState.RECONNECTING}
 )
@@ -377,8 +381,10 @@ class Pipeline:
         self.stop_event.set()
         for source in self.sources:  # all at once: one hung camera delays no other
             source.request_stop()
+        # One join budget for all of them: N cameras hung in an open cost 5 s, not N x 5 s.
+        deadline = time.monotonic() + SOURCE_STOP_S
         for source in self.sources:
-            source.stop()
+            source.stop(timeout=max(0.05, deadline - time.monotonic()))
         for thread in self._inference_threads:
             thread.join(timeout)
         if not self._inference_threads:

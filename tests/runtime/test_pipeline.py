@@ -610,3 +610,34 @@ def test_a_stop_while_the_model_loads_starts_nothing_more(
     summary = pipeline.run()
     assert pipeline.sources == [] and summary.frames == {"cam": 0}
     assert not (tmp_path / "o").exists()  # no output was opened
+
+
+class _HungReader(Source):
+    """A reader blocked in an open that ignores the stop request for ``hang_s``."""
+
+    def __init__(self, stream_id: str, hang_s: float) -> None:
+        super().__init__(stream_id, live=True, queue_size=1)
+        self.hang_s = hang_s
+
+    def _run(self) -> None:
+        time.sleep(self.hang_s)
+
+
+def test_hung_readers_share_one_stop_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: each hung reader was joined for its own 5 s, one after the other."""
+    import streamseg.runtime.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "SOURCE_STOP_S", 1.0)
+    config = load_pipeline_text(
+        "sources:\n"
+        + "".join(f"  - {{id: {i}, type: file, path: {tmp_path / 'x.mp4'}}}\n" for i in "abc")
+    )
+    pipeline = Pipeline(config)
+    pipeline.sources = [_HungReader(i, hang_s=3.0) for i in "abc"]
+    for source in pipeline.sources:
+        source.start()
+    started = time.monotonic()
+    pipeline.stop()
+    assert time.monotonic() - started < 1.8  # one budget, not three
