@@ -22,6 +22,12 @@ RTSP_TRANSPORTS = ("tcp", "udp")
 # one H.264 stream and cuts connect time from ~1.2 s to ~0.25 s (PLATFORM.md).
 ANALYZE_DURATION_US = 100_000
 
+STALL_READ_FACTOR = 1.25
+"""A blocked read gives up at this many stall timeouts (or the read timeout, if shorter). Not
+at exactly one: FFmpeg's RTSP demuxer releases the frame it holds when a read times out, and a
+frame arriving as the watchdog is about to fire re-armed it, so a frozen camera was declared
+stalled after two stall timeouts instead of one (measured: 4.0 s for stall_timeout_s 2)."""
+
 
 class RtspSourceSettings(Protocol):
     """The fields of ``streamseg.config.RtspSourceConfig`` this module reads."""
@@ -50,9 +56,10 @@ def rtsp_open_args(cfg: RtspSourceSettings) -> OpenArgs:
     Options: ``rtsp_transport`` (tcp/udp), ``timeout`` (socket I/O timeout in microseconds,
     the longer of ``open_timeout_s`` and ``read_timeout_s``) and a short ``analyzeduration``.
     PyAV's own ``timeout=(open, read)`` bounds every blocking call through FFmpeg's interrupt
-    callback; its read part is ``min(read_timeout_s, stall_timeout_s)``, because a read
-    blocking longer than the stall timeout is a stall, and the reader can only reconnect once
-    the read returns (see :mod:`streamseg.sources.live`).
+    callback; its read part is ``min(read_timeout_s, 1.25 * stall_timeout_s)``: a read
+    blocking longer than the stall timeout is a stall, which the watchdog declares on time,
+    and the reader can only reconnect once the read returns (see
+    :mod:`streamseg.sources.live` and :data:`STALL_READ_FACTOR`).
 
     Raises:
         ValueError: on a transport other than tcp/udp, a URL that is not rtsp(s)://, or a
@@ -80,7 +87,7 @@ def rtsp_open_args(cfg: RtspSourceSettings) -> OpenArgs:
         "timeout": str(int(socket_s * 1e6)),
         "analyzeduration": str(ANALYZE_DURATION_US),
     }
-    read_s = min(cfg.read_timeout_s, cfg.stall_timeout_s)
+    read_s = min(cfg.read_timeout_s, STALL_READ_FACTOR * cfg.stall_timeout_s)
     return OpenArgs(
         file=cfg.url, format=None, options=options, timeout=(cfg.open_timeout_s, read_s)
     )

@@ -48,12 +48,12 @@ def free_port() -> int:
             {"transport": "udp", "read_timeout_s": 2.0, "open_timeout_s": 4.0},
             # The socket timeout is the longer of open and read: it bounds the handshake too.
             {"rtsp_transport": "udp", "timeout": "4000000", "analyzeduration": "100000"},
-            (4.0, 1.5),  # read part capped at stall_timeout_s (1.5 in rtsp_cfg)
+            (4.0, 1.875),  # read part capped at 1.25 x stall_timeout_s (1.5 in rtsp_cfg)
         ),
         (
             {"read_timeout_s": 5.0, "stall_timeout_s": 3.0, "open_timeout_s": 5.0},
             {"rtsp_transport": "tcp", "timeout": "5000000", "analyzeduration": "100000"},
-            (5.0, 3.0),
+            (5.0, 3.75),
         ),
     ],
     ids=["tcp", "udp", "read-capped-by-stall"],
@@ -283,6 +283,32 @@ def test_frozen_server_is_a_stall_and_never_hangs(
     stats = source.stats()
     assert stats.last_error is not None and "no frame" in stats.last_error
     assert log.states[:3] == [SourceState.STREAMING, SourceState.STALLED, SourceState.RECONNECTING]
+
+
+@pytest.mark.integration
+def test_a_frozen_camera_is_stalled_after_one_stall_timeout_not_two(
+    rtsp_server: Callable[..., Any], rtsp_cfg: Callable[..., Any]
+) -> None:
+    """Regression: with the read timeout at exactly the stall timeout, FFmpeg released the
+    frame it held as the watchdog was about to fire; that late frame re-armed it, and a frozen
+    camera was declared stalled after 4.0 s for a stall_timeout_s of 2."""
+    server = rtsp_server(freeze_after=1.0)
+    source = build_source(rtsp_cfg(server.url, stall_timeout_s=2.0, read_timeout_s=5.0))
+    log = TransitionLog(source)
+    source.start()
+    log.wait_for(SourceState.STREAMING, timeout=5)
+    arrivals: list[float] = []
+    deadline = time.monotonic() + 10
+    while SourceState.STALLED not in log.states:
+        assert time.monotonic() < deadline, f"never stalled; saw {log.states}"
+        if source.get(timeout=0.02) is not None:
+            arrivals.append(time.monotonic())
+    stalled_at = log.wait_for(SourceState.STALLED, timeout=0)
+    source.stop(timeout=4)
+    assert len(arrivals) >= 10, "no frames before the freeze"
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert max(gaps) < 1.0, f"a late frame arrived {max(gaps):.2f} s after the one before"
+    assert 1.9 <= stalled_at - arrivals[-1] <= 2.7, stalled_at - arrivals[-1]
 
 
 @pytest.mark.integration
