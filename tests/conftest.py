@@ -192,7 +192,8 @@ class RtspServer:
         return f"rtsp://127.0.0.1:{self.port}{self.path}"
 
     def url_with_credentials(self, user: str, password: str) -> str:
-        """The URL with ``user:password@`` (the test server ignores credentials)."""
+        """The URL with ``user:password@`` (checked only by a server started with
+        ``credentials``)."""
         return f"rtsp://{user}:{password}@127.0.0.1:{self.port}{self.path}"
 
     def wait_for(self, prefix: str, timeout: float) -> str:
@@ -265,7 +266,8 @@ def _spawn_rtsp_helper(
 
 @pytest.fixture
 def rtsp_server() -> Iterator[Callable[..., RtspServer]]:
-    """Factory: ``rtsp_server(path="/test", width=160, height=120, fps=25, freeze_after=None)``
+    """Factory: ``rtsp_server(path="/test", width=160, height=120, fps=25, freeze_after=None,
+    credentials=None)`` (``"user:password"``: basic authentication required)
     starts a GStreamer RTSP server on 127.0.0.1 and a free port, waits for it to listen and
     returns an :class:`RtspServer`. Servers are stopped at teardown."""
     check_rtsp_server_deps()
@@ -277,10 +279,13 @@ def rtsp_server() -> Iterator[Callable[..., RtspServer]]:
         height: int = 120,
         fps: int = 25,
         freeze_after: float | None = None,
+        credentials: str | None = None,
     ) -> RtspServer:
         extra = ["--width", str(width), "--height", str(height), "--fps", str(fps)]
         if freeze_after is not None:
             extra += ["--freeze-after", str(freeze_after)]
+        if credentials is not None:
+            extra += ["--credentials", credentials]
         proc, lines = _spawn_rtsp_helper(0, path, extra)
         server = RtspServer(port=0, path=path, extra_args=extra, proc=proc, lines=lines)
         started.append(server)

@@ -43,6 +43,10 @@ __all__ = ["LiveSource", "OpenArgs", "ReconnectSettings", "backoff_delay"]
 
 logger = logging.getLogger(__name__)
 
+REFUSALS = (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError)
+"""Errors of a server that answered and refused access (401, 403): retried at
+``reconnect.max_delay_s`` only, not in the fast backoff of a lost connection."""
+
 
 class ReconnectSettings(Protocol):
     """The fields of ``streamseg.config.ReconnectConfig`` this module reads."""
@@ -165,6 +169,8 @@ class LiveSource(Source):
         self._armed = False
         self._last_frame_mono = 0.0
         self._stall_flag = threading.Event()
+        self._refused = False
+        """The last connection attempt was refused access (:data:`REFUSALS`)."""
 
     # ------------------------------------------------------------------ for subclasses
 
@@ -224,6 +230,7 @@ class LiveSource(Source):
                 )
                 return
             failures += 1
+            refused = self._refused
             if not self._transition(SourceState.RECONNECTING, reason) and reason != said:
                 # Still reconnecting, for a new reason (the camera came back with a 404, or
                 # refuses the password): an operator reading the log must see it now.
@@ -231,8 +238,14 @@ class LiveSource(Source):
                     "source %s: still reconnecting, now: %s", self.stream_id, redact_url(reason)
                 )
             said = reason
+            # A refused login is retried at the longest delay only: many cameras lock the
+            # account after a few failures in a row.
             delay = backoff_delay(
-                failures, self._initial_delay_s, self._max_delay_s, self._jitter, self._rng
+                failures,
+                self._max_delay_s if refused else self._initial_delay_s,
+                self._max_delay_s,
+                self._jitter,
+                self._rng,
             )
             logger.info(
                 "source %s: reconnect attempt %d to %s in %.2f s",
@@ -251,6 +264,7 @@ class LiveSource(Source):
         """One connection: open, decode until it ends. Returns (delivered a frame?, why it
         ended)."""
         self._stall_flag.clear()
+        self._refused = False
         self._session_problem_logged = False
         self._session_gap_logged = False
         self._pts_clock.new_segment()
@@ -308,6 +322,7 @@ class LiveSource(Source):
             if self._stall_flag.is_set() or (connected and self._check_stall()):
                 return streamed, self._stall_reason()
             what = "connection lost to" if connected else "cannot connect to"
+            self._refused = isinstance(exc, REFUSALS)
             elapsed = time.monotonic() - started
             detail = None if connected else self.explain_open_error(exc, elapsed)
             if detail is None:

@@ -9,6 +9,8 @@ import socket
 import urllib.parse
 from typing import Protocol
 
+import av
+
 from streamseg.redact import redact_url
 from streamseg.sources.live import LiveSource, OpenArgs, ReconnectSettings
 
@@ -123,12 +125,24 @@ class RtspSource(LiveSource):
         return redact_url(self.url)
 
     def explain_open_error(self, exc: Exception, elapsed_s: float) -> str | None:
-        """Two causes FFmpeg's error hides (PyAV 18):
+        """Causes FFmpeg's error hides or says tersely (PyAV 18):
 
+        - a refused login (401) or path (403);
         - a host that accepts the connection and never answers in RTSP: after the timeout
           FFmpeg says ``Invalid data found when processing input``;
         - an unknown host: ``[Errno 5] Input/output error``; the host is looked up here.
         """
+        if isinstance(exc, av.error.HTTPUnauthorizedError):
+            return (
+                "the camera refused the user name or password (401 Unauthorized); check them. "
+                "Retries wait reconnect.max_delay_s: cameras may lock an account after "
+                "repeated failures"
+            )
+        if isinstance(exc, av.error.HTTPForbiddenError):
+            return (
+                "the camera refused access to this path (403 Forbidden); check the user's "
+                "rights. Retries wait reconnect.max_delay_s"
+            )
         open_timeout_s = self._open_args.timeout[0] if self._open_args.timeout else None
         if open_timeout_s is not None and elapsed_s >= 0.9 * open_timeout_s:
             return (

@@ -97,6 +97,12 @@ def main() -> int:
         default=None,
         help="seconds after the media starts after which no more video is sent",
     )
+    parser.add_argument(
+        "--credentials",
+        default=None,
+        metavar="USER:PASSWORD",
+        help="require HTTP basic authentication with these credentials (401 otherwise)",
+    )
     args = parser.parse_args()
 
     Gst.init(None)
@@ -129,6 +135,21 @@ def main() -> int:
             GLib.timeout_add(freeze_ms, freeze)
 
         factory.connect("media-configure", on_media_configure)
+
+    if args.credentials is not None:
+        user, password = args.credentials.split(":", 1)
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string("media.factory.role", "viewer")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+        server.set_auth(auth)
+        permissions = GstRtspServer.RTSPPermissions()
+        permissions.add_role_from_structure(
+            Gst.Structure.new_from_string(
+                "viewer, media.factory.access=(boolean)true, media.factory.construct=(boolean)true"
+            )
+        )
+        factory.set_permissions(permissions)
 
     server.get_mount_points().add_factory(args.path, factory)
     if server.attach(None) == 0:

@@ -372,3 +372,34 @@ def test_slow_consumer_is_not_a_stall(
     # What the consumer gets is the newest frame, not one queued seconds ago.
     for took_at, frame in taken[1:]:
         assert took_at - frame.wall_time < 0.2
+
+
+@pytest.mark.integration
+def test_a_refused_password_is_named_and_retried_slowly(
+    rtsp_server: Callable[..., Any], rtsp_cfg: Callable[..., Any]
+) -> None:
+    """Regression: a wrong password read as a bare ``HTTPUnauthorizedError`` and was retried
+    in the fast backoff of a lost connection, which gets accounts locked on many cameras."""
+    server = rtsp_server(credentials="viewer:s3cret")
+    reconnect = {"initial_delay_s": 0.05, "max_delay_s": 1.5}
+    source = build_source(
+        rtsp_cfg(server.url_with_credentials("viewer", "wrong"), reconnect=reconnect)
+    )
+    log = TransitionLog(source)
+    source.start()
+    log.wait_for(SourceState.RECONNECTING, timeout=5)
+    time.sleep(2.0)
+    source.stop(timeout=3)
+    stats = source.stats()
+    assert stats.last_error is not None
+    assert "refused the user name or password (401 Unauthorized)" in stats.last_error
+    assert "wrong" not in stats.last_error
+    # At the fast backoff (0.05, 0.1, 0.2, 0.4, 0.8 s) five attempts fit in 2 s; at 1.5 s, one.
+    assert stats.reconnects <= 2, stats.reconnects
+
+    # The right password streams: the server did check it.
+    good = build_source(rtsp_cfg(server.url_with_credentials("viewer", "s3cret"), id="good"))
+    good_log = TransitionLog(good)
+    good.start()
+    good_log.wait_for(SourceState.STREAMING, timeout=5)
+    good.stop(timeout=3)
