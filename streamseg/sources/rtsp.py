@@ -145,9 +145,11 @@ class RtspSource(LiveSource):
             )
         open_timeout_s = self._open_args.timeout[0] if self._open_args.timeout else None
         if open_timeout_s is not None and elapsed_s >= 0.9 * open_timeout_s:
+            # The timeout, not the measured time: the same cause must read the same each
+            # attempt (a changed reason is logged again, see LiveSource._run).
             return (
-                f"no RTSP answer within {elapsed_s:.1f} s (open_timeout_s {open_timeout_s:g}); "
-                "is it an RTSP server, on the right port?"
+                f"no RTSP answer within open_timeout_s ({open_timeout_s:g} s); is it an RTSP "
+                "server, on the right port?"
             )
         if getattr(exc, "errno", None) != errno.EIO:
             return None
