@@ -118,8 +118,9 @@ class _ShardFromHostname(argparse.Action):
         namespace.shard = shard
 
 
-def _idle_empty_shard(config: PipelineConfig, shard: Shard) -> int:
-    """A shard that owns no source waits, healthy and ready, until SIGTERM/SIGINT; then 0.
+def _idle_empty_shard(config: PipelineConfig, shard: Shard, stop: threading.Event) -> int:
+    """A shard that owns no source waits, healthy and ready, until SIGTERM/SIGINT (``stop``,
+    which the stop handlers set); then 0.
 
     Exiting at once would make an orchestrator restart the pod in a loop (a StatefulSet with
     more replicas than cameras, or an unlucky draw of few cameras).
@@ -128,8 +129,6 @@ def _idle_empty_shard(config: PipelineConfig, shard: Shard) -> int:
     from streamseg.runtime.metrics import PipelineMetrics
 
     logger.warning("shard %s owns none of the pipeline's sources: idle until stopped", shard)
-    stop = threading.Event()
-    _install_stop_handlers(stop)
     server = None
     if config.metrics.enabled:
         reason = f"shard {shard} owns no source"
@@ -167,6 +166,10 @@ def _fatal(console: Console, text: str, as_json: bool, label: bool = True) -> in
 
 
 def _cmd_run(args: argparse.Namespace, console: Console) -> int:
+    # Before the imports (torch takes seconds): a SIGTERM from here on stops the run cleanly
+    # instead of killing the process without a word.
+    stopped_early = threading.Event()
+    _install_stop_handlers(stopped_early)
     from streamseg.config import ConfigError, load_pipeline
     from streamseg.models import ModelLoadError
     from streamseg.models.names import model_class_names
@@ -190,11 +193,13 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         config = shard_config(config, args.shard)
         if not config.sources:
             try:
-                return _idle_empty_shard(config, args.shard)
+                return _idle_empty_shard(config, args.shard, stopped_early)
             except OSError as exc:
                 return _fatal(console, str(exc), as_json)
     pipeline = Pipeline(config, shard=args.shard)
     _install_stop_handlers(pipeline.stop_event)
+    if stopped_early.is_set():
+        pipeline.stop_event.set()  # Pipeline.start then starts nothing
     try:
         with contextlib.ExitStack() as stack:
             # JSON mode keeps stderr to JSON lines: no progress bar there.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -109,3 +110,39 @@ def test_a_json_run_ends_with_its_figures_as_data(
     assert ended[0]["frames"] == 8
     cam = ended[0]["streams"]["cam"]
     assert (cam["state"], cam["frames"], cam["frames_dropped"]) == ("ended", 8, {"source": 0})
+
+
+def test_a_sigterm_during_the_imports_stops_the_run_cleanly(
+    fake_model: Path,
+    h264_file: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Regression: the stop handlers came after the imports (torch: seconds), so a SIGTERM in
+    the first seconds killed the process without a word (rc -15). The signal is simulated:
+    the first handlers installed see it at once."""
+    import streamseg.cli as cli
+
+    installed: list[threading.Event] = []
+    real = cli._install_stop_handlers
+
+    def install(stop: threading.Event) -> None:
+        real(stop)
+        installed.append(stop)
+        if len(installed) == 1:
+            stop.set()  # the SIGTERM, while the imports run
+
+    monkeypatch.setattr(cli, "_install_stop_handlers", install)
+    clip = h264_file("in.mp4", frames=8, fps=10)
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        f"sources: [{{id: cam, type: file, path: '{clip.path}'}}]\n"
+        f"model: {{weights: '{fake_model}', device: cpu}}\n"
+        f"outputs: {{jsonl: {{path: '{tmp_path / 'det.jsonl'}'}}}}\n"
+    )
+    assert main(["run", str(pipeline), "--log-format", "json"]) == 0
+    assert len(installed) == 2  # before the imports, then the pipeline's own
+    assert not (tmp_path / "det.jsonl").exists()  # nothing started
+    messages = [r["message"] for r in _json_lines(capsys.readouterr().err)]
+    assert any(m.startswith("stopped while starting: start_model") for m in messages), messages
