@@ -14,10 +14,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["redact_url"]
 
-# scheme://user:password@ — the password may itself contain "@" (people rarely URL-encode it),
-# so it runs to the last "@" before the first "/" or whitespace.
+# scheme://user:password@ — the password may itself contain "@", "/", "#" (people rarely
+# URL-encode it, and FFmpeg then splits the URL elsewhere), so it runs to the last "@" before
+# whitespace. A URL with no password but an "@" after a ":" loses more than its password: a log
+# line short of a host is better than one with a password in it.
 _USERINFO = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<password>[^/\s]*)@"
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<password>\S*)@"
 )
 
 
@@ -34,5 +36,7 @@ def redact_url(text: str) -> str:
     Example:
         >>> redact_url("rtsp://admin:s3cr@t@10.0.0.7:554/live")
         'rtsp://admin:***@10.0.0.7:554/live'
+        >>> redact_url("cannot connect to rtsp://admin:p@ss/w#1@10.0.0.7/live: refused")
+        'cannot connect to rtsp://admin:***@10.0.0.7/live: refused'
     """
     return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)

@@ -45,6 +45,20 @@ _STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _VARIABLE = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _REPR_LIMIT = 80
+_UNSUPPORTED_VARIABLE = re.compile(r"(?<!\$)\$\{[^}]*\}?")
+"""A ``${`` that :data:`_VARIABLE` did not take (``${VAR:-default}``, ``${1}``): an error, not
+a literal the camera would get as its password."""
+_URL_UNSAFE = {char: f"%{ord(char):02X}" for char in "/?#@ "}
+"""Characters of a value substituted into a URL's ``user:password@`` that would end it."""
+
+
+def _userinfo_end(template: str) -> int:
+    """Where the ``user:password@`` part of a URL template ends (the offset of its "@"), or
+    -1 when ``template`` is not a URL with one: variables before it are credentials."""
+    scheme = re.match(r"[A-Za-z][A-Za-z0-9+.\-]*://", template)
+    if scheme is None:
+        return -1
+    return template.find("@", scheme.end())
 
 
 ClassNamesOf = Callable[[ModelConfig], Sequence[str] | None]
@@ -313,6 +327,7 @@ class _TreeWalk:
     def _substitute(self, node: yaml.ScalarNode, path: Loc) -> None:
         missing: list[str] = []
         used = False
+        userinfo_end = _userinfo_end(node.value)
 
         def replace(match: re.Match[str]) -> str:
             nonlocal used
@@ -323,8 +338,28 @@ class _TreeWalk:
                 missing.append(name)
                 return match.group(0)
             used = True
-            return self.env[name]
+            value = self.env[name]
+            if match.start() < userinfo_end:
+                # A password with "/", "@", "#" or "?" would move the URL's host (and leak
+                # the rest into logs): written percent-encoded, as FFmpeg decodes it.
+                value = "".join(_URL_UNSAFE.get(char, char) for char in value)
+            return value
 
+        unsupported = _UNSUPPORTED_VARIABLE.search(_VARIABLE.sub("", node.value))
+        if unsupported is not None:
+            line, column = _position(node)
+            self.issues.append(
+                ConfigIssue(
+                    self.filename,
+                    line,
+                    column,
+                    format_loc(path),
+                    node.value,
+                    f"{unsupported.group(0)!r}: only ${{NAME}} is substituted (no defaults "
+                    "or other shell forms); write ${NAME} and set NAME in the environment",
+                )
+            )
+            self.unresolved.add(id(node))
         text = _VARIABLE.sub(replace, node.value)
         if text != node.value:
             self.substitutions[id(node)] = text

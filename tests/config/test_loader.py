@@ -341,6 +341,18 @@ BAD: list[tuple[str, str, int | None, str, str]] = [
         "environment variable CAM_PASS is not set",
     ),
     (
+        "a shell default, which would reach the camera as its password",
+        """\
+        sources:
+          - id: crane
+            type: rtsp
+            url: rtsp://admin:${CAM_PASS:-changeme}@10.0.0.5/stream1
+        """,
+        4,
+        "sources[0].url",
+        "'${CAM_PASS:-changeme}': only ${NAME} is substituted (no defaults or other shell forms)",
+    ),
+    (
         "{stream} template missing with 2 sources",
         """\
         sources:
@@ -551,7 +563,8 @@ def test_env_substitution_and_escape() -> None:
     assert config.name == "yard-north"
     source = config.sources[0]
     assert isinstance(source, RtspSourceConfig)
-    assert source.url == "rtsp://admin:p@ss:w$rd@10.0.0.5/stream1?tag=${NOT_A_VAR}"
+    # The "@" of the password is percent-encoded (FFmpeg decodes it), the rest as given.
+    assert source.url == "rtsp://admin:p%40ss:w$rd@10.0.0.5/stream1?tag=${NOT_A_VAR}"
     assert "p@ss" not in source.redacted_url and source.redacted_url.startswith("rtsp://admin:***@")
     assert config.metrics.enabled is True
     assert config.metrics.port == 9200
@@ -729,3 +742,16 @@ def test_substitution_leaves_keys_numbers_and_pyyaml_alone() -> None:
     assert yaml.safe_load("a: ${W}") == {"a": "${W}"}
     issues = _issues(GOOD + "${KEY}: 1\n", env={"KEY": "name"})
     assert issues[0].key_path == "${KEY}" and "unknown key" in issues[0].message
+
+
+def test_a_password_that_would_break_the_url_is_percent_encoded() -> None:
+    """Regression: a password with "/", "@" or "#" moved the URL's host (FFmpeg then said
+    "cannot resolve host 'ss'", a piece of the password) and leaked into the logs. Only
+    values substituted into ``user:password@`` are encoded; the same variable elsewhere is
+    not."""
+    text = """\
+sources:
+  - {id: crane, type: rtsp, url: 'rtsp://${CAM_USER}:${CAM_PASS}@10.0.0.5/s/${CAM_PASS}'}
+"""
+    config = load_pipeline_text(text, env={"CAM_USER": "ad min", "CAM_PASS": "p@ss/w:rd#1?"})
+    assert config.sources[0].url == ("rtsp://ad%20min:p%40ss%2Fw:rd%231%3F@10.0.0.5/s/p@ss/w:rd#1?")

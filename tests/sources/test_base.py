@@ -230,6 +230,12 @@ def test_backoff_errors(args: tuple[Any, ...], error: str) -> None:
             "[Errno 111] Connection refused: 'rtsp://u:***@h/a' then rtsp://v:***@g/b",
         ),
         ("no url here", "no url here"),
+        # Regression: an unencoded "/" or "#" in the password ended the match, leaking it.
+        ("rtsp://u:ab/cd@127.0.0.1:8554/s", "rtsp://u:***@127.0.0.1:8554/s"),
+        (
+            "cannot connect to rtsp://u:p@ss/w:rd#1@h:554/s: 'rtsp://u:p@ss/w:rd#1@h:554/s'",
+            "cannot connect to rtsp://u:***@h:554/s: 'rtsp://u:***@h:554/s'",
+        ),
     ],
 )
 def test_redact_url(text: str, expected: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from helpers.source_states import TransitionLog
 
+from streamseg.config import load_pipeline_text
 from streamseg.sources import RtspSource, Source, build_source, rtsp_open_args
 from streamseg.types import Frame, SourceState
 
@@ -403,3 +404,28 @@ def test_a_refused_password_is_named_and_retried_slowly(
     good.start()
     good_log.wait_for(SourceState.STREAMING, timeout=5)
     good.stop(timeout=3)
+
+
+@pytest.mark.integration
+def test_a_password_with_url_characters_logs_in_and_never_shows(
+    rtsp_server: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: a password with "@", "/" and "#" from ${CAM_PASS} broke the URL (FFmpeg
+    looked up a host made of a piece of it) and showed in the log. It is percent-encoded when
+    substituted, which FFmpeg decodes."""
+    password = "p@ss/w:rd#1"
+    server = rtsp_server(credentials=f"viewer:{password}")
+    config = load_pipeline_text(
+        f"sources: [{{id: cam, type: rtsp, url: 'rtsp://viewer:${{CAM_PASS}}@127.0.0.1:"
+        f"{server.port}{server.path}'}}]\n",
+        env={"CAM_PASS": password},
+    )
+    caplog.set_level(logging.DEBUG, logger="streamseg")
+    source = build_source(config.sources[0])
+    log = TransitionLog(source)
+    source.start()
+    log.wait_for(SourceState.STREAMING, timeout=5)
+    source.stop(timeout=3)
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "viewer:***@127.0.0.1" in messages
+    assert "ss/w" not in messages and "p%40ss" not in messages
