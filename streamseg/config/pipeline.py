@@ -273,6 +273,35 @@ def check_rules_have_tracks(rules: Sequence[RuleConfig], tracker: TrackerConfig)
         )
 
 
+def check_rules_within_model_classes(config: PipelineConfig) -> list[CrossCheckError]:
+    """With ``model.classes`` set, every class a rule watches is one it keeps: the model drops
+    the others before any rule sees them, so such a rule could never fire.
+
+    Returns:
+        One error per class outside ``model.classes``, at the rule's list item.
+    """
+    kept = config.model.classes
+    if kept is None:
+        return []
+    failures: list[CrossCheckError] = []
+    for index, rule in enumerate(config.rules):
+        lists = [("classes", rule.classes)]
+        if isinstance(rule, NearRuleConfig):
+            lists.append(("other_classes", rule.other_classes))
+        for key, names in lists:
+            for position, name in enumerate(names or ()):
+                if name not in kept:
+                    failures.append(
+                        CrossCheckError(
+                            ("rules", index, key, position),
+                            f"rule {rule.id!r} watches class {name!r}, which model.classes "
+                            f"({', '.join(kept)}) filters out: the rule could never fire; "
+                            "add it to model.classes",
+                        )
+                    )
+    return failures
+
+
 def check_mqtt_snapshots(outputs: OutputsConfig) -> None:
     """``outputs.mqtt.snapshots`` publishes the JPEGs ``outputs.record.snapshots`` writes.
 
@@ -344,6 +373,7 @@ CROSS_CHECKS: tuple[Callable[[PipelineConfig], list[CrossCheckError] | None], ..
     lambda config: check_metre_calibration(config.rules, config.sources),
     lambda config: check_rules_have_tracks(config.rules, config.tracker),
     lambda config: check_mqtt_snapshots(config.outputs),
+    check_rules_within_model_classes,
 )
 """Every cross-section check, run in order by :class:`PipelineConfig`: each either returns
 its failures (one per offending item) or raises its single one."""
@@ -392,7 +422,11 @@ class PipelineConfig(ConfigModel):
                 failures.append(exc)
         known = (info.context or {}).get(CLASS_NAMES_CONTEXT)
         if known is not None:
-            failures.extend(check_class_names(self, known))
+            # A name the model does not have at all says so (with its "did you mean"), not
+            # also that model.classes filters it out.
+            by_name = check_class_names(self, known)
+            taken = {failure.loc for failure in by_name}
+            failures = [f for f in failures if f.loc not in taken] + by_name
         if failures:
             raise PydanticCustomError(
                 CROSS_CHECK,

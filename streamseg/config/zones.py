@@ -55,7 +55,25 @@ def _name(info: ValidationInfo) -> str:
     return f"zone {zone_id!r}" if zone_id is not None else "zone"
 
 
-def _check_normalized(points: Sequence[Point], info: ValidationInfo, what: str) -> None:
+def _check_fractions_in_px(points: Sequence[Point], info: ValidationInfo, what: str) -> None:
+    """In pixels (``units: px``, the default), points that are all fractions in [0, 1] would
+    outline less than one pixel, inside which nothing ever is: ``units: normalized`` was
+    meant."""
+    if info.data.get("units") == "normalized":
+        return
+    coordinates = [c for point in points for c in point]
+    if all(0.0 <= c <= 1.0 for c in coordinates) and any(c != int(c) for c in coordinates):
+        raise ValueError(
+            f"{what}: every point is within [0, 1], fractions of the frame by the look of it, "
+            "but units is px (the default), where this covers less than one pixel; expected "
+            "units: normalized"
+        )
+
+
+def _check_units(points: Sequence[Point], info: ValidationInfo, what: str) -> None:
+    """Points fit their ``units``: fractions in [0, 1] when normalized, not all fractions in
+    pixels (:func:`_check_fractions_in_px`)."""
+    _check_fractions_in_px(points, info, what)
     if info.data.get("units") != "normalized":
         return
     for index, (x, y) in enumerate(points):
@@ -175,7 +193,7 @@ class PolygonZoneConfig(_ZoneBase):
         problem = polygon_problem(points)
         if problem is not None:
             raise ValueError(f"{_name(info)}: {problem}")
-        _check_normalized(points, info, _name(info))
+        _check_units(points, info, _name(info))
         return points
 
 
@@ -196,7 +214,7 @@ class LineZoneConfig(_ZoneBase):
             raise ValueError(f"{_name(info)}: a line needs exactly 2 points, got {len(points)}")
         if points[0] == points[1]:
             raise ValueError(f"{_name(info)}: the line's two points are the same point")
-        _check_normalized(points, info, _name(info))
+        _check_units(points, info, _name(info))
         return points
 
 
@@ -264,6 +282,8 @@ class CalibrationConfig(ConfigModel):
     def _four_in_general_position(cls, points: list[Point], info: ValidationInfo) -> list[Point]:
         if len(points) != 4:
             raise ValueError(f"expected exactly 4 points, got {len(points)}")
+        if info.field_name == "image_points":
+            _check_fractions_in_px(points, info, "image_points")
         triple = _collinear_triple(points)
         if triple is not None:
             i, j, k = triple

@@ -61,12 +61,28 @@ def test_every_unknown_class_is_reported_at_its_item() -> None:
 
 
 def test_known_classes_and_unknown_names_pass() -> None:
-    fixed = TEXT.replace("trucks", "truck").replace("persn", "sheep").replace("crane", "cow")
+    fixed = TEXT.replace("trucks", "truck").replace("persn", "truck").replace("crane", "truck")
     config = load_pipeline_text(fixed, env={}, class_names_of=lambda model: NAMES)
-    assert config.rules[0].classes == ["person", "sheep"]
-    # Names that cannot be known without loading the model: no check (the runtime makes it).
-    load_pipeline_text(TEXT, env={}, class_names_of=lambda model: None)
-    load_pipeline_text(TEXT, env={})
+    assert config.rules[0].classes == ["person", "truck"]
+    # Names that cannot be known without loading the model: no check (the runtime makes it);
+    # only that the rules watch classes model.classes keeps.
+    unknowable = TEXT.replace("persn", "trucks").replace("crane", "trucks")
+    load_pipeline_text(unknowable, env={}, class_names_of=lambda model: None)
+    load_pipeline_text(unknowable, env={})
+
+
+def test_a_rule_watching_a_class_model_classes_filters_out_is_an_error() -> None:
+    """Regression: ``model.classes: [person]`` with a rule on trucks passed validate and ran,
+    and the rule could never fire."""
+    text = TEXT.replace("[person, persn]", "[person, excavator]").replace(
+        "[excavator, crane]", "[excavator, cow]"
+    )
+    issues = _issues(text, None)
+    assert [(i.line, i.key_path) for i in issues] == [(13, "rules[1].other_classes[1]")]
+    assert (
+        "rule 'close' watches class 'cow', which model.classes (person, excavator, trucks)"
+        " filters out" in issues[0].message
+    )
 
 
 def test_renamed_classes_are_the_ones_checked() -> None:

@@ -372,3 +372,35 @@ def test_segments_intersect_touching_and_collinear() -> None:
     assert segments_intersect((0, 0), (4, 0), (4, 0), (4, 5))  # touching at an end
     assert not segments_intersect((0, 0), (4, 0), (5, 0), (9, 0))
     assert not segments_intersect((0, 0), (4, 4), (0, 1), (3, 4))
+
+
+@pytest.mark.parametrize(
+    ("section", "key_path"),
+    [
+        (
+            "zones:\n  - {id: z, type: polygon, points: [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9]]}\n",
+            "zones[0].points",
+        ),
+        ("zones:\n  - {id: l, type: line, points: [[0, 0.5], [1, 0.5]]}\n", "zones[0].points"),
+    ],
+)
+def test_fractions_written_in_pixels_are_an_error(section: str, key_path: str) -> None:
+    """Regression: a zone drawn in fractions without ``units: normalized`` passed; in pixels it
+    covers less than one pixel, and its rules never fired."""
+    issues = _issues(section)
+    assert [i.key_path for i in issues] == [key_path]
+    assert "every point is within [0, 1]" in issues[0].message
+    assert "expected units: normalized" in issues[0].message
+
+
+def test_calibration_fractions_in_pixels_are_an_error() -> None:
+    text = SOURCES.replace(
+        "path: a.mp4}",
+        "path: a.mp4, calibration: {image_points: [[0.1, 0.9], [0.9, 0.9], [0.7, 0.4], "
+        "[0.3, 0.4]], ground_points: [[0, 0], [8, 0], [8, 10], [0, 10]]}}",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_pipeline_text(text, filename="p.yaml", env={})
+    (issue,) = info.value.issues
+    assert issue.key_path.endswith("calibration.image_points")
+    assert "every point is within [0, 1]" in issue.message
