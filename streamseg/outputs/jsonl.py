@@ -90,7 +90,10 @@ class JsonlWriter:
         self.path = Path(path)
         self.masks = masks
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
+        # Opened now, so that a path that cannot be written fails the start; emptied only at
+        # the first line, so that a run that analyses nothing (its input missing) leaves the
+        # last run's results as they were.
+        self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
         self.lines_written = 0
 
@@ -113,6 +116,9 @@ class JsonlWriter:
         with self._lock:
             if self._file is None:
                 raise RuntimeError(f"JsonlWriter({self.path}) is closed")
+            if self.lines_written == 0:
+                self._file.seek(0)
+                self._file.truncate()
             self._file.write(line + "\n")
             self.lines_written += 1
 

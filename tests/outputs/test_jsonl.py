@@ -85,3 +85,25 @@ def test_a_non_finite_confidence_is_written_as_null(tmp_path: Path) -> None:
     line = path.read_text().strip()
     record = json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} in {line}"))
     assert [d["confidence"] for d in record["detections"]] == [None, None]
+
+
+def test_the_last_runs_results_go_only_when_a_new_line_comes(tmp_path: Path) -> None:
+    """Regression: the file was emptied at start, so a run whose input was missing (nothing
+    analysed) wiped the last run's results."""
+    path = tmp_path / "det.jsonl"
+    path.write_text('{"last": "run"}\n')
+    JsonlWriter(path).close()  # a run that analysed nothing
+    assert path.read_text() == '{"last": "run"}\n'
+
+    writer = JsonlWriter(path)  # a run that did
+    writer.write(_frame(0), _detections())
+    writer.write(_frame(1), _detections())
+    writer.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["index"] for line in lines] == [0, 1]
+
+
+def test_a_path_that_cannot_be_written_fails_at_once(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    with pytest.raises(IsADirectoryError):
+        JsonlWriter(tmp_path / "out")
