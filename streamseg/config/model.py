@@ -19,10 +19,13 @@ BUILTIN_WEIGHTS = "builtin"
 FORMAT_BY_SUFFIX: dict[str, Literal["torchscript", "onnx"]] = {
     ".torchscript": "torchscript",
     ".pt": "torchscript",
+    ".pth": "torchscript",
     ".jit": "torchscript",
+    ".ts": "torchscript",
     ".onnx": "onnx",
 }
-"""File extension (lower case) -> model format, used by ``format: auto``."""
+"""File extension (lower case) -> model format, used by ``format: auto``; the same endings
+``streamseg.models.loader`` (and so ``streamseg info``) accepts."""
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -79,7 +82,8 @@ class ModelConfig(ConfigModel):
 
     weights: NonEmptyStr = Field(
         default=BUILTIN_WEIGHTS,
-        description="'builtin' or a path to a .torchscript/.pt/.jit (TorchScript) or .onnx file",
+        description="'builtin' or a path to a .torchscript/.pt/.pth/.jit/.ts (TorchScript) or "
+        ".onnx file",
     )
     format: Literal["auto", "torchscript", "onnx"] = Field(
         default="auto",

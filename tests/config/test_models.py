@@ -221,3 +221,20 @@ def test_config_error_contract() -> None:
     assert copy.issues == issues and copy.issues[1].value is MISSING
     with pytest.raises(AttributeError):
         issues[0].line = 4  # type: ignore[misc]
+
+
+def test_the_config_and_the_loader_accept_the_same_model_file_endings() -> None:
+    """Regression: ``streamseg info m.pth`` worked, ``weights: m.pth`` in a pipeline was refused
+    (two lists of endings)."""
+    from streamseg.config import load_pipeline_text
+    from streamseg.config.model import FORMAT_BY_SUFFIX
+    from streamseg.models import loader
+
+    onnx = {suffix for suffix, fmt in FORMAT_BY_SUFFIX.items() if fmt == "onnx"}
+    torchscript = set(FORMAT_BY_SUFFIX) - onnx
+    assert onnx == set(loader._ONNX_SUFFIXES)
+    assert torchscript == set(loader._TORCHSCRIPT_SUFFIXES)
+    config = load_pipeline_text(
+        "sources: [{id: a, type: file, path: a.mp4}]\nmodel: {weights: m.pth}\n"
+    )
+    assert config.model.weights == "m.pth"
