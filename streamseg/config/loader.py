@@ -259,6 +259,11 @@ def _syntax_issue(
         )
     if "\\t" in problem or "\t" in problem:
         problem += " (indent with spaces, not tabs)"
+    elif mark is not None and _braces_on_line(mark):
+        problem += (
+            " (a value holding { } or ${...} needs quotes: "
+            'path: "out/{stream}.mp4", url: "rtsp://u:${PW}@host/x")'
+        )
     if exc.context:
         where = ""
         if exc.context_mark is not None and exc.context_mark is not mark:
@@ -267,6 +272,19 @@ def _syntax_issue(
     line = mark.line + 1 if mark is not None else None
     column = mark.column + 1 if mark is not None else None
     return ConfigIssue(filename, line, column, "", MISSING, f"{prefix}: {_one_line(problem)}")
+
+
+def _braces_on_line(mark: yaml.Mark) -> bool:
+    """Whether the line of ``mark`` has a "{" or "}" after a ": ": an unquoted value such as
+    ``path: {stream}.mp4`` (YAML reads the brace as the start of a mapping) is the likely
+    cause of a syntax error there."""
+    buffer = getattr(mark, "buffer", None)
+    if not isinstance(buffer, str):
+        return False
+    lines = buffer.splitlines()
+    if not 0 <= mark.line < len(lines):
+        return False
+    return re.search(r":\s.*[{}]", lines[mark.line]) is not None
 
 
 class _TreeWalk:

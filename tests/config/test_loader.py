@@ -755,3 +755,21 @@ sources:
 """
     config = load_pipeline_text(text, env={"CAM_USER": "ad min", "CAM_PASS": "p@ss/w:rd#1?"})
     assert config.sources[0].url == ("rtsp://ad%20min:p%40ss%2Fw:rd%231%3F@10.0.0.5/s/p@ss/w:rd#1?")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sources: [{id: a, type: file, path: a.mp4}]\noutputs:\n  video:\n    path: {stream}.mp4\n",
+        "sources:\n  - {id: a, type: file, path: ${HOME}/v.mp4}\n",
+    ],
+    ids=["template", "variable-in-flow-mapping"],
+)
+def test_an_unquoted_brace_gets_a_hint_to_quote(text: str) -> None:
+    """Regression: ``path: {stream}.mp4`` said only "expected <block end>, but found
+    '<scalar>'"."""
+    with pytest.raises(ConfigError) as info:
+        load_pipeline_text(text, filename="p.yaml", env={"HOME": "/h"})
+    (issue,) = info.value.issues
+    assert "YAML syntax error" in issue.message
+    assert 'needs quotes: path: "out/{stream}.mp4"' in issue.message
