@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="streamseg train",
         description="Train or fine-tune streamseg's built-in instance-segmentation network.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "--data",
@@ -60,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-images", default=None, help="image folder of --val")
     p.add_argument("--out", default=d.out, help="run folder (checkpoints, curve, exports)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt if present")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start afresh in an --out that holds an earlier run's last.pt (overwriting it)",
+    )
     p.add_argument(
         "--init", default=None, help="fine-tune from 'builtin', a .torchscript export or a .pt"
     )
@@ -343,6 +349,14 @@ def train_main(argv: list[str]) -> int:
         mask_roi_gain=args.mask_roi_gain,
         net=NetConfig(p4_head=args.p4_head, num_masks=args.num_masks),
     )
+    earlier = out / "last.pt"
+    if earlier.is_file() and not (args.resume or args.force):
+        logger.error(
+            "%s holds an earlier run's checkpoint: --resume continues it, --force starts "
+            "afresh over it, or choose another --out",
+            earlier,
+        )
+        return 2
     source, eval_set = _sources(args, imgsz)
     stop = threading.Event()
 

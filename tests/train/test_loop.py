@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -345,3 +346,19 @@ def test_a_val_category_the_training_data_lacks_is_refused(
     val_ann = _coco_file(tmp_path / "val", val_categories, [val_categories[0][0]])
     with pytest.raises(SystemExit, match=message):
         _sources(_coco_args(train_ann, val_ann), (64, 96))
+
+
+def test_a_fresh_run_refuses_to_overwrite_an_earlier_checkpoint(
+    coco: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: a run without --resume in a folder holding last.pt overwrote it silently
+    (checkpoints are what the next session resumes from)."""
+    ann, img_dir = coco
+    out = tmp_path / "run"
+    assert train_main([*_small_args(ann, img_dir, out, 1), "--no-export"]) == 0
+    before = (out / "last.pt").read_bytes()
+    with caplog.at_level(logging.ERROR, logger="streamseg.train.cli"):
+        assert train_main([*_small_args(ann, img_dir, out, 2), "--no-export"]) == 2
+    assert (out / "last.pt").read_bytes() == before
+    assert any("--resume continues it, --force starts" in r.getMessage() for r in caplog.records)
+    assert train_main([*_small_args(ann, img_dir, out, 1), "--no-export", "--force"]) == 0
