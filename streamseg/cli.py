@@ -308,6 +308,7 @@ def _cmd_eval_tracking(args: argparse.Namespace, console: Console) -> int:
 
 
 OWN_ARGUMENTS = ("train", "synth")
+LOG_LEVELS = ("debug", "info", "warning", "error")
 """Commands that parse their own arguments (``streamseg train --help`` lists them)."""
 
 
@@ -398,9 +399,7 @@ def _non_negative_seconds(text: str) -> float:
 def _global_parser(**kwargs: object) -> argparse.ArgumentParser:
     """The ``streamseg`` parser with only its global options."""
     parser = argparse.ArgumentParser(prog="streamseg", **kwargs)  # type: ignore[arg-type]
-    parser.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
+    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     parser.add_argument(
         "--version",
         action=_VersionAction,
@@ -523,6 +522,16 @@ def build_parser() -> argparse.ArgumentParser:
     tracking.add_argument("--json", default=None, help="also write the scores to this JSON file")
     tracking.add_argument("--verbose", action="store_true", help="show TrackEval's own output")
     sub.add_parser("train", help="train or fine-tune the built-in model", add_help=False)
+    # --log-level after the verb too (`streamseg validate --log-level debug f.yaml`): the verbs
+    # take it with no default of their own, so the one before the verb stands when absent.
+    for name, verb in sub.choices.items():
+        if name not in OWN_ARGUMENTS:
+            verb.add_argument(
+                "--log-level",
+                default=argparse.SUPPRESS,
+                choices=LOG_LEVELS,
+                help="as before the command",
+            )
     return parser
 
 

@@ -255,3 +255,20 @@ def test_version_reports_what_it_runs_on() -> None:
     off = streamseg("--version", env={**os.environ, "STREAMSEG_NUMBA": "0"})
     assert off.returncode == 0, off.stderr
     assert off.stdout.splitlines()[-1] == "rule measures: numpy (STREAMSEG_NUMBA=0)"
+
+
+def test_the_log_level_goes_before_or_after_the_command(tmp_path: Path) -> None:
+    """Regression: ``streamseg validate --log-level debug f.yaml`` was refused ("unrecognized
+    arguments"); only ``streamseg --log-level debug validate f.yaml`` worked."""
+    path = tmp_path / "p.yaml"
+    path.write_text("sources: [{id: a, type: file, path: a.mp4}]\n")
+    env = {**os.environ, "COLUMNS": "200"}
+    for args in (
+        ("--log-level", "debug", "validate", str(path)),
+        ("validate", "--log-level", "debug", str(path)),
+    ):
+        result = streamseg(*args, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "1 sources" in result.stderr  # the validator's DEBUG line
+    quiet = streamseg("validate", str(path), env=env)
+    assert "1 sources" not in quiet.stderr  # INFO by default
