@@ -308,8 +308,10 @@ def _cmd_eval_tracking(args: argparse.Namespace, console: Console) -> int:
 
 
 OWN_ARGUMENTS = ("train", "synth")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 """Commands that parse their own arguments (``streamseg train --help`` lists them)."""
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+"""Choices of ``--log-level`` (before the command, or after it)."""
 
 
 def _own_subcommand(argv: Sequence[str]) -> tuple[list[str], str, list[str]] | None:

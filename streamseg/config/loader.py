@@ -363,39 +363,29 @@ class _TreeWalk:
                 value = "".join(_URL_UNSAFE.get(char, char) for char in value)
             return value
 
+        line, column = _position(node)
+
+        def unresolved(message: str) -> None:
+            issue = ConfigIssue(self.filename, line, column, format_loc(path), node.value, message)
+            self.issues.append(issue)
+            self.unresolved.add(id(node))
+
         unsupported = _UNSUPPORTED_VARIABLE.search(_VARIABLE.sub("", node.value))
         if unsupported is not None:
-            line, column = _position(node)
-            self.issues.append(
-                ConfigIssue(
-                    self.filename,
-                    line,
-                    column,
-                    format_loc(path),
-                    node.value,
-                    f"{unsupported.group(0)!r}: only ${{NAME}} is substituted (no defaults "
-                    "or other shell forms); write ${NAME} and set NAME in the environment",
-                )
+            unresolved(
+                f"{unsupported.group(0)!r}: only ${{NAME}} is substituted (no defaults or "
+                "other shell forms); write ${NAME} and set NAME in the environment"
             )
-            self.unresolved.add(id(node))
         text = _VARIABLE.sub(replace, node.value)
         if text != node.value:
             self.substitutions[id(node)] = text
         if used:
             self.substituted.add(id(node))
-        line, column = _position(node)
         for name in dict.fromkeys(missing):
-            issue = ConfigIssue(
-                self.filename,
-                line,
-                column,
-                format_loc(path),
-                node.value,
+            unresolved(
                 f"environment variable {name} is not set (referenced as ${{{name}}}; "
-                f"write $${{{name}}} for a literal)",
+                f"write $${{{name}}} for a literal)"
             )
-            self.issues.append(issue)
-            self.unresolved.add(id(node))
 
 
 def _key_text(node: yaml.Node) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -283,23 +283,27 @@ def check_rules_within_model_classes(config: PipelineConfig) -> list[CrossCheckE
     kept = config.model.classes
     if kept is None:
         return []
-    failures: list[CrossCheckError] = []
-    for index, rule in enumerate(config.rules):
+    return [
+        CrossCheckError(
+            loc,
+            f"rule {rule.id!r} watches class {name!r}, which model.classes "
+            f"({', '.join(kept)}) filters out: the rule could never fire; add it to model.classes",
+        )
+        for loc, rule, name in _rule_class_names(config.rules)
+        if name not in kept
+    ]
+
+
+def _rule_class_names(rules: Sequence[RuleConfig]) -> Iterator[tuple[Loc, RuleConfig, str]]:
+    """Every class name the rules filter on, with its key path: ``classes``, and a ``near``
+    rule's ``other_classes``."""
+    for index, rule in enumerate(rules):
         lists = [("classes", rule.classes)]
         if isinstance(rule, NearRuleConfig):
             lists.append(("other_classes", rule.other_classes))
         for key, names in lists:
             for position, name in enumerate(names or ()):
-                if name not in kept:
-                    failures.append(
-                        CrossCheckError(
-                            ("rules", index, key, position),
-                            f"rule {rule.id!r} watches class {name!r}, which model.classes "
-                            f"({', '.join(kept)}) filters out: the rule could never fire; "
-                            "add it to model.classes",
-                        )
-                    )
-    return failures
+                yield ("rules", index, key, position), rule, name
 
 
 def check_mqtt_snapshots(outputs: OutputsConfig) -> None:
@@ -339,26 +343,24 @@ def check_class_names(config: PipelineConfig, known: Sequence[str]) -> list[Cros
     listing = ", ".join(known)
     failures: list[CrossCheckError] = []
 
-    def check(loc: Loc, values: Sequence[str] | None, who: str) -> None:
-        for position, value in enumerate(values or ()):
-            if value in names:
-                continue
-            close = difflib.get_close_matches(value, list(known), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            failures.append(
-                CrossCheckError(
-                    (*loc, position),
-                    f"{who} names class {value!r}, which model {config.model.weights!r} does not "
-                    f"output; {hint}its classes: {listing} (model.class_names can rename them)",
-                )
+    def check(loc: Loc, value: str, who: str) -> None:
+        if value in names:
+            return
+        close = difflib.get_close_matches(value, list(known), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        failures.append(
+            CrossCheckError(
+                loc,
+                f"{who} names class {value!r}, which model {config.model.weights!r} does not "
+                f"output; {hint}its classes: {listing} (model.class_names can rename them)",
             )
+        )
 
     if config.model.class_names is None:
-        check(("model", "classes"), config.model.classes, "model.classes")
-    for index, rule in enumerate(config.rules):
-        check(("rules", index, "classes"), rule.classes, f"rule {rule.id!r}")
-        if isinstance(rule, NearRuleConfig):
-            check(("rules", index, "other_classes"), rule.other_classes, f"rule {rule.id!r}")
+        for position, value in enumerate(config.model.classes or ()):
+            check(("model", "classes", position), value, "model.classes")
+    for loc, rule, value in _rule_class_names(config.rules):
+        check(loc, value, f"rule {rule.id!r}")
     return failures
 
 

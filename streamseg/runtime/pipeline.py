@@ -56,7 +56,7 @@ SOURCE_STOP_S = 5.0
 """How long :meth:`Pipeline.stop` waits for the sources' readers, all of them together (a
 reader blocked in a hung camera's open is a daemon and ends when its timeout fires)."""
 
-_DOWN = frozenset(
+DOWN_STATES = frozenset(
     {SourceState.CONNECTING, SourceState.FAILED, SourceState.STALLED, SourceState.RECONNECTING}
 )
 """States of a source that delivers no frames and has not ended (:meth:`Pipeline.readiness`);
@@ -131,7 +131,7 @@ class Pipeline:
         self.stream_queue_size = stream_queue_size
         self.stop_event = threading.Event()
         self.timings = StageTimings()
-        self.metrics = PipelineMetrics(sources=self._source_stats, drops=self.frame_drops)
+        self.metrics = PipelineMetrics(sources=self.source_stats, drops=self.frame_drops)
         self.sources: list[Source] = []
         self.progress: dict[str, StreamProgress] = {s.id: StreamProgress() for s in config.sources}
         self.output_paths: list[str] = []
@@ -301,10 +301,12 @@ class Pipeline:
         if not self._sources_started:
             return Readiness(False, "sources not started")
         states = [(source.stream_id, source.state) for source in self.sources]
-        down = [f"{stream} {state.value}" for stream, state in states if state in _DOWN]
+        down = [f"{stream} {state.value}" for stream, state in states if state in DOWN_STATES]
         if not down:
             return Readiness(True, "ok")
-        live = [stream for stream, state in states if state not in _DOWN and not state.terminal]
+        live = [
+            stream for stream, state in states if state not in DOWN_STATES and not state.terminal
+        ]
         if live:
             return Readiness(True, "degraded: " + ", ".join(down))
         return Readiness(False, "no source delivering frames: " + ", ".join(down))
@@ -443,7 +445,7 @@ class Pipeline:
             wall_s=max(0.0, ended - started),
             frames={k: v.frames for k, v in self.progress.items()},
             detections={k: v.detections for k, v in self.progress.items()},
-            sources=self._source_stats(),
+            sources=self.source_stats(),
             timings=self.timings.summary(),
             outputs=list(self.output_paths),
             frames_dropped=dropped,
@@ -603,7 +605,7 @@ class Pipeline:
         if done:
             self._finished.set()
 
-    def _source_stats(self) -> dict[str, SourceStats]:
+    def source_stats(self) -> dict[str, SourceStats]:
         """Each started source's stats (``/metrics`` reads them at every scrape)."""
         return {source.stream_id: source.stats() for source in list(self.sources)}
 

@@ -9,14 +9,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from streamseg.runtime.pipeline import RunSummary
+from streamseg.runtime.pipeline import DOWN_STATES, RunSummary
 from streamseg.sources.base import SourceStats
 from streamseg.types import SourceState
 
 logger = logging.getLogger(__name__)
-
-STOPPED_DOWN = frozenset({SourceState.CONNECTING, SourceState.STALLED, SourceState.RECONNECTING})
-"""States a source stopped in that the end table names: its ``ended`` hides that it was down."""
 
 
 def analysed_nothing(summary: RunSummary) -> bool:
@@ -30,10 +27,11 @@ def analysed_nothing(summary: RunSummary) -> bool:
 
 
 def _down_at_stop(stats: SourceStats) -> SourceState | None:
-    """The down state a source was stopped in: ``stopped_in``, or the state itself when its
-    reader was still blocked (a camera open that had not returned); else None."""
+    """The down state (:data:`DOWN_STATES`, not ``failed``) a source was stopped in:
+    ``stopped_in``, or the state itself when its reader was still blocked (a camera open that
+    had not returned); else None. The end table names it: ``ended`` hides that it was down."""
     for state in (stats.stopped_in, stats.state):
-        if state in STOPPED_DOWN:
+        if state is not None and state in DOWN_STATES and not state.terminal:
             return state
     return None
 

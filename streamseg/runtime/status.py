@@ -10,10 +10,10 @@ corrupt packets, reconnects). Its ``streams`` extra field carries the same figur
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from types import TracebackType
 
 from streamseg.runtime.pipeline import Pipeline
@@ -21,7 +21,7 @@ from streamseg.runtime.pipeline import Pipeline
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class _Counts:
     """One stream's cumulative counts at one moment."""
 
@@ -88,10 +88,9 @@ class StatusLogger:
             before = self._last.get(stream_id, _Counts(0, 0, 0, 0, 0))
             fps = (current.frames - before.frames) / elapsed
             since = {
-                "dropped": current.dropped - before.dropped,
-                "missing": current.missing - before.missing,
-                "corrupt": current.corrupt - before.corrupt,
-                "reconnects": current.reconnects - before.reconnects,
+                field.name: getattr(current, field.name) - getattr(before, field.name)
+                for field in dataclasses.fields(_Counts)
+                if field.name != "frames"
             }
             state = states.get(stream_id, "not started")
             streams[stream_id] = {"state": state, "fps": round(fps, 2), **since}
@@ -109,7 +108,7 @@ class StatusLogger:
 
     def _counts(self) -> dict[str, _Counts]:
         pipeline = self.pipeline
-        stats = {s.stream_id: s.stats() for s in list(pipeline.sources)}
+        stats = pipeline.source_stats()
         later_drops: dict[str, int] = {}
         for (stream_id, _stage), n in pipeline.frame_drops().items():
             later_drops[stream_id] = later_drops.get(stream_id, 0) + n

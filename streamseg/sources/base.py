@@ -186,7 +186,8 @@ class Source(abc.ABC):
         self._decode_errors = 0
         self._reconnects = 0
         self._last_error: str | None = None
-        self._frames_since_error = 0
+        self._decoded_at_error = 0
+        """``frames_decoded`` when ``last_error`` was set (``frames_since_error`` derives)."""
         self._nominal_fps: float | None = None
         self._resolution_wh: tuple[int, int] | None = None
         self._rate_meter = RateMeter()
@@ -271,7 +272,7 @@ class Source(abc.ABC):
                 reconnects=self._reconnects,
                 state=self._state,
                 last_error=self._last_error,
-                frames_since_error=self._frames_since_error,
+                frames_since_error=self._frames_decoded - self._decoded_at_error,
                 fps=self._rate_meter.rate(time.monotonic()),
                 nominal_fps=self._nominal_fps,
                 resolution_wh=self._resolution_wh,
@@ -374,7 +375,7 @@ class Source(abc.ABC):
         """Set ``last_error`` (passwords redacted)."""
         with self._stats_lock:
             self._last_error = redact_url(message)
-            self._frames_since_error = 0
+            self._decoded_at_error = self._frames_decoded
 
     def _count_reconnect(self) -> None:
         with self._stats_lock:
@@ -438,7 +439,7 @@ class Source(abc.ABC):
             else:
                 self._decode_errors += 1
             self._last_error = message
-            self._frames_since_error = 0
+            self._decoded_at_error = self._frames_decoded
         # One warning per session is enough to notice; the counters carry the rest.
         if not self._session_problem_logged:
             self._session_problem_logged = True
@@ -492,7 +493,6 @@ class Source(abc.ABC):
         )
         with self._stats_lock:
             self._frames_decoded += 1
-            self._frames_since_error += 1
             self._rate_meter.add(now_mono)
             self._resolution_wh = size_wh
             if not admitted:
