@@ -160,7 +160,9 @@ def _fatal(console: Console, text: str, as_json: bool, label: bool = True) -> in
         logger.error("%s", text, extra={"fatal": True})
     else:
         console.print(
-            f"[red]error:[/red] {text}" if label else f"[red]{text}[/red]", highlight=False
+            f"[red]error:[/red] {text}" if label else f"[red]{text}[/red]",
+            highlight=False,
+            soft_wrap=True,  # a long path or message stays on one line, as it is copied
         )
     return 1
 
@@ -171,6 +173,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
     stopped_early = threading.Event()
     _install_stop_handlers(stopped_early)
     from streamseg.config import ConfigError, load_pipeline
+    from streamseg.config.validate import unusable_outputs
     from streamseg.models import ModelLoadError
     from streamseg.models.names import model_class_names
     from streamseg.outputs.mqtt.outbox import OutboxError
@@ -196,6 +199,12 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
                 return _idle_empty_shard(config, args.shard, stopped_early)
             except OSError as exc:
                 return _fatal(console, str(exc), as_json)
+    # Before the model loads (seconds): an output that cannot be written ends the run anyway.
+    unusable = unusable_outputs(config)
+    if unusable:
+        return _fatal(
+            console, "\n".join(f"{args.file}: {problem}" for problem in unusable), as_json
+        )
     pipeline = Pipeline(config, shard=args.shard)
     _install_stop_handlers(pipeline.stop_event)
     if stopped_early.is_set():

@@ -272,3 +272,23 @@ def test_the_log_level_goes_before_or_after_the_command(tmp_path: Path) -> None:
         assert "1 sources" in result.stderr  # the validator's DEBUG line
     quiet = streamseg("validate", str(path), env=env)
     assert "1 sources" not in quiet.stderr  # INFO by default
+
+
+def test_run_refuses_an_output_it_could_not_write_before_loading_the_model(
+    tmp_path: Path,
+) -> None:
+    """It failed after the model had loaded, with "[Errno 21] Is a directory: 'out'"."""
+    (tmp_path / "out").mkdir()
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "sources: [{id: a, type: file, path: a.mp4}]\n"
+        "model: {weights: missing-model.onnx}\n"  # never loaded: the outputs are checked first
+        "outputs: {jsonl: {path: out}}\n"
+    )
+    result = streamseg("run", str(path), cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        f"error: {path}: outputs.jsonl.path: 'out' is a folder; expected the path of a file to "
+        "write" in result.stderr
+    ), result.stderr
+    assert "missing-model" not in result.stderr and "Traceback" not in result.stderr

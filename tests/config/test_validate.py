@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from streamseg.config.validate import validate_files
+from streamseg.config import load_pipeline_text
+from streamseg.config.validate import unusable_outputs, validate_files
 
 GOOD = "sources:\n  - id: gate\n    type: file\n    path: a.mp4\n"
 
@@ -102,4 +104,76 @@ def test_a_missing_camera_device_and_tls_files_are_warnings(
         "machine would find no camera (in a container, pass the device through)",
         f"warning: {path}: outputs.mqtt.tls.certfile: 'certs/client.pem' does not exist here; "
         "a run from this folder could not connect to the broker",
+    ]
+
+
+def test_outputs_a_run_could_not_write_are_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An output path naming a folder passed validate, then the run failed on its first open
+    with a bare "[Errno 21] Is a directory: 'out'" that named no key."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "here.mp4").write_bytes(b"")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "notes").write_text("")
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "sources:\n"
+        "  - {id: a, type: file, path: here.mp4}\n"
+        "outputs:\n"
+        "  jsonl: {path: out}\n"
+        "  events: {path: notes/events.jsonl}\n"
+        "  mots: {dir: notes}\n"
+        "  video: {path: 'new/{stream}.mp4'}\n"
+        "  record:\n"
+        "    snapshots: {dir: out/snapshots}\n"
+        "    clips: {dir: notes/clips/deeper, enabled: true}\n"
+        "    continuous: {dir: notes, enabled: false}\n"
+    )
+    assert validate_files([str(path)]) == 0  # valid: the run may be on another machine
+    out, err = capsys.readouterr()
+    assert out == f"OK {path}\n"
+    notes = str(tmp_path / "notes")
+    assert err.splitlines() == [
+        f"warning: {path}: outputs.jsonl.path: 'out' is a folder; expected the path of a file "
+        "to write",
+        f"warning: {path}: outputs.events.path: 'notes/events.jsonl' lies under {notes!r}, "
+        "which is a file, not a folder",
+        f"warning: {path}: outputs.mots.dir: 'notes' is a file; expected a folder",
+        f"warning: {path}: outputs.record.clips.dir: 'notes/clips/deeper' lies under "
+        f"{notes!r}, which is a file, not a folder",
+    ]  # the video's new folder, the snapshots under out/ and the disabled section are fine
+
+
+def test_an_output_folder_this_user_may_not_write_in_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Permissions as a non-root user meets them (the tests run as root, who may write
+    anywhere, so ``os.access`` answers as it would for a user without write permission)."""
+    monkeypatch.chdir(tmp_path)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "old.jsonl").write_text("")
+    real_access = os.access
+
+    def access(path: str, mode: int) -> bool:
+        inside = os.path.abspath(path) == str(locked) or os.path.dirname(
+            os.path.abspath(path)
+        ) == str(locked)
+        return False if inside and mode & os.W_OK else real_access(path, mode)
+
+    monkeypatch.setattr(os, "access", access)
+    config = load_pipeline_text(
+        "sources: [{id: a, type: file, path: a.mp4}]\n"
+        "outputs:\n"
+        "  jsonl: {path: locked/old.jsonl}\n"
+        "  events: {path: locked/sub/events.jsonl}\n"
+        "  mots: {dir: locked}\n"
+        "  video: {path: 'fine/{stream}.mp4'}\n"
+    )
+    assert unusable_outputs(config) == [
+        "outputs.jsonl.path: 'locked/old.jsonl' is a file this user may not write",
+        f"outputs.events.path: 'locked/sub/events.jsonl' cannot be created: this user may "
+        f"not write in {str(locked)!r}",
+        "outputs.mots.dir: 'locked' is a folder this user may not write in",
     ]
