@@ -258,7 +258,10 @@ def _syntax_issue(
             f"{prefix}: found a second document ('---'), expected one document per file",
         )
     if "\\t" in problem or "\t" in problem:
-        problem += " (indent with spaces, not tabs)"
+        if mark is not None and _text_before_mark(mark).strip():
+            problem += " (a tab after a value, such as before a comment: use spaces there)"
+        else:
+            problem += " (indent with spaces, not tabs)"
     elif mark is not None and _braces_on_line(mark):
         problem += (
             " (a value holding { } or ${...} needs quotes: "
@@ -272,6 +275,15 @@ def _syntax_issue(
     line = mark.line + 1 if mark is not None else None
     column = mark.column + 1 if mark is not None else None
     return ConfigIssue(filename, line, column, "", MISSING, f"{prefix}: {_one_line(problem)}")
+
+
+def _text_before_mark(mark: yaml.Mark) -> str:
+    """The text of the mark's line before the mark ("" when the buffer is not at hand)."""
+    buffer = getattr(mark, "buffer", None)
+    if not isinstance(buffer, str):
+        return ""
+    lines = buffer.splitlines()
+    return lines[mark.line][: mark.column] if 0 <= mark.line < len(lines) else ""
 
 
 def _braces_on_line(mark: yaml.Mark) -> bool:
@@ -481,6 +493,25 @@ def _unwrap(annotation: Any) -> Any:
             return annotation
 
 
+def _sections_with_key(key: str) -> list[Loc]:
+    """The sections of a pipeline file that have the key ``key`` (``confidence`` ->
+    ``[("model",)]``), for an unknown key written in the wrong section (``tracker.confidence``).
+    Sections under lists (sources, zones, rules) are not searched: their keys depend on the
+    item's type."""
+    found: list[Loc] = []
+
+    def walk(model: type[BaseModel], at: Loc) -> None:
+        for name, field in model.model_fields.items():
+            if name == key and at:
+                found.append(at)
+            annotation = _unwrap(field.annotation)
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, (*at, name))
+
+    walk(PipelineConfig, ())
+    return found
+
+
 def _union_tags(annotation: Any) -> dict[str, type[BaseModel]]:
     """``{tag: model}`` for a union of models discriminated on ``type``, else ``{}``."""
     annotation = _unwrap(annotation)
@@ -622,8 +653,15 @@ def _issues_from_error(
         if owner is not None:
             known = list(owner.model_fields)
             close = difflib.get_close_matches(key, known, n=1)
+            homes = [home for home in _sections_with_key(key) if home != path[:-1]]
+            hints = []
+            if homes:  # the right key in the wrong section: the likelier mistake
+                where = " or ".join(format_loc((*home, key)) for home in homes[:3])
+                hints.append(f"it belongs elsewhere: {where}")
             if close:
-                message += f" (did you mean {close[0]!r}?)"
+                hints.append(f"{'or ' if homes else ''}did you mean {close[0]!r}?")
+            if hints:
+                message += f" ({'; '.join(hints)})"
             message += f"; expected one of: {', '.join(known)}" if known else "; expected no keys"
         add(path, message, at_key=True)
     elif kind == "union_tag_invalid":

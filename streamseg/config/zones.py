@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from itertools import combinations
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -48,6 +48,23 @@ Units = Literal["px", "normalized"]
 
 _AREA_EPS = 1e-9
 """Relative area (of the bounding box's) under which a polygon or triangle counts as flat."""
+
+
+def points_as_pairs(value: Any) -> Any:
+    """Refuse a flat list of numbers (``[0.1, 0.2, 0.5, 0.2, ...]``) with the pairs it was
+    meant to be, rather than one "input should be a valid tuple" per number (a ``mode="before"``
+    validator; anything else passes on to the field's own checks)."""
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        pairs = ", ".join(f"[{value[i]:g}, {value[i + 1]:g}]" for i in range(0, len(value) - 1, 2))
+        odd = " (an odd count: a coordinate is missing)" if len(value) % 2 else ""
+        raise ValueError(
+            f"a flat list of {len(value)} numbers{odd}; expected [x, y] pairs: [{pairs}]"
+        )
+    return value
 
 
 def _name(info: ValidationInfo) -> str:
@@ -187,6 +204,8 @@ class PolygonZoneConfig(_ZoneBase):
     type: Literal["polygon"] = Field(description="zone type")
     points: list[Point] = Field(description="corners [[x, y], ...] in order around the outline")
 
+    _pairs = field_validator("points", mode="before")(points_as_pairs)
+
     @field_validator("points")
     @classmethod
     def _simple_polygon(cls, points: list[Point], info: ValidationInfo) -> list[Point]:
@@ -206,6 +225,8 @@ class LineZoneConfig(_ZoneBase):
 
     type: Literal["line"] = Field(description="zone type")
     points: list[Point] = Field(description="the two ends [[xa, ya], [xb, yb]] of the segment")
+
+    _pairs = field_validator("points", mode="before")(points_as_pairs)
 
     @field_validator("points")
     @classmethod
@@ -276,6 +297,8 @@ class CalibrationConfig(ConfigModel):
     ground_points: list[Point] = Field(
         description="the same four points on the ground plane, metres [[x, y], ...]"
     )
+
+    _pairs = field_validator("image_points", "ground_points", mode="before")(points_as_pairs)
 
     @field_validator("image_points", "ground_points")
     @classmethod

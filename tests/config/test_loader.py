@@ -301,6 +301,57 @@ BAD: list[tuple[str, str, int | None, str, str]] = [
         "YAML syntax error: found character '\\t' that cannot start any token",
     ),
     (
+        "tab indentation is named as such",
+        "sources:\n\t- id: gate\n",
+        2,
+        "",
+        "(indent with spaces, not tabs)",
+    ),
+    (
+        "a tab before a comment is not called indentation",
+        GOOD + "model:\n  weights: builtin\t# the model\n",
+        7,
+        "",
+        "(a tab after a value, such as before a comment: use spaces there)",
+    ),
+    (
+        "a key in the wrong section names where it belongs",
+        GOOD + "tracker:\n  type: mask\n  confidence: 0.3\n",
+        8,
+        "tracker.confidence",
+        "unknown key 'confidence' (it belongs elsewhere: model.confidence);",
+    ),
+    (
+        "a key of several sections names them, and a close key too",
+        GOOD + "model:\n  low_threshold: 0.1\n  host: x\n",
+        7,
+        "model.low_threshold",
+        "(it belongs elsewhere: tracker.low_threshold; or did you mean 'mask_threshold'?)",
+    ),
+    (
+        "a key of several sections names each",
+        GOOD + "model:\n  host: x\n",
+        7,
+        "model.host",
+        "(it belongs elsewhere: outputs.mqtt.host or metrics.host)",
+    ),
+    (
+        "a flat list of zone coordinates is one error that pairs them",
+        GOOD + "zones:\n  - {id: z, type: polygon, points: [0.1, 0.2, 0.5, 0.2, 0.5, 0.6]}\n",
+        7,
+        "zones[0].points",
+        "a flat list of 6 numbers; expected [x, y] pairs: [[0.1, 0.2], [0.5, 0.2], [0.5, 0.6]]",
+    ),
+    (
+        "a flat list of calibration points with an odd count says so",
+        GOOD + "    calibration: {image_points: [1, 2, 3, 4, 5], ground_points: [[0, 0], [1, "
+        "0], [1, 1], [0, 1]]}\n",
+        6,
+        "sources[0].calibration.image_points",
+        "a flat list of 5 numbers (an odd count: a coordinate is missing); expected [x, y] "
+        "pairs: [[1, 2], [3, 4]]",
+    ),
+    (
         "bad indentation",
         "sources:\n  - id: gate\n    type: file\n   path: a.mp4\n",
         4,
@@ -773,3 +824,9 @@ def test_an_unquoted_brace_gets_a_hint_to_quote(text: str) -> None:
     (issue,) = info.value.issues
     assert "YAML syntax error" in issue.message
     assert 'needs quotes: path: "out/{stream}.mp4"' in issue.message
+
+
+def test_a_flat_list_of_points_is_one_error_not_one_per_number() -> None:
+    issues = _issues(GOOD + "zones:\n  - {id: l, type: line, points: [1, 2, 30, 40]}\n")
+    assert [issue.key_path for issue in issues] == ["zones[0].points"]
+    assert "expected [x, y] pairs: [[1, 2], [30, 40]]" in issues[0].message
