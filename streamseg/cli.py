@@ -264,7 +264,7 @@ def _cmd_preview(args: argparse.Namespace, console: Console) -> int:
             if not cv2.imwrite(str(path), image):
                 raise OSError(f"could not write {path}")
         except (TimeoutError, OSError, ValueError) as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             failed += 1
             continue
         Console(soft_wrap=True).print(f"wrote {path}", highlight=False)

@@ -230,6 +230,7 @@ def capture_frame(source_config: SourceConfig, timeout_s: float, at_s: float = 0
     source.start()
     deadline = time.monotonic() + timeout_s + at_s
     first_pts: float | None = None
+    last_pts = 0.0
     try:
         while True:
             frame = source.get(max(0.0, deadline - time.monotonic()))
@@ -237,6 +238,7 @@ def capture_frame(source_config: SourceConfig, timeout_s: float, at_s: float = 0
                 break
             if first_pts is None:
                 first_pts = frame.pts_s
+            last_pts = frame.pts_s
             if frame.pts_s - first_pts >= at_s - 1e-6:
                 return frame
     finally:
@@ -247,7 +249,13 @@ def capture_frame(source_config: SourceConfig, timeout_s: float, at_s: float = 0
         what = f"reached no frame {at_s:g} s after its first"
     else:
         what = "delivered no frame"
-    when = "before it ended" if stats.state.terminal else f"within {timeout_s + at_s:g} s"
+    if not stats.state.terminal:
+        when = f"within {timeout_s + at_s:g} s"
+    elif first_pts is not None:
+        # A file shorter than --at: say how far it goes, so the next try fits.
+        when = f"before it ended (its last frame is {last_pts - first_pts:.2f} s after its first)"
+    else:
+        when = "before it ended"
     raise TimeoutError(
         f"source {source.stream_id!r}: {what} {when} (state {stats.state.value}{reason})"
     )

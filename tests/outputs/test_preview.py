@@ -164,5 +164,10 @@ def test_preview_at_picks_a_later_frame_of_a_file(tmp_path: Path) -> None:
     later = capture_frame(source, 5.0, at_s=0.5)  # 10 fps: the sixth frame
     assert (first.index, later.index) == (0, 5)
     assert later.pts_s - first.pts_s == pytest.approx(0.5)
-    with pytest.raises(TimeoutError, match=r"reached no frame 5 s after its first before it ended"):
-        capture_frame(source, 5.0, at_s=5.0)  # the file lasts 1 s
+    # The file lasts 1 s (10 frames at 10 fps): the error says how far it goes.
+    with pytest.raises(
+        TimeoutError,
+        match=r"reached no frame 5 s after its first before it ended \(its last frame is 0\.90 s "
+        r"after its first\)",
+    ):
+        capture_frame(source, 5.0, at_s=5.0)
