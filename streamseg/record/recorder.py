@@ -311,11 +311,14 @@ class Recorder:
         if self._snapshot_retention is not None and streams:
             self._snapshot_retention.enforce()
         for stream_id, stats in self.stats().items():
-            logger.info(
-                "recorder %s: %d frames, %d dropped, %d segment(s), %d clip(s), %d snapshot(s)",
+            failed = f", {stats.frames_failed} not written" if stats.frames_failed else ""
+            logger.log(
+                logging.WARNING if stats.frames_failed else logging.INFO,
+                "recorder %s: %d frames, %d dropped%s, %d segment(s), %d clip(s), %d snapshot(s)",
                 stream_id,
                 stats.frames_received,
                 stats.frames_dropped,
+                failed,
                 stats.segments,
                 stats.clips,
                 stats.snapshots,
@@ -368,8 +371,12 @@ class Recorder:
 
     @property
     def frames_dropped(self) -> dict[str, int]:
-        """Frames dropped per stream because its recorder fell behind."""
-        return {stream_id: stats.frames_dropped for stream_id, stats in self.stats().items()}
+        """Frames per stream that are not in its recording: dropped because its recorder fell
+        behind, or lost because writing failed (a full or unwritable disk)."""
+        return {
+            stream_id: stats.frames_dropped + stats.frames_failed
+            for stream_id, stats in self.stats().items()
+        }
 
 
 def lossless_stream_ids(config: PipelineConfig) -> set[str]:

@@ -72,6 +72,9 @@ class SegmentRecorder:
         self.segment_s = segment_s
         self.retention = retention
         self.finished: list[Path] = []
+        self.frames_lost = 0
+        """Frames not in any segment: the one whose write (or whose segment's opening) failed,
+        and those skipped after it up to the next keyframe that opens a segment."""
         self._writer: FragmentedMp4Writer | None = None
 
     @property
@@ -100,11 +103,16 @@ class SegmentRecorder:
             if packet.pts_s - writer.first_pts_s >= self.segment_s - 1e-3:
                 self._finish()
                 writer = None
-        if writer is None:
-            if not packet.is_keyframe:
-                return
-            writer = self._open(packet, stream_format)
-        writer.write(packet)
+        if writer is None and not packet.is_keyframe:
+            self.frames_lost += 1
+            return
+        try:
+            if writer is None:
+                writer = self._open(packet, stream_format)
+            writer.write(packet)
+        except OSError:
+            self.frames_lost += 1
+            raise
 
     def _open(self, packet: EncodedPacket, stream_format: StreamFormat) -> FragmentedMp4Writer:
         wall = packet.wall_time if packet.wall_time > 0 else time.time()

@@ -216,6 +216,9 @@ class StreamStats:
         snapshots: snapshot files written.
         errors: work items that failed (logged).
         snapshots_dropped: snapshots not taken because too many waited for the worker.
+        frames_failed: frames not in the continuous recording because writing failed (a full
+            or unwritable disk): the frame that failed and those up to the next keyframe that
+            opened a segment again.
     """
 
     frames_received: int
@@ -226,6 +229,7 @@ class StreamStats:
     snapshots: int
     errors: int
     snapshots_dropped: int = 0
+    frames_failed: int = 0
 
 
 @dataclass
@@ -446,4 +450,9 @@ class StreamRecorder:
             snapshots=self.snapshots_written,
             errors=worker.errors,
             snapshots_dropped=self.snapshots_dropped,
+            # Each track records the same frames (annotated, clean): one count of them.
+            frames_failed=max(
+                (t.segments.frames_lost for t in self._tracks.values() if t.segments is not None),
+                default=0,
+            ),
         )

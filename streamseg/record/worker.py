@@ -11,7 +11,9 @@ starts at frame N sees exactly the frames handed over after it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +22,9 @@ from typing import Generic, TypeVar
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+OS_ERROR_REPEAT_S = 3600.0
+"""A write error of one kind (errno and folder) is logged at most this often after its first."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,8 @@ class BackgroundWorker(Generic[T]):
         self._dropped = 0
         self._handled = 0
         self._errors = 0
-        self._os_errors_seen: set[tuple[int | None, object]] = set()
+        # (errno, folder) -> (when last logged, errors since): see _report_os_error.
+        self._os_errors: dict[tuple[int | None, str | None], tuple[float, int]] = {}
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -161,18 +167,39 @@ class BackgroundWorker(Generic[T]):
         return True
 
     def _report_os_error(self, exc: OSError) -> None:
-        """Log the first error of each kind (errno and file) once, without a traceback."""
-        key = (exc.errno, getattr(exc, "filename", None))
-        if key in self._os_errors_seen:
+        """Log the first error of each kind (errno and folder) without a traceback, then at
+        most once per :data:`OS_ERROR_REPEAT_S` with the count since.
+
+        The kind is the folder, not the file: a full disk fails each new segment file in turn
+        (a new name every segment), and was logged once per segment."""
+        filename = getattr(exc, "filename", None)
+        folder = os.path.dirname(str(filename)) if filename is not None else None
+        key = (exc.errno, folder)
+        now = time.monotonic()
+        logged_at, since = self._os_errors.get(key, (None, 0))
+        if logged_at is not None and now - logged_at < OS_ERROR_REPEAT_S:
+            self._os_errors[key] = (logged_at, since + 1)
             logger.debug("%s: %s", self.name, exc)
             return
-        self._os_errors_seen.add(key)
-        logger.error(
-            "%s: cannot write the recording: %s; frames are not recorded while this lasts "
-            "(analytics and alerts go on; further errors of this kind are only counted)",
-            self.name,
-            exc,
-        )
+        self._os_errors[key] = (now, 0)
+        if logged_at is None:
+            logger.error(
+                "%s: cannot write the recording: %s; frames are not recorded while this lasts "
+                "(analytics and alerts go on; further errors of this kind are counted and "
+                "logged again at most every %g s)",
+                self.name,
+                exc,
+                OS_ERROR_REPEAT_S,
+            )
+        else:
+            logger.error(
+                "%s: still cannot write the recording: %s (%d more errors of this kind in the "
+                "last %.0f s)",
+                self.name,
+                exc,
+                since + 1,
+                now - logged_at,
+            )
 
     def _run(self) -> None:
         while True:

@@ -35,7 +35,8 @@ DROP_STAGES = {
     "source": "a live source had no time for them (newest frame kept) or its fps cap left them out",
     "analytics": "a live stream's tracker, rules or sinks fell behind the model",
     "video": "the annotated-video encoder fell behind (live streams only)",
-    "record": "the recorder's encoder fell behind (live streams only)",
+    "record": "the recorder's encoder fell behind (live streams only), or writing the "
+    "recording failed (a full or unwritable disk)",
 }
 """Where ``streamseg_frames_dropped_total{stage}`` counts a frame as dropped, and why."""
 

@@ -96,7 +96,8 @@ def print_summary(summary: RunSummary, console: Console) -> None:
         where = ", ".join(f"{count} by {stage}" for stage, count in by_stage.items())
         console.print(
             f"[yellow]{stream_id}: frames dropped after the source: {where}[/yellow] "
-            "(a stage or encoder fell behind; see the stage timings)"
+            "(a stage or encoder fell behind, see the stage timings; or the recording "
+            "could not be written)"
         )
     if summary.timings:
         stages = Table(title="stage timings (ms)")

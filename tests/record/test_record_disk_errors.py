@@ -53,7 +53,18 @@ def test_unwritable_recording_folder_is_one_clear_error_and_alerts_go_on(
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert any(e["type"] == "start" for e in events), "no alert raised beside the failing disk"
     assert pipeline.recorder is not None
-    assert pipeline.recorder.stats()["yard"].errors > 0
+    stats = pipeline.recorder.stats()["yard"]
+    assert stats.errors > 0
+    # Every frame failed to be written, and counts as a frame dropped by the recording
+    # (streamseg_frames_dropped_total{stage="record"}, the end table): before, only the
+    # recorder's own errors counted them and the metric read 0 on a full disk.
+    assert (stats.frames_received, stats.frames_dropped, stats.frames_failed) == (
+        FRAMES,
+        0,
+        FRAMES,
+    )
+    assert pipeline.frame_drops()[("yard", "record")] == FRAMES
+    assert summary.frames_dropped["yard"]["record"] == FRAMES
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors, "the failing recording folder was not reported"
     assert all(r.exc_info is None for r in errors), "a disk error should not dump a traceback"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import threading
 import time
 
 import pytest
 
+from streamseg.record import worker as worker_module
 from streamseg.record.worker import BackgroundWorker
 
 
@@ -74,3 +77,42 @@ def test_a_failing_item_is_counted_and_the_worker_goes_on() -> None:
 def test_max_pending_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_pending"):
         BackgroundWorker("x", lambda i: None, 0)
+
+
+def test_a_full_disk_is_one_error_not_one_per_segment_file(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: errors were told apart by file name, and a full disk fails each new segment
+    file (a new name every segment): one ERROR per segment, about 43,000 a day at 2 s
+    keyframes, each saying that further errors would only be counted."""
+    clock = [1000.0]
+    monkeypatch.setattr(worker_module.time, "monotonic", lambda: clock[0])
+
+    def full(item: int) -> None:
+        clock[0] += 60.0  # a new segment a minute
+        raise OSError(errno.ENOSPC, "No space left on device", f"/rec/yard/seg{item}.mp4")
+
+    caplog.set_level(logging.DEBUG, logger="streamseg.record.worker")
+    worker: BackgroundWorker[int] = BackgroundWorker("record-yard", full, 200)
+    for i in range(130):  # 130 minutes
+        worker.put(i)
+    worker.close()
+    assert worker.stats().errors == 130
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 3, errors  # the first, then once an hour
+    assert errors[0].startswith("record-yard: cannot write the recording: [Errno 28]")
+    assert "logged again at most every 3600 s" in errors[0]
+    assert errors[1].startswith("record-yard: still cannot write the recording: [Errno 28]")
+    assert "(60 more errors of this kind in the last 3600 s)" in errors[1]
+    assert all(r.exc_info is None for r in caplog.records)
+    # Another folder (or another errno) is another kind: said at once.
+    caplog.clear()
+
+    def elsewhere(item: int) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", f"/{item}/seg.mp4")
+
+    worker = BackgroundWorker("record-yard", elsewhere, 10)
+    for i in range(2):
+        worker.put(i)
+    worker.close()
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 2
