@@ -69,7 +69,9 @@ class MqttTlsConfig(ConfigModel):
                 "keyfile_password is set without certfile; expected the client certificate "
                 "(certfile, and keyfile unless certfile holds the key) it unlocks"
             )
-        if not self.enabled:
+        # The files without `enabled` would connect in plain text: most likely meant as TLS.
+        # `enabled: false` written out is a deliberate switch that keeps them for later.
+        if not self.enabled and "enabled" not in self.model_fields_set:
             set_keys = [
                 key
                 for key in ("ca_certs", "certfile", "keyfile", "keyfile_password", "insecure")
@@ -77,8 +79,9 @@ class MqttTlsConfig(ConfigModel):
             ]
             if set_keys:
                 raise ValueError(
-                    f"{', '.join(set_keys)} set while enabled is false; "
-                    "expected enabled: true to use them"
+                    f"{', '.join(set_keys)} set while enabled is false (the default); "
+                    "expected enabled: true to use them (or enabled: false, written out, to "
+                    "keep them switched off)"
                 )
         return self
 
@@ -156,12 +159,15 @@ class MqttHomeAssistantConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _keys_need_enabled(self) -> Self:
-        if not self.enabled:
-            set_keys = sorted(self.model_fields_set - {"enabled"})
+        # Keys without `enabled` look like discovery meant on; `enabled: false` written out is
+        # the operator switching it off, the keys kept for later.
+        if not self.enabled and "enabled" not in self.model_fields_set:
+            set_keys = sorted(self.model_fields_set)
             if set_keys:
                 raise ValueError(
-                    f"{', '.join(set_keys)} set while enabled is false; "
-                    "expected enabled: true to use them"
+                    f"{', '.join(set_keys)} set while enabled is false (the default); "
+                    "expected enabled: true to use them (or enabled: false, written out, to "
+                    "keep them switched off)"
                 )
         return self
 

@@ -78,7 +78,8 @@ def test_default_port_follows_transport_and_tls(mqtt_yaml: str, port: int) -> No
         ),
         (
             "mqtt: {tls: {ca_certs: ca.pem}}",
-            "outputs.mqtt.tls: got {'ca_certs': 'ca.pem'}, ca_certs set while enabled is false",
+            "outputs.mqtt.tls: got {'ca_certs': 'ca.pem'}, ca_certs set while enabled is false "
+            "(the default); expected enabled: true",
         ),
         (
             "mqtt: {tls: {enabled: true, keyfile: k.pem}}",
@@ -259,12 +260,21 @@ def test_an_encrypted_client_key_needs_its_password_and_never_prompts(tmp_path: 
     ("tls", "message"),
     [
         ("{enabled: true, keyfile_password: x}", "keyfile_password is set without certfile"),
-        ("{enabled: false, certfile: c.pem, keyfile_password: x}", "keyfile_password set while"),
+        ("{certfile: c.pem, keyfile_password: x}", "keyfile_password set while"),
     ],
 )
 def test_keyfile_password_needs_a_client_certificate_and_tls(tls: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_pipeline_text(_pipeline(f"mqtt: {{tls: {tls}}}"))
+
+
+def test_tls_switched_off_in_writing_keeps_its_files() -> None:
+    """Files without ``enabled`` are an error (they look like TLS meant on, and the connection
+    would be plain text); ``enabled: false`` written out is the switch, and it was an error."""
+    config = load_pipeline_text(
+        _pipeline("mqtt: {tls: {enabled: false, ca_certs: ca.pem, certfile: c.pem}}")
+    )
+    assert config.outputs.mqtt is not None and not config.outputs.mqtt.tls.enabled
 
 
 def _event(**overrides: object) -> Event:
