@@ -10,14 +10,16 @@ order per frame:
    its rule reports ``True`` and then ``False`` on the first frame ``state_hold_s`` of stream
    time later (a later occurrence extends the hold), so a dashboard or Home Assistant shows
    it; with ``state_hold_s: 0`` it reports ``True`` then ``False`` on the same frame (a
-   pulse). On the stream's first frame every rule reports its state (usually ``False``), so
-   retained state topics start right; :meth:`RuleEngine.close` reports ``False`` for a rule
-   still held.
+   pulse). :meth:`RuleEngine.close` reports ``False`` for a rule still held.
 2. ``on_zone_count(stream, zone, class, count)`` for each (zone, class) whose count changed.
    Counts are kept for every polygon zone that a rule on the stream watches; an object counts
    in a zone when at least :data:`COUNT_MIN_OVERLAP` of its mask pixels are inside (the
    ``mask`` basis), whatever the rules' own bases. Classes appear once seen in the zone and
    are reported at 0 when the last one leaves.
+
+When it is built, before any frame, the engine reports every rule ``False`` and the classes the
+rules on each zone name at 0, as :meth:`RuleEngine.close` leaves them, so retained state and
+count topics that a crashed run left do not stand while a camera is down.
 
 Only confirmed tracks (``tracker_id >= 1``) take part. The tracker's ``HIDDEN_TRACK_IDS``
 (``detections.metadata``) keep the open occurrences of tracks hidden behind another object
@@ -57,10 +59,6 @@ COUNT_MIN_OVERLAP = 0.5
 
 FALLBACK_FRAME_S = 1 / 30
 """Step of the rules' clock for a bad timestamp before any valid frame interval was seen."""
-
-
-UNREPORTED = -1
-"""A zone count not yet published in this run (see ``RuleEngine.__init__``)."""
 
 
 class RuleEngine:
@@ -112,17 +110,12 @@ class RuleEngine:
         self._active: dict[str, bool] = {}
         self._held_until: dict[str, float] = {}
         """Rule id -> rules' clock time until which an instantaneous occurrence holds it on."""
-        # The classes the rules on a zone name are reported on the first frame, 0 included: a
-        # retained count topic may hold the value of a run that crashed (kill -9, power loss)
-        # before its close() could put it to 0. A rule that names no class leaves the others as
-        # they were (every class of an 80-class model would be 80 topics and Home Assistant
-        # sensors per zone).
         self._counts: dict[str, dict[str, int]] = {zone.id: {} for zone in self.count_zones}
         for rule in self.rules:
             zone = getattr(rule, "zone", None)
             if isinstance(zone, PolygonZone) and zone.id in self._counts:
                 for name in rule.classes:
-                    self._counts[zone.id][name] = UNREPORTED
+                    self._counts[zone.id][name] = 0
         self._last: Stamp | None = None
         self._clock = TrackClock(FALLBACK_FRAME_S, name=f"rules of stream {stream_id!r}")
         self._base_pts: float | None = None
@@ -131,6 +124,7 @@ class RuleEngine:
         )
         if self.rules:
             accel.kernels()  # compiled now, not on the first frame
+        self._report_start()
 
     @classmethod
     def from_config(
@@ -164,7 +158,6 @@ class RuleEngine:
             pts = float(frame.pts_s)
             self._base_pts = pts if math.isfinite(pts) else 0.0
         now = Stamp(self._base_pts + self._clock.now_s, float(frame.wall_time), int(frame.index))
-        first_frame = self._last is None
         self._last = now
         hidden = frozenset(int(i) for i in detections.metadata.get(HIDDEN_TRACK_IDS, ()))
         warming_up = now.pts - self._base_pts < self.confirm_s - TIME_EPS_S
@@ -173,7 +166,7 @@ class RuleEngine:
         for rule in self.rules:
             rule_events = rule.evaluate(ctx)
             events.extend(rule_events)
-            self._tell(rule, rule_events, first_frame, now.pts)
+            self._tell(rule, rule_events, now.pts)
         if self.count_zones and self.listeners:
             self._report_counts(ctx)
         return events
@@ -189,7 +182,7 @@ class RuleEngine:
         for rule in self.rules:
             rule_events = rule.close(self._last)
             events.extend(rule_events)
-            self._tell(rule, rule_events, False, None)
+            self._tell(rule, rule_events, None)
         self._held_until.clear()
         # The stream shows nothing any more: its zone counts go to 0, or retained count topics
         # would keep the last value until a later run saw that class there again.
@@ -202,9 +195,21 @@ class RuleEngine:
 
     # ------------------------------------------------------------------ listeners
 
-    def _tell(
-        self, rule: Rule, events: list[Event], first_frame: bool, now_pts: float | None
-    ) -> None:
+    def _report_start(self) -> None:
+        """Every rule ``OFF`` and the classes the rules on a zone name at 0, before any frame:
+        as a clean stop (:meth:`close`) leaves them. Retained topics may hold the values of a
+        run that crashed (kill -9, power loss), and a camera that is down may deliver its
+        first frame minutes later: until then they would show that run's alert as active.
+        A rule that names no class leaves the other classes' counts as they were (every class
+        of an 80-class model would be 80 topics and Home Assistant sensors per zone)."""
+        for rule in self.rules:
+            self._active[rule.id] = False
+            self._call("on_rule_state", self.stream_id, rule.id, False)
+        for zone_id, counts in self._counts.items():
+            for name in sorted(counts):
+                self._call("on_zone_count", self.stream_id, zone_id, name, 0)
+
+    def _tell(self, rule: Rule, events: list[Event], now_pts: float | None) -> None:
         """Tell the listeners a rule's events and, when it changed, its state.
 
         ``now_pts`` is the rules' clock on this frame; ``None`` when the stream ended (nothing
@@ -222,7 +227,7 @@ class RuleEngine:
         if rule.pulsed and not active and not before:
             self._call("on_rule_state", self.stream_id, rule.id, True)
             self._call("on_rule_state", self.stream_id, rule.id, False)
-        elif first_frame or before != active:
+        elif before != active:
             self._call("on_rule_state", self.stream_id, rule.id, active)
         self._active[rule.id] = active
 

@@ -348,6 +348,9 @@ class Pipeline:
             source.add_state_listener(self._on_state_change)
             if self.publisher is not None:
                 source.add_state_listener(self.publisher.on_source_state)
+                # Its first state (connecting) is no transition: said here, it replaces the
+                # retained status an earlier run left (streaming, after a kill -9).
+                self.publisher.on_source_state(source.stream_id, source.state, source.state)
             self.metrics.set_state(source.stream_id, source.state)
             self.sources.append(source)
         self._started_at = time.monotonic()  # run time counts from the first read, not model load

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jinja2  # Home Assistant's template engine (installed with torch)
 import pytest
 from helpers.mosquitto import Mosquitto, Subscriber, client_keys
 from helpers.mqtt_pipelines import RULE_PAIRS, TWO_STREAMS, two_streams
@@ -33,6 +34,7 @@ from streamseg.outputs.mqtt.discovery import (
 )
 from streamseg.rules import RuleEngine
 from streamseg.runtime.shard import Shard, shard_config, shard_of
+from streamseg.types import SourceState
 
 PREFIX = "streamseg/yard"
 HA = "homeassistant"
@@ -82,9 +84,20 @@ def test_rule_state_is_a_binary_sensor_on_the_state_topic() -> None:
         "state_topic": f"{PREFIX}/gate/person-in-swing/state",
         "payload_on": "ON",
         "payload_off": "OFF",
-        "availability_topic": f"{PREFIX}/available",
-        "payload_available": "online",
-        "payload_not_available": "offline",
+        "availability": [
+            {
+                "topic": f"{PREFIX}/available",
+                "payload_available": "online",
+                "payload_not_available": "offline",
+            },
+            {
+                "topic": f"{PREFIX}/gate/status",
+                "value_template": "{{ 'online' if value == 'streaming' else 'offline' }}",
+                "payload_available": "online",
+                "payload_not_available": "offline",
+            },
+        ],
+        "availability_mode": "all",
         "device": {
             "identifiers": ["streamseg_yard"],
             "name": "streamseg yard",
@@ -94,6 +107,32 @@ def test_rule_state_is_a_binary_sensor_on_the_state_topic() -> None:
         },
         "origin": {"name": "streamseg", "sw_version": "1.2.3"},
     }
+
+
+def _availability(payload: bytes) -> list[str]:
+    """The availability topics of a discovery config."""
+    return [entry["topic"] for entry in json.loads(payload)["availability"]]
+
+
+def test_a_streams_entities_are_available_only_while_it_streams() -> None:
+    """Home Assistant renders the status entry's template (Jinja) on each status payload: only
+    ``streaming`` makes the entity available, so a retained ON that a crashed run left is shown
+    as unavailable while the camera is down, not as a current alert."""
+    state_topic = Topics(PREFIX).rule_state("gate", "r")
+    entry = json.loads(make_discovery().rule_state("gate", "r", state_topic).payload)[
+        "availability"
+    ][1]
+    template = jinja2.Environment(autoescape=False).from_string(entry["value_template"])
+    rendered = {state.value: template.render(value=state.value) for state in SourceState}
+    assert rendered == {
+        state.value: (
+            entry["payload_available"]
+            if state is SourceState.STREAMING
+            else entry["payload_not_available"]
+        )
+        for state in SourceState
+    }
+    assert rendered["streaming"] == "online" and rendered["reconnecting"] == "offline"
 
 
 def test_zone_count_is_a_measurement_sensor_with_safe_ids() -> None:
@@ -110,10 +149,10 @@ def test_zone_count_is_a_measurement_sensor_with_safe_ids() -> None:
     assert payload["state_class"] == "measurement"
     assert payload["name"] == "gate pen-1 traffic light/é count"
     assert payload["unique_id"] == "streamseg_yard_gate_pen-1_traffic_light___count"
-    assert (payload["availability_topic"], payload["payload_not_available"]) == (
+    assert [a["topic"] for a in payload["availability"]] == [
         f"{PREFIX}/available",
-        "offline",
-    )
+        f"{PREFIX}/gate/status",
+    ]
     assert "payload_on" not in payload
 
 
@@ -143,7 +182,7 @@ def test_discovery_for_pipeline_lists_the_rules_that_run() -> None:
     assert discovery is not None
     message = discovery.rule_state("gate", "in-pen", "site/north/gate/in-pen/state")
     assert message.topic == "ha/x/binary_sensor/north-1/gate_in-pen_state/config"
-    assert json.loads(message.payload)["availability_topic"] == "site/north/available"
+    assert _availability(message.payload) == ["site/north/available", "site/north/gate/status"]
 
     assert discovery_for_pipeline(pipeline(), PREFIX) is None  # disabled by default
 
@@ -200,7 +239,7 @@ def test_shards_keep_their_own_availability(
         assert publisher.topics.rule_state("gate", "r") == f"{PREFIX}/gate/r/state"
         assert publisher.discovery.availability_topic == publisher.topics.available
         message = publisher.discovery.rule_state("s", "r", publisher.topics.rule_state("s", "r"))
-        assert json.loads(message.payload)["availability_topic"] == publisher.topics.available
+        assert _availability(message.payload)[0] == publisher.topics.available
         assert publisher.client_id.endswith("-shard1")
         assert Path(str(publisher.outbox.path)).name == "yard.shard1.outbox.sqlite3"
     finally:
@@ -268,7 +307,7 @@ def test_disabled_by_default() -> None:
         ({"enabled": "maybe"}, "outputs.mqtt.home_assistant.enabled"),
         (
             {"discovery_prefix": "ha"},
-            "discovery_prefix set while enabled is false; expected enabled: true",
+            "discovery_prefix set while enabled is false (the default); expected enabled: true",
         ),
     ],
 )
@@ -277,6 +316,14 @@ def test_config_errors(block: dict[str, Any], expected: str) -> None:
         pipeline(home_assistant=block)
     assert expected in str(info.value)
     assert "p.yaml:" in str(info.value)
+
+
+def test_enabled_false_written_out_switches_discovery_off_keeping_its_keys() -> None:
+    """Flipping ``enabled`` to false was a config error while the other keys stayed."""
+    config = pipeline(
+        home_assistant={"enabled": False, "discovery_prefix": "ha", "node_id": "north-1"}
+    )
+    assert discovery_for_pipeline(config, PREFIX) is None
 
 
 def test_discovery_needs_retained_topics() -> None:
@@ -355,11 +402,12 @@ def test_home_assistant_finds_every_rule_and_count(
         assert payload["unique_id"] == f"{node_id}_{object_id}"
         assert payload["device"]["identifiers"] == ["streamseg_yard"]
         assert payload["device"]["manufacturer"] == "streamseg"
-        assert payload["availability_topic"] == f"{PREFIX}/available"
-        assert (payload["payload_available"], payload["payload_not_available"]) == (
-            "online",
-            "offline",
-        )
+        stream = payload["state_topic"].split("/")[2]
+        assert _availability(message.payload) == [
+            f"{PREFIX}/available",
+            f"{PREFIX}/{stream}/status",
+        ]
+        assert payload["availability_mode"] == "all"
         # The entity reads a topic the publisher really keeps retained, in the entity's terms.
         state_topic = payload["state_topic"]
         assert state_topic == expected[topic]
@@ -424,7 +472,7 @@ def test_entities_turn_unavailable_when_the_process_dies(
             pytest.fail(
                 f"no discovery config from the child (exit {child.poll()}): {stderr.read()}"
             )
-        availability = {json.loads(m.payload)["availability_topic"] for m in sub.messages}
+        availability = {_availability(m.payload)[0] for m in sub.messages}
         assert availability == {f"{PREFIX}/available"}
         watch = Subscriber(broker.port, f"{PREFIX}/available")
         watch.wait_for(lambda s: s.on(f"{PREFIX}/available")[-1:] == [b"online"])
@@ -489,7 +537,10 @@ def test_one_shard_dying_leaves_the_other_shards_entities_available(
         for message in sub.messages:
             payload = json.loads(message.payload)
             stream = payload["state_topic"].split("/")[2]
-            assert payload["availability_topic"] == f"{PREFIX}/shards/{owner[stream]}/available"
+            assert _availability(message.payload) == [
+                f"{PREFIX}/shards/{owner[stream]}/available",
+                f"{PREFIX}/{stream}/status",
+            ]
         for index in children:
             topic = f"{PREFIX}/shards/{index}/available"
             watch.wait_for(lambda s, t=topic: s.on(t)[-1:] == [b"online"])

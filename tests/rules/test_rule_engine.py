@@ -79,11 +79,12 @@ def test_every_kind_raises_events_that_validate_against_the_schema(kit: Kit) -> 
 
 def test_rule_states_start_off_flip_and_pulse(kit: Kit) -> None:
     engine, recorder = kit.engine(EVERY_KIND, calibration=CALIBRATION)
+    # Every rule reports OFF when the engine is built, before any frame: a retained state a
+    # crashed run left ON must not stand while the camera is down.
+    assert recorder.states == [("cam", rule_id, False) for rule_id in engine.rule_ids]
     kit.run(engine, walk())
-    # Every rule reports its state on the first frame (only near is active at once).
-    first_frame = recorder.states[: len(engine.rules)]
-    assert first_frame == [("cam", rule_id, rule_id == "near") for rule_id in engine.rule_ids]
     later = recorder.states[len(engine.rules) :]
+    assert later[0] == ("cam", "near", True)  # only near is active at once, on the first frame
     assert ("cam", "inside", True) in later
     # enter: on at frame 3, held on for state_hold_s (default 1 s), off at frame 13.
     pulses = [s for s in later if s[1] == "enter"]
@@ -117,6 +118,7 @@ def test_zone_counts_are_reported_when_they_change(kit: Kit) -> None:
     half_in = (4, 35, 20, 44, 25, "cow")  # half of it inside: counted (>= 0.5)
     kit.run(engine, [[cow_in, cow_out], [cow_in, cow_out], [cow_in, sheep_in, half_in], [sheep_in]])
     assert recorder.counts == [
+        ("cam", "pen", "cow", 0),  # the rule's class, before any frame
         ("cam", "pen", "cow", 1),
         ("cam", "pen", "cow", 2),
         ("cam", "pen", "sheep", 1),
@@ -174,16 +176,19 @@ def test_close_puts_the_zone_counts_to_zero(kit: Kit) -> None:
     assert len(recorder.counts) == 2  # said once
 
 
-def test_the_rules_classes_are_counted_from_the_first_frame_zero_included(kit: Kit) -> None:
+def test_the_rules_classes_are_counted_at_zero_before_the_first_frame(kit: Kit) -> None:
     """Regression: a count was reported only when it changed from what this run had seen, so a
     retained count topic kept the value of a run that crashed (kill -9: no close() to put it to
-    0) until that class was seen in that zone again."""
+    0) until that class was seen in that zone again; then until the stream's first frame,
+    which a camera that is down may not deliver for minutes."""
     engine, recorder = kit.engine(
         "zones:\n"
         "  - {id: pen, type: polygon, points: [[40, 0], [119, 0], [119, 79], [40, 79]]}\n"
         "rules:\n"
         "  - {id: crowd, type: count, zone: pen, classes: [cow, sheep], above: 5}\n"
     )
+    assert recorder.counts == [("cam", "pen", "cow", 0), ("cam", "pen", "sheep", 0)]
+    assert recorder.states == [("cam", "crowd", False)]
     kit.run(engine, [[], [], [(1, 50, 5, 55, 10, "cow")]])
     assert recorder.counts == [
         ("cam", "pen", "cow", 0),

@@ -9,17 +9,21 @@ durable outbox, and to the recorder (snapshots and clips). Nothing is mocked.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 import jsonschema
+import paho.mqtt.client as paho
 import yaml
-from helpers.mosquitto import Mosquitto, Subscriber
+from helpers.mosquitto import Mosquitto, Subscriber, free_port
 
 from streamseg.cli import main
+from streamseg.config import load_pipeline_text
 from streamseg.rules import event_schema
+from streamseg.runtime.pipeline import Pipeline
 from streamseg.synth import SceneRenderer, write_video
 
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
@@ -99,3 +103,59 @@ def test_run_raises_events_that_reach_the_log_the_broker_and_the_recorder(
         assert clips and all(Path(c).is_file() and Path(c).stat().st_size > 0 for c in clips)
     finally:
         subscriber.close()
+
+
+def test_a_restart_with_the_camera_down_replaces_what_a_crashed_run_left_retained(
+    tmp_path: Path, mosquitto: Callable[..., Mosquitto]
+) -> None:
+    """Regression: a run killed while a rule was ON left ``ON``, a count and ``streaming``
+    retained; the next run published states and counts only on its stream's first frame, so
+    with the camera down the broker (and Home Assistant) showed the old alert as current."""
+    broker = mosquitto()
+    prefix = "streamseg/gate"
+    earlier = {
+        f"{prefix}/cam/in-pen/state": b"ON",
+        f"{prefix}/cam/pen/person/count": b"3",
+        f"{prefix}/cam/status": b"streaming",
+    }
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="crashed-run")
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    for topic, payload in earlier.items():
+        client.publish(topic, payload, qos=1, retain=True).wait_for_publish(timeout=5)
+    client.disconnect()
+    client.loop_stop()
+    config = load_pipeline_text(
+        f"""name: gate
+sources:
+  - {{id: cam, type: rtsp, url: 'rtsp://127.0.0.1:{free_port()}/live', open_timeout_s: 1}}
+model: {{weights: builtin, device: cpu}}
+zones:
+  - {{id: pen, type: polygon, points: [[0, 0], [100, 0], [100, 100], [0, 100]]}}
+rules:
+  - {{id: in-pen, type: inside, zone: pen, classes: [person]}}
+outputs:
+  mqtt: {{host: 127.0.0.1, port: {broker.port}, outbox: {{path: '{tmp_path / "outbox"}'}}}}
+"""
+    )
+    pipeline = Pipeline(config)
+    subscriber = Subscriber(broker.port, f"{prefix}/cam/#")
+    runner = threading.Thread(target=pipeline.run, daemon=True)
+    runner.start()
+    try:
+        subscriber.wait_for(
+            lambda s: (
+                s.on(f"{prefix}/cam/in-pen/state")[-1:] == [b"OFF"]
+                and s.on(f"{prefix}/cam/pen/person/count")[-1:] == [b"0"]
+                and b"reconnecting" in s.on(f"{prefix}/cam/status")
+            ),
+            timeout=30,
+        )
+        assert pipeline.source_stats()["cam"].frames_decoded == 0  # no frame ever came
+        assert subscriber.on(f"{prefix}/cam/in-pen/state") == [b"ON", b"OFF"]
+        assert subscriber.on(f"{prefix}/cam/status")[:2] == [b"streaming", b"connecting"]
+    finally:
+        pipeline.stop_event.set()
+        runner.join(timeout=30)
+        subscriber.close()
+    assert not runner.is_alive()

@@ -11,11 +11,14 @@ it starts) and creates one entity per config. streamseg publishes, per pipeline:
 * a ``sensor`` per zone count topic ``<prefix>/<stream>/<zone>/<class>/count``
   (``state_class: measurement``).
 
-Every config names the publishing process's availability topic as its ``availability_topic``
-(``online`` / ``offline``, the last will): ``<prefix>/available``, or for a pipeline run as
-shards, ``<prefix>/shards/<i>/available`` of the shard that runs the entity's stream (see
-:class:`~streamseg.outputs.mqtt.topics.Topics`). The entities turn unavailable when their
-process stops or vanishes, and one ``device`` per pipeline groups them. Ids:
+Every config lists two availability topics, both of which must say available
+(``availability_mode: all``): the publishing process's (``online`` / ``offline``, the last
+will): ``<prefix>/available``, or for a pipeline run as shards, ``<prefix>/shards/<i>/available``
+of the shard that runs the entity's stream (see :class:`~streamseg.outputs.mqtt.topics.Topics`);
+and the entity's stream's ``<prefix>/<stream>/status``, available only while ``streaming``. The
+entities turn unavailable when their process stops or vanishes and while their camera is down
+(a value a crashed run left retained is not shown as current), and one ``device`` per pipeline
+groups them. Ids:
 
 * ``node_id``: ``streamseg_<pipeline name>`` unless configured (``[A-Za-z0-9_-]`` only);
 * ``object_id``: the state topic's levels under the prefix joined with ``_``, every character
@@ -39,6 +42,7 @@ from typing import Any, Final
 from streamseg.config.pipeline import PipelineConfig
 from streamseg.config.rules import rule_runs_on
 from streamseg.outputs.mqtt.topics import OFFLINE, ONLINE, Topics
+from streamseg.types import SourceState
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,13 @@ PAYLOAD_ON: Final = "ON"
 PAYLOAD_OFF: Final = "OFF"
 PAYLOAD_AVAILABLE: Final = ONLINE.decode()
 PAYLOAD_NOT_AVAILABLE: Final = OFFLINE.decode()
+STREAMING_TEMPLATE: Final = (
+    f"{{{{ '{PAYLOAD_AVAILABLE}' if value == '{SourceState.STREAMING.value}' "
+    f"else '{PAYLOAD_NOT_AVAILABLE}' }}}}"
+)
+"""Maps a stream's ``status`` payload to the availability payloads: only ``streaming`` is
+available (a camera ``connecting``, ``stalled``, ``reconnecting``, ``failed`` or ``ended``
+shows no current state)."""
 DISCOVERY_QOS: Final = 1
 """Discovery configs go out at QoS 1 and retained, whatever ``state_qos`` and ``retain`` say."""
 
@@ -133,7 +144,7 @@ class HomeAssistantDiscovery:
             "payload_on": PAYLOAD_ON,
             "payload_off": PAYLOAD_OFF,
         }
-        return self._message("binary_sensor", state_topic, config)
+        return self._message("binary_sensor", stream_id, state_topic, config)
 
     def zone_count(
         self, stream_id: str, zone_id: str, class_name: str, state_topic: str
@@ -151,18 +162,35 @@ class HomeAssistantDiscovery:
             "state_topic": state_topic,
             "state_class": "measurement",
         }
-        return self._message("sensor", state_topic, config)
+        return self._message("sensor", stream_id, state_topic, config)
+
+    def availability(self, stream_id: str) -> list[dict[str, str]]:
+        """The ``availability`` of a stream's entities: the process's ``available`` topic and
+        the stream's ``status`` topic, which reads available only while ``streaming`` (with
+        ``availability_mode: all``, both must say so)."""
+        return [
+            {
+                "topic": self.availability_topic,
+                "payload_available": PAYLOAD_AVAILABLE,
+                "payload_not_available": PAYLOAD_NOT_AVAILABLE,
+            },
+            {
+                "topic": Topics(self.topic_prefix, self.shard).source_status(stream_id),
+                "value_template": STREAMING_TEMPLATE,
+                "payload_available": PAYLOAD_AVAILABLE,
+                "payload_not_available": PAYLOAD_NOT_AVAILABLE,
+            },
+        ]
 
     def _message(
-        self, component: str, state_topic: str, config: dict[str, Any]
+        self, component: str, stream_id: str, state_topic: str, config: dict[str, Any]
     ) -> DiscoveryMessage:
         object_id = self.object_id(state_topic)
         payload = {
             **config,
             "unique_id": f"{self.node_id}_{object_id}",
-            "availability_topic": self.availability_topic,
-            "payload_available": PAYLOAD_AVAILABLE,
-            "payload_not_available": PAYLOAD_NOT_AVAILABLE,
+            "availability": self.availability(stream_id),
+            "availability_mode": "all",
             "device": self.device,
             "origin": self.origin,
         }
