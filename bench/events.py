@@ -22,6 +22,11 @@ Ground truth: the same rules evaluated on the ground-truth masks and identities.
 - ``gt+tracker``: ground-truth detections through :class:`MaskTracker` (its own ids), then the
   rules: what the tracker alone costs (identity switches split or lose occurrences).
 - ``end-to-end``: the built-in model on the rendered frames, the tracker, the rules.
+- ``gt+tracker visible`` and ``end-to-end visible``: the same runs without the occurrences of
+  hidden objects (under :data:`HIDDEN_VISIBLE_FRACTION` of their own largest visible area
+  around the occurrence: an animal behind the herd, whose few peeking pixels decide which side
+  of the paddock's edge it is on). A breakdown of where the misses are, not the target's
+  measure: the PASS/FAIL line scores every occurrence.
 - ``bottom_center`` (yard): the yard's inside rules with ``basis: bottom_center``, beside the
   ``mask`` basis, on ground-truth detections and end to end. Both are scored against the
   ground truth of what matters for a swing zone: the person's (or truck's) PIXELS inside the
@@ -325,6 +330,35 @@ def match(
     return tp, len(predicted) - tp, len(truth) - tp
 
 
+HIDDEN_VISIBLE_FRACTION = 0.3
+"""A GT occurrence is of a hidden object when, over it (from :data:`IDENTITY_MARGIN_S` before to
+that long after), the object shows under this fraction of the most pixels it shows within
+:data:`VISIBILITY_WINDOW_S` of it (median over the occurrence): an animal behind the herd, a
+player in a pile-up. Its event comes from the few pixels that peek out (which side of the zone's
+edge they fall on), and no detector sees it; the breakdown scores the rest apart, as KITTI's
+difficulty levels leave heavily occluded objects out of their moderate score."""
+
+VISIBILITY_WINDOW_S = 3.0
+
+
+def visibility(occurrence: Occurrence, areas: dict[int, dict[float, int]]) -> float | None:
+    """The object's median visible area over ``occurrence`` as a fraction of its largest within
+    :data:`VISIBILITY_WINDOW_S`; ``None`` for a zone-level occurrence (no object)."""
+    if occurrence.track is None:
+        return None
+    seen = areas.get(occurrence.track, {})
+    start, end = occurrence.start - IDENTITY_MARGIN_S, occurrence.end + IDENTITY_MARGIN_S
+    during = [area for t, area in seen.items() if start <= t <= end]
+    around = [
+        area
+        for t, area in seen.items()
+        if occurrence.start - VISIBILITY_WINDOW_S <= t <= occurrence.end + VISIBILITY_WINDOW_S
+    ]
+    if not during or not around:
+        return 0.0
+    return float(np.median(during)) / max(around)
+
+
 MISS_CAUSES = (
     "zone-level",
     "no track on the object",
@@ -431,6 +465,8 @@ class SceneResult:
     truth: list[Occurrence]
     variants: dict[str, list[Occurrence]]
     identities: dict[str, IdVotes | None]
+    areas: dict[int, dict[float, int]]
+    """GT object id -> {frame pts: visible pixels} (:func:`visibility`)."""
 
 
 def _engine(text: str, calibration: str | None) -> RuleEngine:
@@ -542,10 +578,15 @@ def run_scene(
         "gt bottom_center": None,
         "end-to-end bottom_center": votes["end-to-end"],
     }
+    areas: dict[int, dict[float, int]] = defaultdict(dict)
+    for synth in rendered:
+        for obj in synth.objects:
+            areas[obj.track_id][synth.pts_s] = int(obj.mask.sum())
     return SceneResult(
         occurrences(events.pop("truth")),
         {name: occurrences(evs) for name, evs in events.items()},
         identities,
+        dict(areas),
     )
 
 
@@ -647,6 +688,12 @@ def _prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
     return precision, recall, f1
 
 
+def _hidden(occurrence: Occurrence, areas: dict[int, dict[float, int]]) -> bool:
+    """Whether ``occurrence`` is of a hidden object (:data:`HIDDEN_VISIBLE_FRACTION`)."""
+    fraction = visibility(occurrence, areas)
+    return fraction is not None and fraction < HIDDEN_VISIBLE_FRACTION
+
+
 def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -707,6 +754,7 @@ def main() -> None:
 
     totals: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
     causes: dict[str, Counter[str]] = defaultdict(Counter)  # end-to-end misses per kind
+    hidden_misses: dict[str, Counter[str]] = defaultdict(Counter)  # those of hidden objects
     started = time.perf_counter()
     for kind, seeds in SCENES.items():
         for seed, difficulty in seeds[:1] if args.quick else seeds:
@@ -730,11 +778,22 @@ def main() -> None:
                     for j in missed:
                         cause = miss_cause(truth[j], predicted, identities, args.tolerance)
                         causes[kind][cause] += 1
-                for key in (kind, "all"):
-                    counts = totals[name][key]
-                    counts[0] += tp
-                    counts[1] += fp
-                    counts[2] += fn
+                        if _hidden(truth[j], result.areas):
+                            hidden_misses[kind][cause] += 1
+                scores = {name: (tp, fp, fn)}
+                if name in ("gt+tracker", "end-to-end"):
+                    # The hidden objects' occurrences left out: a miss of one is no miss, a hit
+                    # no hit, and no prediction becomes a false one by it.
+                    hidden = {j for j, o in enumerate(truth) if _hidden(o, result.areas)}
+                    hidden_missed = len(hidden & set(missed))
+                    hits = len(hidden) - hidden_missed
+                    scores[f"{name} visible"] = (tp - hits, fp, fn - hidden_missed)
+                for scored_name, (s_tp, s_fp, s_fn) in scores.items():
+                    for key in (kind, "all"):
+                        counts = totals[scored_name][key]
+                        counts[0] += s_tp
+                        counts[1] += s_fp
+                        counts[2] += s_fn
                 line.append(f"{name} {len(predicted)} (tp {tp} fp {fp} fn {fn})")
             print("; ".join(line))
     elapsed = time.perf_counter() - started
@@ -752,10 +811,18 @@ def main() -> None:
         print(f"  {'scene':<6} " + " ".join(f"{c:>22}" for c in MISS_CAUSES))
         for kind, by_cause in causes.items():
             print(f"  {kind:<6} " + " ".join(f"{by_cause[c]:>22d}" for c in MISS_CAUSES))
+        print(
+            f"  of which of hidden objects (under {HIDDEN_VISIBLE_FRACTION:.0%} of their own "
+            "largest visible area; the 'visible' rows leave them out):"
+        )
+        for kind in causes:
+            by_cause = hidden_misses[kind]
+            print(f"  {kind:<6} " + " ".join(f"{by_cause[c]:>22d}" for c in MISS_CAUSES))
 
     f1_gt = f1s.get(("gt", "all"), 0.0)
     f1_gt_tracker = f1s.get(("gt+tracker", "all"), 0.0)
     f1_e2e = f1s.get(("end-to-end", "all"), float("nan"))
+    f1_e2e_visible = f1s.get(("end-to-end visible", "all"), float("nan"))
     mask_yard = f1s.get(("end-to-end inside", "yard"), float("nan"))
     bc_yard = f1s.get(("end-to-end bottom_center", "yard"), float("nan"))
     bc_gt = f1s.get(("gt bottom_center", "yard"), 0.0)
@@ -765,7 +832,10 @@ def main() -> None:
         f"(through the tracker: {f1_gt_tracker:.3f})"
     )
     if segmenter is not None:
-        print(f"{_verdict(f1_e2e >= 0.85)} F1 end to end {f1_e2e:.3f} >= 0.85")
+        print(
+            f"{_verdict(f1_e2e >= 0.85)} F1 end to end {f1_e2e:.3f} >= 0.85 (without the "
+            f"occurrences of hidden objects, not the target's measure: {f1_e2e_visible:.3f})"
+        )
         print(
             f"{_verdict(mask_yard > bc_yard)} yard inside rules end to end: mask basis F1 "
             f"{mask_yard:.3f} > bottom_center F1 {bc_yard:.3f}"
@@ -782,6 +852,7 @@ def main() -> None:
     )
     print(
         f"f1_gt={f1_gt:.3f} f1_gt_tracker={f1_gt_tracker:.3f} f1_end_to_end={f1_e2e:.3f} "
+        f"f1_end_to_end_visible={f1_e2e_visible:.3f} "
         f"f1_yard_mask={mask_yard:.3f} "
         f"f1_yard_bottom_center={bc_yard:.3f} f1_yard_bottom_center_gt={bc_gt:.3f} "
         f"{timing_figures} frames_per_scene={frames} scenes_s={elapsed:.0f}"
