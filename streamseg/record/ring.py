@@ -22,6 +22,10 @@ from streamseg.record.encoder import EncodedPacket
 
 logger = logging.getLogger(__name__)
 
+HOLE_S = 2.0
+"""Stream seconds without a packet that count as a hole (a stall) for :meth:`PacketRing.since`,
+above the frame interval of any camera worth recording (1 fps and up)."""
+
 
 class PacketRing:
     """Recent packets of one encoder, in whole groups of pictures.
@@ -84,15 +88,26 @@ class PacketRing:
     def since(self, start_pts_s: float) -> list[EncodedPacket]:
         """Packets from the last keyframe at or before ``start_pts_s`` to the newest.
 
-        When the ring does not reach back that far, it starts at its oldest keyframe.
+        When the ring does not reach back that far, it starts at its oldest keyframe. When
+        ``start_pts_s`` falls in a hole of over :data:`HOLE_S` (the stream stalled, then came
+        back: the encoder's time grid makes its first frame after a keyframe), it starts at the
+        first keyframe after the hole: the group before it holds only footage from before the
+        stall, which would open the clip with the wrong scene and a jump in time.
         """
+        groups = list(self._groups)
         chosen = 0
-        for index, group in enumerate(self._groups):
+        for index, group in enumerate(groups):
             if group[0].pts_s <= start_pts_s + 1e-6:
                 chosen = index
             else:
                 break
-        return [packet for group in list(self._groups)[chosen:] for packet in group]
+        if (
+            chosen + 1 < len(groups)
+            and groups[chosen][-1].pts_s < start_pts_s
+            and groups[chosen + 1][0].pts_s - groups[chosen][-1].pts_s > HOLE_S
+        ):
+            chosen += 1
+        return [packet for group in groups[chosen:] for packet in group]
 
     def clear(self) -> None:
         """Forget everything (the stream restarted or ended)."""

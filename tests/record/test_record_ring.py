@@ -66,3 +66,18 @@ def test_packets_before_the_first_keyframe_are_ignored() -> None:
 def test_rejects_bad_bounds(keep_s: float, max_bytes: int, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         PacketRing(keep_s, max_bytes)
+
+
+def test_a_start_in_a_stall_begins_after_it_not_with_the_footage_before() -> None:
+    """Regression: the first clip after a 9 s stall opened with the last second before the
+    stall, then jumped 9 s: the clip of an event 1 s after the camera came back held 18 s."""
+    ring = PacketRing(keep_s=5.0, max_bytes=10**9)
+    for i in range(30):  # 0.0-2.9 s, keyframes every 0.5 s
+        ring.append(packet(i))
+    for i in range(5):  # the camera is back at 12.0 s; the time grid makes it a keyframe
+        pts = 12_000 + 100 * i
+        ring.append(EncodedPacket(b"x" * 100, pts, pts, i == 0, 0.0))
+    assert ring.since(11.0)[0].pts_s == pytest.approx(12.0)  # pre-roll reaching into the stall
+    assert ring.since(2.7)[0].pts_s == pytest.approx(2.5)  # before the stall: as always
+    assert ring.since(12.2)[0].pts_s == pytest.approx(12.0)
+    assert ring.since(2.95)[0].pts_s == pytest.approx(12.0)  # in the hole, however early
