@@ -35,7 +35,13 @@ from streamseg.train.evaluate import (
     synth_eval_set,
 )
 from streamseg.train.export import export_onnx, export_torchscript
-from streamseg.train.loop import TrainConfig, load_checkpoint, train
+from streamseg.train.loop import (
+    InitSource,
+    TrainConfig,
+    load_checkpoint,
+    load_init_source,
+    train,
+)
 from streamseg.train.net import NetConfig, RuntimeHead, SegLite
 from streamseg.train.sources import SampleSource, SynthSource
 
@@ -125,16 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mosaic", type=float, default=0.0, help="probability of a 2x2 mosaic")
     p.add_argument(
         "--p4-head",
-        action="store_true",
-        help="a new network gets a light detection level at stride 4 (for objects a few pixels "
-        "across); with --init, the other layers start from the given weights",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a light detection level at stride 4 (for objects a few pixels across); default: "
+        "as the --init network has it (the built-in one does), else none",
     )
     p.add_argument(
         "--num-masks",
-        type=int,
-        default=NetConfig().num_masks,
-        help="prototypes (mask coefficients) of a new network; with --init from a network with "
-        "fewer, it starts from those (the extra coefficients at zero: the same masks)",
+        type=_positive_int,
+        default=None,
+        help=f"prototypes (mask coefficients); default: the --init network's, else "
+        f"{NetConfig().num_masks}. More than the --init network's start from its own (the extra "
+        "coefficients at zero: the same masks)",
     )
     p.add_argument(
         "--mask-grid-gain",
@@ -185,6 +193,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _net_config(args: argparse.Namespace, init: InitSource | None) -> NetConfig:
+    """The new network's shape: ``--p4-head`` and ``--num-masks`` as given, else as the
+    ``--init`` network has them (a fine-tune of the built-in weights keeps its stride-4 level
+    without being told), else the defaults."""
+    default = NetConfig()
+    source = init.net if init is not None else None
+    p4_head = args.p4_head
+    if p4_head is None:
+        p4_head = source.p4_head if source is not None else default.p4_head
+    num_masks = args.num_masks
+    if num_masks is None:
+        num_masks = source.num_masks if source is not None else default.num_masks
+    if source is not None and (args.p4_head is None or args.num_masks is None):
+        logger.info(
+            "network shape from --init %s: stride-4 level %s, %d prototypes",
+            init.path if init is not None else "",
+            "on" if p4_head else "off",
+            num_masks,
+        )
+    return NetConfig(p4_head=p4_head, num_masks=num_masks)
+
+
 def _resolve_init(init: str | None) -> str | None:
     if init != "builtin":
         return init
@@ -210,7 +247,10 @@ def _sources(args: argparse.Namespace, imgsz: tuple[int, int]) -> tuple[SampleSo
     if args.val:
         val = _coco_source(args.val, args.val_images or args.images)
         _use_training_classes(coco, val, args.val)
-        return coco, source_eval_set(val, min(len(val), 200))
+        try:
+            return coco, source_eval_set(val, min(len(val), 200))
+        except (OSError, ValueError) as exc:  # an image of --val that cannot be read
+            raise SystemExit(f"streamseg train: --val {args.val}: {exc}") from None
     return coco, {}
 
 
@@ -294,6 +334,24 @@ def _resolve_device(name: str) -> str:
     return name
 
 
+def _argument_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the training arguments, found before any data is read."""
+    h, w = args.imgsz
+    if h < 32 or w < 32 or h % 32 or w % 32:
+        return f"--imgsz {h} {w}: expected multiples of 32 (e.g. 256 448)"
+    if args.batch < 1:
+        return f"--batch {args.batch}: expected at least 1"
+    if args.steps < 1:
+        return f"--steps {args.steps}: expected at least 1"
+    if args.warmup >= args.steps and not args.resume:
+        logger.warning(
+            "--warmup %d is not below --steps %d: the learning rate never reaches --lr",
+            args.warmup,
+            args.steps,
+        )
+    return None
+
+
 def train_main(argv: list[str]) -> int:
     """Entry point of ``streamseg train``.
 
@@ -329,6 +387,26 @@ def train_main(argv: list[str]) -> int:
         )
         print(json.dumps(res))
         return 0
+    problem = _argument_problem(args)
+    if problem is not None:
+        logger.error("streamseg train: %s", problem)
+        return 2
+    device = _resolve_device(args.device)
+    earlier = out / "last.pt"
+    if earlier.is_file() and not (args.resume or args.force):
+        logger.error(
+            "%s holds an earlier run's checkpoint: --resume continues it, --force starts "
+            "afresh over it, or choose another --out",
+            earlier,
+        )
+        return 2
+    init_source: InitSource | None = None
+    if args.init is not None and not (args.resume and earlier.is_file()):
+        try:
+            init_source = load_init_source(_resolve_init(args.init) or "")
+        except (ValueError, RuntimeError) as exc:  # RuntimeError: torch cannot read the file
+            logger.error("streamseg train: %s", exc)
+            return 2
     cfg = TrainConfig(
         out=str(out),
         steps=args.steps,
@@ -342,21 +420,13 @@ def train_main(argv: list[str]) -> int:
         threads=args.threads,
         workers=args.workers,
         seed=args.seed,
-        device=_resolve_device(args.device),
+        device=device,
         export=not args.no_export,
         augment=dataclasses.replace(AugmentConfig(), mosaic=args.mosaic),
         mask_grid_gain=args.mask_grid_gain,
         mask_roi_gain=args.mask_roi_gain,
-        net=NetConfig(p4_head=args.p4_head, num_masks=args.num_masks),
+        net=_net_config(args, init_source),
     )
-    earlier = out / "last.pt"
-    if earlier.is_file() and not (args.resume or args.force):
-        logger.error(
-            "%s holds an earlier run's checkpoint: --resume continues it, --force starts "
-            "afresh over it, or choose another --out",
-            earlier,
-        )
-        return 2
     source, eval_set = _sources(args, imgsz)
     stop = threading.Event()
 
@@ -371,10 +441,18 @@ def train_main(argv: list[str]) -> int:
             source,
             eval_set or None,
             resume=args.resume,
-            init=_resolve_init(args.init),
+            init=init_source,
             stop=stop,
             deadline=None if args.time_limit is None else time.time() + args.time_limit,
         )
+    except (ValueError, OSError, FloatingPointError) as exc:
+        # Bad data met mid-run (an image whose size contradicts its annotation, a file that
+        # cannot be read; a data worker's error arrives with its traceback as the message),
+        # a resumed run on other data, a loss that diverged: the cause, not a traceback.
+        message = str(exc).strip().splitlines()
+        logger.debug("training failed", exc_info=True)
+        logger.error("streamseg train: %s", message[-1] if message else type(exc).__name__)
+        return 1
     finally:
         for s, h in old.items():
             signal.signal(s, h)

@@ -309,6 +309,19 @@ def _check_categories(cats: list[Any], name: str, problems: list[str]) -> dict[i
     dups = _duplicates([c["id"] for c in cats if isinstance(c, dict) and _is_int(c.get("id"))])
     if dups:
         problems.append(f"{name}: duplicate category ids: {dups}")
+    ids_by_name: dict[str, list[int]] = {}
+    for cat_id, cat_name in names.items():
+        ids_by_name.setdefault(cat_name, []).append(cat_id)
+    shared = [
+        f"{n!r} (ids {', '.join(map(str, ids))})" for n, ids in ids_by_name.items() if len(ids) > 1
+    ]
+    if shared:
+        # Two classes of one name: the model could not tell them apart by name, and a
+        # pipeline's `classes: [name]` would pick both.
+        problems.append(
+            f"{name}: categories share a name: {', '.join(shared)}; expected one category per "
+            "name (merge them, or rename one)"
+        )
     return names
 
 
@@ -497,7 +510,13 @@ def _check_rle(rle: dict[str, Any], image_hw: tuple[int, int] | None) -> _Segmen
         )
     counts = rle["counts"]
     if isinstance(counts, str):
-        return _SegmentationCheck(zero_area=not counts, short_polygons=0)
+        runs = _compressed_runs(counts)
+        if any(run < 0 for run in runs) or sum(runs) > size[0] * size[1]:
+            raise ValueError(
+                "RLE counts is not a valid compressed RLE of size "
+                f"{size} (pycocotools' mask.encode writes one)"
+            )
+        return _SegmentationCheck(zero_area=sum(runs[1::2]) == 0, short_polygons=0)
     if not isinstance(counts, list) or not all(_is_int(c) and c >= 0 for c in counts):
         raise ValueError(
             "RLE counts: expected a string (compressed RLE) or a list of non-negative run "
@@ -509,3 +528,35 @@ def _check_rle(rle: dict[str, Any], image_hw: tuple[int, int] | None) -> _Segmen
             f"{size[0] * size[1]}"
         )
     return _SegmentationCheck(zero_area=sum(counts[1::2]) == 0, short_polygons=0)
+
+
+def _compressed_runs(counts: str) -> list[int]:
+    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``): each run
+    in 5-bit groups, lowest first, as characters from ``0`` (0x20 marks a group that another
+    follows; the last group's 0x10 bit is the sign), from the third run on as the difference
+    to the run two before. Garbage decodes to negative or too many pixels (the caller checks),
+    or ends inside a run.
+
+    Raises:
+        ValueError: the string ends inside a run, or holds a character below ``0``.
+    """
+    runs: list[int] = []
+    pos = 0
+    while pos < len(counts):
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= len(counts):
+                raise ValueError("RLE counts ends inside a run; expected a compressed RLE string")
+            code = ord(counts[pos]) - 48
+            if code < 0:
+                raise ValueError(f"RLE counts holds {counts[pos]!r}; expected a compressed RLE")
+            value |= (code & 0x1F) << shift
+            more = bool(code & 0x20)
+            pos += 1
+            shift += 5
+            if not more and code & 0x10:
+                value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+    return runs

@@ -41,7 +41,13 @@ from streamseg.train.data import RangeSampler, TrainDataset, collate, images_to_
 from streamseg.train.evaluate import EvalSet, evaluate
 from streamseg.train.export import export_onnx, export_torchscript, load_runtime_weights
 from streamseg.train.loss import LossWeights, Targets, segment_loss
-from streamseg.train.net import NetConfig, RuntimeHead, SegLite, count_parameters
+from streamseg.train.net import (
+    NetConfig,
+    RuntimeHead,
+    SegLite,
+    count_parameters,
+    is_class_layer,
+)
 from streamseg.train.sources import SampleSource
 
 logger = logging.getLogger(__name__)
@@ -177,6 +183,14 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.o
     )
 
 
+CURVE_FILE = "curve.jsonl"
+"""The run's learning curve in its ``--out``: one JSON line per log step and per evaluation."""
+
+EARLIER_RUN_FILES = ("best.pt", "seglite.torchscript", "seglite.onnx")
+"""What a run starting afresh in an old ``--out`` removes (with :data:`CURVE_FILE`); its own
+``last.pt`` it overwrites."""
+
+
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
     """``torch.save`` to ``path`` via a temporary file and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -206,32 +220,141 @@ def _to_device(targets: Targets, device: torch.device) -> Targets:
     return Targets._make(None if t is None else t.to(device, non_blocking=True) for t in targets)
 
 
-def init_weights(net: SegLite, init: str) -> None:
+@dataclass(frozen=True)
+class InitSource:
+    """What ``--init`` names: weights, the network's shape and the classes they were trained on.
+
+    Attributes:
+        path: the file.
+        weights: the state dict (a checkpoint's EMA, or an export's network).
+        net: the source network's shape; ``None`` for a checkpoint that does not record it.
+        class_names: the classes of its class layer; ``None`` when not recorded.
+    """
+
+    path: Path
+    weights: dict[str, torch.Tensor]
+    net: NetConfig | None
+    class_names: list[str] | None
+
+
+def load_init_source(init: str) -> InitSource:
+    """Read a ``.pt`` checkpoint of :func:`train` or one of our ``.torchscript`` exports.
+
+    Raises:
+        ValueError: the file is missing, or is neither (the message names it and says what
+            ``--init`` takes).
+    """
+    path = Path(init)
+    if not path.is_file():
+        raise ValueError(f"--init {init}: no such file")
+    if path.suffix == ".pt":
+        ckpt = load_checkpoint(path)
+        net_cfg = ckpt.get("net_config")
+        names = ckpt.get("class_names")
+        return InitSource(
+            path,
+            ckpt["ema"],
+            NetConfig.from_dict(net_cfg) if net_cfg is not None else None,
+            list(names) if names is not None else None,
+        )
+    if path.suffix == ".torchscript":
+        net, names = load_runtime_weights(path)
+        return InitSource(path, net.state_dict(), net.cfg, list(names))
+    raise ValueError(
+        f"--init {init}: expected 'builtin', a .torchscript export of streamseg train or a .pt "
+        "checkpoint of it (an .onnx file cannot seed training)"
+    )
+
+
+def init_weights(
+    net: SegLite, init: str | InitSource, class_names: list[str] | None = None
+) -> None:
     """Copy weights into ``net`` from a checkpoint (its EMA) or one of our TorchScript exports.
 
-    Tensors whose shape differs (e.g. the class layer when fine-tuning on other classes) keep
-    their fresh initialization; they are logged. One exception: a network with more prototypes
-    (``num_masks``) than the source's gets the source's prototypes and coefficients as its
-    first ones (:func:`_grow_mask_rows`), and starts out predicting the same masks.
+    The class layers are copied class by class, by name: a class the source knows keeps what
+    it learned (in this network's order), a new class starts fresh. Without names on either
+    side (an old checkpoint), they are copied when their shapes agree.
+    Other tensors whose shape differs keep their fresh initialization; they are logged. One
+    exception: a network with more prototypes (``num_masks``) than the source's gets the
+    source's prototypes and coefficients as its first ones (:func:`_grow_mask_rows`), and
+    starts out predicting the same masks.
 
     Args:
         net: the network to fill.
-        init: path of a ``.pt`` checkpoint or a ``.torchscript`` export.
+        init: path of a ``.pt`` checkpoint or a ``.torchscript`` export, or the source read.
+        class_names: ``net``'s classes, in order.
+
+    Raises:
+        ValueError: see :func:`load_init_source`.
     """
-    path = Path(init)
-    if path.suffix == ".pt":
-        src = load_checkpoint(path)["ema"]
-    else:
-        src = load_runtime_weights(path)[0].state_dict()
+    source = load_init_source(init) if isinstance(init, str) else init
+    src = source.weights
     dst = net.state_dict()
     grown = _grow_mask_rows(src, dst)
-    skipped = [k for k in dst if (k not in src or src[k].shape != dst[k].shape) and k not in grown]
-    dst.update({k: v for k, v in src.items() if k in dst and v.shape == dst[k].shape})
+    by_name: dict[str, torch.Tensor] = {}
+    if class_names is not None and source.class_names is not None:
+        by_name = _class_rows_by_name(src, dst, source.class_names, class_names)
+        kept = [name for name in class_names if name in source.class_names]
+        fresh = [name for name in class_names if name not in source.class_names]
+        logger.info(
+            "class layer: %d of %d classes carried over by name%s%s",
+            len(kept),
+            len(class_names),
+            f" ({', '.join(kept)})" if kept else "",
+            f"; fresh: {', '.join(fresh)}" if fresh else "",
+        )
+    copied = {
+        k: v
+        for k, v in src.items()
+        if k in dst
+        and v.shape == dst[k].shape
+        and k not in grown
+        and k not in by_name
+        and not (by_name and is_class_layer(k))
+    }
+    skipped = [k for k in dst if k not in copied and k not in grown and k not in by_name]
+    dst.update(copied)
     dst.update(grown)
+    dst.update(by_name)
     net.load_state_dict(dst)
+    unused = [k for k in src if k not in dst]
     if grown:
         logger.info("%d mask tensors widened to %d prototypes", len(grown), net.cfg.num_masks)
-    logger.info("initialized from %s (%d tensors kept fresh: %s)", path, len(skipped), skipped[:6])
+    logger.info(
+        "initialized from %s (%d tensors kept fresh: %s)", source.path, len(skipped), skipped[:6]
+    )
+    if unused:
+        # A layer the source has and this network lacks (its stride-4 level without
+        # --p4-head): what it learned is lost; say so, it is rarely meant.
+        logger.warning(
+            "%d tensors of %s have no place in this network and are left out: %s",
+            len(unused),
+            source.path,
+            ", ".join(sorted({k.split(".")[0] for k in unused})),
+        )
+
+
+def _class_rows_by_name(
+    src: dict[str, torch.Tensor],
+    dst: dict[str, torch.Tensor],
+    src_names: list[str],
+    dst_names: list[str],
+) -> dict[str, torch.Tensor]:
+    """The class-layer tensors of ``dst`` with each class's row taken from the source's row of
+    the same name (the others as initialized)."""
+    out: dict[str, torch.Tensor] = {}
+    pairs = [(i, src_names.index(name)) for i, name in enumerate(dst_names) if name in src_names]
+    for key, new in dst.items():
+        old = src.get(key)
+        if old is None or not is_class_layer(key) or old.shape[1:] != new.shape[1:]:
+            continue
+        if old.shape[0] != len(src_names) or new.shape[0] != len(dst_names):
+            continue
+        rows = new.clone()
+        for i, j in pairs:
+            rows[i] = old[j]
+        out[key] = rows
+    return out
 
 
 def _grow_mask_rows(
@@ -320,7 +443,7 @@ def train(
     eval_set: EvalSet | None = None,
     *,
     resume: bool = False,
-    init: str | None = None,
+    init: str | InitSource | None = None,
     stop: threading.Event | None = None,
     on_step: Callable[[int, float], None] | None = None,
     deadline: float | None = None,
@@ -349,11 +472,17 @@ def train(
     ckpt_path = out / "last.pt"
     class_names = list(source.class_names)
     ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
-    if ckpt is None and (out / "best.pt").is_file():
+    if ckpt is None:
         # A fresh run in an old folder: the earlier run's best.pt would outlive it and be what
-        # --export picks (with that run's classes) if this run never evaluates.
-        (out / "best.pt").unlink()
-        logger.info("%s: removed the best.pt of an earlier run (this run starts afresh)", out)
+        # --export picks (with that run's classes) if this run never evaluates; its exports
+        # would pass for this run's if it is stopped or exports nothing; its curve would run
+        # on into this one's.
+        stale = [out / name for name in (*EARLIER_RUN_FILES, CURVE_FILE)]
+        removed = [path.name for path in stale if path.is_file()]
+        for name in removed:
+            (out / name).unlink()
+        if removed:
+            logger.info("%s: removed an earlier run's %s (this run starts afresh)", out, removed)
     net_cfg = (
         NetConfig.from_dict(ckpt["net_config"])
         if ckpt is not None
@@ -372,7 +501,7 @@ def train(
     torch.manual_seed(cfg.seed)
     net = SegLite(net_cfg)
     if ckpt is None and init:
-        init_weights(net, init)
+        init_weights(net, init, class_names)
     net = net.to(device=device, memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     ema = ModelEMA(net, cfg.ema_decay, cfg.ema_tau)
     opt = build_optimizer(net, cfg.lr, cfg.weight_decay)
@@ -447,7 +576,7 @@ def train(
 
         return evaluate(forward, eval_set, cfg.imgsz, class_names)
 
-    curve = open(out / "curve.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
+    curve = open(out / CURVE_FILE, "a", encoding="utf-8")  # noqa: SIM115 - closed in finally
     dataset = TrainDataset(source, cfg.imgsz, cfg.augment, seed=cfg.seed)
     loader = DataLoader(
         dataset,
@@ -474,8 +603,9 @@ def train(
     t_log = time.perf_counter()
     t_start = time.time()
     steps_at_log = step
+    batches = iter(loader)
     try:
-        for images, targets in loader:
+        for images, targets in batches:
             x = images_to_input(images.to(device, non_blocking=True))
             targets = _to_device(targets, device)
             raw = net(x)
@@ -547,6 +677,7 @@ def train(
     finally:
         progress.close()
         curve.close()
+        _stop_workers(batches)
     checkpoint(ckpt_path)
     exports: list[Path] = []
     if cfg.export and not stopped:
@@ -557,3 +688,16 @@ def train(
         )
         exports.append(export_onnx(ema_net, out / "seglite.onnx", class_names, cfg.imgsz))
     return TrainResult(step, stopped, last_eval, ckpt_path, exports)
+
+
+def _stop_workers(batches: object) -> None:
+    """End the DataLoader's workers now, whatever ended the loop.
+
+    Left to garbage collection after an exception (a worker's own error, a nan loss), the
+    iterator outlived the loop in the traceback, and at exit multiprocessing sent its workers a
+    SIGTERM they ignore (:func:`~streamseg.train.data.worker_init`) and waited for them for
+    ever. ``_shutdown_workers`` tells them to finish, as the iterator does when it is used up.
+    """
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()

@@ -259,6 +259,13 @@ def anchor_major(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).flatten(1, 2)
 
 
+def is_class_layer(key: str) -> bool:
+    """Whether a state-dict key is a tensor of a class output layer (one row per class): the
+    last convolution of each level's class branch (``heads.<i>.cls.2``) and of the stride-4
+    level's (``p4.cls``)."""
+    return key.startswith("p4.cls.") or (key.startswith("heads.") and ".cls.2." in key)
+
+
 @torch.no_grad()
 def init_output_bias(box: nn.Conv2d, cls: nn.Conv2d, num_classes: int, stride: int) -> None:
     """Initial biases of a level's last convolutions: box logits 1, class logits at a prior of

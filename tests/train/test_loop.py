@@ -24,12 +24,13 @@ from streamseg.train.cli import _sources, build_parser, train_main
 from streamseg.train.evaluate import source_eval_set
 from streamseg.train.loop import (
     CHECKPOINT_FORMAT,
+    InitSource,
     TrainConfig,
     init_weights,
     load_checkpoint,
     train,
 )
-from streamseg.train.net import NetConfig, SegLite
+from streamseg.train.net import NetConfig, SegLite, is_class_layer
 
 SMALL_NET = NetConfig(widths=(8, 16, 32, 48, 64), neck_widths=(32, 48, 64), head_width=32)
 
@@ -171,8 +172,16 @@ def test_a_fresh_run_removes_an_earlier_runs_best(shapes_source: object, tmp_pat
     (tmp_path / "a").mkdir()
     stale = tmp_path / "a" / "best.pt"
     stale.write_bytes(b"an earlier run")
+    # Its exports and its curve go too (--force: the curve ran on into the new run's).
+    for name in ("seglite.torchscript", "seglite.onnx"):
+        (tmp_path / "a" / name).write_bytes(b"an earlier run")
+    (tmp_path / "a" / "curve.jsonl").write_text('{"step": 6}\n')
     train(_cfg(tmp_path / "a", 1), shapes_source)  # type: ignore[arg-type]
     assert not stale.exists()
+    assert not (tmp_path / "a" / "seglite.onnx").exists()
+    assert not (tmp_path / "a" / "seglite.torchscript").exists()
+    curve = (tmp_path / "a" / "curve.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in curve] == [1]
     (tmp_path / "a" / "best.pt").write_bytes(b"this run's")
     train(_cfg(tmp_path / "a", 2), shapes_source, resume=True)  # type: ignore[arg-type]
     assert stale.read_bytes() == b"this run's"  # a resumed run keeps its own best
@@ -362,3 +371,142 @@ def test_a_fresh_run_refuses_to_overwrite_an_earlier_checkpoint(
     assert (out / "last.pt").read_bytes() == before
     assert any("--resume continues it, --force starts" in r.getMessage() for r in caplog.records)
     assert train_main([*_small_args(ann, img_dir, out, 1), "--no-export", "--force"]) == 0
+
+
+def test_a_data_workers_error_ends_the_run_instead_of_hanging(
+    coco: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Regression: an error raised in a data worker (an image file that cannot be decoded)
+    printed its traceback and then hung for ever at exit: multiprocessing sent the worker a
+    SIGTERM it ignores and waited for it. It now ends the run, exit 1, the cause in one line."""
+    ann, img_dir = coco
+    (img_dir / "b.png").write_bytes(b"not a PNG")  # found at load, unreadable when sampled
+    args = _small_args(ann, img_dir, tmp_path / "run", 50)
+    args[args.index("--workers") + 1] = "1"
+    del args[args.index("--val") : args.index("--val") + 2]  # no evaluation reading it first
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamseg.train", *args, "--no-export", "--threads", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "cannot read" in proc.stderr and "b.png" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def _checkpoint_with(path: Path, net: SegLite, names: list[str]) -> Path:
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "ema": net.state_dict(),
+            "net_config": net.cfg.to_dict(),
+            "class_names": names,
+        },
+        path,
+    )
+    return path
+
+
+def test_fine_tuning_keeps_the_init_networks_shape_unless_told(
+    coco: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regression: ``--init builtin`` without ``--p4-head`` (the README's fine-tune command)
+    dropped the built-in network's stride-4 level without a word."""
+    ann, img_dir = coco
+    source = SegLite(NetConfig(num_classes=2, p4_head=True, num_masks=12))
+    init = _checkpoint_with(tmp_path / "src.pt", source, ["cube", "ball"])
+    out = tmp_path / "run"
+    base = [*_small_args(ann, img_dir, out, 1), "--no-export", "--init", str(init)]
+    assert train_main(base) == 0
+    shape = load_checkpoint(out / "last.pt")["net_config"]
+    assert (shape["p4_head"], shape["num_masks"]) == (True, 12)
+    # Told otherwise, it builds what it is told, and says what of the source is left out.
+    with caplog.at_level(logging.WARNING, logger="streamseg.train.loop"):
+        assert train_main([*base, "--force", "--no-p4-head", "--num-masks", "16"]) == 0
+    shape = load_checkpoint(out / "last.pt")["net_config"]
+    assert (shape["p4_head"], shape["num_masks"]) == (False, 16)
+    assert any("have no place in this network" in r.getMessage() and "p4" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+
+
+def test_the_class_layer_is_carried_over_by_class_name() -> None:
+    """Regression: the class rows were copied by position whenever the counts agreed, so the
+    source's 'person' row became the new data's 'ball'. Now a class keeps the row of its name;
+    a new class starts fresh."""
+    torch.manual_seed(0)
+    source = SegLite(NetConfig(num_classes=3, depths=(1, 1, 1, 1), p4_head=True)).eval()
+    src = source.state_dict()
+    target = SegLite(NetConfig(num_classes=3, depths=(1, 1, 1, 1), p4_head=True)).eval()
+    fresh = {k: v.clone() for k, v in target.state_dict().items()}
+    init_weights(
+        target,
+        InitSource(Path("src.pt"), src, source.cfg, ["person", "truck", "cow"]),
+        ["cow", "ball", "person"],
+    )
+    dst = target.state_dict()
+    class_keys = [k for k in dst if is_class_layer(k)]
+    assert len(class_keys) == 8  # weight and bias of 3 levels and the stride-4 one
+    for key in class_keys:
+        assert torch.equal(dst[key][0], src[key][2])  # cow
+        assert torch.equal(dst[key][1], fresh[key][1])  # ball: new
+        assert torch.equal(dst[key][2], src[key][0])  # person
+    other = "heads.0.box.2.weight"
+    assert torch.equal(dst[other], src[other])
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--imgsz", "100", "200"], "--imgsz 100 200: expected multiples of 32"),
+        (["--batch", "0"], "--batch 0: expected at least 1"),
+        (["--init", "nope.pt"], "--init nope.pt: no such file"),
+        (["--init", "{onnx}"], "an .onnx file cannot seed training"),
+    ],
+)
+def test_bad_arguments_are_one_line_before_anything_is_written(
+    coco: tuple[Path, Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    extra: list[str],
+    message: str,
+) -> None:
+    ann, img_dir = coco
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"not read")
+    out = tmp_path / "run"
+    args = [*_small_args(ann, img_dir, out, 2), *(a.format(onnx=onnx) for a in extra)]
+    with caplog.at_level(logging.ERROR, logger="streamseg.train.cli"):
+        assert train_main(args) == 2
+    assert any(message in r.getMessage() for r in caplog.records), caplog.text
+    assert not out.exists()
+
+
+FAILING_RUN = """
+import sys
+sys.path.insert(0, {helpers!r})
+from failing_source import FailingSource
+from streamseg.train.loop import TrainConfig, train
+from streamseg.train.net import NetConfig
+
+cfg = TrainConfig(out={out!r}, steps=5, batch=2, imgsz=(64, 96), workers=1, export=False,
+                  net=NetConfig(widths=(8, 16, 32, 48, 64), neck_widths=(32, 48, 64),
+                                head_width=32))
+train(cfg, FailingSource())
+"""
+
+
+def test_an_unhandled_worker_error_does_not_hang_the_exit(tmp_path: Path) -> None:
+    """The loop itself ends its workers whatever ended it: an error no caller handles (here a
+    RuntimeError from the source) used to leave the process waiting for ever, at exit, on a
+    worker that ignores the SIGTERM multiprocessing sent it."""
+    helpers = str(Path(__file__).resolve().parents[1] / "helpers")
+    script = FAILING_RUN.format(helpers=helpers, out=str(tmp_path / "run"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "RuntimeError: Caught RuntimeError in DataLoader worker" in proc.stderr, proc.stderr

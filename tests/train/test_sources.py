@@ -110,6 +110,10 @@ def _rle(hw: tuple[int, int]) -> dict[str, Any]:
         ({"counts": "abc"}, "RLE segmentation lacks size"),
         ({"size": [64, 96]}, "RLE segmentation lacks counts"),
         ({"size": [64, 96], "counts": [10, 20]}, "run lengths add up to 30; expected .* 6144"),
+        # Compressed RLE garbage passed the load and failed in pycocotools mid-training.
+        ({"size": [64, 96], "counts": "hello world!!"}, "RLE counts holds ' '"),
+        ({"size": [64, 96], "counts": "Pl9"}, "not a valid compressed RLE of size"),  # 10112 px
+        ({"size": [64, 96], "counts": "0l"}, "ends inside a run"),
         ("polygon", "segmentation is a str; expected a list of polygons"),
     ],
 )
@@ -261,3 +265,32 @@ def test_valid_masks_decode_like_pycocotools(coco_dataset: CocoFiles) -> None:
         expected = [src.coco.annToMask(a).astype(bool) for a in src.coco.loadAnns(ann_ids)]
         assert len(expected) > 0
         assert np.array_equal(src.get(index, rng).masks, np.stack(expected))
+
+
+def test_compressed_rle_from_pycocotools_passes_and_its_area_counts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The load-time check reads compressed RLE as pycocotools does (a zero-area one is
+    counted as such, a real one used)."""
+    mask = np.zeros((64, 96), np.uint8)
+    mask[10:30, 20:50] = 1
+    full = mask_utils.encode(np.asfortranarray(mask))
+    empty = mask_utils.encode(np.asfortranarray(np.zeros_like(mask)))
+    segs = [{"size": [64, 96], "counts": r["counts"].decode()} for r in (full, empty)]
+    ann, img_dir = _write_coco(tmp_path, [_image(1)], [_ann(1, seg=segs[0]), _ann(2, seg=segs[1])])
+    with caplog.at_level("WARNING", logger="streamseg.train.coco"):
+        source = CocoSource(ann, img_dir)
+    assert [r.getMessage() for r in caplog.records] == [
+        "ann.json: 1 of 2 annotations not used for training: 1 with a zero-area segmentation"
+    ]
+    sample = source.get(0, np.random.default_rng(0))
+    assert len(sample.masks) == 1 and int(sample.masks[0].sum()) == 600
+
+
+def test_categories_sharing_a_name_are_an_error(tmp_path: Path) -> None:
+    """Two categories named alike trained two classes of one name: a pipeline's
+    ``classes: [worker]`` then picked both."""
+    cats = [{"id": 1, "name": "worker"}, {"id": 4, "name": "worker"}, {"id": 5, "name": "cow"}]
+    ann, img_dir = _write_coco(tmp_path, [_image(1)], [_ann(1)], categories=cats)
+    with pytest.raises(ValueError, match=r"categories share a name: 'worker' \(ids 1, 4\)"):
+        CocoSource(ann, img_dir)
