@@ -230,7 +230,16 @@ def _resolve_init(init: str | None) -> str | None:
     return str(builtin_weights_path())
 
 
+VAL_IMAGES = 200
+"""Images of ``--val`` evaluated (the first ones): an evaluation pass stays minutes, not hours."""
+
+
 def _sources(args: argparse.Namespace, imgsz: tuple[int, int]) -> tuple[SampleSource, EvalSet]:
+    if args.data == "synth" and args.val:
+        raise SystemExit(
+            "streamseg train: --val goes with a COCO --data (the synthetic world holds out its "
+            "own scenes: --eval-frames)"
+        )
     if args.data == "synth":
         # 16:9 frames (letterboxed with a few rows of padding, like camera frames) at the input
         # width and larger, so the downscale path of the runtime is trained too.
@@ -247,10 +256,17 @@ def _sources(args: argparse.Namespace, imgsz: tuple[int, int]) -> tuple[SampleSo
     if args.val:
         val = _coco_source(args.val, args.val_images or args.images)
         _use_training_classes(coco, val, args.val)
+        if len(val) > VAL_IMAGES:
+            logger.info(
+                "--val %s: evaluating its first %d of %d images", args.val, VAL_IMAGES, len(val)
+            )
         try:
-            return coco, source_eval_set(val, min(len(val), 200))
+            return coco, source_eval_set(val, min(len(val), VAL_IMAGES))
         except (OSError, ValueError) as exc:  # an image of --val that cannot be read
             raise SystemExit(f"streamseg train: --val {args.val}: {exc}") from None
+    logger.warning(
+        "no --val: the run is not evaluated and keeps no best.pt (--export then exports last.pt)"
+    )
     return coco, {}
 
 
@@ -382,9 +398,13 @@ def train_main(argv: list[str]) -> int:
             logger.error("--eval-weights needs a held-out set: --data synth, or --val with COCO")
             return 2
         names = _class_names(args, source)
-        res = evaluate_runtime(
-            args.eval_weights, held_out, names, mask_threshold=args.mask_threshold
-        )
+        try:
+            res = evaluate_runtime(
+                args.eval_weights, held_out, names, mask_threshold=args.mask_threshold
+            )
+        except ValueError as exc:
+            logger.error("streamseg train --eval-weights %s: %s", args.eval_weights, exc)
+            return 2
         print(json.dumps(res))
         return 0
     problem = _argument_problem(args)
@@ -461,9 +481,15 @@ def train_main(argv: list[str]) -> int:
         net = SegLite(NetConfig.from_dict(ckpt["net_config"]))
         net.load_state_dict(ckpt["ema"])
         result.last_eval = evaluate(RuntimeHead(net.eval()), eval_set, imgsz, source.class_names)
+    exported = (
+        f"exports of the final (EMA) weights of step {result.step}: "
+        f"{[str(p) for p in result.exports]} (train --export exports best.pt when there is one)"
+        if result.exports
+        else "no export"
+    )
     print(
         f"{'stopped' if result.stopped else 'finished'} at step {result.step}; checkpoint "
-        f"{result.checkpoint}; eval {result.last_eval}; exports {[str(p) for p in result.exports]}",
+        f"{result.checkpoint}; eval {result.last_eval}; {exported}",
         file=sys.stderr,
     )
     return 0

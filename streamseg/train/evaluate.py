@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
@@ -265,6 +266,7 @@ def predict_runtime(
     batch: int = 8,
     mask_threshold: float | None = None,
     refine: bool = True,
+    class_names: Sequence[str] | None = None,
 ) -> Iterator[tuple[str, list[FrameDetections]]]:
     """Run an exported file through the runtime (``streamseg.models``) on each group.
 
@@ -281,6 +283,8 @@ def predict_runtime(
             pipeline does (``cfg.mask_threshold`` is this module's own decoder's).
         refine: refine the masks on the frame as a pipeline does by default
             (``model.mask_refine``); False scores the decoded masks as they are.
+        class_names: the data's classes; when the model's differ, its detections get the data's
+            class ids by name (those of classes the data lacks are left out). ``None``: by id.
 
     Yields:
         ``(group name, one FrameDetections per sample)``, in the order of ``eval_set``.
@@ -308,6 +312,7 @@ def predict_runtime(
         mask_refine=MaskRefineConfig(enabled=refine),
     )
     segmenter = load_segmenter(settings)
+    to_data = _class_map(list(segmenter.info.class_names), class_names)
     for name, samples in eval_set.items():
         dets: list[FrameDetections] = []
         for i in range(0, len(samples), batch):
@@ -321,15 +326,49 @@ def predict_runtime(
                     masks = np.asarray(mask.to_dense(), dtype=bool)
                 else:
                     masks = np.asarray(mask, dtype=bool)
+                ids = np.asarray(d.class_id, np.int64)
+                keep = np.ones(len(ids), bool)
+                if to_data is not None:  # the data's ids; classes the data lacks are left out
+                    ids = to_data[ids] if len(ids) else ids
+                    keep = ids >= 0
                 dets.append(
                     FrameDetections(
-                        np.asarray(d.xyxy, np.float32),
-                        np.asarray(d.confidence, np.float32),
-                        np.asarray(d.class_id, np.int64),
-                        masks,
+                        np.asarray(d.xyxy, np.float32)[keep],
+                        np.asarray(d.confidence, np.float32)[keep],
+                        ids[keep],
+                        masks[keep],
                     )
                 )
         yield name, dets
+
+
+def _class_map(
+    model_names: list[str], data_names: Sequence[str] | None
+) -> npt.NDArray[np.int64] | None:
+    """Model class id -> the data's class id of the same name (-1: the data has no such class),
+    or ``None`` when the names are the same list (or the data's are not given).
+
+    Raises:
+        ValueError: the model and the data share no class name (scored by id, a model of other
+            classes scored as if its first class were the data's first).
+    """
+    if data_names is None or list(data_names) == model_names:
+        return None
+    index = {name: i for i, name in enumerate(data_names)}
+    mapping = np.array([index.get(name, -1) for name in model_names], np.int64)
+    if not (mapping >= 0).any():
+        raise ValueError(
+            f"the model's classes {model_names} share no name with the data's "
+            f"{list(data_names)}; nothing to score"
+        )
+    missing = [name for name in data_names if name not in model_names]
+    logger.info(
+        "scoring by class name: the model's %s against the data's %s%s",
+        [n for n in model_names if n in index],
+        list(data_names),
+        f" (the model has no {missing}: their AP is 0)" if missing else "",
+    )
+    return mapping
 
 
 def evaluate_runtime(
@@ -345,16 +384,22 @@ def evaluate_runtime(
     Args:
         weights: ``"builtin"`` or a ``.torchscript`` / ``.onnx`` path.
         eval_set: held-out groups.
-        class_names: names by class id.
+        class_names: the data's names by class id; the model's classes are matched to them by
+            name.
         cfg: confidence / IoU / max detections passed to the runtime.
         batch: frames per ``segment`` call.
         mask_threshold: the runtime's mask threshold (None: the file's).
 
     Returns:
         The same keys as :func:`evaluate`.
+
+    Raises:
+        ValueError: the model's classes share no name with the data's.
     """
     t0 = time.perf_counter()
     res: dict[str, float] = {}
-    for name, dets in predict_runtime(weights, eval_set, cfg, batch, mask_threshold):
+    for name, dets in predict_runtime(
+        weights, eval_set, cfg, batch, mask_threshold, class_names=class_names
+    ):
         res.update(_group_scores(name, mask_map(eval_set[name], dets, class_names)))
     return _with_summary(res, time.perf_counter() - t0)

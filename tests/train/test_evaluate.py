@@ -4,10 +4,12 @@ the per-class and per-size breakdown tells mask errors from detection errors."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from streamseg.synth import CLASS_NAMES
 from streamseg.train.augment import letterbox_params
-from streamseg.train.evaluate import DecodeConfig, decode_frame
+from streamseg.train.evaluate import DecodeConfig, decode_frame, evaluate_runtime, synth_eval_set
 from streamseg.train.scoring import FrameDetections, ap50_breakdown, mask_map
 from streamseg.train.sources import Sample
 
@@ -102,3 +104,25 @@ def test_breakdown_separates_mask_errors_from_detection_errors() -> None:
     missed = FrameDetections(boxes[1:], det.scores[1:], s.class_ids[1:], masks[1:])
     rows = {r.label: r for r in ap50_breakdown([s], [missed], ["a", "b", "c"])}
     assert rows["a"].box < 0.01 and rows["a"].mask < 0.01
+
+
+def test_a_model_is_scored_against_the_data_by_class_name() -> None:
+    """Regression: ``--eval-weights`` scored by class id, so a model was judged against data
+    whose classes have other names (or the same names in another order) as if they matched:
+    the built-in model scored map50 1.0 on its own frames with the names reversed."""
+    held_out = {kind: samples[:2] for kind, samples in synth_eval_set(2).items()}
+    names = list(CLASS_NAMES)
+    by_id = evaluate_runtime("builtin", held_out, names)
+    # The same frames labelled with the names in reverse order (each sample's ids mapped so
+    # that the objects keep their names): the scores do not move.
+    reversed_names = names[::-1]
+    relabelled = {
+        kind: [s._replace(class_ids=len(names) - 1 - np.asarray(s.class_ids)) for s in samples]
+        for kind, samples in held_out.items()
+    }
+    by_name = evaluate_runtime("builtin", relabelled, reversed_names)
+    for key in ("yard/map50", "field/map50", "pitch/map50"):
+        assert by_name[key] == pytest.approx(by_id[key]), key
+    assert by_id["yard/map50"] > 0.5
+    with pytest.raises(ValueError, match="share no name with the data's"):
+        evaluate_runtime("builtin", held_out, ["kayak", "canoe", "raft", "oar", "dock", "buoy"])
