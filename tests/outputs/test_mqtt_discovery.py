@@ -109,6 +109,19 @@ def test_rule_state_is_a_binary_sensor_on_the_state_topic() -> None:
     }
 
 
+def test_each_stream_has_a_status_sensor_available_while_its_process_is() -> None:
+    """A camera that is down was invisible in Home Assistant (its entities only turned
+    unavailable); the status sensor says which state it is in, for an automation to alert on."""
+    state_topic = Topics(PREFIX).source_status("gate")
+    message = make_discovery().source_status("gate", state_topic)
+    assert message.topic == f"{HA}/sensor/streamseg_yard/gate_status/config"
+    payload = json.loads(message.payload)
+    assert payload["state_topic"] == f"{PREFIX}/gate/status"
+    assert payload["device_class"] == "enum" and payload["entity_category"] == "diagnostic"
+    assert payload["options"] == [state.value for state in SourceState]
+    assert _availability(message.payload) == [f"{PREFIX}/available"]
+
+
 def _availability(payload: bytes) -> list[str]:
     """The availability topics of a discovery config."""
     return [entry["topic"] for entry in json.loads(payload)["availability"]]
@@ -369,6 +382,7 @@ def expected_configs() -> dict[str, str]:
         discovery.zone_count("gate", "pen", name, topics.zone_count("gate", "pen", name))
         for name in ("cow", "traffic light")
     ]
+    messages += [discovery.source_status(s, topics.source_status(s)) for s in ("gate", "dock")]
     return {m.topic: m.state_topic for m in messages}
 
 
@@ -382,7 +396,9 @@ def test_home_assistant_finds_every_rule_and_count(
     publisher = discovering_publisher(broker.port)
     publisher.start()
     watch.wait_for(lambda s: s.on(f"{PREFIX}/available") == [b"online"])
-    # What the rule engines would say on the first frames.
+    # What the sources and the rule engines would say on the first frames.
+    publisher.on_source_state("gate", SourceState.CONNECTING, SourceState.STREAMING)
+    publisher.on_source_state("dock", SourceState.CONNECTING, SourceState.RECONNECTING)
     for stream_id, rule_id in RULE_PAIRS:
         publisher.on_rule_state(stream_id, rule_id, rule_id == "in-pen")
     publisher.on_zone_count("gate", "pen", "cow", 3)
@@ -403,9 +419,10 @@ def test_home_assistant_finds_every_rule_and_count(
         assert payload["device"]["identifiers"] == ["streamseg_yard"]
         assert payload["device"]["manufacturer"] == "streamseg"
         stream = payload["state_topic"].split("/")[2]
+        status = payload["state_topic"].endswith("/status")
         assert _availability(message.payload) == [
             f"{PREFIX}/available",
-            f"{PREFIX}/{stream}/status",
+            *([] if status else [f"{PREFIX}/{stream}/status"]),  # a status tells when it is down
         ]
         assert payload["availability_mode"] == "all"
         # The entity reads a topic the publisher really keeps retained, in the entity's terms.
@@ -414,6 +431,8 @@ def test_home_assistant_finds_every_rule_and_count(
         value = states[state_topic].payload.decode()
         if component == "binary_sensor":
             assert value in (payload["payload_on"], payload["payload_off"])
+        elif status:
+            assert payload["device_class"] == "enum" and value in payload["options"]
         else:
             assert component == "sensor" and payload["state_class"] == "measurement"
             assert value.isdigit()
@@ -537,9 +556,10 @@ def test_one_shard_dying_leaves_the_other_shards_entities_available(
         for message in sub.messages:
             payload = json.loads(message.payload)
             stream = payload["state_topic"].split("/")[2]
+            status = payload["state_topic"].endswith("/status")
             assert _availability(message.payload) == [
                 f"{PREFIX}/shards/{owner[stream]}/available",
-                f"{PREFIX}/{stream}/status",
+                *([] if status else [f"{PREFIX}/{stream}/status"]),
             ]
         for index in children:
             topic = f"{PREFIX}/shards/{index}/available"

@@ -9,7 +9,10 @@ it starts) and creates one entity per config. streamseg publishes, per pipeline:
   reads ``ON`` for its ``state_hold_s`` after each occurrence, see
   :mod:`streamseg.rules.engine`);
 * a ``sensor`` per zone count topic ``<prefix>/<stream>/<zone>/<class>/count``
-  (``state_class: measurement``).
+  (``state_class: measurement``);
+* a diagnostic ``enum`` ``sensor`` per stream on ``<prefix>/<stream>/status`` (the source
+  state: ``connecting``, ``streaming``, ``stalled``, ``reconnecting``, ``ended``, ``failed``),
+  so an automation can tell that a camera is down.
 
 Every config lists two availability topics, both of which must say available
 (``availability_mode: all``): the publishing process's (``online`` / ``offline``, the last
@@ -109,6 +112,7 @@ class HomeAssistantDiscovery:
         origin: the ``origin`` block (who published the config).
         rules: the ``(stream id, rule id)`` pairs that run, in pipeline order.
         shard: the shard index of the process (``--shard i/n``, n > 1), else ``None``.
+        streams: the streams this process runs (each gets a status sensor).
     """
 
     discovery_prefix: str
@@ -118,6 +122,7 @@ class HomeAssistantDiscovery:
     origin: dict[str, Any] = field(hash=False)
     rules: tuple[tuple[str, str], ...] = ()
     shard: int | None = None
+    streams: tuple[str, ...] = ()
 
     @property
     def availability_topic(self) -> str:
@@ -164,6 +169,25 @@ class HomeAssistantDiscovery:
         }
         return self._message("sensor", stream_id, state_topic, config)
 
+    def source_status(self, stream_id: str, state_topic: str) -> DiscoveryMessage:
+        """The ``sensor`` config of a stream's source state (``streaming``, ``reconnecting``,
+        ...), a diagnostic entity an automation can alert on when a camera goes down. It is
+        available while the process is (not only while the stream streams: that is what it
+        tells).
+
+        Args:
+            stream_id: the stream (source id).
+            state_topic: ``<prefix>/<stream>/status``, as the publisher writes it.
+        """
+        config = {
+            "name": f"{stream_id} status",
+            "state_topic": state_topic,
+            "device_class": "enum",
+            "options": [state.value for state in SourceState],
+            "entity_category": "diagnostic",
+        }
+        return self._message("sensor", stream_id, state_topic, config, stream_availability=False)
+
     def availability(self, stream_id: str) -> list[dict[str, str]]:
         """The ``availability`` of a stream's entities: the process's ``available`` topic and
         the stream's ``status`` topic, which reads available only while ``streaming`` (with
@@ -183,13 +207,19 @@ class HomeAssistantDiscovery:
         ]
 
     def _message(
-        self, component: str, stream_id: str, state_topic: str, config: dict[str, Any]
+        self,
+        component: str,
+        stream_id: str,
+        state_topic: str,
+        config: dict[str, Any],
+        stream_availability: bool = True,
     ) -> DiscoveryMessage:
         object_id = self.object_id(state_topic)
+        availability = self.availability(stream_id)
         payload = {
             **config,
             "unique_id": f"{self.node_id}_{object_id}",
-            "availability": self.availability(stream_id),
+            "availability": availability if stream_availability else availability[:1],
             "availability_mode": "all",
             "device": self.device,
             "origin": self.origin,
@@ -266,4 +296,5 @@ def discovery_for_pipeline(
         origin=origin_block(sw_version),
         rules=tuple(rule_streams(config)),
         shard=shard,
+        streams=tuple(source.id for source in config.sources),
     )

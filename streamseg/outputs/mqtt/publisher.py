@@ -195,7 +195,10 @@ class MqttPublisher:
             shrunk=self._outbox_shrunk,
             closing=lambda: self._closing,
         )
-        if discovery is not None:  # the rule states known up front go out on the first connect
+        if discovery is not None:  # the entities known up front go out on the first connect
+            for stream_id in discovery.streams:
+                topic = self.topics.source_status(stream_id)
+                self._announce(discovery.source_status(stream_id, topic))
             for stream_id, rule_id in discovery.rules:
                 topic = self.topics.rule_state(stream_id, rule_id)
                 self._announce(discovery.rule_state(stream_id, rule_id, topic))
