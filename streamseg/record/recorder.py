@@ -143,6 +143,10 @@ class Recorder:
         self.encoder_name = pick_encoder(config.encoder.codec)  # fail at start-up
         self._rule_zones: dict[str, str] = dict(rule_zones or {})
         self._streams: dict[str, StreamRecorder] = {}
+        # Rule states and zone counts told before a stream's first frame (the rule engine
+        # reports them when it is built), applied when its recorder is made: made then, it
+        # would not know the stream's frame rate yet.
+        self._early: dict[str, list[Callable[[StreamRecorder], None]]] = {}
         self._pending: dict[str, list[_PendingSnapshot]] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -190,7 +194,18 @@ class Recorder:
                     stream_id, self._plan(stream_id), self.encoder_factory, self._zone_of_rule
                 )
                 self._streams[stream_id] = stream
+                for apply in self._early.pop(stream_id, ()):
+                    apply(stream)
             return stream
+
+    def _overlay_update(self, stream_id: str, apply: Callable[[StreamRecorder], None]) -> None:
+        """Apply an overlay update to the stream's recorder, or keep it for when it is made."""
+        with self._lock:
+            stream = self._streams.get(stream_id)
+            if stream is None:
+                self._early.setdefault(stream_id, []).append(apply)
+                return
+        apply(stream)
 
     def _plan(self, stream_id: str) -> StreamPlan:
         config = self.config
@@ -352,15 +367,13 @@ class Recorder:
 
     def on_rule_state(self, stream_id: str, rule_id: str, active: bool) -> None:
         """Remember which rules are active (their zones are drawn red)."""
-        stream = self._stream(stream_id)
-        if stream is not None:
-            stream.set_rule_state(rule_id, active)
+        self._overlay_update(stream_id, lambda stream: stream.set_rule_state(rule_id, active))
 
     def on_zone_count(self, stream_id: str, zone_id: str, class_name: str, count: int) -> None:
         """Remember a zone's count (drawn in its label)."""
-        stream = self._stream(stream_id)
-        if stream is not None:
-            stream.set_zone_count(zone_id, class_name, count)
+        self._overlay_update(
+            stream_id, lambda stream: stream.set_zone_count(zone_id, class_name, count)
+        )
 
     # ------------------------------------------------------------------ figures
     def stats(self) -> dict[str, StreamStats]:

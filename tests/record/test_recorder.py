@@ -214,7 +214,10 @@ def test_clip_pre_roll_covers_a_start_dated_back_by_the_debounce(kit: type, tmp_
     assert clip.indices[-1] / FPS == pytest.approx(110 / FPS + 0.5)
 
 
-def test_encoder_settings_follow_config_and_source_rate(tmp_path: Path) -> None:
+def test_encoder_settings_follow_config_and_source_rate(kit: type, tmp_path: Path) -> None:
+    """The stream's encoder is built with the rate its source reports once it delivers. The
+    rule engine reports states and counts when it is built, before the sources start: they are
+    kept for the stream's recorder, not made into one that would not know the rate yet."""
     seen: list[EncoderSettings] = []
 
     def factory(settings: EncoderSettings) -> VideoEncoder:
@@ -224,10 +227,17 @@ def test_encoder_settings_follow_config_and_source_rate(tmp_path: Path) -> None:
     config = RecordConfig.model_validate(
         {"encoder": {"preset": "ultrafast", "crf": 30}, "continuous": {"dir": str(tmp_path)}}
     )
-    recorder = Recorder(config, nominal_fps=lambda s: 12.5, encoder_factory=factory)
-    recorder.on_rule_state("cam", "r", True)  # creating the stream builds its encoder
+    rates: dict[str, float] = {}  # no source started yet
+    recorder = Recorder(config, nominal_fps=rates.get, encoder_factory=factory)
+    recorder.on_rule_state("cam", "r", True)
+    recorder.on_zone_count("cam", "pen", "cow", 2)
+    assert seen == []  # nothing built before a frame
+    rates["cam"] = 12.5  # the source is streaming
+    recorder.write(kit.frame(0, FPS), kit.box_detections([]))
+    overlay = recorder._streams["cam"].overlay_now()
     recorder.close()
     assert seen == [EncoderSettings("auto", 30, "ultrafast", 2.0, 12.5, 1)]
+    assert overlay.counts == {"pen": {"cow": 2}}  # the early reports were applied
 
 
 PIPELINE_WITH_ZONES = """
