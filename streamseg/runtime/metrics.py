@@ -233,9 +233,9 @@ class EventCounter:
         self._events.labels(stream=event.stream_id, rule=event.rule_id, type=event.type).inc()
 
     def on_rule_state(self, stream_id: str, rule_id: str, active: bool) -> None:
-        """Rule states are not counted here (MQTT carries them); a rule's first state (on its
-        stream's first frame) creates its event series at 0, so ``rate()`` and dashboards see
-        the rule before its first event."""
+        """Rule states are not counted here (MQTT carries them); a rule's first state (told
+        when its stream's rule engine is built, before any frame) creates its event series at
+        0, so ``rate()`` and dashboards see the rule before its first event."""
         if (stream_id, rule_id) in self._known:
             return
         self._known.add((stream_id, rule_id))
