@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from streamseg.sources.base import Source
 from streamseg.types import Frame
@@ -13,12 +14,29 @@ from streamseg.types import Frame
 logger = logging.getLogger(__name__)
 
 
+class Batch(NamedTuple):
+    """What one :meth:`FrameBatcher.next_batch` hands out.
+
+    Attributes:
+        frames: frames to segment together (may be empty when only ``ended`` has news).
+        ended: streams whose source is exhausted (terminal, every frame taken) since the last
+            batch: their last frames are in this batch or an earlier one, so their end can be
+            handed on right after this batch's results.
+    """
+
+    frames: list[Frame]
+    ended: tuple[str, ...] = ()
+
+
 class FrameBatcher:
     """Round-robin batching across sources, woken by the sources' notifiers.
 
     Each pass takes at most one frame per source, starting at a rotating offset so no stream
     starves; passes repeat until the batch is full or nothing is ready. A partial batch waits at
-    most ``timeout_s`` for more frames. Frames of one stream keep their order.
+    most ``timeout_s`` for more frames. Frames of one stream keep their order. A source that has
+    ended is reported once, in the first batch taken after its last frame (an otherwise empty
+    batch when nothing else is ready): its stream's analytics end then, not when every source
+    has (a file ending beside live cameras closed its events only at shutdown).
 
     Args:
         sources: the pipeline's sources; their notifiers are set to this batcher.
@@ -43,6 +61,7 @@ class FrameBatcher:
         self.idle_poll_s = idle_poll_s
         self._cond = threading.Condition()
         self._offset = 0
+        self._ended: set[str] = set()
         for source in self.sources:
             source.set_notifier(self.notify)
 
@@ -66,8 +85,9 @@ class FrameBatcher:
                         break
             self._offset = (self._offset + 1) % max(n, 1)
 
-    def next_batch(self) -> list[Frame] | None:
-        """Block until a batch is ready; ``None`` once stopped or every source is exhausted."""
+    def next_batch(self) -> Batch | None:
+        """Block until a batch is ready (frames, or a newly ended stream); ``None`` once
+        stopped or every source is exhausted and reported."""
         batch: list[Frame] = []
         deadline: float | None = None
         with self._cond:
@@ -76,18 +96,29 @@ class FrameBatcher:
                     return None
                 self._collect(batch)
                 if len(batch) >= self.batch_size:
-                    return batch
+                    return Batch(batch, self._newly_ended())
                 now = time.monotonic()
                 if batch:
                     if deadline is None:
                         deadline = now + self.timeout_s
                     if now >= deadline or all(s.exhausted for s in self.sources):
-                        return batch
+                        return Batch(batch, self._newly_ended())
                     self._cond.wait(deadline - now)
                 else:
+                    ended = self._newly_ended()
+                    if ended:
+                        return Batch([], ended)
                     if all(s.exhausted for s in self.sources):
                         return None
                     self._cond.wait(self.idle_poll_s)
+
+    def _newly_ended(self) -> tuple[str, ...]:
+        """Streams exhausted since the last call (each is reported once)."""
+        ended = tuple(
+            s.stream_id for s in self.sources if s.exhausted and s.stream_id not in self._ended
+        )
+        self._ended.update(ended)
+        return ended
 
 
 class Turnstile:

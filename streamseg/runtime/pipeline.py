@@ -155,6 +155,8 @@ class Pipeline:
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self._streams_open = len(config.sources)
+        self._streams_ended: set[str] = set()
+        """Streams whose end the inference workers have handed on (:meth:`_end_stream`)."""
         self._video_sink: AnnotatedVideoSink | None = None
         self.publisher: MqttPublisher | None = None
         self.recorder: Recorder | None = None
@@ -471,22 +473,29 @@ class Pipeline:
                         break
                     number = self._next_batch_number
                     self._next_batch_number += 1
-                results: list[sv.Detections] | None = None
+                frames = batch.frames
+                results: list[sv.Detections] | None = [] if not frames else None
                 try:
-                    start = time.perf_counter()
-                    results = self.segmenter.segment([f.image for f in batch])
-                    elapsed = time.perf_counter() - start
-                    self.timings.record("inference", elapsed)
-                    self.metrics.inference_latency.observe(elapsed)
-                    self.metrics.batch_size.observe(len(batch))
+                    if frames:
+                        start = time.perf_counter()
+                        results = self.segmenter.segment([f.image for f in frames])
+                        elapsed = time.perf_counter() - start
+                        self.timings.record("inference", elapsed)
+                        self.metrics.inference_latency.observe(elapsed)
+                        self.metrics.batch_size.observe(len(frames))
                 finally:
                     # Even a failed batch takes its turn, or the workers behind it would wait
                     # for ever.
                     self._turnstile.wait(number)
                     try:
                         if results is not None:
-                            for frame, detections in zip(batch, results, strict=True):
+                            for frame, detections in zip(frames, results, strict=True):
                                 self._put(frame.stream_id, (frame, detections))
+                            # A stream whose source ended gets its end after its last frame
+                            # (in this batch or an earlier one, handed on before): its open
+                            # events end and its files are finished now, not at shutdown.
+                            for stream_id in batch.ended:
+                                self._end_stream(stream_id)
                     finally:
                         self._turnstile.done(number)
         except BaseException as exc:
@@ -499,7 +508,15 @@ class Pipeline:
                 last = self._workers_running == 0
             if last:
                 for stream_id in self._queues:
-                    self._put(stream_id, None, force=True)
+                    self._end_stream(stream_id)
+
+    def _end_stream(self, stream_id: str) -> None:
+        """Hand a stream's analytics its end, once."""
+        with self._lock:
+            if stream_id in self._streams_ended:
+                return
+            self._streams_ended.add(stream_id)
+        self._put(stream_id, None, force=True)
 
     def _put(self, stream_id: str, item: _Item, force: bool = False) -> None:
         """Hand an item to a stream's analytics.

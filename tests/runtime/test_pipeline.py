@@ -641,3 +641,85 @@ def test_hung_readers_share_one_stop_budget(
     started = time.monotonic()
     pipeline.stop()
     assert time.monotonic() - started < 1.8  # one budget, not three
+
+
+class _StreamEnds:
+    """A sink that records when each stream's end reaches it, and how many frames came."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, int] = {}
+        self.closed_at: dict[str, float] = {}
+
+    def write(self, frame: Frame, detections: sv.Detections) -> None:
+        self.frames[frame.stream_id] = self.frames.get(frame.stream_id, 0) + 1
+
+    def close_stream(self, stream_id: str) -> None:
+        self.closed_at[stream_id] = time.monotonic()
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_stream_that_ends_is_closed_then_not_when_every_stream_has(
+    fake_model: Path, h264_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Regression: a stream's end reached its analytics only when every source had ended, so a
+    file that ended beside live cameras kept its events open (retained state ON) and its
+    clips and recordings unfinished until the process stopped."""
+    short = h264_file("short.mp4", frames=10, fps=10)
+    long = h264_file("long.mp4", frames=40, fps=10)
+    config = load_pipeline_text(
+        f"""
+sources:
+  - {{id: short, type: file, path: '{short.path}', realtime: true}}
+  - {{id: long, type: file, path: '{long.path}', realtime: true}}
+  - {{id: batch, type: file, path: '{short.path}'}}
+model: {{weights: '{fake_model}', device: cpu, batch_size: 2}}
+"""
+    )
+    sink = _StreamEnds()
+    pipeline = Pipeline(config, extra_sinks=[sink])
+    started = time.monotonic()
+    summary = pipeline.run()
+    ended = time.monotonic()
+    assert summary.frames == {"short": 10, "long": 40, "batch": 10}
+    assert sink.frames == summary.frames  # every frame before its stream's end
+    # The short live file (1 s) and the one read frame by frame ended seconds before the long
+    # one (4 s), which ended with the run.
+    assert sink.closed_at["short"] - started < 2.5, sink.closed_at
+    assert sink.closed_at["batch"] - started < 2.5, sink.closed_at
+    assert sink.closed_at["long"] - sink.closed_at["short"] > 1.5, sink.closed_at
+    assert ended - sink.closed_at["long"] < 1.5
+
+
+def test_the_batcher_reports_each_ended_stream_once_after_its_last_frame() -> None:
+    class Finite:
+        """What the batcher reads of a source: an ended file with a few frames left."""
+
+        def __init__(self, stream_id: str, frames: int) -> None:
+            self.stream_id = stream_id
+            self.left = [
+                Frame(stream_id, i, i / 10, 0.0, np.zeros((4, 4, 3), np.uint8))
+                for i in range(frames)
+            ]
+
+        def set_notifier(self, notify: Callable[[], None]) -> None:
+            pass
+
+        def get_nowait(self) -> Frame | None:
+            return self.left.pop(0) if self.left else None
+
+        @property
+        def exhausted(self) -> bool:
+            return not self.left
+
+    stop = threading.Event()
+    sources: list[Any] = [Finite("a", 3), Finite("b", 1)]
+    batcher = FrameBatcher(sources, batch_size=2, timeout_s=0.01, stop=stop)
+    batches = []
+    while (batch := batcher.next_batch()) is not None:
+        batches.append(([(f.stream_id, f.index) for f in batch.frames], batch.ended))
+    assert batches == [
+        ([("a", 0), ("b", 0)], ("b",)),  # b's only frame taken: its end goes with this batch
+        ([("a", 1), ("a", 2)], ("a",)),
+    ]
