@@ -269,6 +269,28 @@ def test_shards_keep_their_own_availability(
             publisher.close()
 
 
+def test_a_configured_client_id_is_made_per_shard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: every shard reads the same file, so an explicit ``client_id`` was one id for
+    all of them, and the broker disconnected each shard whenever another connected (their
+    availability flapped about once a second)."""
+    monkeypatch.chdir(tmp_path)
+    config = pipeline(client_id="yard-fixed")
+    ids = []
+    for index in (0, 1):
+        publisher = build_mqtt_publisher(
+            shard_config(config, Shard(index, 2)), shard=Shard(index, 2)
+        )
+        assert publisher is not None
+        ids.append(publisher.client_id)
+        publisher.close()
+    assert ids == ["yard-fixed-shard0", "yard-fixed-shard1"]
+    publisher = build_mqtt_publisher(config, shard=None)  # one process: the id as written
+    assert publisher is not None and publisher.client_id == "yard-fixed"
+    publisher.close()
+
+
 def test_ids_that_collide_after_sanitizing_are_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -62,8 +62,9 @@ def build_mqtt_publisher(
         registry: Prometheus registry for the publisher's metrics (the pipeline's
             ``PipelineMetrics.registry``); ``None`` = a private registry.
         shard: the shard this process runs (``--shard i/n``). With more than one shard, the
-            process's availability and outbox topics, its default client id and its default
-            outbox file are its own (``<prefix>/shards/<i>/available``, ``...-shard<i>``).
+            process's availability and outbox topics, its client id (default or configured,
+            ``-shard<i>`` appended) and its default outbox file are its own
+            (``<prefix>/shards/<i>/available``, ``...-shard<i>``).
 
     Raises:
         OutboxInUseError: another process uses the same outbox file.
@@ -76,6 +77,13 @@ def build_mqtt_publisher(
         return None
     index = shard.index if shard is not None and shard.count > 1 else None
     client_id = mqtt_config.client_id or default_client_id(config.name, socket.gethostname(), index)
+    if mqtt_config.client_id and index is not None:
+        # Every shard reads the same file, and a client id is the broker's, not the machine's:
+        # shards sharing one knocked each other off the broker once a second.
+        client_id = f"{mqtt_config.client_id}-shard{index}"
+        logger.info(
+            "MQTT: client id %r for shard %d (outputs.mqtt.client_id + -shard<i>)", client_id, index
+        )
     prefix = mqtt_config.topic_prefix or default_topic_prefix(config.name)
     discovery = discovery_for_pipeline(
         config, prefix, sw_version=getattr(streamseg, "__version__", None), shard=index
