@@ -124,21 +124,30 @@ def _idle_empty_shard(config: PipelineConfig, shard: Shard, stop: threading.Even
 
     Exiting at once would make an orchestrator restart the pod in a loop (a StatefulSet with
     more replicas than cameras, or an unlucky draw of few cameras).
+
+    With MQTT it still connects: it says it is ``online`` on its availability topic, clears
+    the retained topics an earlier configuration left for the streams it would run, and sends
+    what its outbox still holds from a layout in which it had sources.
     """
+    from streamseg.outputs.mqtt import build_mqtt_publisher
     from streamseg.runtime.health import OpsServer, Readiness
     from streamseg.runtime.metrics import PipelineMetrics
 
     logger.warning("shard %s owns none of the pipeline's sources: idle until stopped", shard)
+    metrics = PipelineMetrics()
     server = None
-    if config.metrics.enabled:
-        reason = f"shard {shard} owns no source"
-        server = OpsServer(
-            PipelineMetrics().registry,
-            lambda: Readiness(True, reason),
-            config.metrics.host,
-            config.metrics.port,
-        )
+    publisher = build_mqtt_publisher(config, registry=metrics.registry, shard=shard)
     try:
+        if publisher is not None:
+            publisher.start()
+        if config.metrics.enabled:
+            reason = f"shard {shard} owns no source"
+            server = OpsServer(
+                metrics.registry,
+                lambda: Readiness(True, reason),
+                config.metrics.host,
+                config.metrics.port,
+            )
         # A timed wait: Python runs signal handlers in the main thread only, and a SIGTERM the
         # kernel delivers to another thread (the metrics server's) does not wake an untimed wait.
         while not stop.wait(0.5):
@@ -146,6 +155,8 @@ def _idle_empty_shard(config: PipelineConfig, shard: Shard, stop: threading.Even
     finally:
         if server is not None:
             server.stop()
+        if publisher is not None:
+            publisher.close()
     return 0
 
 
@@ -197,7 +208,7 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         if not config.sources:
             try:
                 return _idle_empty_shard(config, args.shard, stopped_early)
-            except OSError as exc:
+            except (OSError, ValueError, OutboxError) as exc:
                 return _fatal(console, str(exc), as_json)
     # Before the model loads (seconds): an output that cannot be written ends the run anyway.
     unusable = unusable_outputs(config)

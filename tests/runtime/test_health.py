@@ -9,11 +9,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
-from helpers.mosquitto import free_port
+from helpers.mosquitto import Mosquitto, Subscriber, free_port
 from prometheus_client import CollectorRegistry, Counter
 
 from streamseg.cli import main
@@ -126,3 +127,51 @@ def test_a_shard_without_sources_idles_ready_until_sigterm(
     status, body = seen[0]
     assert (status, json.loads(body)["ready"]) == (200, True)
     assert f"shard {empty}/2 owns no source" in json.loads(body)["reason"]
+
+
+def test_a_shard_without_sources_still_connects_to_mqtt(
+    tmp_path: Path, restore_signals: None, mosquitto: Callable[..., Mosquitto]
+) -> None:
+    """Regression: a shard that owns no source never connected: it published no ``online``
+    and left the retained topics an earlier layout had under its streams for ever."""
+    empty = 1 - shard_of("cam0", 2)
+    gone = next(f"old{k}" for k in range(100) if shard_of(f"old{k}", 2) == empty)
+    broker = mosquitto()
+    prefix = "streamseg/idle"
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="earlier-layout")
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    client.publish(f"{prefix}/{gone}/status", b"streaming", qos=1, retain=True).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(
+        "name: idle\n"
+        "sources: [{id: cam0, type: file, path: /nonexistent.mp4}]\n"
+        f"outputs: {{mqtt: {{host: 127.0.0.1, port: {broker.port}}}}}\n"
+    )
+    watch = Subscriber(broker.port, f"{prefix}/#")
+
+    def stop_when_connected() -> None:
+        try:
+            watch.wait_for(
+                lambda s: (
+                    s.on(f"{prefix}/shards/{empty}/available")[-1:] == [b"online"]
+                    and s.on(f"{prefix}/{gone}/status")[-1:] == [b""]
+                ),  # cleared
+                timeout=30,
+            )
+        finally:
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop_when_connected)
+    stopper.start()
+    try:
+        assert main(["run", str(pipeline), "--no-progress", "--shard", f"{empty}/2"]) == 0
+    finally:
+        stopper.join()
+    try:
+        assert watch.on(f"{prefix}/{gone}/status")[-1:] == [b""]
+        assert watch.on(f"{prefix}/shards/{empty}/available")[-1:] == [b"offline"]  # clean stop
+    finally:
+        watch.close()
