@@ -32,7 +32,8 @@ DropReader = Callable[[], Mapping[tuple[str, str], int]]
 """Frames dropped so far by ``(stream, stage)``; the stages are in :data:`DROP_STAGES`."""
 
 DROP_STAGES = {
-    "source": "a live source had no time for them (newest frame kept) or its fps cap left them out",
+    "source": "a live source had no time for them (newest frame kept; frames its fps cap "
+    "leaves out are streamseg_source_frames_skipped_fps_total, not drops)",
     "analytics": "a live stream's tracker, rules or sinks fell behind the model",
     "video": "the annotated-video encoder fell behind (live streams only)",
     "record": "the recorder's encoder fell behind (live streams only), or writing the "

@@ -86,8 +86,7 @@ def print_summary(summary: RunSummary, console: Console) -> None:
                 "(lost in transit or damaged; a variable frame rate counts too)"
             )
         if stats.frames_skipped_fps:
-            # Left out by design: a file's are in no other column, a live source's are in
-            # "dropped" among the frames it had no time for.
+            # Left out by design, so in no other column (not among the dropped).
             console.print(
                 f"{stream_id}: {stats.frames_skipped_fps} of {stats.frames_decoded} decoded "
                 "frames skipped by the source's fps cap"

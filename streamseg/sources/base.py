@@ -84,8 +84,11 @@ class SourceStats:
         frames_decoded: frames that came out of the decoder.
         frames_delivered: frames the consumer took with ``get`` / ``get_nowait``.
         frames_dropped: live sources only: frames overwritten in the mailbox before the consumer
-            took them, plus frames removed by the fps cap. Always 0 for non-realtime files.
-        frames_skipped_fps: frames removed by the fps cap (live and files).
+            took them (it had no time for them). Always 0 for non-realtime files.
+        frames_skipped_fps: frames removed by the fps cap (live and files): left out by
+            design, so not among ``frames_dropped`` (an alert on drops must not fire for
+            every capped camera). ``frames_decoded = frames_delivered + frames_dropped +
+            frames_skipped_fps`` (+ the frames still waiting).
         frames_missing: frames the stream's timestamps skip (a gap of ``k`` frame intervals
             counts ``k - 1``): lost in transit or damaged data the demuxer resynchronised over
             without an error. A variable-rate stream's slow stretches count too.
@@ -495,10 +498,8 @@ class Source(abc.ABC):
             self._frames_decoded += 1
             self._rate_meter.add(now_mono)
             self._resolution_wh = size_wh
-            if not admitted:
+            if not admitted:  # left out by design: counted apart, not as dropped
                 self._frames_skipped_fps += 1
-                if self.live:
-                    self._frames_dropped += 1
         if not admitted:
             return None
         image: ImageU8 = av_frame.to_ndarray(format="bgr24")  # type: ignore[assignment]

@@ -209,17 +209,20 @@ def test_realtime_with_a_fast_consumer_takes_about_the_clip_duration(
     assert t1 - t0 == pytest.approx(f1.pts_s - f0.pts_s, abs=0.2)
 
 
-def test_realtime_fps_cap_counts_as_dropped_too(
+def test_realtime_fps_cap_is_counted_apart_from_the_drops(
     h264_file: Callable[..., Any], file_cfg: Callable[..., Any]
 ) -> None:
+    """Frames the fps cap leaves out are skipped by design, not dropped: counted as drops, they
+    made an alert on ``streamseg_frames_dropped_total`` fire for ever for a capped camera."""
     clip = h264_file(frames=24, fps=24)
     source = FileSource(file_cfg(clip.path, realtime=True, fps=12.0))
     source.start()
     taken = drain(source)
     stats = source.stats()
     assert stats.frames_skipped_fps == 12
-    # Live sources count every frame the consumer never saw as dropped, fps cap included.
-    assert stats.frames_dropped == 12 + (12 - len(taken))
+    # Dropped: only the admitted frames the consumer had no time for.
+    assert stats.frames_dropped == 12 - len(taken)
+    assert stats.frames_delivered + stats.frames_dropped + stats.frames_skipped_fps == 24
     assert all(round(f.pts_s * 24) % 2 == 0 for f in taken)
 
 
