@@ -24,13 +24,23 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+PLAIN_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""Log lines when stderr is not a terminal (systemd's journal, docker, a file): one record per
+line, never wrapped."""
+
+
 def _setup_logging(level: str, console: Console) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(name)s: %(message)s",
-        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
-        force=True,
-    )
+    """Rich's columns on a terminal; plain lines elsewhere. Rich wraps at 80 columns when it
+    has no terminal to measure, which split each record of the journal or ``docker logs`` into
+    2-4 entries and broke a grep for a camera's name."""
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(console.file)
+        handler.setFormatter(logging.Formatter(PLAIN_LOG_FORMAT))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler], force=True)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

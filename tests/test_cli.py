@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -292,3 +293,29 @@ def test_run_refuses_an_output_it_could_not_write_before_loading_the_model(
         "write" in result.stderr
     ), result.stderr
     assert "missing-model" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_logs_to_a_pipe_are_one_plain_line_per_record(
+    h264_file: Callable[..., Any], fake_model: Path, tmp_path: Path
+) -> None:
+    """Regression: with stderr not a terminal (systemd's journal, docker), rich wrapped each
+    record at 80 columns, splitting it into 2-4 journal entries."""
+    folder = tmp_path / ("a-long-folder-name-for-the-recordings-of-the-north-gate-camera" * 2)
+    folder.mkdir()
+    clip = h264_file("c.mp4", frames=5, fps=5)
+    video = folder / "c.mp4"
+    video.write_bytes(clip.path.read_bytes())
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        f"sources: [{{id: cam, type: file, path: '{video}'}}]\n"
+        f"model: {{weights: '{fake_model}', device: cpu}}\n"
+    )
+    result = streamseg("run", str(path), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    opened = [line for line in result.stderr.splitlines() if "connecting -> streaming" in line]
+    assert len(opened) == 1, result.stderr
+    assert re.match(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO streamseg\.sources\.base: source cam: "
+        r"connecting -> streaming \(opened .*c\.mp4 \(h264, \d+x\d+\)\)$",
+        opened[0],
+    ), opened[0]
