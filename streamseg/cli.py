@@ -244,9 +244,12 @@ def _cmd_run(args: argparse.Namespace, console: Console) -> int:
         return _fatal(console, str(exc), as_json)
     finally:
         _ignore_stop_signals()
-    print_summary(summary, Console())
     if as_json:
+        # The end table as data, and nothing else: a log collector reads stdout and stderr as
+        # one stream, and the table's lines are not JSON.
         log_summary(summary)
+    else:
+        print_summary(summary, Console())
     return 2 if analysed_nothing(summary) else 0
 
 

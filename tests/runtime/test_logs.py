@@ -102,9 +102,12 @@ def test_a_json_run_ends_with_its_figures_as_data(
         f"sources: [{{id: cam, type: file, path: '{clip.path}'}}]\n"
         f"model: {{weights: '{fake_model}', device: cpu}}\n"
     )
-    # The progress bar is on by default; JSON mode keeps it off stderr.
+    # The progress bar is on by default; JSON mode keeps it off stderr, and the end table
+    # (text) off stdout: a log collector reads both as one stream.
     assert main(["run", str(pipeline), "--log-format", "json"]) == 0
-    records = _json_lines(capsys.readouterr().err)
+    out, err = capsys.readouterr()
+    assert out == ""
+    records = _json_lines(err)
     ended = [r for r in records if r["message"].startswith("run ended")]
     assert len(ended) == 1, [r["message"] for r in records]
     assert ended[0]["frames"] == 8
