@@ -236,6 +236,17 @@ def test_backoff_errors(args: tuple[Any, ...], error: str) -> None:
             "cannot connect to rtsp://u:p@ss/w:rd#1@h:554/s: 'rtsp://u:p@ss/w:rd#1@h:554/s'",
             "cannot connect to rtsp://u:***@h:554/s: 'rtsp://u:***@h:554/s'",
         ),
+        # Credentials in the query string (some cameras; stream servers' tokens) were logged.
+        (
+            "rtsp://10.0.0.5/cam/realmonitor?channel=1&user=admin&password=Secret1",
+            "rtsp://10.0.0.5/cam/realmonitor?channel=1&user=admin&password=***",
+        ),
+        (
+            "opened https://h/live.m3u8?Token=ab.cd-ef&x=1 (h264)",
+            "opened https://h/live.m3u8?Token=***&x=1 (h264)",
+        ),
+        ("rtsp://h/s?pwd=p%40ss#frag", "rtsp://h/s?pwd=***#frag"),
+        ("rtsp://h/s?channel=1&subtype=0", "rtsp://h/s?channel=1&subtype=0"),  # none there
     ],
 )
 def test_redact_url(text: str, expected: str) -> None:
