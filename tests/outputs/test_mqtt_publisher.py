@@ -771,3 +771,26 @@ def test_an_event_the_full_disk_keeps_out_of_the_outbox_still_goes_out_while_con
         publisher.on_event(make_event(2, details={"note": big}))
     assert "it is lost (not connected)" in caplog.text
     assert registry.get_sample_value("streamseg_mqtt_events_sent_unstored_total") == 1
+
+
+def test_every_refusal_and_skip_reason_is_a_series_at_zero_from_the_start() -> None:
+    """A series that appears with its first increment shows no ``increase()``: an alert on the
+    outbox refusing events missed the first burst."""
+    from prometheus_client import CollectorRegistry
+
+    from streamseg.outputs.mqtt.metrics import (
+        QUARANTINED_REASONS,
+        REFUSED_REASONS,
+        SNAPSHOT_SKIPPED_REASONS,
+        MqttMetrics,
+    )
+
+    registry = CollectorRegistry()
+    MqttMetrics(lambda: 0.0, registry)
+    for name, reasons in (
+        ("streamseg_mqtt_events_refused_total", REFUSED_REASONS),
+        ("streamseg_mqtt_events_quarantined_total", QUARANTINED_REASONS),
+        ("streamseg_mqtt_snapshots_skipped_total", SNAPSHOT_SKIPPED_REASONS),
+    ):
+        for reason in reasons:
+            assert registry.get_sample_value(name, {"reason": reason}) == 0.0, (name, reason)

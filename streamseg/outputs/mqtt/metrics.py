@@ -16,6 +16,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 logger = logging.getLogger(__name__)
 
 
+REFUSED_REASONS = ("full", "too_large", "error")
+"""The ``reason`` labels of ``streamseg_mqtt_events_refused_total``."""
+
+QUARANTINED_REASONS = ("too_large", "disconnects")
+"""The ``reason`` labels of ``streamseg_mqtt_events_quarantined_total``."""
+
+SNAPSHOT_SKIPPED_REASONS = ("too_large", "unreadable")
+"""The ``reason`` labels of ``streamseg_mqtt_snapshots_skipped_total``."""
+
+
 class MqttMetrics:
     """The publisher's counters and gauges.
 
@@ -37,7 +47,7 @@ class MqttMetrics:
             ``reason``: ``too_large`` (stored by a run with a higher ``max_payload_bytes``) or
             ``disconnects`` (the broker dropped the connection every time it was sent).
         snapshots_skipped: snapshots not published, by ``reason``: ``too_large`` (over
-            ``max_snapshot_bytes``), ``unreadable`` (the file) or ``error`` (a bug; logged).
+            ``max_snapshot_bytes``) or ``unreadable`` (the file).
         connected: 1 while connected to the broker.
     """
 
@@ -81,3 +91,12 @@ class MqttMetrics:
         self.connected = Gauge(
             "streamseg_mqtt_connected", "1 while connected to the MQTT broker", registry=r
         )
+        # Every reason's series exists at 0 from the start: an increase() alert sees the first
+        # refusal (a series that appears with its first increment shows no increase).
+        for counter, reasons in (
+            (self.events_refused, REFUSED_REASONS),
+            (self.events_quarantined, QUARANTINED_REASONS),
+            (self.snapshots_skipped, SNAPSHOT_SKIPPED_REASONS),
+        ):
+            for reason in reasons:
+                counter.labels(reason=reason)
