@@ -178,6 +178,7 @@ class _AnnotationTally:
     no_image: int = 0
     short_polygons: int = 0
     short_polygon_anns: list[str] = field(default_factory=list)
+    usable_categories: set[int] = field(default_factory=set)
 
     def unused_reasons(self) -> list[str]:
         """``"N why"`` for each reason an annotation is not used, most common COCO first."""
@@ -245,6 +246,20 @@ def _validate_coco(data: dict[str, Any], path: Path, images_dir: Path) -> dict[i
             "no masks) cannot train a segmentation model"
         )
     _warn_unused(name, tally)
+    empty = [
+        f"{cat_names[c]!r} (id {c})" for c in sorted(cat_names) if c not in tally.usable_categories
+    ]
+    if empty:
+        # A class the model gets an output for but never sees: it learns nothing of it, and
+        # a pipeline's rule on it would stay silent.
+        logger.warning(
+            "%s: %s no usable annotation: the model learns nothing of %s (remove %s from the "
+            "categories, or label some)",
+            name,
+            f"categories {', '.join(empty)} have" if len(empty) > 1 else f"category {empty[0]} has",
+            "them" if len(empty) > 1 else "it",
+            "them" if len(empty) > 1 else "it",
+        )
     return cat_names
 
 
@@ -402,6 +417,7 @@ def _check_annotations(
             tally.zero_area += 1
         else:
             tally.usable += 1
+            tally.usable_categories.add(ann["category_id"])
     dups = _duplicates([a["id"] for a in anns if isinstance(a, dict) and _is_int(a.get("id"))])
     if dups:
         problems.append(f"{name}: duplicate annotation ids: {dups}")

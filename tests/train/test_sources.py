@@ -246,7 +246,7 @@ def test_unused_annotations_are_counted_in_one_warning(
     ann, img_dir = _write_coco(tmp_path, [_image(1)], anns)
     with caplog.at_level("WARNING", logger="streamseg.train.coco"):
         src = CocoSource(ann, img_dir)
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    warnings = [r.getMessage() for r in caplog.records if "not used for training" in r.getMessage()]
     assert warnings == [
         "ann.json: 3 of 4 annotations not used for training: 1 without a segmentation (box only "
         "or empty), 1 crowd (iscrowd 1, skipped by design), 1 whose image_id is not among the "
@@ -280,7 +280,7 @@ def test_compressed_rle_from_pycocotools_passes_and_its_area_counts(
     ann, img_dir = _write_coco(tmp_path, [_image(1)], [_ann(1, seg=segs[0]), _ann(2, seg=segs[1])])
     with caplog.at_level("WARNING", logger="streamseg.train.coco"):
         source = CocoSource(ann, img_dir)
-    assert [r.getMessage() for r in caplog.records] == [
+    assert [r.getMessage() for r in caplog.records if "not used" in r.getMessage()] == [
         "ann.json: 1 of 2 annotations not used for training: 1 with a zero-area segmentation"
     ]
     sample = source.get(0, np.random.default_rng(0))
@@ -294,3 +294,18 @@ def test_categories_sharing_a_name_are_an_error(tmp_path: Path) -> None:
     ann, img_dir = _write_coco(tmp_path, [_image(1)], [_ann(1)], categories=cats)
     with pytest.raises(ValueError, match=r"categories share a name: 'worker' \(ids 1, 4\)"):
         CocoSource(ann, img_dir)
+
+
+def test_a_category_without_annotations_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It became a class the model never saw, without a word."""
+    cats = [{"id": 1, "name": "cow"}, {"id": 9, "name": "ghost"}]
+    ann, img_dir = _write_coco(tmp_path, [_image(1)], [_ann(1)], categories=cats)
+    with caplog.at_level("WARNING", logger="streamseg.train.coco"):
+        source = CocoSource(ann, img_dir)
+    assert source.class_names == ("cow", "ghost")
+    assert [r.getMessage() for r in caplog.records] == [
+        "ann.json: category 'ghost' (id 9) has no usable annotation: the model learns nothing "
+        "of it (remove it from the categories, or label some)"
+    ]
