@@ -88,6 +88,8 @@ class RunSummary:
     frames_dropped: dict[str, dict[str, int]] = field(default_factory=dict)
     """Frames dropped after the source, per stream, by stage (``analytics``, ``video``,
     ``record``; :data:`~streamseg.runtime.metrics.DROP_STAGES`), zeros left out."""
+    started_wall: float | None = None
+    """``time.time()`` when the run was built: an output older than this is an earlier run's."""
 
     @property
     def total_frames(self) -> int:
@@ -148,6 +150,7 @@ class Pipeline:
         self._turnstile = Turnstile()
         self._workers_running = 0
         self._started_at: float | None = None
+        self._built_wall = time.time()
         self._analysed_at: float | None = None
         """When the last stream's analytics ended: the run's figures stop there, not after
         the flushing of outputs in :meth:`stop` (up to 5 s more waiting for the broker)."""
@@ -454,6 +457,7 @@ class Pipeline:
             timings=self.timings.summary(),
             outputs=list(self.output_paths),
             frames_dropped=dropped,
+            started_wall=self._built_wall,
         )
 
     # ----------------------------------------------------------------- workers

@@ -113,10 +113,15 @@ def print_summary(summary: RunSummary, console: Console) -> None:
             )
         console.print(stages)
     for path in summary.outputs:
-        if os.path.exists(path):
-            console.print(f"[bold green]wrote[/bold green] {path}")
-        else:  # e.g. the video of a stream that delivered no frame
+        if not os.path.exists(path):  # e.g. the video of a stream that delivered no frame
             console.print(f"[yellow]not written[/yellow] {path} (nothing reached it)")
+        elif summary.started_wall is not None and os.path.getmtime(path) < summary.started_wall:
+            console.print(
+                f"[yellow]not written[/yellow] {path} (nothing reached it; the file there is "
+                "from an earlier run)"
+            )
+        else:
+            console.print(f"[bold green]wrote[/bold green] {path}")
 
 
 def log_summary(summary: RunSummary) -> None:

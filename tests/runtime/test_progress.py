@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -58,6 +59,15 @@ def test_the_summary_does_not_claim_a_file_that_was_never_written(
     print_summary(summary, console)
     text = console.export_text()
     assert f"not written {tmp_path / 'cam.mp4'}" in text
+    assert "wrote" not in text
+    # An earlier run's file there is not this run's: said so, not "wrote".
+    (tmp_path / "cam.mp4").write_bytes(b"an earlier run's video")
+    os.utime(tmp_path / "cam.mp4", (1_000_000_000, 1_000_000_000))
+    summary = Pipeline(config).run()
+    console = Console(record=True, width=200)
+    print_summary(summary, console)
+    text = console.export_text()
+    assert f"not written {tmp_path / 'cam.mp4'} (nothing reached it; the file there is" in text
     assert "wrote" not in text
 
 
