@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
 from rich.console import Console
 
-from streamseg.config import ConfigError, FileSourceConfig, load_pipeline
+from streamseg.config import ConfigError, FileSourceConfig, PipelineConfig, load_pipeline
 from streamseg.models import ModelLoadError
 from streamseg.models.names import model_class_names
 from streamseg.runtime.pipeline import Pipeline
@@ -99,13 +100,18 @@ def demo_main(
             paths["video"].replace(video)
         console.print(f"rendered in {time.perf_counter() - start:.1f} s")
 
-    # A run's events log is append-only (nothing accepted is ever lost); the demo's is a
-    # showcase of one run, so the last demo's events go first.
-    if config.outputs.events is not None:
-        events = Path(config.outputs.events.path)
-        if events.exists():
-            events.unlink()
-            console.print(f"replacing the last demo's events in {events}")
+    # A run's events log is append-only (nothing accepted is ever lost) and its recording
+    # folders keep every file until retention; the demo's are a showcase of one run, so the
+    # last demo's go first.
+    # Folders only for the built-in demo pipeline: another file's may be a site's recordings.
+    earlier = _demo_outputs(config, folders=pipeline_path is None)
+    for output in earlier:
+        if output.is_dir():
+            shutil.rmtree(output)
+        else:
+            output.unlink()
+    if earlier:
+        console.print(f"replacing the last demo's {', '.join(str(p) for p in earlier)}")
     pipeline = Pipeline(config)
     try:
         with file_progress(pipeline, console):
@@ -115,5 +121,31 @@ def demo_main(
         return 1
     out = report if report is not None else Console()
     print_summary(summary, out)
+    for folder in _recording_folders(config):
+        if folder.is_dir():
+            files = sum(1 for p in folder.rglob("*") if p.is_file())
+            out.print(f"wrote {folder}/ ({files} file{'s' if files != 1 else ''})")
     out.print(f"scene with its ground truth (MOTS, COCO): {video.parent}")
     return 0
+
+
+def _recording_folders(config: PipelineConfig) -> list[Path]:
+    """The folders of the pipeline's recordings, clips and snapshots that are on."""
+    record = config.outputs.record
+    if record is None:
+        return []
+    sections = (
+        (record.continuous, record.continuous_on),
+        (record.clips, record.clips_on),
+        (record.snapshots, record.snapshots_on),
+    )
+    return [Path(section.dir) for section, on in sections if section is not None and on]
+
+
+def _demo_outputs(config: PipelineConfig, folders: bool) -> list[Path]:
+    """What an earlier demo left that this one replaces (those that exist): its events log,
+    and with ``folders`` its recording, clip and snapshot folders."""
+    found = [Path(config.outputs.events.path)] if config.outputs.events is not None else []
+    if folders:
+        found += _recording_folders(config)
+    return [path for path in found if path.exists()]

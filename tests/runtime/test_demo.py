@@ -21,8 +21,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _demo(said: io.StringIO) -> int:
+    """``streamseg demo`` from the current folder: the built-in pipeline (this checkout's)."""
     console = Console(file=said, width=200)
-    return demo_main(console, str(REPO / "pipelines" / "demo.yaml"), report=console)
+    return demo_main(console, report=console)
 
 
 def _gt_masks(path: Path, frames: set[int]) -> dict[int, list[np.ndarray]]:
@@ -87,11 +88,16 @@ def test_the_demo_writes_a_playable_video_whose_tracked_masks_follow_the_objects
     events = (out / "events.jsonl").read_text().splitlines()
     assert events and all(json.loads(e)["rule_id"] for e in events)
 
-    # A second run reuses the scene and replaces (not appends to) the events log.
+    clips = sorted((out / "clips").rglob("*.mp4"))
+    assert clips and f"wrote {Path('out/demo/clips')}/ ({len(clips)} files)" in text
+
+    # A second run reuses the scene and replaces (not appends to) the events log, and its
+    # clips, snapshots and recordings replace the first run's (they piled up).
     said = io.StringIO()
     assert _demo(said) == 0
     assert "reusing the rendered scene" in said.getvalue()
     assert len((out / "events.jsonl").read_text().splitlines()) == len(events)
+    assert len(sorted((out / "clips").rglob("*.mp4"))) == len(clips)
 
 
 def test_the_demo_finds_its_pipeline_outside_the_repository_root(
