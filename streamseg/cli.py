@@ -412,8 +412,10 @@ def version_report() -> str:
 class _VersionAction(argparse.Action):
     """``--version``: prints :func:`version_report` (built only when asked: it imports torch)."""
 
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS)
+    def __init__(
+        self, option_strings: Sequence[str], dest: str, help: str | None = None, **_: object
+    ) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
 
     def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
         print(version_report())
@@ -434,7 +436,12 @@ def _non_negative_seconds(text: str) -> float:
 def _global_parser(**kwargs: object) -> argparse.ArgumentParser:
     """The ``streamseg`` parser with only its global options."""
     parser = argparse.ArgumentParser(prog="streamseg", **kwargs)  # type: ignore[arg-type]
-    parser.add_argument("--log-level", default="info", choices=LOG_LEVELS)
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=LOG_LEVELS,
+        help="least level of the log records shown (also accepted after the command)",
+    )
     parser.add_argument(
         "--version",
         action=_VersionAction,
@@ -559,15 +566,34 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("train", help="train or fine-tune the built-in model", add_help=False)
     # --log-level after the verb too (`streamseg validate --log-level debug f.yaml`): the verbs
     # take it with no default of their own, so the one before the verb stands when absent.
-    for name, verb in sub.choices.items():
-        if name not in OWN_ARGUMENTS:
-            verb.add_argument(
-                "--log-level",
-                default=argparse.SUPPRESS,
-                choices=LOG_LEVELS,
-                help="as before the command",
-            )
+    verbs = [verb for name, verb in sub.choices.items() if name not in OWN_ARGUMENTS]
+    for verb in [*verbs, *eval_sub.choices.values()]:
+        verb.add_argument(
+            "--log-level",
+            default=argparse.SUPPRESS,
+            choices=LOG_LEVELS,
+            help="as before the command",
+        )
     return parser
+
+
+def _take_log_level(args: list[str]) -> tuple[str | None, list[str]]:
+    """``--log-level X`` (or ``--log-level=X``) taken out of a command's own arguments (train
+    and synth parse theirs): the level given last, or None, and the other arguments."""
+    level: str | None = None
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--log-level" and i + 1 < len(args):
+            level, i = args[i + 1], i + 2
+            continue
+        if arg.startswith("--log-level="):
+            level, i = arg.split("=", 1)[1], i + 1
+            continue
+        rest.append(arg)
+        i += 1
+    return level, rest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -577,6 +603,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     own = _own_subcommand(argv)
     if own is not None:
         global_options, command, rest = own
+        level, rest = _take_log_level(rest)
+        if level is not None:
+            global_options = [*global_options, "--log-level", level]
         if global_options:
             options = _global_parser().parse_args(global_options)
             _setup_logging(options.log_level, Console(stderr=True))

@@ -273,6 +273,16 @@ def test_the_log_level_goes_before_or_after_the_command(tmp_path: Path) -> None:
         assert "1 sources" in result.stderr  # the validator's DEBUG line
     quiet = streamseg("validate", str(path), env=env)
     assert "1 sources" not in quiet.stderr  # INFO by default
+    # Nested commands and those that parse their own arguments take it after them too (they
+    # said "unrecognized arguments").
+    scene = tmp_path / "scene"
+    made = streamseg("synth", "yard", "--out", str(scene), "--frames", "2", "--log-level", "debug")
+    assert made.returncode == 0, made.stderr
+    scored = streamseg("eval", "tracking", "--gt", str(scene), "--pred", str(scene), "--log-level",
+                       "warning")  # fmt: skip
+    assert scored.returncode == 0, scored.stderr
+    helped = streamseg("--help")
+    assert "print the version" in helped.stdout and "least level of the log" in helped.stdout
 
 
 def test_run_refuses_an_output_it_could_not_write_before_loading_the_model(
