@@ -78,3 +78,17 @@ def test_missing_option_is_a_usage_error(synth_dir: Path) -> None:
     with pytest.raises(SystemExit) as info:
         main(["eval", "tracking", "--gt", str(synth_dir)])
     assert info.value.code == 2
+
+
+def test_a_pairing_that_looks_wrong_is_warned_about(
+    synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One sequence on each side always pairs, whatever their names: a run of another video,
+    or one stopped early, was scored without a word."""
+    gt_lines = (synth_dir / "gt" / "gt.txt").read_text().splitlines()
+    short = tmp_path / "cam.txt"  # another name, and only the first 4 of 12 frames
+    short.write_text("\n".join(line for line in gt_lines if int(line.split()[0]) <= 4) + "\n")
+    assert main(["eval", "tracking", "--gt", str(synth_dir), "--pred", str(short)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "scoring predictions 'cam' against ground truth 'pitch'" in err, err
+    assert "the predictions end at frame 4, the ground truth at 12" in err, err

@@ -213,6 +213,10 @@ def find_pred_sequences(pred_dir: str | os.PathLike[str]) -> dict[str, Path]:
     return found
 
 
+SHORT_PREDICTIONS = 0.5
+"""Predictions whose last frame is under this fraction of the ground truth's get a warning."""
+
+
 def pair_sequences(
     gt: dict[str, GtSequence], pred: dict[str, Path]
 ) -> dict[str, tuple[GtSequence, Path]]:
@@ -222,7 +226,14 @@ def pair_sequences(
         TrackingEvalError: a sequence is on one side only; the message lists both sides.
     """
     if len(gt) == 1 and len(pred) == 1:
-        (name, gt_seq), (pred_path,) = next(iter(gt.items())), pred.values()
+        (name, gt_seq), (pred_name, pred_path) = next(iter(gt.items())), next(iter(pred.items()))
+        if pred_name != name:
+            logger.warning(
+                "scoring predictions %r against ground truth %r: one sequence on each side "
+                "always pairs; make sure they are of the same video",
+                pred_name,
+                name,
+            )
         return {name: (gt_seq, pred_path)}
     missing = sorted(set(gt) - set(pred))
     extra = sorted(set(pred) - set(gt))
@@ -375,8 +386,17 @@ def evaluate_tracking(
 
     lengths = {}
     for name, (gt_seq, pred_path) in pairs.items():
-        last = max(_last_frame(gt_seq.path), _last_frame(pred_path))
-        lengths[name] = gt_seq.length if gt_seq.length is not None else max(1, last)
+        gt_last, pred_last = _last_frame(gt_seq.path), _last_frame(pred_path)
+        lengths[name] = gt_seq.length if gt_seq.length is not None else max(1, gt_last, pred_last)
+        if pred_last < SHORT_PREDICTIONS * gt_last:
+            # A run on another (or a cut) video: everything after is scored as missed.
+            logger.warning(
+                "%s: the predictions end at frame %d, the ground truth at %d: the frames after "
+                "count as missed (another video, or a run stopped early?)",
+                name,
+                pred_last,
+                gt_last,
+            )
 
     with tempfile.TemporaryDirectory(prefix="streamseg-eval-") as tmp:
         stage = Path(tmp)
