@@ -322,11 +322,11 @@ def open_model(
         mask_threshold=backend.metadata.mask_threshold,
     )
     logger.info(
-        "loaded %s model %s: input %dx%d, %d classes, %d masks, %d anchors, %s %s",
+        "loaded %s model %s: input %dx%d (WxH), %d classes, %d masks, %d anchors, %s %s",
         fmt,
         source,
-        input_hw[0],
         input_hw[1],
+        input_hw[0],
         layout.num_classes,
         layout.num_masks,
         layout.num_anchors,

@@ -211,7 +211,7 @@ class Pipeline:
                 "; ".join(f"{format_loc(failure.loc)}: {failure.message}" for failure in unknown)
             )
         logger.info(
-            "model %s (%s) input %dx%d, %d classes on %s/%s, mask threshold %g",
+            "model %s (%s) input %dx%d (WxH), %d classes on %s/%s, mask threshold %g",
             info.path,
             info.format,
             info.input_hw[1],

@@ -531,8 +531,8 @@ def train(
         best = float(ckpt.get("best_map50", -1.0))
         logger.info("resumed %s at step %d", ckpt_path, step)
     logger.info(
-        "SegLite: %.3f M parameters, input %dx%d, %d classes %s, batch %d, %d threads, %d workers, "
-        "device %s",
+        "SegLite: %.3f M parameters, input %dx%d (HxW, as --imgsz), %d classes %s, batch %d, "
+        "%d threads, %d workers, device %s",
         count_parameters(net) / 1e6,
         cfg.imgsz[0],
         cfg.imgsz[1],
