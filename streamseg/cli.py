@@ -507,7 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     preview.add_argument("file", help="pipeline YAML")
-    preview.add_argument("--out", default="out/preview", help="folder for <source id>.png")
+    preview.add_argument(
+        "--out", default="out/preview", help="folder for <source id>.png (default: out/preview)"
+    )
     preview.add_argument(
         "--source",
         dest="sources",
@@ -516,7 +518,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this source (repeat for several; default: every source)",
     )
     preview.add_argument(
-        "--timeout", type=float, default=15.0, help="seconds to wait for a source's first frame"
+        "--timeout",
+        type=float,
+        default=15.0,
+        help="seconds to wait for a source's first frame (default: 15)",
     )
     preview.add_argument(
         "--at",

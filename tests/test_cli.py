@@ -329,3 +329,12 @@ def test_logs_to_a_pipe_are_one_plain_line_per_record(
         r"connecting -> streaming \(opened .*c\.mp4 \(h264, \d+x\d+\)\)$",
         opened[0],
     ), opened[0]
+
+
+def test_synth_refuses_bad_numbers_by_their_flag_and_shows_its_defaults() -> None:
+    """``--frames 0`` said ``num_frames must be >= 1`` (the library's parameter, not the flag)."""
+    result = streamseg("synth", "yard", "--out", "unused", "--frames", "0")
+    assert result.returncode == 2
+    assert "argument --frames: expected an integer >= 1, got 0" in result.stderr
+    helped = streamseg("synth", "--help")
+    assert "(default: 150)" in helped.stdout and "(default: 640x360)" in helped.stdout
