@@ -347,6 +347,25 @@ def test_close_with_the_broker_down_keeps_the_events(
         assert outbox.depth == 4
 
 
+def test_close_after_a_run_without_any_broker_is_prompt(
+    tmp_path: Path,
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+) -> None:
+    """A broker that was down all run (never reached) gets a moment to come up, not the whole
+    flush timeout: a pipeline run without its broker took 6 s to stop."""
+    broker = mosquitto()
+    broker.stop()
+    publisher = publisher_for(broker.port)
+    publisher.start()
+    publisher.on_event(make_event(0))
+    started = time.monotonic()
+    publisher.close(timeout=5.0)
+    assert time.monotonic() - started < 2.5
+    with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        assert outbox.depth == 1  # kept for the next start
+
+
 # ---------------------------------------------------------------------- message sizes
 
 

@@ -85,6 +85,11 @@ LOW_WATER_FRACTION = 0.9
 a full outbox that drains one event at a time does not flap between full and not full)."""
 
 OFFLINE_WAIT_S = 0.5
+
+FIRST_CONNECT_WAIT_S = 1.0
+"""At close, how long a publisher that never reached the broker in this run waits for a first
+connection before it gives up on flushing (the whole ``timeout`` only once it has connected:
+a broker that was down all run will not come up in those seconds, and a stop should be prompt)."""
 """:meth:`MqttPublisher.close` waits at least this long for the broker to acknowledge
 ``offline``, even when its flush timeout is spent."""
 
@@ -163,6 +168,7 @@ class MqttPublisher:
         # Notified when the outbox shrinks and when the connection comes or goes.
         self._cond = threading.Condition()
         self._connected = False
+        self._ever_connected = False
         self._full_lock = threading.Lock()
         self._full = False
         self._refused_in_episode = 0
@@ -262,6 +268,12 @@ class MqttPublisher:
             return
         deadline = time.monotonic() + timeout
         with self._cond:
+            if not self._ever_connected:
+                self._cond.wait_for(
+                    lambda: self._connected, timeout=min(timeout, FIRST_CONNECT_WAIT_S)
+                )
+                if not self._connected:
+                    deadline = time.monotonic()  # no broker all run: nothing to flush to
             self._cond.wait_for(
                 lambda: self.outbox.depth == 0, timeout=max(0.0, deadline - time.monotonic())
             )
@@ -638,6 +650,7 @@ class MqttPublisher:
             self._snapshots.clear()
             with self._cond:
                 self._connected = True
+                self._ever_connected = True
                 self._cond.notify_all()
             if self.stale is not None:
                 self.stale.on_connect(client)
