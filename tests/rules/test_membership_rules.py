@@ -67,6 +67,22 @@ def test_inside_periodic_updates(kit: Kit) -> None:
     assert len({e.event_id for e in events}) == 1
 
 
+def test_an_update_of_a_track_not_seen_says_when_its_figures_are_from(kit: Kit) -> None:
+    """Regression: the update of a worker hidden behind a machine for 2 s still reported
+    ``overlap: 1.0`` as if measured on that frame."""
+    rule = (
+        "  - {id: in, type: inside, zone: yard, min_duration_s: 0, lost_timeout_s: 0.5, "
+        "update_interval_s: 0.5}\n"
+    )
+    engine, _ = kit.engine(ZONE + rule)
+    frames = timeline((5, IN), (10, None), (5, IN))
+    events = kit.run(engine, frames, hidden=dict.fromkeys(range(5, 15), (1,)))
+    updates = [(e.frame_index, e.details) for e in events if e.type == "update"]
+    stale = {"basis": "mask", "overlap": 1.0, "last_seen_pts": pytest.approx(0.4), "hidden": True}
+    assert updates[:2] == [(5, stale), (10, stale)]
+    assert updates[2] == (15, {"basis": "mask", "overlap": 1.0})  # seen again: this frame's
+
+
 def test_cooldown_delays_the_next_start(kit: Kit) -> None:
     engine, _ = kit.engine(
         ZONE + "  - {id: in, type: inside, zone: yard, min_duration_s: 0, cooldown_s: 1.0}\n"

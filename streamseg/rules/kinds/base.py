@@ -108,8 +108,14 @@ class Rule(ABC):
         for key in self.book.due_updates(now.pts):
             tracks = self.current_tracks(key)
             ids, names = tracks if tracks is not None else (None, None)
-            events.append(self.book.update(key, now, self.update_details(key), ids, names))
+            details = {**self.update_details(key), **self.staleness(key, now)}
+            events.append(self.book.update(key, now, details, ids, names))
         return events
+
+    def staleness(self, key: Hashable, now: Stamp) -> dict[str, Any]:
+        """Details that say an ``update``'s figures are not this frame's (see
+        :meth:`TrackRule.staleness`); ``{}`` when they are."""
+        return {}
 
     def close(self, now: Stamp) -> list[Event]:
         """End every open occurrence (the stream ended); ``details["reason"]`` is
@@ -172,10 +178,13 @@ class TrackRule(Rule):
         self.tracks: dict[int, TrackState] = {}
         self.min_duration_s = config.min_duration_s
         self.lost_timeout_s = config.lost_timeout_s
+        self._hidden: frozenset[int] = frozenset()
+        """The tracks the tracker holds hidden on the frame being evaluated."""
 
     def evaluate(self, ctx: FrameContext) -> list[Event]:
         """Observe every track of the rule's classes, drop lost ones, send due updates."""
         self.pulsed = False
+        self._hidden = ctx.hidden
         events: list[Event] = []
         now = ctx.stamp
         objects = ctx.objects
@@ -215,6 +224,19 @@ class TrackRule(Rule):
         if self.book.open:
             events.extend(self.periodic_updates(now))
         return events
+
+    def staleness(self, key: Hashable, now: Stamp) -> dict[str, Any]:
+        """For an ``update`` of a track not seen on this frame (hidden behind another object,
+        or within ``lost_timeout_s``): ``last_seen_pts``, the frame its figures (overlap,
+        distance) are from, and ``hidden`` when the tracker holds it hidden. A consumer would
+        otherwise read them as this frame's."""
+        state = self.tracks.get(key) if isinstance(key, int) else None
+        if state is None or state.last_seen is now:
+            return {}
+        details: dict[str, Any] = {"last_seen_pts": state.last_seen.pts}
+        if key in self._hidden:
+            details["hidden"] = True
+        return details
 
     @abstractmethod
     def observe(
