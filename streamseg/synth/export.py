@@ -26,6 +26,7 @@ segmentations are compressed RLE with the string ``counts`` pycocotools writes, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -406,6 +407,9 @@ def render_scene_video(
         path.unlink()
     if stale:
         logger.info("removed %d frame image(s) of a previous render in %s", len(stale), root)
+    if not write_images:
+        with contextlib.suppress(OSError):  # not there, or holding files of the user's
+            (root / "images").rmdir()
     coco = _CocoBuilder(paths.get("images"), ".jpg")
     paths["mots"].parent.mkdir(parents=True, exist_ok=True)
     with (

@@ -220,6 +220,11 @@ def test_a_new_render_removes_the_frames_of_the_last(tmp_path: Path) -> None:
     assert len(json.loads(paths["coco"].read_text())["images"]) == 3
     render_scene_video("pitch", 3, out, 2, RES, 10.0, write_images=False)
     assert sorted(p.name for p in (out / "images").iterdir()) == ["notes.txt"]
+    # Emptied by a render without images, the folder goes (it stayed, empty).
+    (out / "images" / "notes.txt").unlink()
+    render_scene_video("pitch", 1, out, 6, RES, 10.0)
+    render_scene_video("pitch", 3, out, 2, RES, 10.0, write_images=False)
+    assert not (out / "images").exists()
 
 
 def test_a_folder_name_outside_ascii_is_written_to_seqinfo(tmp_path: Path) -> None:
