@@ -184,7 +184,7 @@ class _AnnotationTally:
         """``"N why"`` for each reason an annotation is not used, most common COCO first."""
         reasons = (
             (self.no_segmentation, "without a segmentation (box only or empty)"),
-            (self.zero_area, "with a zero-area segmentation"),
+            (self.zero_area, "with a zero-area segmentation (or wholly outside its image)"),
             (self.crowd, "crowd (iscrowd 1, skipped by design)"),
             (self.no_image, "whose image_id is not among the images"),
         )
@@ -441,7 +441,7 @@ def _check_segmentation(seg: Any, image_hw: tuple[int, int] | None) -> _Segmenta
         ValueError: what is wrong, without the annotation's name (the caller adds it).
     """
     if isinstance(seg, list):
-        return _check_polygons(seg)
+        return _check_polygons(seg, image_hw)
     if isinstance(seg, dict):
         return _check_rle(seg, image_hw)
     raise ValueError(
@@ -450,11 +450,15 @@ def _check_segmentation(seg: Any, image_hw: tuple[int, int] | None) -> _Segmenta
     )
 
 
-def _check_polygons(polygons: list[Any]) -> _SegmentationCheck:
+def _check_polygons(
+    polygons: list[Any], image_hw: tuple[int, int] | None = None
+) -> _SegmentationCheck:
     """Check a non-empty polygon list ``[[x1, y1, x2, y2, ...], ...]``.
 
     Polygons with fewer than :data:`MIN_POLYGON_NUMBERS` numbers are counted (the decoder
-    drops them); an annotation made only of such polygons is an error.
+    drops them); an annotation made only of such polygons is an error. With the image's size
+    known, a polygon wholly outside the image covers none of its pixels: it adds no area (an
+    annotation of only such polygons is counted as zero-area, not trained on as an empty mask).
     """
     if all(isinstance(v, (int, float)) for v in polygons):
         raise ValueError(
@@ -467,7 +471,7 @@ def _check_polygons(polygons: list[Any]) -> _SegmentationCheck:
         xy = _polygon_numbers(poly, i)
         if xy.size < MIN_POLYGON_NUMBERS:
             short.append(i)
-        elif area == 0.0:  # one polygon with an area is enough
+        elif area == 0.0 and not _outside(xy, image_hw):  # one polygon with an area will do
             area = _polygon_area(xy)
     if len(short) == len(polygons):
         more = f" (and {len(short) - 1} more as short)" if len(short) > 1 else ""
@@ -476,6 +480,15 @@ def _check_polygons(polygons: list[Any]) -> _SegmentationCheck:
             f"{MIN_POLYGON_NUMBERS} ({MIN_POLYGON_NUMBERS // 2} points){more}"
         )
     return _SegmentationCheck(zero_area=area == 0.0, short_polygons=len(short))
+
+
+def _outside(xy: npt.NDArray[np.float64], image_hw: tuple[int, int] | None) -> bool:
+    """Whether a polygon (flat x, y pairs) lies wholly outside an image of ``image_hw``."""
+    if image_hw is None:
+        return False
+    height, width = image_hw
+    x, y = xy[0::2], xy[1::2]
+    return bool(x.max() <= 0 or y.max() <= 0 or x.min() >= width or y.min() >= height)
 
 
 def _polygon_numbers(poly: Any, index: int) -> npt.NDArray[np.float64]:

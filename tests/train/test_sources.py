@@ -281,7 +281,8 @@ def test_compressed_rle_from_pycocotools_passes_and_its_area_counts(
     with caplog.at_level("WARNING", logger="streamseg.train.coco"):
         source = CocoSource(ann, img_dir)
     assert [r.getMessage() for r in caplog.records if "not used" in r.getMessage()] == [
-        "ann.json: 1 of 2 annotations not used for training: 1 with a zero-area segmentation"
+        "ann.json: 1 of 2 annotations not used for training: 1 with a zero-area segmentation "
+        "(or wholly outside its image)"
     ]
     sample = source.get(0, np.random.default_rng(0))
     assert len(sample.masks) == 1 and int(sample.masks[0].sum()) == 600
@@ -309,3 +310,19 @@ def test_a_category_without_annotations_is_a_warning(
         "ann.json: category 'ghost' (id 9) has no usable annotation: the model learns nothing "
         "of it (remove it from the categories, or label some)"
     ]
+
+
+def test_a_polygon_wholly_outside_its_image_is_not_trained_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It passed the load and was decoded to an empty mask (a sample teaching "nothing here"
+    where the object was); now it is counted with the zero-area ones."""
+    outside = [[200, 10, 260, 10, 260, 40, 200, 40]]  # x 200..260 of a 96 px wide image
+    ann, img_dir = _write_coco(tmp_path, [_image(1)], [_ann(1), _ann(2, seg=outside)])
+    with caplog.at_level("WARNING", logger="streamseg.train.coco"):
+        source = CocoSource(ann, img_dir)
+    assert any(
+        "1 of 2 annotations not used" in r.getMessage() and "outside its image" in r.getMessage()
+        for r in caplog.records
+    )
+    assert len(source.get(0, np.random.default_rng(0)).masks) == 1
