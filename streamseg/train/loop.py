@@ -432,6 +432,14 @@ class _Progress:
         if self._bar is not None:
             self._bar.update(self._task, completed=step, info=info)
 
+    def note(self, text: str) -> None:
+        """A line above the bar (a log record written to stderr would land inside it);
+        logged at INFO without a bar."""
+        if self._bar is not None:
+            self._bar.console.print(text, highlight=False, soft_wrap=True)
+        else:
+            logger.info("%s", text)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
@@ -660,7 +668,7 @@ def train(
                 curve.write(json.dumps({"step": step, "wall": round(time.time(), 1), **last_eval}))
                 curve.write("\n")
                 curve.flush()
-                logger.info("eval step %d: %s", step, last_eval)
+                progress.note(f"eval step {step}: {last_eval}")
                 if last_eval["map50"] > best:
                     best = last_eval["map50"]
                     checkpoint(out / "best.pt")

@@ -510,3 +510,19 @@ def test_an_unhandled_worker_error_does_not_hang_the_exit(tmp_path: Path) -> Non
     )
     assert proc.returncode == 1, proc.stderr
     assert "RuntimeError: Caught RuntimeError in DataLoader worker" in proc.stderr, proc.stderr
+
+
+def test_an_evaluation_line_goes_above_the_progress_bar(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On a terminal the eval line was a log record written to stderr under the live bar, and
+    landed inside it; the bar's own console prints it above the bar."""
+    from streamseg.train.loop import _Progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    progress = _Progress(10, 0)
+    assert progress.live
+    progress.note("eval step 3: {'map50': 0.5}")
+    progress.close()
+    out, err = capsys.readouterr()
+    assert "eval step 3: {'map50': 0.5}" in out + err
