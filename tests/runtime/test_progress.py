@@ -54,19 +54,19 @@ def test_the_summary_does_not_claim_a_file_that_was_never_written(
         f"model: {{weights: '{fake_model}', device: cpu}}\n"
         f"outputs: {{video: {{path: '{tmp_path / '{stream}.mp4'}'}}}}\n"
     )
-    summary = Pipeline(config).run()
-    console = Console(record=True, width=200)
-    print_summary(summary, console)
-    text = console.export_text()
+
+    def end_text() -> str:
+        console = Console(record=True, width=200)
+        print_summary(Pipeline(config).run(), console)
+        return console.export_text()
+
+    text = end_text()
     assert f"not written {tmp_path / 'cam.mp4'}" in text
     assert "wrote" not in text
     # An earlier run's file there is not this run's: said so, not "wrote".
     (tmp_path / "cam.mp4").write_bytes(b"an earlier run's video")
     os.utime(tmp_path / "cam.mp4", (1_000_000_000, 1_000_000_000))
-    summary = Pipeline(config).run()
-    console = Console(record=True, width=200)
-    print_summary(summary, console)
-    text = console.export_text()
+    text = end_text()
     assert f"not written {tmp_path / 'cam.mp4'} (nothing reached it; the file there is" in text
     assert "wrote" not in text
 
