@@ -122,6 +122,33 @@ def test_each_stream_has_a_status_sensor_available_while_its_process_is() -> Non
     assert _availability(message.payload) == [f"{PREFIX}/available"]
 
 
+def test_with_snapshots_each_rule_has_an_image_entity_on_its_snapshot_topic(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    image_topic = Topics(PREFIX).snapshot("gate", "in-pen")
+    message = make_discovery().snapshot("gate", "in-pen", image_topic)
+    assert message.topic == f"{HA}/image/streamseg_yard/gate_in-pen_snapshot/config"
+    payload = json.loads(message.payload)
+    assert payload["image_topic"] == image_topic and payload["content_type"] == "image/jpeg"
+    assert "state_topic" not in payload
+    assert _availability(message.payload) == [f"{PREFIX}/available"]  # a past event's image
+    # The publisher announces one per (stream, rule) when snapshots are on, none when off.
+    for snapshots in (True, False):
+        config = load_pipeline_text(
+            TWO_STREAMS.format(
+                mqtt=json.dumps({"home_assistant": {"enabled": True}, "snapshots": snapshots})
+            ).replace("outputs:", f"outputs:\n  record: {{snapshots: {{dir: '{tmp_path}'}}}}"),
+            filename="p.yaml",
+            env={},
+        )
+        publisher = build_mqtt_publisher(config)
+        assert publisher is not None
+        images = [t for t in publisher._configs if t.startswith(f"{HA}/image/")]
+        publisher.close()
+        assert len(images) == (len(RULE_PAIRS) if snapshots else 0), images
+
+
 def _availability(payload: bytes) -> list[str]:
     """The availability topics of a discovery config."""
     return [entry["topic"] for entry in json.loads(payload)["availability"]]

@@ -336,3 +336,20 @@ def test_clear_stale_retained_false_leaves_everything(
     time.sleep(1.5)  # longer than a clearing would take
     now = _retained_now(broker.port, f"{PREFIX}/#", set(EARLIER))
     assert {topic: now.get(topic) for topic in EARLIER} == EARLIER
+
+
+def test_snapshot_image_entities_are_judged_by_their_image_topic() -> None:
+    """Home Assistant image entities name the snapshot topic as ``image_topic``: a rule gone,
+    or snapshots turned off, clears its entity with the snapshot."""
+    object_id = "gate_old-rule_snapshot"
+    config = f"{HA}/image/{NODE}/{object_id}/config"
+
+    def image(rule: str) -> bytes:
+        return json.dumps({"image_topic": f"{PREFIX}/gate/{rule}/snapshot"}).encode()
+
+    on = dataclasses.replace(owned(home_assistant={"enabled": True}), snapshots=True)
+    assert f"{HA}/image/{NODE}/+/config" in on.filters()
+    assert on.is_stale(config, image("old-rule"))
+    assert not on.is_stale(config, image("in-pen"))
+    off = owned(home_assistant={"enabled": True})  # snapshots off: every image entity goes
+    assert off.is_stale(config, image("in-pen"))

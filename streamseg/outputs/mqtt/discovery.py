@@ -12,7 +12,10 @@ it starts) and creates one entity per config. streamseg publishes, per pipeline:
   (``state_class: measurement``);
 * a diagnostic ``enum`` ``sensor`` per stream on ``<prefix>/<stream>/status`` (the source
   state: ``connecting``, ``streaming``, ``stalled``, ``reconnecting``, ``ended``, ``failed``),
-  so an automation can tell that a camera is down.
+  so an automation can tell that a camera is down;
+* with ``outputs.mqtt.snapshots``, an ``image`` per (stream, rule) on
+  ``<prefix>/<stream>/<rule>/snapshot``: the last event's snapshot, in a dashboard or a
+  notification.
 
 Every config lists two availability topics, both of which must say available
 (``availability_mode: all``): the publishing process's (``online`` / ``offline``, the last
@@ -113,6 +116,8 @@ class HomeAssistantDiscovery:
         rules: the ``(stream id, rule id)`` pairs that run, in pipeline order.
         shard: the shard index of the process (``--shard i/n``, n > 1), else ``None``.
         streams: the streams this process runs (each gets a status sensor).
+        snapshots: event snapshots are published (``outputs.mqtt.snapshots``): each rule and
+            stream gets an ``image`` entity.
     """
 
     discovery_prefix: str
@@ -123,6 +128,7 @@ class HomeAssistantDiscovery:
     rules: tuple[tuple[str, str], ...] = ()
     shard: int | None = None
     streams: tuple[str, ...] = ()
+    snapshots: bool = False
 
     @property
     def availability_topic(self) -> str:
@@ -187,6 +193,23 @@ class HomeAssistantDiscovery:
             "entity_category": "diagnostic",
         }
         return self._message("sensor", stream_id, state_topic, config, stream_availability=False)
+
+    def snapshot(self, stream_id: str, rule_id: str, image_topic: str) -> DiscoveryMessage:
+        """The ``image`` config of a rule's latest event snapshot on one stream (the retained
+        JPEG on ``<prefix>/<stream>/<rule>/snapshot``). Available while the process is: a
+        snapshot is of a past event, whatever the camera does now.
+
+        Args:
+            stream_id: the stream (source id).
+            rule_id: the rule id.
+            image_topic: ``<prefix>/<stream>/<rule>/snapshot``, as the publisher writes it.
+        """
+        config = {
+            "name": f"{stream_id} {rule_id} snapshot",
+            "image_topic": image_topic,
+            "content_type": "image/jpeg",
+        }
+        return self._message("image", stream_id, image_topic, config, stream_availability=False)
 
     def availability(self, stream_id: str) -> list[dict[str, str]]:
         """The ``availability`` of a stream's entities: the process's ``available`` topic and
@@ -297,4 +320,5 @@ def discovery_for_pipeline(
         rules=tuple(rule_streams(config)),
         shard=shard,
         streams=tuple(source.id for source in config.sources),
+        snapshots=mqtt.snapshots,
     )

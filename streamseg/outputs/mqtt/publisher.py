@@ -208,6 +208,9 @@ class MqttPublisher:
             for stream_id, rule_id in discovery.rules:
                 topic = self.topics.rule_state(stream_id, rule_id)
                 self._announce(discovery.rule_state(stream_id, rule_id, topic))
+                if discovery.snapshots:
+                    image = self.topics.snapshot(stream_id, rule_id)
+                    self._announce(discovery.snapshot(stream_id, rule_id, image))
 
     # ------------------------------------------------------------------ lifecycle
 

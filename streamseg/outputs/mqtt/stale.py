@@ -74,7 +74,7 @@ CLEAR_ACK_TIMEOUT_S = 10.0
 _ID = re.compile(r"^[A-Za-z0-9_-]+$")
 """A stream id (ID_PATTERN of the config): only such levels can be a stream's topics."""
 
-_DISCOVERY_COMPONENTS = ("binary_sensor", "sensor")
+_DISCOVERY_COMPONENTS = ("binary_sensor", "sensor", "image")
 
 _STREAM_TOPICS = frozenset({(2, "status"), (3, "state"), (3, "snapshot"), (4, "count")})
 """(levels under the prefix, last level) of a stream's topics."""
@@ -166,7 +166,12 @@ class OwnedTopics:
             config = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError):
             return False
-        state_topic = config.get("state_topic") if isinstance(config, dict) else None
+        # An entity reads its state_topic, an image entity its image_topic.
+        state_topic = (
+            config.get("state_topic") or config.get("image_topic")
+            if isinstance(config, dict)
+            else None
+        )
         if not isinstance(state_topic, str):
             return False
         if not self.announces:  # discovery was turned off: every entity of ours goes
