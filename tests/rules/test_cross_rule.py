@@ -162,3 +162,23 @@ def test_one_frame_on_the_other_side_after_a_long_gap_is_not_a_crossing(kit: Kit
     )
     timeline = walker([20] * 5) + [[]] * 10 + walker([60, 60, 20, 20, 20])
     assert kit.run(engine, timeline) == []
+
+
+def test_going_round_the_end_of_the_line_is_not_a_crossing(kit: Kit) -> None:
+    """Regression: a track above the line, then past its end, then below it (it never crossed
+    the segment) fired left_to_right: past the ends it was on neither side, but the side it had
+    been on still counted."""
+    engine, _ = kit.engine(
+        "zones:\n"
+        "  - {id: short, type: line, points: [[0, 40], [60, 40]]}\n"
+        "rules:\n"
+        "  - {id: c, type: cross, zone: short, min_duration_s: 0}\n"
+    )
+    # Above the line (x 30), along it past the end (x 90), down, then back below it (x 30).
+    frames = [[(1, 25, 1, 34, 20)]] * 3  # bottom-centre (29.5, 20): left, within the segment
+    frames += [[(1, 85, 1, 94, 20)]] * 3  # (89.5, 20): beyond the end
+    frames += [[(1, 85, 41, 94, 60)]] * 3  # (89.5, 60): beyond the end, below
+    frames += [[(1, 25, 41, 34, 60)]] * 3  # (29.5, 60): right, within the segment
+    assert kit.run(engine, frames) == []
+    # Straight across within the segment still fires.
+    assert len(kit.run(engine, walker(DOWN, x=20, track_id=2), start=20)) == 2

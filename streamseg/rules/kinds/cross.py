@@ -15,8 +15,9 @@ B (``points[1]``), as drawn on the image (x to the right, rows growing downwards
 The side of a track on a frame is that of its anchor (``anchor``: the box's bottom-centre by
 default, where an object stands on a line drawn on the ground; ``center``; or the mask's
 ``centroid``). A frame gives no side when the anchor is within ``margin_px`` of the line (the
-hysteresis band) or beyond the segment's ends (its projection falls outside A..B): such frames
-neither confirm nor break a crossing.
+hysteresis band) or beyond the segment's ends (its projection falls outside A..B). Frames in the
+band neither confirm nor break a crossing; a frame beyond the ends also makes the track forget
+its side, so going round the end of the line (left, past the end, then right) is no crossing.
 
 The first side a track is seen on (outside the band) is where it starts. That raises nothing,
 so it needs no wait: a track born next to the line (a player coming out of a pack) would
@@ -48,8 +49,13 @@ from streamseg.config.rules import CrossRuleConfig
 from streamseg.rules.events import Event
 from streamseg.rules.geometry import LineZone
 from streamseg.rules.kinds.base import FrameContext, TrackRule, TrackState
+from streamseg.rules.lifecycle import Debounce
 
 logger = logging.getLogger(__name__)
+
+
+BEYOND = "beyond"
+""":meth:`CrossRule.side` of an anchor whose projection falls outside the segment."""
 
 
 class CrossRule(TrackRule):
@@ -64,13 +70,14 @@ class CrossRule(TrackRule):
         self.margin_px = config.margin_px
         self.direction = config.direction
 
-    def side(self, ctx: FrameContext, k: int) -> bool | None:
-        """True on the right, False on the left, None in the band or beyond the ends."""
+    def side(self, ctx: FrameContext, k: int) -> bool | str | None:
+        """True on the right, False on the left, None in the band, :data:`BEYOND` beyond the
+        segment's ends."""
         segment = self.line.segment(ctx.frame_wh)
         x, y = ctx.objects.anchor(k, self.anchor)
         t = segment.along(x, y)
         if t < 0.0 or t > 1.0:
-            return None
+            return BEYOND
         distance = segment.signed_distance(x, y)
         if abs(distance) <= self.margin_px:
             return None
@@ -81,8 +88,15 @@ class CrossRule(TrackRule):
     ) -> None:
         now = ctx.stamp
         right = self.side(ctx, k)
+        if right is BEYOND:
+            # Past an end the track is on neither side, and the side it was on no longer
+            # counts: walking round the end of the line is no crossing (it was one: left,
+            # beyond the end, then right).
+            state.debounce = Debounce(self.initial_state)
+            return
         if right is None:
             return
+        assert isinstance(right, bool)
         gap = now.pts - state.seen_before.pts if state.seen_before is not None else 0.0
         credit = min(gap / 2.0, self.min_duration_s / 2.0)
         if state.debounce.state is None:
