@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from streamseg.config import ConfigError, FileSourceConfig, PipelineConfig, load_pipeline
+from streamseg.config.validate import output_locations
 from streamseg.models import ModelLoadError
 from streamseg.models.names import model_class_names
 from streamseg.runtime.pipeline import Pipeline
@@ -131,15 +132,11 @@ def demo_main(
 
 def _recording_folders(config: PipelineConfig) -> list[Path]:
     """The folders of the pipeline's recordings, clips and snapshots that are on."""
-    record = config.outputs.record
-    if record is None:
-        return []
-    sections = (
-        (record.continuous, record.continuous_on),
-        (record.clips, record.clips_on),
-        (record.snapshots, record.snapshots_on),
-    )
-    return [Path(section.dir) for section, on in sections if section is not None and on]
+    return [
+        Path(location)
+        for key, location, _ in output_locations(config)
+        if key.startswith("outputs.record.")
+    ]
 
 
 def _demo_outputs(config: PipelineConfig, folders: bool) -> list[Path]:

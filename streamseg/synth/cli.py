@@ -6,6 +6,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
+from streamseg.argtypes import positive_float, positive_int
 from streamseg.synth.export import render_scene_video
 from streamseg.synth.frame import DIFFICULTIES, SCENE_KINDS
 
@@ -22,26 +23,6 @@ def _resolution(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
 def synth_main(argv: Sequence[str]) -> int:
     """Parse ``argv`` (after ``synth``), render, print the paths; returns the exit code."""
     parser = argparse.ArgumentParser(
@@ -52,9 +33,9 @@ def synth_main(argv: Sequence[str]) -> int:
     parser.add_argument("kind", choices=SCENE_KINDS, help="scene kind")
     parser.add_argument("--out", required=True, help="folder to write into")
     parser.add_argument("--seed", type=int, default=0, help="scene seed (same seed, same scene)")
-    parser.add_argument("--frames", type=_positive_int, default=150, help="frames to render")
+    parser.add_argument("--frames", type=positive_int, default=150, help="frames to render")
     parser.add_argument("--resolution", type=_resolution, default="640x360", help="WxH")
-    parser.add_argument("--fps", type=_positive_float, default=15.0, help="frame rate")
+    parser.add_argument("--fps", type=positive_float, default=15.0, help="frame rate")
     parser.add_argument(
         "--difficulty",
         choices=DIFFICULTIES,
@@ -62,7 +43,7 @@ def synth_main(argv: Sequence[str]) -> int:
         help="occlusion: objects cross and hide one another by design",
     )
     parser.add_argument(
-        "--objects", type=_positive_int, default=None, help="exact number of objects"
+        "--objects", type=positive_int, default=None, help="exact number of objects"
     )
     parser.add_argument("--no-images", action="store_true", help="skip the per-frame JPEGs")
     args = parser.parse_args(list(argv))

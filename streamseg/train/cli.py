@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from streamseg.argtypes import positive_int
 from streamseg.train.augment import AugmentConfig
 from streamseg.train.coco import CocoSource
 from streamseg.train.evaluate import (
@@ -138,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--num-masks",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help=f"prototypes (mask coefficients); default: the --init network's, else "
         f"{NetConfig().num_masks}. More than the --init network's start from its own (the extra "
@@ -191,13 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(streamseg.models) on the held-out set, print per-kind mask mAP and exit",
     )
     return p
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
 
 
 def _net_config(args: argparse.Namespace, init: InitSource | None) -> NetConfig:
