@@ -423,14 +423,14 @@ class IdVotes:
     def __init__(self) -> None:
         self.seen: dict[int, list[tuple[float, int]]] = defaultdict(list)
 
-    def add(self, tracked: sv.Detections, frame: SynthFrame) -> None:
-        """Record the best-overlapping GT object of every confirmed track of ``tracked``."""
+    def add(self, tracked: sv.Detections, frame: SynthFrame, areas: Sequence[int]) -> None:
+        """Record the best-overlapping GT object of every confirmed track of ``tracked``
+        (``areas``: the visible pixels of each of ``frame.objects``)."""
         if len(tracked) == 0 or tracked.tracker_id is None or not frame.objects:
             return
         compact = tracked.mask
         if not isinstance(compact, sv.CompactMask):
             return
-        areas = [int(obj.mask.sum()) for obj in frame.objects]
         for k, track_id in enumerate(tracked.tracker_id.tolist()):
             if track_id < 1:
                 continue
@@ -545,11 +545,15 @@ def run_scene(
     gt_tracker = MaskTracker(tracker)
     e2e_tracker = MaskTracker(tracker)
     votes = {"gt+tracker": IdVotes(), "end-to-end": IdVotes()}
+    areas: dict[int, dict[float, int]] = defaultdict(dict)
     for synth in rendered:
         frame = Frame("s", synth.index, synth.pts_s, synth.pts_s, synth.image)
+        frame_areas = [int(obj.mask.sum()) for obj in synth.objects]
+        for obj, area in zip(synth.objects, frame_areas, strict=True):
+            areas[obj.track_id][synth.pts_s] = area
         truth = synth.to_detections()
         via_tracker = gt_tracker.update(_strip_ids(truth), timestamp=synth.pts_s, image=synth.image)
-        votes["gt+tracker"].add(via_tracker, synth)
+        votes["gt+tracker"].add(via_tracker, synth, frame_areas)
         inputs = {
             "truth": truth,
             "gt": truth,
@@ -564,7 +568,7 @@ def run_scene(
                 assert isinstance(kept, sv.Detections)  # a boolean index selects rows
                 predicted = kept
             tracked = e2e_tracker.update(predicted, timestamp=synth.pts_s, image=synth.image)
-            votes["end-to-end"].add(tracked, synth)
+            votes["end-to-end"].add(tracked, synth, frame_areas)
             inputs["end-to-end"] = tracked
             inputs["end-to-end bottom_center"] = tracked
         for name, engine in engines.items():
@@ -578,10 +582,6 @@ def run_scene(
         "gt bottom_center": None,
         "end-to-end bottom_center": votes["end-to-end"],
     }
-    areas: dict[int, dict[float, int]] = defaultdict(dict)
-    for synth in rendered:
-        for obj in synth.objects:
-            areas[obj.track_id][synth.pts_s] = int(obj.mask.sum())
     return SceneResult(
         occurrences(events.pop("truth")),
         {name: occurrences(evs) for name, evs in events.items()},
