@@ -34,9 +34,11 @@ Ground truth: the same rules evaluated on the ground-truth masks and identities.
 
 Matching: a predicted occurrence matches a ground-truth one of the same rule and scene when
 their intervals overlap (or their starts are within ``--tolerance`` seconds; enter/exit/cross
-occurrences are instants) and, for per-track rules, the predicted track maps to the GT object
-(the GT object the predicted track overlaps most often, mask IoU >= 0.5, from 0.5 s before the
-occurrence to its end: identities may swap within a track's life).
+occurrences are instants, from the first frame on the new side to the frame that confirms it, or
+from ``details.unseen_since_pts`` when the track came back on the new side after frames without
+it: the transition happened unseen, in between) and, for per-track rules, the predicted track
+maps to the GT object (the GT object the predicted track overlaps most often, mask IoU >= 0.5,
+from 0.5 s before the occurrence to its end: identities may swap within a track's life).
 Greedy one-to-one, closest starts first. Precision, recall and F1 per scene kind and overall,
 and the end-to-end misses by cause (:func:`miss_cause`: lost to detection, tracked but not
 raised, or raised on a track that was another object then).
@@ -266,13 +268,19 @@ def _count_inside(engine: RuleEngine, frame: SynthFrame) -> int:
 
 @dataclass
 class Occurrence:
-    """One occurrence, from its events: rule, track (None for zone-level), interval."""
+    """One occurrence, from its events: rule, track (None for zone-level), interval.
+
+    ``earliest``: when it may have begun. ``start``, except for a transition first seen on a
+    track's return after frames without it (``details.unseen_since_pts``): it happened unseen,
+    after that frame.
+    """
 
     rule_id: str
     kind: str
     track: int | None
     start: float
     end: float
+    earliest: float
 
 
 def occurrences(events: Sequence[Event]) -> list[Occurrence]:
@@ -286,8 +294,9 @@ def occurrences(events: Sequence[Event]) -> list[Occurrence]:
                 track = None
             else:
                 track = event.track_ids[0]
+            earliest = float(event.details.get("unseen_since_pts", event.started_pts))
             found[event.event_id] = Occurrence(
-                event.rule_id, event.rule_kind, track, event.started_pts, event.frame_pts
+                event.rule_id, event.rule_kind, track, event.started_pts, event.frame_pts, earliest
             )
         elif event.type == "end" and event.event_id in found:
             found[event.event_id].end = max(event.frame_pts, found[event.event_id].start)
@@ -314,7 +323,7 @@ def match(
         for j, g in enumerate(truth):
             if p.rule_id != g.rule_id or track != g.track:
                 continue
-            overlap = min(p.end, g.end) - max(p.start, g.start)
+            overlap = min(p.end, g.end) - max(p.earliest, g.earliest)
             gap = abs(p.start - g.start)
             if overlap > 0 or gap <= tolerance_s:
                 pairs.append((gap, i, j))

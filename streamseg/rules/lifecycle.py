@@ -75,19 +75,37 @@ class Debounce:
         state: the debounced value.
         since: the first frame of the run of observations that set :attr:`state` (``None``
             until the first change).
+        unseen_since: when that run began on the first observation after frames without one,
+            the observation before them: the change happened unseen, between this frame and
+            :attr:`since`; ``None`` when the run began right after an observation.
     """
 
-    __slots__ = ("_pending", "_pending_credit", "_pending_since", "since", "state")
+    __slots__ = (
+        "_pending",
+        "_pending_before",
+        "_pending_credit",
+        "_pending_since",
+        "since",
+        "state",
+        "unseen_since",
+    )
 
     def __init__(self, initial: bool | None = False) -> None:
         self.state: bool | None = initial
         self.since: Stamp | None = None
+        self.unseen_since: Stamp | None = None
         self._pending: bool | None = None
         self._pending_since: Stamp | None = None
+        self._pending_before: Stamp | None = None
         self._pending_credit = 0.0
 
     def update(
-        self, value: bool, stamp: Stamp, min_duration_s: float, credit_s: float = 0.0
+        self,
+        value: bool,
+        stamp: Stamp,
+        min_duration_s: float,
+        credit_s: float = 0.0,
+        unseen_since: Stamp | None = None,
     ) -> bool:
         """Feed the observation of one frame.
 
@@ -104,6 +122,8 @@ class Debounce:
                 already before it (``cross``: half the gap since the track's previous
                 observation, where the change happened unseen); counted towards
                 ``min_duration_s``.
+            unseen_since: the previous observation, when frames without one came between it
+                and this one (:attr:`unseen_since`, if this observation starts a run).
 
         Returns:
             True when the state changed on this frame.
@@ -117,11 +137,13 @@ class Debounce:
         if self._pending is not value or self._pending_since is None:
             self._pending = value
             self._pending_since = stamp
+            self._pending_before = unseen_since
             self._pending_credit = max(0.0, credit_s)
         held = stamp.pts - self._pending_since.pts + self._pending_credit
         if held >= min_duration_s - TIME_EPS_S:
             self.state = value
             self.since = self._pending_since
+            self.unseen_since = self._pending_before
             self._pending = None
             return True
         return False

@@ -49,6 +49,7 @@ def test_direction_as_drawn(kit: Kit, direction: str, path: list[int], fires: bo
     start, end = events
     assert (start.type, end.type) == ("start", "end") and start.event_id == end.event_id
     assert start.frame_index == 7  # the new side from frame 5 (0.5 s), held 0.2 s
+    # Seen on every frame: no unseen_since_pts (the details are exactly these).
     assert start.started_pts == pytest.approx(0.5)
     expected = "left_to_right" if path is DOWN else "right_to_left"
     assert start.details == {"direction": expected, "anchor": "bottom_center"}
@@ -152,6 +153,7 @@ def test_missed_frames_at_the_line_count_towards_the_time_on_the_new_side(kit: K
     events = kit.run(engine, timeline)
     assert [(e.type, e.frame_index) for e in events] == [("start", 10), ("end", 10)]
     assert events[0].started_pts == pytest.approx(0.8)
+    assert events[0].details["unseen_since_pts"] == pytest.approx(0.4)  # frame 4, above
 
 
 def test_one_frame_on_the_other_side_after_a_long_gap_is_not_a_crossing(kit: Kit) -> None:
@@ -182,3 +184,23 @@ def test_going_round_the_end_of_the_line_is_not_a_crossing(kit: Kit) -> None:
     assert kit.run(engine, frames) == []
     # Straight across within the segment still fires.
     assert len(kit.run(engine, walker(DOWN, x=20, track_id=2), start=20)) == 2
+
+
+def test_a_track_the_tracker_holds_hidden_keeps_its_side(kit: Kit) -> None:
+    """Regression: a player hidden behind another object for 1 s (lost_timeout_s 0.5) while
+    crossing was forgotten, so their return on the other side was a first side, no crossing."""
+    engine, _ = kit.engine(
+        HORIZONTAL + "  - {id: c, type: cross, zone: line, min_duration_s: 0.2, "
+        "lost_timeout_s: 0.5}\n"
+    )
+    frames = walker([20] * 5) + [[] for _ in range(10)] + walker([60] * 5)
+    events = kit.run(engine, frames, hidden=dict.fromkeys(range(5, 15), (1,)))
+    # Confirmed on its second frame beyond: the unseen gap gives half of min_duration_s credit.
+    assert [(e.type, e.frame_index) for e in events] == [("start", 16), ("end", 16)]
+    assert events[0].details["direction"] == "left_to_right"
+    assert events[0].started_pts == pytest.approx(1.5)
+    assert events[0].details == {
+        "direction": "left_to_right",
+        "anchor": "bottom_center",
+        "unseen_since_pts": pytest.approx(0.4),
+    }

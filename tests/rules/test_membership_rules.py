@@ -156,14 +156,28 @@ def test_a_track_the_tracker_holds_hidden_keeps_its_open_occurrence(kit: Kit) ->
     assert events[1].details == {"reason": "lost", "last_seen_pts": pytest.approx(0.4)}
 
 
-def test_a_hidden_track_without_an_open_occurrence_is_dropped_as_before(kit: Kit) -> None:
-    """Only open occurrences are held: a track hidden outside the zone is forgotten after
-    lost_timeout_s, so coming back inside is its first state, not an enter."""
-    engine, _ = kit.engine(
-        ZONE + "  - {id: r, type: enter, zone: yard, min_duration_s: 0, lost_timeout_s: 0.5}\n"
-    )
-    frames = timeline((5, OUT), (10, None), (5, IN))
-    assert kit.run(engine, frames, hidden=dict.fromkeys(range(5, 15), (1,))) == []
+@pytest.mark.parametrize(("kind", "before", "after"), [("enter", OUT, IN), ("exit", IN, OUT)])
+def test_a_track_the_tracker_holds_hidden_keeps_its_side(
+    kit: Kit, kind: str, before: tuple[int, int, int, int], after: tuple[int, int, int, int]
+) -> None:
+    """Regression: a worker hidden behind a machine for 1 s (lost_timeout_s 0.5) who comes out
+    on the other side of the zone's edge raised nothing: only tracks with an open occurrence
+    were held, so an enter/exit track was forgotten and its return was its first state."""
+    rule = f"  - {{id: r, type: {kind}, zone: yard, min_duration_s: 0, lost_timeout_s: 0.5}}\n"
+    engine, _ = kit.engine(ZONE + rule)
+    frames = timeline((5, before), (10, None), (5, after))
+    events = kit.run(engine, frames, hidden=dict.fromkeys(range(5, 15), (1,)))
+    assert [(e.rule_id, e.type, e.frame_index) for e in events] == [
+        ("r", "start", 15),
+        ("r", "end", 15),
+    ]
+    # It happened unseen: after its last frame before the gap (0.4 s), by the first after.
+    assert events[0].started_pts == pytest.approx(1.5)
+    assert events[0].details["unseen_since_pts"] == pytest.approx(0.4)
+    # Not reported hidden (simply undetected), it is forgotten after lost_timeout_s: its
+    # return is its first state, no transition.
+    engine, _ = kit.engine(ZONE + rule)
+    assert kit.run(engine, frames) == []
 
 
 def test_unconfirmed_tracks_and_other_classes_do_not_count(kit: Kit) -> None:

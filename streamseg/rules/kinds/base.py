@@ -135,19 +135,22 @@ class TrackState:
             frame being observed).
         seen_before: the frame the track was seen on before ``last_seen`` (``None`` on its
             first frame).
+        unseen_since: ``seen_before`` when the track was not seen on the frame before
+            ``last_seen`` (it comes back after frames without it), else ``None``.
         debounce: the debounced condition.
         last_true: the last frame the (raw) condition held, or ``None``.
         value: a kind-specific figure from the last frame (overlap, distance, ...).
         other: a kind-specific companion (the nearest other track of ``near``).
         fired: kind-specific flag (``dwell``: the current visit already raised).
-        held: unseen for longer than ``lost_timeout_s`` but kept, hidden behind another object
-            with its occurrence open (:class:`TrackRule`).
+        held: unseen for longer than ``lost_timeout_s`` but kept, as the tracker reports it
+            hidden behind another object (:class:`TrackRule`).
         extra: other kind-specific figures (``dwell``: ``entered_pts``).
     """
 
     last_seen: Stamp
     debounce: Debounce
     seen_before: Stamp | None = None
+    unseen_since: Stamp | None = None
     last_true: Stamp | None = None
     value: float | None = None
     other: tuple[int, str] | None = None
@@ -162,11 +165,13 @@ class TrackRule(Rule):
     Subclasses implement :meth:`observe` (one track seen on one frame) and may override
     :meth:`lost` (a track gone for longer than ``lost_timeout_s``).
 
-    A track with an open occurrence is not lost while the tracker reports it hidden behind an
-    object of another class (:attr:`FrameContext.hidden`): a worker behind the machine in its
-    swing zone is still there, and one alert covers the whole stay. Once the tracker gives the
-    track up (``hidden_buffer_s``) or finds it again, the usual rules apply; a track without an
-    open occurrence gets ``lost_timeout_s`` as before.
+    A track is not lost while the tracker reports it hidden behind an object of another class
+    (:attr:`FrameContext.hidden`), however long past ``lost_timeout_s``: a worker behind the
+    machine in its swing zone is still there, and one alert covers the whole stay; the side of
+    a zone or line a hidden track was last on is kept too, so one that comes out on the other
+    side raises its ``enter``, ``exit`` or ``cross`` (the tracker says it is the same object).
+    Once the tracker gives the track up (``hidden_buffer_s``) or finds it again, the usual rules
+    apply.
     """
 
     initial_state: bool | None = False
@@ -180,6 +185,8 @@ class TrackRule(Rule):
         self.lost_timeout_s = config.lost_timeout_s
         self._hidden: frozenset[int] = frozenset()
         """The tracks the tracker holds hidden on the frame being evaluated."""
+        self._previous: Stamp | None = None
+        """The frame evaluated before this one."""
 
     def evaluate(self, ctx: FrameContext) -> list[Event]:
         """Observe every track of the rule's classes, drop lost ones, send due updates."""
@@ -208,6 +215,13 @@ class TrackRule(Rule):
             else:
                 state.seen_before = state.last_seen
                 state.held = False
+            previous = self._previous
+            before = state.seen_before
+            state.unseen_since = (
+                before
+                if before is not None and previous is not None and before.pts < previous.pts
+                else None
+            )
             state.last_seen = now
             self.observe(ctx, k, track_id, state, events)
         if len(tracks) > len(indices):
@@ -215,7 +229,7 @@ class TrackRule(Rule):
             for track_id, state in tracks.items():
                 if state.last_seen is now or state.last_seen.pts >= oldest:
                     continue
-                if track_id in ctx.hidden and track_id in self.book.open:
+                if track_id in ctx.hidden:
                     state.held = True
                 else:
                     gone.append(track_id)
@@ -223,6 +237,7 @@ class TrackRule(Rule):
                 self.lost(track_id, tracks.pop(track_id), now, events)
         if self.book.open:
             events.extend(self.periodic_updates(now))
+        self._previous = now
         return events
 
     def staleness(self, key: Hashable, now: Stamp) -> dict[str, Any]:

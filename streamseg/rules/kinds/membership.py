@@ -10,7 +10,10 @@ then debounced with ``min_duration_s`` on the way in and on the way out.
   (``enter``) or inside -> outside (``exit``) raises a ``start`` and an ``end`` together on the
   frame that confirms it, both dated to the first frame of the new state. A track's first
   state is where it is first seen, taken at once (it is no transition, so it needs no
-  ``min_duration_s``), and a track lost inside never "exits" (it may be hidden, not gone).
+  ``min_duration_s``), and a track lost inside never "exits" (it may be hidden, not gone). A
+  transition first seen on a track's return after frames without it (missed detections, or
+  hidden behind another object) happened unseen: its ``details.unseen_since_pts`` is the
+  track's last frame before them, so it happened between then and ``started_pts``.
 - ``dwell``: starts once a track has been inside (debounced) for ``dwell_s``, ends when it
   leaves (debounced) or is lost; one occurrence per visit.
 """
@@ -127,21 +130,21 @@ class _TransitionRule(_MembershipRule):
             # a track seen outside for less than min_duration_s that then walks in enters.
             state.debounce.update(inside, now, 0.0)
             return
-        if not state.debounce.update(inside, now, self.min_duration_s):
+        if not state.debounce.update(
+            inside, now, self.min_duration_s, unseen_since=state.unseen_since
+        ):
             return
         if state.debounce.state is not self.target:
             return  # the other transition
         if not self.book.can_start(track_id, now.pts):
             return  # cooling down: this transition raises nothing
         first = state.debounce.since or now
+        details = _figures(self.basis, state.value)
+        if state.debounce.unseen_since is not None:
+            details["unseen_since_pts"] = state.debounce.unseen_since.pts
         events.extend(
             self.book.pulse(
-                track_id,
-                first,
-                now,
-                (track_id,),
-                (ctx.objects.class_names[k],),
-                _figures(self.basis, state.value),
+                track_id, first, now, (track_id,), (ctx.objects.class_names[k],), details
             )
         )
         self.pulsed = True
