@@ -70,18 +70,44 @@ def test_each_worker_is_its_own_occurrence_and_same_class_pairs_skip_self(kit: K
 
 
 def test_a_machine_that_disappears_ends_it_but_a_lost_worker_is_lost(kit: Kit) -> None:
+    """The machine gone for longer than lost_timeout_s (0.3 s): apart, dated to the last frame
+    the worker was near it. The worker gone: lost."""
     engine, _ = kit.engine(
         "rules:\n"
         "  - {id: close, type: near, classes: [person], other_classes: [excavator], "
         "max_distance: 10, min_duration_s: 0, lost_timeout_s: 0.3}\n"
     )
     worker_only = [scene(5)[0]]
-    events = kit.run(engine, [scene(5)] * 2 + [worker_only] * 2 + [scene(5)] * 2 + [[]] * 6)
-    assert [(e.type, e.details.get("reason")) for e in events] == [
-        ("start", None),
-        ("end", "apart"),
-        ("start", None),
-        ("end", "lost"),
+    events = kit.run(engine, [scene(5)] * 2 + [worker_only] * 5 + [scene(5)] * 2 + [[]] * 6)
+    assert [(e.type, e.frame_index, e.details.get("reason")) for e in events] == [
+        ("start", 0, None),
+        ("end", 5, "apart"),  # the machine last seen at 0.1 s: gone at 0.5 s, past 0.4
+        ("start", 7, None),
+        ("end", 12, "lost"),
+    ]
+    assert events[1].ended_at == pytest.approx(1000.1)
+    assert events[1].details == {"track_id": 1, "other_track_id": 7, "reason": "apart"}
+
+
+@pytest.mark.parametrize("hidden", [False, True])
+def test_a_flickering_machine_does_not_end_the_alert(kit: Kit, hidden: bool) -> None:
+    """Regression: frames where only the machine's detection was missed counted as "apart",
+    so a machine missed for min_duration_s ended the worker's alert while the worker stood
+    next to it. Unseen within lost_timeout_s (or held hidden by the tracker, for longer), the
+    machine's distance is unknown: the alert stays open, and one occurrence covers the stay."""
+    engine, _ = kit.engine(
+        "rules:\n"
+        "  - {id: close, type: near, classes: [person], other_classes: [excavator], "
+        "max_distance: 10, min_duration_s: 0.2, lost_timeout_s: 0.5}\n"
+    )
+    worker_only = [scene(5)[0]]
+    gap = 10 if hidden else 4  # 1 s held hidden, or 0.4 s unseen
+    frames = [scene(5)] * 5 + [worker_only] * gap + [scene(5)] * 5 + [scene(30)] * 5
+    held = dict.fromkeys(range(5, 5 + gap), (7,)) if hidden else None
+    events = kit.run(engine, frames, hidden=held)
+    assert [(e.type, e.frame_index, e.details.get("reason")) for e in events] == [
+        ("start", 2, None),
+        ("end", 12 + gap, "apart"),  # apart from frame 10 + gap, held 0.2 s
     ]
 
 
@@ -129,7 +155,8 @@ def test_updates_and_end_name_the_nearest_machine_of_the_moment(kit: Kit) -> Non
     worker = (1, 40, 20, 49, 59, "person")
     digger = (7, 55, 10, 99, 59, "excavator")
     truck = (8, 0, 20, 35, 59, "truck")
-    frames = [[worker, digger]] * 5 + [[worker, truck]] * 6 + [[(1, 40, 20, 49, 59, "person")]] * 2
+    far_truck = (8, 0, 20, 20, 59, "truck")
+    frames = [[worker, digger]] * 5 + [[worker, truck]] * 6 + [[worker, far_truck]] * 2
     events = kit.run(engine, frames)
     assert [(e.type, e.frame_index) for e in events] == [
         ("start", 0),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import typing
 from typing import Any
 
 import jsonschema
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from streamseg.config import load_pipeline_text
+from streamseg.config.rules import Anchor, Basis
 from streamseg.rules import Event, RuleEngine, RulesStage, build_rules_stage_factory, event_schema
 
 Kit = Any  # the `kit` fixture (tests/rules/conftest.py)
@@ -57,10 +59,12 @@ def test_every_kind_raises_events_that_validate_against_the_schema(kit: Kit) -> 
     validator = jsonschema.Draft202012Validator(
         event_schema(), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
     )
+    listed = set(event_schema()["properties"]["details"]["properties"])
     for event in events:
         payload = json.loads(event.to_json())
         validator.validate(payload)
         assert Event.from_payload(payload) == event
+        assert set(event.details) <= listed, f"details keys the schema does not list: {event}"
     # Every occurrence has one start, one end, and one event id; seq counts its messages.
     by_id: dict[str, list[Event]] = {}
     for event in events:
@@ -287,3 +291,12 @@ def test_zones_mostly_outside_the_frame_are_logged_once(
     assert "zone 'spill': 97% of its area lies outside" in warned[1]
     assert "line 'far': all of it lies outside" in warned[2]
     assert all("units: normalized" in message for message in warned)
+
+
+def test_the_schema_lists_the_values_the_config_accepts() -> None:
+    """The details' enums follow the config's types (basis, anchor, cross directions)."""
+    details = event_schema()["properties"]["details"]["properties"]
+    assert set(details["basis"]["enum"]) == set(typing.get_args(Basis))
+    assert set(details["anchor"]["enum"]) == set(typing.get_args(Anchor))
+    assert set(details["direction"]["enum"]) == {"left_to_right", "right_to_left"}
+    assert set(details["reason"]["enum"]) == {"left", "apart", "cleared", "lost", "stream_end"}

@@ -3,10 +3,20 @@ of an object of ``other_classes`` (B).
 
 One occurrence per (rule, track A): "this worker is too close to a machine". ``track_ids`` are
 A and the nearest B when the message was made; ``details`` carry ``track_id`` (A),
-``other_track_id`` (the nearest B) and the distance (``distance_px`` or ``distance_m``). The
-condition is ``distance < max_distance``, debounced with ``min_duration_s`` both ways; it ends
-when A has been apart from every B for ``min_duration_s`` (``details.reason``: ``apart``) or
-A is lost. A and B may share a class (person near person): an object is never near itself.
+``other_track_id`` (the B it was last near) and, while A is within ``max_distance`` of a B, the
+distance (``distance_px`` or ``distance_m``; left out on a frame where it is farther, as on an
+``end`` with reason ``apart``). The condition is ``distance < max_distance``, debounced with
+``min_duration_s`` both ways; it ends when A has been apart from every B for
+``min_duration_s`` (``details.reason``: ``apart``) or A is lost.
+
+A frame on which the B that A was last near is not detected tells nothing about the distance
+between them: while that B is within its ``lost_timeout_s`` (or the tracker reports it hidden
+behind another object), A's frames neither confirm nor break the condition, as frames where A
+itself is unseen do. So a machine whose detection flickers does not end a worker's alert early;
+a machine gone for longer than ``lost_timeout_s`` leaves the worker apart.
+
+A and B may share a class (person near person): an object is never near itself, and each of the
+two is an A with its own occurrence (two workers too close raise two, one per worker).
 
 Distances:
 
@@ -36,6 +46,7 @@ from streamseg.config.rules import NearRuleConfig
 from streamseg.rules.events import Event
 from streamseg.rules.geometry import GroundPlane
 from streamseg.rules.kinds.base import FrameContext, TrackRule, TrackState
+from streamseg.rules.lifecycle import TIME_EPS_S
 from streamseg.rules.measures import FrameObjects
 
 logger = logging.getLogger(__name__)
@@ -66,8 +77,11 @@ class NearRule(TrackRule):
         self.max_distance = config.max_distance
         self.units = config.units
         self.ground = ground
-        self._frame: int | None = None
         self._nearest: dict[int, tuple[float, int | None]] = {}
+        self._others_seen: dict[int, float] = {}
+        """B track id -> stream seconds it was last seen (for ``lost_timeout_s``)."""
+        self._others_now: set[int] = set()
+        """The B tracks seen on the frame being evaluated."""
 
     def _measure(self, ctx: FrameContext) -> None:
         """Nearest B of every A on this frame, into ``self._nearest`` (object index -> (d, j))."""
@@ -76,6 +90,7 @@ class NearRule(TrackRule):
         js = objects.of_classes(self.others)
         nearest: dict[int, tuple[float, int | None]] = {k: (math.inf, None) for k in ks}
         self._nearest = nearest
+        self._note_others(ctx, js)
         if not ks or not js:
             return
         limit = self.max_distance
@@ -92,6 +107,27 @@ class NearRule(TrackRule):
             candidates = [js[col] for col in np.flatnonzero(close[row]).tolist() if js[col] != k]
             if candidates:
                 nearest[k] = objects.nearest_mask_px(k, candidates, limit)
+
+    def _note_others(self, ctx: FrameContext, js: list[int]) -> None:
+        """Record which B tracks this frame shows; forget those unseen past lost_timeout_s."""
+        pts = ctx.stamp.pts
+        seen = {ctx.objects.track_ids[j] for j in js}
+        self._others_now = seen
+        others = self._others_seen
+        oldest = pts - (self.lost_timeout_s + TIME_EPS_S)  # as TrackRule's own tracks
+        for track_id in [t for t, last in others.items() if last < oldest]:
+            del others[track_id]
+        others.update(dict.fromkeys(seen, pts))
+
+    def _other_unseen(self, ctx: FrameContext, state: TrackState) -> bool:
+        """Whether the B that A was last near is missing from this frame but not gone (within
+        ``lost_timeout_s``, or held hidden by the tracker): A's distance to it is unknown."""
+        if state.other is None:
+            return False
+        other = state.other[0]
+        if other in self._others_now:
+            return False
+        return other in ctx.hidden or other in self._others_seen
 
     def evaluate(self, ctx: FrameContext) -> list[Event]:
         """Measure every A against every B once, then the per-track lifecycle."""
@@ -118,6 +154,10 @@ class NearRule(TrackRule):
             state.value = distance
             state.other = (objects.track_ids[j], objects.class_names[j])
             state.last_true = now
+        elif self._other_unseen(ctx, state):
+            return  # the distance to the B it was near is unknown (module docstring)
+        else:
+            state.value = None  # farther than max_distance from every B
         changed = state.debounce.update(near, now, self.min_duration_s)
         book = self.book
         if state.debounce.state:
