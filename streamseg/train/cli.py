@@ -318,13 +318,18 @@ def _export(
     net.load_state_dict(ckpt["ema"])
     h, w = imgsz_arg or ckpt["train_config"]["imgsz"]
     names = list(ckpt["class_names"])
+    carried = ""
+    if mask_threshold is None and ckpt.get("mask_threshold") is not None:
+        # Calibrated for the run's --init weights and carried over (train.loop.train).
+        mask_threshold = float(ckpt["mask_threshold"])
+        carried = " (carried over from the run's --init weights; --mask-threshold sets another)"
     try:
         ts = export_torchscript(net, out / "seglite.torchscript", names, (h, w), mask_threshold)
         ox = export_onnx(net, out / "seglite.onnx", names, (h, w), mask_threshold=mask_threshold)
     except ValueError as exc:
         logger.error("streamseg train --export: %s", exc)
         return 2
-    recorded = "" if mask_threshold is None else f", mask threshold {mask_threshold:g}"
+    recorded = "" if mask_threshold is None else f", mask threshold {mask_threshold:g}{carried}"
     print(f"exported step {ckpt['step']} of {path} at {h}x{w} (HxW){recorded}: {ts} {ox}")
     return 0
 

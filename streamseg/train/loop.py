@@ -39,7 +39,12 @@ from torch.utils.data import DataLoader
 from streamseg.train.augment import AugmentConfig
 from streamseg.train.data import RangeSampler, TrainDataset, collate, images_to_input, worker_init
 from streamseg.train.evaluate import EvalSet, evaluate
-from streamseg.train.export import export_onnx, export_torchscript, load_runtime_weights
+from streamseg.train.export import (
+    export_onnx,
+    export_torchscript,
+    load_runtime_weights,
+    read_torchscript_metadata,
+)
 from streamseg.train.loss import LossWeights, Targets, segment_loss
 from streamseg.train.net import (
     NetConfig,
@@ -229,12 +234,15 @@ class InitSource:
         weights: the state dict (a checkpoint's EMA, or an export's network).
         net: the source network's shape; ``None`` for a checkpoint that does not record it.
         class_names: the classes of its class layer; ``None`` when not recorded.
+        mask_threshold: the calibrated mask threshold its export records (or its checkpoint
+            carries over from its own ``--init``); ``None``: none (the runtime's 0.5).
     """
 
     path: Path
     weights: dict[str, torch.Tensor]
     net: NetConfig | None
     class_names: list[str] | None
+    mask_threshold: float | None = None
 
 
 def load_init_source(init: str) -> InitSource:
@@ -251,15 +259,25 @@ def load_init_source(init: str) -> InitSource:
         ckpt = load_checkpoint(path)
         net_cfg = ckpt.get("net_config")
         names = ckpt.get("class_names")
+        threshold = ckpt.get("mask_threshold")
         return InitSource(
             path,
             ckpt["ema"],
             NetConfig.from_dict(net_cfg) if net_cfg is not None else None,
             list(names) if names is not None else None,
+            float(threshold) if threshold is not None else None,
         )
     if path.suffix == ".torchscript":
         net, names = load_runtime_weights(path)
-        return InitSource(path, net.state_dict(), net.cfg, list(names))
+        meta, _ = read_torchscript_metadata(path)
+        threshold = meta.get("mask_threshold")
+        return InitSource(
+            path,
+            net.state_dict(),
+            net.cfg,
+            list(names),
+            float(threshold) if isinstance(threshold, int | float) else None,
+        )
     raise ValueError(
         f"--init {init}: expected 'builtin', a .torchscript export of streamseg train or a .pt "
         "checkpoint of it (an .onnx file cannot seed training)"
@@ -508,8 +526,23 @@ def train(
         )
     torch.manual_seed(cfg.seed)
     net = SegLite(net_cfg)
-    if ckpt is None and init:
-        init_weights(net, init, class_names)
+    # The mask threshold calibrated for the --init weights goes on with the run (recorded in
+    # its checkpoints, used by its exports): a fine-tune keeps the masks' calibration.
+    mask_threshold: float | None = None
+    if ckpt is not None:
+        recorded = ckpt.get("mask_threshold")
+        mask_threshold = float(recorded) if recorded is not None else None
+    elif init:
+        init_source = load_init_source(init) if isinstance(init, str) else init
+        init_weights(net, init_source, class_names)
+        mask_threshold = init_source.mask_threshold
+        if mask_threshold is not None:
+            logger.info(
+                "mask threshold %g of %s carried over (its exports record it; train --export "
+                "--mask-threshold sets another)",
+                mask_threshold,
+                init_source.path,
+            )
     net = net.to(device=device, memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     ema = ModelEMA(net, cfg.ema_decay, cfg.ema_tau)
     opt = build_optimizer(net, cfg.lr, cfg.weight_decay)
@@ -567,6 +600,7 @@ def train(
                 "scheduler": sched.state_dict(),
                 "torch_rng": torch.get_rng_state(),
                 "best_map50": best,
+                "mask_threshold": mask_threshold,
             },
             path,
         )
@@ -692,9 +726,15 @@ def train(
         ema_net = copy.deepcopy(ema.ema).cpu()
         assert isinstance(ema_net, SegLite)
         exports.append(
-            export_torchscript(ema_net, out / "seglite.torchscript", class_names, cfg.imgsz)
+            export_torchscript(
+                ema_net, out / "seglite.torchscript", class_names, cfg.imgsz, mask_threshold
+            )
         )
-        exports.append(export_onnx(ema_net, out / "seglite.onnx", class_names, cfg.imgsz))
+        exports.append(
+            export_onnx(
+                ema_net, out / "seglite.onnx", class_names, cfg.imgsz, mask_threshold=mask_threshold
+            )
+        )
     return TrainResult(step, stopped, last_eval, ckpt_path, exports)
 
 

@@ -28,6 +28,7 @@ from streamseg.train.loop import (
     TrainConfig,
     init_weights,
     load_checkpoint,
+    load_init_source,
     train,
 )
 from streamseg.train.net import NetConfig, SegLite, is_class_layer
@@ -93,6 +94,36 @@ def test_fine_tune_from_export_and_eval(shapes_source: object, tmp_path: Path) -
     assert set(res2.last_eval) >= {"shapes/map50", "shapes/map", "map50", "map50_min"}
     assert 0.0 <= res2.last_eval["map50"] <= 1.0
     assert (tmp_path / "b" / "best.pt").is_file()
+
+
+def test_a_fine_tune_keeps_the_init_weights_mask_threshold(
+    shapes_source: object, tmp_path: Path
+) -> None:
+    """Regression: fine-tuning from weights exported with a calibrated mask threshold (the
+    built-in weights record 0.4) exported without one, so the fine-tune's masks were cut at the
+    runtime's 0.5 and came out thinner than the weights it started from."""
+    cfg = TrainConfig(**{**_cfg(tmp_path / "a", 1).__dict__, "export": False})
+    train(cfg, shapes_source)  # type: ignore[arg-type]
+    assert train_main(["--out", str(tmp_path / "a"), "--export", "--mask-threshold", "0.35"]) == 0
+    calibrated = tmp_path / "a" / "seglite.torchscript"
+    cfg2 = TrainConfig(**{**_cfg(tmp_path / "b", 1).__dict__, "export": True})
+    res = train(cfg2, shapes_source, init=str(calibrated))  # type: ignore[arg-type]
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["mask_threshold"] == 0.35
+    for path in res.exports:
+        assert open_model(path, device=torch.device("cpu")).info.mask_threshold == 0.35
+    # `train --export` of that run carries it too; --mask-threshold still sets another.
+    assert train_main(["--out", str(tmp_path / "b"), "--export"]) == 0
+    assert (
+        open_model(tmp_path / "b" / "seglite.onnx", device=torch.device("cpu")).info.mask_threshold
+        == 0.35
+    )
+    assert train_main(["--out", str(tmp_path / "b"), "--export", "--mask-threshold", "0.45"]) == 0
+    assert (
+        open_model(tmp_path / "b" / "seglite.onnx", device=torch.device("cpu")).info.mask_threshold
+        == 0.45
+    )
+    # A fine-tune of that run's checkpoint carries it on as well.
+    assert load_init_source(str(tmp_path / "b" / "last.pt")).mask_threshold == 0.35
 
 
 @pytest.mark.parametrize("p4_head", [False, True])
