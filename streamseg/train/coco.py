@@ -35,7 +35,7 @@ class CocoSource:
 
     The whole file is checked once, at construction, so a bad annotation or a missing image
     stops the run before training starts instead of hours in (cheap checks only: masks are
-    decoded and images read when sampled):
+    decoded and images read when sampled; of the image files only their headers are read):
 
     * every problem is collected and reported in one ``ValueError`` that names the file and the
       annotation and/or image id: duplicate image or annotation ids, an unknown ``category_id``,
@@ -43,6 +43,8 @@ class CocoSource:
       polygons all have fewer than 6 numbers (3 points), an RLE without ``size``/``counts`` or
       whose ``size`` is not the image's ``[height, width]``;
     * image files that do not exist are listed in one ``FileNotFoundError``;
+    * images whose stated ``width`` and ``height`` are not their file's (read from the file's
+      header, EXIF orientation applied, as OpenCV decodes it) are listed in one ``ValueError``;
     * a file with no usable annotation (a detection-only file: boxes, no masks) is a
       ``ValueError``.
 
@@ -238,6 +240,15 @@ def _validate_coco(data: dict[str, Any], path: Path, images_dir: Path) -> dict[i
     if missing:
         header = f"{_count(len(missing), 'image file')} of {len(images)} missing"
         raise FileNotFoundError(_listing(path, header, missing))
+    resized = _size_mismatches(images, images_dir, name)
+    if resized:
+        header = f"{_count(len(resized), 'image')} of {len(images)} not the size the file states"
+        raise ValueError(
+            _listing(path, header, resized)
+            + "\n(images resized after labelling? the annotations are in the stated size: "
+            "train on the images as they were labelled, or export the annotations again from "
+            "these)"
+        )
     if tally.usable == 0:
         found = "; ".join(tally.unused_reasons()) or "no annotations"
         raise ValueError(
@@ -261,6 +272,47 @@ def _validate_coco(data: dict[str, Any], path: Path, images_dir: Path) -> dict[i
             "them" if len(empty) > 1 else "it",
         )
     return cat_names
+
+
+EXIF_ORIENTATION = 0x0112
+"""The EXIF tag of a JPEG's orientation; 5-8 turn the picture a quarter (width and height swap),
+as OpenCV applies when it reads the image (a phone's portrait photo)."""
+
+
+def _file_size_wh(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an image file as OpenCV will decode it, from its header (Pillow reads
+    no pixels); ``None`` when Pillow does not know the format (OpenCV may: checked when read)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            # Only a JPEG's EXIF is in its header (a PNG's may follow the pixels).
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1) if image.format == "JPEG" else 1
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        return None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _size_mismatches(images: dict[int, dict[str, Any]], images_dir: Path, name: str) -> list[str]:
+    """Images whose stated width and height are not their file's (one line each).
+
+    Their annotations are in the stated size, so training on them would fail when one is
+    sampled (hours in, on a large set); headers only, so a large set is checked in seconds.
+    """
+    lines = []
+    for img_id, info in images.items():
+        stated = _stated_hw(info)
+        if stated is None:
+            continue
+        file = images_dir / str(info["file_name"])
+        size = _file_size_wh(file)
+        if size is not None and (size[1], size[0]) != stated:
+            lines.append(
+                f"{name}: image {img_id}: states {stated[1]}x{stated[0]}, {file} is "
+                f"{size[0]}x{size[1]}"
+            )
+    return lines
 
 
 def _listing(path: Path, header: str, lines: list[str]) -> str:

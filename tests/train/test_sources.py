@@ -326,3 +326,26 @@ def test_a_polygon_wholly_outside_its_image_is_not_trained_on(
         for r in caplog.records
     )
     assert len(source.get(0, np.random.default_rng(0)).masks) == 1
+
+
+def test_images_whose_size_contradicts_their_entry_are_listed_at_load(tmp_path: Path) -> None:
+    """Regression: an image resized after labelling was found only when first sampled, which
+    ended the run hours in on a large set. Now every such image is listed before training."""
+    images = [_image(1), _image(2), _image(3, width=None, height=None)]
+    ann, img_dir = _write_coco(tmp_path, images, [_ann(1), _ann(2, img_id=2)], file_hw=(64, 96))
+    cv2.imwrite(str(img_dir / "2.png"), np.full((32, 48, 3), 90, np.uint8))  # resized
+    with pytest.raises(ValueError, match="1 image of 3 not the size") as info:
+        CocoSource(ann, img_dir)
+    assert f"image 2: states 96x64, {img_dir / '2.png'} is 48x32" in str(info.value)
+    # The stated size of a JPEG turned a quarter by its EXIF orientation is the turned one, as
+    # OpenCV decodes it: no error.
+    from PIL import Image
+
+    rotated = Image.new("RGB", (64, 96), (90, 90, 90))  # stored 64 wide, 96 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned: 96 wide, 64 high
+    rotated.save(img_dir / "2.jpg", exif=exif)
+    images[1]["file_name"] = "2.jpg"
+    ann.write_text(json.dumps({"images": images, "annotations": [_ann(1)], "categories": CATS}))
+    src = CocoSource(ann, img_dir)
+    assert src.get(1, np.random.default_rng(0)).image.shape[:2] == (64, 96)
