@@ -118,7 +118,9 @@ class FrameAnnotator:
         self.zones = tuple(zones)
         self.palette = sv.ColorPalette.DEFAULT
         self._box = sv.BoxAnnotator(thickness=2)
-        self._label = sv.LabelAnnotator(text_scale=0.45, text_padding=3)
+        # smart_position moves labels apart: in a herd or a pack they were drawn on top of one
+        # another, unreadable (about 2 ms more a frame for 23 labels on this CPU).
+        self._label = sv.LabelAnnotator(text_scale=0.45, text_padding=3, smart_position=True)
         self._trace = sv.TraceAnnotator(
             position=sv.Position.BOTTOM_CENTER, trace_length=trace_length, thickness=2
         )

@@ -148,3 +148,19 @@ def test_traces_follow_a_moving_track_per_stream() -> None:
     assert out[66:71, 45:135].any(axis=(0, 2)).mean() > 0.9
     fresh = annotator.fresh().annotate(image, detections([disc(140, 60, 8)], [1]))
     assert not fresh.any()  # another stream's annotator has no history
+
+
+def test_labels_of_objects_on_top_of_each_other_stay_readable() -> None:
+    """Regression: the labels of a herd's animals were drawn on top of one another (each at its
+    box's corner), so only the last one could be read. Two objects with the same box: both
+    labels' backgrounds (each track's colour) show in full."""
+    mask = np.zeros((H, W), dtype=bool)
+    mask[60:90, 80:120] = True
+    dets = detections([mask, mask], track_ids=[1, 2])
+    annotator = FrameAnnotator(masks=False, boxes=False, labels=True)
+    scene = annotator.annotate(np.zeros((H, W, 3), np.uint8), dets)
+    areas = []
+    for index in (1, 2):
+        bgr = np.array(sv.ColorPalette.DEFAULT.by_idx(index).as_bgr(), np.uint8)
+        areas.append(int(np.all(scene == bgr, axis=2).sum()))
+    assert min(areas) > 0.5 * max(areas) > 0
