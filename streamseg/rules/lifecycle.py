@@ -33,11 +33,11 @@ def max_start_lead_s(rules: Sequence[RuleConfig]) -> float:
     A debounced start is dated to the first frame its condition held (or, for ``cross``, up to
     half of ``min_duration_s`` before it) and is sent once it has held ``min_duration_s``: so at
     most ``min_duration_s`` plus one frame interval before, while the track is seen on every
-    frame. (Frames where it is unseen don't break the wait, so a track unseen for a while
-    during it starts with a longer lead, up to its ``lost_timeout_s`` more; that rare case is
-    not covered.) ``dwell`` starts are dated to the frame that sends them. Whoever must look
-    back at ``started_pts`` when the ``start`` arrives (the clips' pre-event ring) keeps this
-    much more history.
+    frame. (Frames where it is unseen don't break the wait, so a track unseen for a while during
+    it starts with a longer lead, up to its ``lost_timeout_s`` more; that rare case is not
+    covered. A track held hidden for longer starts its wait again when it is back.) ``dwell``
+    starts are dated to the frame that sends them. Whoever must look back at ``started_pts``
+    when the ``start`` arrives (the clips' pre-event ring) keeps this much more history.
 
     Args:
         rules: the pipeline's ``rules`` section.
@@ -98,6 +98,11 @@ class Debounce:
         self._pending_since: Stamp | None = None
         self._pending_before: Stamp | None = None
         self._pending_credit = 0.0
+
+    def drop_pending(self) -> None:
+        """Forget a change waiting to be confirmed: the next different observation starts
+        its wait afresh."""
+        self._pending = None
 
     def update(
         self,

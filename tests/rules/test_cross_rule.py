@@ -204,3 +204,15 @@ def test_a_track_the_tracker_holds_hidden_keeps_its_side(kit: Kit) -> None:
         "anchor": "bottom_center",
         "unseen_since_pts": pytest.approx(0.4),
     }
+
+
+def test_a_crossing_made_unseen_says_so_when_the_track_comes_back_in_the_band(kit: Kit) -> None:
+    """Audit: a track back in the band (no side) after a gap lost its unseen_since_pts by the
+    time a side confirmed the crossing."""
+    engine, _ = kit.engine(
+        HORIZONTAL + "  - {id: c, type: cross, zone: line, min_duration_s: 0.2, margin_px: 3}\n"
+    )
+    frames = walker([20] * 5) + [[] for _ in range(5)] + walker([42, 42] + [60] * 5)
+    events = kit.run(engine, frames)
+    assert [(e.type, e.frame_index) for e in events] == [("start", 14), ("end", 14)]
+    assert events[0].details["unseen_since_pts"] == pytest.approx(0.4)

@@ -457,3 +457,39 @@ def test_dwell_is_not_raised_for_a_visit_that_is_already_over(kit: Kit) -> None:
     start, end = events
     assert start.details["dwell_s"] == pytest.approx(1.2)
     assert end.ended_at >= start.started_at
+
+
+def test_a_hidden_track_back_on_the_first_frame_past_lost_timeout_is_kept(kit: Kit) -> None:
+    """Audit: a track reported hidden on every frame of its gap that came back on the first
+    frame past lost_timeout_s (when the tracker, having found it, no longer lists it hidden)
+    was lost all the same: its inside stay split in two, its enter was never raised."""
+    rules = (
+        "  - {id: in, type: inside, zone: yard, min_duration_s: 0, lost_timeout_s: 0.5}\n"
+        "  - {id: enter, type: enter, zone: yard, min_duration_s: 0, lost_timeout_s: 0.5,"
+        " state_hold_s: 0}\n"
+    )
+    engine, _ = kit.engine(ZONE + rules)
+    # In at frame 4 (0.4 s), hidden on frames 5-9, back at frame 10 (1.0 s): 0.6 s unseen.
+    frames = timeline((4, OUT), (1, IN), (5, None), (5, IN))
+    events = kit.run(engine, frames, hidden=dict.fromkeys(range(5, 10), (1,)))
+    assert [(e.rule_id, e.type, e.frame_index) for e in events] == [
+        ("in", "start", 4),
+        ("enter", "start", 4),
+        ("enter", "end", 4),
+    ]
+
+
+def test_a_change_waiting_before_a_long_hold_waits_again_after_it(kit: Kit) -> None:
+    """Audit: a track seen inside on one frame, held hidden 10 s, then back inside, entered at
+    once with started_pts 10 s before the message (two frames of evidence for min_duration_s,
+    and a start beyond what the clips' pre-event ring keeps). Back from a hold longer than
+    lost_timeout_s, it waits min_duration_s again, and the entry says it happened unseen."""
+    engine, _ = kit.engine(
+        ZONE + "  - {id: r, type: enter, zone: yard, min_duration_s: 0.3, lost_timeout_s: 0.5,"
+        " state_hold_s: 0}\n"
+    )
+    frames = timeline((5, OUT), (1, IN), (100, None), (5, IN))
+    events = kit.run(engine, frames, hidden=dict.fromkeys(range(6, 106), (1,)))
+    assert [(e.type, e.frame_index) for e in events] == [("start", 109), ("end", 109)]
+    assert events[0].started_pts == pytest.approx(10.6)
+    assert events[0].details["unseen_since_pts"] == pytest.approx(0.5)

@@ -142,8 +142,8 @@ class TrackState:
         value: a kind-specific figure from the last frame (overlap, distance, ...).
         other: a kind-specific companion (the nearest other track of ``near``).
         fired: kind-specific flag (``dwell``: the current visit already raised).
-        held: unseen for longer than ``lost_timeout_s`` but kept, as the tracker reports it
-            hidden behind another object (:class:`TrackRule`).
+        held: unseen, and reported hidden behind another object by the tracker on the last
+            frame evaluated: kept past ``lost_timeout_s`` (:class:`TrackRule`).
         extra: other kind-specific figures (``dwell``: ``entered_pts``).
     """
 
@@ -213,6 +213,11 @@ class TrackRule(Rule):
                 state = TrackState(now, Debounce(self.initial_state))
                 tracks[track_id] = state
             else:
+                if state.held and state.last_seen.pts < oldest:
+                    # Back from longer than lost_timeout_s hidden: a change it was waiting to
+                    # confirm before it went must be seen for min_duration_s again, so an event
+                    # is never dated further back than max_start_lead_s allows for.
+                    state.debounce.drop_pending()
                 state.seen_before = state.last_seen
                 state.held = False
             previous = self._previous
@@ -227,11 +232,12 @@ class TrackRule(Rule):
         if len(tracks) > len(indices):
             gone = []
             for track_id, state in tracks.items():
-                if state.last_seen is now or state.last_seen.pts >= oldest:
+                if state.last_seen is now:
                     continue
-                if track_id in ctx.hidden:
-                    state.held = True
-                else:
+                # Noted on every unseen frame, not only past lost_timeout_s: a track found again
+                # on the first frame past it is no longer listed hidden on that frame.
+                state.held = track_id in ctx.hidden
+                if state.last_seen.pts < oldest and not state.held:
                     gone.append(track_id)
             for track_id in gone:
                 self.lost(track_id, tracks.pop(track_id), now, events)

@@ -37,10 +37,11 @@ either way: most crossings lost to them were made in packs, where detections com
 A crossing is raised as an instantaneous occurrence (``start`` and ``end`` on the confirming
 frame, both dated to the first frame seen on the new side) when it matches ``direction``. When
 that frame came after frames without the track (missed, or hidden behind another object),
-``details.unseen_since_pts`` is its last frame before them: the crossing happened unseen,
-between then and ``started_pts``. So an object jittering across the line, or staying inside the
-band, never fires; only confirmed tracks count (as for every rule). ``cooldown_s`` drops
-crossings of the same track for that long after one fired.
+``details.unseen_since_pts`` is its last frame before them (also when it came back in the band
+first): the crossing happened unseen, between then and ``started_pts``; whether it passed
+between the line's ends then cannot be told. So an object jittering across the line, or staying
+inside the band, never fires; only confirmed tracks count (as for every rule). ``cooldown_s``
+drops crossings of the same track for that long after one fired.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ logger = logging.getLogger(__name__)
 
 BEYOND = "beyond"
 """:meth:`CrossRule.side` of an anchor whose projection falls outside the segment."""
+
+UNSEEN_IN_BAND = "unseen_since_in_band"
+"""``TrackState.extra`` key: the frame before a gap, for a track that came back in the band."""
 
 
 class CrossRule(TrackRule):
@@ -95,8 +99,14 @@ class CrossRule(TrackRule):
             # counts: walking round the end of the line is no crossing (it was one: left,
             # beyond the end, then right).
             state.debounce = Debounce(self.initial_state)
+            state.extra.pop(UNSEEN_IN_BAND, None)
             return
+        unseen_since = state.unseen_since or state.extra.pop(UNSEEN_IN_BAND, None)
         if right is None:
+            if unseen_since is not None:
+                # Back in the band after frames without it: the side it comes out on may be
+                # a crossing made unseen.
+                state.extra[UNSEEN_IN_BAND] = unseen_since
             return
         assert isinstance(right, bool)
         gap = now.pts - state.seen_before.pts if state.seen_before is not None else 0.0
@@ -106,7 +116,7 @@ class CrossRule(TrackRule):
             state.debounce.update(right, now, 0.0)
             return
         if not state.debounce.update(
-            right, now, self.min_duration_s, credit, unseen_since=state.unseen_since
+            right, now, self.min_duration_s, credit, unseen_since=unseen_since
         ):
             return
         direction = "left_to_right" if right else "right_to_left"

@@ -10,10 +10,12 @@ distance (``distance_px`` or ``distance_m``; left out on a frame where it is far
 ``min_duration_s`` (``details.reason``: ``apart``) or A is lost.
 
 A frame on which the B that A was last near is not detected tells nothing about the distance
-between them: while that B is within its ``lost_timeout_s`` (or the tracker reports it hidden
-behind another object), A's frames neither confirm nor break the condition, as frames where A
-itself is unseen do. So a machine whose detection flickers does not end a worker's alert early;
-a machine gone for longer than ``lost_timeout_s`` leaves the worker apart.
+between them: for ``lost_timeout_s`` after B's last sighting, A's frames neither confirm nor
+break the condition, as frames where A itself is unseen do, and carry no distance (an
+``update`` then says ``other_last_seen_pts``). So a
+machine whose detection flickers does not end a worker's alert early; a machine unseen for
+longer than ``lost_timeout_s`` leaves the worker apart, even one the tracker holds hidden (its
+distance to the worker, who may have walked away, stays unknown).
 
 A and B may share a class (person near person): an object is never near itself, and each of the
 two is an A with its own occurrence (two workers too close raise two, one per worker).
@@ -119,15 +121,13 @@ class NearRule(TrackRule):
             del others[track_id]
         others.update(dict.fromkeys(seen, pts))
 
-    def _other_unseen(self, ctx: FrameContext, state: TrackState) -> bool:
-        """Whether the B that A was last near is missing from this frame but not gone (within
-        ``lost_timeout_s``, or held hidden by the tracker): A's distance to it is unknown."""
+    def _other_unseen(self, state: TrackState) -> bool:
+        """Whether the B that A was last near is missing from this frame but seen within
+        ``lost_timeout_s``: A's distance to it is unknown."""
         if state.other is None:
             return False
         other = state.other[0]
-        if other in self._others_now:
-            return False
-        return other in ctx.hidden or other in self._others_seen
+        return other not in self._others_now and other in self._others_seen
 
     def evaluate(self, ctx: FrameContext) -> list[Event]:
         """Measure every A against every B once, then the per-track lifecycle."""
@@ -141,6 +141,10 @@ class NearRule(TrackRule):
             details["other_track_id"] = state.other[0]
         if state.value is not None and math.isfinite(state.value):
             details[key] = round(state.value, 3)
+        elif state.other is not None and state.other[0] not in self._others_now:
+            last = self._others_seen.get(state.other[0])
+            if last is not None:
+                details["other_last_seen_pts"] = last  # why there is no distance
         return details
 
     def observe(
@@ -154,8 +158,9 @@ class NearRule(TrackRule):
             state.value = distance
             state.other = (objects.track_ids[j], objects.class_names[j])
             state.last_true = now
-        elif self._other_unseen(ctx, state):
-            return  # the distance to the B it was near is unknown (module docstring)
+        elif self._other_unseen(state):
+            state.value = None  # unknown: the B it was near is unseen (module docstring)
+            return
         else:
             state.value = None  # farther than max_distance from every B
         changed = state.debounce.update(near, now, self.min_duration_s)
