@@ -190,6 +190,13 @@ class MqttOutputConfig(ConfigModel):
         description="broker port; null = 1883, 8883 with TLS, 80/443 for websockets",
     )
     transport: Literal["tcp", "websockets"] = Field(default="tcp", description="MQTT transport")
+    protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT version: 5 (the broker's acknowledgement says when it refuses an event, "
+        "e.g. not authorized by its ACL: the event stays in the outbox and the refusal is "
+        "logged and counted) or 3.1.1 (for a broker without MQTT 5; it acknowledges an event "
+        "it refuses as if delivered)",
+    )
     ws_path: NonEmptyStr = Field(default="/mqtt", description="websockets path on the broker")
     client_id: NonEmptyStr | None = Field(
         default=None,
@@ -256,6 +263,14 @@ class MqttOutputConfig(ConfigModel):
         default_factory=MqttHomeAssistantConfig,
         description="Home Assistant MQTT discovery of rule states and zone counts (off by default)",
     )
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_number(cls, value: object) -> object:
+        """``protocol: 5`` (a YAML number) is the version "5"."""
+        if isinstance(value, int | float) and not isinstance(value, bool) and value == 5:
+            return "5"
+        return value
 
     _sections_none = field_validator("tls", "reconnect", "outbox", "home_assistant", mode="before")(
         none_as_empty

@@ -7,8 +7,9 @@ subscriber), starts ``/usr/sbin/mosquitto`` and waits until the port accepts con
 ``start()`` again reuses the same port, so clients reconnect to the same address.
 
 Options: ``persistence`` (sessions, queued messages and retained messages survive a graceful
-restart), ``users`` (a password file; anonymous access off), ``websockets_port``, and ``tls``
-(a listener with the given server certificate instead of the plain one).
+restart), ``users`` (a password file; anonymous access off), ``acl`` (the text of an
+``acl_file``; :meth:`Mosquitto.set_acl` changes it on the running broker), ``websockets_port``,
+and ``tls`` (a listener with the given server certificate instead of the plain one).
 
 :class:`Subscriber` records what a paho client receives, with a deadline-bound ``wait_for``;
 :func:`client_keys` is the ``outputs.mqtt`` block of a streamseg that talks to such a broker.
@@ -76,6 +77,8 @@ class Mosquitto:
         users: ``{user: password}``; when set, anonymous clients are refused.
         websockets_port: also listen for MQTT over websockets on this port.
         tls: serve TLS on ``port`` instead of plain MQTT.
+        acl: the broker's ``acl_file`` text (``user NAME`` / ``topic read|write|readwrite
+            TOPIC`` lines); ``None``: every client may read and write everything.
     """
 
     workdir: Path
@@ -84,6 +87,7 @@ class Mosquitto:
     users: dict[str, str] | None = None
     websockets_port: int | None = None
     tls: BrokerTls | None = None
+    acl: str | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -115,6 +119,8 @@ class Mosquitto:
             ]
         if self.users:
             lines.append(f"password_file {self.workdir / 'passwords'}")
+        if self.acl is not None:
+            lines.append(f"acl_file {self.workdir / 'acl'}")
         if self.websockets_port is not None:
             lines += [f"listener {self.websockets_port} 127.0.0.1", "protocol websockets"]
         if self.persistence:
@@ -138,6 +144,8 @@ class Mosquitto:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.users:
             self._write_passwords()
+        if self.acl is not None:
+            (self.workdir / "acl").write_text(self.acl)
         config = self.workdir / "mosquitto.conf"
         config.write_text(self.config_text())
         self.proc = subprocess.Popen(
@@ -186,6 +194,13 @@ class Mosquitto:
         """Stop gracefully and start again on the same port."""
         self.stop()
         self.start()
+
+    def set_acl(self, acl: str) -> None:
+        """Give the running broker a new ACL (it rereads its acl_file on SIGHUP)."""
+        assert self.proc is not None and self.proc.poll() is None, "the broker is not running"
+        self.acl = acl
+        (self.workdir / "acl").write_text(acl)
+        self.proc.send_signal(signal.SIGHUP)
 
     def log_tail(self, chars: int = 2000) -> str:
         """The end of the broker's log (for failure messages)."""

@@ -43,7 +43,14 @@ def test_defaults() -> None:
     assert (mqtt.outbox.max_events, mqtt.outbox.synchronous) == (100_000, "full")
     assert (mqtt.max_payload_bytes, mqtt.max_snapshot_bytes) == (262_144, 1_000_000)
     assert not mqtt.tls.enabled
+    assert mqtt.protocol == "5"
     assert load_pipeline_text(_pipeline("jsonl: {}")).outputs.mqtt is None
+
+
+@pytest.mark.parametrize(("written", "protocol"), [("5", "5"), ("'5'", "5"), ("3.1.1", "3.1.1")])
+def test_protocol_as_written_in_yaml(written: str, protocol: str) -> None:
+    """``protocol: 5`` is a YAML number, ``protocol: 3.1.1`` a string: both are versions."""
+    assert _load(f"mqtt: {{protocol: {written}}}").protocol == protocol
 
 
 @pytest.mark.parametrize(
@@ -87,6 +94,8 @@ def test_default_port_follows_transport_and_tls(mqtt_yaml: str, port: int) -> No
         ),
         ("mqtt: {hots: broker}", "unknown key 'hots' (did you mean 'host'?)"),
         ("mqtt: {retain: 2}", "outputs.mqtt.retain"),
+        ("mqtt: {protocol: 4}", "outputs.mqtt.protocol: got 4, expected one of '5', '3.1.1'"),
+        ("mqtt: {protocol: 3.1}", "outputs.mqtt.protocol: got 3.1"),
         ("mqtt: {max_payload_bytes: 0}", "outputs.mqtt.max_payload_bytes: got 0"),
         (
             "mqtt: {max_snapshot_bytes: 300000000}",

@@ -105,13 +105,16 @@ def keys_of(payloads: list[dict[str, Any]]) -> set[tuple[str, str, int]]:
     return {(p["event_id"], p["type"], p["seq"]) for p in payloads}
 
 
-@pytest.mark.parametrize("qos", [1, 2])
+@pytest.mark.parametrize(("qos", "protocol"), [(1, "5"), (2, "5"), (1, "3.1.1"), (2, "3.1.1")])
 def test_events_arrive_in_order_and_match_the_schema(
-    qos: int, mosquitto: Callable[..., Mosquitto], publisher_for: Callable[..., MqttPublisher]
+    qos: int,
+    protocol: str,
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
 ) -> None:
     broker = mosquitto()
     sub = Subscriber(broker.port, f"{PREFIX}/#")
-    publisher = publisher_for(broker.port, qos=qos)
+    publisher = publisher_for(broker.port, qos=qos, protocol=protocol)
     publisher.start()
     events: list[Event] = []
     for i in range(30):
@@ -800,6 +803,7 @@ def test_every_refusal_and_skip_reason_is_a_series_at_zero_from_the_start() -> N
     from streamseg.outputs.mqtt.metrics import (
         QUARANTINED_REASONS,
         REFUSED_REASONS,
+        REJECTED_REASONS,
         SNAPSHOT_SKIPPED_REASONS,
         MqttMetrics,
     )
@@ -809,7 +813,67 @@ def test_every_refusal_and_skip_reason_is_a_series_at_zero_from_the_start() -> N
     for name, reasons in (
         ("streamseg_mqtt_events_refused_total", REFUSED_REASONS),
         ("streamseg_mqtt_events_quarantined_total", QUARANTINED_REASONS),
+        ("streamseg_mqtt_events_rejected_total", REJECTED_REASONS),
         ("streamseg_mqtt_snapshots_skipped_total", SNAPSHOT_SKIPPED_REASONS),
     ):
         for reason in reasons:
             assert registry.get_sample_value(name, {"reason": reason}) == 0.0, (name, reason)
+
+
+ACL_WITHOUT_EVENTS = f"""\
+user pub
+topic write {PREFIX}/available
+topic write {PREFIX}/outbox
+topic write {PREFIX}/+/status
+topic write {PREFIX}/+/+/state
+user sub
+topic read #
+"""
+
+
+def test_events_the_brokers_acl_refuses_stay_in_the_outbox_until_it_lets_them_through(
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Audit: with MQTT 3.1.1 a broker whose ACL does not let the client write the events topic
+    acknowledges every event and drops it: all 20 left the outbox as delivered, none arrived,
+    nothing was logged or counted. With MQTT 5 (the default) the acknowledgement says "Not
+    authorized": the events stay in the outbox, the refusal is logged once and counted, and once
+    the ACL is fixed every event arrives."""
+    from streamseg.outputs.mqtt import sender
+
+    monkeypatch.setattr(sender, "REFUSED_RETRY_S", 0.3)
+    users = {"pub": "pw", "sub": "pw"}
+    broker = mosquitto(users=users, acl=ACL_WITHOUT_EVENTS)
+    sub = Subscriber(broker.port, f"{PREFIX}/#", username="sub", password="pw")
+    publisher = publisher_for(broker.port, username="pub", password="pw")
+    caplog.set_level(logging.INFO, logger="streamseg.outputs.mqtt")
+    publisher.start()
+    events = [make_event(i) for i in range(20)]
+    for event in events:
+        publisher.on_event(event)
+    registry = publisher.metrics.registry
+    refused = {"reason": "Not authorized"}
+    sub.wait_for(
+        lambda s: (
+            (registry.get_sample_value("streamseg_mqtt_events_rejected_total", refused) or 0) >= 20
+        )
+    )
+    time.sleep(1.0)  # a few retries
+    assert publisher.outbox.depth == 20 and event_payloads(sub) == []
+    assert registry.get_sample_value("streamseg_mqtt_events_acked_total") == 0
+    errors = [r for r in caplog.records if "refused an event" in r.getMessage()]
+    assert len(errors) == 1 and errors[0].levelno == logging.ERROR
+    assert "Not authorized" in errors[0].getMessage() and "ACL" in errors[0].getMessage()
+    # The state topics are allowed: they went through all along.
+    assert sub.on(f"{PREFIX}/available") == [b"online"]
+
+    broker.set_acl(ACL_WITHOUT_EVENTS.replace("user sub", f"topic write {PREFIX}/events\nuser sub"))
+    sub.wait_for(lambda s: keys_of(event_payloads(s)) == _keys(events), timeout=15)
+    sub.wait_for(lambda s: publisher.outbox.depth == 0)
+    assert [p["frame_index"] for p in event_payloads(sub)] == list(range(20))  # in order
+    assert any("takes events again" in r.getMessage() for r in caplog.records)
+    assert publisher.outbox.quarantine_path.exists() is False
+    sub.close()

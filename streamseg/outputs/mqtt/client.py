@@ -21,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 def make_client(config: MqttOutputConfig, client_id: str, will_topic: str) -> mqtt.Client:
-    """A paho client (MQTT 3.1.1, callback API 2) for ``config``, not connected.
+    """A paho client (MQTT 5 or 3.1.1 as ``config.protocol`` says, callback API 2) for
+    ``config``, not connected.
 
     Args:
         config: the ``outputs.mqtt`` section.
@@ -32,13 +33,15 @@ def make_client(config: MqttOutputConfig, client_id: str, will_topic: str) -> mq
     Raises:
         ValueError: the TLS files cannot be loaded (the message names the key).
     """
+    v5 = config.protocol == "5"
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         # The outbox is the durable state and events need no subscription, so a broker-side
-        # session would hold nothing of use.
-        clean_session=True,
-        protocol=mqtt.MQTTv311,
+        # session would hold nothing of use. (MQTT 5 has no clean_session: without a session
+        # expiry interval its session ends with the connection.)
+        clean_session=None if v5 else True,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         transport=config.transport,
         reconnect_on_failure=True,
     )

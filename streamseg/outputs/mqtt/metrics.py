@@ -19,8 +19,20 @@ logger = logging.getLogger(__name__)
 REFUSED_REASONS = ("full", "too_large", "error")
 """The ``reason`` labels of ``streamseg_mqtt_events_refused_total``."""
 
-QUARANTINED_REASONS = ("too_large", "disconnects")
+QUARANTINED_REASONS = ("too_large", "disconnects", "rejected")
 """The ``reason`` labels of ``streamseg_mqtt_events_quarantined_total``."""
+
+REJECTED_REASONS = (
+    "Unspecified error",
+    "Implementation specific error",
+    "Not authorized",
+    "Topic name invalid",
+    "Packet identifier in use",
+    "Quota exceeded",
+    "Payload format invalid",
+)
+"""The ``reason`` labels of ``streamseg_mqtt_events_rejected_total``: the refusals MQTT 5 allows
+in a PUBACK, as paho names them."""
 
 SNAPSHOT_SKIPPED_REASONS = ("too_large", "unreadable")
 """The ``reason`` labels of ``streamseg_mqtt_snapshots_skipped_total``."""
@@ -45,9 +57,13 @@ class MqttMetrics:
             (connected at the time), without the outbox's guarantee.
         events_quarantined: events moved out of the outbox into its quarantine file, by
             ``reason``: ``too_large`` (stored by a run with a higher ``max_payload_bytes``) or
-            ``disconnects`` (the broker dropped the connection every time it was sent).
+            ``disconnects`` (the broker dropped the connection every time it was sent) or
+            ``rejected`` (the broker refused it as malformed: MQTT 5 ``Payload format invalid``).
         snapshots_skipped: snapshots not published, by ``reason``: ``too_large`` (over
             ``max_snapshot_bytes``) or ``unreadable`` (the file).
+        events_rejected: events the broker acknowledged with a refusal (MQTT 5 reason code),
+            by ``reason`` (the code's name, e.g. ``Not authorized``): they stay in the outbox
+            and are sent again (:mod:`streamseg.outputs.mqtt.sender`).
         connected: 1 while connected to the broker.
     """
 
@@ -88,6 +104,13 @@ class MqttMetrics:
             ["reason"],
             registry=r,
         )
+        self.events_rejected = Counter(
+            "streamseg_mqtt_events_rejected",
+            "Event publishes the MQTT broker refused (MQTT 5 reason code); the events stay in "
+            "the outbox",
+            ["reason"],
+            registry=r,
+        )
         self.connected = Gauge(
             "streamseg_mqtt_connected", "1 while connected to the MQTT broker", registry=r
         )
@@ -96,6 +119,7 @@ class MqttMetrics:
         for counter, reasons in (
             (self.events_refused, REFUSED_REASONS),
             (self.events_quarantined, QUARANTINED_REASONS),
+            (self.events_rejected, REJECTED_REASONS),
             (self.snapshots_skipped, SNAPSHOT_SKIPPED_REASONS),
         ):
             for reason in reasons:

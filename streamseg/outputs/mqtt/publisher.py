@@ -659,7 +659,8 @@ class MqttPublisher:
                 self.stale.on_connect(client)
         self.metrics.connected.set(1)
         self._connect_failure = None
-        self._sender.connected()
+        receive_maximum = getattr(properties, "ReceiveMaximum", 0) if properties else 0
+        self._sender.connected(int(receive_maximum or 0))
         logger.info(
             "MQTT: connected to %s:%d; %d events to send from the outbox",
             self.host,
@@ -711,6 +712,18 @@ class MqttPublisher:
         # paho's reason when its own keepalive check gave the connection up (a silent peer).
         self._sender.disconnected(was_connected, timed_out=reason_code == "Keep alive timeout")
         if was_connected and not self._closing:
+            if reason_code == "Session taken over":
+                # MQTT 5 says so; with 3.1.1 the broker just closes the connection.
+                logger.error(
+                    "MQTT: the broker %s:%d closed the connection: another client connected "
+                    "with the client id %r (two streamseg instances with one client_id?); "
+                    "reconnecting, %d events wait",
+                    self.host,
+                    self.port,
+                    self.client_id,
+                    self.outbox.depth,
+                )
+                return
             logger.warning(
                 "MQTT: lost the connection to %s:%d (%s); reconnecting, %d events wait",
                 self.host,
@@ -728,7 +741,8 @@ class MqttPublisher:
         properties: Properties | None,
     ) -> None:
         # Runs under paho's message lock: post and return, take no lock of ours.
-        self._sender.acked(mid)
+        refusal = (reason_code.value, str(reason_code)) if reason_code.is_failure else None
+        self._sender.acked(mid, refusal)
 
     def _on_subscribe(
         self,

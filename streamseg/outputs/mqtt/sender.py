@@ -17,6 +17,16 @@ cannot deliver: when :data:`QUARANTINE_AFTER` connections in a row are closed wi
 oldest event sent and not acknowledged, that event moves to the outbox's quarantine file
 (``<outbox>.quarantine.jsonl``, logged at ERROR, counted) and the events behind it go out.
 
+Refused events (MQTT 5): a broker may acknowledge an event with a refusal (a reason code of
+0x80 or more: ``Not authorized`` when its ACL does not let this client write the events topic,
+``Quota exceeded``, ...). Such an event is not delivered, so it stays in the outbox: the refusal
+is logged at ERROR (once per reason, until an event gets through), counted in
+``streamseg_mqtt_events_rejected_total{reason}``, and the oldest refused event is sent again, alone,
+every :data:`REFUSED_RETRY_S` until the broker takes it (the ACL fixed); then the rest follow.
+Only ``Payload format invalid``, a fault of that one message, moves it to the quarantine file.
+With MQTT 3.1.1 the acknowledgement carries no verdict: a broker that drops an event it refuses
+acknowledges it all the same, and it leaves the outbox as delivered.
+
 A broker closes the connection over such a packet as soon as it reads it. A connection that
 went silent says nothing about the events in flight and counts against none: one the client gave
 up on its keepalive (a hung broker, a dead link), and one the broker closed ``keepalive_s`` or
@@ -51,6 +61,12 @@ a message it will not take (over its maximum packet size); left at the head of t
 message would be sent first after every reconnect and hold back every event behind it. After the
 first such connection the suspect is sent alone, so an event sent with it is never blamed."""
 
+REFUSED_RETRY_S = 10.0
+"""Seconds between attempts to send again the oldest event the broker refused (MQTT 5)."""
+
+PAYLOAD_FORMAT_INVALID = 0x99
+"""The MQTT 5 reason code that faults the message itself: it is quarantined, not retried."""
+
 # Messages of the inbox.
 _ACK: Final = "ack"
 _CONNECTED: Final = "connected"
@@ -72,6 +88,11 @@ class _SenderState:
         suspect: row id that was the oldest sent and unacknowledged when the last
             ``strikes`` connections ended (0: none); sent alone until acknowledged.
         strikes: connections in a row that ended with ``suspect`` unacknowledged.
+        receive_maximum: the broker's Receive Maximum (MQTT 5 CONNACK): it takes no more
+            unacknowledged messages than this (0: not given).
+        refused: the reason of the last refusal, while no event has got through since (sent
+            one at a time then); ``None``: none.
+        resume_at: monotonic time before which nothing is sent, after a refusal.
     """
 
     inflight: dict[int, tuple[int, float]] = field(default_factory=dict)
@@ -79,6 +100,9 @@ class _SenderState:
     connected: bool = False
     suspect: int = 0
     strikes: int = 0
+    receive_maximum: int = 0
+    refused: str | None = None
+    resume_at: float = 0.0
 
 
 class OutboxSender:
@@ -125,13 +149,23 @@ class OutboxSender:
         """Rows were added to the outbox: send them if connected."""
         self._inbox.put((_WORK,))
 
-    def acked(self, mid: int) -> None:
-        """The broker acknowledged message ``mid`` (from paho's ``on_publish``: takes no lock)."""
-        self._inbox.put((_ACK, mid))
+    def acked(self, mid: int, refusal: tuple[int, str] | None = None) -> None:
+        """The broker acknowledged message ``mid`` (from paho's ``on_publish``: takes no lock).
 
-    def connected(self) -> None:
-        """A connection is up: every row left in the outbox is sent again, from the oldest."""
-        self._inbox.put((_CONNECTED,))
+        Args:
+            mid: paho's message id.
+            refusal: ``(reason code, its name)`` when the acknowledgement refuses the message
+                (MQTT 5, code 0x80 or more); ``None``: delivered.
+        """
+        self._inbox.put((_ACK, mid, refusal))
+
+    def connected(self, receive_maximum: int = 0) -> None:
+        """A connection is up: every row left in the outbox is sent again, from the oldest.
+
+        Args:
+            receive_maximum: the broker's Receive Maximum (MQTT 5), 0 when not given.
+        """
+        self._inbox.put((_CONNECTED, receive_maximum))
 
     def disconnected(self, established: bool, timed_out: bool = False) -> None:
         """The connection ended.
@@ -159,7 +193,12 @@ class OutboxSender:
     def _run(self) -> None:
         state = _SenderState()
         while True:
-            messages = [self._inbox.get()]
+            wait = state.resume_at - time.monotonic() if state.connected else 0.0
+            try:
+                # After a refusal, wake to send again when the pause is over.
+                messages = [self._inbox.get(timeout=wait if wait > 0 else None)]
+            except queue.Empty:
+                messages = []
             while True:
                 try:
                     messages.append(self._inbox.get_nowait())
@@ -195,15 +234,28 @@ class OutboxSender:
         kind = message[0]
         if kind == _ACK:
             sent = state.inflight.pop(message[1], None)
-            if sent is not None:
-                row_id = sent[0]
-                acked.append(row_id)
-                if row_id == state.suspect:
-                    state.suspect, state.strikes = 0, 0
+            if sent is None:
+                return
+            row_id = sent[0]
+            if row_id == state.suspect:
+                state.suspect, state.strikes = 0, 0
+            refusal = message[2]
+            if refusal is not None:
+                self._refused(row_id, refusal, state)
+                return
+            acked.append(row_id)
+            if state.refused is not None:
+                logger.info(
+                    "MQTT: the broker takes events again (%d wait in the outbox)",
+                    self._outbox.depth,
+                )
+                state.refused = None
         elif kind == _CONNECTED:
             state.inflight.clear()
             state.cursor = 0
             state.connected = True
+            state.receive_maximum = int(message[1])
+            state.resume_at = 0.0
         elif kind == _DISCONNECTED:
             state.connected = False
             # paho also reports a connection that never got its CONNACK (a refused login, a load
@@ -243,21 +295,65 @@ class OutboxSender:
                 "disconnects",
             )
 
+    def _refused(self, row_id: int, refusal: tuple[int, str], state: _SenderState) -> None:
+        """The broker refused row ``row_id`` (MQTT 5): keep it and send it again later, or
+        quarantine it when the message itself is at fault (module docstring)."""
+        code, name = refusal
+        self._metrics.events_rejected.labels(reason=name).inc()
+        if code == PAYLOAD_FORMAT_INVALID:
+            rows = self._outbox.pending(after=row_id - 1, limit=1)
+            if rows and rows[0].row_id == row_id:
+                self._quarantine(rows[0], f"the broker refused it: {name}", "rejected")
+            return
+        # Sent again from this row on (rows behind it still in flight are not sent twice).
+        state.cursor = min(state.cursor, row_id - 1)
+        state.resume_at = time.monotonic() + REFUSED_RETRY_S
+        if state.refused != name:
+            state.refused = name
+            logger.error(
+                "MQTT: the broker refused an event on %s: %s (reason code 0x%02X); it stays in "
+                "the outbox (%d events wait) and is sent again every %g s%s",
+                self._head_topic(),
+                name,
+                code,
+                self._outbox.depth,
+                REFUSED_RETRY_S,
+                " (does the broker's ACL let this client write that topic?)"
+                if code == 0x87
+                else "",
+            )
+
+    def _head_topic(self) -> str:
+        """The topic of the oldest event waiting (for log lines)."""
+        rows = self._outbox.pending(after=0, limit=1)
+        return rows[0].topic if rows else "the events topic"
+
     def _fill(self, state: _SenderState) -> None:
         """Hand outbox rows after ``state.cursor`` to paho until the window is full.
 
-        The window is ``max_inflight`` rows, or one while a suspect row waits for its
-        acknowledgement. A row over ``max_payload_bytes`` (stored by a run with a higher limit)
-        is moved to the quarantine file instead of being sent.
+        The window is ``max_inflight`` rows (no more than the broker's Receive Maximum), or one
+        while a suspect row waits for its acknowledgement or after a refusal. A row over
+        ``max_payload_bytes`` (stored by a run with a higher limit) is moved to the quarantine
+        file instead of being sent.
         """
+        if time.monotonic() < state.resume_at:
+            return
         limit = self._config.max_payload_bytes
         while True:
-            window = 1 if state.suspect else self._config.max_inflight
+            window = self._config.max_inflight
+            if state.receive_maximum:
+                window = min(window, state.receive_maximum)
+            if state.suspect or state.refused is not None:
+                window = 1
             room = window - len(state.inflight)
             rows = self._outbox.pending(after=state.cursor, limit=room) if room > 0 else []
             if not rows:
                 return
+            sending = {row_id for row_id, _ in state.inflight.values()}
             for row in rows:
+                if row.row_id in sending:
+                    state.cursor = row.row_id  # in flight already (sent before a refusal)
+                    continue
                 if len(row.payload) > limit:
                     reason = (
                         f"{len(row.payload)} bytes, over outputs.mqtt.max_payload_bytes ({limit})"
