@@ -12,8 +12,10 @@ import subprocess
 import sys
 import tempfile
 import threading
+import types
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -292,3 +294,40 @@ def test_run_reports_an_unusable_outbox_without_a_traceback(tmp_path: Path, prob
 def test_bad_arguments(tmp_path: Path, kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Outbox(tmp_path / "o.sqlite3", **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_full_disk_at_start_says_so_and_does_not_advise_moving_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit: with the outbox's filesystem full, sqlite fails at open with "disk I/O error" (its
+    -shm file cannot grow) and the message advised moving the file aside as damaged, which
+    abandons the events waiting in it. The disk is made to read as full here (filling a real
+    one needs a mount the tests cannot make); the sqlite error is the one seen on a full tmpfs."""
+    path = tmp_path / "o.sqlite3"
+    with Outbox(path) as outbox:
+        outbox.add("t", b"waiting", 1)
+    from streamseg.outputs.mqtt import outbox as outbox_module
+
+    real_connect = sqlite3.connect
+
+    def full_disk_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        class FullDisk(sqlite3.Connection):
+            def execute(self, sql: str, *rest: Any) -> sqlite3.Cursor:  # type: ignore[override]
+                raise sqlite3.OperationalError("disk I/O error")
+
+        return real_connect(*args, **kwargs, factory=FullDisk)
+
+    monkeypatch.setattr(outbox_module.sqlite3, "connect", full_disk_connect)
+    monkeypatch.setattr(
+        outbox_module.shutil,
+        "disk_usage",
+        lambda folder: types.SimpleNamespace(total=10, used=10, free=0),
+    )
+    with pytest.raises(OutboxError) as info:
+        Outbox(path)
+    message = str(info.value)
+    assert f"the filesystem of {tmp_path} has 0 bytes free: free some space" in message
+    assert "events waiting in the file are kept" in message and "mv " not in message
+    monkeypatch.undo()
+    with Outbox(path) as outbox:  # space back: the event is still there
+        assert outbox.depth == 1

@@ -111,6 +111,25 @@ def test_a_certificate_the_client_cannot_verify_is_named(
     assert len(errors) == 1 and "CERTIFICATE_VERIFY_FAILED" in errors[0], caplog.text
 
 
+def test_tls_to_a_plain_listener_is_named_as_such(
+    tmp_path: Path, mosquitto: Callable[..., Mosquitto], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Audit: tls enabled against a plain MQTT port (1883 for 8883) was a WARNING "Connection
+    reset by peer", like a network outage; it is a configuration error."""
+    broker = mosquitto()
+    mqtt = {"port": broker.port, "tls": {"enabled": True, "ca_certs": str(TLS_DIR / "ca.crt")}}
+    publisher = build(tmp_path, mqtt)
+    with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
+        publisher.start()
+        deadline = time.monotonic() + 10
+        while "cannot reach" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.02)
+        publisher.close(timeout=0)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, caplog.text
+    assert f"is port {broker.port} a TLS listener?" in errors[0]
+
+
 def test_a_refused_login_is_said_after_the_broker_was_unreachable(
     tmp_path: Path, mosquitto: Callable[..., Mosquitto], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -31,6 +31,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -392,10 +393,31 @@ def _check_writable(db: sqlite3.Connection) -> None:
         db.execute("ROLLBACK")
 
 
+LOW_DISK_BYTES = 1 << 20
+"""Below this much free space, a sqlite failure at open is taken for a full disk."""
+
+
+def _free_bytes(folder: Path) -> int | None:
+    """Bytes free for this user on ``folder``'s filesystem; ``None`` if it cannot be read."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
 def _open_error(path: Path, exc: sqlite3.Error) -> OutboxError:
     """An :class:`OutboxError` for a sqlite failure at open, with what to do about it."""
     text = str(exc)
-    if "readonly" in text or "unable to open" in text:
+    free = _free_bytes(path.parent)
+    if "full" in text or (free is not None and free < LOW_DISK_BYTES):
+        # A full disk reads as "disk I/O error" when the -shm file cannot grow: moving a good
+        # file aside, as for a damaged one, would abandon the events waiting in it.
+        room = f"{free} bytes free" if free is not None else "no room"
+        hint = (
+            f"the filesystem of {path.parent} has {room}: free some space and start again "
+            "(the events waiting in the file are kept and sent)"
+        )
+    elif "readonly" in text or "unable to open" in text:
         hint = (
             f"the user running streamseg needs write access to {path} and to its folder "
             f"{path.parent} (sqlite writes -wal and -shm files beside it)"

@@ -681,6 +681,11 @@ class MqttPublisher:
         error = sys.exc_info()[1]
         config_error = isinstance(error, (ssl.SSLError, socket.gaierror))
         why = f": {error}" if error is not None else ""
+        if self.config.tls.enabled and isinstance(error, ConnectionResetError):
+            # A plain MQTT listener drops the TLS handshake's first bytes: what a wrong port
+            # (1883 with tls enabled) looks like from here.
+            config_error = True
+            why += f" during the TLS handshake (is port {self.port} a TLS listener?)"
         logger.log(
             self._failure_level(
                 f"unreachable: {type(error).__name__}: {error}",
