@@ -877,3 +877,68 @@ def test_events_the_brokers_acl_refuses_stay_in_the_outbox_until_it_lets_them_th
     assert any("takes events again" in r.getMessage() for r in caplog.records)
     assert publisher.outbox.quarantine_path.exists() is False
     sub.close()
+
+
+def test_close_does_not_wait_for_acknowledgements_the_broker_refuses(
+    tmp_path: Path,
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+) -> None:
+    """Audit: while the broker refused events, close() waited its whole timeout (5 s on every
+    shutdown) for acknowledgements that could not come. The events stay for the next start."""
+    broker = mosquitto(users={"pub": "pw", "sub": "pw"}, acl=ACL_WITHOUT_EVENTS)
+    sub = Subscriber(broker.port, f"{PREFIX}/#", username="sub", password="pw")
+    publisher = publisher_for(broker.port, username="pub", password="pw")
+    publisher.start()
+    for i in range(5):
+        publisher.on_event(make_event(i))
+    registry = publisher.metrics.registry
+    sub.wait_for(
+        lambda s: (
+            (
+                registry.get_sample_value(
+                    "streamseg_mqtt_events_rejected_total", {"reason": "Not authorized"}
+                )
+                or 0
+            )
+            >= 5
+        )
+    )
+    started = time.monotonic()
+    publisher.close(timeout=5)
+    assert time.monotonic() - started < 2.0
+    sub.wait_for(lambda s: s.on(f"{PREFIX}/available")[-1:] == [b"offline"])
+    with Outbox(tmp_path / "outbox.sqlite3") as outbox:
+        assert outbox.depth == 5
+    sub.close()
+
+
+def test_connections_that_keep_being_taken_over_are_explained_once(
+    tmp_path: Path,
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Audit: two publishers with one client id knock each other off the broker about every
+    reconnect delay; each lost connection was a WARNING ("Unspecified error"), hundreds a minute,
+    and nothing named the client id (mosquitto 2.0 closes the older connection without saying
+    why, even on MQTT 5). Now: one ERROR per publisher naming the id, then quiet."""
+    broker = mosquitto()
+    first = publisher_for(broker.port, client_id="twin")
+    second = publisher_for(
+        broker.port, client_id="twin", outbox={"path": str(tmp_path / "second.sqlite3")}
+    )
+    with caplog.at_level(logging.DEBUG, logger="streamseg.outputs.mqtt"):
+        first.start()
+        second.start()
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        second.close(timeout=0)
+        first.close(timeout=0)
+    lost = [r for r in caplog.records if "lost the connection" in r.getMessage()]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    warnings = [r for r in lost if r.levelno == logging.WARNING]
+    assert len(lost) >= 10, "the two did not knock each other off as expected"
+    assert 1 <= len(errors) <= 2 and all("'twin'" in r.getMessage() for r in errors), errors
+    assert len(warnings) <= 4

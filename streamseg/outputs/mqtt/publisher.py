@@ -96,6 +96,14 @@ a broker that was down all run will not come up in those seconds, and a stop sho
 OUTBOX_STATUS_MIN_S = 1.0
 """Least time between two publishes of the retained outbox status as events come and go."""
 
+SHORT_CONNECTION_S = 3.0
+"""A connection the broker closes sooner than this after accepting it is a short one."""
+
+SHORT_CONNECTIONS_CLASH = 3
+"""Short connections in a row after which the publisher says why it keeps losing them (another
+client with its client id, most likely: mosquitto 2.0 closes the older one without telling it),
+once; the lost connections of that episode are logged at DEBUG."""
+
 
 class MqttPublisher:
     """Publishes events (QoS 1/2, durable) and retained state to an MQTT broker.
@@ -181,6 +189,11 @@ class MqttPublisher:
         self._closing = False
         self._closed = False
         self._started = False
+        self._connected_at = 0.0
+        self._short_connections = 0
+        """Connections in a row the broker closed within SHORT_CONNECTION_S of accepting."""
+        self._clash_said = False
+        """The ERROR about connections that keep dropping was logged (until one lasts)."""
         if owned is not None and owned.topics != self.topics:
             raise ValueError(
                 f"owned topics: built for {owned.topics!r}, "
@@ -277,8 +290,10 @@ class MqttPublisher:
                 )
                 if not self._connected:
                     deadline = time.monotonic()  # no broker all run: nothing to flush to
+            # Not while the broker refuses events: no acknowledgement is coming.
             self._cond.wait_for(
-                lambda: self.outbox.depth == 0, timeout=max(0.0, deadline - time.monotonic())
+                lambda: self.outbox.depth == 0 or self._sender.refusing.is_set(),
+                timeout=max(0.0, deadline - time.monotonic()),
             )
         left = self.outbox.depth
         if self.stale is not None:
@@ -658,6 +673,7 @@ class MqttPublisher:
             if self.stale is not None:
                 self.stale.on_connect(client)
         self.metrics.connected.set(1)
+        self._connected_at = time.monotonic()
         self._connect_failure = None
         receive_maximum = getattr(properties, "ReceiveMaximum", 0) if properties else 0
         self._sender.connected(int(receive_maximum or 0))
@@ -717,25 +733,47 @@ class MqttPublisher:
         # paho's reason when its own keepalive check gave the connection up (a silent peer).
         self._sender.disconnected(was_connected, timed_out=reason_code == "Keep alive timeout")
         if was_connected and not self._closing:
-            if reason_code == "Session taken over":
-                # MQTT 5 says so; with 3.1.1 the broker just closes the connection.
-                logger.error(
-                    "MQTT: the broker %s:%d closed the connection: another client connected "
-                    "with the client id %r (two streamseg instances with one client_id?); "
-                    "reconnecting, %d events wait",
-                    self.host,
-                    self.port,
-                    self.client_id,
-                    self.outbox.depth,
-                )
-                return
-            logger.warning(
-                "MQTT: lost the connection to %s:%d (%s); reconnecting, %d events wait",
+            self._lost_connection(reason_code)
+
+    def _lost_connection(self, reason_code: ReasonCode) -> None:
+        """Log a lost connection; say once why connections keep dropping as soon as they are
+        made (:data:`SHORT_CONNECTIONS_CLASH`), then keep quiet until one lasts."""
+        short = time.monotonic() - self._connected_at < SHORT_CONNECTION_S
+        if short:
+            self._short_connections += 1
+        else:
+            self._short_connections, self._clash_said = 0, False
+        taken_over = reason_code == "Session taken over"  # MQTT 5, when the broker says so
+        clash = taken_over or self._short_connections >= SHORT_CONNECTIONS_CLASH
+        if clash and not self._clash_said:
+            self._clash_said = True
+            why = (
+                "another client connected with the client id"
+                if taken_over
+                else f"the last {SHORT_CONNECTIONS_CLASH} connections each ended within "
+                f"{SHORT_CONNECTION_S:g} s: is another client connected with the client id"
+            )
+            logger.error(
+                "MQTT: the broker %s:%d keeps closing the connection (%s); %s %r (two "
+                "streamseg instances with one client_id?), or does it refuse what is sent (see "
+                "the broker's log)? Reconnecting; %d events wait",
                 self.host,
                 self.port,
                 reason_code,
+                why,
+                self.client_id,
                 self.outbox.depth,
             )
+            return
+        level = logging.DEBUG if self._clash_said else logging.WARNING
+        logger.log(
+            level,
+            "MQTT: lost the connection to %s:%d (%s); reconnecting, %d events wait",
+            self.host,
+            self.port,
+            reason_code,
+            self.outbox.depth,
+        )
 
     def _on_publish(
         self,

@@ -135,6 +135,9 @@ class OutboxSender:
         self._closing = closing
         self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self.refusing = threading.Event()
+        """Set while the broker refuses events (MQTT 5) and none has got through since:
+        waiting for acknowledgements (a closing publisher) is of no use then."""
 
     # ------------------------------------------------------------------ other threads
 
@@ -250,6 +253,7 @@ class OutboxSender:
                     self._outbox.depth,
                 )
                 state.refused = None
+                self.refusing.clear()
         elif kind == _CONNECTED:
             state.inflight.clear()
             state.cursor = 0
@@ -308,6 +312,9 @@ class OutboxSender:
         # Sent again from this row on (rows behind it still in flight are not sent twice).
         state.cursor = min(state.cursor, row_id - 1)
         state.resume_at = time.monotonic() + REFUSED_RETRY_S
+        if not self.refusing.is_set():
+            self.refusing.set()
+            self._shrunk()  # wakes a closing publisher that waits for acknowledgements
         if state.refused != name:
             state.refused = name
             logger.error(
