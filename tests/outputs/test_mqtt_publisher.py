@@ -406,7 +406,9 @@ def test_event_over_max_payload_bytes_is_refused_loudly(
     sub.close()
 
 
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_event_the_broker_will_not_take_is_quarantined(
+    protocol: str,
     tmp_path: Path,
     small_packet_mosquitto: Mosquitto,
     publisher_for: Callable[..., MqttPublisher],
@@ -415,30 +417,38 @@ def test_event_the_broker_will_not_take_is_quarantined(
     """Regression: an event under ``max_payload_bytes`` but over the broker's packet limit got
     the publisher disconnected each time it was sent; as the oldest row it was sent first after
     every reconnect and no later event was ever delivered, across restarts too. Now it moves to
-    the quarantine file after QUARANTINE_AFTER such connections and the others go out."""
+    the quarantine file and the others go out: on MQTT 3.1.1, which does not tell the client the
+    limit, after QUARANTINE_AFTER such connections; on MQTT 5, whose CONNACK gives the broker's
+    Maximum Packet Size, before it is sent."""
     broker = small_packet_mosquitto
     sub = Subscriber(broker.port, f"{PREFIX}/events")
     poison = make_event(0, details={"blob": "x" * 150_000})  # 150 kB: the broker takes 100 kB
     rest = [make_event(i) for i in range(1, 6)]
-    publisher = publisher_for(broker.port)
+    publisher = publisher_for(broker.port, protocol=protocol)
     publisher.start()
     with caplog.at_level(logging.ERROR, logger="streamseg.outputs.mqtt"):
         for event in [poison, *rest]:
             publisher.on_event(event)
         sub.wait_for(lambda s: keys_of(event_payloads(s)) == _keys(rest), timeout=15)
     sub.wait_for(lambda s: publisher.outbox.depth == 0)
-    assert _oversize_kicks(broker) == QUARANTINE_AFTER  # then never sent again
+    v5 = protocol == "5"
+    assert _oversize_kicks(broker) == (0 if v5 else QUARANTINE_AFTER)  # then never sent again
     [line] = publisher.outbox.quarantine_path.read_text().splitlines()
     kept = json.loads(line)
     assert kept["topic"] == f"{PREFIX}/events"
     assert json.loads(kept["payload"])["event_id"] == poison.event_id
-    assert "dropped the connection" in kept["reason"]
+    expected = (
+        "over the broker's maximum packet size (100000 bytes, from its CONNACK)"
+        if v5
+        else "dropped the connection"
+    )
+    assert expected in kept["reason"]
     [report] = [r for r in caplog.records if "moved from the outbox" in r.getMessage()]
     assert poison.event_id in report.getMessage()
     assert str(publisher.outbox.quarantine_path) in report.getMessage()
     registry = publisher.metrics.registry
     moved = registry.get_sample_value(
-        "streamseg_mqtt_events_quarantined_total", {"reason": "disconnects"}
+        "streamseg_mqtt_events_quarantined_total", {"reason": "too_large" if v5 else "disconnects"}
     )
     assert moved == 1
     sub.close()

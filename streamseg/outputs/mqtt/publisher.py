@@ -676,7 +676,8 @@ class MqttPublisher:
         self._connected_at = time.monotonic()
         self._connect_failure = None
         receive_maximum = getattr(properties, "ReceiveMaximum", 0) if properties else 0
-        self._sender.connected(int(receive_maximum or 0))
+        maximum_packet = getattr(properties, "MaximumPacketSize", 0) if properties else 0
+        self._sender.connected(int(receive_maximum or 0), int(maximum_packet or 0))
         logger.info(
             "MQTT: connected to %s:%d; %d events to send from the outbox",
             self.host,

@@ -90,6 +90,8 @@ class _SenderState:
         strikes: connections in a row that ended with ``suspect`` unacknowledged.
         receive_maximum: the broker's Receive Maximum (MQTT 5 CONNACK): it takes no more
             unacknowledged messages than this (0: not given).
+        maximum_packet: the broker's Maximum Packet Size (MQTT 5 CONNACK), bytes; it closes the
+            connection of a client that sends a larger packet (0: not given).
         refused: the reason of the last refusal, while no event has got through since (sent
             one at a time then); ``None``: none.
         resume_at: monotonic time before which nothing is sent, after a refusal.
@@ -101,6 +103,7 @@ class _SenderState:
     suspect: int = 0
     strikes: int = 0
     receive_maximum: int = 0
+    maximum_packet: int = 0
     refused: str | None = None
     resume_at: float = 0.0
 
@@ -162,13 +165,15 @@ class OutboxSender:
         """
         self._inbox.put((_ACK, mid, refusal))
 
-    def connected(self, receive_maximum: int = 0) -> None:
+    def connected(self, receive_maximum: int = 0, maximum_packet: int = 0) -> None:
         """A connection is up: every row left in the outbox is sent again, from the oldest.
 
         Args:
             receive_maximum: the broker's Receive Maximum (MQTT 5), 0 when not given.
+            maximum_packet: the broker's Maximum Packet Size in bytes (MQTT 5), 0 when not
+                given: a row whose packet would be larger is quarantined, not sent.
         """
-        self._inbox.put((_CONNECTED, receive_maximum))
+        self._inbox.put((_CONNECTED, receive_maximum, maximum_packet))
 
     def disconnected(self, established: bool, timed_out: bool = False) -> None:
         """The connection ended.
@@ -259,6 +264,7 @@ class OutboxSender:
             state.cursor = 0
             state.connected = True
             state.receive_maximum = int(message[1])
+            state.maximum_packet = int(message[2])
             state.resume_at = 0.0
         elif kind == _DISCONNECTED:
             state.connected = False
@@ -295,7 +301,8 @@ class OutboxSender:
             self._quarantine(
                 rows[0],
                 f"the broker dropped the connection {QUARANTINE_AFTER} times in a row while it "
-                "was sent and not acknowledged (over the broker's maximum packet size?)",
+                "was sent and not acknowledged (over the broker's maximum packet size, or its "
+                "message_size_limit?)",
                 "disconnects",
             )
 
@@ -361,10 +368,17 @@ class OutboxSender:
                 if row.row_id in sending:
                     state.cursor = row.row_id  # in flight already (sent before a refusal)
                     continue
+                reason = None
                 if len(row.payload) > limit:
                     reason = (
                         f"{len(row.payload)} bytes, over outputs.mqtt.max_payload_bytes ({limit})"
                     )
+                elif state.maximum_packet and packet_size(row) > state.maximum_packet:
+                    reason = (
+                        f"a {packet_size(row)}-byte packet, over the broker's maximum packet "
+                        f"size ({state.maximum_packet} bytes, from its CONNACK)"
+                    )
+                if reason is not None:
                     self._quarantine(row, reason, "too_large")
                     state.cursor = row.row_id
                     continue
@@ -410,6 +424,16 @@ class OutboxSender:
             return
         self._metrics.events_acked.inc(deleted)
         self._shrunk()
+
+
+PUBLISH_OVERHEAD_BYTES = 16
+"""A PUBLISH packet's bytes besides its topic and payload, at most: fixed header (5), topic length
+(2), packet id (2), MQTT 5 properties length (1), with room to spare."""
+
+
+def packet_size(row: OutboxRow) -> int:
+    """The size of the PUBLISH packet that carries ``row``, bytes (an upper bound)."""
+    return len(row.topic.encode()) + len(row.payload) + PUBLISH_OVERHEAD_BYTES
 
 
 def describe(payload: bytes) -> str:
