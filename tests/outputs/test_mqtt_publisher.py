@@ -841,6 +841,18 @@ topic read #
 """
 
 
+def wait_for_refusals(sub: Subscriber, publisher: MqttPublisher, count: int) -> None:
+    """Wait until the broker has refused ``count`` events as not authorized."""
+    registry = publisher.metrics.registry
+    refused = {"reason": "Not authorized"}
+    sub.wait_for(
+        lambda s: (
+            (registry.get_sample_value("streamseg_mqtt_events_rejected_total", refused) or 0)
+            >= count
+        )
+    )
+
+
 def test_events_the_brokers_acl_refuses_stay_in_the_outbox_until_it_lets_them_through(
     mosquitto: Callable[..., Mosquitto],
     publisher_for: Callable[..., MqttPublisher],
@@ -865,12 +877,7 @@ def test_events_the_brokers_acl_refuses_stay_in_the_outbox_until_it_lets_them_th
     for event in events:
         publisher.on_event(event)
     registry = publisher.metrics.registry
-    refused = {"reason": "Not authorized"}
-    sub.wait_for(
-        lambda s: (
-            (registry.get_sample_value("streamseg_mqtt_events_rejected_total", refused) or 0) >= 20
-        )
-    )
+    wait_for_refusals(sub, publisher, 20)
     time.sleep(1.0)  # a few retries
     assert publisher.outbox.depth == 20 and event_payloads(sub) == []
     assert registry.get_sample_value("streamseg_mqtt_events_acked_total") == 0
@@ -902,18 +909,7 @@ def test_close_does_not_wait_for_acknowledgements_the_broker_refuses(
     publisher.start()
     for i in range(5):
         publisher.on_event(make_event(i))
-    registry = publisher.metrics.registry
-    sub.wait_for(
-        lambda s: (
-            (
-                registry.get_sample_value(
-                    "streamseg_mqtt_events_rejected_total", {"reason": "Not authorized"}
-                )
-                or 0
-            )
-            >= 5
-        )
-    )
+    wait_for_refusals(sub, publisher, 5)
     started = time.monotonic()
     publisher.close(timeout=5)
     assert time.monotonic() - started < 2.0

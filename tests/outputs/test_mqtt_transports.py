@@ -51,6 +51,18 @@ def send_one_event(publisher: MqttPublisher, sub: Subscriber) -> None:
     publisher.close(timeout=2)
 
 
+def first_failure_errors(publisher: MqttPublisher, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Start ``publisher``, wait (10 s at most) for its first "cannot reach" line, close it;
+    the ERROR messages logged meanwhile."""
+    with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
+        publisher.start()
+        deadline = time.monotonic() + 10
+        while "cannot reach" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.02)
+        publisher.close(timeout=0)
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 def test_username_and_password_from_the_environment(
     tmp_path: Path,
     mosquitto: Callable[..., Mosquitto],
@@ -101,13 +113,7 @@ def test_a_certificate_the_client_cannot_verify_is_named(
     tls = BrokerTls(TLS_DIR / "ca.crt", TLS_DIR / "server.crt", TLS_DIR / "server.key")
     broker = mosquitto(tls=tls)
     publisher = build(tmp_path, {"port": broker.port, "tls": {"enabled": True}})  # system CAs
-    with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
-        publisher.start()
-        deadline = time.monotonic() + 10
-        while "cannot reach" not in caplog.text and time.monotonic() < deadline:
-            time.sleep(0.02)
-        publisher.close(timeout=0)
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = first_failure_errors(publisher, caplog)
     assert len(errors) == 1 and "CERTIFICATE_VERIFY_FAILED" in errors[0], caplog.text
 
 
@@ -119,13 +125,7 @@ def test_tls_to_a_plain_listener_is_named_as_such(
     broker = mosquitto()
     mqtt = {"port": broker.port, "tls": {"enabled": True, "ca_certs": str(TLS_DIR / "ca.crt")}}
     publisher = build(tmp_path, mqtt)
-    with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
-        publisher.start()
-        deadline = time.monotonic() + 10
-        while "cannot reach" not in caplog.text and time.monotonic() < deadline:
-            time.sleep(0.02)
-        publisher.close(timeout=0)
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = first_failure_errors(publisher, caplog)
     assert len(errors) == 1, caplog.text
     assert f"is port {broker.port} a TLS listener?" in errors[0]
 
