@@ -68,7 +68,7 @@ from streamseg.outputs.mqtt.client import make_client
 from streamseg.outputs.mqtt.discovery import DISCOVERY_QOS, DiscoveryMessage, HomeAssistantDiscovery
 from streamseg.outputs.mqtt.metrics import MqttMetrics
 from streamseg.outputs.mqtt.outbox import Outbox, OutboxFullError
-from streamseg.outputs.mqtt.sender import OutboxSender
+from streamseg.outputs.mqtt.sender import PUBLISH_OVERHEAD_BYTES, OutboxSender
 from streamseg.outputs.mqtt.stale import OwnedTopics, StaleCleaner
 from streamseg.outputs.mqtt.topics import OFFLINE, ONLINE, Topics
 from streamseg.types import SourceState
@@ -190,6 +190,8 @@ class MqttPublisher:
         self._closed = False
         self._started = False
         self._connected_at = 0.0
+        self._maximum_packet = 0
+        """The broker's Maximum Packet Size from its last CONNACK (MQTT 5), bytes; 0: unknown."""
         self._short_connections = 0
         """Connections in a row the broker closed within SHORT_CONNECTION_S of accepting."""
         self._clash_said = False
@@ -588,6 +590,12 @@ class MqttPublisher:
         ``max_snapshot_bytes`` is never read into memory.
         """
         limit = self.config.max_snapshot_bytes
+        setting = f"outputs.mqtt.max_snapshot_bytes ({limit}); raise it if the broker takes larger"
+        packet_room = self._maximum_packet - len(topic.encode()) - PUBLISH_OVERHEAD_BYTES
+        if self._maximum_packet and packet_room < limit:
+            # MQTT 5: the broker said what it takes (a larger packet costs the connection).
+            limit = packet_room
+            setting = f"the broker's maximum packet size ({self._maximum_packet}, from its CONNACK)"
         try:
             size = os.stat(path).st_size
             data = Path(path).read_bytes() if size <= limit else b""
@@ -599,11 +607,10 @@ class MqttPublisher:
         if size > limit:
             self.metrics.snapshots_skipped.labels(reason="too_large").inc()
             logger.warning(
-                "MQTT: snapshot %s not published: %d bytes, over outputs.mqtt.max_snapshot_bytes "
-                "(%d); raise it if the broker takes larger messages",
+                "MQTT: snapshot %s not published: %d bytes, over %s",
                 path,
                 size,
-                limit,
+                setting,
             )
             return
         with self._retained_lock:
@@ -643,6 +650,8 @@ class MqttPublisher:
                 reason_code,
             )
             return
+        maximum_packet = getattr(properties, "MaximumPacketSize", 0) if properties else 0
+        self._maximum_packet = int(maximum_packet or 0)
         # What paho still holds from the previous connection would go out again with stale
         # mids; the sender resends every unacknowledged row from the outbox instead.
         client.drop_out_messages()
@@ -676,8 +685,7 @@ class MqttPublisher:
         self._connected_at = time.monotonic()
         self._connect_failure = None
         receive_maximum = getattr(properties, "ReceiveMaximum", 0) if properties else 0
-        maximum_packet = getattr(properties, "MaximumPacketSize", 0) if properties else 0
-        self._sender.connected(int(receive_maximum or 0), int(maximum_packet or 0))
+        self._sender.connected(int(receive_maximum or 0), self._maximum_packet)
         logger.info(
             "MQTT: connected to %s:%d; %d events to send from the outbox",
             self.host,
