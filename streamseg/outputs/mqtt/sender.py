@@ -67,6 +67,9 @@ REFUSED_RETRY_S = 10.0
 PAYLOAD_FORMAT_INVALID = 0x99
 """The MQTT 5 reason code that faults the message itself: it is quarantined, not retried."""
 
+NOT_AUTHORIZED = 0x87
+"""The MQTT 5 reason code of a publish the broker's ACL does not allow."""
+
 # Messages of the inbox.
 _ACK: Final = "ack"
 _CONNECTED: Final = "connected"
@@ -333,7 +336,7 @@ class OutboxSender:
                 self._outbox.depth,
                 REFUSED_RETRY_S,
                 " (does the broker's ACL let this client write that topic?)"
-                if code == 0x87
+                if code == NOT_AUTHORIZED
                 else "",
             )
 
