@@ -11,11 +11,11 @@ distance (``distance_px`` or ``distance_m``; left out on a frame where it is far
 
 A frame on which the B that A was last near is not detected tells nothing about the distance
 between them: for ``lost_timeout_s`` after B's last sighting, A's frames neither confirm nor
-break the condition, as frames where A itself is unseen do, and carry no distance (an
-``update`` then says ``other_last_seen_pts``). So a
-machine whose detection flickers does not end a worker's alert early; a machine unseen for
-longer than ``lost_timeout_s`` leaves the worker apart, even one the tracker holds hidden (its
-distance to the worker, who may have walked away, stays unknown).
+break the condition, as frames where A itself is unseen do, and carry no distance (an ``update``
+then says ``other_last_seen_pts``). So a machine whose detection flickers does not end a
+worker's alert early; a machine unseen for longer than ``lost_timeout_s`` leaves the worker
+apart, even one the tracker holds hidden (its distance to the worker, who may have walked away,
+stays unknown).
 
 A and B may share a class (person near person): an object is never near itself, and each of the
 two is an A with its own occurrence (two workers too close raise two, one per worker).
