@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -150,3 +153,37 @@ def test_a_refused_login_is_said_after_the_broker_was_unreachable(
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("cannot reach" in w and "Connection refused" in w for w in warnings)
     assert len(errors) == 1 and "Not authorized" in errors[0]
+
+
+def test_a_broker_without_mqtt_5_is_named_with_the_setting_to_change(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker that only speaks MQTT 3.1.1 (mosquitto before 1.6, Azure IoT Hub) answers the
+    default MQTT 5 CONNECT with "unacceptable protocol version". No such broker can run here
+    (mosquitto 2 speaks both), so a socket answers as one does: a 3.1.1 CONNACK with return
+    code 1, then it closes."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+
+    def answer() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                with conn:
+                    conn.recv(1024)
+                    conn.sendall(b"\x20\x02\x00\x01")
+
+    threading.Thread(target=answer, daemon=True).start()
+    publisher = build(tmp_path, {"port": port})
+    with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
+        publisher.start()
+        deadline = time.monotonic() + 10
+        while "refused the connection" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.02)
+        publisher.close(timeout=0)
+    server.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and "Unsupported protocol version" in errors[0], caplog.text
+    assert "set outputs.mqtt.protocol: 3.1.1" in errors[0]

@@ -96,6 +96,10 @@ a broker that was down all run will not come up in those seconds, and a stop sho
 OUTBOX_STATUS_MIN_S = 1.0
 """Least time between two publishes of the retained outbox status as events come and go."""
 
+UNSUPPORTED_PROTOCOL_VERSION = 0x84
+"""The CONNACK reason of a broker that does not speak the client's MQTT version (paho reads a
+3.1.1 broker's "unacceptable protocol version" as this)."""
+
 SHORT_CONNECTION_S = 3.0
 """A connection the broker closes sooner than this after accepting it is a short one."""
 
@@ -641,13 +645,17 @@ class MqttPublisher:
         properties: Properties | None,
     ) -> None:
         if reason_code.is_failure:
+            hint = ""
+            if reason_code.value == UNSUPPORTED_PROTOCOL_VERSION and self.config.protocol == "5":
+                hint = "; a broker without MQTT 5? set outputs.mqtt.protocol: 3.1.1"
             logger.log(
                 self._failure_level(f"refused: {reason_code}", logging.ERROR),
-                "MQTT: broker %s:%d refused the connection of %r: %s (retrying with back-off)",
+                "MQTT: broker %s:%d refused the connection of %r: %s%s (retrying with back-off)",
                 self.host,
                 self.port,
                 self.client_id,
                 reason_code,
+                hint,
             )
             return
         maximum_packet = getattr(properties, "MaximumPacketSize", 0) if properties else 0
