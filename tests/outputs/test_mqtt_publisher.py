@@ -956,3 +956,34 @@ def test_connections_that_keep_being_taken_over_are_explained_once(
     assert len(lost) >= 10, "the two did not knock each other off as expected"
     assert 1 <= len(errors) <= 2 and all("'twin'" in r.getMessage() for r in errors), errors
     assert len(warnings) <= 4
+
+
+def test_a_retained_message_the_broker_refuses_is_said_once(
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """MQTT 5 audit: a retained state (or count, discovery config, stale-topic clear) the
+    broker's ACL refused went unseen. Now it is an ERROR, once per reason; events still go."""
+    acl = (
+        f"user pub\ntopic write {PREFIX}/available\ntopic write {PREFIX}/events\n"
+        "user sub\ntopic read #\n"
+    )
+    broker = mosquitto(users={"pub": "pw", "sub": "pw"}, acl=acl)
+    sub = Subscriber(broker.port, f"{PREFIX}/#", username="sub", password="pw")
+    publisher = publisher_for(broker.port, username="pub", password="pw")
+    caplog.set_level(logging.INFO, logger="streamseg.outputs.mqtt")
+    publisher.start()
+    sub.wait_for(lambda s: s.on(f"{PREFIX}/available") == [b"online"])
+    for on in (True, False, True):
+        publisher.on_rule_state("gate", "r1", on)
+    event = make_event(0)
+    publisher.on_event(event)
+    sub.wait_for(lambda s: keys_of(event_payloads(s)) == _keys([event]))
+    sub.wait_for(lambda s: "refused a retained message" in caplog.text)
+    refusals = [r for r in caplog.records if "refused a retained message" in r.getMessage()]
+    assert len(refusals) == 1 and refusals[0].levelno == logging.ERROR
+    assert "Not authorized" in refusals[0].getMessage()
+    assert f"{PREFIX}/#" in refusals[0].getMessage()
+    assert sub.on(f"{PREFIX}/gate/r1/state") == []
+    sub.close()

@@ -193,6 +193,8 @@ class MqttPublisher:
         self._closing = False
         self._closed = False
         self._started = False
+        self._retained_refusals: set[str] = set()
+        """Reasons already logged by :meth:`_retained_refused`."""
         self._connected_at = 0.0
         self._maximum_packet = 0
         """The broker's Maximum Packet Size from its last CONNACK (MQTT 5), bytes; 0: unknown."""
@@ -219,6 +221,7 @@ class MqttPublisher:
             self.metrics,
             shrunk=self._outbox_shrunk,
             closing=lambda: self._closing,
+            other_refused=self._retained_refused,
         )
         if discovery is not None:  # the entities known up front go out on the first connect
             for stream_id in discovery.streams:
@@ -510,6 +513,26 @@ class MqttPublisher:
             self._cond.notify_all()
         self._check_room()
         self._refresh_outbox_status(force=self.outbox.depth == 0)
+
+    def _retained_refused(self, refusal: tuple[int, str]) -> None:
+        """The broker refused a message that is not an event (MQTT 5): a retained state,
+        count, status, snapshot, discovery config or stale-topic clear. Said once per reason:
+        its value stays what the broker last took."""
+        code, name = refusal
+        if name in self._retained_refusals:
+            return
+        self._retained_refusals.add(name)
+        prefixes = self.topics.prefix + "/#"
+        if self.discovery is not None:
+            prefixes += f" and {self.discovery.discovery_prefix}/#"
+        logger.error(
+            "MQTT: the broker refused a retained message (state, count, status, snapshot, "
+            "discovery or a clear): %s (reason code 0x%02X); does its ACL let this client write "
+            "%s? Those topics keep what the broker last took",
+            name,
+            code,
+            prefixes,
+        )
 
     def _refresh_outbox_status(self, force: bool = False) -> None:
         """Publish the outbox status if it changed, at most every :data:`OUTBOX_STATUS_MIN_S`

@@ -121,6 +121,8 @@ class OutboxSender:
         metrics: the publisher's metrics (acknowledged and quarantined events).
         shrunk: called on this thread after rows left the outbox (acknowledged or set aside).
         closing: whether the publisher is closing (a connection it ends counts against no row).
+        other_refused: called on this thread with ``(reason code, name)`` when the broker refuses
+            a message that is not an event (a retained state, count, discovery config or clear).
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class OutboxSender:
         *,
         shrunk: Callable[[], None],
         closing: Callable[[], bool],
+        other_refused: Callable[[tuple[int, str]], None] | None = None,
     ) -> None:
         self._client = client
         self._outbox = outbox
@@ -139,6 +142,7 @@ class OutboxSender:
         self._metrics = metrics
         self._shrunk = shrunk
         self._closing = closing
+        self._other_refused = other_refused
         self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.refusing = threading.Event()
@@ -246,6 +250,8 @@ class OutboxSender:
         if kind == _ACK:
             sent = state.inflight.pop(message[1], None)
             if sent is None:
+                if message[2] is not None and self._other_refused is not None:
+                    self._other_refused(message[2])
                 return
             row_id = sent[0]
             if row_id == state.suspect:
