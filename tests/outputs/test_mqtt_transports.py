@@ -54,13 +54,15 @@ def send_one_event(publisher: MqttPublisher, sub: Subscriber) -> None:
     publisher.close(timeout=2)
 
 
-def first_failure_errors(publisher: MqttPublisher, caplog: pytest.LogCaptureFixture) -> list[str]:
-    """Start ``publisher``, wait (10 s at most) for its first "cannot reach" line, close it;
-    the ERROR messages logged meanwhile."""
+def first_failure_errors(
+    publisher: MqttPublisher, caplog: pytest.LogCaptureFixture, line: str = "cannot reach"
+) -> list[str]:
+    """Start ``publisher``, wait (10 s at most) for its first log line containing ``line``,
+    close it; the ERROR messages logged meanwhile."""
     with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
         publisher.start()
         deadline = time.monotonic() + 10
-        while "cannot reach" not in caplog.text and time.monotonic() < deadline:
+        while line not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.02)
         publisher.close(timeout=0)
     return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
@@ -176,14 +178,7 @@ def test_a_broker_without_mqtt_5_is_named_with_the_setting_to_change(
                     conn.sendall(b"\x20\x02\x00\x01")
 
     threading.Thread(target=answer, daemon=True).start()
-    publisher = build(tmp_path, {"port": port})
-    with caplog.at_level(logging.WARNING, logger="streamseg.outputs.mqtt"):
-        publisher.start()
-        deadline = time.monotonic() + 10
-        while "refused the connection" not in caplog.text and time.monotonic() < deadline:
-            time.sleep(0.02)
-        publisher.close(timeout=0)
+    errors = first_failure_errors(build(tmp_path, {"port": port}), caplog, "refused the connection")
     server.close()
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors and "Unsupported protocol version" in errors[0], caplog.text
     assert "set outputs.mqtt.protocol: 3.1.1" in errors[0]
