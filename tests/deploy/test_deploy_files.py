@@ -12,6 +12,7 @@ import configparser
 import fnmatch
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,18 @@ def _container(workload: dict[str, Any]) -> dict[str, Any]:
     return containers[0]
 
 
+SECRETS_EXAMPLE = K8S / "secrets.env.example"
+"""What the kustomization's secretGenerator reads, as shipped (secrets.env is the user's copy)."""
+
+
 def _secret_env() -> dict[str, str]:
-    return dict(_one("Secret", "streamseg-secrets")["stringData"])
+    """The keys of the Secret streamseg-secrets, from secrets.env.example (KEY=value lines)."""
+    pairs = {}
+    for line in SECRETS_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value
+    return pairs
 
 
 def _configmap_pipeline_text() -> str:
@@ -202,6 +213,24 @@ def test_kustomization_lists_every_manifest() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
     assert listed == {path.name for path in MANIFEST_FILES}
+
+
+def test_the_secret_comes_from_a_git_ignored_env_file_never_from_placeholders() -> None:
+    """Regression: a Secret manifest with `change-me` placeholders was among the resources, so
+    every later `kubectl apply -k` put the placeholders back over the real passwords created
+    out of band. The Secret is generated from secrets.env, which git ignores and which the
+    user copies from secrets.env.example; apply fails until it exists."""
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    [generator] = kustomization["secretGenerator"]
+    assert generator["name"] == "streamseg-secrets"
+    assert generator["envs"] == ["secrets.env"]
+    assert generator["options"]["disableNameSuffixHash"] is True  # the name the pods refer to
+    assert not [doc for _, doc in _manifests() if doc["kind"] == "Secret"]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", str(K8S / "secrets.env")], cwd=ROOT, check=False
+    )
+    assert ignored.returncode == 0, "deploy/k8s/secrets.env must be git-ignored"
+    assert _secret_env(), "secrets.env.example lists no keys"
 
 
 def test_configmap_pipeline_validates_with_streamseg_loader() -> None:
