@@ -81,7 +81,7 @@ SECRETS_EXAMPLE = K8S / "secrets.env.example"
 
 def _secret_env() -> dict[str, str]:
     """The keys of the Secret streamseg-secrets, from secrets.env.example (KEY=value lines)."""
-    pairs = {}
+    pairs: dict[str, str] = {}
     for line in SECRETS_EXAMPLE.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             key, _, value = line.partition("=")
