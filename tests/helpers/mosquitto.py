@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import random
 import signal
 import socket
 import subprocess
@@ -50,11 +51,40 @@ def client_keys(port: int, outbox: Path, client_id: str) -> dict[str, Any]:
     }
 
 
+_GIVEN: set[int] = set()
+"""Ports :func:`free_port` handed out in this process."""
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel picks for outgoing connections (Linux; its default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range.
+
+    A port the kernel also hands out as the source of outgoing connections is unsafe for a
+    broker started after its clients: a client retrying a connection to it can be given that
+    same port as its source and connect to itself (TCP simultaneous open), and then the broker
+    cannot bind it ("Address already in use"; seen once in CI).
+    """
+    low, high = _ephemeral_range()
+    candidates = [
+        port for port in range(20000, 32768) if not low <= port <= high and port not in _GIVEN
+    ]
+    for port in random.sample(candidates, 200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            _GIVEN.add(port)  # two brokers of one test, chosen before either listens, differ
+            return port
+    raise RuntimeError("no free TCP port on 127.0.0.1 outside the ephemeral range")
 
 
 @dataclass(frozen=True)
