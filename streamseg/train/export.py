@@ -176,19 +176,35 @@ def export_onnx(
     return out
 
 
-def read_torchscript_metadata(path: str | Path) -> tuple[dict[str, object], NetConfig | None]:
-    """Read ``config.txt`` and our network shape (if present) from a TorchScript export."""
+def _load_torchscript(
+    path: str | Path,
+) -> tuple[torch.jit.ScriptModule, dict[str, object], NetConfig | None]:
+    """The module of a TorchScript export, with its ``config.txt`` and our network shape (if
+    present), from one read of the file."""
     extra = {"config.txt": "", NET_CONFIG_FILE: ""}
-    torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     cfg_txt = extra["config.txt"]
     meta = json.loads(cfg_txt) if cfg_txt else {}
     net_txt = extra[NET_CONFIG_FILE]
     net_cfg = NetConfig.from_dict(json.loads(net_txt)) if net_txt else None
+    return module, meta, net_cfg
+
+
+def read_torchscript_metadata(path: str | Path) -> tuple[dict[str, object], NetConfig | None]:
+    """Read ``config.txt`` and our network shape (if present) from a TorchScript export."""
+    _, meta, net_cfg = _load_torchscript(path)
     return meta, net_cfg
 
 
-@torch.no_grad()
 def load_runtime_weights(path: str | Path) -> tuple[SegLite, list[str]]:
+    """Turn one of our TorchScript exports back into a trainable :class:`SegLite`
+    (:func:`load_runtime_export` without the metadata)."""
+    net, names, _ = load_runtime_export(path)
+    return net, names
+
+
+@torch.no_grad()
+def load_runtime_export(path: str | Path) -> tuple[SegLite, list[str], dict[str, object]]:
     """Turn one of our TorchScript exports back into a trainable :class:`SegLite`.
 
     Exports have BatchNorm folded into the convolutions; each BN is restored as an identity
@@ -199,12 +215,12 @@ def load_runtime_weights(path: str | Path) -> tuple[SegLite, list[str]]:
         path: a ``.torchscript`` written by :func:`export_torchscript`.
 
     Returns:
-        (network, class names).
+        (network, class names, the file's ``config.txt`` metadata), from one read of the file.
 
     Raises:
         ValueError: the file is not one of our exports (no ``seglite.json``).
     """
-    meta, net_cfg = read_torchscript_metadata(path)
+    module, meta, net_cfg = _load_torchscript(path)
     if net_cfg is None:
         raise ValueError(
             f"{path}: expected a streamseg SegLite export (extra file {NET_CONFIG_FILE}); this "
@@ -216,7 +232,7 @@ def load_runtime_weights(path: str | Path) -> tuple[SegLite, list[str]]:
         if isinstance(names_raw, dict)
         else [f"class_{i}" for i in range(net_cfg.num_classes)]
     )
-    ts_state = torch.jit.load(str(path), map_location="cpu").state_dict()
+    ts_state = module.state_dict()
     net = SegLite(net_cfg)
     state = net.state_dict()
     new: dict[str, torch.Tensor] = {}
@@ -246,4 +262,4 @@ def load_runtime_weights(path: str | Path) -> tuple[SegLite, list[str]]:
         }
         new[key] = fill[leaf]
     net.load_state_dict(new)
-    return net, names
+    return net, names, meta

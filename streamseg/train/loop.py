@@ -39,12 +39,7 @@ from torch.utils.data import DataLoader
 from streamseg.train.augment import AugmentConfig
 from streamseg.train.data import RangeSampler, TrainDataset, collate, images_to_input, worker_init
 from streamseg.train.evaluate import EvalSet, evaluate
-from streamseg.train.export import (
-    export_onnx,
-    export_torchscript,
-    load_runtime_weights,
-    read_torchscript_metadata,
-)
+from streamseg.train.export import export_onnx, export_torchscript, load_runtime_export
 from streamseg.train.loss import LossWeights, Targets, segment_loss
 from streamseg.train.net import (
     NetConfig,
@@ -268,8 +263,7 @@ def load_init_source(init: str) -> InitSource:
             float(threshold) if threshold is not None else None,
         )
     if path.suffix == ".torchscript":
-        net, names = load_runtime_weights(path)
-        meta, _ = read_torchscript_metadata(path)
+        net, names, meta = load_runtime_export(path)
         threshold = meta.get("mask_threshold")
         return InitSource(
             path,
