@@ -305,10 +305,10 @@ class OutboxSender:
         if state.strikes < QUARANTINE_AFTER:
             return
         suspect, state.suspect, state.strikes = state.suspect, 0, 0
-        rows = self._outbox.pending(after=suspect - 1, limit=1)
-        if rows and rows[0].row_id == suspect:
+        row = self._row(suspect)
+        if row is not None:
             self._quarantine(
-                rows[0],
+                row,
                 f"the broker dropped the connection {QUARANTINE_AFTER} times in a row while it "
                 "was sent and not acknowledged (over the broker's maximum packet size, or its "
                 "message_size_limit?)",
@@ -321,9 +321,9 @@ class OutboxSender:
         code, name = refusal
         self._metrics.events_rejected.labels(reason=name).inc()
         if code == PAYLOAD_FORMAT_INVALID:
-            rows = self._outbox.pending(after=row_id - 1, limit=1)
-            if rows and rows[0].row_id == row_id:
-                self._quarantine(rows[0], f"the broker refused it: {name}", "rejected")
+            row = self._row(row_id)
+            if row is not None:
+                self._quarantine(row, f"the broker refused it: {name}", "rejected")
             return
         # Sent again from this row on (rows behind it still in flight are not sent twice).
         state.cursor = min(state.cursor, row_id - 1)
@@ -345,6 +345,11 @@ class OutboxSender:
                 if code == NOT_AUTHORIZED
                 else "",
             )
+
+    def _row(self, row_id: int) -> OutboxRow | None:
+        """Outbox row ``row_id``, or ``None`` once it has left (acknowledged meanwhile)."""
+        rows = self._outbox.pending(after=row_id - 1, limit=1)
+        return rows[0] if rows and rows[0].row_id == row_id else None
 
     def _head_topic(self) -> str:
         """The topic of the oldest event waiting (for log lines)."""
@@ -378,14 +383,15 @@ class OutboxSender:
                     state.cursor = row.row_id  # in flight already (sent before a refusal)
                     continue
                 reason = None
+                size = packet_size(row)
                 if len(row.payload) > limit:
                     reason = (
                         f"{len(row.payload)} bytes, over outputs.mqtt.max_payload_bytes ({limit})"
                     )
-                elif state.maximum_packet and packet_size(row) > state.maximum_packet:
+                elif state.maximum_packet and size > state.maximum_packet:
                     reason = (
-                        f"a {packet_size(row)}-byte packet, over the broker's maximum packet "
-                        f"size ({state.maximum_packet} bytes, from its CONNACK)"
+                        f"a {size}-byte packet, over the broker's maximum packet size "
+                        f"({state.maximum_packet} bytes, from its CONNACK)"
                     )
                 if reason is not None:
                     self._quarantine(row, reason, "too_large")
