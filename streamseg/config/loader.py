@@ -34,7 +34,15 @@ from pydantic_core import ErrorDetails
 from streamseg.config._base import ID_PATTERN
 from streamseg.config.errors import MISSING, ConfigError, ConfigIssue
 from streamseg.config.model import ModelConfig
-from streamseg.config.pipeline import CLASS_NAMES_CONTEXT, CROSS_CHECK, PipelineConfig, format_loc
+from streamseg.config.pipeline import (
+    CLASS_NAMES_CONTEXT,
+    CROSS_CHECK,
+    ID_REFERENCES,
+    LIST_SECTIONS,
+    POSITIONS_CONTEXT,
+    PipelineConfig,
+    format_loc,
+)
 from streamseg.config.tracker import NOT_IMPLEMENTED
 
 logger = logging.getLogger(__name__)
@@ -144,13 +152,114 @@ def load_pipeline_text(
     try:
         config = PipelineConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False):
+        errors = exc.errors(include_url=False)
+        errors += _cross_section_errors(data, errors, context)
+        for error in errors:
             issues.extend(_issues_from_error(error, root, filename, walk))
         raise ConfigError(_in_file_order(issues)) from None
     if issues:  # the document validated, but duplicate keys or missing variables remain
         raise ConfigError(_in_file_order(issues))
     logger.debug("%s: pipeline %r with %d sources", filename, config.name, len(config.sources))
     return config
+
+
+def _cross_section_errors(
+    data: Any, errors: Sequence[ErrorDetails], context: Mapping[str, Any] | None
+) -> list[ErrorDetails]:
+    """The cross-section problems of a file that has field errors, so that one round of errors
+    lists both (pydantic runs the cross-section checks only on a file that is otherwise valid).
+
+    The checks run on the file without what failed: the invalid items of ``sources``, ``zones``
+    and ``rules`` are left out, and the other sections and top-level keys with errors take their
+    defaults. A failure at a key that names items by id (:data:`ID_REFERENCES`) is dropped when
+    it names an item left out (a rule naming a zone whose points are wrong is not also told
+    the zone does not exist), or any item of that section when one left out has no readable
+    id. Nothing comes back when the file is not a mapping, a list section is not a list, or
+    what remains is still invalid (every source left out).
+    """
+    if any(error["type"] == CROSS_CHECK for error in errors) or not isinstance(data, dict):
+        return []
+    remaining = dict(data)
+    left_out: dict[str, set[int]] = {}
+    for error in errors:
+        loc = error["loc"]
+        if not loc:
+            return []
+        section = str(loc[0])
+        if section in LIST_SECTIONS:
+            if len(loc) < 2 or not isinstance(loc[1], int):
+                return []  # the list itself is wrong (or missing)
+            left_out.setdefault(section, set()).add(loc[1])
+        else:
+            remaining.pop(section, None)
+    positions: dict[str, list[int]] = {}
+    left_out_ids: dict[str, set[str] | None] = {}
+    for section, indices in left_out.items():
+        items = data[section]
+        positions[section] = [i for i in range(len(items)) if i not in indices]
+        remaining[section] = [items[i] for i in positions[section]]
+        ids = [items[i].get("id") if isinstance(items[i], dict) else None for i in indices]
+        readable = all(isinstance(item_id, str) for item_id in ids)
+        left_out_ids[section] = {str(item_id) for item_id in ids} if readable else None
+    try:
+        PipelineConfig.model_validate(
+            remaining, context={**(context or {}), POSITIONS_CONTEXT: positions}
+        )
+    except ValidationError as exc:
+        found = exc.errors(include_url=False)
+    else:
+        return []
+    if len(found) != 1 or found[0]["type"] != CROSS_CHECK:
+        return []
+    error = found[0]
+    ctx = dict(error.get("ctx") or {})
+    kept: list[tuple[Loc, str]] = []
+    for raw_loc, message in ctx["failures"]:
+        loc = tuple(raw_loc)
+        if _may_name_left_out(loc, data, left_out_ids):
+            continue
+        named = ID_REFERENCES.get((str(loc[0]), str(loc[-1])))
+        if (
+            named is not None
+            and left_out_ids.get(named)
+            and _names_unknown(loc, data, remaining.get(named))
+        ):
+            listed = ", ".join(repr(item_id) for item_id in sorted(left_out_ids[named] or ()))
+            message += f" (besides {named} with errors of their own: {listed})"
+        kept.append((loc, message))
+    if not kept:
+        return []
+    error["ctx"] = {**ctx, "failures": kept}
+    return [error]
+
+
+def _names_unknown(loc: Loc, data: Mapping[str, Any], items: Sequence[Any] | None) -> bool:
+    """Whether the key at ``loc`` (counted in ``data``) names an id none of ``items`` has: the
+    failure then says it is not defined, where the items left out are worth naming."""
+    given = {item.get("id") for item in items or () if isinstance(item, dict)}
+    return any(value not in given for value in _named_ids(data, loc))
+
+
+def _named_ids(data: Mapping[str, Any], loc: Loc) -> list[object]:
+    """The ids the key at ``loc`` (``(section, index, key)``, counted in ``data``) names."""
+    value = data[str(loc[0])][loc[1]].get(str(loc[-1]))
+    return value if isinstance(value, list) else [value]
+
+
+def _may_name_left_out(
+    loc: Loc, data: dict[str, Any], left_out_ids: Mapping[str, set[str] | None]
+) -> bool:
+    """Whether a cross-check failure at ``loc`` (counted in the file) may be about an item
+    :func:`_cross_section_errors` left out of the validation."""
+    if len(loc) < 3 or not isinstance(loc[1], int):
+        return False
+    named = ID_REFERENCES.get((str(loc[0]), str(loc[-1])))
+    if named is None or named not in left_out_ids:
+        return False
+    ids = left_out_ids[named]
+    if ids is None:
+        return True
+    return any(isinstance(item, str) and item in ids for item in _named_ids(data, loc))
 
 
 def _class_names(data: Any, class_names_of: ClassNamesOf | None) -> Sequence[str] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -32,6 +32,34 @@ CROSS_CHECK = "cross_check"
 ``ctx["failures"]`` holds one ``(loc, message)`` pair per :class:`CrossCheckError`."""
 
 Loc = tuple[str | int, ...]
+
+LIST_SECTIONS = ("sources", "zones", "rules")
+"""The sections that are lists of items with ids."""
+
+POSITIONS_CONTEXT = "positions"
+"""Key of the validation context that maps a list section to the position in the file of each
+item given: the loader validates a file that has invalid items again without them, so that its
+cross-section problems come in the same round of errors as the field errors. The failures' key
+paths and messages then name the items' places in the file."""
+
+ID_REFERENCES: Mapping[tuple[str, str], str] = {
+    ("zones", "stream"): "sources",
+    ("zones", "streams"): "sources",
+    ("rules", "stream"): "sources",
+    ("rules", "streams"): "sources",
+    ("rules", "zone"): "zones",
+}
+"""The keys of list items that name items of another section by id, as ``(section, key) ->
+named section``: a cross-check failure at ``(section, index, key)`` may be about an item of the
+named section that the validation left out because it is invalid."""
+
+Position = Callable[[str, int], int]
+"""``(section, index) -> place in the file`` of an item of a list section."""
+
+
+def same_position(section: str, index: int) -> int:
+    """The :data:`Position` of a file validated whole: every item is where the file has it."""
+    return index
 
 
 class CrossCheckError(ValueError):
@@ -102,12 +130,15 @@ def check_video_path_template(outputs: OutputsConfig, sources: Sequence[SourceCo
     )
 
 
-def check_unique_ids(section: str, ids: Sequence[str]) -> list[CrossCheckError]:
+def check_unique_ids(
+    section: str, ids: Sequence[str], position: Position = same_position
+) -> list[CrossCheckError]:
     """Every id of a ``zones`` or ``rules`` list appears once.
 
     Args:
         section: ``zones`` or ``rules``.
         ids: the ids in list order.
+        position: where each item is in the file (the message names the first use by it).
 
     Returns:
         One error at each repeated use of an id, naming where it was first used.
@@ -121,7 +152,7 @@ def check_unique_ids(section: str, ids: Sequence[str]) -> list[CrossCheckError]:
                 CrossCheckError(
                     (section, index, "id"),
                     f"duplicate {what} id {item_id!r}, already used by {section}"
-                    f"[{first_index[item_id]}]; expected unique ids",
+                    f"[{position(section, first_index[item_id])}]; expected unique ids",
                 )
             )
         else:
@@ -364,21 +395,22 @@ def check_class_names(config: PipelineConfig, known: Sequence[str]) -> list[Cros
     return failures
 
 
-CROSS_CHECKS: tuple[Callable[[PipelineConfig], list[CrossCheckError] | None], ...] = (
-    lambda config: check_unique_source_ids(config.sources),
-    lambda config: check_video_path_template(config.outputs, config.sources),
-    lambda config: check_unique_ids("zones", [zone.id for zone in config.zones]),
-    lambda config: check_unique_ids("rules", [rule.id for rule in config.rules]),
-    lambda config: check_zone_streams(config.zones, config.sources),
-    lambda config: check_near_streams(config.rules, config.sources),
-    lambda config: check_rule_zones(config.rules, config.zones),
-    lambda config: check_metre_calibration(config.rules, config.sources),
-    lambda config: check_rules_have_tracks(config.rules, config.tracker),
-    lambda config: check_mqtt_snapshots(config.outputs),
-    check_rules_within_model_classes,
+CROSS_CHECKS: tuple[Callable[[PipelineConfig, Position], list[CrossCheckError] | None], ...] = (
+    lambda config, _: check_unique_source_ids(config.sources),
+    lambda config, _: check_video_path_template(config.outputs, config.sources),
+    lambda config, at: check_unique_ids("zones", [zone.id for zone in config.zones], at),
+    lambda config, at: check_unique_ids("rules", [rule.id for rule in config.rules], at),
+    lambda config, _: check_zone_streams(config.zones, config.sources),
+    lambda config, _: check_near_streams(config.rules, config.sources),
+    lambda config, _: check_rule_zones(config.rules, config.zones),
+    lambda config, _: check_metre_calibration(config.rules, config.sources),
+    lambda config, _: check_rules_have_tracks(config.rules, config.tracker),
+    lambda config, _: check_mqtt_snapshots(config.outputs),
+    lambda config, _: check_rules_within_model_classes(config),
 )
-"""Every cross-section check, run in order by :class:`PipelineConfig`: each either returns
-its failures (one per offending item) or raises its single one."""
+"""Every cross-section check, run in order by :class:`PipelineConfig` with the items' places
+in the file: each either returns its failures (one per offending item) or raises its single
+one. Their key paths count the items given; :class:`PipelineConfig` renumbers them."""
 
 CLASS_NAMES_CONTEXT = "class_names"
 """Key of the validation context holding the model's class names: with it,
@@ -416,19 +448,28 @@ class PipelineConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> Self:
+        context = info.context or {}
+        positions: Mapping[str, Sequence[int]] = context.get(POSITIONS_CONTEXT) or {}
+
+        def position(section: str, index: int) -> int:
+            given = positions.get(section)
+            return given[index] if given is not None else index
+
         failures: list[CrossCheckError] = []
         for check in CROSS_CHECKS:
             try:
-                failures.extend(check(self) or ())
+                failures.extend(check(self, position) or ())
             except CrossCheckError as exc:
                 failures.append(exc)
-        known = (info.context or {}).get(CLASS_NAMES_CONTEXT)
+        known = context.get(CLASS_NAMES_CONTEXT)
         if known is not None:
             # A name the model does not have at all says so (with its "did you mean"), not
             # also that model.classes filters it out.
             by_name = check_class_names(self, known)
             taken = {failure.loc for failure in by_name}
             failures = [f for f in failures if f.loc not in taken] + by_name
+        if positions:
+            failures = [_in_file(failure, position) for failure in failures]
         if failures:
             raise PydanticCustomError(
                 CROSS_CHECK,
@@ -451,6 +492,14 @@ class PipelineConfig(ConfigModel):
                 return candidate
         ids = ", ".join(s.id for s in self.sources)
         raise KeyError(f"source id {source_id!r}: expected one of {ids}")
+
+
+def _in_file(failure: CrossCheckError, position: Position) -> CrossCheckError:
+    """``failure`` with its key path counting the items where the file has them."""
+    loc = failure.loc
+    if len(loc) < 2 or loc[0] not in LIST_SECTIONS or not isinstance(loc[1], int):
+        return failure
+    return CrossCheckError((loc[0], position(str(loc[0]), loc[1]), *loc[2:]), failure.message)
 
 
 def format_loc(loc: Sequence[str | int]) -> str:

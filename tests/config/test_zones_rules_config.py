@@ -404,3 +404,92 @@ def test_calibration_fractions_in_pixels_are_an_error() -> None:
     (issue,) = info.value.issues
     assert issue.key_path.endswith("calibration.image_points")
     assert "every point is within [0, 1]" in issue.message
+
+
+def _by_path(issues: list[ConfigIssue]) -> dict[str, str]:
+    return {issue.key_path: issue.message for issue in issues}
+
+
+def test_cross_section_errors_come_in_the_same_round_as_field_errors() -> None:
+    # pydantic checks across sections only once every field is valid; before, this file
+    # reported the tracker key and the zone's points, and the unknown zone only after those
+    # were fixed.
+    issues = _issues(
+        f"""\
+        tracker: {{confidence: 0.3}}
+        zones:
+          - {{id: swing, type: polygon, points: [[0, 0], [10, 0]]}}
+          - {{id: gate, type: polygon, points: {SQUARE}}}
+        rules:
+          - {{id: r, type: inside, zone: nowhere}}
+        """
+    )
+    found = _by_path(issues)
+    assert set(found) == {"tracker.confidence", "zones[0].points", "rules[0].zone"}
+    assert found["rules[0].zone"] == (
+        "rule 'r' names zone 'nowhere', which is not defined; zones: gate "
+        "(besides zones with errors of their own: 'swing')"
+    )
+    assert [issue.line for issue in issues] == [4, 6, 9]  # in file order, at their lines
+
+
+def test_no_cross_section_error_about_an_item_that_has_errors_of_its_own() -> None:
+    # The zone and the source are invalid, so the rule naming the zone and the zone naming
+    # the source get no "not defined" besides the errors that say what is wrong with them.
+    issues = _issues(
+        f"""\
+          - {{id: cam, type: file, path: c.mp4, fps: -1}}
+        zones:
+          - {{id: swing, type: polygon, points: [[0, 0], [10, 0]]}}
+          - {{id: gate, type: polygon, stream: cam, points: {SQUARE}}}
+        rules:
+          - {{id: r, type: inside, zone: swing}}
+          - {{id: far, type: near, other_classes: [truck], max_distance: 5, stream: cam}}
+        """
+    )
+    assert set(_by_path(issues)) == {"sources[2].fps", "zones[0].points"}
+
+
+def test_an_invalid_item_without_a_readable_id_silences_the_references_to_its_section() -> None:
+    issues = _issues(
+        f"""\
+        zones:
+          - {{type: polygon, points: {SQUARE}}}
+        rules:
+          - {{id: r, type: inside, zone: swing}}
+          - {{id: r, type: inside, zone: swing}}
+        """
+    )
+    # The zone with no id may be the one the rules name; the duplicate rule id is still told.
+    assert set(_by_path(issues)) == {"zones[0].id", "rules[1].id"}
+
+
+def test_cross_section_errors_with_invalid_items_count_the_items_in_the_file() -> None:
+    issues = _issues(
+        f"""\
+        zones:
+          - {{id: a, type: polygon, points: {SQUARE}}}
+          - {{id: b, type: polygon, points: [[0, 0], [10, 0]]}}
+          - {{id: a, type: polygon, points: {SQUARE}}}
+        rules:
+          - {{id: r1, type: inside, zone: b, min_overlap: 2}}
+          - {{id: r2, type: cross, zone: a}}
+        """
+    )
+    found = _by_path(issues)
+    assert set(found) == {"zones[1].points", "zones[2].id", "rules[0].min_overlap", "rules[1].zone"}
+    assert found["zones[2].id"].endswith("already used by zones[0]; expected unique ids")
+    # The zone was found, so the invalid ones are not mentioned.
+    assert found["rules[1].zone"] == (
+        "rule 'r2' (cross) needs a line zone, but zone 'a' is a polygon"
+    )
+
+
+def test_no_cross_section_round_when_no_source_is_valid() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_pipeline_text(
+            "sources:\n  - {id: cam, type: file}\nrules:\n  - {id: r, type: inside, zone: z}\n",
+            filename="p.yaml",
+            env={},
+        )
+    assert [issue.key_path for issue in info.value.issues] == ["sources[0].path"]
