@@ -558,6 +558,108 @@ def test_the_retained_outbox_status_follows_the_backlog_as_it_drains(
         broker.kill()
 
 
+def _outbox_status(sub: Subscriber) -> dict[str, Any] | None:
+    """The last outbox status ``sub`` received, or ``None``."""
+    statuses = sub.on(f"{PREFIX}/outbox")
+    return json.loads(statuses[-1]) if statuses else None
+
+
+def test_the_retained_outbox_status_ends_at_the_depth_of_a_backlog_the_broker_refuses(
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+) -> None:
+    """Regression: the status is published at most once a second, and a change inside that
+    second was dropped, not put off. With the broker refusing events (its ACL) nothing follows
+    the last change: two events raised together left ``"depth": 1`` retained while two waited,
+    until the next event."""
+    broker = mosquitto(users={"pub": "pw", "sub": "pw"}, acl=ACL_WITHOUT_EVENTS)
+    sub = Subscriber(broker.port, f"{PREFIX}/outbox", username="sub", password="pw")
+    publisher = publisher_for(broker.port, username="pub", password="pw")
+    publisher.start()
+    sub.wait_for(lambda s: (_outbox_status(s) or {}).get("depth") == 0)
+    for i in range(2):  # within the second: the first is published at once, the second not
+        publisher.on_event(make_event(i))
+    wait_for_a_refusal(sub, publisher)
+    assert publisher.outbox.depth == 2
+    sub.wait_for(lambda s: (_outbox_status(s) or {}).get("depth") == 2, timeout=5)
+    sub.close()
+
+
+def test_a_status_built_before_the_last_acknowledgement_does_not_stay_retained(
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: the refresh after the last acknowledgement compared the drained status with
+    the one kept outside the lock that orders the publishes. An event's thread that had built
+    ``"depth": 1`` under that lock and not yet kept it made the drained status look unchanged
+    (it equalled the older one kept): the sender published nothing, the event's thread then
+    published ``"depth": 1``, and it stayed over an empty outbox. The event's thread is held
+    at that point here, as the GIL or a busy core can hold it."""
+    broker = mosquitto(persistence=False)
+    sub = Subscriber(broker.port, f"{PREFIX}/outbox")
+    publisher = publisher_for(broker.port)
+    publisher.start()
+    sub.wait_for(lambda s: (_outbox_status(s) or {}).get("depth") == 0)
+    caller = threading.current_thread()
+    build = publisher._outbox_status
+    held = threading.Event()
+
+    def held_after_building() -> bytes:
+        payload = build()
+        if (
+            threading.current_thread() is caller
+            and publisher._retained_lock.locked()
+            and not held.is_set()
+        ):
+            held.set()  # the sender acknowledges the event and refreshes meanwhile
+            deadline = time.monotonic() + 5
+            while publisher.outbox.depth and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)
+        return payload
+
+    monkeypatch.setattr(publisher, "_outbox_status", held_after_building)
+    publisher.on_event(make_event(0))
+    assert held.is_set() and publisher.outbox.depth == 0
+    sub.wait_for(lambda s: (_outbox_status(s) or {}).get("depth") == 0, timeout=3)
+    sub.close()
+
+
+def test_close_right_after_the_outbox_drained_leaves_the_drained_status(
+    tmp_path: Path,
+    mosquitto: Callable[..., Mosquitto],
+    publisher_for: Callable[..., MqttPublisher],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: the sender wakes close() when the last acknowledgement empties the outbox,
+    then publishes the status. A sender held up in between (a busy machine) published it after
+    close() had disconnected: it was lost, and ``"depth": 1`` stayed retained over an empty
+    outbox. close() publishes the last status itself, before ``offline``."""
+    broker = mosquitto(persistence=False)
+    sub = Subscriber(broker.port, f"{PREFIX}/outbox")
+    publisher = publisher_for(broker.port)
+    publisher.start()
+    sub.wait_for(lambda s: (_outbox_status(s) or {}).get("depth") == 0)
+    check_room = publisher._check_room
+
+    def held_up() -> None:  # the sender, between waking close() and the status
+        if publisher.outbox.depth == 0:
+            time.sleep(1.0)
+        check_room()
+
+    monkeypatch.setattr(publisher, "_check_room", held_up)
+    publisher.on_event(make_event(0))
+    sub.wait_for(lambda s: (_outbox_status(s) or {}).get("depth") == 1)
+    publisher.close(timeout=5)
+    assert publisher.outbox.depth == 0
+    sub.close()
+    later = Subscriber(broker.port, f"{PREFIX}/outbox")  # what a dashboard reads afterwards
+    later.wait_for(lambda s: _outbox_status(s) is not None)
+    assert _outbox_status(later) == {"bound": 100_000, "depth": 0, "full": False, "refused": 0}
+    later.close()
+
+
 def test_stored_event_over_the_limit_is_quarantined_not_sent(
     tmp_path: Path,
     mosquitto: Callable[..., Mosquitto],

@@ -176,9 +176,14 @@ def test_an_unnamed_pipeline_clears_nothing(caplog: pytest.LogCaptureFixture) ->
 # ---------------------------------------------------------------------------- real broker
 
 
-def _publish_retained(port: int, messages: dict[str, bytes]) -> None:
-    """Leave ``messages`` retained on the broker, as an earlier run would have."""
+def _publish_retained(
+    port: int, messages: dict[str, bytes], login: tuple[str, str] | None = None
+) -> None:
+    """Leave ``messages`` retained on the broker, as an earlier run would have (``login``:
+    ``(username, password)`` for a broker with users)."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="earlier-run")
+    if login is not None:
+        client.username_pw_set(*login)
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
@@ -190,12 +195,17 @@ def _publish_retained(port: int, messages: dict[str, bytes]) -> None:
 
 
 def _retained_now(
-    port: int, topic_filter: str, expect: set[str], settle_s: float = 0.3
+    port: int,
+    topic_filter: str,
+    expect: set[str],
+    settle_s: float = 0.3,
+    login: tuple[str, str] | None = None,
 ) -> dict[str, bytes]:
     """What a subscriber arriving now reads: ``{topic: payload}`` of the retained messages,
     once the ``expect`` topics have come (a slow machine may take a while) and ``settle_s``
-    more (the broker sends them in one burst)."""
-    fresh = Subscriber(port, topic_filter)
+    more (the broker sends them in one burst). ``login``: ``(username, password)``."""
+    username, password = login if login is not None else (None, None)
+    fresh = Subscriber(port, topic_filter, username=username, password=password)
     try:
         try:
             fresh.wait_for(lambda s: {m.topic for m in s.messages if m.retain} >= expect)
@@ -297,6 +307,74 @@ def test_the_first_connection_clears_what_an_earlier_configuration_left(
     time.sleep(publisher.stale.window_s + 0.5)
     later = f"{PREFIX}/gate/later-rule/state"
     assert later in _retained_now(broker.port, f"{PREFIX}/#", {later})
+
+
+ACL_WITHOUT_CRANE_AND_SHARDS = f"""\
+user earlier
+topic readwrite #
+user pub
+topic read #
+topic write {PREFIX}/available
+topic write {PREFIX}/outbox
+topic write {PREFIX}/events
+topic write {PREFIX}/gate/#
+topic write {PREFIX}/dock/#
+"""
+"""The publisher may write its own streams' topics and process topics, not those of the stream
+``crane`` or of shards (three of :data:`EARLIER`); ``earlier`` is the run that left them."""
+
+
+def _wait_for_log(caplog: pytest.LogCaptureFixture, text: str, timeout: float = 5.0) -> None:
+    """Wait until a record's message contains ``text`` (the clearing logs after ``done``)."""
+    deadline = time.monotonic() + timeout
+    while not any(text in r.getMessage() for r in caplog.records):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no log record with {text!r}: {caplog.text}")
+        time.sleep(0.02)
+
+
+@pytest.mark.integration
+def test_clears_the_broker_refuses_are_not_reported_as_cleared(
+    mosquitto: Callable[..., Mosquitto],
+    built_publisher: Callable[[PipelineConfig], MqttPublisher],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Regression: with MQTT 5 a broker whose ACL forbids writing a stale topic refuses its
+    clear in the PUBACK (Not authorized), yet the cleaner logged "cleared 6 retained topic(s)"
+    naming all six and listed them in ``cleared``: three kept their old values. Only the clears
+    the broker took are counted now, and the refused ones are said."""
+    broker = mosquitto(
+        persistence=False,
+        users={"earlier": "pw", "pub": "pw"},
+        acl=ACL_WITHOUT_CRANE_AND_SHARDS,
+    )
+    _publish_retained(broker.port, EARLIER, login=("earlier", "pw"))
+    caplog.set_level(logging.INFO, logger="streamseg.outputs.mqtt")
+    publisher = _start(built_publisher, broker.port, tmp_path, username="pub", password="pw")
+    assert publisher.stale is not None
+    assert publisher.stale.done.wait(timeout=10)
+    refused = sorted(
+        [f"{PREFIX}/crane/status", f"{PREFIX}/crane/in-pen/state", f"{PREFIX}/shards/1/available"]
+    )
+    taken = sorted(set(EARLIER) - set(refused))
+    _wait_for_log(caplog, "MQTT: cleared")
+    [cleared] = [r for r in caplog.records if "MQTT: cleared" in r.getMessage()]
+    assert f"cleared {len(taken)} retained topic(s)" in cleared.getMessage()
+    assert not any(topic in cleared.getMessage() for topic in refused), cleared.getMessage()
+    _wait_for_log(caplog, "refused to clear")  # logged just after
+    [warning] = [r for r in caplog.records if "refused to clear" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert f"refused to clear {len(refused)} retained topic(s)" in warning.getMessage()
+    assert "Not authorized" in warning.getMessage()
+    assert all(topic in warning.getMessage() for topic in refused)
+    assert publisher.stale.cleared == taken
+    assert publisher.stale.refused == refused
+    # What the broker holds agrees: the refused ones keep the earlier run's values.
+    now = _retained_now(broker.port, "#", set(refused), login=("earlier", "pw"))
+    assert {topic: now.get(topic) for topic in EARLIER} == {
+        topic: (EARLIER[topic] if topic in refused else None) for topic in EARLIER
+    }
 
 
 @pytest.mark.integration

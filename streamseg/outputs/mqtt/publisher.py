@@ -94,7 +94,8 @@ a broker that was down all run will not come up in those seconds, and a stop sho
 ``offline``, even when its flush timeout is spent."""
 
 OUTBOX_STATUS_MIN_S = 1.0
-"""Least time between two publishes of the retained outbox status as events come and go."""
+"""Least time between two publishes of the retained outbox status as events come and go (a
+change that comes sooner goes out when the interval is over)."""
 
 UNSUPPORTED_PROTOCOL_VERSION = 0x84
 """The CONNACK reason of a broker that does not speak the client's MQTT version (paho reads a
@@ -187,6 +188,8 @@ class MqttPublisher:
         self._refused_total = 0
         self._status_at = -math.inf
         self._status_lock = threading.Lock()
+        self._status_timer: threading.Timer | None = None
+        """Publishes the outbox status when the interval is over, after a change inside it."""
         self._connect_failure: str | None = None
         """The reason of the last failed connection attempt since the last connection: each new
         reason is logged once (a refused login after an outage must not hide behind it)."""
@@ -307,11 +310,17 @@ class MqttPublisher:
         left = self.outbox.depth
         if self.stale is not None:
             self.stale.cancel()
+        with self._status_lock:
+            if self._status_timer is not None:
+                self._status_timer.cancel()
         # Under the lock _on_connect holds: a reconnect either comes before (and this publishes
         # 'offline' on it) or after (and publishes 'offline' itself).
         with self._retained_lock:
             self._closing = True
             if self._connected:
+                # The last status, ahead of 'offline': the sender wakes this wait before it
+                # refreshes the status, and its refresh may come after the disconnect below.
+                self._put_outbox_status(changed_only=True)
                 self._offline = self._publish_offline()
         self._wait_offline(max(deadline, time.monotonic() + OFFLINE_WAIT_S))
         self._client.disconnect()
@@ -537,22 +546,45 @@ class MqttPublisher:
     def _refresh_outbox_status(self, force: bool = False) -> None:
         """Publish the outbox status if it changed, at most every :data:`OUTBOX_STATUS_MIN_S`
         (``force``: now, e.g. once it has drained), so its retained depth follows the events
-        accepted and acknowledged instead of the last connect or full/room transition."""
-        now = time.monotonic()
-        with self._status_lock:
-            if not force and now - self._status_at < OUTBOX_STATUS_MIN_S:
-                return
-            self._status_at = now
-        if self._outbox_status() != self._retained.get(self.topics.outbox):
-            self._publish_outbox_status()
+        accepted and acknowledged instead of the last connect or full/room transition.
 
-    def _publish_outbox_status(self) -> None:
-        # Built under the lock that orders publishes, so a stale status never lands last.
+        A change inside the interval is published when it is over: the last change of a burst
+        may be followed by nothing (a broker refusing events), and the retained depth must end
+        at the outbox's.
+        """
+        with self._status_lock:
+            wait = self._status_at + OUTBOX_STATUS_MIN_S - time.monotonic()
+            if not force and wait > 0:
+                if self._status_timer is None and not self._closing:
+                    timer = threading.Timer(wait, self._status_interval_over)
+                    timer.daemon = True
+                    self._status_timer = timer
+                    timer.start()
+                return
+            self._status_at = time.monotonic()
+        self._publish_outbox_status(changed_only=True)
+
+    def _status_interval_over(self) -> None:
+        """The timer of :meth:`_refresh_outbox_status`: publish what changed meanwhile."""
+        with self._status_lock:
+            self._status_timer = None
+        self._refresh_outbox_status(force=True)
+
+    def _publish_outbox_status(self, changed_only: bool = False) -> None:
         with self._retained_lock:
-            payload = self._outbox_status()
-            self._retained[self.topics.outbox] = payload
-            if self._connected:
-                self._publish_state(self.topics.outbox, payload)
+            self._put_outbox_status(changed_only)
+
+    def _put_outbox_status(self, changed_only: bool) -> None:
+        """Keep (and publish, while connected) the outbox status; ``changed_only``: unless it
+        is the one kept. Called under the retained lock, which orders the publishes: the status
+        is built and compared there, so one built before the last acknowledgement never lands
+        after one built since (or stands for it, compared equal to an older one)."""
+        payload = self._outbox_status()
+        if changed_only and payload == self._retained.get(self.topics.outbox):
+            return
+        self._retained[self.topics.outbox] = payload
+        if self._connected:
+            self._publish_state(self.topics.outbox, payload)
 
     def _outbox_status(self) -> bytes:
         status = {
@@ -825,6 +857,8 @@ class MqttPublisher:
     ) -> None:
         # Runs under paho's message lock: post and return, take no lock of ours.
         refusal = (reason_code.value, str(reason_code)) if reason_code.is_failure else None
+        if self.stale is not None:  # a stale-topic clear the broker refused is not cleared
+            self.stale.on_publish(mid, refusal[1] if refusal is not None else None)
         self._sender.acked(mid, refusal)
 
     def _on_subscribe(

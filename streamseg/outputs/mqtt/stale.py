@@ -31,8 +31,10 @@ one availability topic); ``clear_stale_retained: false`` turns this off. A pipel
 a ``name`` nor a ``topic_prefix`` clears nothing: every unnamed pipeline has the same prefix.
 
 Brokers do not always say no: mosquitto grants a subscription its ACL forbids to read (and then
-delivers nothing), and acknowledges a publish its ACL forbids to write. Under such an ACL
-nothing is cleared, silently.
+delivers nothing), so under such an ACL nothing is found, silently. A clear its ACL forbids to
+write is refused in the acknowledgement with MQTT 5 (the clears go at QoS 1 or more): such a
+topic is not counted as cleared, and the clearing says how many the broker refused. With MQTT
+3.1.1 the acknowledgement carries no verdict, and a refused clear reads as done.
 """
 
 from __future__ import annotations
@@ -323,7 +325,13 @@ class StaleCleaner:
         self.done = threading.Event()
         """Set once the stale topics were cleared (or the broker refused the subscriptions)."""
         self.cleared: list[str] = []
-        """The topics cleared, sorted."""
+        """The topics cleared (the broker took the empty retained message), sorted."""
+        self.refused: list[str] = []
+        """The stale topics the broker refused to clear (MQTT 5: an ACL), sorted."""
+        self._refusals: dict[int, str] = {}
+        """mid -> reason of each message the broker refused in its acknowledgement while
+        clearing. Written by :meth:`on_publish` under paho's message lock, so without ours (one
+        dict store is atomic)."""
         self._filters = owned.filters()
         self._lock = threading.Lock()
         self._connection = 0
@@ -397,6 +405,18 @@ class StaleCleaner:
             if self.owned.is_stale(topic, payload):
                 self._found.add(topic)
 
+    def on_publish(self, mid: int, refusal: str | None) -> None:
+        """The broker acknowledged message ``mid``; ``refusal``: the reason it refused it
+        (MQTT 5, a reason code of 0x80 or more), else ``None``.
+
+        Called from paho's ``on_publish``, which holds paho's message lock: it takes no lock
+        (the clearing publishes under its own lock, and paho takes its message lock then). paho
+        calls it before it marks the message published, so a clearing that saw its messages
+        published finds their refusals here.
+        """
+        if refusal is not None and not self.done.is_set():
+            self._refusals[mid] = refusal
+
     def cancel(self) -> None:
         """Stop a pending clearing (the publisher is closing)."""
         self.on_disconnect()
@@ -418,6 +438,9 @@ class StaleCleaner:
                 for topic in self._found
                 if not (self.owned.retain and self.publishes_now(topic))
             )
+            # A mid is unique among the messages in flight: what is recorded from here on for
+            # the mids of these clears is about them.
+            self._refusals.clear()
             sent = [client.publish(topic, b"", qos=self.qos, retain=True) for topic in topics]
         # Acknowledged, or the connection dropped (the next one starts again). Not under the
         # lock: paho's thread takes it to report a disconnection. One deadline for them all:
@@ -432,15 +455,35 @@ class StaleCleaner:
         with self._lock:
             if connection != self._connection or not all(info.is_published() for info in sent):
                 return
-            self.cleared = sorted({*self.cleared, *topics})
+            # paho reports a refused message as published too: its refusal tells them apart.
+            reasons = {
+                topic: self._refusals[info.mid]
+                for topic, info in zip(topics, sent, strict=True)
+                if info.mid in self._refusals
+            }
+            accepted = [topic for topic in topics if topic not in reasons]
+            self.cleared = sorted({*self.cleared, *accepted})
+            self.refused = sorted(reasons)
             self.done.set()
-        if topics:
-            named = ", ".join(topics[:LOGGED_TOPICS])
-            more = len(topics) - LOGGED_TOPICS
+        if accepted:
             logger.info(
                 "MQTT: cleared %d retained topic(s) the pipeline no longer publishes (a removed "
-                "or renamed stream, rule or zone): %s%s",
-                len(topics),
-                named,
-                f" and {more} more" if more > 0 else "",
+                "or renamed stream, rule or zone): %s",
+                len(accepted),
+                _named(accepted),
             )
+        if reasons:
+            logger.warning(
+                "MQTT: the broker refused to clear %d retained topic(s) the pipeline no longer "
+                "publishes (%s): %s; they keep their old values (does its ACL let this client "
+                "write them?)",
+                len(reasons),
+                ", ".join(sorted(set(reasons.values()))),
+                _named(self.refused),
+            )
+
+
+def _named(topics: list[str]) -> str:
+    """The first :data:`LOGGED_TOPICS` of ``topics``, and how many more, for a log line."""
+    more = len(topics) - LOGGED_TOPICS
+    return ", ".join(topics[:LOGGED_TOPICS]) + (f" and {more} more" if more > 0 else "")
