@@ -1,4 +1,4 @@
-"""The ``streamseg`` command: run, validate, info, preview, demo, synth, train, eval."""
+"""The ``streamseg`` command: run, validate, info, preview, demo, synth, train, eval, outbox."""
 
 from __future__ import annotations
 
@@ -450,6 +450,37 @@ def _global_parser(**kwargs: object) -> argparse.ArgumentParser:
     return parser
 
 
+def _add_outbox_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``outbox`` command (:mod:`streamseg.outputs.mqtt.cli`)."""
+    outbox = sub.add_parser(
+        "outbox",
+        help="show the events waiting in a pipeline's MQTT outbox; put quarantined ones back",
+        description=(
+            "Show what waits in a pipeline's MQTT outbox (events per topic, the oldest, "
+            "whether a run holds it) and what its quarantine file holds. Reading works while "
+            "the pipeline runs and changes nothing. --requeue moves the quarantined events "
+            "back into the outbox, to be sent by the next run (stop the pipeline first)."
+        ),
+    )
+    outbox.add_argument(
+        "target", help="pipeline YAML (its outputs.mqtt outbox) or an outbox .sqlite3 file"
+    )
+    outbox.add_argument(
+        "--list",
+        dest="limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also list the N oldest waiting events",
+    )
+    outbox.add_argument("--json", action="store_true", help="print the report as JSON")
+    outbox.add_argument(
+        "--requeue",
+        action="store_true",
+        help="move the quarantined events back into the outbox (the pipeline must be stopped)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``streamseg`` command."""
     parser = _global_parser(description="Video-stream analytics on object pixels.")
@@ -569,6 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     tracking.add_argument("--json", default=None, help="also write the scores to this JSON file")
     tracking.add_argument("--verbose", action="store_true", help="show TrackEval's own output")
     sub.add_parser("train", help="train or fine-tune the built-in model", add_help=False)
+    _add_outbox_parser(sub)
     # --log-level after the verb too (`streamseg validate --log-level debug f.yaml`): the verbs
     # take it with no default of their own, so the one before the verb stands when absent.
     verbs = [verb for name, verb in sub.choices.items() if name not in OWN_ARGUMENTS]
@@ -634,6 +666,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_preview(args, console)
     if args.command == "eval":
         return _cmd_eval_tracking(args, console)
+    if args.command == "outbox":
+        from streamseg.outputs.mqtt.cli import outbox_main
+
+        return outbox_main(args, console)
     if args.command == "demo":
         from streamseg.runtime.demo import demo_main
 

@@ -191,6 +191,32 @@ class Outbox:
             raise RuntimeError("sqlite3 returned no row id for an INSERT")
         return row_id
 
+    def restore(self, messages: Iterable[tuple[str, bytes, int, float]]) -> int:
+        """Store messages set aside earlier, in one transaction, keeping when they were first
+        stored (``streamseg outbox --requeue`` puts quarantined events back with it).
+
+        Args:
+            messages: ``(topic, payload, qos, created_at)`` each, in the order to send them.
+
+        Returns:
+            How many were stored.
+
+        Raises:
+            OutboxFullError: they would not all fit under ``bound``; nothing was stored.
+        """
+        rows = [(str(t), bytes(p), int(q), float(c)) for t, p, q, c in messages]
+        with self._lock:
+            self._check_open()
+            if self._depth + len(rows) > self.bound:
+                raise OutboxFullError(self._depth, self.bound)
+            with _transaction(self._db):
+                self._db.executemany(
+                    "INSERT INTO outbox (topic, payload, qos, created_at) VALUES (?, ?, ?, ?)",
+                    rows,
+                )
+            self._depth += len(rows)
+        return len(rows)
+
     def pending(self, after: int = 0, limit: int = 100) -> list[OutboxRow]:
         """The oldest messages with ``row_id > after``, in insertion order.
 

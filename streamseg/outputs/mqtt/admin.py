@@ -1,0 +1,365 @@
+"""An outbox file seen from outside the run: what waits in it, and quarantined events put back.
+
+``streamseg outbox`` (:mod:`streamseg.cli`) uses these:
+
+- :func:`read_outbox` reads an outbox without taking it: a read-only SQLite connection, so it
+  works while ``streamseg run`` holds the file (WAL mode lets a reader in beside the writer) and
+  changes nothing. It says whether a run holds the file (its ``.lock``), how many events wait
+  (per topic, oldest and newest), the oldest of them, and what the quarantine file holds.
+- :func:`requeue_quarantined` moves the events of ``<outbox>.quarantine.jsonl`` back into the
+  outbox, for a run to send: after the broker's limit was raised, or its ACL fixed. It takes
+  the outbox's lock, so it refuses while a run holds the file. The rows are committed in one
+  transaction, then the quarantine file is renamed ``<name>.requeued-<UTC time>`` (kept for
+  the record). A crash between the two leaves the events in both places: a second requeue
+  would store them twice, and consumers, who deduplicate on ``event_id`` (at-least-once
+  delivery), see them once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamseg.outputs.mqtt.outbox import (
+    SCHEMA_VERSION,
+    Outbox,
+    OutboxError,
+    OutboxFullError,
+    OutboxInUseError,
+)
+
+logger = logging.getLogger(__name__)
+
+QUARANTINE_SUFFIX = ".quarantine.jsonl"
+"""What :attr:`Outbox.quarantine_path` appends to the outbox file's name."""
+
+
+@dataclass(frozen=True)
+class WaitingEvent:
+    """One message waiting in an outbox, with what its payload says of the event.
+
+    Attributes:
+        row_id: its place in the outbox (sent in this order).
+        topic: the topic it goes out on.
+        created_at: UNIX seconds when it was stored.
+        size: payload bytes.
+        event_id: the payload's ``event_id`` (None: not an event's JSON).
+        rule_id: the payload's ``rule_id``.
+        type: the payload's ``type`` (``start``, ``update``, ``end``).
+        stream_id: the payload's ``stream_id``.
+    """
+
+    row_id: int
+    topic: str
+    created_at: float
+    size: int
+    event_id: str | None
+    rule_id: str | None
+    type: str | None
+    stream_id: str | None
+
+
+@dataclass(frozen=True)
+class QuarantinedEvent:
+    """One line of a quarantine file (:meth:`Outbox.quarantine` writes them).
+
+    Attributes:
+        line: its line number in the file, from 1.
+        topic: the topic it was to go out on.
+        qos: its QoS.
+        created_at: UNIX seconds when the outbox stored it.
+        reason: why it was set aside (``too_large``, ``disconnects``, ``rejected``).
+        payload: the message.
+    """
+
+    line: int
+    topic: str
+    qos: int
+    created_at: float
+    reason: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class QuarantineFile:
+    """What a quarantine file holds.
+
+    Attributes:
+        path: the file (``<outbox>.quarantine.jsonl``).
+        events: its readable lines, in file order.
+        unreadable: the numbers of the lines that are not a quarantined event's JSON.
+    """
+
+    path: Path
+    events: list[QuarantinedEvent] = field(default_factory=list)
+    unreadable: list[int] = field(default_factory=list)
+
+    @property
+    def by_reason(self) -> dict[str, int]:
+        """Events per reason."""
+        return dict(Counter(event.reason for event in self.events))
+
+
+@dataclass(frozen=True)
+class OutboxReport:
+    """An outbox file as :func:`read_outbox` found it.
+
+    Attributes:
+        path: the outbox file.
+        exists: whether the file is there (a pipeline that never ran has none).
+        in_use: whether a running streamseg holds it (its lock is taken).
+        depth: events waiting.
+        by_topic: events waiting per topic.
+        oldest_created_at: when the oldest waiting event was stored (None: none wait).
+        newest_created_at: when the newest was stored.
+        oldest: the oldest waiting events, at most the ``limit`` asked for.
+        quarantine: what the quarantine file beside it holds.
+    """
+
+    path: Path
+    exists: bool
+    in_use: bool
+    depth: int
+    by_topic: dict[str, int]
+    oldest_created_at: float | None
+    newest_created_at: float | None
+    oldest: list[WaitingEvent]
+    quarantine: QuarantineFile
+
+    def to_json(self) -> dict[str, object]:
+        """The report as JSON-ready data (``streamseg outbox --json``)."""
+        return {
+            "path": str(self.path),
+            "exists": self.exists,
+            "in_use": self.in_use,
+            "depth": self.depth,
+            "by_topic": self.by_topic,
+            "oldest_created_at": self.oldest_created_at,
+            "newest_created_at": self.newest_created_at,
+            "oldest": [vars(event) for event in self.oldest],
+            "quarantine": {
+                "path": str(self.quarantine.path),
+                "events": len(self.quarantine.events),
+                "by_reason": self.quarantine.by_reason,
+                "unreadable_lines": self.quarantine.unreadable,
+            },
+        }
+
+
+def quarantine_path(outbox_path: Path) -> Path:
+    """``<outbox>.quarantine.jsonl``, as :attr:`Outbox.quarantine_path` names it."""
+    return outbox_path.with_name(outbox_path.name + QUARANTINE_SUFFIX)
+
+
+def read_outbox(path: str | Path, limit: int = 0) -> OutboxReport:
+    """Read an outbox file without taking it (see the module docstring).
+
+    Args:
+        path: the outbox file.
+        limit: how many of the oldest waiting events to list.
+
+    Raises:
+        OutboxError: the file is not an outbox of this version, or sqlite cannot read it.
+    """
+    path = Path(path)
+    quarantine = read_quarantine(quarantine_path(path))
+    if not path.exists():
+        return OutboxReport(path, False, False, 0, {}, None, None, [], quarantine)
+    in_use = _held(path.with_name(path.name + ".lock"))
+    try:
+        with _read_only(path) as db:
+            _check_outbox(db, path)
+            by_topic = {
+                str(topic): int(count)
+                for topic, count in db.execute(
+                    "SELECT topic, COUNT(*) FROM outbox GROUP BY topic ORDER BY topic"
+                )
+            }
+            oldest_at, newest_at = db.execute(
+                "SELECT MIN(created_at), MAX(created_at) FROM outbox"
+            ).fetchone()
+            rows = db.execute(
+                "SELECT id, topic, created_at, payload FROM outbox ORDER BY id LIMIT ?",
+                (max(0, limit),),
+            ).fetchall()
+    except sqlite3.Error as exc:
+        raise OutboxError(f"outbox {path}: sqlite cannot read it ({exc})") from exc
+    oldest = [
+        _waiting(int(row_id), str(topic), float(created), bytes(payload))
+        for row_id, topic, created, payload in rows
+    ]
+    return OutboxReport(
+        path,
+        True,
+        in_use,
+        sum(by_topic.values()),
+        by_topic,
+        None if oldest_at is None else float(oldest_at),
+        None if newest_at is None else float(newest_at),
+        oldest,
+        quarantine,
+    )
+
+
+def read_quarantine(path: Path) -> QuarantineFile:
+    """Read a quarantine file; a missing file holds nothing.
+
+    Raises:
+        OutboxError: the file exists and cannot be read.
+    """
+    if not path.exists():
+        return QuarantineFile(path)
+    events: list[QuarantinedEvent] = []
+    unreadable: list[int] = []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise OutboxError(
+            f"quarantine file {path}: cannot read it ({exc.strerror or exc})"
+        ) from exc
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            events.append(
+                QuarantinedEvent(
+                    number,
+                    _text(entry["topic"]),
+                    int(entry["qos"]),
+                    float(entry["created_at"]),
+                    str(entry.get("reason", "")),
+                    _text(entry["payload"]).encode("utf-8"),
+                )
+            )
+        except (ValueError, TypeError, KeyError):
+            unreadable.append(number)
+    return QuarantineFile(path, events, unreadable)
+
+
+def requeue_quarantined(path: str | Path, max_events: int = 100_000) -> int:
+    """Move the quarantined events of the outbox at ``path`` back into it (see the module
+    docstring). They go out after the events waiting now, with their first ``created_at``.
+
+    Args:
+        path: the outbox file (it is created when missing, as a run would).
+        max_events: the outbox's bound (``outputs.mqtt.outbox.max_events``): the events are
+            put back only if all of them fit under it.
+
+    Returns:
+        How many events were put back (0: the quarantine file is missing or empty; it is left
+        as it is).
+
+    Raises:
+        OutboxInUseError: a run holds the outbox; nothing was changed.
+        OutboxError: the outbox cannot be opened, a line of the quarantine file is not a
+            quarantined event, or the events would not fit under ``max_events``; nothing was
+            changed.
+    """
+    path = Path(path)
+    quarantine = read_quarantine(quarantine_path(path))
+    if quarantine.unreadable:
+        lines = ", ".join(str(number) for number in quarantine.unreadable[:10])
+        raise OutboxError(
+            f"quarantine file {quarantine.path}: line(s) {lines} are not quarantined events; "
+            "nothing was put back (mend or remove those lines and try again)"
+        )
+    if not quarantine.events:
+        return 0
+    try:
+        outbox = Outbox(path, max_events=max_events)
+    except OutboxInUseError:
+        raise OutboxInUseError(
+            f"outbox {path} is held by a running streamseg (its lock); stop that pipeline, "
+            "then put the quarantined events back: nothing was changed"
+        ) from None
+    with outbox:
+        try:
+            outbox.restore(
+                (event.topic, event.payload, event.qos, event.created_at)
+                for event in quarantine.events
+            )
+        except OutboxFullError as exc:
+            raise OutboxError(
+                f"outbox {path}: {len(quarantine.events)} quarantined events do not fit: "
+                f"{exc.depth} events wait and the bound is {exc.bound} "
+                "(outputs.mqtt.outbox.max_events); nothing was put back"
+            ) from None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = quarantine.path.with_name(f"{quarantine.path.name}.requeued-{stamp}")
+    quarantine.path.rename(kept)
+    logger.info(
+        "outbox %s: %d quarantined events put back; the quarantine file is now %s",
+        path,
+        len(quarantine.events),
+        kept,
+    )
+    return len(quarantine.events)
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, got {type(value).__name__}")
+    return value
+
+
+def _waiting(row_id: int, topic: str, created_at: float, payload: bytes) -> WaitingEvent:
+    """A waiting message with what its payload says of its event (nothing, if not JSON)."""
+    fields: dict[str, str | None] = {"event_id": None, "rule_id": None, "type": None}
+    fields["stream_id"] = None
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        for key in fields:
+            value = data.get(key)
+            fields[key] = str(value) if value is not None else None
+    return WaitingEvent(row_id, topic, created_at, len(payload), **fields)
+
+
+def _held(lock_path: Path) -> bool:
+    """Whether another open file holds ``lock_path``'s ``flock`` (a run has the outbox)."""
+    try:
+        handle = lock_path.open("r")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+@contextlib.contextmanager
+def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _check_outbox(db: sqlite3.Connection, path: Path) -> None:
+    """Raise :class:`OutboxError` unless ``db`` is an outbox of this schema version."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    has_table = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"
+    ).fetchone()
+    if not has_table:
+        raise OutboxError(f"outbox {path}: not a streamseg outbox (no table 'outbox')")
+    if version != SCHEMA_VERSION:
+        raise OutboxError(
+            f"outbox {path}: schema version {version}, expected {SCHEMA_VERSION} (written by "
+            "another streamseg version?)"
+        )

@@ -1,0 +1,143 @@
+"""``streamseg outbox``: what waits in a pipeline's MQTT outbox, and quarantined events put back.
+
+The target is a pipeline file (its ``outputs.mqtt.outbox.path``, else the default
+``out/<name>.outbox.sqlite3`` and any ``out/<name>.shard<i>.outbox.sqlite3`` of a sharded run,
+relative to the folder the command runs in, as for ``streamseg run``) or an outbox file.
+Reading takes nothing from a running pipeline (:func:`~streamseg.outputs.mqtt.admin.read_outbox`);
+``--requeue`` needs the pipeline stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from streamseg.config.errors import ConfigError
+from streamseg.outputs.mqtt.admin import OutboxReport, read_outbox, requeue_quarantined
+from streamseg.outputs.mqtt.build import default_outbox_path
+from streamseg.outputs.mqtt.outbox import OutboxError
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_SUFFIXES = (".yaml", ".yml")
+DEFAULT_MAX_EVENTS = 100_000
+"""The outbox bound ``--requeue`` keeps to when the target is an outbox file (the default of
+``outputs.mqtt.outbox.max_events``)."""
+
+
+def outbox_main(args: argparse.Namespace, console: Console) -> int:
+    """Run ``streamseg outbox``; returns the exit status (1: an error, printed)."""
+    out = Console(highlight=False, soft_wrap=True)
+    try:
+        paths, bound = outbox_paths(Path(args.target))
+        if args.requeue:
+            for path in paths:
+                moved = requeue_quarantined(path, bound)
+                out.print(
+                    f"{escape(str(path))}: {moved} quarantined event(s) put back"
+                    if moved
+                    else f"{escape(str(path))}: no quarantined events"
+                )
+        reports = [read_outbox(path, args.limit) for path in paths]
+    except (OutboxError, ConfigError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        return 1
+    if args.json:
+        out.print_json(json.dumps([report.to_json() for report in reports]))
+        return 0
+    now = time.time()
+    for report in reports:
+        for line in describe(report, now):
+            out.print(escape(line))
+    return 0
+
+
+def outbox_paths(target: Path) -> tuple[list[Path], int]:
+    """The outbox files of ``target`` and their bound (see the module docstring).
+
+    Raises:
+        ValueError: the pipeline has no ``outputs.mqtt`` section.
+        ConfigError: the pipeline file does not validate (a ``ValueError``).
+    """
+    if target.suffix.lower() not in PIPELINE_SUFFIXES:
+        return [target], DEFAULT_MAX_EVENTS
+    from streamseg.config import load_pipeline
+
+    config = load_pipeline(target)
+    mqtt = config.outputs.mqtt
+    if mqtt is None:
+        raise ValueError(f"{target}: no outputs.mqtt section, so no outbox")
+    if mqtt.outbox.path:
+        return [Path(mqtt.outbox.path)], mqtt.outbox.max_events
+    main = Path(default_outbox_path(config.name))
+    shards = sorted(
+        main.parent.glob(f"{config.name}.shard*.outbox.sqlite3"),
+        key=lambda path: (len(path.name), path.name),
+    )
+    return [main, *shards], mqtt.outbox.max_events
+
+
+def describe(report: OutboxReport, now: float) -> list[str]:
+    """The report as lines of text."""
+    held = "held by a running streamseg" if report.in_use else "not in use"
+    if not report.exists:
+        lines = [f"outbox {report.path}: no such file (nothing was ever stored, or wrong folder)"]
+    elif not report.depth:
+        lines = [f"outbox {report.path} ({held}): empty"]
+    else:
+        lines = [
+            f"outbox {report.path} ({held}): {report.depth} event(s) wait, oldest stored "
+            f"{_when(report.oldest_created_at, now)}, newest {_when(report.newest_created_at, now)}"
+        ]
+        lines += [f"  {count} on {topic}" for topic, count in report.by_topic.items()]
+    for event in report.oldest:
+        what = " ".join(
+            f"{key}={value}"
+            for key, value in (
+                ("event", event.event_id),
+                ("rule", event.rule_id),
+                ("type", event.type),
+                ("stream", event.stream_id),
+            )
+            if value is not None
+        )
+        lines.append(
+            f"  #{event.row_id} {_when(event.created_at, now)} {event.topic} "
+            f"{event.size} B {what or '(not an event)'}"
+        )
+    quarantine = report.quarantine
+    if quarantine.events or quarantine.unreadable:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(quarantine.by_reason.items()))
+        lines.append(
+            f"quarantine {quarantine.path}: {len(quarantine.events)} event(s) set aside"
+            + (f" ({reasons})" if reasons else "")
+            + "; nothing there is sent unless put back (--requeue)"
+        )
+        if quarantine.unreadable:
+            numbers = ", ".join(str(n) for n in quarantine.unreadable[:10])
+            lines.append(f"  line(s) {numbers} are not quarantined events")
+    return lines
+
+
+def _when(timestamp: float | None, now: float) -> str:
+    """``2026-11-25 03:01:02 UTC (5 min ago)``."""
+    if timestamp is None:
+        return "-"
+    stamp = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    ago = max(0.0, now - timestamp)
+    if ago < 120:
+        age = f"{ago:.0f} s ago"
+    elif ago < 7200:
+        age = f"{ago / 60:.0f} min ago"
+    elif ago < 172800:
+        age = f"{ago / 3600:.0f} h ago"
+    else:
+        age = f"{ago / 86400:.0f} days ago"
+    return f"{stamp:%Y-%m-%d %H:%M:%S} UTC ({age})"
