@@ -311,8 +311,29 @@ def _construct_str(loader: _SubstitutingLoader, node: yaml.Node) -> str:
     return str(loader.construct_scalar(node))  # type: ignore[arg-type]
 
 
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
+def _without_base_60(
+    resolvers: dict[Any, list[tuple[str, re.Pattern[str]]]],
+) -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    """SafeLoader's implicit resolvers without YAML 1.1's base-60 numbers: ``18:00`` reads as
+    the text ``"18:00"`` (as YAML 1.2 reads it), not as the integer 1080, so a schedule's
+    unquoted times mean what they say, and a number written with a colon is an error."""
+    return {
+        first: [
+            (tag, re.compile("(?!.*:)" + regexp.pattern, regexp.flags))
+            if tag in _NUMBER_TAGS
+            else (tag, regexp)
+            for tag, regexp in entries
+        ]
+        for first, entries in resolvers.items()
+    }
+
+
 class _SubstitutingLoader(yaml.SafeLoader):
-    """A SafeLoader whose string scalars take their ``${VAR}``-substituted text."""
+    """A SafeLoader whose string scalars take their ``${VAR}``-substituted text, and that reads
+    no base-60 numbers (:func:`_without_base_60`)."""
 
     # A copy of SafeLoader's table with one entry replaced (add_constructor would do the same,
     # but as a statement run at import).
@@ -320,6 +341,7 @@ class _SubstitutingLoader(yaml.SafeLoader):
         **yaml.SafeLoader.yaml_constructors,
         _STR_TAG: _construct_str,
     }
+    yaml_implicit_resolvers = _without_base_60(yaml.SafeLoader.yaml_implicit_resolvers)
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)

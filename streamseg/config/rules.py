@@ -33,6 +33,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from streamseg.config._base import ConfigModel, Float, Identifier, Int, NonEmptyStr
+from streamseg.config.schedule import ScheduleConfig
 from streamseg.config.zones import ZoneConfig
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,10 @@ class _RuleBase(ConfigModel):
         le=3600,
         description="a track unseen for this long ends its occurrences (details.reason: lost); "
         "not while the tracker reports it hidden behind an object of another class",
+    )
+    schedule: ScheduleConfig | None = Field(
+        default=None,
+        description="when the rule runs: time windows on days of the week (default: always)",
     )
 
 

@@ -96,6 +96,7 @@ class RuleEngine:
             for zone_id, zone in by_id.items()
         }
         ground = GroundPlane(calibration) if calibration is not None else None
+        self._ground = ground
         self.rules: list[Rule] = [
             build_rule(rule, stream_id, self.zones, ground)
             for rule in rules
@@ -107,6 +108,8 @@ class RuleEngine:
             for zone in self.zones.values()
             if isinstance(zone, PolygonZone) and zone in watched
         ]
+        self._off_schedule: set[str] = set()
+        """Ids of the rules outside their schedule's windows now (they do not run)."""
         self._active: dict[str, bool] = {}
         self._held_until: dict[str, float] = {}
         """Rule id -> rules' clock time until which an instantaneous occurrence holds it on."""
@@ -163,7 +166,13 @@ class RuleEngine:
         warming_up = now.pts - self._base_pts < self.confirm_s - TIME_EPS_S
         ctx = FrameContext(now, FrameObjects(detections, frame.resolution_wh), hidden, warming_up)
         events: list[Event] = []
-        for rule in self.rules:
+        for index, rule in enumerate(self.rules):
+            if rule.config.schedule is not None:
+                runs, closed = self._follow_schedule(index, now)
+                events.extend(closed)
+                if not runs:
+                    continue
+                rule = self.rules[index]  # afresh when its window opened
             rule_events = rule.evaluate(ctx)
             events.extend(rule_events)
             self._tell(rule, rule_events, now.pts)
@@ -192,6 +201,31 @@ class RuleEngine:
                     self._call("on_zone_count", self.stream_id, zone_id, name, 0)
             self._counts[zone_id] = {name: 0 for name in previous}
         return events
+
+    def _follow_schedule(self, index: int, now: Stamp) -> tuple[bool, list[Event]]:
+        """Whether rule ``index`` runs on this frame (its schedule holds at the frame's wall
+        time), and the events of a window that closed: its open occurrences end there
+        (``details.reason: schedule``) and its state goes ``OFF``. A rule whose window opens
+        is built again: it starts afresh, as on a new stream."""
+        rule = self.rules[index]
+        schedule = rule.config.schedule
+        assert schedule is not None
+        runs = schedule.holds(now.wall)
+        off = rule.id in self._off_schedule
+        if runs and off:
+            self._off_schedule.discard(rule.id)
+            self.rules[index] = build_rule(rule.config, self.stream_id, self.zones, self._ground)
+            logger.info(
+                "stream %r: rule %r runs (its schedule window opened)", self.stream_id, rule.id
+            )
+        elif not runs and not off:
+            self._off_schedule.add(rule.id)
+            closed = rule.close(now, reason="schedule")
+            self._held_until.pop(rule.id, None)
+            self._tell(rule, closed, None)
+            logger.info("stream %r: rule %r paused (outside its schedule)", self.stream_id, rule.id)
+            return False, closed
+        return runs, []
 
     # ------------------------------------------------------------------ listeners
 

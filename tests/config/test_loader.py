@@ -830,3 +830,11 @@ def test_a_flat_list_of_points_is_one_error_not_one_per_number() -> None:
     issues = _issues(GOOD + "zones:\n  - {id: l, type: line, points: [1, 2, 30, 40]}\n")
     assert [issue.key_path for issue in issues] == ["zones[0].points"]
     assert "expected [x, y] pairs: [[1, 2], [30, 40]]" in issues[0].message
+
+
+def test_no_base_60_numbers() -> None:
+    # YAML 1.1 reads 1:30 as 90; the loader reads it as text (YAML 1.2), so a number field
+    # says what it got instead of taking 90.
+    [issue] = _issues("sources:\n  - {id: cam, type: file, path: a.mp4, fps: 1:30}\n")
+    assert issue.key_path == "sources[0].fps"
+    assert issue.message.startswith("got '1:30', expected a number")

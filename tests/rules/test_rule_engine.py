@@ -299,4 +299,11 @@ def test_the_schema_lists_the_values_the_config_accepts() -> None:
     assert set(details["basis"]["enum"]) == set(typing.get_args(Basis))
     assert set(details["anchor"]["enum"]) == set(typing.get_args(Anchor))
     assert set(details["direction"]["enum"]) == {"left_to_right", "right_to_left"}
-    assert set(details["reason"]["enum"]) == {"left", "apart", "cleared", "lost", "stream_end"}
+    assert set(details["reason"]["enum"]) == {
+        "left",
+        "apart",
+        "cleared",
+        "lost",
+        "stream_end",
+        "schedule",
+    }

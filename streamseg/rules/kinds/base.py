@@ -117,13 +117,11 @@ class Rule(ABC):
         :meth:`TrackRule.staleness`); ``{}`` when they are."""
         return {}
 
-    def close(self, now: Stamp) -> list[Event]:
-        """End every open occurrence (the stream ended); ``details["reason"]`` is
-        ``stream_end``."""
+    def close(self, now: Stamp, reason: str = "stream_end") -> list[Event]:
+        """End every open occurrence at ``now``: the stream ended (``details["reason"]`` is
+        ``stream_end``), or the rule's schedule window closed (``schedule``)."""
         self.pulsed = False
-        return [
-            self.book.end(key, now, now, {"reason": "stream_end"}) for key in list(self.book.open)
-        ]
+        return [self.book.end(key, now, now, {"reason": reason}) for key in list(self.book.open)]
 
 
 @dataclass(slots=True)
