@@ -471,7 +471,15 @@ def _add_outbox_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         type=int,
         default=0,
         metavar="N",
-        help="also list the N oldest waiting events",
+        help="also list the first N waiting events, in the order they are sent",
+    )
+    outbox.add_argument(
+        "--max-events",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the outbox bound --requeue keeps to (default: the pipeline's "
+        "outputs.mqtt.outbox.max_events; 100000 for an outbox file)",
     )
     outbox.add_argument("--json", action="store_true", help="print the report as JSON")
     outbox.add_argument(

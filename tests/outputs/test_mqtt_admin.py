@@ -68,8 +68,8 @@ def test_the_report_says_what_waits_and_what_is_set_aside(tmp_path: Path) -> Non
     assert report.exists and not report.in_use
     assert report.depth == 4
     assert report.by_topic == {EVENTS: 3, "streamseg/old-name/events": 1}
-    assert [event.event_id for event in report.oldest] == [e.event_id for e in events[1:3]]
-    assert report.oldest[0].rule_id == "r1" and report.oldest[0].stream_id == "gate"
+    assert [event.event_id for event in report.first] == [e.event_id for e in events[1:3]]
+    assert report.first[0].rule_id == "r1" and report.first[0].stream_id == "gate"
     assert report.oldest_created_at is not None and report.newest_created_at is not None
     assert report.oldest_created_at <= report.newest_created_at
     assert report.quarantine.by_reason == {"too_large": 1}
@@ -226,3 +226,90 @@ def test_who_holds_the_outbox_without_the_lock_table(
     assert not read_outbox(path).in_use
     with Outbox(path):  # the try let it go: a run can still take it
         pass
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        {"topic": "t/#", "qos": 1, "created_at": 1.0, "payload": "{}"},  # paho refuses it
+        {"topic": "", "qos": 1, "created_at": 1.0, "payload": "{}"},
+        {"topic": "t", "qos": 9, "created_at": 1.0, "payload": "{}"},
+        {"topic": "t", "qos": True, "created_at": 1.0, "payload": "{}"},
+        {"topic": "t", "qos": 1, "created_at": 1e12, "payload": "{}"},  # year 33658
+        {"topic": "t", "qos": 1, "created_at": float("nan"), "payload": "{}"},
+    ],
+)
+def test_requeue_refuses_a_line_a_run_could_not_send(
+    tmp_path: Path, line: dict[str, object]
+) -> None:
+    """Regression (audit): a hand-mended line with a wildcard topic was put back, and then held
+    back every event of the next run ("Publish topic cannot contain wildcards", 35 times)."""
+    path = tmp_path / "outbox.sqlite3"
+    _stored(path, [_event(0)], quarantined=1)
+    quarantine = path.with_name(path.name + ".quarantine.jsonl")
+    quarantine.write_text(quarantine.read_text() + json.dumps(line) + "\n")
+    with pytest.raises(OutboxError, match=r"line\(s\) 2 are not quarantined events"):
+        requeue_quarantined(path)
+    assert _rows(path) == [] and len(quarantine.read_text().splitlines()) == 2
+    assert read_outbox(path).quarantine.unreadable == [2]
+
+
+def test_a_stopped_outbox_in_a_folder_the_reader_may_not_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression (audit): a user who may not write the outbox's folder could not read a file
+    no run held (sqlite's read-only open wants to create the -shm file). It is read as
+    immutable then, unless a write-ahead log waits to be applied. Simulated: the tests run as
+    root, whom permissions do not stop."""
+    path = tmp_path / "outbox.sqlite3"
+    _stored(path, [_event(0), _event(1)])
+    connect = admin._connect
+
+    def no_side_files(where: Path, flags: str) -> sqlite3.Connection:
+        if flags == "mode=ro":
+            raise sqlite3.OperationalError("attempt to write a readonly database")
+        return connect(where, flags)
+
+    monkeypatch.setattr(admin, "_connect", no_side_files)
+    assert read_outbox(path).depth == 2
+    assert not path.with_name(path.name + "-shm").exists()  # nothing written beside it
+    path.with_name(path.name + "-wal").write_bytes(b"x")  # a log to apply: not immutable
+    with pytest.raises(OutboxError, match="sqlite cannot read it"):
+        read_outbox(path)
+
+
+def test_odd_targets(tmp_path: Path) -> None:
+    folder = tmp_path / "dir.sqlite3"
+    folder.mkdir()
+    with pytest.raises(OutboxError, match="is a folder"):
+        read_outbox(folder)
+    empty = tmp_path / "empty.sqlite3"
+    empty.touch()  # a run would take it as an empty outbox
+    report = read_outbox(empty)
+    assert report.exists and report.depth == 0
+
+
+def test_the_command_requeues_every_shard_it_can_and_keeps_to_a_given_bound(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    pipeline = tmp_path / "yard.yaml"
+    pipeline.write_text(
+        "name: yard\nsources: [{id: gate, type: file, path: x.mp4}]\n"
+        "outputs: {mqtt: {host: localhost}}\n"
+    )
+    shard0, shard1 = Path("out/yard.shard0.outbox.sqlite3"), Path("out/yard.shard1.outbox.sqlite3")
+    _stored(shard0, [_event(0), _event(1)], quarantined=2)
+    _stored(shard1, [_event(2)], quarantined=1)
+
+    with Outbox(shard0):  # shard 0 runs
+        assert main(["outbox", str(pipeline), "--requeue"]) == 1
+    captured = capsys.readouterr()
+    assert "shard0.outbox.sqlite3 is held by a running streamseg" in captured.err
+    assert "out/yard.shard1.outbox.sqlite3: 1 quarantined event(s) put back" in captured.out
+    assert "no such file" not in captured.out  # a sharded run has no unsharded outbox
+    assert main(["outbox", str(shard0), "--requeue", "--max-events", "1"]) == 1
+    assert "2 quarantined events do not fit" in capsys.readouterr().err
+    assert main(["outbox", str(shard0), "--json", "--list", "5"]) == 0
+    [report] = json.loads(capsys.readouterr().out)
+    assert report["depth"] == 0 and report["quarantine"]["events"] == 2 and report["first"] == []

@@ -5,7 +5,7 @@
 - :func:`read_outbox` reads an outbox without taking it: a read-only SQLite connection, so it
   works while ``streamseg run`` holds the file (WAL mode lets a reader in beside the writer) and
   changes nothing. It says whether a run holds the file (its ``.lock``), how many events wait
-  (per topic, oldest and newest), the oldest of them, and what the quarantine file holds.
+  (per topic, stored when), the first of them in line, and what the quarantine file holds.
 - :func:`requeue_quarantined` moves the events of ``<outbox>.quarantine.jsonl`` back into the
   outbox, for a run to send: after the broker's limit was raised, or its ACL fixed. It takes
   the outbox's lock, so it refuses while a run holds the file. The rows are committed in one
@@ -17,16 +17,16 @@
 
 from __future__ import annotations
 
-import contextlib
+import datetime
 import fcntl
 import json
 import logging
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from streamseg.outputs.mqtt.outbox import (
     SCHEMA_VERSION,
@@ -120,7 +120,8 @@ class OutboxReport:
         by_topic: events waiting per topic.
         oldest_created_at: when the oldest waiting event was stored (None: none wait).
         newest_created_at: when the newest was stored.
-        oldest: the oldest waiting events, at most the ``limit`` asked for.
+        first: the first waiting events in line (the order they are sent), at most the
+            ``limit`` asked for.
         quarantine: what the quarantine file beside it holds.
     """
 
@@ -131,7 +132,7 @@ class OutboxReport:
     by_topic: dict[str, int]
     oldest_created_at: float | None
     newest_created_at: float | None
-    oldest: list[WaitingEvent]
+    first: list[WaitingEvent]
     quarantine: QuarantineFile
 
     def to_json(self) -> dict[str, object]:
@@ -144,7 +145,7 @@ class OutboxReport:
             "by_topic": self.by_topic,
             "oldest_created_at": self.oldest_created_at,
             "newest_created_at": self.newest_created_at,
-            "oldest": [vars(event) for event in self.oldest],
+            "first": [vars(event) for event in self.first],
             "quarantine": {
                 "path": str(self.quarantine.path),
                 "events": len(self.quarantine.events),
@@ -164,35 +165,26 @@ def read_outbox(path: str | Path, limit: int = 0) -> OutboxReport:
 
     Args:
         path: the outbox file.
-        limit: how many of the oldest waiting events to list.
+        limit: how many waiting events to list, first in line first.
 
     Raises:
         OutboxError: the file is not an outbox of this version, or sqlite cannot read it.
     """
     path = Path(path)
     quarantine = read_quarantine(quarantine_path(path))
-    if not path.exists():
-        return OutboxReport(path, False, False, 0, {}, None, None, [], quarantine)
+    if path.is_dir():
+        raise OutboxError(f"outbox {path}: is a folder; expected the outbox file")
+    if not path.exists() or path.stat().st_size == 0:  # an empty file is an empty outbox
+        return OutboxReport(path, path.exists(), False, 0, {}, None, None, [], quarantine)
     in_use = _held(path.with_name(path.name + ".lock"))
     try:
-        with _read_only(path) as db:
-            _check_outbox(db, path)
-            by_topic = {
-                str(topic): int(count)
-                for topic, count in db.execute(
-                    "SELECT topic, COUNT(*) FROM outbox GROUP BY topic ORDER BY topic"
-                )
-            }
-            oldest_at, newest_at = db.execute(
-                "SELECT MIN(created_at), MAX(created_at) FROM outbox"
-            ).fetchone()
-            rows = db.execute(
-                "SELECT id, topic, created_at, payload FROM outbox ORDER BY id LIMIT ?",
-                (max(0, limit),),
-            ).fetchall()
+        by_topic, oldest_at, newest_at, rows = _read_rows(path, limit, in_use)
     except sqlite3.Error as exc:
-        raise OutboxError(f"outbox {path}: sqlite cannot read it ({exc})") from exc
-    oldest = [
+        raise OutboxError(
+            f"outbox {path}: sqlite cannot read it ({exc}); a run reports what to do with a "
+            "damaged file when it starts"
+        ) from exc
+    first = [
         _waiting(int(row_id), str(topic), float(created), bytes(payload))
         for row_id, topic, created, payload in rows
     ]
@@ -204,9 +196,65 @@ def read_outbox(path: str | Path, limit: int = 0) -> OutboxReport:
         by_topic,
         None if oldest_at is None else float(oldest_at),
         None if newest_at is None else float(newest_at),
-        oldest,
+        first,
         quarantine,
     )
+
+
+def _read_rows(
+    path: Path, limit: int, in_use: bool
+) -> tuple[dict[str, int], float | None, float | None, list[tuple[Any, ...]]]:
+    """Counts per topic, the oldest and newest ``created_at`` and the first ``limit`` rows, as
+    of one moment (one read transaction: a run writing meanwhile cannot make the report
+    contradict itself).
+
+    A read-only connection to a WAL database needs its ``-shm`` file, which sqlite creates
+    beside it when missing (a stopped run leaves none): a user who may not write that folder
+    still reads a file no run holds, as immutable, when it has no write-ahead log to apply.
+    """
+    try:
+        db = _connect(path, "mode=ro")
+        try:
+            return _query(db, path, limit)
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        wal = path.with_name(path.name + "-wal")
+        if in_use or (wal.exists() and wal.stat().st_size > 0):
+            raise
+    db = _connect(path, "immutable=1")
+    try:
+        return _query(db, path, limit)
+    finally:
+        db.close()
+
+
+def _connect(path: Path, flags: str) -> sqlite3.Connection:
+    return sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True, isolation_level=None)
+
+
+def _query(
+    db: sqlite3.Connection, path: Path, limit: int
+) -> tuple[dict[str, int], float | None, float | None, list[tuple[Any, ...]]]:
+    db.execute("BEGIN")
+    try:
+        _check_outbox(db, path)
+        by_topic = {
+            str(topic): int(count)
+            for topic, count in db.execute(
+                "SELECT topic, COUNT(*) FROM outbox GROUP BY topic ORDER BY topic"
+            )
+        }
+        oldest_at, newest_at = db.execute(
+            "SELECT MIN(created_at), MAX(created_at) FROM outbox"
+        ).fetchone()
+        rows = db.execute(
+            "SELECT id, topic, created_at, payload FROM outbox ORDER BY id LIMIT ?",
+            (max(0, limit),),
+        ).fetchall()
+    finally:
+        db.execute("COMMIT")
+    return by_topic, oldest_at, newest_at, rows
 
 
 def read_quarantine(path: Path) -> QuarantineFile:
@@ -229,18 +277,8 @@ def read_quarantine(path: Path) -> QuarantineFile:
         if not line.strip():
             continue
         try:
-            entry = json.loads(line)
-            events.append(
-                QuarantinedEvent(
-                    number,
-                    _text(entry["topic"]),
-                    int(entry["qos"]),
-                    float(entry["created_at"]),
-                    str(entry.get("reason", "")),
-                    _text(entry["payload"]).encode("utf-8"),
-                )
-            )
-        except (ValueError, TypeError, KeyError):
+            events.append(_quarantined(number, json.loads(line)))
+        except (ValueError, TypeError, KeyError, OverflowError, OSError):
             unreadable.append(number)
     return QuarantineFile(path, events, unreadable)
 
@@ -265,14 +303,7 @@ def requeue_quarantined(path: str | Path, max_events: int = 100_000) -> int:
             changed.
     """
     path = Path(path)
-    quarantine = read_quarantine(quarantine_path(path))
-    if quarantine.unreadable:
-        lines = ", ".join(str(number) for number in quarantine.unreadable[:10])
-        raise OutboxError(
-            f"quarantine file {quarantine.path}: line(s) {lines} are not quarantined events; "
-            "nothing was put back (mend or remove those lines and try again)"
-        )
-    if not quarantine.events:
+    if not _has_lines(quarantine_path(path)):
         return 0
     try:
         outbox = Outbox(path, max_events=max_events)
@@ -281,7 +312,18 @@ def requeue_quarantined(path: str | Path, max_events: int = 100_000) -> int:
             f"outbox {path} is held by a running streamseg (its lock); stop that pipeline, "
             "then put the quarantined events back: nothing was changed"
         ) from None
-    with outbox:
+    with outbox:  # the quarantine file is read and renamed under the lock a run would take
+        quarantine = read_quarantine(outbox.quarantine_path)
+        if quarantine.unreadable:
+            lines = ", ".join(str(number) for number in quarantine.unreadable[:10])
+            raise OutboxError(
+                f"quarantine file {quarantine.path}: line(s) {lines} are not quarantined "
+                "events (JSON with a topic without wildcards, qos 1 or 2, a created_at time "
+                "and a payload); nothing was put back (mend or remove those lines and try "
+                "again)"
+            )
+        if not quarantine.events:
+            return 0
         try:
             outbox.restore(
                 (event.topic, event.payload, event.qos, event.created_at)
@@ -293,9 +335,9 @@ def requeue_quarantined(path: str | Path, max_events: int = 100_000) -> int:
                 f"{exc.depth} events wait and the bound is {exc.bound} "
                 "(outputs.mqtt.outbox.max_events); nothing was put back"
             ) from None
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    kept = quarantine.path.with_name(f"{quarantine.path.name}.requeued-{stamp}")
-    quarantine.path.rename(kept)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        kept = quarantine.path.with_name(f"{quarantine.path.name}.requeued-{stamp}")
+        quarantine.path.rename(kept)
     logger.info(
         "outbox %s: %d quarantined events put back; the quarantine file is now %s",
         path,
@@ -303,6 +345,35 @@ def requeue_quarantined(path: str | Path, max_events: int = 100_000) -> int:
         kept,
     )
     return len(quarantine.events)
+
+
+def _has_lines(path: Path) -> bool:
+    """Whether the quarantine file at ``path`` exists and is not empty."""
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def _quarantined(number: int, entry: Any) -> QuarantinedEvent:
+    """Line ``number`` of a quarantine file as an event a run can send.
+
+    Raises:
+        ValueError, TypeError, KeyError, OverflowError, OSError: it is not: a topic that is
+            empty or has a wildcard (paho refuses to publish it, and it would hold back every
+            event behind it), a QoS other than 1 or 2, a time that is no date.
+    """
+    topic, payload = _text(entry["topic"]), _text(entry["payload"])
+    if not topic or "+" in topic or "#" in topic or "\0" in topic:
+        raise ValueError(f"not a topic to publish on: {topic!r}")
+    qos = entry["qos"]
+    if qos not in (1, 2) or isinstance(qos, bool):
+        raise ValueError(f"qos {qos!r}: expected 1 or 2")
+    created_at = float(entry["created_at"])
+    datetime.datetime.fromtimestamp(created_at, datetime.timezone.utc)  # a date, or it raises
+    return QuarantinedEvent(
+        number, topic, int(qos), created_at, str(entry.get("reason", "")), payload.encode()
+    )
 
 
 def _text(value: object) -> str:
@@ -366,15 +437,6 @@ def _held(lock_path: Path) -> bool:
             return True
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return False
-
-
-@contextlib.contextmanager
-def _read_only(path: Path) -> Iterator[sqlite3.Connection]:
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        yield db
-    finally:
-        db.close()
 
 
 def _check_outbox(db: sqlite3.Connection, path: Path) -> None:

@@ -34,29 +34,39 @@ DEFAULT_MAX_EVENTS = 100_000
 
 def outbox_main(args: argparse.Namespace, console: Console) -> int:
     """Run ``streamseg outbox``; returns the exit status (1: an error, printed)."""
-    out = Console(highlight=False, soft_wrap=True)
     try:
         paths, bound = outbox_paths(Path(args.target))
-        if args.requeue:
-            for path in paths:
-                moved = requeue_quarantined(path, bound)
-                out.print(
-                    f"{escape(str(path))}: {moved} quarantined event(s) put back"
-                    if moved
-                    else f"{escape(str(path))}: no quarantined events"
-                )
-        reports = [read_outbox(path, args.limit) for path in paths]
     except (OutboxError, ConfigError, ValueError) as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         return 1
+    if args.max_events is not None:
+        bound = args.max_events
+    failed = False
+    if args.requeue:
+        for path in paths:  # every outbox is tried: one held by a running shard stops only it
+            try:
+                moved = requeue_quarantined(path, bound)
+            except OutboxError as exc:
+                console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+                failed = True
+                continue
+            print(f"{path}: {moved} quarantined event(s) put back" if moved else f"{path}: none")
+    reports: list[OutboxReport] = []
+    for path in paths:
+        try:
+            reports.append(read_outbox(path, args.limit))
+        except OutboxError as exc:
+            console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+            failed = True
+    if len(paths) > 1:  # a sharded run has no outbox of the unsharded name: not worth a line
+        reports = [report for report in reports if report.exists or report.path != paths[0]]
+    # Plain output: rich's JSON and markup rendering took a minute for 100,000 events.
     if args.json:
-        out.print_json(json.dumps([report.to_json() for report in reports]))
-        return 0
-    now = time.time()
-    for report in reports:
-        for line in describe(report, now):
-            out.print(escape(line))
-    return 0
+        print(json.dumps([report.to_json() for report in reports], indent=2))
+    else:
+        now = time.time()
+        print("\n".join(line for report in reports for line in describe(report, now)))
+    return 1 if failed else 0
 
 
 def outbox_paths(target: Path) -> tuple[list[Path], int]:
@@ -93,11 +103,11 @@ def describe(report: OutboxReport, now: float) -> list[str]:
         lines = [f"outbox {report.path} ({held}): empty"]
     else:
         lines = [
-            f"outbox {report.path} ({held}): {report.depth} event(s) wait, oldest stored "
-            f"{_when(report.oldest_created_at, now)}, newest {_when(report.newest_created_at, now)}"
+            f"outbox {report.path} ({held}): {report.depth} event(s) wait, stored from "
+            f"{_when(report.oldest_created_at, now)} to {_when(report.newest_created_at, now)}"
         ]
         lines += [f"  {count} on {topic}" for topic, count in report.by_topic.items()]
-    for event in report.oldest:
+    for event in report.first:
         what = " ".join(
             f"{key}={value}"
             for key, value in (
@@ -130,7 +140,10 @@ def _when(timestamp: float | None, now: float) -> str:
     """``2026-11-25 03:01:02 UTC (5 min ago)``."""
     if timestamp is None:
         return "-"
-    stamp = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    try:
+        stamp = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return f"at UNIX time {timestamp!r}"
     ago = max(0.0, now - timestamp)
     if ago < 120:
         age = f"{ago:.0f} s ago"
