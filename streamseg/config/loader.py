@@ -16,6 +16,7 @@ The steps, in order:
 
 from __future__ import annotations
 
+import copy
 import datetime
 import difflib
 import logging
@@ -37,6 +38,7 @@ from streamseg.config.model import ModelConfig
 from streamseg.config.pipeline import (
     CLASS_NAMES_CONTEXT,
     CROSS_CHECK,
+    DROPPED_CONTEXT,
     ID_REFERENCES,
     LIST_SECTIONS,
     POSITIONS_CONTEXT,
@@ -153,7 +155,7 @@ def load_pipeline_text(
         config = PipelineConfig.model_validate(data, context=context)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        errors += _cross_section_errors(data, errors, context)
+        errors += _cross_section_errors(data, errors, context, class_names_of)
         for error in errors:
             issues.extend(_issues_from_error(error, root, filename, walk))
         raise ConfigError(_in_file_order(issues)) from None
@@ -164,23 +166,29 @@ def load_pipeline_text(
 
 
 def _cross_section_errors(
-    data: Any, errors: Sequence[ErrorDetails], context: Mapping[str, Any] | None
+    data: Any,
+    errors: Sequence[ErrorDetails],
+    context: Mapping[str, Any] | None,
+    class_names_of: ClassNamesOf | None = None,
 ) -> list[ErrorDetails]:
     """The cross-section problems of a file that has field errors, so that one round of errors
     lists both (pydantic runs the cross-section checks only on a file that is otherwise valid).
 
     The checks run on the file without what failed: the invalid items of ``sources``, ``zones``
-    and ``rules`` are left out, and the other sections and top-level keys with errors take their
-    defaults. A failure at a key that names items by id (:data:`ID_REFERENCES`) is dropped when
-    it names an item left out (a rule naming a zone whose points are wrong is not also told
-    the zone does not exist), or any item of that section when one left out has no readable
-    id. Nothing comes back when the file is not a mapping, a list section is not a list, or
-    what remains is still invalid (every source left out).
+    and ``rules`` are left out, and in the other sections the deepest key holding each error
+    (``outputs.jsonl`` for a typo in it) takes its default; a check that reads such a key is
+    skipped (:data:`~streamseg.config.pipeline.CROSS_CHECKS`). A failure at a key that names
+    items by id (:data:`ID_REFERENCES`) is dropped when it names an item left out (a rule
+    naming a zone whose points are wrong is not also told the zone does not exist), or any item
+    of that section when one left out has no readable id. Nothing comes back when the file is
+    not a mapping, a list section is not a list, or what remains is still invalid (every
+    source left out).
     """
     if any(error["type"] == CROSS_CHECK for error in errors) or not isinstance(data, dict):
         return []
     remaining = dict(data)
     left_out: dict[str, set[int]] = {}
+    dropped: list[Loc] = []
     for error in errors:
         loc = error["loc"]
         if not loc:
@@ -191,20 +199,28 @@ def _cross_section_errors(
                 return []  # the list itself is wrong (or missing)
             left_out.setdefault(section, set()).add(loc[1])
         else:
-            remaining.pop(section, None)
+            dropped.append(_drop_deepest_key(remaining, data, loc))
     positions: dict[str, list[int]] = {}
     left_out_ids: dict[str, set[str] | None] = {}
     for section, indices in left_out.items():
         items = data[section]
         positions[section] = [i for i in range(len(items)) if i not in indices]
         remaining[section] = [items[i] for i in positions[section]]
-        ids = [items[i].get("id") if isinstance(items[i], dict) else None for i in indices]
-        readable = all(isinstance(item_id, str) for item_id in ids)
+        ids = [_as_id(items[i].get("id")) if isinstance(items[i], dict) else None for i in indices]
+        readable = all(item_id is not None for item_id in ids)
         left_out_ids[section] = {str(item_id) for item_id in ids} if readable else None
+    salvage_context = {**(context or {}), POSITIONS_CONTEXT: positions, DROPPED_CONTEXT: dropped}
+    names_read = (("model", "weights"), ("model", "class_names"))
+    if not any(
+        loc[: len(read)] == read or read[: len(loc)] == loc
+        for loc in dropped
+        for read in names_read
+    ):
+        names = _class_names(remaining, class_names_of)
+        if names is not None:
+            salvage_context[CLASS_NAMES_CONTEXT] = list(names)
     try:
-        PipelineConfig.model_validate(
-            remaining, context={**(context or {}), POSITIONS_CONTEXT: positions}
-        )
+        PipelineConfig.model_validate(remaining, context=salvage_context)
     except ValidationError as exc:
         found = exc.errors(include_url=False)
     else:
@@ -233,17 +249,56 @@ def _cross_section_errors(
     return [error]
 
 
+def _drop_deepest_key(remaining: dict[str, Any], data: dict[str, Any], loc: Sequence[Any]) -> Loc:
+    """Remove from ``remaining`` (a shallow copy of ``data``, its sections copied before they
+    change) the deepest mapping key on the path ``loc`` that the file has; returns its path.
+    A list on the way is not cut into (``model.classes`` loses the whole key, never an item:
+    fewer classes kept would be a problem of its own)."""
+    path: list[Any] = []
+    node: Any = data
+    for part in loc:
+        if not (isinstance(node, dict) and isinstance(part, str) and part in node):
+            break
+        path.append(part)
+        node = node[part]
+    if not path:  # a key the file lacks at the top (missing): nothing to drop
+        return tuple(loc[:1])
+    section = path[0]
+    if len(path) == 1:
+        remaining.pop(section, None)
+        return (section,)
+    if section not in remaining:
+        return tuple(path)  # the whole section went for another error
+    if remaining[section] is data[section]:
+        remaining[section] = copy.deepcopy(data[section])
+    holder = remaining[section]
+    for part in path[1:-1]:
+        holder = holder.get(part) if isinstance(holder, dict) else None
+    if isinstance(holder, dict):  # else a key above it went for another error
+        holder.pop(path[-1], None)
+    return tuple(path)
+
+
+def _as_id(value: object) -> str | None:
+    """A raw YAML value as the id the validated file has (numbers become text), or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value if isinstance(value, str) else None
+
+
 def _names_unknown(loc: Loc, data: Mapping[str, Any], items: Sequence[Any] | None) -> bool:
     """Whether the key at ``loc`` (counted in ``data``) names an id none of ``items`` has: the
     failure then says it is not defined, where the items left out are worth naming."""
-    given = {item.get("id") for item in items or () if isinstance(item, dict)}
+    given = {_as_id(item.get("id")) for item in items or () if isinstance(item, dict)}
     return any(value not in given for value in _named_ids(data, loc))
 
 
-def _named_ids(data: Mapping[str, Any], loc: Loc) -> list[object]:
+def _named_ids(data: Mapping[str, Any], loc: Loc) -> list[str | None]:
     """The ids the key at ``loc`` (``(section, index, key)``, counted in ``data``) names."""
     value = data[str(loc[0])][loc[1]].get(str(loc[-1]))
-    return value if isinstance(value, list) else [value]
+    return [_as_id(item) for item in (value if isinstance(value, list) else [value])]
 
 
 def _may_name_left_out(
@@ -259,7 +314,7 @@ def _may_name_left_out(
     ids = left_out_ids[named]
     if ids is None:
         return True
-    return any(isinstance(item, str) and item in ids for item in _named_ids(data, loc))
+    return any(item is not None and item in ids for item in _named_ids(data, loc))
 
 
 def _class_names(data: Any, class_names_of: ClassNamesOf | None) -> Sequence[str] | None:

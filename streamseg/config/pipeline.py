@@ -82,11 +82,14 @@ class CrossCheckError(ValueError):
         self.message = message
 
 
-def check_unique_source_ids(sources: Sequence[SourceConfig]) -> None:
+def check_unique_source_ids(
+    sources: Sequence[SourceConfig], position: Position = same_position
+) -> None:
     """Every source id appears once.
 
     Args:
         sources: the ``sources`` list.
+        position: where each source is in the file (the message names the first use by it).
 
     Raises:
         CrossCheckError: at the second use of the first repeated id; the message names every
@@ -105,7 +108,7 @@ def check_unique_source_ids(sources: Sequence[SourceConfig]) -> None:
             raise CrossCheckError(
                 ("sources", index, "id"),
                 f"duplicate source id {source.id!r}, already used by sources"
-                f"[{first_index[source.id]}]; expected unique ids{others}",
+                f"[{position('sources', first_index[source.id])}]; expected unique ids{others}",
             )
 
 
@@ -395,22 +398,48 @@ def check_class_names(config: PipelineConfig, known: Sequence[str]) -> list[Cros
     return failures
 
 
-CROSS_CHECKS: tuple[Callable[[PipelineConfig, Position], list[CrossCheckError] | None], ...] = (
-    lambda config, _: check_unique_source_ids(config.sources),
-    lambda config, _: check_video_path_template(config.outputs, config.sources),
-    lambda config, at: check_unique_ids("zones", [zone.id for zone in config.zones], at),
-    lambda config, at: check_unique_ids("rules", [rule.id for rule in config.rules], at),
-    lambda config, _: check_zone_streams(config.zones, config.sources),
-    lambda config, _: check_near_streams(config.rules, config.sources),
-    lambda config, _: check_rule_zones(config.rules, config.zones),
-    lambda config, _: check_metre_calibration(config.rules, config.sources),
-    lambda config, _: check_rules_have_tracks(config.rules, config.tracker),
-    lambda config, _: check_mqtt_snapshots(config.outputs),
-    lambda config, _: check_rules_within_model_classes(config),
+CrossCheck = Callable[["PipelineConfig", Position], list[CrossCheckError] | None]
+
+CROSS_CHECKS: tuple[tuple[tuple[Loc, ...], CrossCheck], ...] = (
+    ((), lambda config, at: check_unique_source_ids(config.sources, at)),
+    (
+        (("outputs", "video"),),
+        lambda config, _: check_video_path_template(config.outputs, config.sources),
+    ),
+    ((), lambda config, at: check_unique_ids("zones", [zone.id for zone in config.zones], at)),
+    ((), lambda config, at: check_unique_ids("rules", [rule.id for rule in config.rules], at)),
+    ((), lambda config, _: check_zone_streams(config.zones, config.sources)),
+    ((), lambda config, _: check_near_streams(config.rules, config.sources)),
+    ((), lambda config, _: check_rule_zones(config.rules, config.zones)),
+    ((), lambda config, _: check_metre_calibration(config.rules, config.sources)),
+    (
+        (("tracker", "enabled"),),
+        lambda config, _: check_rules_have_tracks(config.rules, config.tracker),
+    ),
+    (
+        (("outputs", "mqtt"), ("outputs", "record")),
+        lambda config, _: check_mqtt_snapshots(config.outputs),
+    ),
+    ((("model", "classes"),), lambda config, _: check_rules_within_model_classes(config)),
 )
 """Every cross-section check, run in order by :class:`PipelineConfig` with the items' places
 in the file: each either returns its failures (one per offending item) or raises its single
-one. Their key paths count the items given; :class:`PipelineConfig` renumbers them."""
+one. Their key paths count the items given; :class:`PipelineConfig` renumbers them. Each comes
+with the keys of the sections (not of the lists' items) it reads: it is skipped when the file
+is validated without one of them (:data:`DROPPED_CONTEXT`), as it would judge a default the
+file does not have."""
+
+DROPPED_CONTEXT = "dropped"
+"""Key of the validation context listing the key paths (of ``model``, ``tracker``,
+``outputs``, ...) that the loader left out of a file with field errors, so that the checks
+reading them are skipped (:data:`CROSS_CHECKS`)."""
+
+
+def _overlap(dropped: Loc, read: Loc) -> bool:
+    """Whether the key path ``dropped`` is, holds or lies within the key path ``read``."""
+    shorter = min(len(dropped), len(read))
+    return dropped[:shorter] == read[:shorter]
+
 
 CLASS_NAMES_CONTEXT = "class_names"
 """Key of the validation context holding the model's class names: with it,
@@ -455,8 +484,11 @@ class PipelineConfig(ConfigModel):
             given = positions.get(section)
             return given[index] if given is not None else index
 
+        dropped: Sequence[Loc] = context.get(DROPPED_CONTEXT) or ()
         failures: list[CrossCheckError] = []
-        for check in CROSS_CHECKS:
+        for reads, check in CROSS_CHECKS:
+            if any(_overlap(tuple(d), read) for d in dropped for read in reads):
+                continue
             try:
                 failures.extend(check(self, position) or ())
             except CrossCheckError as exc:

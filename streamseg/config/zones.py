@@ -75,8 +75,8 @@ def _name(info: ValidationInfo) -> str:
 def _check_fractions_in_px(points: Sequence[Point], info: ValidationInfo, what: str) -> None:
     """In pixels (``units: px``, the default), points that are all fractions in [0, 1] would
     outline less than one pixel, inside which nothing ever is: ``units: normalized`` was
-    meant."""
-    if info.data.get("units") == "normalized":
+    meant. Not judged when ``units`` itself is wrong (its own error says so)."""
+    if info.data.get("units", "normalized") == "normalized":
         return
     coordinates = [c for point in points for c in point]
     if all(0.0 <= c <= 1.0 for c in coordinates) and any(c != int(c) for c in coordinates):

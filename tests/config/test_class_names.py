@@ -90,25 +90,36 @@ def test_renamed_classes_are_the_ones_checked() -> None:
     # checked against the same names, which class_names_of returns.
     renamed = "  weights: builtin\n  class_names: [a, b, c]\n"
     text = TEXT.replace("  weights: builtin\n", renamed)
-    issues = _issues(text, ["a", "b", "c"])
-    assert [i.key_path for i in issues] == ["model.classes"]
-    assert "not among them: person, excavator, trucks" in issues[0].message
-    issues = _issues(text.replace("[person, excavator, trucks]", "[a, c]"), ["a", "b", "c"])
-    assert {i.key_path for i in issues} == {
+    rules = {
         "rules[0].classes[0]",
         "rules[0].classes[1]",
         "rules[1].classes[0]",
         "rules[1].other_classes[0]",
         "rules[1].other_classes[1]",
     }
+    issues = _issues(text, ["a", "b", "c"])
+    assert {i.key_path for i in issues} == {"model.classes", *rules}  # one round
+    assert "not among them: person, excavator, trucks" in issues[0].message
+    issues = _issues(text.replace("[person, excavator, trucks]", "[a, c]"), ["a", "b", "c"])
+    assert {i.key_path for i in issues} == rules
 
 
-def test_other_errors_come_first() -> None:
-    # The model section must validate before its names are asked for.
+def test_a_wrong_model_key_does_not_hold_the_class_checks_back() -> None:
+    # The names are asked for with the model section less its wrong key (the names do not
+    # depend on iou), so the class errors come in the same round as the iou one.
     asked: list[ModelConfig] = []
     issues = _issues(TEXT.replace("weights: builtin", "weights: builtin\n  iou: 2"), NAMES, asked)
+    assert [model.weights for model in asked] == ["builtin"]
+    assert [i.key_path for i in issues] == [
+        "model.iou",
+        "model.classes[2]",
+        "rules[0].classes[1]",
+        "rules[1].other_classes[1]",
+    ]
+    # A wrong weights key: the names cannot be known, so no class is judged.
+    asked.clear()
+    issues = _issues(TEXT.replace("weights: builtin", "weights: 7.5"), NAMES, asked)
     assert not asked
-    assert [i.key_path for i in issues] == ["model.iou"]
 
 
 @pytest.mark.parametrize("kind", ["count", "enter", "dwell"])

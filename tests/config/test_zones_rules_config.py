@@ -493,3 +493,100 @@ def test_no_cross_section_round_when_no_source_is_valid() -> None:
             env={},
         )
     assert [issue.key_path for issue in info.value.issues] == ["sources[0].path"]
+
+
+def _paths(text: str, **kwargs: object) -> dict[str, str]:
+    with pytest.raises(ConfigError) as info:
+        load_pipeline_text(textwrap.dedent(text), filename="p.yaml", env={}, **kwargs)  # type: ignore[arg-type]
+    return _by_path(info.value.issues)
+
+
+def test_a_typo_in_a_section_does_not_hide_its_cross_section_errors() -> None:
+    """Regression (audit): an error anywhere in outputs, model or tracker dropped the whole
+    section, and with it the checks on its other keys (they came after the typo was fixed)."""
+    found = _paths(
+        """\
+        sources:
+          - {id: cam0, type: file, path: a.mp4}
+          - {id: cam1, type: file, path: b.mp4}
+        model: {score_threshold: 0.3, classes: [person]}
+        tracker: {enabled: false, hidden_buffer_s: -3}
+        zones:
+          - {id: z, type: polygon, points: [[0, 0], [10, 0], [10, 10]]}
+        rules:
+          - {id: r, type: inside, zone: z, classes: [truck, persn]}
+        outputs:
+          jsonl: {pth: out/d.jsonl}
+          video: {path: out/all.mp4}
+          mqtt: {host: localhost, snapshots: true}
+        """,
+        class_names_of=lambda model: ["person", "truck"],
+    )
+    assert set(found) == {
+        "model.score_threshold",
+        "tracker.hidden_buffer_s",
+        "tracker.enabled",  # the rules need the tracker
+        "rules[0].classes[0]",  # truck: filtered out by model.classes
+        "rules[0].classes[1]",  # persn: no such class
+        "outputs.jsonl.pth",
+        "outputs.video.path",  # two sources, one file
+        "outputs.mqtt.snapshots",  # nothing writes them
+    }
+
+
+def test_a_check_that_reads_a_key_with_an_error_is_skipped() -> None:
+    # outputs.record.snapshots is wrong, so whether snapshots are written is unknown: no
+    # "that is not enabled" about a key the file does set.
+    found = _paths(
+        """\
+        sources: [{id: cam, type: file, path: a.mp4}]
+        outputs:
+          mqtt: {host: localhost, snapshots: true}
+          record: {snapshots: {dir: out/s, jpeg_quality: 500}}
+        """
+    )
+    assert set(found) == {"outputs.record.snapshots.jpeg_quality"}
+
+
+def test_numbers_as_ids_name_the_items_they_are() -> None:
+    """Regression (audit): zone id "7" (text, bad points) named as zone: 7 (a number) got "not
+    defined" beside the points error; the validated file has the same id for both."""
+    found = _paths(
+        """\
+        sources:
+          - {id: "1", type: file, path: a.mp4, fps: 0}
+        zones:
+          - {id: "7", type: polygon, points: [[0, 0], [10, 0]]}
+          - {id: "8", type: polygon, stream: 1, points: [[0, 0], [10, 0], [10, 10]]}
+        rules:
+          - {id: r, type: inside, zone: 7}
+        """
+    )
+    assert set(found) == {"sources[0].fps", "zones[0].points"}
+
+
+def test_a_duplicate_source_names_the_first_use_where_the_file_has_it() -> None:
+    found = _paths(
+        """\
+        sources:
+          - {id: cam0, type: file, path: a.mp4, fps: -1}
+          - {id: cam1, type: file, path: b.mp4}
+          - {id: cam1, type: file, path: c.mp4}
+        """
+    )
+    assert found["sources[2].id"].startswith(
+        "duplicate source id 'cam1', already used by sources[1]"
+    )
+
+
+def test_points_are_not_judged_against_units_that_are_wrong() -> None:
+    # units with an error of its own is missing from the validation: the points were judged
+    # against the default (px) and got "every point is within [0, 1]" beside it.
+    found = _paths(
+        """\
+        sources: [{id: cam, type: file, path: a.mp4}]
+        zones:
+          - {id: z, type: polygon, units: normalised, points: [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}
+        """
+    )
+    assert set(found) == {"zones[0].units"}
