@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from streamseg.cli import main
 from streamseg.config import ConfigError, PipelineConfig, load_pipeline_text
+from streamseg.config.pipeline import format_loc
 
 PIPELINES = sorted((Path(__file__).resolve().parents[2] / "pipelines").glob("*.yaml"))
 EXAMPLES = [yaml.safe_load(p.read_text()) for p in PIPELINES]
@@ -144,3 +145,34 @@ def test_validate_command_never_prints_a_traceback(doc: Any) -> None:
             code = main(["validate", str(path)])
     assert code in (0, 1)
     assert "Traceback" not in out.getvalue() + err.getvalue()
+
+
+def _leaf_paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(node, dict):
+        return [p for key, value in node.items() for p in _leaf_paths(value, (*prefix, key))]
+    if isinstance(node, list):
+        return [p for i, value in enumerate(node) for p in _leaf_paths(value, (*prefix, i))]
+    return [prefix]
+
+
+@pytest.mark.parametrize("example", range(len(EXAMPLES)), ids=[p.name for p in PIPELINES])
+def test_one_wrong_value_gives_errors_about_it_alone(example: int) -> None:
+    """Every value of a valid example pipeline replaced, one at a time, by a mapping (wrong for
+    every value there is): the errors are about that key, its item or what is inside it, never
+    cross-section errors elsewhere (one round of errors runs those checks without the wrong
+    item or key: a rule naming a zone with a wrong value must not be told it does not exist)."""
+    for path in _leaf_paths(EXAMPLES[example]):
+        doc = copy.deepcopy(EXAMPLES[example])
+        node = doc
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = {"x": 1}
+        with pytest.raises(ConfigError) as info:
+            load_pipeline_text(yaml.safe_dump(doc), filename="fuzz.yaml", env=ENV)
+        wrong = format_loc(path)
+        elsewhere = [
+            str(issue)
+            for issue in info.value.issues
+            if not (wrong.startswith(issue.key_path) or issue.key_path.startswith(wrong))
+        ]
+        assert not elsewhere, f"{wrong} made errors elsewhere: {elsewhere}"
