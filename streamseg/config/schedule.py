@@ -7,20 +7,20 @@ Example (an intruder rule for the nights and weekends of a yard)::
       windows:
         - {days: [mon, tue, wed, thu, fri], start: "18:00", end: "06:00"}   # overnight
         - {days: [sat, sun]}                                                # all day
+        - {days: [mon], end: "06:00"}                          # Sunday night into Monday
 
 A window runs from ``start`` (included) to ``end`` (excluded) on each of its ``days``; an
-``end`` at or before ``start`` runs past midnight into the next day, and belongs to the day it
-starts on. The rule runs while any window holds, judged by each frame's wall-clock time
-(``Frame.wall_time``: when it was decoded, so a file analysed now is judged by now). Outside its
-windows the rule raises nothing and its state is ``OFF``; an occurrence open when a window
-closes ends there (``details.reason: schedule``), and the rule starts afresh when the next one
-opens (an object already inside is then an ``inside`` after ``min_duration_s``, not an
-``enter``).
+``end`` before ``start`` runs past midnight into the next day, and belongs to the day it starts
+on (so Sunday's all-day window above ends at midnight, and Monday's early hours need a window of
+their own). Across a daylight-saving change a window is the stretch of real time between its
+start and its end (the later of two 02:30s; a window inside a skipped hour does not run).
+:class:`streamseg.rules.schedule.Schedule` judges each frame's wall-clock time
+(``Frame.wall_time``: when it was decoded, so a file analysed now is judged by now); the rule
+engine pauses and resumes the rule (:mod:`streamseg.rules.engine`).
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
 import re
 import zoneinfo
@@ -63,7 +63,7 @@ class ScheduleWindow(ConfigModel):
     start: str = Field(default="00:00", description='start time, "HH:MM" (quote it in YAML)')
     end: str = Field(
         default="24:00",
-        description='end time, "HH:MM", excluded; at or before start: the next day\'s',
+        description='end time, "HH:MM", excluded; before start: the next day\'s',
     )
 
     @field_validator("start", "end")
@@ -91,16 +91,6 @@ class ScheduleWindow(ConfigModel):
             )
         return self
 
-    def holds(self, weekday: int, minute: int) -> bool:
-        """Whether the window holds at ``minute`` after midnight on day ``weekday`` (0: Monday)."""
-        start, end = minutes_of(self.start), minutes_of(self.end)
-        today = DAYS[weekday] in self.days
-        if start < end:
-            return today and start <= minute < end
-        # Past midnight: from start to 24:00 on its day, from 00:00 to end on the next.
-        yesterday = DAYS[(weekday - 1) % 7] in self.days
-        return (today and minute >= start) or (yesterday and minute < end)
-
 
 class ScheduleConfig(ConfigModel):
     """When a rule runs (see the module docstring)."""
@@ -126,13 +116,3 @@ class ScheduleConfig(ConfigModel):
                     "Europe/Berlin or UTC (from the time zone database: Debian package tzdata)"
                 ) from None
         return value
-
-    def tz(self) -> datetime.tzinfo | None:
-        """The time zone of the windows; ``None``: the machine's local time."""
-        return zoneinfo.ZoneInfo(self.timezone) if self.timezone is not None else None
-
-    def holds(self, wall_time: float) -> bool:
-        """Whether any window holds at UNIX time ``wall_time``."""
-        moment = datetime.datetime.fromtimestamp(wall_time, self.tz())
-        minute = moment.hour * 60 + moment.minute
-        return any(window.holds(moment.weekday(), minute) for window in self.windows)

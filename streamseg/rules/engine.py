@@ -49,6 +49,7 @@ from streamseg.rules.geometry import GroundPlane, LineZone, PolygonZone
 from streamseg.rules.kinds import FrameContext, Rule, build_rule
 from streamseg.rules.lifecycle import TIME_EPS_S, Stamp
 from streamseg.rules.measures import FrameObjects
+from streamseg.rules.schedule import Schedule
 from streamseg.track.clock import TrackClock
 from streamseg.types import HIDDEN_TRACK_IDS, Frame
 
@@ -108,6 +109,11 @@ class RuleEngine:
             for zone in self.zones.values()
             if isinstance(zone, PolygonZone) and zone in watched
         ]
+        self._schedules = {
+            rule.id: Schedule(rule.config.schedule)
+            for rule in self.rules
+            if rule.config.schedule is not None
+        }
         self._off_schedule: set[str] = set()
         """Ids of the rules outside their schedule's windows now (they do not run)."""
         self._active: dict[str, bool] = {}
@@ -167,10 +173,11 @@ class RuleEngine:
         ctx = FrameContext(now, FrameObjects(detections, frame.resolution_wh), hidden, warming_up)
         events: list[Event] = []
         for index, rule in enumerate(self.rules):
-            if rule.config.schedule is not None:
+            if rule.id in self._schedules:
                 runs, closed = self._follow_schedule(index, now)
                 events.extend(closed)
                 if not runs:
+                    rule.observe_paused(ctx)  # what it remembers of the objects stays current
                     continue
                 rule = self.rules[index]  # afresh when its window opened
             rule_events = rule.evaluate(ctx)
@@ -205,16 +212,18 @@ class RuleEngine:
     def _follow_schedule(self, index: int, now: Stamp) -> tuple[bool, list[Event]]:
         """Whether rule ``index`` runs on this frame (its schedule holds at the frame's wall
         time), and the events of a window that closed: its open occurrences end there
-        (``details.reason: schedule``) and its state goes ``OFF``. A rule whose window opens
-        is built again: it starts afresh, as on a new stream."""
+        (``details.reason: schedule``) and its state goes ``OFF``. While paused the rule only
+        observes (:meth:`Rule.observe_paused`); a rule whose window opens is built again, starting
+        afresh as on a new stream, with what the paused one remembers of the objects
+        (:meth:`Rule.carry_memory`: a head count keeps the animals hidden at the opening)."""
         rule = self.rules[index]
-        schedule = rule.config.schedule
-        assert schedule is not None
-        runs = schedule.holds(now.wall)
+        runs = self._schedules[rule.id].holds(now.wall)
         off = rule.id in self._off_schedule
         if runs and off:
             self._off_schedule.discard(rule.id)
-            self.rules[index] = build_rule(rule.config, self.stream_id, self.zones, self._ground)
+            fresh = build_rule(rule.config, self.stream_id, self.zones, self._ground)
+            fresh.carry_memory(rule)
+            self.rules[index] = fresh
             logger.info(
                 "stream %r: rule %r runs (its schedule window opened)", self.stream_id, rule.id
             )

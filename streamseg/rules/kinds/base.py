@@ -117,6 +117,16 @@ class Rule(ABC):
         :meth:`TrackRule.staleness`); ``{}`` when they are."""
         return {}
 
+    def observe_paused(self, ctx: FrameContext) -> None:
+        """Keep what the rule remembers of the objects on a frame it does not run on (its
+        schedule pauses it); raises nothing. By default it remembers nothing across a pause."""
+        return
+
+    def carry_memory(self, paused: Rule) -> None:
+        """Take over what ``paused`` (this rule before its pause) remembers of the objects,
+        when its schedule window opens; by default nothing."""
+        return
+
     def close(self, now: Stamp, reason: str = "stream_end") -> list[Event]:
         """End every open occurrence at ``now``: the stream ended (``details["reason"]`` is
         ``stream_end``), or the rule's schedule window closed (``schedule``)."""

@@ -57,8 +57,9 @@ class CountRule(Rule):
             return count > self.above
         return self.below is not None and count < self.below
 
-    def evaluate(self, ctx: FrameContext) -> list[Event]:
-        """Count, debounce, and start/update/end the zone's occurrence."""
+    def observe_paused(self, ctx: FrameContext) -> None:
+        """Update which tracks are inside (seen there, or hidden since: see the module
+        docstring); runs on every frame, paused by a schedule or not."""
         now = ctx.stamp
         objects = ctx.objects
         inside = self.inside
@@ -78,6 +79,19 @@ class CountRule(Rule):
         for track_id in stale:
             del inside[track_id]
         self.count = len(inside)
+
+    def carry_memory(self, paused: Rule) -> None:
+        """The tracks the paused rule has inside: an animal hidden behind another when the
+        window opens still counts."""
+        if isinstance(paused, CountRule):
+            self.inside = dict(paused.inside)
+            self.count = len(self.inside)
+
+    def evaluate(self, ctx: FrameContext) -> list[Event]:
+        """Count, debounce, and start/update/end the zone's occurrence."""
+        now = ctx.stamp
+        self.observe_paused(ctx)
+        inside = self.inside
         # "Fewer than N" is not judged before the tracker can have confirmed what is in view:
         # otherwise it would start on every stream start, with the animals all there.
         holds = self._condition(self.count) and not (self.below is not None and ctx.warming_up)
