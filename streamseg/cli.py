@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -433,6 +433,21 @@ def _non_negative_seconds(text: str) -> float:
     return value
 
 
+def _count_arg(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``least``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}")
+        return value
+
+    return parse
+
+
 def _global_parser(**kwargs: object) -> argparse.ArgumentParser:
     """The ``streamseg`` parser with only its global options."""
     parser = argparse.ArgumentParser(prog="streamseg", **kwargs)  # type: ignore[arg-type]
@@ -468,14 +483,14 @@ def _add_outbox_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     outbox.add_argument(
         "--list",
         dest="limit",
-        type=int,
+        type=_count_arg(0),
         default=0,
         metavar="N",
         help="also list the first N waiting events, in the order they are sent",
     )
     outbox.add_argument(
         "--max-events",
-        type=int,
+        type=_count_arg(1),
         default=None,
         metavar="N",
         help="the outbox bound --requeue keeps to (default: the pipeline's "

@@ -4,15 +4,19 @@
 
 - :func:`read_outbox` reads an outbox without taking it: a read-only SQLite connection, so it
   works while ``streamseg run`` holds the file (WAL mode lets a reader in beside the writer) and
-  changes nothing. It says whether a run holds the file (its ``.lock``), how many events wait
-  (per topic, stored when), the first of them in line, and what the quarantine file holds.
+  changes no data (sqlite may create the ``-wal`` and ``-shm`` files beside a stopped outbox).
+  It says whether a run holds the file (its ``.lock``, read from ``/proc/locks``), how many
+  events wait (per topic, stored when), the first of them in line, and what the quarantine file
+  holds.
 - :func:`requeue_quarantined` moves the events of ``<outbox>.quarantine.jsonl`` back into the
   outbox, for a run to send: after the broker's limit was raised, or its ACL fixed. It takes
-  the outbox's lock, so it refuses while a run holds the file. The rows are committed in one
-  transaction, then the quarantine file is renamed ``<name>.requeued-<UTC time>`` (kept for
-  the record). A crash between the two leaves the events in both places: a second requeue
-  would store them twice, and consumers, who deduplicate on ``event_id`` (at-least-once
-  delivery), see them once.
+  the outbox's lock, so it refuses while a run holds the file, and reads the quarantine file
+  under it. The rows are committed in one transaction, then the quarantine file is renamed
+  ``<name>.requeued-<UTC time>`` (kept for the record). A crash between the two leaves the
+  events in both places: a second requeue would store them twice, and consumers, who
+  deduplicate on ``event_id`` (at-least-once delivery), see them once. A line a run could not
+  send (a topic with a wildcard, a QoS other than 1 or 2, a time that is no date) stops it,
+  nothing changed.
 """
 
 from __future__ import annotations

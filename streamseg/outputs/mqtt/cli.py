@@ -50,7 +50,11 @@ def outbox_main(args: argparse.Namespace, console: Console) -> int:
                 console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
                 failed = True
                 continue
-            print(f"{path}: {moved} quarantined event(s) put back" if moved else f"{path}: none")
+            print(
+                f"{path}: {moved} quarantined event(s) put back"
+                if moved
+                else f"{path}: none to put back"
+            )
     reports: list[OutboxReport] = []
     for path in paths:
         try:
