@@ -97,6 +97,26 @@ class _RuleBase(ConfigModel):
         default=None,
         description="when the rule runs: time windows on days of the week (default: always)",
     )
+    min_area_px: Int | None = Field(
+        default=None,
+        ge=1,
+        description="the rule ignores an object showing fewer mask pixels on a frame (far away, "
+        "or a sliver of one); null: no limit",
+    )
+    max_area_px: Int | None = Field(
+        default=None,
+        ge=1,
+        description="the rule ignores an object showing more mask pixels on a frame; null: no "
+        "limit",
+    )
+
+    @field_validator("max_area_px")
+    @classmethod
+    def _area_range(cls, value: int | None, info: ValidationInfo) -> int | None:
+        least = info.data.get("min_area_px")
+        if value is not None and least is not None and value < least:
+            raise ValueError(f"{_name(info)}: max_area_px is below min_area_px ({least})")
+        return value
 
 
 class _ZoneRuleBase(_RuleBase):

@@ -13,6 +13,7 @@ anything by itself); one that comes back later starts afresh.
 from __future__ import annotations
 
 import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -83,6 +84,19 @@ class Rule(ABC):
         )
         self.pulsed = False
         self.state_hold_s = float(getattr(config, "state_hold_s", 0.0))
+        self.min_area = config.min_area_px
+        self.max_area = config.max_area_px
+
+    def watched(self, objects: FrameObjects) -> list[int]:
+        """Indices of the objects this rule watches on a frame: of its classes, and showing
+        between ``min_area_px`` and ``max_area_px`` mask pixels (when set). An object outside
+        that range is, for the rule, not seen on that frame."""
+        found = objects.of_classes(self.classes)
+        if self.min_area is None and self.max_area is None:
+            return found
+        least = self.min_area or 0
+        most = self.max_area if self.max_area is not None else math.inf
+        return [k for k in found if least <= objects.area(k) <= most]
 
     @property
     def active(self) -> bool:
@@ -205,7 +219,7 @@ class TrackRule(Rule):
         objects = ctx.objects
         tracks = self.tracks
         track_ids = objects.track_ids
-        indices = objects.of_classes(self.classes)
+        indices = self.watched(objects)
         # A track last seen before `oldest` has been unseen for longer than lost_timeout_s.
         oldest = now.pts - (self.lost_timeout_s + TIME_EPS_S)
         for k in indices:

@@ -64,7 +64,7 @@ class CountRule(Rule):
         objects = ctx.objects
         inside = self.inside
         members = objects.members(self.zone, self.basis, self.min_overlap)[0]
-        for k in objects.of_classes(self.classes):
+        for k in self.watched(objects):
             track_id = objects.track_ids[k]
             if members[k]:
                 inside[track_id] = (objects.class_names[k], now.pts)

@@ -88,7 +88,7 @@ class NearRule(TrackRule):
     def _measure(self, ctx: FrameContext) -> None:
         """Nearest B of every A on this frame, into ``self._nearest`` (object index -> (d, j))."""
         objects = ctx.objects
-        ks = objects.of_classes(self.classes)
+        ks = self.watched(objects)  # min/max_area_px filter A, not the B it is near
         js = objects.of_classes(self.others)
         nearest: dict[int, tuple[float, int | None]] = {k: (math.inf, None) for k in ks}
         self._nearest = nearest
