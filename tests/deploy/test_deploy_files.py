@@ -23,6 +23,7 @@ import yaml
 from streamseg.cli import build_parser
 from streamseg.config import MetricsConfig, PipelineConfig, load_pipeline_text
 from streamseg.runtime.shard import shard_config
+from streamseg.types import SourceState
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -450,3 +451,40 @@ def test_systemd_unit() -> None:
     assert Path(argv[0]).name == "streamseg"
     build_parser().parse_args(argv[1:])
     assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+ALERTS = DEPLOY / "prometheus" / "alerts.yaml"
+
+
+def _exposed_metric_names() -> set[str]:
+    """The sample names a streamseg with MQTT exposes on /metrics (counters as ``_total``)."""
+    from streamseg.outputs.mqtt.metrics import MqttMetrics
+    from streamseg.runtime.metrics import PipelineMetrics
+
+    metrics = PipelineMetrics()
+    MqttMetrics(lambda: 0.0, metrics.registry)
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum")}
+    return {
+        family.name + suffix
+        for family in metrics.registry.collect()
+        for suffix in suffixes[family.type]
+    }
+
+
+def test_the_alert_rules_name_metrics_streamseg_exposes() -> None:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert len(rules) >= 8
+    exposed = _exposed_metric_names()
+    for rule in rules:
+        assert re.fullmatch(r"Streamseg[A-Za-z]+", rule["alert"])
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        assert rule["annotations"]["summary"]
+        named = set(re.findall(r"\bstreamseg_[a-z_]+", rule["expr"]))
+        assert named <= exposed, f"{rule['alert']}: {sorted(named - exposed)} not exposed"
+        for label in re.findall(r"state=~\"([a-z|]+)\"", rule["expr"]):
+            assert set(label.split("|")) <= {state.value for state in SourceState}
+    exprs = " ".join(rule["expr"] for rule in rules)
+    for needed in ("streamseg_mqtt_outbox_full", "streamseg_frames_dropped_total"):
+        assert needed in exprs
+    assert "deploy/prometheus/alerts.yaml" in (ROOT / "docs" / "operations.md").read_text()
