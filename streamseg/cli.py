@@ -50,6 +50,41 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return validate_files(args.files, class_names_of=model_class_names)
 
 
+def _cmd_alert_test(args: argparse.Namespace, console: Console) -> int:
+    from streamseg.config import ConfigError, load_pipeline
+    from streamseg.outputs.mqtt.alert_test import AlertTestError, send_test_alert
+
+    try:
+        config = load_pipeline(args.file)
+        result = send_test_alert(config, args.rule, args.stream, args.timeout)
+    except (ConfigError, AlertTestError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        return 1
+    mqtt_config = config.outputs.mqtt
+    assert mqtt_config is not None
+    what = (
+        f"test occurrence {result.event_id} of rule {result.rule_id!r} on stream "
+        f"{result.stream_id!r} to {result.topic}"
+    )
+    if result.refusals:
+        refused = "; ".join(f"the {kind}: {reason}" for kind, reason in result.refusals)
+        console.print(
+            f"[red]error:[/red] sent {what}, but the broker refused {refused} (its ACL must "
+            f"let this login write {result.topic})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 1
+    took = (
+        "the broker took the start and the end"
+        if mqtt_config.protocol == "5"
+        else "the broker acknowledged the start and the end (MQTT 3.1.1: an acknowledgement "
+        "does not say whether it took them)"
+    )
+    print(f"sent {what}: {took} in {result.seconds:.2f} s; consumers see details.test: true")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace, console: Console) -> int:
     from streamseg.models import ModelLoadError
     from streamseg.models.info import describe_model, format_info
@@ -624,6 +659,29 @@ def build_parser() -> argparse.ArgumentParser:
     tracking.add_argument("--verbose", action="store_true", help="show TrackEval's own output")
     sub.add_parser("train", help="train or fine-tune the built-in model", add_help=False)
     _add_outbox_parser(sub)
+    alert_test = sub.add_parser(
+        "alert-test",
+        help="send a test occurrence of a rule to the pipeline's MQTT broker",
+        description=(
+            "Publish a start and an end message of one test occurrence of a rule on the "
+            "pipeline's events topic (details.test: true), as the pipeline would, and say "
+            "whether the broker took them: checks the address, TLS, login, ACL and whatever "
+            "listens. Leaves a running pipeline alone (own client id, no retained topic, no "
+            "outbox)."
+        ),
+    )
+    alert_test.add_argument("file", help="pipeline YAML")
+    alert_test.add_argument("--rule", default=None, help="rule id (default: the first rule)")
+    alert_test.add_argument(
+        "--stream", default=None, help="stream id (default: the first the rule runs on)"
+    )
+    alert_test.add_argument(
+        "--timeout",
+        type=_non_negative_seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the connection and each acknowledgement (default: 10)",
+    )
     # --log-level after the verb too (`streamseg validate --log-level debug f.yaml`): the verbs
     # take it with no default of their own, so the one before the verb stands when absent.
     verbs = [verb for name, verb in sub.choices.items() if name not in OWN_ARGUMENTS]
@@ -689,6 +747,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_preview(args, console)
     if args.command == "eval":
         return _cmd_eval_tracking(args, console)
+    if args.command == "alert-test":
+        return _cmd_alert_test(args, console)
     if args.command == "outbox":
         from streamseg.outputs.mqtt.cli import outbox_main
 

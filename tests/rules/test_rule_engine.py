@@ -306,4 +306,5 @@ def test_the_schema_lists_the_values_the_config_accepts() -> None:
         "lost",
         "stream_end",
         "schedule",
+        "test",  # streamseg alert-test
     }
