@@ -44,6 +44,7 @@ from streamseg.config.pipeline import (
     POSITIONS_CONTEXT,
     PipelineConfig,
     format_loc,
+    overlaps,
 )
 from streamseg.config.tracker import NOT_IMPLEMENTED
 
@@ -211,11 +212,7 @@ def _cross_section_errors(
         left_out_ids[section] = {str(item_id) for item_id in ids} if readable else None
     salvage_context = {**(context or {}), POSITIONS_CONTEXT: positions, DROPPED_CONTEXT: dropped}
     names_read = (("model", "weights"), ("model", "class_names"))
-    if not any(
-        loc[: len(read)] == read or read[: len(loc)] == loc
-        for loc in dropped
-        for read in names_read
-    ):
+    if not any(overlaps(loc, read) for loc in dropped for read in names_read):
         names = _class_names(remaining, class_names_of)
         if names is not None:
             salvage_context[CLASS_NAMES_CONTEXT] = list(names)

@@ -435,7 +435,7 @@ DROPPED_CONTEXT = "dropped"
 reading them are skipped (:data:`CROSS_CHECKS`)."""
 
 
-def _overlap(dropped: Loc, read: Loc) -> bool:
+def overlaps(dropped: Loc, read: Loc) -> bool:
     """Whether the key path ``dropped`` is, holds or lies within the key path ``read``."""
     shorter = min(len(dropped), len(read))
     return dropped[:shorter] == read[:shorter]
@@ -487,7 +487,7 @@ class PipelineConfig(ConfigModel):
         dropped: Sequence[Loc] = context.get(DROPPED_CONTEXT) or ()
         failures: list[CrossCheckError] = []
         for reads, check in CROSS_CHECKS:
-            if any(_overlap(tuple(d), read) for d in dropped for read in reads):
+            if any(overlaps(tuple(d), read) for d in dropped for read in reads):
                 continue
             try:
                 failures.extend(check(self, position) or ())
