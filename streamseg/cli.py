@@ -457,6 +457,14 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
+def _positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds > 0."""
+    value = _non_negative_seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    return value
+
+
 def _non_negative_seconds(text: str) -> float:
     """An argparse type: a number of seconds >= 0."""
     try:
@@ -677,10 +685,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     alert_test.add_argument(
         "--timeout",
-        type=_non_negative_seconds,
+        type=_positive_seconds,
         default=10.0,
         metavar="SECONDS",
-        help="how long to wait for the connection and each acknowledgement (default: 10)",
+        help="how long the connection and both acknowledgements may take (default: 10)",
     )
     # --log-level after the verb too (`streamseg validate --log-level debug f.yaml`): the verbs
     # take it with no default of their own, so the one before the verb stands when absent.

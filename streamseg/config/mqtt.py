@@ -219,7 +219,13 @@ class MqttOutputConfig(ConfigModel):
     topic_prefix: NonEmptyStr | None = Field(
         default=None, description="first topic levels; null = streamseg/<pipeline name>"
     )
-    qos: Int = Field(default=1, ge=1, le=2, description="QoS of event messages (1 or 2)")
+    qos: Int = Field(
+        default=1,
+        ge=1,
+        le=2,
+        description="QoS of event messages: 1 (2 only with protocol: 3.1.1: with MQTT 5 it would "
+        "hide a broker's refusal)",
+    )
     state_qos: Int = Field(
         default=1, ge=0, le=2, description="QoS of availability, state, count and status messages"
     )
@@ -275,6 +281,19 @@ class MqttOutputConfig(ConfigModel):
     _sections_none = field_validator("tls", "reconnect", "outbox", "home_assistant", mode="before")(
         none_as_empty
     )
+
+    @field_validator("qos")
+    @classmethod
+    def _refusals_seen(cls, value: int, info: ValidationInfo) -> int:
+        # protocol is declared before qos, so it is in info.data when it is valid.
+        if value == 2 and info.data.get("protocol", "5") == "5":
+            raise ValueError(
+                "qos 2 would hide a broker's refusal of an event (paho drops the reason code "
+                "of the PUBREC that answers it), so a refused event would leave the outbox as "
+                "delivered; expected qos: 1 (consumers deduplicate on event_id), or protocol: "
+                "3.1.1, where no acknowledgement says whether the broker took an event"
+            )
+        return value
 
     @field_validator("username")
     @classmethod

@@ -97,6 +97,9 @@ def test_default_port_follows_transport_and_tls(mqtt_yaml: str, port: int) -> No
         ("mqtt: {protocol: 4}", "outputs.mqtt.protocol: got 4, expected one of '5', '3.1.1'"),
         ("mqtt: {protocol: 3.1}", "outputs.mqtt.protocol: got 3.1"),
         ("mqtt: {max_payload_bytes: 0}", "outputs.mqtt.max_payload_bytes: got 0"),
+        # Regression (audit): paho drops a PUBREC's reason code, so at QoS 2 a refused event
+        # left the outbox as delivered.
+        ("mqtt: {qos: 2}", "outputs.mqtt.qos: got 2, qos 2 would hide a broker's refusal"),
         (
             "mqtt: {max_snapshot_bytes: 300000000}",
             "outputs.mqtt.max_snapshot_bytes: got 300000000, expected a number <= 268369916",
@@ -365,3 +368,8 @@ def test_snapshots_need_the_recorder_to_write_them() -> None:
     disabled = "record:\n  snapshots: {dir: /tmp/snaps, enabled: false}\n"
     with pytest.raises(ConfigError):
         _load("mqtt:\n  host: broker\n  snapshots: true\n" + disabled)
+
+
+def test_qos_2_with_mqtt_3_1_1() -> None:
+    # No acknowledgement of MQTT 3.1.1 says whether the broker took an event: nothing to hide.
+    assert _load("mqtt: {qos: 2, protocol: 3.1.1}").qos == 2

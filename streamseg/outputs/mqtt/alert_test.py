@@ -155,11 +155,19 @@ def send_test_alert(
     client.on_publish = on_publish
     host, port = mqtt_config.host, mqtt_config.resolved_port()
     where = f"{host}:{port} ({mqtt_config.transport}{'+tls' if mqtt_config.tls.enabled else ''})"
+    deadline = time.monotonic() + timeout_s  # one limit for the whole exchange
+    client.connect_timeout = timeout_s
     try:
-        client.connect_async(host, port, keepalive=mqtt_config.keepalive_s)
+        # Connected here, not by paho's thread, which retries and says nothing of why a
+        # connection failed (a certificate from another CA, a wrong port, a name that does not
+        # resolve): the point of the test.
+        client.connect(host, port, keepalive=mqtt_config.keepalive_s)
+    except (OSError, ValueError) as exc:
+        raise AlertTestError(f"cannot connect to the broker at {where}: {exc}") from None
+    try:
         client.loop_start()
-        if not connected.wait(timeout_s):
-            raise AlertTestError(f"no connection to the broker at {where} within {timeout_s:g} s")
+        if not connected.wait(max(0.0, deadline - time.monotonic())):
+            raise AlertTestError(f"no answer from the broker at {where} within {timeout_s:g} s")
         if connect_failure:
             raise AlertTestError(
                 f"the broker at {where} refused the connection: {connect_failure[0]}"
@@ -168,7 +176,6 @@ def send_test_alert(
         refusals: list[tuple[str, str]] = []
         for event in events:
             info = client.publish(topics.events, event.to_json().encode(), qos=mqtt_config.qos)
-            deadline = time.monotonic() + timeout_s
             with answered:
                 while info.mid not in acks:
                     left = deadline - time.monotonic()
