@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,7 @@ def test_the_readme_example_covers_nights_and_weekends() -> None:
         load_pipeline_text(
             _rules(
                 """\
+      timezone: UTC
       windows:
         - {days: [mon, tue, wed, thu, fri], start: "18:00", end: "06:00"}
         - {days: [sat, sun]}
@@ -248,3 +250,16 @@ def test_a_head_count_opening_on_a_hidden_animal_still_counts_it(kit: Kit) -> No
         frame = Frame("cam", i, float(i), _at(0, 7, 59) + 40 + i, image)
         events += engine.evaluate(frame, detections)
     assert events == []
+
+
+def test_without_a_time_zone_the_windows_are_in_local_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    office = [ScheduleWindow(days=["mon"], start="08:00", end="09:00")]
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        local = Schedule(ScheduleConfig(windows=office))
+        assert local.holds(_at(0, 7, 30))  # 08:30 in Berlin
+        assert not local.holds(_at(0, 8, 30))  # 09:30 there
+    finally:
+        monkeypatch.undo()
+        time.tzset()
