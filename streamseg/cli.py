@@ -1,4 +1,5 @@
-"""The ``streamseg`` command: run, validate, info, preview, demo, synth, train, eval, outbox."""
+"""The ``streamseg`` command: run, validate, info, preview, demo, synth, train, eval, outbox,
+alert-test."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from streamseg.config import PipelineConfig
@@ -58,7 +60,7 @@ def _cmd_alert_test(args: argparse.Namespace, console: Console) -> int:
         config = load_pipeline(args.file)
         result = send_test_alert(config, args.rule, args.stream, args.timeout)
     except (ConfigError, AlertTestError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}", markup=True, highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 1
     mqtt_config = config.outputs.mqtt
     assert mqtt_config is not None
@@ -69,8 +71,8 @@ def _cmd_alert_test(args: argparse.Namespace, console: Console) -> int:
     if result.refusals:
         refused = "; ".join(f"the {kind}: {reason}" for kind, reason in result.refusals)
         console.print(
-            f"[red]error:[/red] sent {what}, but the broker refused {refused} (its ACL must "
-            f"let this login write {result.topic})",
+            f"[red]error:[/red] {escape(f'sent {what}, but the broker refused {refused}')} "
+            f"(its ACL must let this login write {escape(result.topic)})",
             highlight=False,
             soft_wrap=True,
         )
@@ -514,9 +516,9 @@ def _add_outbox_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "outbox",
         help="show the events waiting in a pipeline's MQTT outbox; put quarantined ones back",
         description=(
-            "Show what waits in a pipeline's MQTT outbox (events per topic, the oldest, "
+            "Show what waits in a pipeline's MQTT outbox (events per topic, stored when, "
             "whether a run holds it) and what its quarantine file holds. Reading works while "
-            "the pipeline runs and changes nothing. --requeue moves the quarantined events "
+            "the pipeline runs and changes no data. --requeue moves the quarantined events "
             "back into the outbox, to be sent by the next run (stop the pipeline first)."
         ),
     )
