@@ -94,10 +94,27 @@ def _cmd_info(args: argparse.Namespace, console: Console) -> int:
     try:
         info = describe_model(args.model, device=args.device)
     except ModelLoadError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(_as_info_words(str(exc)))}", soft_wrap=True)
         return 1
     Console().print(format_info(info), highlight=False)
     return 0
+
+
+_PIPELINE_WORDS = (
+    ("model.weights: ", ""),
+    ("set `device: auto` or `device: cpu`", "use --device auto or --device cpu"),
+)
+"""The loader's messages name the pipeline's keys; ``streamseg info`` takes the model as its
+argument and the device as ``--device``."""
+
+
+def _as_info_words(message: str) -> str:
+    """A model-loading message in ``streamseg info``'s terms (:data:`_PIPELINE_WORDS`)."""
+    for pipeline_words, info_words in _PIPELINE_WORDS:
+        message = message.replace(pipeline_words, info_words)
+    if message.startswith("device: "):
+        message = "--device " + message.removeprefix("device: ")
+    return message
 
 
 def _install_stop_handlers(stop: threading.Event) -> None:

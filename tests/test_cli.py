@@ -67,6 +67,15 @@ def test_info_missing_model_is_clear(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "nope.onnx" in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+    # In the command's own terms, not the pipeline file's (model.weights, device:).
+    assert "model.weights" not in result.stderr
+    assert "error: expected a TorchScript or ONNX YOLO-seg export" in " ".join(
+        result.stderr.split()
+    )
+    result = streamseg("info", "builtin", "--device", "cuda:7")
+    assert result.returncode == 1
+    err = " ".join(result.stderr.split())
+    assert "error: --device 'cuda:7'" in err and "device:" not in err.replace("--device", "")
 
 
 def _pipeline(tmp_path: Path, model: Path, video: Path) -> Path:
