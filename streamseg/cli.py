@@ -151,15 +151,23 @@ def _shard_arg(text: str) -> Shard:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _shard_count_arg(text: str) -> int:
-    """argparse ``type`` of ``--shard-from-hostname``: a shard count >= 1."""
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of shards >= 1, got {text!r}")
-    return count
+def _count_arg(least: int, what: str = "a whole number") -> Callable[[str], int]:
+    """An argparse type: ``what``, a whole number >= ``least``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected {what} >= {least}, got {text!r}")
+        return value
+
+    return parse
+
+
+_shard_count_arg = _count_arg(1, "a whole number of shards")
+"""argparse ``type`` of ``--shard-from-hostname``: a shard count >= 1."""
 
 
 class _ShardFromHostname(argparse.Action):
@@ -493,21 +501,6 @@ def _non_negative_seconds(text: str) -> float:
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
     return value
-
-
-def _count_arg(least: int) -> Callable[[str], int]:
-    """An argparse type: a whole number >= ``least``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = least - 1
-        if value < least:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {least}, got {text!r}")
-        return value
-
-    return parse
 
 
 def _global_parser(**kwargs: object) -> argparse.ArgumentParser:

@@ -33,17 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from streamseg.outputs.mqtt.outbox import (
-    SCHEMA_VERSION,
     Outbox,
     OutboxError,
     OutboxFullError,
     OutboxInUseError,
+    check_outbox_schema,
+    quarantine_path_of,
 )
 
 logger = logging.getLogger(__name__)
-
-QUARANTINE_SUFFIX = ".quarantine.jsonl"
-"""What :attr:`Outbox.quarantine_path` appends to the outbox file's name."""
 
 
 @dataclass(frozen=True)
@@ -159,11 +157,6 @@ class OutboxReport:
         }
 
 
-def quarantine_path(outbox_path: Path) -> Path:
-    """``<outbox>.quarantine.jsonl``, as :attr:`Outbox.quarantine_path` names it."""
-    return outbox_path.with_name(outbox_path.name + QUARANTINE_SUFFIX)
-
-
 def read_outbox(path: str | Path, limit: int = 0) -> OutboxReport:
     """Read an outbox file without taking it (see the module docstring).
 
@@ -175,7 +168,7 @@ def read_outbox(path: str | Path, limit: int = 0) -> OutboxReport:
         OutboxError: the file is not an outbox of this version, or sqlite cannot read it.
     """
     path = Path(path)
-    quarantine = read_quarantine(quarantine_path(path))
+    quarantine = read_quarantine(quarantine_path_of(path))
     if path.is_dir():
         raise OutboxError(f"outbox {path}: is a folder; expected the outbox file")
     if not path.exists() or path.stat().st_size == 0:  # an empty file is an empty outbox
@@ -242,7 +235,7 @@ def _query(
 ) -> tuple[dict[str, int], float | None, float | None, list[tuple[Any, ...]]]:
     db.execute("BEGIN")
     try:
-        _check_outbox(db, path)
+        check_outbox_schema(db, path)
         by_topic = {
             str(topic): int(count)
             for topic, count in db.execute(
@@ -307,7 +300,7 @@ def requeue_quarantined(path: str | Path, max_events: int = 100_000) -> int:
             changed.
     """
     path = Path(path)
-    if not _has_lines(quarantine_path(path)):
+    if not _has_lines(quarantine_path_of(path)):
         return 0
     try:
         outbox = Outbox(path, max_events=max_events)
@@ -388,16 +381,16 @@ def _text(value: object) -> str:
 
 def _waiting(row_id: int, topic: str, created_at: float, payload: bytes) -> WaitingEvent:
     """A waiting message with what its payload says of its event (nothing, if not JSON)."""
-    fields: dict[str, str | None] = {"event_id": None, "rule_id": None, "type": None}
-    fields["stream_id"] = None
     try:
         data = json.loads(payload)
     except ValueError:
         data = None
-    if isinstance(data, dict):
-        for key in fields:
-            value = data.get(key)
-            fields[key] = str(value) if value is not None else None
+    if not isinstance(data, dict):
+        data = {}
+    fields = {
+        key: None if data.get(key) is None else str(data[key])
+        for key in ("event_id", "rule_id", "type", "stream_id")
+    }
     return WaitingEvent(row_id, topic, created_at, len(payload), **fields)
 
 
@@ -441,18 +434,3 @@ def _held(lock_path: Path) -> bool:
             return True
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return False
-
-
-def _check_outbox(db: sqlite3.Connection, path: Path) -> None:
-    """Raise :class:`OutboxError` unless ``db`` is an outbox of this schema version."""
-    version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    has_table = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"
-    ).fetchone()
-    if not has_table:
-        raise OutboxError(f"outbox {path}: not a streamseg outbox (no table 'outbox')")
-    if version != SCHEMA_VERSION:
-        raise OutboxError(
-            f"outbox {path}: schema version {version}, expected {SCHEMA_VERSION} (written by "
-            "another streamseg version?)"
-        )

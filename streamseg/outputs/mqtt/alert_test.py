@@ -134,8 +134,8 @@ def send_test_alert(
     events = alert_test_events(config, rule_id, stream_id)
     topics = Topics(mqtt_config.topic_prefix or default_topic_prefix(config.name))
     base = mqtt_config.client_id or default_client_id(config.name, socket.gethostname())
-    client = make_client(mqtt_config, base + CLIENT_ID_SUFFIX, topics.available)
-    client.will_clear()  # the pipeline's availability is not this client's to change
+    # No last will: the pipeline's availability is not this client's to change.
+    client = make_client(mqtt_config, base + CLIENT_ID_SUFFIX, will_topic=None)
     connected = threading.Event()
     answered = threading.Condition()
     connect_failure: list[str] = []

@@ -40,9 +40,10 @@ def default_topic_prefix(pipeline_name: str) -> str:
     return f"streamseg/{pipeline_name}"
 
 
-def default_outbox_path(pipeline_name: str, shard: int | None = None) -> str:
+def default_outbox_path(pipeline_name: str, shard: int | str | None = None) -> str:
     """``out/<pipeline name>.outbox.sqlite3`` (relative to the working directory);
-    ``out/<pipeline name>.shard<i>.outbox.sqlite3`` for one shard of several."""
+    ``out/<pipeline name>.shard<i>.outbox.sqlite3`` for one shard of several (``shard="*"``:
+    the pattern of every shard's, for a glob)."""
     middle = "" if shard is None else f".shard{shard}"
     return f"out/{pipeline_name}{middle}.outbox.sqlite3"
 

@@ -92,7 +92,7 @@ def outbox_paths(target: Path) -> tuple[list[Path], int]:
         return [Path(mqtt.outbox.path)], mqtt.outbox.max_events
     main = Path(default_outbox_path(config.name))
     shards = sorted(
-        main.parent.glob(f"{config.name}.shard*.outbox.sqlite3"),
+        main.parent.glob(Path(default_outbox_path(config.name, shard="*")).name),
         key=lambda path: (len(path.name), path.name),
     )
     return [main, *shards], mqtt.outbox.max_events

@@ -20,7 +20,7 @@ from streamseg.outputs.mqtt.topics import OFFLINE
 logger = logging.getLogger(__name__)
 
 
-def make_client(config: MqttOutputConfig, client_id: str, will_topic: str) -> mqtt.Client:
+def make_client(config: MqttOutputConfig, client_id: str, will_topic: str | None) -> mqtt.Client:
     """A paho client (MQTT 5 or 3.1.1 as ``config.protocol`` says, callback API 2) for
     ``config``, not connected.
 
@@ -28,7 +28,8 @@ def make_client(config: MqttOutputConfig, client_id: str, will_topic: str) -> mq
         config: the ``outputs.mqtt`` section.
         client_id: MQTT client id (stable across restarts).
         will_topic: availability topic; the broker publishes ``offline`` there (retained as
-            ``config.retain`` says) when the client vanishes.
+            ``config.retain`` says) when the client vanishes. ``None``: no last will (a
+            client that is not the pipeline, such as ``streamseg alert-test``).
 
     Raises:
         ValueError: the TLS files cannot be loaded (the message names the key).
@@ -55,7 +56,8 @@ def make_client(config: MqttOutputConfig, client_id: str, will_topic: str) -> mq
         client.username_pw_set(config.username, password)
     if config.tls.enabled:
         _configure_tls(client, config)
-    client.will_set(will_topic, OFFLINE, qos=config.state_qos, retain=config.retain)
+    if will_topic is not None:
+        client.will_set(will_topic, OFFLINE, qos=config.state_qos, retain=config.retain)
     # paho types the delays as int; it computes with them as seconds, floats included.
     client.reconnect_delay_set(
         min_delay=cast(int, config.reconnect.min_delay_s),

@@ -161,7 +161,7 @@ class Outbox:
     @property
     def quarantine_path(self) -> Path:
         """``<path>.quarantine.jsonl``: where :meth:`quarantine` puts messages set aside."""
-        return self.path.with_name(self.path.name + ".quarantine.jsonl")
+        return quarantine_path_of(self.path)
 
     def add(self, topic: str, payload: bytes, qos: int) -> int:
         """Store one message; it is durable (committed) when this returns.
@@ -325,6 +325,11 @@ class Outbox:
             raise RuntimeError(f"outbox {self.path} is closed")
 
 
+def quarantine_path_of(path: Path) -> Path:
+    """``<path>.quarantine.jsonl``: the quarantine file of the outbox at ``path``."""
+    return path.with_name(path.name + ".quarantine.jsonl")
+
+
 def _lock_exclusive(lock_path: Path) -> IO[str]:
     handle = lock_path.open("a")
     try:
@@ -378,19 +383,24 @@ def _check_schema(db: sqlite3.Connection, path: Path) -> None:
         OutboxError: the database holds something else (another application's tables), or an
             outbox of another schema version.
     """
-    version = int(db.execute("PRAGMA user_version").fetchone()[0])
-    tables = [
-        str(name)
-        for (name,) in db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-            "ORDER BY name"
-        )
-    ]
+    version, tables = _schema_of(db)
     if not tables and version == 0:
         with _transaction(db):
             db.execute(_SCHEMA)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return
+    check_outbox_schema(db, path)
+
+
+def check_outbox_schema(db: sqlite3.Connection, path: Path) -> None:
+    """Require ``db`` to be an outbox of this schema version (``streamseg outbox`` reads one
+    this way, without creating anything).
+
+    Raises:
+        OutboxError: it holds something else (another application's tables), or an outbox of
+            another schema version.
+    """
+    version, tables = _schema_of(db)
     if "outbox" not in tables:
         raise OutboxError(
             f"outbox {path}: not a streamseg outbox (tables {', '.join(tables) or 'none'}, "
@@ -403,6 +413,19 @@ def _check_schema(db: sqlite3.Connection, path: Path) -> None:
             "another streamseg version?); run that version to drain it, or move the file aside "
             "to start with an empty outbox"
         )
+
+
+def _schema_of(db: sqlite3.Connection) -> tuple[int, list[str]]:
+    """The database's ``user_version`` and its tables, sorted."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    tables = [
+        str(name)
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name"
+        )
+    ]
+    return version, tables
 
 
 def _check_writable(db: sqlite3.Connection) -> None:
