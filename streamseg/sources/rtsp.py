@@ -127,7 +127,7 @@ class RtspSource(LiveSource):
     def explain_open_error(self, exc: Exception, elapsed_s: float) -> str | None:
         """Causes FFmpeg's error hides or says tersely (PyAV 18):
 
-        - a refused login (401) or path (403);
+        - a refused login (401) or path (403), a path the server does not know (404);
         - a host that accepts the connection and never answers in RTSP: after the timeout
           FFmpeg says ``Invalid data found when processing input``;
         - an unknown host: ``[Errno 5] Input/output error``; the host is looked up here.
@@ -142,6 +142,13 @@ class RtspSource(LiveSource):
             return (
                 "the camera refused access to this path (403 Forbidden); check the user's "
                 "rights. Retries wait reconnect.max_delay_s"
+            )
+        if isinstance(exc, av.error.HTTPNotFoundError):
+            path = urllib.parse.urlsplit(self.url).path or "/"
+            return (
+                f"the server has no stream at path {path!r} (404 Not Found); check the URL's "
+                "path against the camera's manual or web page. Some cameras answer 404 for a "
+                "while after a reboot, so it is retried with the usual backoff"
             )
         open_timeout_s = self._open_args.timeout[0] if self._open_args.timeout else None
         if open_timeout_s is not None and elapsed_s >= 0.9 * open_timeout_s:

@@ -407,6 +407,28 @@ def test_a_refused_password_is_named_and_retried_slowly(
 
 
 @pytest.mark.integration
+def test_a_wrong_path_is_named_as_such(
+    rtsp_server: Callable[..., Any], rtsp_cfg: Callable[..., Any]
+) -> None:
+    """Regression: a path the server does not serve read as FFmpeg's bare "Server returned 404
+    Not Found", which does not say what to check."""
+    server = rtsp_server(path="/stream1")
+    source = build_source(
+        rtsp_cfg(
+            f"rtsp://127.0.0.1:{server.port}/stream2",
+            reconnect={"initial_delay_s": 0.05, "max_delay_s": 0.1},
+        )
+    )
+    log = TransitionLog(source)
+    source.start()
+    log.wait_for(SourceState.RECONNECTING, timeout=5)
+    source.stop(timeout=3)
+    last_error = source.stats().last_error
+    assert last_error is not None
+    assert "has no stream at path '/stream2' (404 Not Found)" in last_error, last_error
+
+
+@pytest.mark.integration
 def test_a_password_with_url_characters_logs_in_and_never_shows(
     rtsp_server: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
