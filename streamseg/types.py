@@ -29,12 +29,16 @@ class SourceState(str, enum.Enum):
     STALLED = "stalled"
     RECONNECTING = "reconnecting"
     ENDED = "ended"
+    """The stream ended by itself: the end of a file, a camera's server closing it for good."""
+    STOPPED = "stopped"
+    """streamseg stopped the source (shutdown) before it ended: a camera that was streaming
+    when the run was stopped reads ``stopped``, not ``ended``."""
     FAILED = "failed"
 
     @property
     def terminal(self) -> bool:
         """True once the source will deliver no more frames."""
-        return self in (SourceState.ENDED, SourceState.FAILED)
+        return self in (SourceState.ENDED, SourceState.STOPPED, SourceState.FAILED)
 
 
 @dataclass(frozen=True, slots=True)

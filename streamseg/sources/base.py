@@ -104,7 +104,7 @@ class SourceStats:
         resolution_wh: (width, height) of the last decoded frame, None before the first.
         stopped_in: the state the source was in when it was stopped (``connecting``,
             ``streaming``, ``stalled``, ``reconnecting``); None while it runs, and when it
-            ended or failed by itself. ``state`` says ``ended`` either way.
+            ended or failed by itself. ``state`` says ``stopped`` either way.
     """
 
     frames_decoded: int
@@ -313,7 +313,7 @@ class Source(abc.ABC):
                     timeout,
                 )
         if self._thread is None:
-            self._transition(SourceState.ENDED, "stopped before start")
+            self._transition(SourceState.STOPPED, "stopped before start")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.stream_id!r} {self._state.value}>"
@@ -557,7 +557,9 @@ class Source(abc.ABC):
                 if self._stopping:
                     with self._stats_lock:
                         self._stopped_in = self._state
-                self._transition(SourceState.ENDED, "stopped" if self._stopping else "reader ended")
+                    self._transition(SourceState.STOPPED, "stopped")
+                else:
+                    self._transition(SourceState.ENDED, "reader ended")
 
     def _notify(self) -> None:
         fn = self._notifier

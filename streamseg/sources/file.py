@@ -123,7 +123,8 @@ class FileSource(Source):
                     # The frames read are analysed; the operator learns the rest is missing.
                     self._record_error(cut)
                     logger.warning("source %s: %s", self.stream_id, cut)
-            self._transition(SourceState.ENDED, reason)
+            stopped = reason == "stopped"
+            self._transition(SourceState.STOPPED if stopped else SourceState.ENDED, reason)
         finally:
             container.close()
 

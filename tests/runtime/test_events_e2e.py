@@ -163,3 +163,10 @@ outputs:
         runner.join(timeout=30)
         subscriber.close()
     assert not runner.is_alive()
+    # Stopped with the run, the camera is left retained as "stopped", not "ended" (which a
+    # file that has run out says): nothing says its stream ended.
+    retained = Subscriber(broker.port, f"{prefix}/cam/status")
+    try:
+        retained.wait_for(lambda s: s.on(f"{prefix}/cam/status") == [b"stopped"], timeout=10)
+    finally:
+        retained.close()

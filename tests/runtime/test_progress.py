@@ -165,7 +165,7 @@ def test_a_camera_stopped_while_down_is_named_and_fails_the_run(
         pipeline.stop()
     summary = pipeline.summary()
     cam = summary.sources["cam"]
-    assert (cam.state, cam.stopped_in) == (SourceState.ENDED, SourceState.RECONNECTING)
+    assert (cam.state, cam.stopped_in) == (SourceState.STOPPED, SourceState.RECONNECTING)
     console = Console(record=True, width=300)
     print_summary(summary, console)
     line = next(x for x in console.export_text().splitlines() if x.startswith("cam: "))

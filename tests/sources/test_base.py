@@ -278,7 +278,7 @@ def test_build_source_opens_nothing(file_cfg: Callable[..., Any]) -> None:
     assert source.state is SourceState.CONNECTING
     assert source.stats().last_error is None
     source.stop()
-    assert source.state is SourceState.ENDED and source.exhausted
+    assert source.state is SourceState.STOPPED and source.exhausted
 
 
 # ---------------------------------------------------------------------------- reader thread

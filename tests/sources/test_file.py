@@ -316,7 +316,7 @@ def test_stop_mid_file_ends_the_reader_promptly(
     started = time.monotonic()
     source.stop(timeout=3.0)
     assert time.monotonic() - started < 1.0
-    assert source.state is SourceState.ENDED
+    assert source.state is SourceState.STOPPED
     assert source._thread is not None and not source._thread.is_alive()
     with pytest.raises(RuntimeError, match="already started"):
         source.start()

@@ -219,7 +219,7 @@ def test_reads_frames_with_increasing_pts(
     assert stats.nominal_fps == pytest.approx(25.0)
     assert stats.resolution_wh == (160, 120)
     assert 15.0 <= stats.fps <= 35.0
-    assert log.states == [SourceState.STREAMING, SourceState.ENDED]
+    assert log.states == [SourceState.STREAMING, SourceState.STOPPED]
     assert not any("s3cret" in r.getMessage() for r in caplog.records)
     assert any("viewer:***@" in r.getMessage() for r in caplog.records)
 
@@ -328,7 +328,7 @@ def test_server_that_accepts_but_never_answers_does_not_hang(
     source.stop(timeout=4)
     assert time.monotonic() - stop_started < 3
     assert all(not t.is_alive() for t in source._threads())
-    assert source.state is SourceState.ENDED
+    assert source.state is SourceState.STOPPED
 
 
 @pytest.mark.integration
@@ -366,7 +366,7 @@ def test_slow_consumer_is_not_a_stall(
     source.stop(timeout=3)
 
     assert stats.state is SourceState.STREAMING
-    assert log.states == [SourceState.STREAMING, SourceState.ENDED]
+    assert log.states == [SourceState.STREAMING, SourceState.STOPPED]
     assert stats.frames_decoded >= 60
     assert stats.frames_dropped >= 50
     assert stats.frames_delivered == 4

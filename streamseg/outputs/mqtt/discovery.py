@@ -11,7 +11,8 @@ it starts) and creates one entity per config. streamseg publishes, per pipeline:
 * a ``sensor`` per zone count topic ``<prefix>/<stream>/<zone>/<class>/count``
   (``state_class: measurement``);
 * a diagnostic ``enum`` ``sensor`` per stream on ``<prefix>/<stream>/status`` (the source
-  state: ``connecting``, ``streaming``, ``stalled``, ``reconnecting``, ``ended``, ``failed``),
+  state: ``connecting``, ``streaming``, ``stalled``, ``reconnecting``, ``ended``, ``stopped``,
+  ``failed``),
   so an automation can tell that a camera is down;
 * with ``outputs.mqtt.snapshots``, an ``image`` per (stream, rule) on
   ``<prefix>/<stream>/<rule>/snapshot``: the last event's snapshot, in a dashboard or a
@@ -63,8 +64,8 @@ STREAMING_TEMPLATE: Final = (
     f"else '{PAYLOAD_NOT_AVAILABLE}' }}}}"
 )
 """Maps a stream's ``status`` payload to the availability payloads: only ``streaming`` is
-available (a camera ``connecting``, ``stalled``, ``reconnecting``, ``failed`` or ``ended``
-shows no current state)."""
+available (a camera ``connecting``, ``stalled``, ``reconnecting``, ``failed``, ``ended`` or
+``stopped`` shows no current state)."""
 DISCOVERY_QOS: Final = 1
 """Discovery configs go out at QoS 1 and retained, whatever ``state_qos`` and ``retain`` say."""
 
