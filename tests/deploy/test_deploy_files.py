@@ -488,3 +488,8 @@ def test_the_alert_rules_name_metrics_streamseg_exposes() -> None:
     for needed in ("streamseg_mqtt_outbox_full", "streamseg_frames_dropped_total"):
         assert needed in exprs
     assert "deploy/prometheus/alerts.yaml" in (ROOT / "docs" / "operations.md").read_text()
+    # A live source drops frames by design when the model is busy (the newest is taken): those
+    # alone must not page as lost frames, only as a share of the camera's frames.
+    by_name = {rule["alert"]: rule["expr"] for rule in rules}
+    assert 'stage!="source"' in by_name["StreamsegFramesDropped"]
+    assert "streamseg_frames_processed_total" in by_name["StreamsegCameraOutpacesPipeline"]
