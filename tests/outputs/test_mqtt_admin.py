@@ -90,6 +90,29 @@ def test_reading_works_beside_a_running_pipeline_and_changes_nothing(tmp_path: P
     assert read_outbox(path).depth == 2
 
 
+def test_the_report_counts_the_occurrences_left_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    with Outbox(path) as running:
+        for event in (_event(0), _event(1)):
+            running.add(EVENTS, event.to_json().encode(), 1, occurrence=event.event_id)
+        running.ack(row.row_id for row in running.pending())  # delivered, still open
+        assert read_outbox(path).open_occurrences == 2
+        assert main(["outbox", str(path)]) == 0
+        assert "2 occurrence(s) open (a start and no end yet)\n" in capsys.readouterr().out
+    # No run holds it: those two were left by one that died.
+    assert main(["outbox", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["open_occurrences"] == 2
+    assert main(["outbox", str(path)]) == 0
+    assert "left by a run that did not stop cleanly; the next start ends them" in (
+        capsys.readouterr().out
+    )
+    with sqlite3.connect(path) as db:  # an outbox from before the table: none
+        db.execute("DROP TABLE occurrences")
+    assert read_outbox(path).open_occurrences == 0
+
+
 def test_a_missing_file_and_another_database(tmp_path: Path) -> None:
     missing = read_outbox(tmp_path / "none.sqlite3")
     assert not missing.exists and missing.depth == 0

@@ -1,4 +1,5 @@
-"""streamseg killed with SIGKILL: the outbox survives and drains on restart; the will fires.
+"""streamseg killed with SIGKILL: the outbox survives and drains on restart; the occurrences it
+left open get their end from the restarted run; the will fires.
 
 Each test runs the publisher in a child Python process (the script below), so the kill is real:
 no ``close()``, no ``finally``, no clean MQTT disconnect.
@@ -16,10 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 from helpers.mosquitto import Mosquitto, Subscriber
 
 from streamseg.outputs.mqtt import Outbox
+from streamseg.rules import event_schema
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +43,28 @@ if mode == "raise":  # events while the broker is down, then wait to be killed
         event = Event(new_event_id(), "start", "r1", "inside", "gate", 1.0, 0.0, i / 25, i)
         publisher.on_event(event)
         print("EVENT", event.event_id, flush=True)
+    print("READY", flush=True)
+elif mode == "lifecycle":  # occurrences in every stage of their life, then wait to be killed
+    import dataclasses
+    from streamseg.rules import Event, new_event_id
+
+    def message(event_id, type_, seq, pts, **fields):
+        return Event(event_id, type_, "r1", "inside", "gate", 100.0, 2.0, pts, int(pts * 25),
+                     seq=seq, track_ids=(7,), class_names=("person",), **fields)
+
+    started, updated, ended = new_event_id(), new_event_id(), new_event_id()
+    publisher.on_event(message(started, "start", 0, 2.0, details={"overlap": 0.5}))
+    publisher.on_event(message(updated, "start", 0, 2.0, details={"overlap": 0.5}))
+    publisher.on_event(
+        message(updated, "update", 1, 5.5, details={"overlap": 0.75, "hidden": True,
+                                                    "last_seen_pts": 5.0})
+    )
+    publisher.on_event(message(ended, "start", 0, 2.0))
+    publisher.on_event(
+        message(ended, "end", 1, 3.0, ended_at=101.0, details={"reason": "left"})
+    )
+    print("OPEN", started, updated, flush=True)
+    print("ENDED", ended, flush=True)
     print("READY", flush=True)
 elif mode == "connect":  # connect, then wait to be killed
     while not publisher.connected:
@@ -160,6 +185,50 @@ def test_events_in_the_outbox_survive_sigkill_and_go_out_on_restart(
     assert second.proc.wait(timeout=10) == 0
     with Outbox(outbox_path) as outbox:
         assert outbox.depth == 0
+    sub.close()
+
+
+def test_occurrences_left_open_by_a_killed_run_are_ended_by_the_next(
+    tmp_path: Path, mosquitto: Callable[..., Mosquitto], child: Callable[..., Child]
+) -> None:
+    """Regression: after a SIGKILL, consumers kept a ``start`` with no ``end`` for ever (the
+    restarted run set the rule states OFF, but sent no end). The restarted run ends each
+    occurrence left open, after its last message, with ``reason: interrupted``."""
+    broker = mosquitto()
+    broker.stop()  # down: the messages are still in the outbox when the process dies
+    outbox_path = tmp_path / "outbox.sqlite3"
+    config = write_config(tmp_path / "p.yaml", broker.port, outbox_path)
+    first = child(config, "lifecycle")
+    lines = first.read_until("READY")
+    first.sigkill()
+    started, updated = next(x for x in lines if x.startswith("OPEN")).split()[1:]
+    ended = next(x for x in lines if x.startswith("ENDED")).split()[1]
+    with Outbox(outbox_path) as outbox:
+        assert {o.event_id for o in outbox.open_occurrences()} == {started, updated}
+
+    broker.start()
+    sub = Subscriber(broker.port, f"{PREFIX}/events")
+    second = child(config, "drain")
+    second.read_until("DONE")
+    sub.wait_for(lambda s: len(s.on(f"{PREFIX}/events")) == 7)
+    messages = [json.loads(p) for p in sub.on(f"{PREFIX}/events")]
+    for payload in messages:
+        jsonschema.validate(payload, event_schema())
+    ends = {m["event_id"]: m for m in messages if m["type"] == "end"}
+    assert set(ends) == {started, updated, ended}
+    assert ends[ended]["details"] == {"reason": "left"}  # ended cleanly: not ended again
+    # Each comes after the occurrence's other messages, with the next seq, dated at the frame
+    # of its latest message (stream 2.0 s was wall 100.0).
+    assert [m["type"] for m in messages if m["event_id"] == updated] == ["start", "update", "end"]
+    assert (ends[started]["seq"], ends[updated]["seq"]) == (1, 2)
+    assert ends[started]["ended_at"] == pytest.approx(100.0)
+    assert ends[updated]["ended_at"] == pytest.approx(103.5)
+    assert ends[updated]["frame_pts"] == pytest.approx(5.5)
+    assert ends[started]["details"] == {"overlap": 0.5, "reason": "interrupted"}
+    assert ends[updated]["details"] == {"overlap": 0.75, "reason": "interrupted"}
+    assert ends[updated]["track_ids"] == [7]
+    with Outbox(outbox_path) as outbox:  # ended once: a third run sends nothing more
+        assert (outbox.depth, outbox.open_occurrences()) == (0, [])
     sub.close()
 
 

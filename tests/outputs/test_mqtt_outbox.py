@@ -57,6 +57,49 @@ def test_rows_survive_reopen_and_ids_keep_growing(tmp_path: Path) -> None:
         assert outbox.pending()[-1].qos == 2
 
 
+def test_open_occurrences_keep_their_latest_message_until_their_end(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite3"
+    with Outbox(path) as outbox:
+        outbox.add("t", b"a start", 1, occurrence="a")
+        outbox.add("t", b"b start", 1, occurrence="b")
+        outbox.add("t", b"a update", 2, occurrence="a")
+        outbox.add("t", b"status", 1)  # a message of no occurrence
+        outbox.add("t", b"b end", 1, occurrence="b", ends=True)
+        assert outbox.depth == 5
+        outbox.ack(r.row_id for r in outbox.pending())  # delivered: still open
+    with Outbox(path) as outbox:  # as a restart finds them
+        [left] = outbox.open_occurrences()
+        assert (left.event_id, left.topic, left.payload, left.qos) == ("a", "t", b"a update", 2)
+        outbox.forget_occurrence("a")
+        assert outbox.open_occurrences() == []
+
+
+def test_a_refused_message_changes_no_open_occurrence(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.sqlite3", max_events=1) as outbox:
+        outbox.add("t", b"a start", 1, occurrence="a")
+        with pytest.raises(OutboxFullError):
+            outbox.add("t", b"a end", 1, occurrence="a", ends=True)
+        with pytest.raises(OutboxFullError):
+            outbox.add("t", b"b start", 1, occurrence="b")
+        assert [o.payload for o in outbox.open_occurrences()] == [b"a start"]
+
+
+def test_an_outbox_from_before_open_occurrences_gets_the_table(tmp_path: Path) -> None:
+    """An outbox written before the occurrences table existed opens, keeps its rows and tracks
+    occurrences from then on; an older streamseg still reads the file (same schema version)."""
+    path = tmp_path / "o.sqlite3"
+    with Outbox(path) as outbox:
+        outbox.add("t", b"old", 1)
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE occurrences")
+    db.commit()
+    db.close()
+    with Outbox(path) as outbox:
+        assert [r.payload for r in outbox.pending()] == [b"old"]
+        outbox.add("t", b"x start", 1, occurrence="x")
+        assert [o.event_id for o in outbox.open_occurrences()] == ["x"]
+
+
 def test_bound_refuses_new_rows_and_keeps_the_accepted(tmp_path: Path) -> None:
     with Outbox(tmp_path / "o.sqlite3", max_events=3) as outbox:
         ids = _fill(outbox, 3)

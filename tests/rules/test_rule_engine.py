@@ -307,4 +307,5 @@ def test_the_schema_lists_the_values_the_config_accepts() -> None:
         "stream_end",
         "schedule",
         "test",  # streamseg alert-test
+        "interrupted",  # streamseg.outputs.mqtt.recovery
     }

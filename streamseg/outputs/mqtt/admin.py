@@ -125,6 +125,9 @@ class OutboxReport:
         first: the first waiting events in line (the order they are sent), at most the
             ``limit`` asked for.
         quarantine: what the quarantine file beside it holds.
+        open_occurrences: occurrences with a ``start`` and no ``end`` stored yet: open in the
+            run that holds the file, or, with none running, left open by one that died (the
+            next start ends them with ``reason: interrupted``).
     """
 
     path: Path
@@ -136,6 +139,7 @@ class OutboxReport:
     newest_created_at: float | None
     first: list[WaitingEvent]
     quarantine: QuarantineFile
+    open_occurrences: int = 0
 
     def to_json(self) -> dict[str, object]:
         """The report as JSON-ready data (``streamseg outbox --json``)."""
@@ -148,6 +152,7 @@ class OutboxReport:
             "oldest_created_at": self.oldest_created_at,
             "newest_created_at": self.newest_created_at,
             "first": [vars(event) for event in self.first],
+            "open_occurrences": self.open_occurrences,
             "quarantine": {
                 "path": str(self.quarantine.path),
                 "events": len(self.quarantine.events),
@@ -175,7 +180,7 @@ def read_outbox(path: str | Path, limit: int = 0) -> OutboxReport:
         return OutboxReport(path, path.exists(), False, 0, {}, None, None, [], quarantine)
     in_use = _held(path.with_name(path.name + ".lock"))
     try:
-        by_topic, oldest_at, newest_at, rows = _read_rows(path, limit, in_use)
+        by_topic, oldest_at, newest_at, rows, open_count = _read_rows(path, limit, in_use)
     except sqlite3.Error as exc:
         raise OutboxError(
             f"outbox {path}: sqlite cannot read it ({exc}); a run reports what to do with a "
@@ -195,15 +200,18 @@ def read_outbox(path: str | Path, limit: int = 0) -> OutboxReport:
         None if newest_at is None else float(newest_at),
         first,
         quarantine,
+        open_count,
     )
 
 
-def _read_rows(
-    path: Path, limit: int, in_use: bool
-) -> tuple[dict[str, int], float | None, float | None, list[tuple[Any, ...]]]:
-    """Counts per topic, the oldest and newest ``created_at`` and the first ``limit`` rows, as
-    of one moment (one read transaction: a run writing meanwhile cannot make the report
-    contradict itself).
+_Rows = tuple[dict[str, int], float | None, float | None, list[tuple[Any, ...]], int]
+"""What :func:`_read_rows` reads."""
+
+
+def _read_rows(path: Path, limit: int, in_use: bool) -> _Rows:
+    """Counts per topic, the oldest and newest ``created_at``, the first ``limit`` rows and the
+    open occurrences, as of one moment (one read transaction: a run writing meanwhile cannot
+    make the report contradict itself).
 
     A read-only connection to a WAL database needs its ``-shm`` file, which sqlite creates
     beside it when missing (a stopped run leaves none): a user who may not write that folder
@@ -230,9 +238,7 @@ def _connect(path: Path, flags: str) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True, isolation_level=None)
 
 
-def _query(
-    db: sqlite3.Connection, path: Path, limit: int
-) -> tuple[dict[str, int], float | None, float | None, list[tuple[Any, ...]]]:
+def _query(db: sqlite3.Connection, path: Path, limit: int) -> _Rows:
     db.execute("BEGIN")
     try:
         check_outbox_schema(db, path)
@@ -249,9 +255,14 @@ def _query(
             "SELECT id, topic, created_at, payload FROM outbox ORDER BY id LIMIT ?",
             (max(0, limit),),
         ).fetchall()
+        open_count = 0
+        if db.execute(  # an outbox from before the table was added has none
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'occurrences'"
+        ).fetchone():
+            open_count = int(db.execute("SELECT COUNT(*) FROM occurrences").fetchone()[0])
     finally:
         db.execute("COMMIT")
-    return by_topic, oldest_at, newest_at, rows
+    return by_topic, oldest_at, newest_at, rows, open_count
 
 
 def read_quarantine(path: Path) -> QuarantineFile:

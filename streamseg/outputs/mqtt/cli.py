@@ -126,6 +126,16 @@ def describe(report: OutboxReport, now: float) -> list[str]:
             f"  #{event.row_id} {_when(event.created_at, now)} {event.topic} "
             f"{event.size} B {what or '(not an event)'}"
         )
+    if report.open_occurrences:
+        lines.append(
+            f"{report.open_occurrences} occurrence(s) open (a start and no end yet)"
+            + (
+                ""
+                if report.in_use
+                else ": left by a run that did not stop cleanly; the next start ends them "
+                "(reason: interrupted)"
+            )
+        )
     quarantine = report.quarantine
     if quarantine.events or quarantine.unreadable:
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(quarantine.by_reason.items()))

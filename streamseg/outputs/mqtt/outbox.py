@@ -19,6 +19,15 @@ Only an outbox is opened: the schema is created in an empty database alone, so a
 points at another application's SQLite file fails instead of adding tables to it. Every failure to
 open raises :class:`OutboxError` with the file and what to do about it.
 
+Open occurrences: a second table keeps, per event occurrence that has had a ``start`` and no
+``end`` yet, its latest message, written in the same transaction as the message itself
+(:meth:`Outbox.add` with ``occurrence``). A clean stop ends every occurrence, so what is left
+there when the outbox is opened again was left open by a run that died (SIGKILL, a crash, a
+power loss): :meth:`Outbox.open_occurrences` lists it, and the publisher ends each one (reason
+``interrupted``) before the new run's events, so a consumer that opened an incident on ``start``
+gets its ``end``. The table is created in outboxes written before it existed, too: it changes
+nothing an older streamseg reads.
+
 A message the broker will never take (one it disconnects for) can be set aside with
 :meth:`Outbox.quarantine`: it leaves the outbox for ``<path>.quarantine.jsonl``, so the messages
 behind it go out and it stays on disk for an operator to look at.
@@ -55,6 +64,16 @@ CREATE TABLE outbox (
     created_at REAL NOT NULL
 )
 """
+
+_OCCURRENCES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS occurrences (
+    event_id TEXT PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL
+)
+"""
+"""The latest message of each open occurrence (see the module docstring)."""
 
 _BUSY_TIMEOUT_MS = 5000
 
@@ -99,6 +118,23 @@ class OutboxRow:
     payload: bytes
     qos: int
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOccurrence:
+    """The latest stored message of an occurrence with no ``end`` yet.
+
+    Attributes:
+        event_id: the occurrence's event id.
+        topic: the topic its messages go to.
+        payload: its latest message (the event's JSON).
+        qos: that message's QoS.
+    """
+
+    event_id: str
+    topic: str
+    payload: bytes
+    qos: int
 
 
 class Outbox:
@@ -163,13 +199,25 @@ class Outbox:
         """``<path>.quarantine.jsonl``: where :meth:`quarantine` puts messages set aside."""
         return quarantine_path_of(self.path)
 
-    def add(self, topic: str, payload: bytes, qos: int) -> int:
+    def add(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        occurrence: str | None = None,
+        ends: bool = False,
+    ) -> int:
         """Store one message; it is durable (committed) when this returns.
 
         Args:
             topic: MQTT topic.
             payload: message bytes.
             qos: 1 or 2.
+            occurrence: the event id of the occurrence the message is part of: in the same
+                transaction, the message becomes that occurrence's latest in the open
+                occurrences (:meth:`open_occurrences`), or with ``ends`` the occurrence leaves
+                them. ``None``: a message of no occurrence.
+            ends: the message ends ``occurrence``.
 
         Returns:
             The row id.
@@ -181,10 +229,19 @@ class Outbox:
             self._check_open()
             if self._depth >= self.bound:
                 raise OutboxFullError(self._depth, self.bound)
-            cursor = self._db.execute(
-                "INSERT INTO outbox (topic, payload, qos, created_at) VALUES (?, ?, ?, ?)",
-                (topic, payload, qos, time.time()),
-            )
+            with _transaction(self._db):
+                cursor = self._db.execute(
+                    "INSERT INTO outbox (topic, payload, qos, created_at) VALUES (?, ?, ?, ?)",
+                    (topic, payload, qos, time.time()),
+                )
+                if occurrence is not None and ends:
+                    self._db.execute("DELETE FROM occurrences WHERE event_id = ?", (occurrence,))
+                elif occurrence is not None:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO occurrences (event_id, topic, payload, qos) "
+                        "VALUES (?, ?, ?, ?)",
+                        (occurrence, topic, payload, qos),
+                    )
             self._depth += 1
             row_id = cursor.lastrowid
         if row_id is None:  # pragma: no cover - sqlite3 always sets it after an INSERT
@@ -216,6 +273,23 @@ class Outbox:
                 )
             self._depth += len(rows)
         return len(rows)
+
+    def open_occurrences(self) -> list[OpenOccurrence]:
+        """The occurrences whose latest stored message is not an ``end``, oldest first: at
+        open, before this run stored anything, those a run that died left open."""
+        with self._lock:
+            self._check_open()
+            rows = self._db.execute(
+                "SELECT event_id, topic, payload, qos FROM occurrences ORDER BY rowid"
+            ).fetchall()
+        return [OpenOccurrence(str(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in rows]
+
+    def forget_occurrence(self, event_id: str) -> None:
+        """Drop an open occurrence without storing a message (one whose message cannot be
+        read back to end it)."""
+        with self._lock:
+            self._check_open()
+            self._db.execute("DELETE FROM occurrences WHERE event_id = ?", (event_id,))
 
     def pending(self, after: int = 0, limit: int = 100) -> list[OutboxRow]:
         """The oldest messages with ``row_id > after``, in insertion order.
@@ -365,6 +439,7 @@ def _open_database(path: Path, synchronous: str) -> tuple[sqlite3.Connection, in
         if str(mode).lower() != "wal":
             logger.warning("outbox %s: journal mode %s, expected wal", path, mode)
         db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        db.execute(_OCCURRENCES_SCHEMA)  # also in an outbox from before the table existed
         depth = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         _check_writable(db)
     except sqlite3.Error as exc:

@@ -37,6 +37,10 @@ value and again after every (re)connect (QoS 1, retained; see
 :mod:`streamseg.outputs.mqtt.discovery`). The rule states known from the pipeline are announced
 on the first connect, before any frame.
 
+Occurrences a run that died left open (a ``start`` with no ``end``: SIGKILL, a crash) get their
+``end`` (``details.reason: interrupted``) when the next run's publisher starts, before its own
+events (:mod:`streamseg.outputs.mqtt.recovery`).
+
 The outbox is bounded. When it is full a new event is refused at the door (nothing already
 accepted is ever dropped): the refusal is counted (``streamseg_mqtt_events_refused``), logged at
 ERROR once per episode, and the retained ``<prefix>/outbox`` topic says ``"full": true`` until
@@ -68,6 +72,7 @@ from streamseg.outputs.mqtt.client import make_client
 from streamseg.outputs.mqtt.discovery import DISCOVERY_QOS, DiscoveryMessage, HomeAssistantDiscovery
 from streamseg.outputs.mqtt.metrics import MqttMetrics
 from streamseg.outputs.mqtt.outbox import Outbox, OutboxFullError
+from streamseg.outputs.mqtt.recovery import end_interrupted
 from streamseg.outputs.mqtt.sender import PUBLISH_OVERHEAD_BYTES, OutboxSender
 from streamseg.outputs.mqtt.stale import OwnedTopics, StaleCleaner
 from streamseg.outputs.mqtt.topics import OFFLINE, ONLINE, Topics
@@ -256,6 +261,8 @@ class MqttPublisher:
         if self._started or self._closed:
             raise RuntimeError("the MQTT publisher was already started (or closed)")
         self._started = True
+        # Before this run's events: the ends of the occurrences a run that died left open.
+        end_interrupted(self.outbox)
         self._sender.start()
         logger.info(
             "MQTT: connecting to %s:%d (%s%s) as %r; topics under %s/; %d events wait in %s",
@@ -380,7 +387,13 @@ class MqttPublisher:
             if len(payload) > self.config.max_payload_bytes:
                 self._refuse_too_large(event, len(payload))
                 return
-            self.outbox.add(self.topics.events, payload, self.config.qos)
+            self.outbox.add(
+                self.topics.events,
+                payload,
+                self.config.qos,
+                occurrence=event.event_id,
+                ends=event.type == "end",
+            )
         except OutboxFullError as exc:
             self._refuse(event, exc)
         except Exception:
