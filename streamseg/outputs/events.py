@@ -4,14 +4,26 @@ One line per message, the payload of :meth:`streamseg.rules.Event.to_payload` (v
 shipped ``event.schema.json``). Each line is flushed as it is written, so a crash loses at most
 the line being written. It is the simplest consumer of events for operators without a broker,
 and what the end-to-end tests read back.
+
+A run that died (SIGKILL, a crash, a power loss) leaves its open occurrences with a ``start``
+and no ``end``, and possibly a last line cut short. The next run with the same file reads it
+through once when it opens it: a cut line is ended with a newline (so the next line is whole),
+and each occurrence left open gets its ``end`` (``details.reason: interrupted``, see
+:mod:`streamseg.outputs.interrupted`) before the run's own events. So that a live run's
+occurrences are never taken for a dead one's, a run holds an exclusive lock on the file while
+it writes it: a second pipeline pointed at the same file fails at once.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
+from streamseg.outputs.interrupted import interrupted_end, payload_json
 from streamseg.rules.events import Event
 
 logger = logging.getLogger(__name__)
@@ -24,15 +36,84 @@ class EventLog:
     not logged (they are state, not events; MQTT carries them as retained topics).
 
     Args:
-        path: output file; parent folders are created; an existing file is appended to.
+        path: output file; parent folders are created; an existing file is appended to, after
+            the ends of the occurrences a run that died left open in it (module docstring).
+
+    Attributes:
+        interrupted: the ``end`` payloads written at open for occurrences left open.
+
+    Raises:
+        OSError: the file cannot be opened, or another process writes it (its lock is held).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = self.path.open("a", encoding="utf-8")
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.close()
+            raise OSError(
+                f"event log {self.path} is written by another running streamseg (it holds the "
+                "file's lock); give each running pipeline its own outputs.events.path"
+            ) from None
         self._lock = threading.Lock()
         self.written = 0
+        try:
+            self.interrupted = self._end_interrupted()
+        except BaseException:
+            self._fh.close()
+            raise
+
+    def _end_interrupted(self) -> list[dict[str, Any]]:
+        """End a cut last line, and the occurrences left open (module docstring)."""
+        left: dict[str, dict[str, Any]] = {}
+        last = b"\n"
+        with self.path.open("rb") as lines:
+            for line in lines:
+                last = line[-1:]
+                try:
+                    payload = json.loads(line)
+                except ValueError:
+                    continue
+                event_id = payload.get("event_id") if isinstance(payload, dict) else None
+                if not isinstance(event_id, str):
+                    continue
+                if payload.get("type") == "end":
+                    left.pop(event_id, None)
+                else:
+                    left[event_id] = payload
+        if last != b"\n":
+            logger.warning(
+                "event log %s: its last line was cut short (streamseg died while writing it); "
+                "it stays as it is, on a line of its own",
+                self.path,
+            )
+            self._fh.write("\n")
+        ended = []
+        for latest in left.values():
+            try:
+                ended.append(interrupted_end(latest))
+            except ValueError as exc:
+                logger.warning(
+                    "event log %s: occurrence %s was left open by an earlier run, and its latest "
+                    "line cannot be ended (%s)",
+                    self.path,
+                    latest.get("event_id"),
+                    exc,
+                )
+        for end in ended:
+            self._fh.write(payload_json(end) + "\n")
+        self._fh.flush()
+        if ended:
+            logger.warning(
+                "event log %s: an earlier run stopped without ending %d occurrence(s) (killed, "
+                "crashed or powered off); each gets an end with details.reason 'interrupted'",
+                self.path,
+                len(ended),
+            )
+        return ended
 
     def on_event(self, event: Event) -> None:
         """Append one event message."""

@@ -11,8 +11,9 @@ from typing import Any
 import jsonschema
 import pytest
 
+from streamseg.outputs.interrupted import interrupted_end
 from streamseg.outputs.mqtt import Outbox
-from streamseg.outputs.mqtt.recovery import end_interrupted, interrupted_end
+from streamseg.outputs.mqtt.recovery import end_interrupted
 from streamseg.rules import Event, event_schema, new_event_id
 
 
