@@ -9,7 +9,10 @@ A run that died (SIGKILL, a crash, a power loss) leaves its open occurrences wit
 and no ``end``, and possibly a last line cut short. The next run with the same file reads it
 through once when it opens it: a cut line is ended with a newline (so the next line is whole),
 and each occurrence left open gets its ``end`` (``details.reason: interrupted``, see
-:mod:`streamseg.outputs.interrupted`) before the run's own events. So that a live run's
+:mod:`streamseg.outputs.interrupted`) before the run's own events. The log keeps no time of its
+own per line, so an end is dated by its latest message's stream time
+(:func:`~streamseg.outputs.interrupted.pts_estimate`), and never after the file was last
+written. So that a live run's
 occurrences are never taken for a dead one's, a run holds an exclusive lock on the file while
 it writes it: a second pipeline pointed at the same file fails at once.
 """
@@ -23,7 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from streamseg.outputs.interrupted import interrupted_end, payload_json
+from streamseg.outputs.interrupted import interrupted_end, payload_json, pts_estimate
 from streamseg.rules.events import Event
 
 logger = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ class EventLog:
         """End a cut last line, and the occurrences left open (module docstring)."""
         left: dict[str, dict[str, Any]] = {}
         last = b"\n"
+        written_at = self.path.stat().st_mtime
         with self.path.open("rb") as lines:
             for line in lines:
                 last = line[-1:]
@@ -94,7 +98,7 @@ class EventLog:
         ended = []
         for latest in left.values():
             try:
-                ended.append(interrupted_end(latest))
+                ended.append(interrupted_end(latest, min(pts_estimate(latest), written_at)))
             except ValueError as exc:
                 logger.warning(
                     "event log %s: occurrence %s was left open by an earlier run, and its latest "
@@ -108,8 +112,9 @@ class EventLog:
         self._fh.flush()
         if ended:
             logger.warning(
-                "event log %s: an earlier run stopped without ending %d occurrence(s) (killed, "
-                "crashed or powered off); each gets an end with details.reason 'interrupted'",
+                "event log %s: an earlier run left %d occurrence(s) without an end (it was "
+                "killed, crashed or lost power); each gets an end with details.reason "
+                "'interrupted'",
                 self.path,
                 len(ended),
             )

@@ -10,8 +10,15 @@ The end (:func:`interrupted_end`):
 - ``details.reason`` is ``interrupted``, and the other details are the latest message's;
 - ``seq`` follows the latest message's, so consumers deduplicating on
   ``(event_id, type, seq)`` take it;
-- ``ended_at`` and ``frame_pts`` are those of the latest message's frame: the last moment
-  the occurrence is known to have held (the run may have seen it hold longer before it died).
+- ``frame_pts`` is the latest message's, and ``ended_at`` the wall time that message was
+  made (the outbox stores it with the message; the event log, which has no such time, takes
+  :func:`pts_estimate`, capped by when the file was last written): the last moment the
+  occurrence is known to have held (the run may have seen it hold longer before it died; an
+  ``inside`` occurrence sends no update, by default, for 10 s).
+
+An occurrence is left open by a run that died, and also by one that could not store an ``end``
+(larger than ``max_payload_bytes``, the outbox full or its disk failing, an analytics thread
+that outlived the stop): its end comes late, but it comes.
 
 It works on payloads (JSON), not on :class:`streamseg.rules.events.Event`, so the MQTT output
 does not load the rule engine.
@@ -32,9 +39,10 @@ _MESSAGE_ONLY_DETAILS = ("hidden", "last_seen_pts", "other_last_seen_pts")
 """Details that describe the frame of one ``update`` rather than the occurrence."""
 
 
-def interrupted_end(latest: dict[str, Any]) -> dict[str, Any]:
-    """The ``end`` payload of an occurrence whose latest message is ``latest`` (see the module
-    docstring).
+def interrupted_end(latest: dict[str, Any], ended_at: float) -> dict[str, Any]:
+    """The ``end`` payload of an occurrence whose latest message is ``latest``, dated
+    ``ended_at`` (wall-clock UNIX seconds; not before the occurrence's ``started_at``); see
+    the module docstring.
 
     Raises:
         ValueError: ``latest`` is already an ``end``, or lacks a field an end needs (the
@@ -42,18 +50,13 @@ def interrupted_end(latest: dict[str, Any]) -> dict[str, Any]:
     """
     if latest.get("type") == "end":
         raise ValueError("the occurrence's latest message is already its end")
-    try:
-        started_at = float(latest["started_at"])
-        frame_pts = float(latest["frame_pts"])
-        started_pts = float(latest["started_pts"])
-        seq = int(latest["seq"])
-    except KeyError as exc:
-        raise ValueError(f"the latest message has no {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"the latest message has a field of the wrong type ({exc})") from None
+    started_at = _number(latest, "started_at")
+    _number(latest, "frame_pts")
+    seq = int(_number(latest, "seq"))
+    given = latest.get("details")
     details = {
         key: value
-        for key, value in dict(latest.get("details") or {}).items()
+        for key, value in (given.items() if isinstance(given, dict) else ())
         if key not in _MESSAGE_ONLY_DETAILS
     }
     details["reason"] = INTERRUPTED
@@ -61,11 +64,36 @@ def interrupted_end(latest: dict[str, Any]) -> dict[str, Any]:
         **latest,
         "type": "end",
         "seq": seq + 1,
-        # The wall time of the latest message's frame: the stream's clock runs with the wall
-        # clock from the occurrence's first frame.
-        "ended_at": started_at + max(0.0, frame_pts - started_pts),
+        "ended_at": max(started_at, ended_at),
         "details": details,
     }
+
+
+def minimal_end(end: dict[str, Any]) -> dict[str, Any]:
+    """``end`` with only ``details.reason`` and no snapshot or clip path: for an end too large
+    to send whole (its latest message was near ``max_payload_bytes``)."""
+    return {**end, "details": {"reason": INTERRUPTED}, "snapshot": None, "clip": None}
+
+
+def pts_estimate(latest: dict[str, Any]) -> float:
+    """The wall time of the latest message's frame as its stream clock tells it: right for a
+    camera (stream time runs with the wall clock), too late or too early for a file analysed
+    faster or slower than its frame rate.
+
+    Raises:
+        ValueError: a time field is missing or not a number.
+    """
+    started_at = _number(latest, "started_at")
+    return started_at + max(0.0, _number(latest, "frame_pts") - _number(latest, "started_pts"))
+
+
+def _number(payload: dict[str, Any], key: str) -> float:
+    value = payload.get(key)
+    if key not in payload:
+        raise ValueError(f"the latest message has no {key!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"the latest message's {key!r} is not a number: {value!r}")
+    return float(value)
 
 
 def payload_json(payload: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import jsonschema
@@ -52,7 +53,7 @@ def test_a_cut_line_and_the_open_occurrences_are_put_right(
     assert json.loads(text[-2])["frame_pts"] == 9.0  # the run's own events come after them
     assert log.interrupted == ends
     assert "its last line was cut short" in caplog.text
-    assert "stopped without ending 2 occurrence(s)" in caplog.text
+    assert "an earlier run left 2 occurrence(s) without an end" in caplog.text
 
     assert EventLog(path).interrupted == []  # ended once: the next open adds nothing
 
@@ -67,3 +68,14 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_file(tmp_path: Pat
     assert len(path.read_text().splitlines()) == 1  # the refused one wrote nothing
     first.close()
     assert len(EventLog(path).interrupted) == 1  # once the first is gone
+
+
+def test_an_end_is_never_dated_after_the_file_was_last_written(tmp_path: Path) -> None:
+    """The log has no time per line: a file analysed faster than its frame rate runs its stream
+    clock ahead of the wall clock, and the stream time of the latest message (frame 8.0 s,
+    wall 507.0 by the stream clock) would date the end after the run died."""
+    path = tmp_path / "events.jsonl"
+    path.write_text(_message(new_event_id(), "update", 3, 8.0).to_json() + "\n")
+    os.utime(path, (503.5, 503.5))  # the dead run's last write
+    [end] = EventLog(path).interrupted
+    assert (end["ended_at"], end["seq"]) == (503.5, 4)

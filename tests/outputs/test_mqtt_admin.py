@@ -105,11 +105,11 @@ def test_the_report_counts_the_occurrences_left_open(
     assert main(["outbox", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["open_occurrences"] == 2
     assert main(["outbox", str(path)]) == 0
-    assert "left by a run that did not stop cleanly; the next start ends them" in (
+    assert "left by a run that died or could not store their end; the next start" in (
         capsys.readouterr().out
     )
     with sqlite3.connect(path) as db:  # an outbox from before the table: none
-        db.execute("DROP TABLE occurrences")
+        db.execute("DROP TABLE open_occurrences")
     assert read_outbox(path).open_occurrences == 0
 
 

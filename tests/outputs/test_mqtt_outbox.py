@@ -91,7 +91,7 @@ def test_an_outbox_from_before_open_occurrences_gets_the_table(tmp_path: Path) -
     with Outbox(path) as outbox:
         outbox.add("t", b"old", 1)
     db = sqlite3.connect(path)
-    db.execute("DROP TABLE occurrences")
+    db.execute("DROP TABLE open_occurrences")
     db.commit()
     db.close()
     with Outbox(path) as outbox:

@@ -126,8 +126,8 @@ class OutboxReport:
             ``limit`` asked for.
         quarantine: what the quarantine file beside it holds.
         open_occurrences: occurrences with a ``start`` and no ``end`` stored yet: open in the
-            run that holds the file, or, with none running, left open by one that died (the
-            next start ends them with ``reason: interrupted``).
+            run that holds the file, or, with none running, left open by one that died or could
+            not store their end (the next start ends them with ``reason: interrupted``).
     """
 
     path: Path
@@ -257,9 +257,9 @@ def _query(db: sqlite3.Connection, path: Path, limit: int) -> _Rows:
         ).fetchall()
         open_count = 0
         if db.execute(  # an outbox from before the table was added has none
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'occurrences'"
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'open_occurrences'"
         ).fetchone():
-            open_count = int(db.execute("SELECT COUNT(*) FROM occurrences").fetchone()[0])
+            open_count = int(db.execute("SELECT COUNT(*) FROM open_occurrences").fetchone()[0])
     finally:
         db.execute("COMMIT")
     return by_topic, oldest_at, newest_at, rows, open_count

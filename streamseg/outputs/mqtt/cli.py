@@ -132,8 +132,8 @@ def describe(report: OutboxReport, now: float) -> list[str]:
             + (
                 ""
                 if report.in_use
-                else ": left by a run that did not stop cleanly; the next start ends them "
-                "(reason: interrupted)"
+                else ": left by a run that died or could not store their end; the next start "
+                "ends them (reason: interrupted)"
             )
         )
     quarantine = report.quarantine

@@ -20,13 +20,14 @@ points at another application's SQLite file fails instead of adding tables to it
 open raises :class:`OutboxError` with the file and what to do about it.
 
 Open occurrences: a second table keeps, per event occurrence that has had a ``start`` and no
-``end`` yet, its latest message, written in the same transaction as the message itself
-(:meth:`Outbox.add` with ``occurrence``). A clean stop ends every occurrence, so what is left
-there when the outbox is opened again was left open by a run that died (SIGKILL, a crash, a
-power loss): :meth:`Outbox.open_occurrences` lists it, and the publisher ends each one (reason
-``interrupted``) before the new run's events, so a consumer that opened an incident on ``start``
-gets its ``end``. The table is created in outboxes written before it existed, too: it changes
-nothing an older streamseg reads.
+``end`` yet, its latest message and when it was stored, written in the same transaction as the
+message itself (:meth:`Outbox.add` with ``occurrence``). A clean stop ends every occurrence, so
+what is left there when the outbox is opened again was left open by a run that died (SIGKILL,
+a crash, a power loss) or could not store an end: :meth:`Outbox.open_occurrences` lists it,
+and the publisher ends each one (reason ``interrupted``, :mod:`streamseg.outputs.mqtt.recovery`)
+before the new run's events, so a consumer that opened an incident on ``start`` gets its
+``end``. The table is created in outboxes written before it existed, too: it changes nothing an
+older streamseg reads.
 
 A message the broker will never take (one it disconnects for) can be set aside with
 :meth:`Outbox.quarantine`: it leaves the outbox for ``<path>.quarantine.jsonl``, so the messages
@@ -66,11 +67,12 @@ CREATE TABLE outbox (
 """
 
 _OCCURRENCES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS occurrences (
+CREATE TABLE IF NOT EXISTS open_occurrences (
     event_id TEXT PRIMARY KEY,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
-    qos INTEGER NOT NULL
+    qos INTEGER NOT NULL,
+    stored_at REAL NOT NULL
 )
 """
 """The latest message of each open occurrence (see the module docstring)."""
@@ -129,12 +131,14 @@ class OpenOccurrence:
         topic: the topic its messages go to.
         payload: its latest message (the event's JSON).
         qos: that message's QoS.
+        stored_at: wall-clock UNIX seconds when that message was stored.
     """
 
     event_id: str
     topic: str
     payload: bytes
     qos: int
+    stored_at: float
 
 
 class Outbox:
@@ -229,18 +233,21 @@ class Outbox:
             self._check_open()
             if self._depth >= self.bound:
                 raise OutboxFullError(self._depth, self.bound)
+            now = time.time()
             with _transaction(self._db):
                 cursor = self._db.execute(
                     "INSERT INTO outbox (topic, payload, qos, created_at) VALUES (?, ?, ?, ?)",
-                    (topic, payload, qos, time.time()),
+                    (topic, payload, qos, now),
                 )
                 if occurrence is not None and ends:
-                    self._db.execute("DELETE FROM occurrences WHERE event_id = ?", (occurrence,))
+                    self._db.execute(
+                        "DELETE FROM open_occurrences WHERE event_id = ?", (occurrence,)
+                    )
                 elif occurrence is not None:
                     self._db.execute(
-                        "INSERT OR REPLACE INTO occurrences (event_id, topic, payload, qos) "
-                        "VALUES (?, ?, ?, ?)",
-                        (occurrence, topic, payload, qos),
+                        "INSERT OR REPLACE INTO open_occurrences "
+                        "(event_id, topic, payload, qos, stored_at) VALUES (?, ?, ?, ?, ?)",
+                        (occurrence, topic, payload, qos, now),
                     )
             self._depth += 1
             row_id = cursor.lastrowid
@@ -275,21 +282,25 @@ class Outbox:
         return len(rows)
 
     def open_occurrences(self) -> list[OpenOccurrence]:
-        """The occurrences whose latest stored message is not an ``end``, oldest first: at
-        open, before this run stored anything, those a run that died left open."""
+        """The occurrences whose latest stored message is not an ``end``, in the order of
+        their latest messages: at open, before this run stored anything, those an earlier run
+        left open."""
         with self._lock:
             self._check_open()
             rows = self._db.execute(
-                "SELECT event_id, topic, payload, qos FROM occurrences ORDER BY rowid"
+                "SELECT event_id, topic, payload, qos, stored_at FROM open_occurrences "
+                "ORDER BY stored_at, rowid"
             ).fetchall()
-        return [OpenOccurrence(str(r[0]), str(r[1]), bytes(r[2]), int(r[3])) for r in rows]
+        return [
+            OpenOccurrence(str(r[0]), str(r[1]), bytes(r[2]), int(r[3]), float(r[4])) for r in rows
+        ]
 
     def forget_occurrence(self, event_id: str) -> None:
         """Drop an open occurrence without storing a message (one whose message cannot be
         read back to end it)."""
         with self._lock:
             self._check_open()
-            self._db.execute("DELETE FROM occurrences WHERE event_id = ?", (event_id,))
+            self._db.execute("DELETE FROM open_occurrences WHERE event_id = ?", (event_id,))
 
     def pending(self, after: int = 0, limit: int = 100) -> list[OutboxRow]:
         """The oldest messages with ``row_id > after``, in insertion order.

@@ -37,9 +37,9 @@ value and again after every (re)connect (QoS 1, retained; see
 :mod:`streamseg.outputs.mqtt.discovery`). The rule states known from the pipeline are announced
 on the first connect, before any frame.
 
-Occurrences a run that died left open (a ``start`` with no ``end``: SIGKILL, a crash) get their
-``end`` (``details.reason: interrupted``) when the next run's publisher starts, before its own
-events (:mod:`streamseg.outputs.mqtt.recovery`).
+Occurrences an earlier run left open (a ``start`` with no ``end``: SIGKILL, a crash, an end it
+could not store) get their ``end`` (``details.reason: interrupted``) when the next run's
+publisher starts, before its own events (:mod:`streamseg.outputs.mqtt.recovery`).
 
 The outbox is bounded. When it is full a new event is refused at the door (nothing already
 accepted is ever dropped): the refusal is counted (``streamseg_mqtt_events_refused``), logged at
@@ -49,6 +49,7 @@ the outbox drains below its low-water mark.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -261,8 +262,18 @@ class MqttPublisher:
         if self._started or self._closed:
             raise RuntimeError("the MQTT publisher was already started (or closed)")
         self._started = True
-        # Before this run's events: the ends of the occurrences a run that died left open.
-        end_interrupted(self.outbox)
+        # Before this run's events: the ends of the occurrences an earlier run left open.
+        try:
+            end_interrupted(
+                self.outbox, self.topics.events, self.config.qos, self.config.max_payload_bytes
+            )
+        except Exception:
+            # The run goes on: its own events meet the same outbox and say what it does then.
+            logger.exception(
+                "MQTT: could not store the ends of the occurrences an earlier run left open in "
+                "the outbox %s; they stay open there for the next start",
+                self.outbox.path,
+            )
         self._sender.start()
         logger.info(
             "MQTT: connecting to %s:%d (%s%s) as %r; topics under %s/; %d events wait in %s",
@@ -403,6 +414,10 @@ class MqttPublisher:
             # Its disk full or failing, the outbox cannot keep the event; while connected it
             # still goes out, without the guarantee (paho holds it until the broker acks).
             sent = payload is not None and self._send_unstored(payload)
+            if sent and event.type == "end":
+                # Sent: the next start need not end it again (if the disk lets us say so).
+                with contextlib.suppress(Exception):
+                    self.outbox.forget_occurrence(event.event_id)
             logger.exception(
                 "MQTT: could not store event %s (%s %s on %s) in the outbox %s; %s",
                 event.event_id,
