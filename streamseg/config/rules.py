@@ -257,6 +257,36 @@ class NearRuleConfig(_RuleBase):
     streams: list[Identifier] | None = Field(
         default=None, min_length=1, description="the streams this rule runs on"
     )
+    # 2.0 s and 0.1: bench/motion.py on the synthetic yard, built-in model and tracker.
+    other_moving: bool = Field(
+        default=False,
+        description="only objects of other_classes that move count (a truck driving, an "
+        "excavator swinging or digging): their mask changed by min_motion within "
+        "motion_window_s",
+    )
+    motion_window_s: Float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="other_moving: an object moves while its mask differs from one of its masks "
+        "of this many seconds back; a shorter pause keeps it moving",
+    )
+    min_motion: Float = Field(
+        default=0.1,
+        gt=0,
+        lt=1,
+        description="other_moving: the change (1 - IoU of the two masks) from which it moves",
+    )
+
+    @field_validator("motion_window_s", "min_motion")
+    @classmethod
+    def _with_other_moving(cls, value: float, info: ValidationInfo) -> float:
+        # Only when other_moving itself is valid: a wrong value there has its own error.
+        if info.data.get("other_moving", True) is False:
+            raise ValueError(
+                f"{_name(info)}: {info.field_name} applies only with other_moving: true"
+            )
+        return value
 
     @field_validator("streams")
     @classmethod

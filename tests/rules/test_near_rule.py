@@ -194,3 +194,75 @@ def test_updates_and_end_name_the_nearest_machine_of_the_moment(kit: Kit) -> Non
         ((1, 8), ("person", "truck")),
     ]
     assert [e.details.get("other_track_id") for e in events[:3]] == [7, 8, 8]
+
+
+def _swinging(kit: Kit, arm_x: int | None) -> list[Any]:
+    """The worker 5 px left of an excavator (x 60..99, rows 20..59) whose arm (30 x 10 px,
+    rows 5..14) is at ``arm_x`` (None: no arm in view): a swing moves the arm while the
+    tracks stand still."""
+    mask = kit.rect(60, 20, 99, 59)
+    if arm_x is not None:
+        mask |= kit.rect(arm_x, 5, arm_x + 29, 14)
+    return [(1, 45, 20, 54, 59, "person"), kit.Obj(7, "excavator", mask)]
+
+
+def test_other_moving_counts_a_machine_only_while_it_moves(kit: Kit) -> None:
+    """A worker beside a parked excavator raises nothing with other_moving (and an alert
+    without it); the arm swinging starts one, the machine still for longer than
+    motion_window_s ends it."""
+    rules = (
+        "rules:\n"
+        "  - {id: close, type: near, classes: [person], other_classes: [excavator], "
+        "max_distance: 10, min_duration_s: 0.2%s}\n"
+    )
+    parked = [_swinging(kit, 60)] * 20  # 2 s at 10 fps
+    swing = [_swinging(kit, 60 + 2 * i) for i in range(1, 16)]  # frames 20..34, 2 px a frame
+    stopped = [_swinging(kit, 90)] * 25  # frames 35..59
+    moving_only, _ = kit.engine(rules % ", other_moving: true, motion_window_s: 1.0")
+    events = kit.run(moving_only, parked + swing + stopped)
+    assert [e.type for e in events] == ["start", "end"]
+    start, end = events
+    # Moving once the arm's mask differs by min_motion (0.1) from a sample of the last second:
+    # 1 - IoU = 20 s / (1900 + 10 s) for an arm s px away, so from s = 10 px (frame 24 or 25);
+    # started min_duration_s (2 frames) later.
+    assert 26 <= start.frame_index <= 27
+    assert start.details == {"track_id": 1, "other_track_id": 7, "distance_px": 6.0}
+    # Still once the last second's samples are all near the arm's final place: within
+    # motion_window_s of the stop (frame 34), apart min_duration_s later.
+    assert end.details["reason"] == "apart"
+    assert 35 <= end.frame_index <= 34 + 10 + 2
+    assert 1000.0 + 3.4 <= end.ended_at <= 1000.0 + 4.4
+
+    anything, _ = kit.engine(rules % "")
+    assert [e.type for e in kit.run(anything, parked)] == ["start"]
+
+
+def test_other_moving_tolerates_mask_noise_and_counts_a_driving_truck(kit: Kit) -> None:
+    """A parked truck's mask jittering by a pixel is not motion; driving is."""
+    engine, _ = kit.engine(
+        "rules:\n"
+        "  - {id: close, type: near, classes: [person], other_classes: [truck], "
+        "max_distance: 10, min_duration_s: 0, other_moving: true, motion_window_s: 1.0}\n"
+    )
+    jitter = [
+        [(1, 45, 20, 54, 59), (7, 60 + i % 2, 20 + i % 2, 99, 59, "truck")] for i in range(30)
+    ]
+    assert kit.run(engine, jitter) == []
+    # The worker walks beside it as it drives off.
+    driving = [
+        [(1, 45 + 3 * i, 20, 54 + 3 * i, 59), (7, 60 + 3 * i, 20, 99 + 3 * i, 59, "truck")]
+        for i in range(10)
+    ]
+    events = kit.run(engine, driving, start=30)
+    assert [e.type for e in events] == ["start"]
+
+
+def test_motion_settings_without_other_moving_are_an_error(kit: Kit) -> None:
+    from streamseg.config import ConfigError
+
+    with pytest.raises(ConfigError, match="min_motion applies only with other_moving: true"):
+        kit.config(
+            "rules:\n"
+            "  - {id: close, type: near, classes: [person], other_classes: [truck], "
+            "max_distance: 10, min_motion: 0.2}\n"
+        )

@@ -22,7 +22,12 @@ PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
             "yard",
             2,
             90,
-            {"worker-in-swing-near", "worker-feet-in-swing-near", "worker-near-machine"},
+            {
+                "worker-in-swing-near",
+                "worker-feet-in-swing-near",
+                "worker-near-machine",
+                "worker-near-moving-machine",
+            },
         ),
         (
             "livestock",

@@ -21,7 +21,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-import yaml
+from helpers.machinery import PREFIX, machinery_pipeline
 from helpers.mosquitto import Mosquitto, Subscriber
 
 from streamseg.cli import main
@@ -29,27 +29,6 @@ from streamseg.rules import event_schema
 from streamseg.synth import SceneRenderer, write_video
 
 pytestmark = pytest.mark.integration
-
-PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
-PREFIX = "streamseg/machinery-zone"
-
-
-def _pipeline(tmp_path: Path, video: Path, port: int, realtime: bool) -> Path:
-    doc = yaml.safe_load((PIPELINES / "machinery_zone.yaml").read_text())
-    doc["sources"][0].update(path=str(video), realtime=realtime)
-    doc["model"]["device"] = "cpu"
-    doc["outputs"] = {
-        "events": {"path": str(tmp_path / "events.jsonl")},
-        "mqtt": {
-            "host": "127.0.0.1",
-            "port": port,
-            "keepalive_s": 5,
-            "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
-        },
-    }
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 def _open_ids(lines: list[dict[str, Any]]) -> set[str]:
@@ -79,7 +58,7 @@ def test_a_killed_run_has_its_open_alerts_ended_by_the_next(
     subscriber = Subscriber(broker.port, f"{PREFIX}/events")
     log_path = tmp_path / "events.jsonl"
     try:
-        config = _pipeline(tmp_path, video, broker.port, realtime=True)
+        config = machinery_pipeline(tmp_path, video, broker.port, realtime=True)
         first = subprocess.Popen(
             [sys.executable, "-m", "streamseg", "run", str(config), "--no-progress"],
             stdout=subprocess.DEVNULL,
@@ -106,7 +85,7 @@ def test_a_killed_run_has_its_open_alerts_ended_by_the_next(
         assert left_open
 
         # Again, as fast as it goes (the ends must not depend on the pacing).
-        config = _pipeline(tmp_path, video, broker.port, realtime=False)
+        config = machinery_pipeline(tmp_path, video, broker.port, realtime=False)
         assert main(["run", str(config), "--no-progress"]) == 0
 
         logged = _read_log(log_path)

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import jsonschema
 import paho.mqtt.client as paho
-import yaml
+from helpers.machinery import PREFIX, machinery_pipeline
 from helpers.mosquitto import Mosquitto, Subscriber, free_port
 
 from streamseg.cli import main
@@ -25,32 +25,6 @@ from streamseg.config import load_pipeline_text
 from streamseg.rules import event_schema
 from streamseg.runtime.pipeline import Pipeline
 from streamseg.synth import SceneRenderer, write_video
-
-PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
-PREFIX = "streamseg/machinery-zone"
-
-
-def _pipeline(tmp_path: Path, video: Path, port: int) -> Path:
-    """The example pipeline, reading ``video`` and writing every output under ``tmp_path``."""
-    doc = yaml.safe_load((PIPELINES / "machinery_zone.yaml").read_text())
-    doc["sources"][0]["path"] = str(video)
-    doc["model"]["device"] = "cpu"
-    doc["outputs"] = {
-        "events": {"path": str(tmp_path / "events.jsonl")},
-        "mqtt": {
-            "host": "127.0.0.1",
-            "port": port,
-            "keepalive_s": 5,
-            "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
-        },
-        "record": {
-            "snapshots": {"dir": str(tmp_path / "snapshots")},
-            "clips": {"dir": str(tmp_path / "clips"), "pre_s": 1.0, "post_s": 0.5},
-        },
-    }
-    path = tmp_path / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
 
 
 def test_run_raises_events_that_reach_the_log_the_broker_and_the_recorder(
@@ -62,7 +36,29 @@ def test_run_raises_events_that_reach_the_log_the_broker_and_the_recorder(
     broker = mosquitto()
     subscriber = Subscriber(broker.port, f"{PREFIX}/#")
     try:
-        assert main(["run", str(_pipeline(tmp_path, video, broker.port))]) == 0
+        assert (
+            main(
+                [
+                    "run",
+                    str(
+                        machinery_pipeline(
+                            tmp_path,
+                            video,
+                            broker.port,
+                            record={
+                                "snapshots": {"dir": str(tmp_path / "snapshots")},
+                                "clips": {
+                                    "dir": str(tmp_path / "clips"),
+                                    "pre_s": 1.0,
+                                    "post_s": 0.5,
+                                },
+                            },
+                        )
+                    ),
+                ]
+            )
+            == 0
+        )
 
         lines = (tmp_path / "events.jsonl").read_text().splitlines()
         logged = [json.loads(line) for line in lines]

@@ -115,6 +115,17 @@ def test_refused_connection_fails_after_max_attempts_without_leaking_the_passwor
     assert all("hunter2" not in r.getMessage() for r in caplog.records)
 
 
+def _last_error_once(source: Any, state: SourceState, timeout: float) -> str:
+    """Start ``source``, wait until it is in ``state``, stop it; its last error (not None)."""
+    log = TransitionLog(source)
+    source.start()
+    log.wait_for(state, timeout=timeout)
+    source.stop(timeout=3)
+    last_error = source.stats().last_error
+    assert last_error is not None
+    return str(last_error)
+
+
 def test_an_unknown_host_is_named_not_an_io_error(rtsp_cfg: Callable[..., Any]) -> None:
     """Regression: FFmpeg's ``[Errno 5] Input/output error`` was all an operator saw for a
     mistyped camera host. ``.invalid`` never resolves (RFC 2606)."""
@@ -124,12 +135,7 @@ def test_an_unknown_host_is_named_not_an_io_error(rtsp_cfg: Callable[..., Any]) 
             reconnect={"max_attempts": 1, "initial_delay_s": 0.05},
         )
     )
-    log = TransitionLog(source)
-    source.start()
-    log.wait_for(SourceState.FAILED, timeout=10)
-    source.stop(timeout=2)
-    last_error = source.stats().last_error
-    assert last_error is not None
+    last_error = _last_error_once(source, SourceState.FAILED, timeout=10)
     assert "cannot resolve host 'camera-7.invalid'" in last_error, last_error
     assert "Errno 5" not in last_error and "admin:pw" not in last_error
 
@@ -419,12 +425,7 @@ def test_a_wrong_path_is_named_as_such(
             reconnect={"initial_delay_s": 0.05, "max_delay_s": 0.1},
         )
     )
-    log = TransitionLog(source)
-    source.start()
-    log.wait_for(SourceState.RECONNECTING, timeout=5)
-    source.stop(timeout=3)
-    last_error = source.stats().last_error
-    assert last_error is not None
+    last_error = _last_error_once(source, SourceState.RECONNECTING, timeout=5)
     assert "has no stream at path '/stream2' (404 Not Found)" in last_error, last_error
 
 

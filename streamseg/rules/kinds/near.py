@@ -20,6 +20,14 @@ stays unknown).
 A and B may share a class (person near person): an object is never near itself, and each of the
 two is an A with its own occurrence (two workers too close raise two, one per worker).
 
+With ``other_moving``, only a B that moves counts ("a worker within 2 m of a moving machine"):
+one whose mask changed by ``min_motion`` within ``motion_window_s``
+(:mod:`streamseg.rules.motion`: a truck driving, an excavator swinging or digging on the spot).
+A B standing still for longer is, for the rule, not there: a worker beside a parked truck raises
+nothing, and an alert ends (``apart``) ``min_duration_s`` after the machine stopped. Motion is
+measured on every frame a B is seen, whether or not an A is near it; a B seen for the first time
+has no earlier mask and counts from its next sample (within ``motion_window_s / 8``).
+
 Distances:
 
 - ``units: px``: the exact smallest distance between a pixel of A's mask and a pixel of B's
@@ -50,6 +58,7 @@ from streamseg.rules.geometry import GroundPlane
 from streamseg.rules.kinds.base import FrameContext, TrackRule, TrackState
 from streamseg.rules.lifecycle import TIME_EPS_S
 from streamseg.rules.measures import FrameObjects
+from streamseg.rules.motion import MotionHistory
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +93,12 @@ class NearRule(TrackRule):
         """B track id -> stream seconds it was last seen (for ``lost_timeout_s``)."""
         self._others_now: set[int] = set()
         """The B tracks seen on the frame being evaluated."""
+        self.motion = (
+            MotionHistory(config.motion_window_s, config.min_motion)
+            if config.other_moving
+            else None
+        )
+        """Which B move (``other_moving``); None: every B counts."""
 
     def _measure(self, ctx: FrameContext) -> None:
         """Nearest B of every A on this frame, into ``self._nearest`` (object index -> (d, j))."""
@@ -93,6 +108,10 @@ class NearRule(TrackRule):
         nearest: dict[int, tuple[float, int | None]] = {k: (math.inf, None) for k in ks}
         self._nearest = nearest
         self._note_others(ctx, js)
+        if self.motion is not None:
+            # Every B's masks are kept; whether one moves is only asked with an A in view.
+            moving = self.motion.observe(ctx.stamp.pts, objects, js, judge=js if ks else [])
+            js = [j for j in js if j in moving]
         if not ks or not js:
             return
         limit = self.max_distance

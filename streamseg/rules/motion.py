@@ -1,0 +1,196 @@
+"""Whether a tracked object is moving, from its own pixels: its mask now against its recent masks.
+
+A machine is *moving* when its mask differs from one of its masks of the last ``window_s``
+seconds by at least ``min_change``: ``1 - IoU`` of the two masks, in frame pixels, counting only
+the pixels that no other object covers in either frame. That covers a truck driving (the mask
+shifts) and an excavator swinging its upper structure or working its arm while its tracks stand
+still (the mask changes shape), which a box centre's speed misses; and a worker walking past a
+parked truck, hiding a part of it, is not the truck moving. A pause shorter than ``window_s``
+(an excavator between a swing and the dump) keeps it moving; standing still for longer does not.
+
+Frame-to-frame noise of a segmenter's masks on a still object stays mostly under the default
+``min_change`` (``bench/motion.py`` measures both on the synthetic yard, with the built-in
+model and the tracker).
+
+A track's masks are sampled at most every ``window_s / SAMPLES_PER_WINDOW`` seconds, so a
+frame costs at most that many comparisons per object, and only for the objects the caller asks
+about. Each sample keeps the object's mask and the other objects' pixels over its box widened
+by :data:`MARGIN` on every side (where a part of the object hidden behind another may lie), on
+the frame's pixels whose coordinates are multiples of :data:`STRIDE` (a quarter of them: the
+measure is a share of pixels, not a boundary).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from streamseg.rules.lifecycle import TIME_EPS_S
+from streamseg.rules.measures import FrameObjects
+
+logger = logging.getLogger(__name__)
+
+SAMPLES_PER_WINDOW = 4
+"""Masks kept per track and window (see the module docstring)."""
+
+MARGIN = 0.25
+"""A sample covers its object's box widened by this fraction of its width and height."""
+
+STRIDE = 2
+"""Samples keep the pixels whose frame coordinates are multiples of this."""
+
+Box = tuple[int, int, int, int]
+BoolArray = npt.NDArray[np.bool_]
+
+
+class MaskSample(NamedTuple):
+    """One object on one frame, over an inclusive pixel box.
+
+    Attributes:
+        pts: stream seconds of the frame.
+        box: (x1, y1, x2, y2), inclusive, in pixels of a grid every ``STRIDE`` frame pixels
+            (frame pixels for samples built by hand with the same grid throughout).
+        mask: (h, w) bool over ``box``: the object's pixels.
+        covered: (h, w) bool over ``box``: other objects' pixels, or None (none there).
+    """
+
+    pts: float
+    box: Box
+    mask: BoolArray
+    covered: BoolArray | None = None
+
+
+def visible_change(a: MaskSample, b: MaskSample) -> float:
+    """``1 - IoU`` of two samples' masks over the pixels neither sample has covered by another
+    object (0 when neither shows a pixel there)."""
+    x1, y1 = min(a.box[0], b.box[0]), min(a.box[1], b.box[1])
+    x2, y2 = max(a.box[2], b.box[2]), max(a.box[3], b.box[3])
+    shape = (y2 - y1 + 1, x2 - x1 + 1)
+    first, second, hidden = (np.zeros(shape, dtype=bool) for _ in range(3))
+    for sample, into in ((a, first), (b, second)):
+        rows = slice(sample.box[1] - y1, sample.box[3] - y1 + 1)
+        cols = slice(sample.box[0] - x1, sample.box[2] - x1 + 1)
+        into[rows, cols] = sample.mask
+        if sample.covered is not None:
+            hidden[rows, cols] |= sample.covered
+    seen = ~hidden
+    union = int(np.count_nonzero((first | second) & seen))
+    if union == 0:
+        return 0.0
+    return 1.0 - int(np.count_nonzero(first & second & seen)) / union
+
+
+def sample_of(objects: FrameObjects, k: int, pts: float) -> MaskSample:
+    """Object ``k``'s sample on this frame: its mask and the other objects' pixels over its box
+    widened by :data:`MARGIN`, within the frame, on the :data:`STRIDE` grid."""
+    width, height = objects.frame_wh
+    bx1, by1, bx2, by2 = objects.boxes[k]
+    dx, dy = round((bx2 - bx1 + 1) * MARGIN), round((by2 - by1 + 1) * MARGIN)
+    x1, y1 = -(-max(0, bx1 - dx) // STRIDE), -(-max(0, by1 - dy) // STRIDE)  # ceil
+    x2, y2 = min(width - 1, bx2 + dx) // STRIDE, min(height - 1, by2 + dy) // STRIDE
+    shape = (max(y2 - y1 + 1, 0), max(x2 - x1 + 1, 0))
+    mask = _on_grid(objects, k, (x1, y1, x2, y2), shape)
+    assert mask is not None  # an object's own box always meets its widened box
+    covered: BoolArray | None = None
+    boxes = objects._boxes_array()  # the others whose boxes meet the widened box, at once
+    meets = (
+        (boxes[:, 2] >= x1 * STRIDE)
+        & (boxes[:, 0] <= x2 * STRIDE + STRIDE - 1)
+        & (boxes[:, 3] >= y1 * STRIDE)
+        & (boxes[:, 1] <= y2 * STRIDE + STRIDE - 1)
+    )
+    meets[k] = False
+    for j in np.flatnonzero(meets).tolist():
+        part = _on_grid(objects, j, (x1, y1, x2, y2), shape)
+        if part is not None:
+            covered = part if covered is None else covered | part
+    return MaskSample(pts, (x1, y1, x2, y2), mask, covered)
+
+
+def _on_grid(objects: FrameObjects, j: int, box: Box, shape: tuple[int, int]) -> BoolArray | None:
+    """Object ``j``'s mask over the grid ``box`` (grid pixels), or None where it has none."""
+    ox1, oy1, ox2, oy2 = objects.boxes[j]
+    gx1, gy1 = max(box[0], -(-ox1 // STRIDE)), max(box[1], -(-oy1 // STRIDE))
+    gx2, gy2 = min(box[2], ox2 // STRIDE), min(box[3], oy2 // STRIDE)
+    if gx1 > gx2 or gy1 > gy2:
+        return None
+    out = np.zeros(shape, dtype=bool)
+    crop = objects.crop(j)
+    out[gy1 - box[1] : gy2 - box[1] + 1, gx1 - box[0] : gx2 - box[0] + 1] = crop[
+        gy1 * STRIDE - oy1 : gy2 * STRIDE - oy1 + 1 : STRIDE,
+        gx1 * STRIDE - ox1 : gx2 * STRIDE - ox1 + 1 : STRIDE,
+    ]
+    return out
+
+
+class MotionHistory:
+    """Recent masks of the tracks of one stream, and which of them move (module docstring).
+
+    Args:
+        window_s: how far back a mask is compared, stream seconds (> 0).
+        min_change: change from which an object moves, in (0, 1).
+    """
+
+    def __init__(self, window_s: float, min_change: float) -> None:
+        if window_s <= 0:
+            raise ValueError(f"window_s must be > 0, got {window_s!r}")
+        if not 0 < min_change < 1:
+            raise ValueError(f"min_change must be in (0, 1), got {min_change!r}")
+        self.window_s = window_s
+        self.min_change = min_change
+        self._step = window_s / SAMPLES_PER_WINDOW
+        self._samples: dict[int, deque[MaskSample]] = {}
+        self.change: dict[int, float] = {}
+        """Track id -> its largest change against its masks in the window, on the last frame
+        it was observed on (0 with no earlier mask)."""
+
+    def observe(
+        self,
+        pts: float,
+        objects: FrameObjects,
+        indices: list[int],
+        judge: list[int] | None = None,
+    ) -> set[int]:
+        """Keep the masks of objects ``indices`` on the frame at ``pts`` (when a sample is due);
+        return those of ``judge`` (default: all of ``indices``) that move."""
+        ids = objects.track_ids
+        judged = set(indices if judge is None else judge) & set(indices)
+        samples = {
+            ids[k]: sample_of(objects, k, pts)
+            for k in indices
+            if k in judged or self.due(ids[k], pts)
+        }
+        changes = self.observe_samples(pts, samples, {ids[k] for k in judged})
+        return {k for k in judged if changes[ids[k]] >= self.min_change}
+
+    def due(self, track_id: int, pts: float) -> bool:
+        """Whether a sample of ``track_id`` at ``pts`` would be kept."""
+        kept = self._samples.get(track_id)
+        return not kept or pts - kept[-1].pts >= self._step - TIME_EPS_S
+
+    def observe_samples(
+        self, pts: float, samples: dict[int, MaskSample], judge: set[int] | None = None
+    ) -> dict[int, float]:
+        """Take one sample per track (track id -> its sample on the frame at ``pts``), keep it
+        when one is due; return the change (:attr:`change`) of each track of ``judge`` (default:
+        all of them). Tracks unseen for longer than ``window_s`` are forgotten."""
+        oldest = pts - self.window_s - TIME_EPS_S
+        changes: dict[int, float] = {}
+        for track_id, now in samples.items():
+            kept = self._samples.setdefault(track_id, deque())
+            while kept and kept[0].pts < oldest:
+                kept.popleft()
+            if judge is None or track_id in judge:
+                changes[track_id] = max((visible_change(now, then) for then in kept), default=0.0)
+            if not kept or pts - kept[-1].pts >= self._step - TIME_EPS_S:
+                kept.append(now)
+        self.change.update(changes)
+        gone = [t for t, kept in self._samples.items() if not kept or kept[-1].pts < oldest]
+        for track_id in gone:
+            del self._samples[track_id]
+            self.change.pop(track_id, None)
+        return changes
