@@ -12,9 +12,10 @@ and each occurrence left open gets its ``end`` (``details.reason: interrupted``,
 :mod:`streamseg.outputs.interrupted`) before the run's own events. The log keeps no time of its
 own per line, so an end is dated by its latest message's stream time
 (:func:`~streamseg.outputs.interrupted.pts_estimate`), and never after the file was last
-written. So that a live run's
-occurrences are never taken for a dead one's, a run holds an exclusive lock on the file while
-it writes it: a second pipeline pointed at the same file fails at once.
+written.
+
+So that a live run's occurrences are never taken for a dead one's, a run holds an exclusive
+lock on the file while it writes it: a second pipeline pointed at the same file fails at once.
 """
 
 from __future__ import annotations
