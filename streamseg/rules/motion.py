@@ -7,6 +7,9 @@ shifts) and an excavator swinging its upper structure or working its arm while i
 still (the mask changes shape), which a box centre's speed misses; and a worker walking past a
 parked truck, hiding a part of it, is not the truck moving. A pause shorter than ``window_s``
 (an excavator between a swing and the dump) keeps it moving; standing still for longer does not.
+An object watched for less than half the window (seen for the first time, or back after longer
+than the window unseen) that has not yet changed that much is *unknown*, not still: a slow
+truck needs a while to show it drives.
 
 Frame-to-frame noise of a segmenter's masks on a still object stays mostly under the default
 ``min_change`` (``bench/motion.py`` measures both on the synthetic yard, with the built-in
@@ -14,10 +17,11 @@ model and the tracker).
 
 A track's masks are sampled at most every ``window_s / SAMPLES_PER_WINDOW`` seconds, so a
 frame costs at most that many comparisons per object, and only for the objects the caller asks
-about. Each sample keeps the object's mask and the other objects' pixels over its box widened
-by :data:`MARGIN` on every side (where a part of the object hidden behind another may lie), on
-the frame's pixels whose coordinates are multiples of :data:`STRIDE` (a quarter of them: the
-measure is a share of pixels, not a boundary).
+about (the others only give a sample when one is due). Each sample keeps the object's mask and
+the other tracked objects' pixels over its box widened by :data:`MARGIN` on every side (where a
+part of the object hidden behind another may lie), on the frame's pixels whose coordinates are
+multiples of :data:`STRIDE` (a quarter of them: the measure is a share of pixels, not a
+boundary).
 """
 
 from __future__ import annotations
@@ -45,6 +49,14 @@ STRIDE = 2
 
 Box = tuple[int, int, int, int]
 BoolArray = npt.NDArray[np.bool_]
+
+
+class Motion(NamedTuple):
+    """What :meth:`MotionHistory.observe` tells of the objects it was asked about (indices into
+    the frame's objects): those that move, and those it cannot tell yet (module docstring)."""
+
+    moving: set[int]
+    unknown: set[int]
 
 
 class MaskSample(NamedTuple):
@@ -93,8 +105,10 @@ def sample_of(objects: FrameObjects, k: int, pts: float) -> MaskSample:
     x1, y1 = -(-max(0, bx1 - dx) // STRIDE), -(-max(0, by1 - dy) // STRIDE)  # ceil
     x2, y2 = min(width - 1, bx2 + dx) // STRIDE, min(height - 1, by2 + dy) // STRIDE
     shape = (max(y2 - y1 + 1, 0), max(x2 - x1 + 1, 0))
+    # An object thinner than the grid may hold none of its pixels: an empty mask, no change.
     mask = _on_grid(objects, k, (x1, y1, x2, y2), shape)
-    assert mask is not None  # an object's own box always meets its widened box
+    if mask is None:
+        mask = np.zeros(shape, dtype=bool)
     covered: BoolArray | None = None
     boxes = objects._boxes_array()  # the others whose boxes meet the widened box, at once
     meets = (
@@ -147,6 +161,8 @@ class MotionHistory:
         self.change: dict[int, float] = {}
         """Track id -> its largest change against its masks in the window, on the last frame
         it was observed on (0 with no earlier mask)."""
+        self.watched_s: dict[int, float] = {}
+        """Track id -> how far back its kept masks reached on that frame, seconds."""
 
     def observe(
         self,
@@ -154,9 +170,9 @@ class MotionHistory:
         objects: FrameObjects,
         indices: list[int],
         judge: list[int] | None = None,
-    ) -> set[int]:
+    ) -> Motion:
         """Keep the masks of objects ``indices`` on the frame at ``pts`` (when a sample is due);
-        return those of ``judge`` (default: all of ``indices``) that move."""
+        tell which of ``judge`` (default: all of ``indices``) move, and which are unknown."""
         ids = objects.track_ids
         judged = set(indices if judge is None else judge) & set(indices)
         samples = {
@@ -165,7 +181,10 @@ class MotionHistory:
             if k in judged or self.due(ids[k], pts)
         }
         changes = self.observe_samples(pts, samples, {ids[k] for k in judged})
-        return {k for k in judged if changes[ids[k]] >= self.min_change}
+        moving = {k for k in judged if changes[ids[k]] >= self.min_change}
+        short = self.window_s / 2 - TIME_EPS_S
+        unknown = {k for k in judged - moving if self.watched_s.get(ids[k], 0.0) < short}
+        return Motion(moving, unknown)
 
     def due(self, track_id: int, pts: float) -> bool:
         """Whether a sample of ``track_id`` at ``pts`` would be kept."""
@@ -186,6 +205,7 @@ class MotionHistory:
                 kept.popleft()
             if judge is None or track_id in judge:
                 changes[track_id] = max((visible_change(now, then) for then in kept), default=0.0)
+                self.watched_s[track_id] = pts - kept[0].pts if kept else 0.0
             if not kept or pts - kept[-1].pts >= self._step - TIME_EPS_S:
                 kept.append(now)
         self.change.update(changes)
@@ -193,4 +213,5 @@ class MotionHistory:
         for track_id in gone:
             del self._samples[track_id]
             self.change.pop(track_id, None)
+            self.watched_s.pop(track_id, None)
         return changes

@@ -266,3 +266,35 @@ def test_motion_settings_without_other_moving_are_an_error(kit: Kit) -> None:
             "  - {id: close, type: near, classes: [person], other_classes: [truck], "
             "max_distance: 10, min_motion: 0.2}\n"
         )
+
+
+def test_a_machine_back_after_longer_than_the_window_is_unknown_not_still(kit: Kit) -> None:
+    """Regression: a truck unseen for 3 s (past motion_window_s 2 s, within lost_timeout_s 5 s)
+    that came back driving slowly counted as still until its mask had changed enough, and the
+    worker's alert ended and started again."""
+    worker = (1, 45, 20, 54, 59)
+
+    def driving(i: int) -> list[Any]:
+        x = 60 + (i // 2) % 20  # half a pixel a frame
+        return [worker, (7, x, 20, x + 39, 59, "truck")]
+
+    timeline = [driving(i) for i in range(40)] + [[worker]] * 30
+    timeline += [driving(i) for i in range(70, 110)]
+    engine, _ = kit.engine(
+        "rules:\n"
+        "  - {id: close, type: near, classes: [person], other_classes: [truck], "
+        "max_distance: 40, lost_timeout_s: 5, other_moving: true}\n"
+    )
+    assert [e.type for e in kit.run(engine, timeline)] == ["start"]
+
+
+def test_a_machine_thinner_than_the_sampling_grid_is_measured(kit: Kit) -> None:
+    """Regression: a 1-pixel-wide truck at an odd column (entering at the frame's last column)
+    failed an assertion, and the stream's rules skipped the frame."""
+    engine, _ = kit.engine(
+        "rules:\n"
+        "  - {id: close, type: near, classes: [person], other_classes: [truck], "
+        "max_distance: 80, other_moving: true}\n"
+    )
+    edge = [[(1, 45, 20, 54, 59), (7, kit.width - 1, 20, kit.width - 1, 59, "truck")]] * 5
+    assert kit.run(engine, edge) == []

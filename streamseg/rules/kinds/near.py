@@ -24,9 +24,13 @@ With ``other_moving``, only a B that moves counts ("a worker within 2 m of a mov
 one whose mask changed by ``min_motion`` within ``motion_window_s``
 (:mod:`streamseg.rules.motion`: a truck driving, an excavator swinging or digging on the spot).
 A B standing still for longer is, for the rule, not there: a worker beside a parked truck raises
-nothing, and an alert ends (``apart``) ``min_duration_s`` after the machine stopped. Motion is
-measured on every frame a B is seen, whether or not an A is near it; a B seen for the first time
-has no earlier mask and counts from its next sample (within ``motion_window_s / 8``).
+nothing, and an alert ends (``apart``) ``min_duration_s`` after the machine stopped. A B's
+masks are kept every ``motion_window_s / 4`` while it is seen (paused by a schedule, the rule
+keeps none); whether it moves is judged on the frames with an A in view. A B watched for less
+than half the window (new, or back after longer than the window unseen) counts once its mask
+has changed enough, and until then is, for an A that was near it, as one unseen (its frames
+neither confirm nor break the condition). Pixels of other tracked objects are not compared (an
+object the tracker has not confirmed yet is not one of them).
 
 Distances:
 
@@ -107,11 +111,15 @@ class NearRule(TrackRule):
         js = objects.of_classes(self.others)
         nearest: dict[int, tuple[float, int | None]] = {k: (math.inf, None) for k in ks}
         self._nearest = nearest
-        self._note_others(ctx, js)
         if self.motion is not None:
-            # Every B's masks are kept; whether one moves is only asked with an A in view.
-            moving = self.motion.observe(ctx.stamp.pts, objects, js, judge=js if ks else [])
-            js = [j for j in js if j in moving]
+            # Every B's masks are kept; whether one moves is only asked with an A in view. A B
+            # whose motion is unknown yet is, for this frame, as one unseen: the frames of an A
+            # that was near it neither confirm nor break its condition.
+            motion = self.motion.observe(ctx.stamp.pts, objects, js, judge=js if ks else [])
+            self._note_others(ctx, [j for j in js if j not in motion.unknown])
+            js = [j for j in js if j in motion.moving]
+        else:
+            self._note_others(ctx, js)
         if not ks or not js:
             return
         limit = self.max_distance
