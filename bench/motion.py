@@ -28,6 +28,7 @@ Run: ``.venv/bin/python bench/motion.py`` (``--quick``: one short scene).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import statistics
 import time
@@ -95,7 +96,7 @@ def unmasked_samples(
     """Each object's mask with every pixel compared, covered by another object or not: the
     ``mask, all pixels`` measure."""
     ids = objects.track_ids
-    return {ids[k]: sample_of(objects, k, pts)._replace(covered=None) for k in indices}
+    return {ids[k]: dataclasses.replace(sample_of(objects, k, pts), covered=None) for k in indices}
 
 
 def _match(objects: FrameObjects, k: int, truth: list[MaskSample]) -> int | None:

@@ -27,7 +27,9 @@ boundary).
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -59,7 +61,8 @@ class Motion(NamedTuple):
     unknown: set[int]
 
 
-class MaskSample(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class MaskSample:
     """One object on one frame, over an inclusive pixel box.
 
     Attributes:
@@ -68,32 +71,41 @@ class MaskSample(NamedTuple):
             (frame pixels for samples built by hand with the same grid throughout).
         mask: (h, w) bool over ``box``: the object's pixels.
         covered: (h, w) bool over ``box``: other objects' pixels, or None (none there).
+        visible: ``mask`` less ``covered`` (derived).
+        count: pixels of ``visible`` (derived).
     """
 
     pts: float
     box: Box
     mask: BoolArray
     covered: BoolArray | None = None
+    visible: BoolArray = field(init=False, repr=False)
+    count: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        visible = self.mask if self.covered is None else self.mask & ~self.covered
+        object.__setattr__(self, "visible", visible)
+        object.__setattr__(self, "count", int(np.count_nonzero(visible)))
 
 
 def visible_change(a: MaskSample, b: MaskSample) -> float:
     """``1 - IoU`` of two samples' masks over the pixels neither sample has covered by another
-    object (0 when neither shows a pixel there)."""
-    x1, y1 = min(a.box[0], b.box[0]), min(a.box[1], b.box[1])
-    x2, y2 = max(a.box[2], b.box[2]), max(a.box[3], b.box[3])
-    shape = (y2 - y1 + 1, x2 - x1 + 1)
-    first, second, hidden = (np.zeros(shape, dtype=bool) for _ in range(3))
-    for sample, into in ((a, first), (b, second)):
-        rows = slice(sample.box[1] - y1, sample.box[3] - y1 + 1)
-        cols = slice(sample.box[0] - x1, sample.box[2] - x1 + 1)
-        into[rows, cols] = sample.mask
-        if sample.covered is not None:
-            hidden[rows, cols] |= sample.covered
-    seen = ~hidden
-    union = int(np.count_nonzero((first | second) & seen))
-    if union == 0:
-        return 0.0
-    return 1.0 - int(np.count_nonzero(first & second & seen)) / union
+    object (0 when neither shows a pixel there). Only the boxes' overlap is read: outside it
+    each mask is alone, and the other's covered pixels are not there."""
+    inter = hidden_a = hidden_b = 0
+    x1, y1 = max(a.box[0], b.box[0]), max(a.box[1], b.box[1])
+    x2, y2 = min(a.box[2], b.box[2]), min(a.box[3], b.box[3])
+    if x1 <= x2 and y1 <= y2:
+        part_a = (slice(y1 - a.box[1], y2 - a.box[1] + 1), slice(x1 - a.box[0], x2 - a.box[0] + 1))
+        part_b = (slice(y1 - b.box[1], y2 - b.box[1] + 1), slice(x1 - b.box[0], x2 - b.box[0] + 1))
+        seen_a, seen_b = a.visible[part_a], b.visible[part_b]
+        inter = int(np.count_nonzero(seen_a & seen_b))
+        if b.covered is not None:
+            hidden_a = int(np.count_nonzero(seen_a & b.covered[part_b]))
+        if a.covered is not None:
+            hidden_b = int(np.count_nonzero(seen_b & a.covered[part_a]))
+    union = (a.count - hidden_a) + (b.count - hidden_b) - inter
+    return 1.0 - inter / union if union > 0 else 0.0
 
 
 def sample_of(objects: FrameObjects, k: int, pts: float) -> MaskSample:
@@ -163,27 +175,46 @@ class MotionHistory:
         it was observed on (0 with no earlier mask)."""
         self.watched_s: dict[int, float] = {}
         """Track id -> how far back its kept masks reached on that frame, seconds."""
+        self._fresh: dict[int, MaskSample] = {}
+        """The samples :meth:`keep` took on the frame at ``_fresh_pts`` (for :meth:`judge`)."""
+        self._fresh_pts = -math.inf
 
-    def observe(
-        self,
-        pts: float,
-        objects: FrameObjects,
-        indices: list[int],
-        judge: list[int] | None = None,
-    ) -> Motion:
-        """Keep the masks of objects ``indices`` on the frame at ``pts`` (when a sample is due);
-        tell which of ``judge`` (default: all of ``indices``) move, and which are unknown."""
+    def observe(self, pts: float, objects: FrameObjects, indices: list[int]) -> Motion:
+        """:meth:`keep` the masks of objects ``indices`` on the frame at ``pts``, then
+        :meth:`judge` them all."""
+        self.keep(pts, objects, indices)
+        return self.judge(pts, objects, indices)
+
+    def keep(self, pts: float, objects: FrameObjects, indices: list[int]) -> None:
+        """Keep a sample of each of objects ``indices`` on the frame at ``pts`` for which one is
+        due; forget the tracks unseen for longer than ``window_s``."""
         ids = objects.track_ids
-        judged = set(indices if judge is None else judge) & set(indices)
-        samples = {
-            ids[k]: sample_of(objects, k, pts)
-            for k in indices
-            if k in judged or self.due(ids[k], pts)
-        }
-        changes = self.observe_samples(pts, samples, {ids[k] for k in judged})
-        moving = {k for k in judged if changes[ids[k]] >= self.min_change}
+        due = {ids[k]: sample_of(objects, k, pts) for k in indices if self.due(ids[k], pts)}
+        self.observe_samples(pts, due, judge=set())
+        self._fresh, self._fresh_pts = due, pts
+
+    def judge(self, pts: float, objects: FrameObjects, indices: list[int]) -> Motion:
+        """Which of objects ``indices`` (kept on this frame first, :meth:`keep`) move, and
+        which are unknown."""
+        ids = objects.track_ids
+        fresh = self._fresh if self._fresh_pts == pts else {}
         short = self.window_s / 2 - TIME_EPS_S
-        unknown = {k for k in judged - moving if self.watched_s.get(ids[k], 0.0) < short}
+        moving: set[int] = set()
+        unknown: set[int] = set()
+        for k in indices:
+            track_id = ids[k]
+            now = fresh.get(track_id) or sample_of(objects, k, pts)
+            kept = self._samples.get(track_id, deque())
+            change = max(
+                (visible_change(now, then) for then in kept if then is not now), default=0.0
+            )
+            self.change[track_id] = change
+            watched = pts - kept[0].pts if kept else 0.0
+            self.watched_s[track_id] = watched
+            if change >= self.min_change:
+                moving.add(k)
+            elif watched < short:
+                unknown.add(k)
         return Motion(moving, unknown)
 
     def due(self, track_id: int, pts: float) -> bool:

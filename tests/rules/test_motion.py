@@ -3,6 +3,8 @@ motion against its recent masks."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import supervision as sv
@@ -32,7 +34,7 @@ def test_pixels_another_object_covers_are_not_compared() -> None:
     covered = ~mask
     half_hidden = MaskSample(1, (0, 0, 19, 9), mask, covered)
     assert visible_change(whole, half_hidden) == 0.0
-    assert visible_change(whole, half_hidden._replace(covered=None)) == pytest.approx(0.5)
+    assert visible_change(whole, dataclasses.replace(half_hidden, covered=None)) == 0.5
 
 
 def _objects(*boxes: tuple[int, int, int, int]) -> FrameObjects:
@@ -91,3 +93,35 @@ def test_a_track_unseen_for_longer_than_the_window_is_forgotten() -> None:
 def test_bad_settings(window_s: float, min_change: float) -> None:
     with pytest.raises(ValueError, match="must be"):
         MotionHistory(window_s, min_change)
+
+
+def _dense_change(a: MaskSample, b: MaskSample) -> float:
+    """visible_change written plainly: both samples placed in one frame."""
+    frame = (40, 40)
+    placed = []
+    for sample in (a, b):
+        mask, covered = np.zeros(frame, dtype=bool), np.zeros(frame, dtype=bool)
+        x1, y1, x2, y2 = sample.box
+        mask[y1 : y2 + 1, x1 : x2 + 1] = sample.mask
+        if sample.covered is not None:
+            covered[y1 : y2 + 1, x1 : x2 + 1] = sample.covered
+        placed.append((mask, covered))
+    (ma, ca), (mb, cb) = placed
+    seen = ~(ca | cb)
+    union = np.count_nonzero((ma | mb) & seen)
+    return 0.0 if union == 0 else 1.0 - np.count_nonzero(ma & mb & seen) / union
+
+
+def test_change_matches_a_plain_reading_on_random_samples() -> None:
+    rng = np.random.default_rng(7)
+
+    def random_sample() -> MaskSample:
+        x1, y1 = (int(v) for v in rng.integers(0, 30, size=2))
+        w, h = (int(v) for v in rng.integers(1, 10, size=2))
+        mask = rng.random((h, w)) < 0.6
+        covered = (rng.random((h, w)) < 0.3) if rng.random() < 0.7 else None
+        return MaskSample(0.0, (x1, y1, x1 + w - 1, y1 + h - 1), mask, covered)
+
+    for _ in range(2000):
+        a, b = random_sample(), random_sample()
+        assert visible_change(a, b) == pytest.approx(_dense_change(a, b))

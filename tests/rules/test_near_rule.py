@@ -298,3 +298,21 @@ def test_a_machine_thinner_than_the_sampling_grid_is_measured(kit: Kit) -> None:
     )
     edge = [[(1, 45, 20, 54, 59), (7, kit.width - 1, 20, kit.width - 1, 59, "truck")]] * 5
     assert kit.run(engine, edge) == []
+
+
+@pytest.mark.parametrize("units", ["px", "m"])
+def test_other_moving_with_one_class_counts_only_the_one_walking(kit: Kit, units: str) -> None:
+    """Person near a walking person: the one standing is near a mover, the walker is near
+    someone who stands still; in pixels and in metres (each measured its own way)."""
+    engine, _ = kit.engine(
+        "rules:\n"
+        "  - {id: close, type: near, classes: [person], other_classes: [person], "
+        f"max_distance: {3.0 if units == 'm' else 30}, units: {units}, min_duration_s: 0.2, "
+        "other_moving: true, motion_window_s: 1.0}\n",
+        calibration=CALIBRATION,
+    )
+    standing = (1, 40, 20, 49, 59)
+    timeline = [[standing, (2, 55 + i % 10, 20, 64 + i % 10, 59)] for i in range(30)]
+    starts = [e for e in kit.run(engine, timeline) if e.type == "start"]
+    assert [e.details["track_id"] for e in starts] == [1]
+    assert starts[0].details["other_track_id"] == 2

@@ -26,7 +26,8 @@ one whose mask changed by ``min_motion`` within ``motion_window_s``
 A B standing still for longer is, for the rule, not there: a worker beside a parked truck raises
 nothing, and an alert ends (``apart``) ``min_duration_s`` after the machine stopped. A B's
 masks are kept every ``motion_window_s / 4`` while it is seen (paused by a schedule, the rule
-keeps none); whether it moves is judged on the frames with an A in view. A B watched for less
+keeps none); whether it moves is judged only when it is the nearest B of an A within
+``max_distance`` (see :meth:`NearRule._measure`). A B watched for less
 than half the window (new, or back after longer than the window unseen) counts once its mask
 has changed enough, and until then is, for an A that was near it, as one unseen (its frames
 neither confirm nor break the condition). Pixels of other tracked objects are not compared (an
@@ -105,23 +106,64 @@ class NearRule(TrackRule):
         """Which B move (``other_moving``); None: every B counts."""
 
     def _measure(self, ctx: FrameContext) -> None:
-        """Nearest B of every A on this frame, into ``self._nearest`` (object index -> (d, j))."""
+        """Nearest B of every A on this frame, into ``self._nearest`` (object index -> (d, j)).
+
+        With ``other_moving``, every B's masks are kept, and whether a B moves is judged only
+        for the B's that may be within ``max_distance`` of an A: in pixels, those whose box is
+        (one pass); in metres, the B nearest to an A, and when it does not move, the next
+        nearest (the ground distances are cheap next to the masks'). A B whose motion is
+        unknown yet is, for this frame, as one unseen: the frames of an A that was near it
+        neither confirm nor break its condition.
+        """
         objects = ctx.objects
         ks = self.watched(objects)  # min/max_area_px filter A, not the B it is near
         js = objects.of_classes(self.others)
-        nearest: dict[int, tuple[float, int | None]] = {k: (math.inf, None) for k in ks}
-        self._nearest = nearest
-        if self.motion is not None:
-            # Every B's masks are kept; whether one moves is only asked with an A in view. A B
-            # whose motion is unknown yet is, for this frame, as one unseen: the frames of an A
-            # that was near it neither confirm nor break its condition.
-            motion = self.motion.observe(ctx.stamp.pts, objects, js, judge=js if ks else [])
-            self._note_others(ctx, [j for j in js if j not in motion.unknown])
-            js = [j for j in js if j in motion.moving]
-        else:
+        self._nearest = {k: (math.inf, None) for k in ks}
+        if self.motion is None:
             self._note_others(ctx, js)
-        if not ks or not js:
+            self._nearest.update(self._nearest_among(ctx, ks, js))
             return
+        self.motion.keep(ctx.stamp.pts, objects, js)
+        if self.units == "px":
+            gaps = box_gaps_px(objects, ks, js)
+            gaps[np.asarray(ks)[:, None] == np.asarray(js)[None, :]] = math.inf  # not itself
+            close = gaps.min(axis=0, initial=math.inf) < self.max_distance
+            candidates = [j for j, near in zip(js, close.tolist(), strict=True) if near]
+            motion = self.motion.judge(ctx.stamp.pts, objects, candidates)
+            self._note_others(ctx, [j for j in js if j not in motion.unknown])
+            self._nearest.update(self._nearest_among(ctx, ks, sorted(motion.moving)))
+            return
+        judged: set[int] = set()
+        unknown: set[int] = set()
+        todo, remaining = ks, js
+        while todo and remaining:
+            found = self._nearest_among(ctx, todo, remaining)
+            self._nearest.update(found)
+            near = {j for d, j in found.values() if j is not None and d < self.max_distance}
+            near -= judged
+            if not near:
+                break
+            motion = self.motion.judge(ctx.stamp.pts, objects, sorted(near))
+            judged |= near
+            unknown |= motion.unknown
+            still = near - motion.moving
+            if not still:
+                break
+            remaining = [j for j in remaining if j not in still]
+            todo = [k for k, (_, j) in found.items() if j in still]
+            for k in todo:
+                self._nearest[k] = (math.inf, None)
+        self._note_others(ctx, [j for j in js if j not in unknown])
+
+    def _nearest_among(
+        self, ctx: FrameContext, ks: list[int], js: list[int]
+    ) -> dict[int, tuple[float, int | None]]:
+        """Nearest of objects ``js`` to each of ``ks`` within ``max_distance`` ((inf, None)
+        when none is)."""
+        nearest: dict[int, tuple[float, int | None]] = {k: (math.inf, None) for k in ks}
+        if not ks or not js:
+            return nearest
+        objects = ctx.objects
         limit = self.max_distance
         if self.units == "m" and self.ground is not None:
             # Every footprint of the frame is mapped at once, and pairs are pruned by the
@@ -129,13 +171,14 @@ class NearRule(TrackRule):
             homography = self.ground.matrix(ctx.frame_wh)
             found = objects.nearest_ground_each(ks, js, homography, limit)
             nearest.update(zip(ks, found, strict=True))
-            return
+            return nearest
         close = box_gaps_px(objects, ks, js) < limit
         for row in np.flatnonzero(close.any(axis=1)).tolist():
             k = ks[row]
             candidates = [js[col] for col in np.flatnonzero(close[row]).tolist() if js[col] != k]
             if candidates:
                 nearest[k] = objects.nearest_mask_px(k, candidates, limit)
+        return nearest
 
     def _note_others(self, ctx: FrameContext, js: list[int]) -> None:
         """Record which B tracks this frame shows; forget those unseen past lost_timeout_s."""
