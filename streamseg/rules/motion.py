@@ -117,10 +117,10 @@ def sample_of(objects: FrameObjects, k: int, pts: float) -> MaskSample:
     x1, y1 = -(-max(0, bx1 - dx) // STRIDE), -(-max(0, by1 - dy) // STRIDE)  # ceil
     x2, y2 = min(width - 1, bx2 + dx) // STRIDE, min(height - 1, by2 + dy) // STRIDE
     shape = (max(y2 - y1 + 1, 0), max(x2 - x1 + 1, 0))
+    box = (x1, y1, x2, y2)
     # An object thinner than the grid may hold none of its pixels: an empty mask, no change.
-    mask = _on_grid(objects, k, (x1, y1, x2, y2), shape)
-    if mask is None:
-        mask = np.zeros(shape, dtype=bool)
+    mask = np.zeros(shape, dtype=bool)
+    _paste(objects, k, box, mask)
     covered: BoolArray | None = None
     boxes = objects._boxes_array()  # the others whose boxes meet the widened box, at once
     meets = (
@@ -130,27 +130,28 @@ def sample_of(objects: FrameObjects, k: int, pts: float) -> MaskSample:
         & (boxes[:, 1] <= y2 * STRIDE + STRIDE - 1)
     )
     meets[k] = False
-    for j in np.flatnonzero(meets).tolist():
-        part = _on_grid(objects, j, (x1, y1, x2, y2), shape)
-        if part is not None:
-            covered = part if covered is None else covered | part
-    return MaskSample(pts, (x1, y1, x2, y2), mask, covered)
+    others = np.flatnonzero(meets).tolist()
+    if others:
+        covered = np.zeros(shape, dtype=bool)
+        for j in others:
+            _paste(objects, j, box, covered)
+        if not covered.any():
+            covered = None
+    return MaskSample(pts, box, mask, covered)
 
 
-def _on_grid(objects: FrameObjects, j: int, box: Box, shape: tuple[int, int]) -> BoolArray | None:
-    """Object ``j``'s mask over the grid ``box`` (grid pixels), or None where it has none."""
+def _paste(objects: FrameObjects, j: int, box: Box, out: BoolArray) -> None:
+    """OR object ``j``'s mask into ``out``, the grid ``box`` (grid pixels); nothing where its
+    box holds no grid pixel there."""
     ox1, oy1, ox2, oy2 = objects.boxes[j]
     gx1, gy1 = max(box[0], -(-ox1 // STRIDE)), max(box[1], -(-oy1 // STRIDE))
     gx2, gy2 = min(box[2], ox2 // STRIDE), min(box[3], oy2 // STRIDE)
     if gx1 > gx2 or gy1 > gy2:
-        return None
-    out = np.zeros(shape, dtype=bool)
-    crop = objects.crop(j)
-    out[gy1 - box[1] : gy2 - box[1] + 1, gx1 - box[0] : gx2 - box[0] + 1] = crop[
+        return
+    out[gy1 - box[1] : gy2 - box[1] + 1, gx1 - box[0] : gx2 - box[0] + 1] |= objects.crop(j)[
         gy1 * STRIDE - oy1 : gy2 * STRIDE - oy1 + 1 : STRIDE,
         gx1 * STRIDE - ox1 : gx2 * STRIDE - ox1 + 1 : STRIDE,
     ]
-    return out
 
 
 class MotionHistory:
