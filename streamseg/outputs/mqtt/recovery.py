@@ -40,10 +40,11 @@ def end_interrupted(
     """
     ended: list[dict[str, Any]] = []
     for occurrence in outbox.open_occurrences():
-        payload = _end_payload(outbox, occurrence, max_payload_bytes)
-        if payload is None:
+        made = _end_payload(outbox, occurrence, max_payload_bytes)
+        if made is None:
             outbox.forget_occurrence(occurrence.event_id)
             continue
+        end, payload = made
         try:
             outbox.add(topic, payload, qos, occurrence=occurrence.event_id, ends=True)
         except OutboxFullError as exc:
@@ -54,7 +55,7 @@ def end_interrupted(
                 exc.depth,
             )
             break
-        ended.append(json.loads(payload))
+        ended.append(end)
     if ended:
         logger.warning(
             "MQTT: an earlier run left %d occurrence(s) without an end (it was killed, crashed, "
@@ -72,8 +73,9 @@ def end_interrupted(
 
 def _end_payload(
     outbox: Outbox, occurrence: OpenOccurrence, max_payload_bytes: int
-) -> bytes | None:
-    """The end of ``occurrence`` as bytes to store, or None (logged) when there can be none."""
+) -> tuple[dict[str, Any], bytes] | None:
+    """The end of ``occurrence`` and its bytes to store, or None (logged) when there can be
+    none."""
     try:
         latest = json.loads(occurrence.payload)
         if not isinstance(latest, dict):
@@ -91,7 +93,7 @@ def _end_payload(
     for candidate in (end, minimal_end(end)):
         payload = payload_json(candidate).encode("utf-8")
         if len(payload) <= max_payload_bytes:
-            return payload
+            return candidate, payload
     logger.error(
         "MQTT: outbox %s: the end of occurrence %s (left open by an earlier run) is over "
         "outputs.mqtt.max_payload_bytes (%d) even without its details; it is not sent",
