@@ -191,7 +191,7 @@ class MotionHistory:
         due; forget the tracks unseen for longer than ``window_s``."""
         ids = objects.track_ids
         due = {ids[k]: sample_of(objects, k, pts) for k in indices if self.due(ids[k], pts)}
-        self.observe_samples(pts, due, judge=set())
+        self.keep_samples(pts, due)
         self._fresh, self._fresh_pts = due, pts
 
     def judge(self, pts: float, objects: FrameObjects, indices: list[int]) -> Motion:
@@ -199,23 +199,12 @@ class MotionHistory:
         which are unknown."""
         ids = objects.track_ids
         fresh = self._fresh if self._fresh_pts == pts else {}
+        changes = self.judge_samples(
+            pts, {ids[k]: fresh.get(ids[k]) or sample_of(objects, k, pts) for k in indices}
+        )
         short = self.window_s / 2 - TIME_EPS_S
-        moving: set[int] = set()
-        unknown: set[int] = set()
-        for k in indices:
-            track_id = ids[k]
-            now = fresh.get(track_id) or sample_of(objects, k, pts)
-            kept = self._samples.get(track_id, deque())
-            change = max(
-                (visible_change(now, then) for then in kept if then is not now), default=0.0
-            )
-            self.change[track_id] = change
-            watched = pts - kept[0].pts if kept else 0.0
-            self.watched_s[track_id] = watched
-            if change >= self.min_change:
-                moving.add(k)
-            elif watched < short:
-                unknown.add(k)
+        moving = {k for k in indices if changes[ids[k]] >= self.min_change}
+        unknown = {k for k in indices if k not in moving and self.watched_s[ids[k]] < short}
         return Motion(moving, unknown)
 
     def due(self, track_id: int, pts: float) -> bool:
@@ -223,27 +212,39 @@ class MotionHistory:
         kept = self._samples.get(track_id)
         return not kept or pts - kept[-1].pts >= self._step - TIME_EPS_S
 
-    def observe_samples(
-        self, pts: float, samples: dict[int, MaskSample], judge: set[int] | None = None
-    ) -> dict[int, float]:
-        """Take one sample per track (track id -> its sample on the frame at ``pts``), keep it
-        when one is due; return the change (:attr:`change`) of each track of ``judge`` (default:
-        all of them). Tracks unseen for longer than ``window_s`` are forgotten."""
+    def keep_samples(self, pts: float, samples: dict[int, MaskSample]) -> None:
+        """Keep each sample (track id -> its sample on the frame at ``pts``) whose track is due
+        one; forget the tracks unseen for longer than ``window_s``."""
         oldest = pts - self.window_s - TIME_EPS_S
-        changes: dict[int, float] = {}
         for track_id, now in samples.items():
             kept = self._samples.setdefault(track_id, deque())
             while kept and kept[0].pts < oldest:
                 kept.popleft()
-            if judge is None or track_id in judge:
-                changes[track_id] = max((visible_change(now, then) for then in kept), default=0.0)
-                self.watched_s[track_id] = pts - kept[0].pts if kept else 0.0
             if not kept or pts - kept[-1].pts >= self._step - TIME_EPS_S:
                 kept.append(now)
-        self.change.update(changes)
         gone = [t for t, kept in self._samples.items() if not kept or kept[-1].pts < oldest]
         for track_id in gone:
             del self._samples[track_id]
             self.change.pop(track_id, None)
             self.watched_s.pop(track_id, None)
+
+    def judge_samples(self, pts: float, samples: dict[int, MaskSample]) -> dict[int, float]:
+        """The change (:attr:`change`) of each track's sample on the frame at ``pts`` against its
+        kept samples of the window (the sample itself, when kept on this frame, left out)."""
+        oldest = pts - self.window_s - TIME_EPS_S
+        changes: dict[int, float] = {}
+        for track_id, now in samples.items():
+            earlier = [
+                then
+                for then in self._samples.get(track_id, ())
+                if then is not now and then.pts >= oldest
+            ]
+            changes[track_id] = max((visible_change(now, then) for then in earlier), default=0.0)
+            self.watched_s[track_id] = pts - earlier[0].pts if earlier else 0.0
+        self.change.update(changes)
         return changes
+
+    def observe_samples(self, pts: float, samples: dict[int, MaskSample]) -> dict[int, float]:
+        """:meth:`keep_samples`, then :meth:`judge_samples` of every track given."""
+        self.keep_samples(pts, samples)
+        return self.judge_samples(pts, samples)
