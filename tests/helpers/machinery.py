@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from streamseg.synth import SceneRenderer, write_video
+
 PIPELINES = Path(__file__).resolve().parents[2] / "pipelines"
 PREFIX = "streamseg/machinery-zone"
 """Its MQTT topic prefix (from its name)."""
@@ -35,3 +37,12 @@ def machinery_pipeline(tmp_path: Path, video: Path, port: int, **outputs: Any) -
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def yard_video(tmp_path: Path, frames: int) -> Path:
+    """The yard scene the example is written for (seed 2, occlusion, 640x360 at 15 fps),
+    ``frames`` long, as ``tmp_path / "yard.mp4"``."""
+    renderer = SceneRenderer("yard", 2, (640, 360), fps=15.0, difficulty="occlusion")
+    video = tmp_path / "yard.mp4"
+    write_video(renderer.frames(frames), video, fps=15.0)
+    return video

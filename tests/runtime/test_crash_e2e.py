@@ -21,12 +21,11 @@ from typing import Any
 
 import jsonschema
 import pytest
-from helpers.machinery import PREFIX, machinery_pipeline
+from helpers.machinery import PREFIX, machinery_pipeline, yard_video
 from helpers.mosquitto import Mosquitto, Subscriber
 
 from streamseg.cli import main
 from streamseg.rules import event_schema
-from streamseg.synth import SceneRenderer, write_video
 
 pytestmark = pytest.mark.integration
 
@@ -51,9 +50,7 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
 def test_a_killed_run_has_its_open_alerts_ended_by_the_next(
     tmp_path: Path, mosquitto: Callable[..., Mosquitto]
 ) -> None:
-    renderer = SceneRenderer("yard", 2, (640, 360), fps=15.0, difficulty="occlusion")
-    video = tmp_path / "yard.mp4"
-    write_video(renderer.frames(150), video, fps=15.0)
+    video = yard_video(tmp_path, 150)
     broker = mosquitto()
     subscriber = Subscriber(broker.port, f"{PREFIX}/events")
     log_path = tmp_path / "events.jsonl"

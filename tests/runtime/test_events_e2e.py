@@ -17,22 +17,19 @@ from typing import Any
 import cv2
 import jsonschema
 import paho.mqtt.client as paho
-from helpers.machinery import PREFIX, machinery_pipeline
+from helpers.machinery import PREFIX, machinery_pipeline, yard_video
 from helpers.mosquitto import Mosquitto, Subscriber, free_port
 
 from streamseg.cli import main
 from streamseg.config import load_pipeline_text
 from streamseg.rules import event_schema
 from streamseg.runtime.pipeline import Pipeline
-from streamseg.synth import SceneRenderer, write_video
 
 
 def test_run_raises_events_that_reach_the_log_the_broker_and_the_recorder(
     tmp_path: Path, mosquitto: Callable[..., Mosquitto]
 ) -> None:
-    renderer = SceneRenderer("yard", 2, (640, 360), fps=15.0, difficulty="occlusion")
-    video = tmp_path / "yard.mp4"
-    write_video(renderer.frames(90), video, fps=15.0)
+    video = yard_video(tmp_path, 90)
     broker = mosquitto()
     subscriber = Subscriber(broker.port, f"{PREFIX}/#")
     try:

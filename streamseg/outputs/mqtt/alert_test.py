@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 
 from streamseg.config.pipeline import PipelineConfig
 from streamseg.config.rules import RuleConfig, rule_runs_on
-from streamseg.outputs.mqtt.build import default_client_id, default_topic_prefix
+from streamseg.outputs.mqtt.build import default_client_id, topic_prefix_of
 from streamseg.outputs.mqtt.client import make_client
 from streamseg.outputs.mqtt.topics import Topics
 from streamseg.rules.events import Event, new_event_id
@@ -132,7 +132,7 @@ def send_test_alert(
     if mqtt_config is None:
         raise AlertTestError("the pipeline has no outputs.mqtt section")
     events = alert_test_events(config, rule_id, stream_id)
-    topics = Topics(mqtt_config.topic_prefix or default_topic_prefix(config.name))
+    topics = Topics(topic_prefix_of(config))
     base = mqtt_config.client_id or default_client_id(config.name, socket.gethostname())
     # No last will: the pipeline's availability is not this client's to change.
     client = make_client(mqtt_config, base + CLIENT_ID_SUFFIX, will_topic=None)

@@ -40,6 +40,14 @@ def default_topic_prefix(pipeline_name: str) -> str:
     return f"streamseg/{pipeline_name}"
 
 
+def topic_prefix_of(config: PipelineConfig) -> str:
+    """The pipeline's topic prefix: ``outputs.mqtt.topic_prefix``, else
+    :func:`default_topic_prefix` of its name."""
+    mqtt_config = config.outputs.mqtt
+    given = mqtt_config.topic_prefix if mqtt_config is not None else None
+    return given or default_topic_prefix(config.name)
+
+
 def default_outbox_path(pipeline_name: str, shard: int | str | None = None) -> str:
     """``out/<pipeline name>.outbox.sqlite3`` (relative to the working directory);
     ``out/<pipeline name>.shard<i>.outbox.sqlite3`` for one shard of several (``shard="*"``:
@@ -85,7 +93,7 @@ def build_mqtt_publisher(
         logger.info(
             "MQTT: client id %r for shard %d (outputs.mqtt.client_id + -shard<i>)", client_id, index
         )
-    prefix = mqtt_config.topic_prefix or default_topic_prefix(config.name)
+    prefix = topic_prefix_of(config)
     discovery = discovery_for_pipeline(
         config, prefix, sw_version=getattr(streamseg, "__version__", None), shard=index
     )
