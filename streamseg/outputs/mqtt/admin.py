@@ -241,7 +241,7 @@ def _connect(path: Path, flags: str) -> sqlite3.Connection:
 def _query(db: sqlite3.Connection, path: Path, limit: int) -> _Rows:
     db.execute("BEGIN")
     try:
-        check_outbox_schema(db, path)
+        tables = check_outbox_schema(db, path)
         by_topic = {
             str(topic): int(count)
             for topic, count in db.execute(
@@ -256,9 +256,7 @@ def _query(db: sqlite3.Connection, path: Path, limit: int) -> _Rows:
             (max(0, limit),),
         ).fetchall()
         open_count = 0
-        if db.execute(  # an outbox from before the table was added has none
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'open_occurrences'"
-        ).fetchone():
+        if "open_occurrences" in tables:  # an outbox from before the table was added has none
             open_count = int(db.execute("SELECT COUNT(*) FROM open_occurrences").fetchone()[0])
     finally:
         db.execute("COMMIT")

@@ -478,9 +478,10 @@ def _check_schema(db: sqlite3.Connection, path: Path) -> None:
     check_outbox_schema(db, path)
 
 
-def check_outbox_schema(db: sqlite3.Connection, path: Path) -> None:
+def check_outbox_schema(db: sqlite3.Connection, path: Path) -> list[str]:
     """Require ``db`` to be an outbox of this schema version (``streamseg outbox`` reads one
-    this way, without creating anything).
+    this way, without creating anything); return its tables, sorted (one written before the
+    open-occurrences table existed lacks it).
 
     Raises:
         OutboxError: it holds something else (another application's tables), or an outbox of
@@ -499,6 +500,7 @@ def check_outbox_schema(db: sqlite3.Connection, path: Path) -> None:
             "another streamseg version?); run that version to drain it, or move the file aside "
             "to start with an empty outbox"
         )
+    return tables
 
 
 def _schema_of(db: sqlite3.Connection) -> tuple[int, list[str]]:
