@@ -40,10 +40,10 @@ import numpy as np
 import supervision as sv
 import torch
 
-from streamseg.config import load_pipeline
+from streamseg.config import TrackerConfig, load_pipeline
 from streamseg.config.model import ModelConfig
 from streamseg.config.rules import NearRuleConfig
-from streamseg.models import load_segmenter
+from streamseg.models import Segmenter, load_segmenter
 from streamseg.rules.measures import FrameObjects
 from streamseg.rules.motion import MaskSample, MotionHistory, sample_of, visible_change
 from streamseg.synth import SceneRenderer
@@ -115,13 +115,14 @@ def run_scene(
     difficulty: str,
     frames: int,
     window_s: float,
+    model: tuple[Segmenter, TrackerConfig],
     tallies: dict[str, Tally],
     timing: list[tuple[int, float]],
 ) -> None:
-    """Run one scene; add its frames to ``tallies`` and, per frame, (machines, seconds of
+    """Run one scene through ``model`` (the segmenter, and the tracker settings for a fresh
+    tracker); add its frames to ``tallies`` and, per frame, (machines, seconds of
     :meth:`MotionHistory.observe`) to ``timing``."""
-    tracker_cfg = load_pipeline(PIPELINE).tracker
-    segmenter = load_segmenter(model_for_tracking(ModelConfig(weights="builtin"), tracker_cfg))
+    segmenter, tracker_cfg = model
     tracker = MaskTracker(tracker_cfg)
     histories = {name: MotionHistory(window_s, 0.5) for name in ("mask", "mask, all pixels", "box")}
     driving_at: dict[int, list[float]] = defaultdict(list)
@@ -187,8 +188,11 @@ def main() -> None:
     scenes = SCENES[:1] if args.quick else SCENES
     tallies: dict[str, Tally] = defaultdict(Tally)
     timing: list[tuple[int, float]] = []
+    tracker_cfg = load_pipeline(PIPELINE).tracker  # the model loads once, for every scene
+    model_cfg = model_for_tracking(ModelConfig(weights="builtin"), tracker_cfg)
+    model = (load_segmenter(model_cfg), tracker_cfg)
     for seed, difficulty in scenes:
-        run_scene(seed, difficulty, frames, window_s, tallies, timing)
+        run_scene(seed, difficulty, frames, window_s, model, tallies, timing)
         print(f"yard seed {seed} ({difficulty}): {frames} frames", flush=True)
     print(f"window {window_s:g} s; frames: still truck / moving truck / excavator")
     header = "measure           min_change  still truck called moving  moving truck called still  "
