@@ -287,6 +287,16 @@ class TrackerConfig(ConfigModel):
         return self.lost_buffer_s if self.hidden_buffer_s is None else self.hidden_buffer_s
 
     @property
+    def acquire_s(self) -> float:
+        """Seconds after an object comes into view by which the tracker can have given it an
+        id: ``min_confirm_s``, or ``persist_s`` when that is longer and weak detections start
+        tracks (``persist_threshold``): a track started by a weak detection that stayed put
+        shows its id at once, from ``persist_s`` on."""
+        if self.persist_threshold is None:
+            return self.min_confirm_s
+        return max(self.min_confirm_s, self.persist_s)
+
+    @property
     def effective_mask_weight(self) -> float:
         """The weight of the mask term actually used: ``mask_weight``, or 0 for ``type: box``."""
         return self.mask_weight if self.type == "mask" else 0.0

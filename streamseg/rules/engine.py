@@ -15,7 +15,8 @@ order per frame:
    Counts are kept for every polygon zone that a rule on the stream watches; an object counts
    in a zone when at least :data:`COUNT_MIN_OVERLAP` of its mask pixels are inside (the
    ``mask`` basis), whatever the rules' own bases. Classes appear once seen in the zone and
-   are reported at 0 when the last one leaves.
+   are reported at 0 when the last one leaves. While the stream warms up (``warmup_s``, at
+   the start and after a gap that made the tracker start afresh) a count may rise but not fall.
 
 When it is built, before any frame, the engine reports every rule ``False`` and the classes the
 rules on each zone name at 0, as :meth:`RuleEngine.close` leaves them, so retained state and
@@ -71,8 +72,13 @@ class RuleEngine:
         rules: every rule of the pipeline (those not on this stream are ignored).
         calibration: the stream's ground calibration, for ``near`` in metres.
         listeners: told about events, rule states and zone counts (module docstring).
-        confirm_s: the tracker's ``min_confirm_s``: for this long after the stream's first
-            frame, objects in view may have no id yet, so ``count`` rules with ``below`` wait.
+        warmup_s: how long the tracker may take to give the objects in view ids
+            (:attr:`TrackerConfig.acquire_s`): for this long after the stream's first frame,
+            and after a gap that made the tracker drop its tracks, an absence proves nothing,
+            so ``count`` rules with ``below`` wait (:attr:`FrameContext.warming_up`).
+        restart_gap_s: the tracker's ``lost_buffer_s``: a frame that comes more than this
+            after the one before it (a camera back after an outage, a stalled stream) finds
+            every track dropped, and the warm-up starts again. ``None``: only at the start.
     """
 
     def __init__(
@@ -82,10 +88,12 @@ class RuleEngine:
         rules: Sequence[RuleConfig],
         calibration: CalibrationConfig | None = None,
         listeners: Sequence[EventListener] = (),
-        confirm_s: float = 0.0,
+        warmup_s: float = 0.0,
+        restart_gap_s: float | None = None,
     ) -> None:
         self.stream_id = stream_id
-        self.confirm_s = confirm_s
+        self.warmup_s = warmup_s
+        self.restart_gap_s = restart_gap_s
         self.listeners = list(listeners)
         by_id = {zone.id: zone for zone in zones if zone.applies_to(stream_id)}
         self.zones: dict[str, PolygonZone | LineZone] = {
@@ -128,6 +136,8 @@ class RuleEngine:
         self._last: Stamp | None = None
         self._clock = TrackClock(FALLBACK_FRAME_S, name=f"rules of stream {stream_id!r}")
         self._base_pts: float | None = None
+        self._warm_until = -math.inf
+        """Rules' clock time until which the stream is warming up (see ``warmup_s``)."""
         logger.debug(
             "stream %r: %d rules over %d zones", stream_id, len(self.rules), len(self.zones)
         )
@@ -141,8 +151,18 @@ class RuleEngine:
     ) -> RuleEngine:
         """The engine of ``stream_id`` in a validated pipeline."""
         calibration = config.source(stream_id).calibration
-        confirm_s = config.tracker.min_confirm_s if config.tracker.enabled else 0.0
-        return cls(stream_id, config.zones, config.rules, calibration, listeners, confirm_s)
+        tracker = config.tracker
+        if not tracker.enabled:
+            return cls(stream_id, config.zones, config.rules, calibration, listeners)
+        return cls(
+            stream_id,
+            config.zones,
+            config.rules,
+            calibration,
+            listeners,
+            warmup_s=tracker.acquire_s,
+            restart_gap_s=tracker.lost_buffer_s,
+        )
 
     @property
     def rule_ids(self) -> list[str]:
@@ -162,14 +182,26 @@ class RuleEngine:
         Returns:
             The frame's events, rule by rule in config order.
         """
-        self._clock.advance(frame.pts_s)
+        dt = self._clock.advance(frame.pts_s)
+        first = self._base_pts is None
         if self._base_pts is None:
             pts = float(frame.pts_s)
             self._base_pts = pts if math.isfinite(pts) else 0.0
         now = Stamp(self._base_pts + self._clock.now_s, float(frame.wall_time), int(frame.index))
         self._last = now
         hidden = frozenset(int(i) for i in detections.metadata.get(HIDDEN_TRACK_IDS, ()))
-        warming_up = now.pts - self._base_pts < self.confirm_s - TIME_EPS_S
+        restarted = self.restart_gap_s is not None and dt > self.restart_gap_s + TIME_EPS_S
+        if first or restarted:
+            self._warm_until = now.pts + self.warmup_s
+            if restarted and self.warmup_s > 0:
+                logger.debug(
+                    "stream %r: %.1f s without frames; the tracker starts afresh, so 'below' "
+                    "counts wait %.2f s",
+                    self.stream_id,
+                    dt,
+                    self.warmup_s,
+                )
+        warming_up = now.pts < self._warm_until - TIME_EPS_S
         ctx = FrameContext(now, FrameObjects(detections, frame.resolution_wh), hidden, warming_up)
         events: list[Event] = []
         for index, rule in enumerate(self.rules):
@@ -282,6 +314,13 @@ class RuleEngine:
                 if value >= COUNT_MIN_OVERLAP:
                     counts[name] = counts.get(name, 0) + 1
             previous = self._counts[zone.id]
+            if ctx.warming_up:
+                # Objects in view are still getting ids: a count may rise, not fall (after an
+                # outage the retained counts would dip to 0 and back).
+                counts = {
+                    name: max(counts.get(name, 0), previous.get(name, 0))
+                    for name in previous | counts
+                }
             for name in sorted(set(previous) | set(counts)):
                 count = counts.get(name, 0)
                 if previous.get(name) != count:

@@ -87,6 +87,88 @@ def test_below_waits_for_the_tracker_to_confirm_what_is_in_view(kit: Kit) -> Non
     assert [(e.type, e.frame_index) for e in events] == [("start", 20)]
 
 
+def test_below_waits_again_when_the_camera_comes_back_after_an_outage(kit: Kit) -> None:
+    """Regression: after a gap longer than the tracker's ``lost_buffer_s`` (a camera outage)
+    the tracker starts afresh, and "fewer than 3" fired (with ``min_duration_s: 0``) while it
+    gave the animals new ids; the retained zone count dipped to 0 and back."""
+    engine, recorder = kit.engine(
+        "tracker: {min_confirm_s: 0.3, lost_buffer_s: 2.0}\n"
+        + PEN
+        + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
+        "min_duration_s: 0, lost_timeout_s: 0.2}\n"
+    )
+    assert kit.run(engine, [cows(3)] * 10) == []  # 0.0-0.9 s
+    # Back at 10 s: new tracks, unconfirmed for 0.3 s, then new ids.
+    unconfirmed = [(-1, *cow[1:]) for cow in cows(3)]
+    back = [unconfirmed] * 3 + [cows(3, first_id=4)] * 5
+    assert kit.run(engine, back, start=100) == []
+    assert [c[3] for c in recorder.counts if c[1:3] == ("pen", "cow")] == [0, 3]
+    # A real absence after the warm-up still counts: cow 6, last seen at 10.7 s, is gone past
+    # lost_timeout_s at 11.0 s.
+    events = kit.run(engine, [cows(2, first_id=4)] * 5, start=108)
+    assert [(e.type, e.frame_index) for e in events] == [("start", 110)]
+
+
+def test_a_gap_shorter_than_the_lost_buffer_does_not_restart_the_warm_up(kit: Kit) -> None:
+    """The tracker keeps its tracks through a gap of up to ``lost_buffer_s``: an absence
+    right after it counts at once."""
+    engine, _ = kit.engine(
+        "tracker: {min_confirm_s: 0.3, lost_buffer_s: 2.0}\n"
+        + PEN
+        + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
+        "min_duration_s: 0, lost_timeout_s: 0.2}\n"
+    )
+    assert kit.run(engine, [cows(3)] * 10) == []
+    events = kit.run(engine, [cows(2)] * 3, start=25)  # 1.6 s later
+    assert [(e.type, e.frame_index) for e in events] == [("start", 25)]
+
+
+def test_an_open_below_occurrence_stands_through_an_outage(kit: Kit) -> None:
+    """An occurrence open before a camera outage neither ends nor reports the tracker's empty
+    warm-up (an ``update`` with no tracks inside) when the camera comes back."""
+    engine, _ = kit.engine(
+        "tracker: {min_confirm_s: 0.3, lost_buffer_s: 2.0}\n"
+        + PEN
+        + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
+        "min_duration_s: 0, lost_timeout_s: 0.2, update_interval_s: null}\n"
+    )
+    events = kit.run(engine, [cows(2)] * 10)
+    assert [(e.type, e.frame_index) for e in events] == [("start", 3)]
+    unconfirmed = [(-1, *cow[1:]) for cow in cows(2)]
+    back = [unconfirmed] * 3 + [cows(2, first_id=4)] * 12
+    events = kit.run(engine, back, start=100)
+    assert [(e.type, e.frame_index, e.track_ids) for e in events] == [("update", 103, (4, 5))]
+    events = kit.run(engine, [cows(3, first_id=4)] * 2, start=115)
+    assert [(e.type, e.details["count"]) for e in events] == [("end", 3)]
+
+
+def test_below_waits_for_weak_detections_that_must_stay_put(kit: Kit) -> None:
+    """Regression: with ``persist_threshold`` the tracker starts a track for a weakly
+    detected animal only once it stayed put for ``persist_s``, and "fewer than 3" fired on
+    every stream start before then."""
+    engine, _ = kit.engine(
+        "tracker: {min_confirm_s: 0.1, persist_threshold: 0.2, persist_s: 0.6}\n"
+        + PEN
+        + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
+        "min_duration_s: 0, lost_timeout_s: 0.2}\n"
+    )
+    weak = [(-1, *cow[1:]) for cow in cows(1, first_id=3)]
+    assert kit.run(engine, [cows(2) + weak] * 6 + [cows(3)] * 5) == []
+
+
+def test_the_warm_up_is_what_the_tracker_needs_to_give_ids(kit: Kit) -> None:
+    from streamseg.config import TrackerConfig
+    from streamseg.rules import RuleEngine
+
+    assert TrackerConfig().acquire_s == pytest.approx(0.1)
+    assert TrackerConfig(persist_threshold=0.2, persist_s=0.5).acquire_s == pytest.approx(0.5)
+    assert TrackerConfig(persist_threshold=0.2, persist_s=0.05).acquire_s == pytest.approx(0.1)
+    assert TrackerConfig(persist_s=0.5).acquire_s == pytest.approx(0.1)  # persistence off
+    rule = "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3}\n"
+    engine = RuleEngine.from_config(kit.config("tracker: {lost_buffer_s: 4}\n" + PEN + rule), "cam")
+    assert (engine.warmup_s, engine.restart_gap_s) == (pytest.approx(0.1), 4.0)
+
+
 def test_a_briefly_hidden_animal_still_counts(kit: Kit) -> None:
     """Regression: an occlusion of a few frames made a "head count below" rule fire."""
     engine, _ = kit.engine(
@@ -140,3 +222,33 @@ def test_a_start_held_back_by_cooldown_does_not_come_once_the_count_is_back(kit:
     events = kit.run(engine, frames)
     assert [(e.type, e.frame_index) for e in events] == [("start", 5), ("end", 15)]
     assert all(e.ended_at is None or e.ended_at >= e.started_at for e in events)
+
+
+def test_the_real_tracker_after_an_outage_raises_no_count_below(kit: Kit) -> None:
+    """End to end with :class:`MaskTracker`: three cows in view, 10 s without frames (the
+    tracker drops every track and confirms them again under new ids), no "fewer than 3"."""
+    import numpy as np
+    import supervision as sv
+
+    from streamseg.rules import RuleEngine
+    from streamseg.track import MaskTracker
+
+    config: Any = kit.config(
+        PEN + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
+        "min_duration_s: 0}\n"
+    )
+    engine = RuleEngine.from_config(config, "cam")
+    tracker = MaskTracker(config.tracker)
+    herd = kit.detections(cows(3))
+    untracked = sv.Detections(
+        xyxy=herd.xyxy, mask=herd.mask, confidence=np.full(3, 0.9), data=dict(herd.data)
+    )
+    events, ids = [], []
+    for index in [*range(10), *range(150, 160)]:  # 15 fps: 0-0.6 s, then 10-10.6 s
+        pts = index / 15
+        tracked = tracker.update(untracked, timestamp=pts)
+        assert tracked.tracker_id is not None
+        ids.append(sorted(tracked.tracker_id.tolist()))
+        events += engine.evaluate(kit.frame(index, pts), tracked)
+    assert ids[10] == [-1, -1, -1] and ids[-1] == [4, 5, 6]  # the tracker started afresh
+    assert events == []

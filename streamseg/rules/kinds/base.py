@@ -36,8 +36,10 @@ class FrameContext:
         objects: its confirmed tracks and their measures.
         hidden: ids of confirmed tracks unseen on this frame that the tracker keeps as hidden
             behind an object of another class (``HIDDEN_TRACK_IDS`` of its output).
-        warming_up: the stream started less than the tracker's ``min_confirm_s`` ago, so
-            objects in view may not have ids yet: an absence proves nothing.
+        warming_up: the stream started (or came back after a gap that made the tracker drop
+            its tracks) too recently for the tracker to have given the objects in view ids
+            (:attr:`~streamseg.config.tracker.TrackerConfig.acquire_s`): an absence proves
+            nothing.
     """
 
     stamp: Stamp

@@ -93,11 +93,14 @@ class CountRule(Rule):
         self.observe_paused(ctx)
         inside = self.inside
         # "Fewer than N" is not judged before the tracker can have confirmed what is in view:
-        # otherwise it would start on every stream start, with the animals all there.
-        holds = self._condition(self.count) and not (self.below is not None and ctx.warming_up)
+        # otherwise it would start on every stream start, and after every camera outage, with
+        # the animals all there. Its state stands meanwhile: an occurrence open before an
+        # outage neither ends nor starts again because of it.
+        judged = not (self.below is not None and ctx.warming_up)
+        holds = judged and self._condition(self.count)
         if holds:
             self.last_true = now
-        changed = self.debounce.update(holds, now, self.min_duration_s)
+        changed = judged and self.debounce.update(holds, now, self.min_duration_s)
         events: list[Event] = []
         book = self.book
         ids, names = list(inside), [cls for cls, _ in inside.values()]
@@ -110,7 +113,8 @@ class CountRule(Rule):
             elif None in book.open:
                 occurrence = book.open[None]
                 if (
-                    tuple(sorted(ids)) != occurrence.track_ids
+                    judged
+                    and tuple(sorted(ids)) != occurrence.track_ids
                     and now.pts - occurrence.last_message_pts >= TRACK_SET_UPDATE_MIN_S
                 ):
                     events.append(book.update(None, now, self.update_details(None), ids, names))
