@@ -9,10 +9,11 @@ A run that died (SIGKILL, a crash, a power loss) leaves its open occurrences wit
 and no ``end``, and possibly a last line cut short. The next run with the same file reads it
 through once when it opens it: a cut line is ended with a newline (so the next line is whole),
 and each occurrence left open gets its ``end`` (``details.reason: interrupted``, see
-:mod:`streamseg.outputs.interrupted`) before the run's own events. The log keeps no time of its
-own per line, so an end is dated by its latest message's stream time
-(:func:`~streamseg.outputs.interrupted.pts_estimate`), and never after the file was last
-written.
+:mod:`streamseg.outputs.interrupted`) before the run's own events, dated when the file was last
+written: the dead run still held the occurrence open then (its end would be in the file). While
+any occurrence is open, the run touches the file's modification time every
+:data:`SEEN_INTERVAL_S`, so that date is within that interval of its death even when no event
+came for a while (an ``inside`` occurrence sends an update only every ``update_interval_s``).
 
 So that a live run's occurrences are never taken for a dead one's, a run holds an exclusive
 lock on the file while it writes it: a second pipeline pointed at the same file fails at once.
@@ -23,14 +24,18 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
-from streamseg.outputs.interrupted import interrupted_end, payload_json, pts_estimate
+from streamseg.outputs.interrupted import interrupted_end, payload_json
 from streamseg.rules.events import Event
 
 logger = logging.getLogger(__name__)
+
+SEEN_INTERVAL_S = 2.0
+"""How often a run touches the log's modification time while an occurrence is open."""
 
 
 class EventLog:
@@ -42,6 +47,8 @@ class EventLog:
     Args:
         path: output file; parent folders are created; an existing file is appended to, after
             the ends of the occurrences a run that died left open in it (module docstring).
+        seen_interval_s: how often the file's modification time is touched while an
+            occurrence is open.
 
     Attributes:
         interrupted: the ``end`` payloads written at open for occurrences left open.
@@ -50,7 +57,7 @@ class EventLog:
         OSError: the file cannot be opened, or another process writes it (its lock is held).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, seen_interval_s: float = SEEN_INTERVAL_S) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = self.path.open("a", encoding="utf-8")
@@ -64,11 +71,41 @@ class EventLog:
             ) from None
         self._lock = threading.Lock()
         self.written = 0
+        self._open: set[str] = set()
+        """Event ids of this run's occurrences with no ``end`` yet."""
         try:
             self.interrupted = self._end_interrupted()
         except BaseException:
             self._fh.close()
             raise
+        self._seen_interval_s = seen_interval_s
+        self._stop = threading.Event()
+        self._toucher = threading.Thread(
+            target=self._touch_while_open, name="event-log-open-occurrences", daemon=True
+        )
+        self._toucher.start()
+
+    def _touch_while_open(self) -> None:
+        """Touch the file's modification time every ``seen_interval_s`` while an occurrence
+        of this run is open (module docstring); a failure is logged once."""
+        failing = False
+        while not self._stop.wait(self._seen_interval_s):
+            with self._lock:
+                if self._fh.closed or not self._open:
+                    continue
+                try:
+                    os.utime(self._fh.fileno())
+                except OSError:
+                    if not failing:
+                        logger.warning(
+                            "event log %s: cannot touch its modification time; if this run "
+                            "dies, the ends of its open occurrences are dated at its last line",
+                            self.path,
+                            exc_info=True,
+                        )
+                    failing = True
+                else:
+                    failing = False
 
     def _end_interrupted(self) -> list[dict[str, Any]]:
         """End a cut last line, and the occurrences left open (module docstring)."""
@@ -99,7 +136,7 @@ class EventLog:
         ended = []
         for latest in left.values():
             try:
-                ended.append(interrupted_end(latest, min(pts_estimate(latest), written_at)))
+                ended.append(interrupted_end(latest, written_at))
             except ValueError as exc:
                 logger.warning(
                     "event log %s: occurrence %s was left open by an earlier run, and its latest "
@@ -133,6 +170,10 @@ class EventLog:
             self._fh.write(line)
             self._fh.flush()
             self.written += 1
+            if event.type == "end":
+                self._open.discard(event.event_id)
+            else:
+                self._open.add(event.event_id)
 
     def on_rule_state(self, stream_id: str, rule_id: str, active: bool) -> None:
         """Not logged."""
@@ -142,5 +183,6 @@ class EventLog:
 
     def close(self) -> None:
         """Close the file (idempotent)."""
+        self._stop.set()
         with self._lock:
             self._fh.close()

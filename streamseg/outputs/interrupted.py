@@ -10,11 +10,11 @@ The end (:func:`interrupted_end`):
 - ``details.reason`` is ``interrupted``, and the other details are the latest message's;
 - ``seq`` follows the latest message's, so consumers deduplicating on
   ``(event_id, type, seq)`` take it;
-- ``frame_pts`` is the latest message's, and ``ended_at`` the wall time that message was
-  made (the outbox stores it with the message; the event log, which has no such time, takes
-  :func:`pts_estimate`, capped by when the file was last written): the last moment the
-  occurrence is known to have held (the run may have seen it hold longer before it died; an
-  ``inside`` occurrence sends no update, by default, for 10 s).
+- ``frame_pts`` is the latest message's, and ``ended_at`` the last moment the dead run is
+  known to have held the occurrence open: the outbox dates it every few seconds while the run
+  goes on (:meth:`~streamseg.outputs.mqtt.outbox.Outbox.touch_open`), the event log touches
+  its file's modification time. That is within seconds of the death, even for an ``inside``
+  occurrence that sends an update only every ``update_interval_s``.
 
 An occurrence is left open by a run that died, and also by one that could not store an ``end``
 (larger than ``max_payload_bytes``, the outbox full or its disk failing, an analytics thread
@@ -73,18 +73,6 @@ def minimal_end(end: dict[str, Any]) -> dict[str, Any]:
     """``end`` with only ``details.reason`` and no snapshot or clip path: for an end too large
     to send whole (its latest message was near ``max_payload_bytes``)."""
     return {**end, "details": {"reason": INTERRUPTED}, "snapshot": None, "clip": None}
-
-
-def pts_estimate(latest: dict[str, Any]) -> float:
-    """The wall time of the latest message's frame as its stream clock tells it: right for a
-    camera (stream time runs with the wall clock), too late or too early for a file analysed
-    faster or slower than its frame rate.
-
-    Raises:
-        ValueError: a time field is missing or not a number.
-    """
-    started_at = _number(latest, "started_at")
-    return started_at + max(0.0, _number(latest, "frame_pts") - _number(latest, "started_pts"))
 
 
 def _number(payload: dict[str, Any], key: str) -> float:

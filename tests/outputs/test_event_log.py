@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import jsonschema
@@ -35,6 +36,7 @@ def test_a_cut_line_and_the_open_occurrences_are_put_right(
     path.write_text(
         "".join(e.to_json() + "\n" for e in lines) + '{"event_id": "cut sh'  # no newline
     )
+    os.utime(path, (510.0, 510.0))  # the dead run's last write
     with caplog.at_level(logging.WARNING, logger="streamseg.outputs.events"):
         log = EventLog(path)
     own = new_event_id()
@@ -46,7 +48,7 @@ def test_a_cut_line_and_the_open_occurrences_are_put_right(
     assert text[len(lines)] == '{"event_id": "cut sh'  # alone on its line now
     ends = [json.loads(line) for line in text[len(lines) + 1 : -2]]
     assert [(e["event_id"], e["seq"]) for e in ends] == [(open_one, 1), (updated, 2)]
-    assert [e["ended_at"] for e in ends] == [500.0, 503.0]
+    assert [e["ended_at"] for e in ends] == [510.0, 510.0]
     for end in ends:
         jsonschema.validate(end, event_schema())
         assert end["type"] == "end" and end["details"] == {"reason": "interrupted"}
@@ -70,12 +72,40 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_file(tmp_path: Pat
     assert len(EventLog(path).interrupted) == 1  # once the first is gone
 
 
-def test_an_end_is_never_dated_after_the_file_was_last_written(tmp_path: Path) -> None:
-    """The log has no time per line: a file analysed faster than its frame rate runs its stream
-    clock ahead of the wall clock, and the stream time of the latest message (frame 8.0 s,
-    wall 507.0 by the stream clock) would date the end after the run died."""
+def test_an_end_is_dated_when_the_file_was_last_written(tmp_path: Path) -> None:
+    """The log has no time per line. Regression: the end was dated by the latest message's
+    stream time, capped by the last write; a file analysed faster than its frame rate runs its
+    stream clock ahead of the wall clock (frame 8.0 s, wall 507.0 by the stream clock), one
+    analysed slower behind it, and an ``inside`` occurrence sends no update for 10 s."""
     path = tmp_path / "events.jsonl"
     path.write_text(_message(new_event_id(), "update", 3, 8.0).to_json() + "\n")
     os.utime(path, (503.5, 503.5))  # the dead run's last write
     [end] = EventLog(path).interrupted
     assert (end["ended_at"], end["seq"]) == (503.5, 4)
+
+
+def test_a_run_keeps_the_file_dated_while_an_occurrence_is_open(tmp_path: Path) -> None:
+    """Regression: with no line written for a while (an ``inside`` occurrence updates every
+    ``update_interval_s``), a run that died had its open occurrences ended at the last line,
+    up to that long before the death. The run touches the file's modification time while an
+    occurrence is open, and only then."""
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path, seen_interval_s=0.05)
+    event_id = new_event_id()
+    log.on_event(_message(event_id, "start", 0, 1.0))
+    os.utime(path, (100.0, 100.0))
+    before = time.time()
+    time.sleep(0.4)
+    assert path.stat().st_mtime >= before  # dated "still open" since
+    log.close()  # dies: its rules wrote no end
+    [end] = EventLog(path).interrupted
+    assert before <= end["ended_at"] <= time.time()
+
+    quiet = tmp_path / "quiet.jsonl"
+    log = EventLog(quiet, seen_interval_s=0.05)
+    log.on_event(_message(event_id, "start", 0, 1.0))
+    log.on_event(_message(event_id, "end", 1, 2.0))
+    os.utime(quiet, (100.0, 100.0))
+    time.sleep(0.3)
+    assert quiet.stat().st_mtime == 100.0  # nothing open: left alone
+    log.close()

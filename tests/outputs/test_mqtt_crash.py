@@ -34,6 +34,9 @@ from streamseg.config import load_pipeline
 from streamseg.outputs.mqtt import build_mqtt_publisher
 
 config_path, mode, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+if mode == "lifecycle":  # date the open occurrences "still open" often, for a short test
+    import streamseg.outputs.mqtt.publisher
+    streamseg.outputs.mqtt.publisher.OPEN_OCCURRENCES_SEEN_S = 0.2
 publisher = build_mqtt_publisher(load_pipeline(config_path))
 publisher.start()
 if mode == "raise":  # events while the broker is down, then wait to be killed
@@ -198,9 +201,10 @@ def test_occurrences_left_open_by_a_killed_run_are_ended_by_the_next(
     broker.stop()  # down: the messages are still in the outbox when the process dies
     outbox_path = tmp_path / "outbox.sqlite3"
     config = write_config(tmp_path / "p.yaml", broker.port, outbox_path)
-    launched = time.time()
     first = child(config, "lifecycle")
     lines = first.read_until("READY")
+    stored = time.time()  # every message was stored before READY
+    time.sleep(1.5)  # the run goes on for a while with two occurrences open
     first.sigkill()
     killed = time.time()
     started, updated = next(x for x in lines if x.startswith("OPEN")).split()[1:]
@@ -220,10 +224,13 @@ def test_occurrences_left_open_by_a_killed_run_are_ended_by_the_next(
     assert set(ends) == {started, updated, ended}
     assert ends[ended]["details"] == {"reason": "left"}  # ended cleanly: not ended again
     # Each comes after the occurrence's other messages, with the next seq, at the frame of
-    # its latest message, dated when the dead run stored that message.
+    # its latest message, dated when the dead run last saw it open (every 0.2 s here), not
+    # when it stored that message (regression: 1.5 s before the death here; up to
+    # update_interval_s for an ``inside`` occurrence).
     assert [m["type"] for m in messages if m["event_id"] == updated] == ["start", "update", "end"]
     assert (ends[started]["seq"], ends[updated]["seq"]) == (1, 2)
-    assert launched <= ends[started]["ended_at"] <= ends[updated]["ended_at"] <= killed
+    for end in (ends[started], ends[updated]):
+        assert stored + 0.8 <= end["ended_at"] <= killed
     assert ends[updated]["frame_pts"] == pytest.approx(5.5)
     assert ends[started]["details"] == {"overlap": 0.5, "reason": "interrupted"}
     assert ends[updated]["details"] == {"overlap": 0.75, "reason": "interrupted"}

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -72,6 +73,55 @@ def test_open_occurrences_keep_their_latest_message_until_their_end(tmp_path: Pa
         assert (left.event_id, left.topic, left.payload, left.qos) == ("a", "t", b"a update", 2)
         outbox.forget_occurrence("a")
         assert outbox.open_occurrences() == []
+
+
+def test_a_run_dates_its_own_open_occurrences_still_open(tmp_path: Path) -> None:
+    """:meth:`Outbox.touch_open` dates the occurrences this opening stored and has not ended,
+    not those an earlier run left open (their end is dated by what that run said)."""
+    path = tmp_path / "o.sqlite3"
+    with Outbox(path) as outbox:
+        outbox.add("t", b"old start", 1, occurrence="old")
+    with Outbox(path) as outbox:
+        [old] = outbox.open_occurrences()
+        assert old.seen_at == old.stored_at
+        outbox.add("t", b"a start", 1, occurrence="a")
+        outbox.add("t", b"b start", 1, occurrence="b")
+        outbox.add("t", b"b end", 1, occurrence="b", ends=True)
+        time.sleep(0.05)
+        before = time.time()
+        assert outbox.touch_open() == 1
+        after = time.time()
+        seen = {o.event_id: o for o in outbox.open_occurrences()}
+        assert set(seen) == {"old", "a"}
+        assert seen["old"].seen_at == old.seen_at
+        assert seen["a"].stored_at < before <= seen["a"].seen_at <= after
+        outbox.add("t", b"a update", 1, occurrence="a")  # a new message dates it too
+        assert outbox.open_occurrences()[-1].seen_at == outbox.open_occurrences()[-1].stored_at
+        outbox.add("t", b"a end", 1, occurrence="a", ends=True)
+        assert outbox.touch_open() == 0
+
+
+def test_an_outbox_from_before_the_dating_gets_its_columns(tmp_path: Path) -> None:
+    """An outbox whose open-occurrences table predates ``run`` and ``seen_at`` opens, its
+    occurrences dated at their latest messages."""
+    path = tmp_path / "o.sqlite3"
+    with Outbox(path):
+        pass
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE open_occurrences")
+    db.execute(
+        "CREATE TABLE open_occurrences (event_id TEXT PRIMARY KEY, topic TEXT NOT NULL, "
+        "payload BLOB NOT NULL, qos INTEGER NOT NULL, stored_at REAL NOT NULL)"
+    )
+    db.execute("INSERT INTO open_occurrences VALUES ('x', 't', x'7b7d', 1, 1000.0)")
+    db.commit()
+    db.close()
+    with Outbox(path) as outbox:
+        [left] = outbox.open_occurrences()
+        assert (left.event_id, left.stored_at, left.seen_at) == ("x", 1000.0, 1000.0)
+        assert outbox.touch_open() == 0
+        outbox.add("t", b"y start", 1, occurrence="y")
+        assert outbox.touch_open() == 1
 
 
 def test_a_refused_message_changes_no_open_occurrence(tmp_path: Path) -> None:

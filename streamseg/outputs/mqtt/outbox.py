@@ -21,7 +21,11 @@ open raises :class:`OutboxError` with the file and what to do about it.
 
 Open occurrences: a second table keeps, per event occurrence that has had a ``start`` and no
 ``end`` yet, its latest message and when it was stored, written in the same transaction as the
-message itself (:meth:`Outbox.add` with ``occurrence``). A clean stop ends every occurrence, so
+message itself (:meth:`Outbox.add` with ``occurrence``), and the run that stored it. While the
+run goes on, :meth:`Outbox.touch_open` dates its open occurrences "still open now" (the
+publisher calls it every few seconds), so the end of one left open by a run that died is dated
+within seconds of the death, not at its latest message (an ``inside`` occurrence may send none
+for ``update_interval_s``). A clean stop ends every occurrence, so
 what is left there when the outbox is opened again was left open by a run that died (SIGKILL,
 a crash, a power loss) or could not store an end: :meth:`Outbox.open_occurrences` lists it,
 and the publisher ends each one (reason ``interrupted``, :mod:`streamseg.outputs.mqtt.recovery`)
@@ -45,6 +49,7 @@ import shutil
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,10 +77,15 @@ CREATE TABLE IF NOT EXISTS open_occurrences (
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     qos INTEGER NOT NULL,
-    stored_at REAL NOT NULL
+    stored_at REAL NOT NULL,
+    run TEXT,
+    seen_at REAL
 )
 """
 """The latest message of each open occurrence (see the module docstring)."""
+
+_OCCURRENCES_ADDED_COLUMNS = (("run", "TEXT"), ("seen_at", "REAL"))
+"""Columns of ``open_occurrences`` that an outbox written before them lacks (added at open)."""
 
 _BUSY_TIMEOUT_MS = 5000
 
@@ -132,6 +142,8 @@ class OpenOccurrence:
         payload: its latest message (the event's JSON).
         qos: that message's QoS.
         stored_at: wall-clock UNIX seconds when that message was stored.
+        seen_at: wall-clock UNIX seconds when the run that stored it last said it was still
+            open (:meth:`Outbox.touch_open`); at least ``stored_at``.
     """
 
     event_id: str
@@ -139,6 +151,7 @@ class OpenOccurrence:
     payload: bytes
     qos: int
     stored_at: float
+    seen_at: float
 
 
 class Outbox:
@@ -183,6 +196,8 @@ class Outbox:
             raise
         self._lock = threading.Lock()
         self._closed = False
+        self.run = uuid.uuid4().hex
+        """This opening's id: the open occurrences it stores carry it (:meth:`touch_open`)."""
         if self._depth:
             logger.info("outbox %s: %d events from an earlier run wait", self.path, self._depth)
 
@@ -246,8 +261,9 @@ class Outbox:
                 elif occurrence is not None:
                     self._db.execute(
                         "INSERT OR REPLACE INTO open_occurrences "
-                        "(event_id, topic, payload, qos, stored_at) VALUES (?, ?, ?, ?, ?)",
-                        (occurrence, topic, payload, qos, now),
+                        "(event_id, topic, payload, qos, stored_at, run, seen_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (occurrence, topic, payload, qos, now, self.run, now),
                     )
             self._depth += 1
             row_id = cursor.lastrowid
@@ -288,12 +304,30 @@ class Outbox:
         with self._lock:
             self._check_open()
             rows = self._db.execute(
-                "SELECT event_id, topic, payload, qos, stored_at FROM open_occurrences "
+                "SELECT event_id, topic, payload, qos, stored_at, seen_at FROM open_occurrences "
                 "ORDER BY stored_at, rowid"
             ).fetchall()
         return [
-            OpenOccurrence(str(r[0]), str(r[1]), bytes(r[2]), int(r[3]), float(r[4])) for r in rows
+            OpenOccurrence(
+                str(r[0]),
+                str(r[1]),
+                bytes(r[2]),
+                int(r[3]),
+                float(r[4]),
+                float(r[4]) if r[5] is None else max(float(r[4]), float(r[5])),
+            )
+            for r in rows
         ]
+
+    def touch_open(self) -> int:
+        """Date the occurrences this opening stored and has not ended "still open now" (their
+        ``seen_at``); return how many. Nothing is written when there are none."""
+        with self._lock:
+            self._check_open()
+            cursor = self._db.execute(
+                "UPDATE open_occurrences SET seen_at = ? WHERE run = ?", (time.time(), self.run)
+            )
+            return max(cursor.rowcount, 0)
 
     def forget_occurrence(self, event_id: str) -> None:
         """Drop an open occurrence without storing a message (one whose message cannot be
@@ -451,6 +485,7 @@ def _open_database(path: Path, synchronous: str) -> tuple[sqlite3.Connection, in
             logger.warning("outbox %s: journal mode %s, expected wal", path, mode)
         db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         db.execute(_OCCURRENCES_SCHEMA)  # also in an outbox from before the table existed
+        _add_occurrence_columns(db)
         depth = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         _check_writable(db)
     except sqlite3.Error as exc:
@@ -460,6 +495,15 @@ def _open_database(path: Path, synchronous: str) -> tuple[sqlite3.Connection, in
         db.close()
         raise
     return db, depth
+
+
+def _add_occurrence_columns(db: sqlite3.Connection) -> None:
+    """Add the ``open_occurrences`` columns an outbox written before them lacks (an older
+    streamseg reads the table as before: it names its columns)."""
+    have = {str(row[1]) for row in db.execute("PRAGMA table_info(open_occurrences)")}
+    for name, kind in _OCCURRENCES_ADDED_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE open_occurrences ADD COLUMN {name} {kind}")
 
 
 def _check_schema(db: sqlite3.Connection, path: Path) -> None:

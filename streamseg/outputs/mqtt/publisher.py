@@ -39,7 +39,10 @@ on the first connect, before any frame.
 
 Occurrences an earlier run left open (a ``start`` with no ``end``: SIGKILL, a crash, an end it
 could not store) get their ``end`` (``details.reason: interrupted``) when the next run's
-publisher starts, before its own events (:mod:`streamseg.outputs.mqtt.recovery`).
+publisher starts, before its own events (:mod:`streamseg.outputs.mqtt.recovery`). So that such
+an end is dated within seconds of the death, a thread dates this run's open occurrences "still
+open" in the outbox every :data:`OPEN_OCCURRENCES_SEEN_S` (one small write while any is open,
+none otherwise).
 
 The outbox is bounded. When it is full a new event is refused at the door (nothing already
 accepted is ever dropped): the refusal is counted (``streamseg_mqtt_events_refused``), logged at
@@ -85,6 +88,11 @@ if TYPE_CHECKING:
     from streamseg.sources.base import StateListener
 
 logger = logging.getLogger(__name__)
+
+OPEN_OCCURRENCES_SEEN_S = 2.0
+"""How often the run dates its open occurrences "still open" in the outbox
+(:meth:`Outbox.touch_open`): the end of one left open by a run that died is dated at most this
+long before the death."""
 
 LOW_WATER_FRACTION = 0.9
 """After the outbox was full, it counts as having room again at this fraction of its bound (so
@@ -202,6 +210,10 @@ class MqttPublisher:
         self._closing = False
         self._closed = False
         self._started = False
+        self._seen_stop = threading.Event()
+        self._seen_thread = threading.Thread(
+            target=self._date_open_occurrences, name="mqtt-open-occurrences", daemon=True
+        )
         self._retained_refusals: set[str] = set()
         """Reasons already logged by :meth:`_retained_refused`."""
         self._connected_at = 0.0
@@ -274,6 +286,7 @@ class MqttPublisher:
                 "the outbox %s; they stay open there for the next start",
                 self.outbox.path,
             )
+        self._seen_thread.start()
         self._sender.start()
         logger.info(
             "MQTT: connecting to %s:%d (%s%s) as %r; topics under %s/; %d events wait in %s",
@@ -312,6 +325,8 @@ class MqttPublisher:
         if not self._started:
             self.outbox.close()
             return
+        self._seen_stop.set()
+        self._seen_thread.join(timeout=5.0)
         deadline = time.monotonic() + timeout
         with self._cond:
             if not self._ever_connected:
@@ -352,6 +367,28 @@ class MqttPublisher:
                 self.outbox.path,
             )
         logger.info("MQTT: closed (%d events refused in this run)", self._refused_total)
+
+    def _date_open_occurrences(self) -> None:
+        """The thread that dates this run's open occurrences "still open" every
+        :data:`OPEN_OCCURRENCES_SEEN_S` until :meth:`close`. A failure is logged once per
+        episode: the ends after a crash would then be dated earlier, nothing is lost."""
+        failing = False
+        while not self._seen_stop.wait(OPEN_OCCURRENCES_SEEN_S):
+            try:
+                self.outbox.touch_open()
+            except Exception:
+                if not failing:
+                    logger.warning(
+                        "MQTT: could not date the open occurrences in the outbox %s; if this "
+                        "run dies, their interrupted ends are dated at their latest messages",
+                        self.outbox.path,
+                        exc_info=True,
+                    )
+                failing = True
+            else:
+                if failing:
+                    logger.info("MQTT: open occurrences are dated in %s again", self.outbox.path)
+                failing = False
 
     def _publish_offline(self) -> mqtt.MQTTMessageInfo:
         """Publish ``offline`` (retained, like the will); its info tells when it is through."""

@@ -1,10 +1,12 @@
 """Ending, at start, the occurrences an earlier run left open in the MQTT outbox.
 
 The outbox keeps each open occurrence's latest message, and when it was stored, in the same
-transaction as the message (:meth:`Outbox.open_occurrences`). When the publisher starts, before
-the new run's events, :func:`end_interrupted` stores for each one it finds there the ``end`` that
+transaction as the message (:meth:`Outbox.open_occurrences`), and the publisher dates them
+"still open" every :data:`~streamseg.outputs.mqtt.publisher.OPEN_OCCURRENCES_SEEN_S` while the
+run goes on (:meth:`Outbox.touch_open`). When the publisher starts, before the new run's events,
+:func:`end_interrupted` stores for each one it finds there the ``end`` that
 :func:`streamseg.outputs.interrupted.interrupted_end` builds (``details.reason: interrupted``),
-dated when its latest message was stored.
+dated when the run that died last saw it open (``seen_at``): within that interval of its death.
 
 The ends go to this run's events topic at this run's QoS, not to the topic the occurrence
 started on: they are this run's messages, and a topic an earlier configuration used may no
@@ -80,7 +82,7 @@ def _end_payload(
         latest = json.loads(occurrence.payload)
         if not isinstance(latest, dict):
             raise ValueError("not a JSON object")
-        end = interrupted_end(latest, occurrence.stored_at)
+        end = interrupted_end(latest, occurrence.seen_at)
     except ValueError as exc:
         logger.warning(
             "MQTT: outbox %s: occurrence %s was left open by an earlier run, and its latest "
