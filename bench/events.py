@@ -46,8 +46,9 @@ raised, or raised on a track that was another object then).
 Tracker settings: each scene kind's example pipeline's ``tracker`` section (yard
 ``pipelines/machinery_zone.yaml``, field ``pipelines/livestock.yaml`` with its herd settings,
 pitch ``pipelines/sports.yaml``), as an operator of that site would run it; the model keeps the
-weak detections each one asks for (``low_threshold``). ``--default-tracker`` uses the defaults
-everywhere.
+weak detections each one asks for (``low_threshold``), and the rules of the tracked runs are
+built with it, as in that pipeline (``count`` rules with ``below`` wait for the tracker's
+warm-up, :attr:`TrackerConfig.acquire_s`). ``--default-tracker`` uses the defaults everywhere.
 
 Timing: :meth:`RuleEngine.evaluate` per frame over a crowded yard (about 30 objects a frame,
 640x360, ground-truth detections), p50 and p95, for 10 rules of every kind (``near`` in metres
@@ -71,6 +72,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import cv2
@@ -478,8 +480,13 @@ class SceneResult:
     """GT object id -> {frame pts: visible pixels} (:func:`visibility`)."""
 
 
-def _engine(text: str, calibration: str | None) -> RuleEngine:
-    return RuleEngine.from_config(_config(text, calibration), "s")  # type: ignore[arg-type]
+def _engine(text: str, calibration: str | None, tracker: TrackerConfig | None = None) -> RuleEngine:
+    """The rules of stream ``s``; with ``tracker``, as in a pipeline whose ``tracker`` section
+    that is (the count rules' warm-up follows it), else with the default one."""
+    config: Any = _config(text, calibration)
+    if tracker is not None:
+        config = config.model_copy(update={"tracker": tracker})
+    return RuleEngine.from_config(config, "s")
 
 
 def _strip_ids(detections: sv.Detections) -> sv.Detections:
@@ -542,14 +549,14 @@ def run_scene(
     engines: dict[str, RuleEngine] = {
         "truth": _engine(text, calibration),
         "gt": _engine(text, calibration),
-        "gt+tracker": _engine(text, calibration),
+        "gt+tracker": _engine(text, calibration, tracker),
     }
     if segmenter is not None:
-        engines["end-to-end"] = _engine(text, calibration)
+        engines["end-to-end"] = _engine(text, calibration, tracker)
     if bc_text is not None:
         engines["gt bottom_center"] = _engine(bc_text, calibration)
         if segmenter is not None:
-            engines["end-to-end bottom_center"] = _engine(bc_text, calibration)
+            engines["end-to-end bottom_center"] = _engine(bc_text, calibration, tracker)
     events: dict[str, list[Event]] = {name: [] for name in engines}
     gt_tracker = MaskTracker(tracker)
     e2e_tracker = MaskTracker(tracker)
