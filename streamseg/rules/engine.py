@@ -74,8 +74,9 @@ class RuleEngine:
         listeners: told about events, rule states and zone counts (module docstring).
         warmup_s: how long the tracker may take to give the objects in view ids
             (:attr:`TrackerConfig.acquire_s`): for this long after the stream's first frame,
-            and after a gap that made the tracker drop its tracks, an absence proves nothing,
-            so ``count`` rules with ``below`` wait (:attr:`FrameContext.warming_up`).
+            and after a gap that made the tracker drop its tracks, an absence proves nothing:
+            ``count`` rules judge only what a count that can only rise proves
+            (:attr:`FrameContext.warming_up`).
         restart_gap_s: the tracker's ``lost_buffer_s``: a frame that comes more than this
             after the one before it (a camera back after an outage, a stalled stream) finds
             every track dropped, and the warm-up starts again. ``None``: only at the start.

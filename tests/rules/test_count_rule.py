@@ -125,21 +125,69 @@ def test_a_gap_shorter_than_the_lost_buffer_does_not_restart_the_warm_up(kit: Ki
 
 def test_an_open_below_occurrence_stands_through_an_outage(kit: Kit) -> None:
     """An occurrence open before a camera outage neither ends nor reports the tracker's empty
-    warm-up (an ``update`` with no tracks inside) when the camera comes back."""
+    warm-up (an ``update``, track-set or periodic, with no tracks inside) when the camera comes
+    back."""
     engine, _ = kit.engine(
         "tracker: {min_confirm_s: 0.3, lost_buffer_s: 2.0}\n"
         + PEN
         + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
-        "min_duration_s: 0, lost_timeout_s: 0.2, update_interval_s: null}\n"
+        "min_duration_s: 0, lost_timeout_s: 0.2, update_interval_s: 0.1}\n"
     )
     events = kit.run(engine, [cows(2)] * 10)
-    assert [(e.type, e.frame_index) for e in events] == [("start", 3)]
+    assert (events[0].type, events[0].frame_index) == ("start", 3)
     unconfirmed = [(-1, *cow[1:]) for cow in cows(2)]
     back = [unconfirmed] * 3 + [cows(2, first_id=4)] * 12
     events = kit.run(engine, back, start=100)
-    assert [(e.type, e.frame_index, e.track_ids) for e in events] == [("update", 103, (4, 5))]
+    first = events[0]
+    assert (first.type, first.frame_index, first.track_ids) == ("update", 103, (4, 5))
+    assert {e.details["count"] for e in events} == {2}
     events = kit.run(engine, [cows(3, first_id=4)] * 2, start=115)
     assert [(e.type, e.details["count"]) for e in events] == [("end", 3)]
+
+
+def test_a_change_waiting_before_an_outage_waits_afresh_after_it(kit: Kit) -> None:
+    """Regression: a dip seen for 0.2 s before an outage, with ``min_duration_s`` 1, counted
+    the outage and the warm-up towards its wait and started on the first frame judged, dated
+    before the outage."""
+    engine, _ = kit.engine(
+        "tracker: {min_confirm_s: 0.3, lost_buffer_s: 2.0}\n"
+        + PEN
+        + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
+        "min_duration_s: 1.0, lost_timeout_s: 0.1}\n"
+    )
+    assert kit.run(engine, [cows(3)] * 7 + [cows(2)] * 3) == []  # 2 inside from 0.8 s
+    unconfirmed = [(-1, *cow[1:]) for cow in cows(2)]
+    back = [unconfirmed] * 3 + [cows(2, first_id=4)] * 12
+    events = kit.run(engine, back, start=100)
+    assert [(e.type, e.frame_index) for e in events] == [("start", 113)]
+    assert events[0].started_pts == pytest.approx(10.3)
+
+
+def test_an_open_above_occurrence_stands_through_an_outage(kit: Kit) -> None:
+    """Regression: a "more than 2" open before an outage ended (count 0) on the first frame
+    after it and started again under a new event id once the tracker had confirmed the same
+    animals, while the zone count stood at 4."""
+    engine, recorder = kit.engine(
+        "tracker: {min_confirm_s: 0.3, lost_buffer_s: 2.0}\n"
+        + PEN
+        + "  - {id: crowd, type: count, zone: pen, classes: [cow], above: 2, "
+        "min_duration_s: 0, lost_timeout_s: 0.1, update_interval_s: null}\n"
+    )
+    events = kit.run(engine, [cows(4)] * 5)
+    assert [e.type for e in events] == ["start"]
+    unconfirmed = [(-1, *cow[1:]) for cow in cows(4)]
+    back = [unconfirmed] * 3 + [cows(4, first_id=5)] * 5
+    events = kit.run(engine, back, start=100)
+    assert [(e.type, e.track_ids) for e in events] == [("update", (5, 6, 7, 8))]
+    assert [c[3] for c in recorder.counts if c[1:3] == ("pen", "cow")] == [0, 4]
+    # A crowd seen during the warm-up is proven (the count only rises): it starts then.
+    engine, _ = kit.engine(
+        "tracker: {min_confirm_s: 0.5}\n"
+        + PEN
+        + "  - {id: crowd, type: count, zone: pen, classes: [cow], above: 2, "
+        "min_duration_s: 0}\n"
+    )
+    assert [(e.type, e.frame_index) for e in kit.run(engine, [cows(4)] * 2)] == [("start", 0)]
 
 
 def test_below_waits_for_weak_detections_that_must_stay_put(kit: Kit) -> None:

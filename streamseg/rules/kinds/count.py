@@ -6,7 +6,9 @@ rule's ``basis``), plus tracks last seen inside less than ``lost_timeout_s`` ago
 tracker still reports hidden behind an object of another class (:attr:`FrameContext.hidden`):
 an animal hidden behind another still counts, so "head count below N" does not fire on an
 occlusion. The condition is ``count > above`` or ``count < below`` (strict), debounced
-with ``min_duration_s`` on the way in and out.
+with ``min_duration_s`` on the way in and out. While the stream warms up (its start, a camera
+back after an outage: :attr:`FrameContext.warming_up`) the count is a lower bound, and only what
+it proves is judged: a "more than" that holds, a "fewer than" that does not; the rest waits.
 
 One zone-level occurrence at a time: ``start`` lists the tracks inside then (``track_ids``,
 possibly empty) and ``details.count``; an ``update`` follows when that set of tracks changes
@@ -92,12 +94,17 @@ class CountRule(Rule):
         now = ctx.stamp
         self.observe_paused(ctx)
         inside = self.inside
-        # "Fewer than N" is not judged before the tracker can have confirmed what is in view:
-        # otherwise it would start on every stream start, and after every camera outage, with
-        # the animals all there. Its state stands meanwhile: an occurrence open before an
-        # outage neither ends nor starts again because of it.
-        judged = not (self.below is not None and ctx.warming_up)
-        holds = judged and self._condition(self.count)
+        condition = self._condition(self.count)
+        # While the tracker may not have confirmed what is in view (the stream's start, a
+        # camera back after an outage) the count is a lower bound: "more than N" is judged only
+        # when it holds, "fewer than N" only when it does not. Otherwise "fewer than N" would
+        # start on every stream start with the animals all there, and an outage would end and
+        # restart a "more than N". The state stands meanwhile, and a change that was waiting
+        # for min_duration_s starts its wait afresh once judged.
+        judged = not ctx.warming_up or condition == (self.above is not None)
+        if not judged:
+            self.debounce.drop_pending()
+        holds = judged and condition
         if holds:
             self.last_true = now
         changed = judged and self.debounce.update(holds, now, self.min_duration_s)
@@ -110,11 +117,10 @@ class CountRule(Rule):
                 first = self.debounce.since if changed and self.debounce.since else now
                 details = {"count": self.count, **self._threshold()}
                 events.append(book.start(None, first, now, ids, names, details))
-            elif None in book.open:
+            elif None in book.open and judged:  # no update tells of a count not judged
                 occurrence = book.open[None]
                 if (
-                    judged
-                    and tuple(sorted(ids)) != occurrence.track_ids
+                    tuple(sorted(ids)) != occurrence.track_ids
                     and now.pts - occurrence.last_message_pts >= TRACK_SET_UPDATE_MIN_S
                 ):
                     events.append(book.update(None, now, self.update_details(None), ids, names))
