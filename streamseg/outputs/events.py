@@ -14,6 +14,8 @@ written: the dead run still held the occurrence open then (its end would be in t
 any occurrence is open, the run touches the file's modification time every
 :data:`SEEN_INTERVAL_S`, so that date is within that interval of its death even when no event
 came for a while (an ``inside`` occurrence sends an update only every ``update_interval_s``).
+The file's time is the only clock it has: a copy that does not keep it (``cp`` without ``-p``, a
+restore from a backup) or a ``touch`` before the next run dates those ends then.
 
 So that a live run's occurrences are never taken for a dead one's, a run holds an exclusive
 lock on the file while it writes it: a second pipeline pointed at the same file fails at once.

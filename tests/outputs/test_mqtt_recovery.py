@@ -149,6 +149,7 @@ def test_a_database_error_while_ending_them_does_not_stop_the_run(
         f"outputs: {{mqtt: {{host: 127.0.0.1, port: 9, outbox: {{path: '{tmp_path}/o.db'}}}}}}\n"
     )
     publisher = build_mqtt_publisher(config)
+    assert publisher is not None
 
     def failing() -> None:
         raise sqlite3.OperationalError("disk I/O error")
@@ -158,3 +159,43 @@ def test_a_database_error_while_ending_them_does_not_stop_the_run(
         publisher.start()
     publisher.close(timeout=0.5)
     assert "could not store the ends of the occurrences an earlier run left open" in caplog.text
+
+
+@pytest.mark.parametrize("refusal", ["full", "too_large"])
+def test_an_end_this_run_could_not_store_is_no_longer_dated_still_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: str
+) -> None:
+    """Regression (audit): an ``end`` refused by a full outbox or over ``max_payload_bytes``
+    left its occurrence open, and the run went on dating it "still open" until it stopped: the
+    next start dated its interrupted end then, not near its real end. No broker here (port 9):
+    what is tested is what the outbox keeps."""
+    import streamseg.outputs.mqtt.publisher as publisher_module
+
+    monkeypatch.setattr(publisher_module, "OPEN_OCCURRENCES_SEEN_S", 0.05)
+    bound = 2 if refusal == "full" else 10
+    config = load_pipeline_text(
+        "name: crashy\nsources: [{id: gate, type: file, path: x.mp4}]\n"
+        "outputs: {mqtt: {host: 127.0.0.1, port: 9, max_payload_bytes: 600, "
+        f"outbox: {{path: '{tmp_path}/o.db', max_events: {bound}}}}}}}\n"
+    )
+    publisher = build_mqtt_publisher(config)
+    assert publisher is not None
+    publisher.start()
+    ended, still = new_event_id(), new_event_id()
+
+    def message(event_id: str, type_: Any, seq: int, **fields: Any) -> Event:
+        return Event(
+            event_id, type_, "r", "inside", "gate", 1000.0, 1.0, 2.0, 50, seq=seq, **fields
+        )
+
+    publisher.on_event(message(ended, "start", 0))
+    publisher.on_event(message(still, "start", 0))
+    details = {"note": "x" * 600} if refusal == "too_large" else {}
+    publisher.on_event(message(ended, "end", 1, details=details))  # refused
+    refused_at = time.time()
+    time.sleep(0.4)
+    seen = {o.event_id: o.seen_at for o in publisher.outbox.open_occurrences()}
+    publisher.close(timeout=0.2)
+    assert set(seen) == {ended, still}  # both left for the next start to end
+    assert seen[ended] <= refused_at
+    assert seen[still] > refused_at + 0.2  # still open: dated since

@@ -319,6 +319,16 @@ class Outbox:
             for r in rows
         ]
 
+    def release_occurrence(self, event_id: str) -> None:
+        """Stop dating an occurrence "still open" (:meth:`touch_open`): this run ended it but
+        could not store the end. It stays open for the next start to end, dated when this
+        run last held it open."""
+        with self._lock:
+            self._check_open()
+            self._db.execute(
+                "UPDATE open_occurrences SET run = NULL WHERE event_id = ?", (event_id,)
+            )
+
     def touch_open(self) -> int:
         """Date the occurrences this opening stored and has not ended "still open now" (their
         ``seen_at``); return how many. Nothing is written when there are none."""

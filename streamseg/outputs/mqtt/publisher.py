@@ -434,6 +434,7 @@ class MqttPublisher:
             payload = event.to_json().encode("utf-8")
             if len(payload) > self.config.max_payload_bytes:
                 self._refuse_too_large(event, len(payload))
+                self._let_go(event)
                 return
             self.outbox.add(
                 self.topics.events,
@@ -443,6 +444,7 @@ class MqttPublisher:
                 ends=event.type == "end",
             )
         except OutboxFullError as exc:
+            self._let_go(event)
             self._refuse(event, exc)
         except Exception:
             self.metrics.events_refused.labels(reason="error").inc()
@@ -455,6 +457,8 @@ class MqttPublisher:
                 # Sent: the next start need not end it again (if the disk lets us say so).
                 with contextlib.suppress(Exception):
                     self.outbox.forget_occurrence(event.event_id)
+            else:
+                self._let_go(event)
             logger.exception(
                 "MQTT: could not store event %s (%s %s on %s) in the outbox %s; %s",
                 event.event_id,
@@ -470,6 +474,18 @@ class MqttPublisher:
         else:
             self._sender.work()
         self._refresh_outbox_status()
+
+    def _let_go(self, event: Event) -> None:
+        """After an ``end`` that could not be stored: the occurrence stays open in the outbox
+        for the next start to end, and this run stops dating it "still open" (its end would
+        be dated at this run's stop, not near its real end). Nothing for other messages: their
+        occurrence is still open."""
+        if event.type != "end":
+            return
+        try:
+            self.outbox.release_occurrence(event.event_id)
+        except Exception:
+            logger.debug("MQTT: could not release occurrence %s", event.event_id, exc_info=True)
 
     def _send_unstored(self, payload: bytes) -> bool:
         """Publish an event the outbox could not store, if connected: whether it went out.
