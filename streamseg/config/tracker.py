@@ -154,7 +154,9 @@ class TrackerConfig(ConfigModel):
         default=0.1,
         ge=0,
         le=60,
-        description="seconds a new track must keep matching before its id is shown (-1 until then)",
+        description="seconds a new track must keep matching before its id is shown (-1 until "
+        "then); on the stream's first frame, and the first after a gap longer than "
+        "lost_buffer_s, confident detections get ids at once",
     )
     lost_buffer_s: Float = Field(
         default=2.0,

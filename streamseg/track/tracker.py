@@ -44,7 +44,11 @@ Per :meth:`MaskTracker.update`:
 5. Matched tracks are corrected and keep the detection's mask; a tentative track that matched
    for ``min_confirm_s`` gets the next id; the detection's colour histogram is folded into the
    track's; unmatched tentative tracks are dropped, unmatched confirmed ones become lost; the
-   confident detections left (and the weak ones that stayed put) start tentative tracks.
+   confident detections left (and the weak ones that stayed put) start tentative tracks. On a
+   fresh start (the stream's first frame, or the first after a gap longer than
+   ``lost_buffer_s``, which dropped every track but hidden ones) they get ids at once, as in
+   ByteTrack: nothing came before to tell an object from a flicker, and the rules would lose
+   what happens in the stream's first ``min_confirm_s``.
 
 Ids start at 1 and are never reused; all state lives in the instance.
 """
@@ -134,6 +138,7 @@ class MaskTracker:
         )
         self._next_id = 1
         self._pending = PendingStarts(PERSIST_IOU)
+        self._started = False
 
     @property
     def timestamp_problems(self) -> dict[str, int]:
@@ -186,6 +191,11 @@ class MaskTracker:
         tracks = self._tracks
         dt = self._clock.advance(timestamp)
         now = self._clock.now_s
+        # A fresh start (the stream's first frame, or the first after a gap that dropped every
+        # track): nothing came before to tell an object from a one-frame flicker, and waiting
+        # would hide the stream's first moments from the rules. ByteTrack does the same.
+        fresh = not self._started or dt > cfg.lost_buffer_s + TIME_EPS_S
+        self._started = True
 
         # Expired first: after a stalled stream nothing is left to move over the whole gap.
         dormant = self._expire(now)
@@ -281,7 +291,7 @@ class MaskTracker:
             tracks.born_s[new_rows] = born[new]
             if frame.colours is not None:
                 tracks.store_appearance(new_rows, frame.colours[new], frame.has_colours[new])
-            self._confirm(new_rows, now)
+            self._confirm(new_rows, now, at_once=fresh)
             tracker_id[new] = tracks.ids[new_rows]
         out = _with_tracker_id(detections, tracker_id)
         hidden = tracks.lost & tracks.hidden & tracks.confirmed
@@ -566,13 +576,12 @@ class MaskTracker:
         other = tracks.class_id[rows][:, None] != frame.class_id[occluders][None, :]
         tracks.hidden[rows] = (touching & other).any(axis=1)
 
-    def _confirm(self, rows: IntArray, now: float) -> None:
-        """Give ids to the tentative tracks among ``rows`` that are old enough."""
+    def _confirm(self, rows: IntArray, now: float, at_once: bool = False) -> None:
+        """Give ids to the tentative tracks among ``rows`` that are old enough (all of them
+        ``at_once``)."""
         tracks = self._tracks
-        ready = rows[
-            (tracks.ids[rows] == NO_ID)
-            & (now - tracks.born_s[rows] >= self.config.min_confirm_s - TIME_EPS_S)
-        ]
+        old_enough = now - tracks.born_s[rows] >= self.config.min_confirm_s - TIME_EPS_S
+        ready = rows[(tracks.ids[rows] == NO_ID) & (old_enough | at_once)]
         if len(ready):
             tracks.ids[ready] = np.arange(self._next_id, self._next_id + len(ready))
             self._next_id += len(ready)

@@ -272,9 +272,11 @@ def test_a_start_held_back_by_cooldown_does_not_come_once_the_count_is_back(kit:
     assert all(e.ended_at is None or e.ended_at >= e.started_at for e in events)
 
 
-def test_the_real_tracker_after_an_outage_raises_no_count_below(kit: Kit) -> None:
-    """End to end with :class:`MaskTracker`: three cows in view, 10 s without frames (the
-    tracker drops every track and confirms them again under new ids), no "fewer than 3"."""
+def test_the_real_tracker_at_the_start_and_after_an_outage_raises_no_count_below(kit: Kit) -> None:
+    """End to end with :class:`MaskTracker`: three cows the model scores weakly (0.4, so each
+    starts a track only once it stayed put for ``persist_s``), in view from the start, then
+    10 s without frames (the tracker drops every track and starts them again under new ids):
+    no "fewer than 3" at the start nor on the camera's return."""
     import numpy as np
     import supervision as sv
 
@@ -282,14 +284,16 @@ def test_the_real_tracker_after_an_outage_raises_no_count_below(kit: Kit) -> Non
     from streamseg.track import MaskTracker
 
     config: Any = kit.config(
-        PEN + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
+        "tracker: {persist_threshold: 0.2, persist_s: 0.3}\n"
+        + PEN
+        + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
         "min_duration_s: 0}\n"
     )
     engine = RuleEngine.from_config(config, "cam")
     tracker = MaskTracker(config.tracker)
     herd = kit.detections(cows(3))
     untracked = sv.Detections(
-        xyxy=herd.xyxy, mask=herd.mask, confidence=np.full(3, 0.9), data=dict(herd.data)
+        xyxy=herd.xyxy, mask=herd.mask, confidence=np.full(3, 0.4), data=dict(herd.data)
     )
     events, ids = [], []
     for index in [*range(10), *range(150, 160)]:  # 15 fps: 0-0.6 s, then 10-10.6 s
@@ -298,5 +302,6 @@ def test_the_real_tracker_after_an_outage_raises_no_count_below(kit: Kit) -> Non
         assert tracked.tracker_id is not None
         ids.append(sorted(tracked.tracker_id.tolist()))
         events += engine.evaluate(kit.frame(index, pts), tracked)
+    assert ids[0] == [-1, -1, -1] and ids[9] == [1, 2, 3]  # ids from persist_s on
     assert ids[10] == [-1, -1, -1] and ids[-1] == [4, 5, 6]  # the tracker started afresh
     assert events == []

@@ -44,12 +44,11 @@ def test_pipeline_output_carries_track_ids(
     for stream in ("a", "b"):
         lines = [line for line in _lines(tmp_path / "det.jsonl") if line["stream"] == stream]
         ids = [[d["tracker_id"] for d in line["detections"]] for line in lines]
-        # The fake network plants person 0.9, car 0.7, dog 0.5, dog 0.3 on every frame. After
-        # min_confirm_s (0.1 s: the third frame at 15 fps) the three confident ones hold ids
-        # 1, 2, 3 (each stream numbers its own tracks); the 0.3 dog never starts a track
-        # (persist_threshold is off by default; see the test below).
-        assert ids[:2] == [[-1, -1, -1, -1]] * 2
-        assert ids[2:] == [[1, 2, 3, -1]] * (len(lines) - 2)
+        # The fake network plants person 0.9, car 0.7, dog 0.5, dog 0.3 on every frame. From
+        # the stream's first frame (no wait for min_confirm_s there) the three confident ones
+        # hold ids 1, 2, 3 (each stream numbers its own tracks); the 0.3 dog never starts a
+        # track (persist_threshold is off by default; see the test below).
+        assert ids == [[1, 2, 3, -1]] * len(lines)
 
 
 @pytest.mark.parametrize("persist", [True, False])
@@ -66,8 +65,7 @@ def test_weak_detections_reach_the_tracker_and_show_only_once_tracked(
     )
     Pipeline(load_pipeline_text(text)).run()
     ids = [[d["tracker_id"] for d in line["detections"]] for line in _lines(tmp_path / "det.jsonl")]
-    assert ids[:2] == [[-1, -1, -1]] * 2
-    assert ids[2:5] == [[1, 2, 3]] * 3
+    assert ids[:5] == [[1, 2, 3]] * 5
     assert ids[5:] == [[1, 2, 3, 4] if persist else [1, 2, 3]] * 5
 
 
@@ -107,7 +105,7 @@ def test_caller_stages_run_after_the_tracker(
         return _Seen(log)
 
     Pipeline(config, stage_factories=[factory]).run()
-    assert log[0] == [-1, -1, -1, -1] and log[-1] == [1, 2, 3, -1]
+    assert log[0] == log[-1] == [1, 2, 3, -1]  # ids: the tracker ran first
 
 
 def test_stage_uses_the_frame_timestamp_and_one_tracker_per_stream() -> None:
@@ -118,9 +116,11 @@ def test_stage_uses_the_frame_timestamp_and_one_tracker_per_stream() -> None:
     assert a.tracker is not b.tracker
     image = np.zeros((20, 20, 3), dtype=np.uint8)
     dets = sv.Detections(xyxy=np.array([[1.0, 1, 9, 9]]), confidence=np.array([0.9]))
-    # Frame indices advance by one but pts by 0.3 s: confirmation follows pts, not indices.
+    # The first frame is empty (on it an object would get its id at once). Frame indices
+    # advance by one but pts by 0.3 s: confirmation follows pts, not indices.
+    a.process(Frame("a", 0, 0.0, 0.0, image), sv.Detections.empty())
     ids = [
-        a.process(Frame("a", i, 0.3 * i, 0.0, image), dets).tracker_id.tolist() for i in range(3)
+        a.process(Frame("a", i, 0.3 * i, 0.0, image), dets).tracker_id.tolist() for i in range(1, 4)
     ]
     assert ids == [[-1], [-1], [1]]
 

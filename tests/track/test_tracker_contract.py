@@ -241,19 +241,52 @@ def test_same_identities_at_15_30_and_60_fps(scene_kit: SimpleNamespace) -> None
     assert all(len(ids) == 1 for ids in canon[15].values())
     for fps, run in runs.items():
         assert len(run.all_ids()) == 3, fps
-        # Confirmation waits min_confirm_s (0.1 s) of stream time at every rate.
-        first = min(f.t for f, ids in zip(run.frames, run.ids, strict=True) if (ids >= 1).any())
-        assert 0.1 - 1e-9 <= first <= 0.1 + 1 / fps + 1e-9, fps
+        assert (run.ids[0] >= 1).all(), fps  # the stream's first frame: ids at once
+
+
+@pytest.mark.parametrize("fps", [15, 30, 60])
+def test_confirmation_waits_the_same_stream_time_at_every_rate(
+    scene_kit: SimpleNamespace, fps: int
+) -> None:
+    """An object that appears after the stream's first frame waits ``min_confirm_s`` (0.1 s)
+    of stream time at every rate."""
+    walker = scene_kit.SceneObject(
+        1, "box", (20, 40), scene_kit.linear(40, 90, 30), hidden=((0, 0.5),)
+    )
+    run = scene_kit.run(_tracker(), [walker], scene_kit.times(1, fps))
+    first = min(f.t for f, ids in zip(run.frames, run.ids, strict=True) if (ids >= 1).any())
+    appeared = min(f.t for f in run.frames if len(f.detections))
+    assert 0.1 - 1e-9 <= first - appeared <= 0.1 + 1 / fps + 1e-9
 
 
 @pytest.mark.parametrize("fps", [10, 30])
 def test_confirmation_delay_is_in_seconds(scene_kit: SimpleNamespace, fps: int) -> None:
-    walker = scene_kit.SceneObject(1, "box", (20, 40), scene_kit.linear(40, 90, 30))
+    """Counted from the object's first detection, after the stream's first frame (hidden on
+    it: on the first frame ids come at once)."""
+    walker = scene_kit.SceneObject(
+        1, "box", (20, 40), scene_kit.linear(40, 90, 30), hidden=((0, 0.5 / fps),)
+    )
     run = scene_kit.run(_tracker(min_confirm_s=0.3), [walker], scene_kit.times(1, fps))
-    flat = [int(ids[0]) for ids in run.ids]
+    flat = [int(ids[0]) if len(ids) else 0 for ids in run.ids]
     first = flat.index(1)
-    assert all(i == -1 for i in flat[:first]) and all(i == 1 for i in flat[first:])
-    assert first == round(0.3 * fps)
+    assert flat[0] == 0 and all(i == -1 for i in flat[1:first]) and set(flat[first:]) == {1}
+    assert first == 1 + round(0.3 * fps)
+
+
+def test_the_streams_first_frame_gives_ids_at_once(scene_kit: SimpleNamespace) -> None:
+    """As in ByteTrack: on the stream's first frame nothing came before to tell an object
+    from a one-frame flicker, and waiting would hide the stream's first moments from the
+    rules. An object that appears later waits ``min_confirm_s``."""
+    first = scene_kit.SceneObject(1, "box", (20, 40), scene_kit.linear(40, 90, 30))
+    later = scene_kit.SceneObject(
+        2, "box", (20, 40), scene_kit.linear(200, 90, -30), hidden=((0, 0.25),)
+    )
+    run = scene_kit.run(_tracker(min_confirm_s=0.3), [first, later], scene_kit.times(1, 20))
+    assert [int(i) for i in run.ids[0]] == [1]
+    appeared = next(k for k, f in enumerate(run.frames) if len(f.detections) == 2)
+    assert appeared == 5
+    assert [int(i) for i in run.ids[appeared]] == [1, -1]
+    assert [int(i) for i in run.ids[appeared + 6]] == [1, 2]  # 0.3 s at 20 fps
 
 
 def test_no_confirmation_delay_gives_ids_at_once(scene_kit: SimpleNamespace) -> None:
@@ -288,16 +321,28 @@ def test_a_stalled_stream_hands_no_id_over(stall_s: float, other_object: bool) -
     (no frame at all for longer than lost_buffer_s) was never marked lost, so it survived the
     gap: the same object kept its id, and another person two box sizes away took it over (an
     alert keyed by the id went on under someone else). With one empty frame before the stall
-    both got new ids, as documented."""
+    both got new ids, as documented. The frame after the stall is a fresh start, as the
+    stream's first: ids at once."""
     tracker = _tracker()  # lost_buffer_s 2 s
     for i in range(6):
-        assert tracker.update(_one_box(20), timestamp=i / 30).tracker_id.tolist() == [
-            1 if i >= 3 else -1
-        ]
+        assert tracker.update(_one_box(20), timestamp=i / 30).tracker_id.tolist() == [1]
     after = tracker.update(_one_box(80 if other_object else 20), timestamp=5 / 30 + stall_s)
-    assert after.tracker_id.tolist() == [-1]  # a new, tentative track
+    assert after.tracker_id.tolist() == [2]  # a new track
     later = tracker.update(_one_box(80 if other_object else 20), timestamp=5 / 30 + stall_s + 0.2)
     assert later.tracker_id.tolist() == [2]
+
+
+def test_a_gap_within_the_lost_buffer_is_no_fresh_start() -> None:
+    """After a gap the tracks survive, a new object waits ``min_confirm_s`` as usual."""
+    tracker = _tracker()  # lost_buffer_s 2 s, min_confirm_s 0.1
+    assert tracker.update(_one_box(20), timestamp=0.0).tracker_id.tolist() == [1]
+    two = sv.Detections(
+        xyxy=np.array([[20.0, 20, 50, 60], [200.0, 20, 230, 60]]),
+        confidence=np.array([0.9, 0.9]),
+        class_id=np.array([0, 0]),
+    )
+    assert tracker.update(two, timestamp=1.5).tracker_id.tolist() == [1, -1]
+    assert tracker.update(two, timestamp=1.6).tracker_id.tolist() == [1, 2]
 
 
 def test_an_absurd_timestamp_jump_is_not_fatal() -> None:
