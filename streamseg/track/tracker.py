@@ -46,9 +46,12 @@ Per :meth:`MaskTracker.update`:
    track's; unmatched tentative tracks are dropped, unmatched confirmed ones become lost; the
    confident detections left (and the weak ones that stayed put) start tentative tracks. On a
    fresh start (the stream's first frame, or the first after a gap longer than
-   ``lost_buffer_s``, which dropped every track but hidden ones) they get ids at once, as in
-   ByteTrack: nothing came before to tell an object from a flicker, and the rules would lose
-   what happens in the stream's first ``min_confirm_s``.
+   ``lost_buffer_s``, which dropped every track but hidden ones) the confident ones get ids at
+   once, as in ByteTrack: nothing came before to tell an object from a flicker, and the rules
+   would lose what happens in the stream's first ``min_confirm_s``. Until they have matched
+   for ``min_confirm_s`` such tracks are still on trial: one missed on a frame is dropped, as a
+   tentative track is (not lost, not resumed), so a one-frame flicker does not keep its id.
+   Weak detections remembered before a gap (``persist_threshold``) are forgotten at it.
 
 Ids start at 1 and are never reused; all state lives in the instance.
 """
@@ -196,10 +199,14 @@ class MaskTracker:
         # would hide the stream's first moments from the rules. ByteTrack does the same.
         fresh = not self._started or dt > cfg.lost_buffer_s + TIME_EPS_S
         self._started = True
+        if fresh:  # a weak detection seen before the gap proves nothing about one after it
+            self._pending = PendingStarts(PERSIST_IOU)
 
         # Expired first: after a stalled stream nothing is left to move over the whole gap.
         dormant = self._expire(now)
         tracks.motion.predict(dt, tracks.lost, cfg.lost_velocity_decay_s)
+        # Tracks shown at once on a fresh start, still on trial (module docstring, step 5).
+        on_trial = tracks.early & (now - tracks.born_s < cfg.min_confirm_s - TIME_EPS_S)
 
         frame = self._frame(detections, image)
         n = len(frame.xyxy)
@@ -219,7 +226,7 @@ class MaskTracker:
         rows1, dets1 = all_rows[first.matches[:, 0]], high[first.matches[:, 1]]
         left = all_rows[first.unmatched_rows]
         # Stage 2: the other detections against the confirmed tracks left over.
-        left = left[tracks.confirmed[left]]
+        left = left[tracks.confirmed[left] & ~on_trial[left]]
         second = self._match(left, low, frame, cfg.low_match_threshold, now)
         rows2, dets2 = left[second.matches[:, 0]], low[second.matches[:, 1]]
 
@@ -270,10 +277,12 @@ class MaskTracker:
 
         matched = np.zeros(len(tracks), dtype=bool)
         matched[rows] = True
-        tentative_missed = ~matched & ~tracks.confirmed
+        tentative_missed = ~matched & (~tracks.confirmed | on_trial)
         # Occluders are detections the tracker uses at all (>= low_threshold), not noise.
         occluders = usable & (confidence >= cfg.low_threshold)
-        self._lose(np.flatnonzero(~matched & tracks.confirmed & ~tracks.lost), frame, occluders)
+        self._lose(
+            np.flatnonzero(~matched & tracks.confirmed & ~tracks.lost & ~on_trial), frame, occluders
+        )
         if tentative_missed.any():
             tracks.keep(~tentative_missed)
 
@@ -291,7 +300,9 @@ class MaskTracker:
             tracks.born_s[new_rows] = born[new]
             if frame.colours is not None:
                 tracks.store_appearance(new_rows, frame.colours[new], frame.has_colours[new])
-            self._confirm(new_rows, now, at_once=fresh)
+            if fresh:  # the confident ones at once; weak ones that stayed put waited already
+                tracks.early[new_rows] = ~np.isin(new, persisted)
+            self._confirm(new_rows, now, at_once=tracks.early[new_rows])
             tracker_id[new] = tracks.ids[new_rows]
         out = _with_tracker_id(detections, tracker_id)
         hidden = tracks.lost & tracks.hidden & tracks.confirmed
@@ -576,9 +587,11 @@ class MaskTracker:
         other = tracks.class_id[rows][:, None] != frame.class_id[occluders][None, :]
         tracks.hidden[rows] = (touching & other).any(axis=1)
 
-    def _confirm(self, rows: IntArray, now: float, at_once: bool = False) -> None:
-        """Give ids to the tentative tracks among ``rows`` that are old enough (all of them
-        ``at_once``)."""
+    def _confirm(
+        self, rows: IntArray, now: float, at_once: npt.NDArray[np.bool_] | bool = False
+    ) -> None:
+        """Give ids to the tentative tracks among ``rows`` that are old enough, or ``at_once``
+        (per row)."""
         tracks = self._tracks
         old_enough = now - tracks.born_s[rows] >= self.config.min_confirm_s - TIME_EPS_S
         ready = rows[(tracks.ids[rows] == NO_ID) & (old_enough | at_once)]

@@ -332,6 +332,58 @@ def test_a_stalled_stream_hands_no_id_over(stall_s: float, other_object: bool) -
     assert later.tracker_id.tolist() == [2]
 
 
+def _boxes(boxes: list[list[float]], confidence: list[float]) -> sv.Detections:
+    return sv.Detections(
+        xyxy=np.array(boxes, dtype=float).reshape(-1, 4),
+        confidence=np.array(confidence, dtype=float),
+        class_id=np.zeros(len(boxes), dtype=int),
+    )
+
+
+def test_a_flicker_on_the_first_frame_does_not_keep_the_id_it_was_shown() -> None:
+    """Regression (audit): a one-frame false detection on the stream's first frame (a
+    duplicate the NMS missed, a flicker) was confirmed at once and then held as a lost track
+    for lost_buffer_s: counted by count rules, raising a false exit, and handed to another
+    object that came by. Shown at once, it is still on trial for min_confirm_s: missed, it is
+    dropped as a tentative track is."""
+    obj, dup, far = [20, 20, 60, 100], [22, 24, 62, 100], [300, 20, 340, 100]
+    tracker = _tracker()
+    assert tracker.update(
+        _boxes([obj, dup, far], [0.9, 0.8, 0.7]), timestamp=0.0
+    ).tracker_id.tolist() == [1, 2, 3]
+    assert tracker.update(_boxes([obj], [0.9]), timestamp=1 / 15).tracker_id.tolist() == [1]
+    assert tracker.num_tracks == 1  # dropped, not lost
+    # Another object where the flicker was: a new track that waits min_confirm_s, id 4.
+    near = _boxes([obj, [305, 20, 345, 100]], [0.9, 0.9])
+    assert tracker.update(near, timestamp=1.0).tracker_id.tolist() == [1, -1]
+    assert tracker.update(near, timestamp=1.1).tracker_id.tolist() == [1, 4]
+    # One that stayed past min_confirm_s (0.1 s) is an ordinary confirmed track: lost, kept.
+    tracker = _tracker()
+    for t in (0.0, 1 / 15, 2 / 15):
+        tracker.update(_boxes([obj, far], [0.9, 0.7]), timestamp=t)
+    assert tracker.update(_boxes([obj], [0.9]), timestamp=3 / 15).tracker_id.tolist() == [1]
+    assert tracker.num_tracks == 2
+    assert tracker.update(_boxes([obj, far], [0.9, 0.7]), timestamp=4 / 15).tracker_id.tolist() == [
+        1,
+        2,
+    ]
+
+
+def test_weak_detections_get_no_id_at_once_on_a_fresh_start() -> None:
+    """Regression (audit): the fresh start's ids at once are for confident detections; a weak
+    one starts a track only after persist_s, and one remembered before a gap longer than
+    lost_buffer_s proves nothing after it."""
+    box = [20, 20, 60, 100]
+    tracker = _tracker(persist_threshold=0.2, persist_s=0.0)
+    ids = [
+        tracker.update(_boxes([box], [0.3]), timestamp=i / 15).tracker_id.tolist() for i in range(3)
+    ]
+    assert ids == [[-1]] * 3  # as for one appearing later (persist_s 0 with min_confirm_s 0.1)
+    tracker = _tracker(persist_threshold=0.2, persist_s=0.3)
+    assert tracker.update(_boxes([box], [0.3]), timestamp=0.0).tracker_id.tolist() == [-1]
+    assert tracker.update(_boxes([box], [0.3]), timestamp=3.0).tracker_id.tolist() == [-1]
+
+
 def test_a_gap_within_the_lost_buffer_is_no_fresh_start() -> None:
     """After a gap the tracks survive, a new object waits ``min_confirm_s`` as usual."""
     tracker = _tracker()  # lost_buffer_s 2 s, min_confirm_s 0.1
