@@ -20,6 +20,12 @@ HIDDEN_TRACK_IDS = "hidden_track_ids"
 confirmed tracks unseen on the frame that the tracker keeps as hidden behind an object of
 another class (``tracker.hidden_buffer_s``). The rules keep such a track's open occurrences."""
 
+RETRACTED_TRACK_IDS = "retracted_track_ids"
+"""Key of the tracker's output ``Detections.metadata``: a sorted tuple of the ids the tracker
+showed at once on a fresh start (the stream's first frame, or the first after a long gap) and
+withdrew on this frame, the track missed before ``min_confirm_s``: a one-frame flicker, not an
+object. The rules forget such a track at once (a count does not keep it for ``lost_timeout_s``)."""
+
 
 class SourceState(str, enum.Enum):
     """The visible state of one source (DESIGN.md, "Rules of the flow")."""

@@ -24,8 +24,9 @@ count topics that a crashed run left do not stand while a camera is down.
 
 Only confirmed tracks (``tracker_id >= 1``) take part. The tracker's ``HIDDEN_TRACK_IDS``
 (``detections.metadata``) keep the open occurrences of tracks hidden behind another object
-(:class:`~streamseg.rules.kinds.base.TrackRule`). A listener that raises is logged and
-skipped; it never stops the rules or the other listeners.
+(:class:`~streamseg.rules.kinds.base.TrackRule`); its ``RETRACTED_TRACK_IDS`` (ids shown at
+once on a fresh start, withdrawn as a flicker) are forgotten at once. A listener that raises is
+logged and skipped; it never stops the rules or the other listeners.
 
 Time is the stream's ``pts`` made monotonic (:class:`~streamseg.track.clock.TrackClock`, as in
 the tracker): a missing, repeated or backwards timestamp (a restarted stream) advances the
@@ -52,7 +53,7 @@ from streamseg.rules.lifecycle import TIME_EPS_S, Stamp
 from streamseg.rules.measures import FrameObjects
 from streamseg.rules.schedule import Schedule
 from streamseg.track.clock import TrackClock
-from streamseg.types import HIDDEN_TRACK_IDS, Frame
+from streamseg.types import HIDDEN_TRACK_IDS, RETRACTED_TRACK_IDS, Frame
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +75,8 @@ class RuleEngine:
         listeners: told about events, rule states and zone counts (module docstring).
         warmup_s: how long the tracker may take to give the objects in view ids
             (:attr:`TrackerConfig.acquire_s`): for this long after the stream's first frame,
-            and after a gap that made the tracker drop its tracks, an absence proves nothing:
-            ``count`` rules judge only what a count that can only rise proves
+            and after a gap that made the tracker drop its tracks, the objects in view may
+            have no id yet, or one given at once to a flicker: ``count`` rules judge nothing
             (:attr:`FrameContext.warming_up`).
         restart_gap_s: the tracker's ``lost_buffer_s``: a frame that comes more than this
             after the one before it (a camera back after an outage, a stalled stream) finds
@@ -191,6 +192,7 @@ class RuleEngine:
         now = Stamp(self._base_pts + self._clock.now_s, float(frame.wall_time), int(frame.index))
         self._last = now
         hidden = frozenset(int(i) for i in detections.metadata.get(HIDDEN_TRACK_IDS, ()))
+        retracted = frozenset(int(i) for i in detections.metadata.get(RETRACTED_TRACK_IDS, ()))
         restarted = self.restart_gap_s is not None and dt > self.restart_gap_s + TIME_EPS_S
         if first or restarted:
             self._warm_until = now.pts + self.warmup_s
@@ -203,7 +205,9 @@ class RuleEngine:
                     self.warmup_s,
                 )
         warming_up = now.pts < self._warm_until - TIME_EPS_S
-        ctx = FrameContext(now, FrameObjects(detections, frame.resolution_wh), hidden, warming_up)
+        ctx = FrameContext(
+            now, FrameObjects(detections, frame.resolution_wh), hidden, warming_up, retracted
+        )
         events: list[Event] = []
         for index, rule in enumerate(self.rules):
             if rule.id in self._schedules:

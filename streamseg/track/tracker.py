@@ -79,7 +79,7 @@ from streamseg.track.kalman import KalmanParams, cxcywh_to_xyxy
 from streamseg.track.masks import GridMasks, grid_masks, grid_stride, moved_origins, pair_mask_iou
 from streamseg.track.pending import PendingStarts
 from streamseg.track.tracks import NO_ID, TrackTable
-from streamseg.types import HIDDEN_TRACK_IDS
+from streamseg.types import HIDDEN_TRACK_IDS, RETRACTED_TRACK_IDS
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +180,8 @@ class MaskTracker:
             holds the ids of the confirmed tracks not seen on this frame that the tracker keeps
             as hidden behind an object of another class (see ``hidden_buffer_s``), sorted: the
             rules keep such a track's open occurrences (:mod:`streamseg.rules.kinds.base`).
+            ``metadata[RETRACTED_TRACK_IDS]`` holds the ids shown at once on a fresh start and
+            withdrawn on this frame (missed within ``min_confirm_s``), sorted.
 
         Raises:
             TypeError: ``detections`` is not an ``sv.Detections``.
@@ -283,6 +285,7 @@ class MaskTracker:
         self._lose(
             np.flatnonzero(~matched & tracks.confirmed & ~tracks.lost & ~on_trial), frame, occluders
         )
+        retracted = tracks.ids[tentative_missed & tracks.confirmed]  # on trial, missed
         if tentative_missed.any():
             tracks.keep(~tentative_missed)
 
@@ -307,6 +310,7 @@ class MaskTracker:
         out = _with_tracker_id(detections, tracker_id)
         hidden = tracks.lost & tracks.hidden & tracks.confirmed
         out.metadata[HIDDEN_TRACK_IDS] = tuple(sorted(int(i) for i in tracks.ids[hidden]))
+        out.metadata[RETRACTED_TRACK_IDS] = tuple(sorted(int(i) for i in retracted))
         return out
 
     # ----------------------------------------------------------------- steps

@@ -493,3 +493,22 @@ def test_a_change_waiting_before_a_long_hold_waits_again_after_it(kit: Kit) -> N
     assert [(e.type, e.frame_index) for e in events] == [("start", 109), ("end", 109)]
     assert events[0].started_pts == pytest.approx(10.6)
     assert events[0].details["unseen_since_pts"] == pytest.approx(0.5)
+
+
+def test_a_track_the_tracker_retracts_is_forgotten_at_once(kit: Kit) -> None:
+    """A track shown at once on a fresh start and withdrawn by the tracker on the next frame
+    (``RETRACTED_TRACK_IDS``: a flicker) ends its occurrence there, as lost, instead of being
+    kept for ``lost_timeout_s`` (an unseen track may come back; a withdrawn one does not)."""
+    from streamseg.types import RETRACTED_TRACK_IDS
+
+    engine, _ = kit.engine(
+        ZONE + "  - {id: in, type: inside, zone: yard, min_duration_s: 0, lost_timeout_s: 2}\n"
+    )
+    events = engine.evaluate(kit.frame(0, 0.0), kit.detections(person(IN, 2)))
+    withdrawn = kit.detections([])
+    withdrawn.metadata[RETRACTED_TRACK_IDS] = (2,)
+    events += engine.evaluate(kit.frame(1, 0.1), withdrawn)
+    assert [(e.type, e.frame_index, e.details.get("reason")) for e in events] == [
+        ("start", 0, None),
+        ("end", 1, "lost"),
+    ]

@@ -40,12 +40,15 @@ class FrameContext:
             its tracks) too recently for the tracker to have given the objects in view ids
             (:attr:`~streamseg.config.tracker.TrackerConfig.acquire_s`): an absence proves
             nothing.
+        retracted: ids the tracker showed at once on a fresh start and withdrew on this frame
+            (``RETRACTED_TRACK_IDS``): a flicker, forgotten at once, not kept as lost.
     """
 
     stamp: Stamp
     objects: FrameObjects
     hidden: frozenset[int] = frozenset()
     warming_up: bool = False
+    retracted: frozenset[int] = frozenset()
 
     @property
     def frame_wh(self) -> tuple[int, int]:
@@ -253,6 +256,8 @@ class TrackRule(Rule):
             )
             state.last_seen = now
             self.observe(ctx, k, track_id, state, events)
+        for track_id in ctx.retracted & tracks.keys():  # a flicker: gone, not lost for a while
+            self.lost(track_id, tracks.pop(track_id), now, events)
         if len(tracks) > len(indices):
             gone = []
             for track_id, state in tracks.items():

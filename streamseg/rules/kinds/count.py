@@ -7,8 +7,9 @@ tracker still reports hidden behind an object of another class (:attr:`FrameCont
 an animal hidden behind another still counts, so "head count below N" does not fire on an
 occlusion. The condition is ``count > above`` or ``count < below`` (strict), debounced
 with ``min_duration_s`` on the way in and out. While the stream warms up (its start, a camera
-back after an outage: :attr:`FrameContext.warming_up`) the count is a lower bound, and only what
-it proves is judged: a "more than" that holds, a "fewer than" that does not; the rest waits.
+back after an outage: :attr:`FrameContext.warming_up`) the count proves nothing (objects in view
+may have no id yet, and one given at once on the fresh start may be a flicker the tracker
+withdraws), so nothing is judged: the state stands.
 
 One zone-level occurrence at a time: ``start`` lists the tracks inside then (``track_ids``,
 possibly empty) and ``details.count``; an ``update`` follows when that set of tracks changes
@@ -72,6 +73,8 @@ class CountRule(Rule):
                 inside[track_id] = (objects.class_names[k], now.pts)
             else:
                 inside.pop(track_id, None)
+        for track_id in ctx.retracted:  # a flicker the tracker withdrew: no lost tolerance
+            inside.pop(track_id, None)
         timeout = self.lost_timeout_s
         stale = [
             t
@@ -94,17 +97,15 @@ class CountRule(Rule):
         now = ctx.stamp
         self.observe_paused(ctx)
         inside = self.inside
-        condition = self._condition(self.count)
         # While the tracker may not have confirmed what is in view (the stream's start, a
-        # camera back after an outage) the count is a lower bound: "more than N" is judged only
-        # when it holds, "fewer than N" only when it does not. Otherwise "fewer than N" would
-        # start on every stream start with the animals all there, and an outage would end and
-        # restart a "more than N". The state stands meanwhile, and a change that was waiting
-        # for min_duration_s starts its wait afresh once judged.
-        judged = not ctx.warming_up or condition == (self.above is not None)
+        # camera back after an outage) the count proves nothing: "fewer than N" would start on
+        # every stream start with the animals all there, an outage would end and restart a
+        # "more than N", and a flicker shown at once would count. The state stands meanwhile,
+        # and a change that was waiting for min_duration_s starts its wait afresh once judged.
+        judged = not ctx.warming_up
         if not judged:
             self.debounce.drop_pending()
-        holds = judged and condition
+        holds = judged and self._condition(self.count)
         if holds:
             self.last_true = now
         changed = judged and self.debounce.update(holds, now, self.min_duration_s)
