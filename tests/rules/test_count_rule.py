@@ -27,6 +27,17 @@ def cows(inside: int, outside: int = 0, first_id: int = 1) -> list[tuple[Any, ..
     return herd
 
 
+OUTAGE_TRACKER = "tracker: {min_confirm_s: 0.3, lost_buffer_s: 2.0}\n"
+"""The tracker of the outage tests: a gap over 2 s drops every track, new ids take 0.3 s."""
+
+
+def back_after_outage(inside: int, first_id: int, confirmed: int) -> list[list[tuple[Any, ...]]]:
+    """A camera's return after an outage (10 frames a second, :data:`OUTAGE_TRACKER`): the
+    ``inside`` cows unconfirmed for 3 frames, then ``confirmed`` frames under new ids."""
+    unconfirmed = [(-1, *cow[1:]) for cow in cows(inside)]
+    return [unconfirmed] * 3 + [cows(inside, first_id=first_id)] * confirmed
+
+
 def test_above_for_min_duration(kit: Kit) -> None:
     engine, recorder = kit.engine(
         PEN + "  - {id: crowd, type: count, zone: pen, classes: [cow], above: 2, "
@@ -92,15 +103,14 @@ def test_below_waits_again_when_the_camera_comes_back_after_an_outage(kit: Kit) 
     the tracker starts afresh, and "fewer than 3" fired (with ``min_duration_s: 0``) while it
     gave the animals new ids; the retained zone count dipped to 0 and back."""
     engine, recorder = kit.engine(
-        "tracker: {min_confirm_s: 0.3, lost_buffer_s: 2.0}\n"
+        OUTAGE_TRACKER
         + PEN
         + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
         "min_duration_s: 0, lost_timeout_s: 0.2}\n"
     )
     assert kit.run(engine, [cows(3)] * 10) == []  # 0.0-0.9 s
     # Back at 10 s: new tracks, unconfirmed for 0.3 s, then new ids.
-    unconfirmed = [(-1, *cow[1:]) for cow in cows(3)]
-    back = [unconfirmed] * 3 + [cows(3, first_id=4)] * 5
+    back = back_after_outage(3, first_id=4, confirmed=5)
     assert kit.run(engine, back, start=100) == []
     assert [c[3] for c in recorder.counts if c[1:3] == ("pen", "cow")] == [0, 3]
     # A real absence after the warm-up still counts: cow 6, last seen at 10.7 s, is gone past
@@ -113,7 +123,7 @@ def test_a_gap_shorter_than_the_lost_buffer_does_not_restart_the_warm_up(kit: Ki
     """The tracker keeps its tracks through a gap of up to ``lost_buffer_s``: an absence
     right after it counts at once."""
     engine, _ = kit.engine(
-        "tracker: {min_confirm_s: 0.3, lost_buffer_s: 2.0}\n"
+        OUTAGE_TRACKER
         + PEN
         + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
         "min_duration_s: 0, lost_timeout_s: 0.2}\n"
@@ -128,15 +138,14 @@ def test_an_open_below_occurrence_stands_through_an_outage(kit: Kit) -> None:
     warm-up (an ``update``, track-set or periodic, with no tracks inside) when the camera comes
     back."""
     engine, _ = kit.engine(
-        "tracker: {min_confirm_s: 0.3, lost_buffer_s: 2.0}\n"
+        OUTAGE_TRACKER
         + PEN
         + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
         "min_duration_s: 0, lost_timeout_s: 0.2, update_interval_s: 0.1}\n"
     )
     events = kit.run(engine, [cows(2)] * 10)
     assert (events[0].type, events[0].frame_index) == ("start", 3)
-    unconfirmed = [(-1, *cow[1:]) for cow in cows(2)]
-    back = [unconfirmed] * 3 + [cows(2, first_id=4)] * 12
+    back = back_after_outage(2, first_id=4, confirmed=12)
     events = kit.run(engine, back, start=100)
     first = events[0]
     assert (first.type, first.frame_index, first.track_ids) == ("update", 103, (4, 5))
@@ -150,14 +159,13 @@ def test_a_change_waiting_before_an_outage_waits_afresh_after_it(kit: Kit) -> No
     the outage and the warm-up towards its wait and started on the first frame judged, dated
     before the outage."""
     engine, _ = kit.engine(
-        "tracker: {min_confirm_s: 0.3, lost_buffer_s: 2.0}\n"
+        OUTAGE_TRACKER
         + PEN
         + "  - {id: missing, type: count, zone: pen, classes: [cow], below: 3, "
         "min_duration_s: 1.0, lost_timeout_s: 0.1}\n"
     )
     assert kit.run(engine, [cows(3)] * 7 + [cows(2)] * 3) == []  # 2 inside from 0.8 s
-    unconfirmed = [(-1, *cow[1:]) for cow in cows(2)]
-    back = [unconfirmed] * 3 + [cows(2, first_id=4)] * 12
+    back = back_after_outage(2, first_id=4, confirmed=12)
     events = kit.run(engine, back, start=100)
     assert [(e.type, e.frame_index) for e in events] == [("start", 113)]
     assert events[0].started_pts == pytest.approx(10.3)
@@ -168,15 +176,12 @@ def test_an_open_above_occurrence_stands_through_an_outage(kit: Kit) -> None:
     after it and started again under a new event id once the tracker had confirmed the same
     animals, while the zone count stood at 4."""
     engine, recorder = kit.engine(
-        "tracker: {min_confirm_s: 0.3, lost_buffer_s: 2.0}\n"
-        + PEN
-        + "  - {id: crowd, type: count, zone: pen, classes: [cow], above: 2, "
+        OUTAGE_TRACKER + PEN + "  - {id: crowd, type: count, zone: pen, classes: [cow], above: 2, "
         "min_duration_s: 0, lost_timeout_s: 0.1, update_interval_s: null}\n"
     )
     events = kit.run(engine, [cows(4)] * 5)
     assert [e.type for e in events] == ["start"]
-    unconfirmed = [(-1, *cow[1:]) for cow in cows(4)]
-    back = [unconfirmed] * 3 + [cows(4, first_id=5)] * 5
+    back = back_after_outage(4, first_id=5, confirmed=5)
     events = kit.run(engine, back, start=100)
     assert [(e.type, e.track_ids) for e in events] == [("update", (5, 6, 7, 8))]
     assert [c[3] for c in recorder.counts if c[1:3] == ("pen", "cow")] == [0, 4]
