@@ -198,8 +198,8 @@ class RuleEngine:
             self._warm_until = now.pts + self.warmup_s
             if restarted and self.warmup_s > 0:
                 logger.debug(
-                    "stream %r: %.1f s without frames; the tracker starts afresh, so 'below' "
-                    "counts wait %.2f s",
+                    "stream %r: %.1f s without frames; the tracker starts afresh, so count "
+                    "rules wait %.2f s",
                     self.stream_id,
                     dt,
                     self.warmup_s,
