@@ -48,13 +48,10 @@ Per :meth:`MaskTracker.update`:
    fresh start (the stream's first frame, or the first after a gap longer than
    ``lost_buffer_s``, which dropped every track but hidden ones) the confident ones get ids at
    once, as in ByteTrack: nothing came before to tell an object from a flicker, and the rules
-   would lose what happens in the stream's first ``min_confirm_s``. Until then such tracks are
-   on trial: one missed on a frame is *suspended*, its id withdrawn (``RETRACTED_TRACK_IDS``:
-   the rules forget it), and only stage one may find it again, within ``min_confirm_s`` (and a
-   frame) of its last sighting, with its id back; else it is dropped. So a one-frame flicker
-   keeps no id and hands none to another object, while a real object the model missed on one
-   early frame keeps its own. Weak detections remembered before a gap (``persist_threshold``)
-   are forgotten at it.
+   would lose what happens in the stream's first ``min_confirm_s``. Until they have matched
+   for ``min_confirm_s`` such tracks are still on trial: one missed on a frame is dropped, as a
+   tentative track is (not lost, not resumed), so a one-frame flicker does not keep its id.
+   Weak detections remembered before a gap (``persist_threshold``) are forgotten at it.
 
 Ids start at 1 and are never reused; all state lives in the instance.
 """
@@ -184,8 +181,7 @@ class MaskTracker:
             as hidden behind an object of another class (see ``hidden_buffer_s``), sorted: the
             rules keep such a track's open occurrences (:mod:`streamseg.rules.kinds.base`).
             ``metadata[RETRACTED_TRACK_IDS]`` holds the ids shown at once on a fresh start and
-            withdrawn on this frame (missed within ``min_confirm_s``: suspended), sorted; one
-            found again soon after comes back under the same id.
+            withdrawn on this frame (missed within ``min_confirm_s``), sorted.
 
         Raises:
             TypeError: ``detections`` is not an ``sv.Detections``.
@@ -209,7 +205,7 @@ class MaskTracker:
             self._pending = PendingStarts(PERSIST_IOU)
 
         # Expired first: after a stalled stream nothing is left to move over the whole gap.
-        dormant = self._expire(now, dt)
+        dormant = self._expire(now)
         tracks.motion.predict(dt, tracks.lost, cfg.lost_velocity_decay_s)
         # Tracks shown at once on a fresh start, still on trial (module docstring, step 5).
         on_trial = tracks.early & (now - tracks.born_s < cfg.min_confirm_s - TIME_EPS_S)
@@ -232,7 +228,7 @@ class MaskTracker:
         rows1, dets1 = all_rows[first.matches[:, 0]], high[first.matches[:, 1]]
         left = all_rows[first.unmatched_rows]
         # Stage 2: the other detections against the confirmed tracks left over.
-        left = left[tracks.confirmed[left] & ~on_trial[left] & ~tracks.suspended[left]]
+        left = left[tracks.confirmed[left] & ~on_trial[left]]
         second = self._match(left, low, frame, cfg.low_match_threshold, now)
         rows2, dets2 = left[second.matches[:, 0]], low[second.matches[:, 1]]
 
@@ -283,17 +279,13 @@ class MaskTracker:
 
         matched = np.zeros(len(tracks), dtype=bool)
         matched[rows] = True
-        tentative_missed = ~matched & ~tracks.confirmed
-        # Shown at once on a fresh start and missed before min_confirm_s: withdrawn for now.
-        suspend = ~matched & on_trial & ~tracks.suspended
-        retracted = tracks.ids[suspend]
-        tracks.suspended[suspend] = True
-        tracks.lost[suspend] = True
+        tentative_missed = ~matched & (~tracks.confirmed | on_trial)
         # Occluders are detections the tracker uses at all (>= low_threshold), not noise.
         occluders = usable & (confidence >= cfg.low_threshold)
         self._lose(
             np.flatnonzero(~matched & tracks.confirmed & ~tracks.lost & ~on_trial), frame, occluders
         )
+        retracted = tracks.ids[tentative_missed & tracks.confirmed]  # on trial, missed
         if tentative_missed.any():
             tracks.keep(~tentative_missed)
 
@@ -552,11 +544,11 @@ class MaskTracker:
         )
         return out
 
-    def _expire(self, now: float, dt: float) -> npt.NDArray[np.bool_]:
+    def _expire(self, now: float) -> npt.NDArray[np.bool_]:
         """Drop the tracks unseen for longer than their buffer (``lost_buffer_s``,
-        ``hidden_buffer_s`` for hidden ones, ``min_confirm_s`` plus this frame's step ``dt``
-        for suspended ones); return (T,) bool, the dormant tracks among those kept: hidden and
-        lost for longer than ``lost_buffer_s``, which only stage four may resume.
+        ``hidden_buffer_s`` for hidden ones); return (T,) bool, the dormant tracks among those
+        kept: hidden and lost for longer than ``lost_buffer_s``, which only stage four may
+        resume.
 
         Every track's unseen time counts, not only the lost ones': after a stalled stream (no
         frame at all for a while) a track matched on the last frame before it is as gone as
@@ -568,14 +560,11 @@ class MaskTracker:
             return np.zeros(0, dtype=bool)
         lost_s = now - tracks.last_seen_s
         buffer_s = np.where(tracks.hidden, cfg.effective_hidden_buffer_s, cfg.lost_buffer_s)
-        buffer_s = np.where(
-            tracks.suspended, np.minimum(buffer_s, cfg.min_confirm_s + dt), buffer_s
-        )
         expired = lost_s > buffer_s + TIME_EPS_S
         if expired.any():
             tracks.keep(~expired)
             lost_s = lost_s[~expired]
-        return tracks.lost & ~tracks.suspended & (lost_s > cfg.lost_buffer_s + TIME_EPS_S)
+        return tracks.lost & (lost_s > cfg.lost_buffer_s + TIME_EPS_S)
 
     def _lose(self, rows: IntArray, frame: _Frame, occluders: npt.NDArray[np.bool_]) -> None:
         """Mark the confirmed tracks ``rows`` lost, and hidden where their predicted box (at

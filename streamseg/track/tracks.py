@@ -2,9 +2,8 @@
 
 A track is *tentative* until it has matched for ``min_confirm_s`` (it has no id yet and is
 dropped at its first miss), then *confirmed* with an id (one started on a fresh start shows its
-id at once, :attr:`TrackTable.early`, and one missed within ``min_confirm_s`` is *suspended*:
-its id withdrawn, found again only by a close match soon after, else dropped); a confirmed track
-that misses a frame
+id at once, :attr:`TrackTable.early`, but is dropped like a tentative one at a miss within
+``min_confirm_s``); a confirmed track that misses a frame
 is *lost* until it matches again or stays unmatched longer than ``lost_buffer_s``
 (``hidden_buffer_s`` when it was lost behind another object: :attr:`TrackTable.hidden`).
 Column-wise storage keeps the per-frame work in vectorized numpy calls instead of one Python
@@ -49,8 +48,6 @@ class TrackTable:
         born_s: (T,) float64 clock time of the first detection.
         early: (T,) bool, given its id at once, on a fresh start (the stream's first frame or
             the first after a gap that dropped every track), before ``min_confirm_s``.
-        suspended: (T,) bool, early and missed before ``min_confirm_s``: its id was withdrawn
-            (``RETRACTED_TRACK_IDS``) until it matches again (cleared by :meth:`observe`).
         last_seen_s: (T,) float64 clock time of the last matched detection.
         lost: (T,) bool, confirmed but unmatched at the last update.
         hidden: (T,) bool, lost while its box overlapped the box of a detection of another
@@ -81,7 +78,6 @@ class TrackTable:
         self.class_id = np.zeros(0, dtype=np.int64)
         self.born_s = np.zeros(0, dtype=np.float64)
         self.early = np.zeros(0, dtype=bool)
-        self.suspended = np.zeros(0, dtype=bool)
         self.last_seen_s = np.zeros(0, dtype=np.float64)
         self.lost = np.zeros(0, dtype=bool)
         self.hidden = np.zeros(0, dtype=bool)
@@ -138,7 +134,6 @@ class TrackTable:
         self.class_id = np.concatenate((self.class_id, class_id.astype(np.int64)))
         self.born_s = np.concatenate((self.born_s, np.full(n, now_s)))
         self.early = np.concatenate((self.early, np.zeros(n, dtype=bool)))
-        self.suspended = np.concatenate((self.suspended, np.zeros(n, dtype=bool)))
         self.last_seen_s = np.concatenate((self.last_seen_s, np.full(n, now_s)))
         self.lost = np.concatenate((self.lost, np.zeros(n, dtype=bool)))
         self.hidden = np.concatenate((self.hidden, np.zeros(n, dtype=bool)))
@@ -163,7 +158,6 @@ class TrackTable:
         self.class_id = self.class_id[rows]
         self.born_s = self.born_s[rows]
         self.early = self.early[rows]
-        self.suspended = self.suspended[rows]
         self.last_seen_s = self.last_seen_s[rows]
         self.lost = self.lost[rows]
         self.hidden = self.hidden[rows]
@@ -196,7 +190,6 @@ class TrackTable:
         self.last_seen_s[rows] = now_s
         self.lost[rows] = False
         self.hidden[rows] = False
-        self.suspended[rows] = False
 
     def store_masks(
         self, rows: npt.NDArray[np.intp], masks: GridMasks, det_rows: npt.NDArray[np.intp]

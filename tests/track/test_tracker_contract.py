@@ -15,7 +15,6 @@ import supervision as sv
 
 from streamseg.config import TrackerConfig
 from streamseg.track import MaskTracker
-from streamseg.types import RETRACTED_TRACK_IDS
 
 
 def _tracker(**options: object) -> MaskTracker:
@@ -345,43 +344,26 @@ def test_a_flicker_on_the_first_frame_does_not_keep_the_id_it_was_shown() -> Non
     """Regression (audit): a one-frame false detection on the stream's first frame (a
     duplicate the NMS missed, a flicker) was confirmed at once and then held as a lost track
     for lost_buffer_s: counted by count rules, raising a false exit, and handed to another
-    object that came by. Shown at once, it is on trial for min_confirm_s: missed, its id is
-    withdrawn (RETRACTED_TRACK_IDS) and, not found again at once, it is dropped."""
+    object that came by. Shown at once, it is still on trial for min_confirm_s: missed, it is
+    dropped as a tentative track is."""
     obj, dup, far = [20, 20, 60, 100], [22, 24, 62, 100], [300, 20, 340, 100]
-    tracker = _tracker()  # min_confirm_s 0.1
-    first = tracker.update(_boxes([obj, dup, far], [0.9, 0.8, 0.7]), timestamp=0.0)
-    assert first.tracker_id.tolist() == [1, 2, 3]
-    assert first.metadata[RETRACTED_TRACK_IDS] == ()
-    second = tracker.update(_boxes([obj], [0.9]), timestamp=1 / 15)
-    assert second.tracker_id.tolist() == [1]
-    assert second.metadata[RETRACTED_TRACK_IDS] == (2, 3)
-    for t in (2 / 15, 3 / 15):
-        assert tracker.update(_boxes([obj], [0.9]), timestamp=t).metadata[RETRACTED_TRACK_IDS] == ()
-    assert tracker.num_tracks == 1  # both dropped
+    tracker = _tracker()
+    assert tracker.update(
+        _boxes([obj, dup, far], [0.9, 0.8, 0.7]), timestamp=0.0
+    ).tracker_id.tolist() == [1, 2, 3]
+    assert tracker.update(_boxes([obj], [0.9]), timestamp=1 / 15).tracker_id.tolist() == [1]
+    assert tracker.num_tracks == 1  # dropped, not lost
     # Another object where the flicker was: a new track that waits min_confirm_s, id 4.
     near = _boxes([obj, [305, 20, 345, 100]], [0.9, 0.9])
     assert tracker.update(near, timestamp=1.0).tracker_id.tolist() == [1, -1]
     assert tracker.update(near, timestamp=1.1).tracker_id.tolist() == [1, 4]
-
-
-def test_a_real_object_missed_on_an_early_frame_keeps_its_id() -> None:
-    """The model misses a real object on the frame after the first: its id is withdrawn on
-    that frame and comes back with it on the next (no identity switch), and one that stayed
-    past min_confirm_s is an ordinary confirmed track (lost, kept for lost_buffer_s)."""
-    obj, other = [20, 20, 60, 100], [300, 20, 340, 100]
+    # One that stayed past min_confirm_s (0.1 s) is an ordinary confirmed track: lost, kept.
     tracker = _tracker()
-    assert tracker.update(_boxes([obj, other], [0.9, 0.9]), timestamp=0.0).tracker_id.tolist() == [
-        1,
-        2,
-    ]
-    missed = tracker.update(_boxes([obj], [0.9]), timestamp=1 / 15)
-    assert missed.metadata[RETRACTED_TRACK_IDS] == (2,)
-    back = tracker.update(_boxes([obj, other], [0.9, 0.9]), timestamp=2 / 15)
-    assert back.tracker_id.tolist() == [1, 2]
-    tracker.update(_boxes([obj, other], [0.9, 0.9]), timestamp=3 / 15)
-    lost = tracker.update(_boxes([obj], [0.9]), timestamp=4 / 15)
-    assert lost.metadata[RETRACTED_TRACK_IDS] == () and tracker.num_tracks == 2
-    assert tracker.update(_boxes([obj, other], [0.9, 0.9]), timestamp=1.0).tracker_id.tolist() == [
+    for t in (0.0, 1 / 15, 2 / 15):
+        tracker.update(_boxes([obj, far], [0.9, 0.7]), timestamp=t)
+    assert tracker.update(_boxes([obj], [0.9]), timestamp=3 / 15).tracker_id.tolist() == [1]
+    assert tracker.num_tracks == 2
+    assert tracker.update(_boxes([obj, far], [0.9, 0.7]), timestamp=4 / 15).tracker_id.tolist() == [
         1,
         2,
     ]
