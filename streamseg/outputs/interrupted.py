@@ -27,10 +27,7 @@ does not load the rule engine.
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted"
 """``details.reason`` of an ``end`` sent for an occurrence a run that died left open."""
